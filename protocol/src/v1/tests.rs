@@ -1,0 +1,139 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn sample_batch() -> Batch {
+    let mut attributes = BTreeMap::new();
+    attributes.insert("sku".to_owned(), AttributeValue::String("A-1 \"quoted\" \\ \n\u{1}\u{2028}é😀".to_owned()));
+    attributes.insert("price".to_owned(), AttributeValue::Number(Number::parse("19.99").unwrap()));
+    attributes.insert("qty".to_owned(), AttributeValue::Number(Number::parse("-3").unwrap()));
+    attributes.insert("gift".to_owned(), AttributeValue::Bool(true));
+    let mut traits = BTreeMap::new();
+    traits.insert("email".to_owned(), AttributeValue::String("ada@example.com".to_owned()));
+    let mut campaign = BTreeMap::new();
+    campaign.insert("utm_source".to_owned(), "newsletter".to_owned());
+    Batch {
+        v: VERSION,
+        deployment_id: "demo".to_owned(),
+        visitor_id: "0b0f5f8e-6a57-4a8e-9b1e-3f3d2b1c0a99".to_owned(),
+        sent_at: 1_764_000_000_123,
+        events: vec![
+            Event {
+                id: "019ab000-0000-7000-8000-000000000001".to_owned(),
+                kind: EventKind::Pageview,
+                name: PAGE_VIEWED.to_owned(),
+                time: 1_764_000_000_000,
+                session_id: Some("s1".to_owned()),
+                page: Some(Page {
+                    url: "https://shop.example/products?q=shoes".to_owned(),
+                    title: "Products".to_owned(),
+                    referrer: String::new(),
+                    lang: "en".to_owned(),
+                    keywords: "shoes, boots".to_owned(),
+                    search_query: Some("shoes".to_owned()),
+                    campaign,
+                }),
+                context: Some(Context {
+                    browser_lang: "en-GB".to_owned(),
+                    screen_width: 1920,
+                    screen_height: 1080,
+                    screen_density: 200,
+                    viewport_width: 1200,
+                    viewport_height: 800,
+                }),
+                login_id: None,
+                attributes: BTreeMap::new(),
+                traits: BTreeMap::new(),
+            },
+            Event {
+                id: "019ab000-0000-7000-8000-000000000002".to_owned(),
+                kind: EventKind::Record,
+                name: "cart_added".to_owned(),
+                time: -5,
+                session_id: None,
+                page: None,
+                context: None,
+                login_id: Some("ada".to_owned()),
+                attributes,
+                traits,
+            },
+        ],
+    }
+}
+
+#[test]
+fn encoder_output_decodes_to_the_same_batch() {
+    let batch = sample_batch();
+    let json = encode_batch(&batch);
+    let decoded: Batch = serde_json::from_str(&json).expect(&json);
+    assert_eq!(decoded, batch);
+}
+
+#[test]
+fn encoder_agrees_with_serde_on_every_field() {
+    let batch = sample_batch();
+    let ours: serde_json::Value = serde_json::from_str(&encode_batch(&batch)).unwrap();
+    let theirs = serde_json::to_value(&batch).unwrap();
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn encoder_escapes_control_and_separator_characters() {
+    let json = encode_batch(&sample_batch());
+    assert!(json.contains(r#"\"quoted\" \\ \n\u0001\u2028é😀"#), "{json}");
+}
+
+#[test]
+fn decoding_rejects_malformed_batches() {
+    let cases = [
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","events":[]}"#, "sentAt"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":"soon","events":[]}"#, "invalid type"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"shout","name":"n","time":1}]}"#, "unknown variant"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","name":"n","time":1,"attributes":{"a":{"nested":1}}}]}"#, "did not match any variant"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","name":"n","time":1,"attributes":{"a":[1]}}]}"#, "did not match any variant"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","time":1}]}"#, "name"),
+    ];
+    for (input, expected) in cases {
+        let err = serde_json::from_str::<Batch>(input).unwrap_err().to_string();
+        assert!(err.contains(expected), "{input}: {err}");
+    }
+}
+
+#[test]
+fn numbers_accept_json_grammar_only() {
+    let cases = [
+        ("0", true), ("-0", true), ("12", true), ("1.5", true), ("1e+21", true), ("2E-7", true),
+        ("-12.25e3", true), ("", false), ("-", false), ("01", false), ("1.", false), (".5", false),
+        ("NaN", false), ("Infinity", false), ("1e", false), ("0x10", false), (" 1", false), ("1 ", false),
+    ];
+    for (text, ok) in cases {
+        assert_eq!(Number::parse(text).is_some(), ok, "{text:?}");
+    }
+}
+
+#[test]
+fn event_names_follow_the_letters_digits_underscore_rule() {
+    let long = "a".repeat(MAX_NAME_BYTES + 1);
+    let cases: [(&str, Result<(), NameError>); 8] = [
+        ("order_completed", Ok(())),
+        ("A1_b2", Ok(())),
+        ("_", Ok(())),
+        ("", Err(NameError::Empty)),
+        ("order-completed", Err(NameError::BadCharacter)),
+        ("order completed", Err(NameError::BadCharacter)),
+        ("café", Err(NameError::BadCharacter)),
+        (&long, Err(NameError::TooLong)),
+    ];
+    for (name, expected) in cases {
+        assert_eq!(validate_event_name(name), expected, "{name}");
+    }
+}
+
+#[test]
+fn attribute_values_name_their_journey_api_data_type() {
+    assert_eq!(AttributeValue::Bool(false).data_type(), "Boolean");
+    assert_eq!(AttributeValue::Bool(false).to_text(), "false");
+    let n = AttributeValue::Number(Number::parse("2.5").unwrap());
+    assert_eq!((n.data_type(), n.to_text().as_str()), ("Number", "2.5"));
+    assert_eq!(AttributeValue::String("x".into()).data_type(), "String");
+}
