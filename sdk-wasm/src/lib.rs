@@ -1,1 +1,16 @@
-//! Placeholder
+//! Footpath's browser SDK.
+//!
+//! Architecture Invariant: `core` is plain Rust. It knows nothing of JavaScript, takes
+//! its clock, randomness and storage through the [`core::Platform`] trait, and is unit
+//! tested natively. `web` is the only module that touches `wasm_bindgen`, `JsValue`,
+//! `web_sys` or `js_sys`; it turns the page's untyped `ac(...)` arguments into core
+//! types and carries out what the core decides (timers, requests, callbacks).
+//!
+//! Architecture Invariant: nothing panics across the JS boundary. Bad calls are reported
+//! on the console and through `on('error')`; the loader also wraps every call in
+//! `try`/`catch`, so that even a trap in the module cannot break the page.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod web;

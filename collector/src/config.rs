@@ -1,0 +1,238 @@
+//! The collector's configuration: one struct, filled from a TOML file and then
+//! overridden by environment variables and command-line flags (see `main.rs`).
+//!
+//! Every field has a default, so an empty file is a valid configuration; units are part
+//! of the field names.
+//!
+//! ```toml
+//! listen_addr = "127.0.0.1:8700"
+//! database_path = "footpath.sqlite3"
+//! api_tokens = ["change-me"]
+//!
+//! [[deployments]]
+//! id = "demo"
+//! allowed_origins = ["http://127.0.0.1:8080"]
+//! ```
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds to.
+    pub listen_addr: SocketAddr,
+    /// The SQLite database file; created, with its schema, when missing.
+    pub database_path: PathBuf,
+    /// Folder whose files are served under `/sdk/` (the SDK's JavaScript and wasm).
+    pub sdk_dir: PathBuf,
+    /// A session ends after this long without activity.
+    pub session_timeout_seconds: u64,
+    /// How often the background task looks for idle sessions to end.
+    pub sweep_interval_seconds: u64,
+    /// Largest accepted batch body; a larger one is answered with 413.
+    pub max_body_bytes: usize,
+    /// Most events in one batch; a batch with more is refused as a whole.
+    pub max_events_per_batch: usize,
+    /// Events whose (clock-corrected) time is older than this are rejected.
+    pub max_event_age_hours: u64,
+    /// Bearer tokens that grant access to the read API. Secret: never printed.
+    pub api_tokens: Vec<String>,
+    /// The sites allowed to send events.
+    pub deployments: Vec<DeploymentConfig>,
+}
+
+/// One site (or group of sites) that sends events under one deployment id.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
+    pub id: String,
+    /// Exact `Origin` header values (`https://shop.example`) allowed to send batches
+    /// for this deployment; `"*"` allows any origin, including requests without one.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+impl DeploymentConfig {
+    /// Whether a batch carrying this `Origin` header (or none) may use the deployment.
+    pub fn allows_origin(&self, origin: Option<&str>) -> bool {
+        self.allowed_origins.iter().any(|allowed| {
+            allowed == "*" || origin.is_some_and(|origin| allowed.as_str() == origin)
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            database_path: PathBuf::from("footpath.sqlite3"),
+            sdk_dir: PathBuf::from("target/sdk"),
+            session_timeout_seconds: 20 * 60,
+            sweep_interval_seconds: 30,
+            max_body_bytes: 64 * 1024,
+            max_events_per_batch: 100,
+            max_event_age_hours: 24,
+            api_tokens: Vec::new(),
+            deployments: Vec::new(),
+        }
+    }
+}
+
+/// The tokens are secrets: `Debug` shows how many there are, never their values, so that
+/// logging the configuration at startup is safe.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("database_path", &self.database_path)
+            .field("sdk_dir", &self.sdk_dir)
+            .field("session_timeout_seconds", &self.session_timeout_seconds)
+            .field("sweep_interval_seconds", &self.sweep_interval_seconds)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_events_per_batch", &self.max_events_per_batch)
+            .field("max_event_age_hours", &self.max_event_age_hours)
+            .field(
+                "api_tokens",
+                &format_args!("[{} hidden]", self.api_tokens.len()),
+            )
+            .field("deployments", &self.deployments)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Parses TOML text; fields left out keep their defaults.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// Checks what serde cannot: values that would make the server misbehave rather
+    /// than fail to start.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        if self.session_timeout_seconds == 0 {
+            return invalid("session_timeout_seconds must be at least 1");
+        }
+        if self.sweep_interval_seconds == 0 {
+            return invalid("sweep_interval_seconds must be at least 1");
+        }
+        if self.max_events_per_batch == 0 {
+            return invalid("max_events_per_batch must be at least 1");
+        }
+        if self.api_tokens.iter().any(|token| token.is_empty()) {
+            return invalid("api_tokens must not contain an empty token");
+        }
+        let mut seen = HashSet::new();
+        for deployment in &self.deployments {
+            if deployment.id.is_empty() {
+                return invalid("a deployment has an empty id");
+            }
+            if !seen.insert(deployment.id.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "deployment {:?} is configured twice",
+                    deployment.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn session_timeout_ms(&self) -> i64 {
+        seconds_to_ms(self.session_timeout_seconds)
+    }
+
+    pub fn max_event_age_ms(&self) -> i64 {
+        seconds_to_ms(self.max_event_age_hours.saturating_mul(3600))
+    }
+
+    pub fn deployment(&self, id: &str) -> Option<&DeploymentConfig> {
+        self.deployments.iter().find(|deployment| deployment.id == id)
+    }
+}
+
+fn seconds_to_ms(seconds: u64) -> i64 {
+    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::from_toml_str("").unwrap();
+        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:8700");
+        assert_eq!(config.session_timeout_ms(), 1_200_000);
+        assert_eq!(config.max_body_bytes, 65_536);
+        assert_eq!(config.max_event_age_ms(), 86_400_000);
+    }
+
+    #[test]
+    fn parses_deployments_and_hides_tokens() {
+        let config = Config::from_toml_str(
+            r#"
+            api_tokens = ["s3cret"]
+            session_timeout_seconds = 60
+            [[deployments]]
+            id = "shop"
+            allowed_origins = ["https://shop.example"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.session_timeout_seconds, 60);
+        let shop = config.deployment("shop").unwrap();
+        assert!(shop.allows_origin(Some("https://shop.example")));
+        assert!(!shop.allows_origin(Some("https://evil.example")));
+        assert!(!shop.allows_origin(None));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("1 hidden"), "{debug}");
+    }
+
+    #[test]
+    fn star_allows_any_origin() {
+        let any = DeploymentConfig {
+            id: "any".into(),
+            allowed_origins: vec!["*".into()],
+        };
+        assert!(any.allows_origin(Some("https://x.example")));
+        assert!(any.allows_origin(None));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_duplicates() {
+        assert!(Config::from_toml_str("session_timeout_minutes = 3").is_err());
+        let twice = "[[deployments]]\nid = \"a\"\n[[deployments]]\nid = \"a\"\n";
+        assert!(matches!(
+            Config::from_toml_str(twice),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

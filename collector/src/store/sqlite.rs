@@ -1,0 +1,633 @@
+//! The embedded SQLite backend.
+//!
+//! One writer connection behind a mutex serialises ingest transactions (SQLite allows
+//! one writer at a time anyway); a separate read connection serves the read API, and
+//! thanks to WAL mode it reads a consistent snapshot without waiting for the writer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use footpath_protocol::v1::{AttributeValue, Context, EventKind, Number, Page};
+use rand::Rng;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite_migration::{Migrations, M};
+
+use super::{
+    IngestOutcome, LastEvent, Listing, NewBatch, NewEvent, SessionFilter, Store, StoreError,
+    StoredEvent, StoredSession,
+};
+use crate::sessions::{self, SessionSpan};
+
+/// The schema, one file per version. Never edit a released migration: add a new file.
+const MIGRATION_LIST: &[M<'static>] = &[M::up(include_str!(
+    "../../migrations/sqlite/0001_init.sql"
+))];
+const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
+
+/// How long a connection waits for a lock held by another connection (or process)
+/// before giving up with "database is busy".
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Short ids must be unique among the sessions of this period.
+const SHORT_ID_UNIQUE_FOR_MS: i64 = 24 * 60 * 60 * 1000;
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database file and brings its schema up to date. The path
+    /// must be a file: the read connection is a second connection to it.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref();
+        let mut writer = Connection::open(path)?;
+        configure(&writer)?;
+        // WAL lets the read connection work while a batch is being written. With
+        // synchronous=FULL a committed batch survives a power cut, which is what the
+        // SDK relies on when it drops events that the collector acknowledged.
+        let journal_mode: String =
+            writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "journal_mode is {journal_mode}, WAL is required"
+            )));
+        }
+        writer.pragma_update(None, "synchronous", "FULL")?;
+        MIGRATIONS.to_latest(&mut writer)?;
+
+        let reader = Connection::open(path)?;
+        configure(&reader)?;
+        reader.pragma_update(None, "query_only", true)?;
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+        })
+    }
+
+    // A panic while holding a connection leaves no half-done work behind (an open
+    // transaction rolls back when dropped), so a poisoned lock is safe to reuse.
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn configure(connection: &Connection) -> Result<(), StoreError> {
+    connection.busy_timeout(BUSY_TIMEOUT)?;
+    connection.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    fn ingest(
+        &self,
+        batch: &NewBatch,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let mut connection = self.writer();
+        // IMMEDIATE takes the write lock up front, so the transaction cannot fail
+        // half-way for lack of it after having read the sessions it is about to change.
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut outcomes = Vec::with_capacity(batch.events.len());
+        let mut touched_sessions = BTreeSet::new();
+        for event in &batch.events {
+            let already_stored = transaction
+                .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+                .exists([&event.id])?;
+            if already_stored {
+                outcomes.push(IngestOutcome::Duplicate);
+                continue;
+            }
+            let session_id = assign_session(&transaction, batch, event.time_ms, now_ms, timeout_ms)?;
+            insert_event(&transaction, batch, &session_id, event)?;
+            touched_sessions.insert(session_id);
+            outcomes.push(IngestOutcome::Accepted);
+        }
+        for session_id in &touched_sessions {
+            refresh_session_summary(&transaction, session_id)?;
+        }
+        transaction.commit()?;
+        Ok(outcomes)
+    }
+
+    fn session(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError> {
+        let connection = self.reader();
+        let mut statement =
+            connection.prepare_cached(&format!("{SESSION_SELECT} WHERE s.id = ?1"))?;
+        let mut rows = statement.query([session_id])?;
+        match rows.next()? {
+            Some(row) => Ok(Some(session_from_row(row)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn session_events(
+        &self,
+        session_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Listing<StoredEvent>>, StoreError> {
+        let mut connection = self.reader();
+        // One read transaction, so that the running totals and the page come from the
+        // same snapshot.
+        let transaction = connection.transaction()?;
+        let session_exists = transaction
+            .prepare_cached("SELECT 1 FROM sessions WHERE id = ?1")?
+            .exists([session_id])?;
+        if !session_exists {
+            return Ok(None);
+        }
+        // The cursor is the (time, id) position of the last event of the previous page;
+        // the totals count every event up to it.
+        let (cursor_time_ms, cursor_id, mut event_count, mut pageview_count) = match after {
+            None => (i64::MIN, String::new(), 0_u64, 0_u64),
+            Some(after) => {
+                let cursor_time_ms: i64 = transaction
+                    .prepare_cached("SELECT time_ms FROM events WHERE id = ?1 AND session_id = ?2")?
+                    .query_row(params![after, session_id], |row| row.get(0))
+                    .optional()?
+                    .ok_or(StoreError::UnknownCursor)?;
+                let (events, pageviews): (i64, i64) = transaction
+                    .prepare_cached(
+                        "SELECT COUNT(*), COALESCE(SUM(kind = 'pageview'), 0) FROM events
+                         WHERE session_id = ?1 AND (time_ms, id) <= (?2, ?3)",
+                    )?
+                    .query_row(params![session_id, cursor_time_ms, after], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?;
+                (cursor_time_ms, after.to_owned(), to_count(events)?, to_count(pageviews)?)
+            }
+        };
+        let mut statement = transaction.prepare_cached(&format!(
+            "{EVENT_SELECT} WHERE session_id = ?1 AND (time_ms, id) > (?2, ?3)
+             ORDER BY time_ms, id LIMIT ?4"
+        ))?;
+        let mut rows = statement.query(params![
+            session_id,
+            cursor_time_ms,
+            cursor_id,
+            fetch_limit(limit)
+        ])?;
+        let mut items = Vec::new();
+        while let Some(row) = rows.next()? {
+            let (session_id, deployment_id, visitor_id, event) = event_from_row(row)?;
+            event_count += 1;
+            if event.kind == EventKind::Pageview {
+                pageview_count += 1;
+            }
+            items.push(StoredEvent {
+                session_id,
+                deployment_id,
+                visitor_id,
+                event,
+                total_event_count: event_count,
+                total_pageview_count: pageview_count,
+            });
+        }
+        Ok(Some(into_listing(items, limit)))
+    }
+
+    fn sessions(
+        &self,
+        filter: &SessionFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing<StoredSession>, StoreError> {
+        let mut connection = self.reader();
+        let transaction = connection.transaction()?;
+        // Newest first: the cursor is the (first_ms, id) position of the last session of
+        // the previous page, and the next page continues below it.
+        let (cursor_first_ms, cursor_id) = match after {
+            None => (i64::MAX, None),
+            Some(after) => {
+                let first_ms: i64 = transaction
+                    .prepare_cached("SELECT first_ms FROM sessions WHERE id = ?1")?
+                    .query_row([after], |row| row.get(0))
+                    .optional()?
+                    .ok_or(StoreError::UnknownCursor)?;
+                (first_ms, Some(after))
+            }
+        };
+        let mut statement = transaction.prepare_cached(&format!(
+            "{SESSION_SELECT}
+             WHERE (?1 IS NULL OR s.deployment_id = ?1)
+               AND (?2 IS NULL OR s.visitor_id = ?2)
+               AND (?4 IS NULL AND s.first_ms <= ?3 OR (s.first_ms, s.id) < (?3, ?4))
+             ORDER BY s.first_ms DESC, s.id DESC
+             LIMIT ?5"
+        ))?;
+        let mut rows = statement.query(params![
+            filter.deployment_id,
+            filter.visitor_id,
+            cursor_first_ms,
+            cursor_id,
+            fetch_limit(limit)
+        ])?;
+        let mut items = Vec::new();
+        while let Some(row) = rows.next()? {
+            items.push(session_from_row(row)?);
+        }
+        Ok(into_listing(items, limit))
+    }
+
+    fn close_idle_sessions(&self, now_ms: i64, timeout_ms: i64) -> Result<usize, StoreError> {
+        let connection = self.writer();
+        // `last_ms <= now - timeout` is `sessions::is_idle` written so that the partial
+        // index on open sessions' last_ms can be used.
+        let ended = connection
+            .prepare_cached(
+                "UPDATE sessions SET ended_ms = last_ms
+                 WHERE ended_ms IS NULL AND last_ms <= ?1",
+            )?
+            .execute([now_ms.saturating_sub(timeout_ms)])?;
+        Ok(ended)
+    }
+}
+
+/// Asks for one row more than the page holds, to learn whether another page follows.
+fn fetch_limit(limit: usize) -> i64 {
+    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+}
+
+fn into_listing<T>(mut items: Vec<T>, limit: usize) -> Listing<T> {
+    let has_more = items.len() > limit;
+    items.truncate(limit);
+    Listing { items, has_more }
+}
+
+fn to_count(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value}")))
+}
+
+/// Finds the session the event joins, per [`sessions::choose_session`], and updates its
+/// span; or creates a new session. Returns the session id.
+fn assign_session(
+    transaction: &Transaction<'_>,
+    batch: &NewBatch,
+    time_ms: i64,
+    now_ms: i64,
+    timeout_ms: i64,
+) -> Result<String, StoreError> {
+    let mut candidates: Vec<(String, SessionSpan, Option<i64>)> = Vec::new();
+    {
+        let mut statement = transaction.prepare_cached(
+            "SELECT id, first_ms, last_ms, ended_ms FROM sessions
+             WHERE deployment_id = ?1 AND visitor_id = ?2 AND last_ms > ?3 AND first_ms < ?4",
+        )?;
+        let mut rows = statement.query(params![
+            batch.deployment_id,
+            batch.visitor_id,
+            sessions::candidate_last_ms_after(time_ms, timeout_ms),
+            time_ms.saturating_add(timeout_ms),
+        ])?;
+        while let Some(row) = rows.next()? {
+            let span = SessionSpan {
+                first_ms: row.get(1)?,
+                last_ms: row.get(2)?,
+            };
+            candidates.push((row.get(0)?, span, row.get(3)?));
+        }
+    }
+    let spans: Vec<SessionSpan> = candidates.iter().map(|(_, span, _)| *span).collect();
+    if let Some(index) = sessions::choose_session(&spans, time_ms, timeout_ms) {
+        let (session_id, mut span, ended_ms) = candidates.swap_remove(index);
+        span.include(time_ms);
+        // A late event can land in a session that the sweep already ended. If it moves
+        // the session's last activity, the end moves with it, or the session reopens
+        // when the new last activity is within the timeout.
+        let ended_ms = ended_ms.and_then(|_| {
+            sessions::is_idle(span.last_ms, now_ms, timeout_ms).then_some(span.last_ms)
+        });
+        transaction
+            .prepare_cached(
+                "UPDATE sessions SET first_ms = ?2, last_ms = ?3, ended_ms = ?4 WHERE id = ?1",
+            )?
+            .execute(params![session_id, span.first_ms, span.last_ms, ended_ms])?;
+        return Ok(session_id);
+    }
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let short_id = allocate_short_id(transaction, &batch.deployment_id, now_ms)?;
+    transaction
+        .prepare_cached(
+            "INSERT INTO sessions (id, short_id, deployment_id, visitor_id, first_ms, last_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )?
+        .execute(params![
+            session_id,
+            short_id,
+            batch.deployment_id,
+            batch.visitor_id,
+            time_ms
+        ])?;
+    Ok(session_id)
+}
+
+/// A random 6-digit number not used by the deployment's sessions of the last 24 hours.
+/// With 900 000 numbers, a deployment needs tens of thousands of sessions a day before
+/// retries become common.
+fn allocate_short_id(
+    transaction: &Transaction<'_>,
+    deployment_id: &str,
+    now_ms: i64,
+) -> Result<String, StoreError> {
+    let mut taken = transaction.prepare_cached(
+        "SELECT 1 FROM sessions WHERE deployment_id = ?1 AND short_id = ?2 AND last_ms >= ?3",
+    )?;
+    let mut random = rand::rng();
+    for _ in 0..100 {
+        let short_id = random.random_range(100_000..=999_999_u32).to_string();
+        let since_ms = now_ms.saturating_sub(SHORT_ID_UNIQUE_FOR_MS);
+        if !taken.exists(params![deployment_id, short_id, since_ms])? {
+            return Ok(short_id);
+        }
+    }
+    Err(StoreError::ShortIdsExhausted)
+}
+
+fn insert_event(
+    transaction: &Transaction<'_>,
+    batch: &NewBatch,
+    session_id: &str,
+    event: &NewEvent,
+) -> Result<(), StoreError> {
+    let page = event.page.as_ref();
+    let campaign_json = match page {
+        Some(page) if !page.campaign.is_empty() => Some(serde_json::to_string(&page.campaign)?),
+        _ => None,
+    };
+    let context_json = event.context.as_ref().map(serde_json::to_string).transpose()?;
+    transaction
+        .prepare_cached(
+            "INSERT INTO events (
+                id, session_id, deployment_id, visitor_id, kind, name,
+                time_ms, client_time_ms, received_ms,
+                page_url, page_title, page_referrer, page_lang, page_keywords, page_search_query,
+                campaign_json, context_json, login_id, attributes_json, traits_json,
+                user_agent, ip_address
+            ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                      ?17, ?18, ?19, ?20, ?21, ?22)",
+        )?
+        .execute(params![
+            event.id,
+            session_id,
+            batch.deployment_id,
+            batch.visitor_id,
+            event.kind.as_str(),
+            event.name,
+            event.time_ms,
+            event.client_time_ms,
+            event.received_ms,
+            page.map(|page| &page.url),
+            page.map(|page| &page.title),
+            page.map(|page| &page.referrer),
+            page.map(|page| &page.lang),
+            page.map(|page| &page.keywords),
+            page.and_then(|page| page.search_query.as_ref()),
+            campaign_json,
+            context_json,
+            event.login_id,
+            attributes_to_json(&event.attributes),
+            attributes_to_json(&event.traits),
+            event.user_agent,
+            event.ip_address,
+        ])?;
+    Ok(())
+}
+
+/// Recomputes what a session card shows from the session's events. Doing it from the
+/// events rather than incrementally keeps late events (which can change the first
+/// pageview or the order of search terms) simple and correct.
+fn refresh_session_summary(
+    transaction: &Transaction<'_>,
+    session_id: &str,
+) -> Result<(), StoreError> {
+    let mut search_terms: Vec<String> = Vec::new();
+    {
+        let mut statement = transaction.prepare_cached(
+            "SELECT page_search_query FROM events
+             WHERE session_id = ?1 AND page_search_query <> ''
+             ORDER BY time_ms, id",
+        )?;
+        let mut rows = statement.query([session_id])?;
+        while let Some(row) = rows.next()? {
+            let term: String = row.get(0)?;
+            if !search_terms.contains(&term) {
+                search_terms.push(term);
+            }
+        }
+    }
+    transaction
+        .prepare_cached(
+            "UPDATE sessions SET
+                event_count = (SELECT COUNT(*) FROM events WHERE session_id = ?1),
+                pageview_count = (SELECT COUNT(*) FROM events
+                                  WHERE session_id = ?1 AND kind = 'pageview'),
+                last_event_id = (SELECT id FROM events WHERE session_id = ?1
+                                 ORDER BY time_ms DESC, id DESC LIMIT 1),
+                last_pageview_id = (SELECT id FROM events
+                                    WHERE session_id = ?1 AND kind = 'pageview'
+                                    ORDER BY time_ms DESC, id DESC LIMIT 1),
+                landing_pageview_id = (SELECT id FROM events
+                                       WHERE session_id = ?1 AND kind = 'pageview'
+                                       ORDER BY time_ms, id LIMIT 1),
+                context_event_id = (SELECT id FROM events
+                                    WHERE session_id = ?1 AND context_json IS NOT NULL
+                                    ORDER BY time_ms DESC, id DESC LIMIT 1),
+                search_terms_json = ?2
+             WHERE id = ?1",
+        )?
+        .execute(params![session_id, serde_json::to_string(&search_terms)?])?;
+    Ok(())
+}
+
+/// The columns of an event row, in the order [`event_from_row`] reads them.
+const EVENT_SELECT: &str = "SELECT id, session_id, deployment_id, visitor_id, kind, name,
+    time_ms, client_time_ms, received_ms,
+    page_url, page_title, page_referrer, page_lang, page_keywords, page_search_query,
+    campaign_json, context_json, login_id, attributes_json, traits_json, user_agent, ip_address
+    FROM events";
+
+fn event_from_row(row: &Row<'_>) -> Result<(String, String, String, NewEvent), StoreError> {
+    let kind: String = row.get(4)?;
+    let event = NewEvent {
+        id: row.get(0)?,
+        kind: parse_kind(&kind)?,
+        name: row.get(5)?,
+        time_ms: row.get(6)?,
+        client_time_ms: row.get(7)?,
+        received_ms: row.get(8)?,
+        page: page_from_row(row, 9)?,
+        context: context_from_json(row.get(16)?)?,
+        login_id: row.get(17)?,
+        attributes: attributes_from_json(&row.get::<_, String>(18)?)?,
+        traits: attributes_from_json(&row.get::<_, String>(19)?)?,
+        user_agent: row.get(20)?,
+        ip_address: row.get(21)?,
+    };
+    Ok((row.get(1)?, row.get(2)?, row.get(3)?, event))
+}
+
+/// A session with the events its card points at, in the order [`session_from_row`]
+/// reads them. Page columns come in groups of seven, as [`page_from_row`] reads them.
+const SESSION_SELECT: &str = "SELECT
+    s.id, s.short_id, s.deployment_id, s.visitor_id, s.first_ms, s.last_ms, s.ended_ms,
+    s.event_count, s.pageview_count, s.search_terms_json,
+    le.id, le.name, le.time_ms, le.user_agent, le.ip_address,
+    lp.page_url, lp.page_title, lp.page_referrer, lp.page_lang, lp.page_keywords,
+    lp.page_search_query, lp.campaign_json,
+    fp.page_url, fp.page_title, fp.page_referrer, fp.page_lang, fp.page_keywords,
+    fp.page_search_query, fp.campaign_json,
+    ce.context_json
+    FROM sessions s
+    LEFT JOIN events le ON le.id = s.last_event_id
+    LEFT JOIN events lp ON lp.id = s.last_pageview_id
+    LEFT JOIN events fp ON fp.id = s.landing_pageview_id
+    LEFT JOIN events ce ON ce.id = s.context_event_id";
+
+fn session_from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
+    let last_event_id: Option<String> = row.get(10)?;
+    let last_event = match last_event_id {
+        Some(id) => Some(LastEvent {
+            id,
+            name: row.get(11)?,
+            time_ms: row.get(12)?,
+        }),
+        None => None,
+    };
+    Ok(StoredSession {
+        id: row.get(0)?,
+        short_id: row.get(1)?,
+        deployment_id: row.get(2)?,
+        visitor_id: row.get(3)?,
+        first_ms: row.get(4)?,
+        last_ms: row.get(5)?,
+        ended_ms: row.get(6)?,
+        event_count: to_count(row.get(7)?)?,
+        pageview_count: to_count(row.get(8)?)?,
+        search_terms: serde_json::from_str(&row.get::<_, String>(9)?)?,
+        last_event,
+        user_agent: row.get(13)?,
+        ip_address: row.get(14)?,
+        last_page: page_from_row(row, 15)?,
+        landing_page: page_from_row(row, 22)?,
+        context: context_from_json(row.get(29)?)?,
+    })
+}
+
+/// Reads the seven page columns starting at `start`; a NULL url means no page.
+fn page_from_row(row: &Row<'_>, start: usize) -> Result<Option<Page>, StoreError> {
+    let Some(url) = row.get::<_, Option<String>>(start)? else {
+        return Ok(None);
+    };
+    let text = |offset: usize| -> Result<String, StoreError> {
+        Ok(row.get::<_, Option<String>>(start + offset)?.unwrap_or_default())
+    };
+    let campaign = match row.get::<_, Option<String>>(start + 6)? {
+        Some(json) => serde_json::from_str(&json)?,
+        None => BTreeMap::new(),
+    };
+    Ok(Some(Page {
+        url,
+        title: text(1)?,
+        referrer: text(2)?,
+        lang: text(3)?,
+        keywords: text(4)?,
+        search_query: row.get(start + 5)?,
+        campaign,
+    }))
+}
+
+fn context_from_json(json: Option<String>) -> Result<Option<Context>, StoreError> {
+    Ok(json.map(|json| serde_json::from_str(&json)).transpose()?)
+}
+
+fn parse_kind(kind: &str) -> Result<EventKind, StoreError> {
+    [
+        EventKind::Pageview,
+        EventKind::Record,
+        EventKind::Identify,
+        EventKind::Logout,
+    ]
+    .into_iter()
+    .find(|candidate| candidate.as_str() == kind)
+    .ok_or_else(|| StoreError::Corrupt(format!("unknown event kind {kind:?}")))
+}
+
+/// Attributes are stored as `{"name": {"dataType": "Number", "value": "1.50"}}`: the
+/// value keeps its original text (JSON numbers would turn `1.50` into `1.5`), and the
+/// shape is the Journey API's.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAttribute {
+    data_type: String,
+    value: String,
+}
+
+fn attributes_to_json(attributes: &BTreeMap<String, AttributeValue>) -> String {
+    let stored: BTreeMap<&str, StoredAttribute> = attributes
+        .iter()
+        .map(|(name, value)| {
+            let stored = StoredAttribute {
+                data_type: value.data_type().to_owned(),
+                value: value.to_text(),
+            };
+            (name.as_str(), stored)
+        })
+        .collect();
+    // Serialising a map of strings cannot fail.
+    serde_json::to_string(&stored).unwrap_or_else(|_| "{}".to_owned())
+}
+
+fn attributes_from_json(json: &str) -> Result<BTreeMap<String, AttributeValue>, StoreError> {
+    let stored: BTreeMap<String, StoredAttribute> = serde_json::from_str(json)?;
+    stored
+        .into_iter()
+        .map(|(name, attribute)| {
+            let value = match attribute.data_type.as_str() {
+                "Boolean" => AttributeValue::Bool(attribute.value == "true"),
+                "Number" => AttributeValue::Number(Number::parse(&attribute.value).ok_or_else(
+                    || StoreError::Corrupt(format!("attribute {name} is not a number")),
+                )?),
+                _ => AttributeValue::String(attribute.value),
+            };
+            Ok((name, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn attributes_keep_their_text_and_type() {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("price".to_owned(), AttributeValue::Number(Number::parse("1.50").unwrap()));
+        attributes.insert("member".to_owned(), AttributeValue::Bool(true));
+        attributes.insert("tier".to_owned(), AttributeValue::String("gold".to_owned()));
+        let json = attributes_to_json(&attributes);
+        assert_eq!(
+            json,
+            r#"{"member":{"dataType":"Boolean","value":"true"},"price":{"dataType":"Number","value":"1.50"},"tier":{"dataType":"String","value":"gold"}}"#
+        );
+        assert_eq!(attributes_from_json(&json).unwrap(), attributes);
+    }
+}

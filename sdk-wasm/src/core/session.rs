@@ -1,0 +1,98 @@
+//! The visitor's current session as every tab of the site sees it.
+//!
+//! All tabs read and write one `localStorage` entry, `<session id>|<last activity ms>`,
+//! so that a visitor with three tabs open is in one session, and activity in any tab
+//! keeps it alive. Reading a value another tab wrote is always safe: a torn or foreign
+//! value parses as "no session" and a new one begins.
+
+/// The `localStorage` key of the shared session record.
+pub const SESSION_KEY: &str = "_footpath_session";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: String,
+    pub last_activity_ms: i64,
+}
+
+impl SessionRecord {
+    pub fn parse(text: &str) -> Option<SessionRecord> {
+        let (id, last) = text.split_once('|')?;
+        if id.is_empty() {
+            return None;
+        }
+        let last_activity_ms = parse_i64(last)?;
+        Some(SessionRecord { id: id.to_owned(), last_activity_ms })
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(self.id.len() + 16);
+        out.push_str(&self.id);
+        out.push('|');
+        push_i64(&mut out, self.last_activity_ms);
+        out
+    }
+
+    /// Whether activity at `now_ms` still belongs to this session: strictly less than
+    /// the timeout since the last activity, the same rule as the collector's.
+    pub fn is_live_at(&self, now_ms: i64, timeout_ms: i64) -> bool {
+        now_ms - self.last_activity_ms < timeout_ms
+    }
+}
+
+fn parse_i64(text: &str) -> Option<i64> {
+    if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.bytes().fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64))
+}
+
+pub(crate) fn push_i64(out: &mut String, value: i64) {
+    if value < 0 {
+        out.push('-');
+    }
+    push_u64(out, value.unsigned_abs());
+}
+
+/// Decimal digits without `core::fmt`, which would add kilobytes to the module.
+pub fn push_u64(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &d in &digits[start..] {
+        out.push(d as char);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_text() {
+        let record = SessionRecord { id: "abc".to_owned(), last_activity_ms: 1_764_000_000_123 };
+        assert_eq!(record.to_text(), "abc|1764000000123");
+        assert_eq!(SessionRecord::parse(&record.to_text()), Some(record));
+    }
+
+    #[test]
+    fn foreign_or_torn_values_read_as_no_session() {
+        for bad in ["", "abc", "|123", "abc|", "abc|12x", "abc|-5", "abc|9999999999999999999"] {
+            assert_eq!(SessionRecord::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn liveness_is_strict_at_the_timeout() {
+        let record = SessionRecord { id: "s".to_owned(), last_activity_ms: 0 };
+        let timeout = 20 * 60 * 1000;
+        assert!(record.is_live_at(timeout - 1000, timeout), "19 min 59 s continues");
+        assert!(!record.is_live_at(timeout, timeout), "20 min is a new session");
+    }
+}

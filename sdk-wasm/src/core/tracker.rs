@@ -1,0 +1,371 @@
+//! The state of one page's SDK: who the visitor is, which session they are in, and the
+//! events waiting to be sent.
+
+use std::collections::BTreeMap;
+
+use footpath_protocol::v1::{
+    AttributeValue, Batch, Context, Event, EventKind, Page, IDENTIFIED, LOGGED_OUT, VERSION,
+};
+
+use super::ids::{uuid_v4, uuid_v7};
+use super::session::{SessionRecord, SESSION_KEY};
+use super::{Options, Platform};
+
+/// A full queue is sent at once.
+pub const FLUSH_AT_EVENTS: usize = 10;
+/// Otherwise the queue is sent this long after its first event was queued.
+pub const FLUSH_DELAY_MS: i64 = 1000;
+
+/// Lifecycle changes the page can subscribe to with `ac('on', ...)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    SessionStarted(String),
+    SessionEnded(String),
+}
+
+/// What the caller should do about sending after queueing an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// The queue is full: send now.
+    Now,
+    /// The first event of a new queue: send after this many milliseconds.
+    After(i64),
+    /// A send is already scheduled for the queue.
+    Scheduled,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracked {
+    pub event_id: String,
+    pub notices: Vec<Notice>,
+    pub flush: Flush,
+}
+
+pub struct Tracker<P: Platform> {
+    platform: P,
+    options: Options,
+    visitor_id: String,
+    /// The session this tab last took part in; `None` before the first event and
+    /// after the session ended.
+    session_id: Option<String>,
+    queue: Vec<Event>,
+    traits: BTreeMap<String, AttributeValue>,
+    login_id: Option<String>,
+}
+
+impl<P: Platform> Tracker<P> {
+    pub fn new(platform: P, options: Options, visitor_id: String) -> Tracker<P> {
+        Tracker {
+            platform,
+            options,
+            visitor_id,
+            session_id: None,
+            queue: Vec::new(),
+            traits: BTreeMap::new(),
+            login_id: None,
+        }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    pub fn visitor_id(&self) -> &str {
+        &self.visitor_id
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        self.session_id.as_deref()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Queues an event of the current session (starting one if needed). The caller has
+    /// validated the name and attributes.
+    pub fn track(
+        &mut self,
+        kind: EventKind,
+        name: String,
+        page: Option<Page>,
+        context: Option<Context>,
+        attributes: BTreeMap<String, AttributeValue>,
+    ) -> Tracked {
+        let now = self.platform.now_ms();
+        let notices = self.touch_session(now);
+        let mut random = [0u8; 10];
+        self.platform.fill_random(&mut random);
+        let event_id = uuid_v7(now, random);
+        self.queue.push(Event {
+            id: event_id.clone(),
+            kind,
+            name,
+            time: now,
+            session_id: self.session_id.clone(),
+            page,
+            context,
+            login_id: self.login_id.clone(),
+            attributes,
+            traits: self.traits.clone(),
+        });
+        let flush = if self.queue.len() >= FLUSH_AT_EVENTS {
+            Flush::Now
+        } else if self.queue.len() == 1 {
+            Flush::After(FLUSH_DELAY_MS)
+        } else {
+            Flush::Scheduled
+        };
+        Tracked { event_id, notices, flush }
+    }
+
+    /// `ac('identify', loginId, traits)`: newer traits overwrite older ones and ride on
+    /// every following event of this page.
+    pub fn identify(
+        &mut self,
+        login_id: Option<String>,
+        traits: BTreeMap<String, AttributeValue>,
+        page: Option<Page>,
+        context: Option<Context>,
+    ) -> Tracked {
+        if login_id.is_some() {
+            self.login_id = login_id;
+        }
+        self.traits.extend(traits);
+        self.track(EventKind::Identify, IDENTIFIED.to_owned(), page, context, BTreeMap::new())
+    }
+
+    /// `ac('identify', null)`: records the log-out in the current session, then forgets
+    /// the identity and ends the session, so that the next activity starts a new one.
+    pub fn logout(&mut self, page: Option<Page>, context: Option<Context>) -> Tracked {
+        let mut tracked =
+            self.track(EventKind::Logout, LOGGED_OUT.to_owned(), page, context, BTreeMap::new());
+        self.login_id = None;
+        self.traits.clear();
+        self.platform.remove(SESSION_KEY);
+        if let Some(ended) = self.session_id.take() {
+            tracked.notices.push(Notice::SessionEnded(ended));
+        }
+        tracked
+    }
+
+    /// Takes up to `max` queued events as a batch stamped with the send time.
+    pub fn take_batch(&mut self, max: usize) -> Option<Batch> {
+        if self.queue.is_empty() {
+            return None;
+        }
+        let rest = self.queue.split_off(self.queue.len().min(max));
+        let events = std::mem::replace(&mut self.queue, rest);
+        Some(Batch {
+            v: VERSION,
+            deployment_id: self.options.deployment_id.clone(),
+            visitor_id: self.visitor_id.clone(),
+            sent_at: self.platform.now_ms(),
+            events,
+        })
+    }
+
+    /// Puts the events of a failed send back at the front of the queue, ids unchanged,
+    /// so that a retry is deduplicated by the collector.
+    pub fn requeue(&mut self, mut events: Vec<Event>) {
+        events.append(&mut self.queue);
+        self.queue = events;
+    }
+
+    /// Called when the inactivity timer fires. Returns the notices to emit and, while
+    /// the session is still alive (another tab may have kept it so), how long to wait
+    /// before checking again.
+    pub fn check_idle(&mut self) -> (Vec<Notice>, Option<i64>) {
+        let Some(ours) = self.session_id.clone() else {
+            return (Vec::new(), None);
+        };
+        let now = self.platform.now_ms();
+        let timeout = self.options.session_timeout_ms;
+        match self.shared_session() {
+            Some(shared) if shared.is_live_at(now, timeout) => {
+                let wait = shared.last_activity_ms + timeout - now;
+                if shared.id == ours {
+                    (Vec::new(), Some(wait))
+                } else {
+                    // Another tab began a new session after ours had ended there.
+                    self.session_id = Some(shared.id);
+                    (vec![Notice::SessionEnded(ours)], Some(wait))
+                }
+            }
+            _ => {
+                self.session_id = None;
+                (vec![Notice::SessionEnded(ours)], None)
+            }
+        }
+    }
+
+    fn shared_session(&self) -> Option<SessionRecord> {
+        self.platform.load(SESSION_KEY).and_then(|text| SessionRecord::parse(&text))
+    }
+
+    /// Activity at `now`: continue the shared session if it is alive, otherwise start
+    /// one, and record the activity for every tab.
+    fn touch_session(&mut self, now: i64) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        let id = match self.shared_session() {
+            Some(shared) if shared.is_live_at(now, self.options.session_timeout_ms) => shared.id,
+            _ => {
+                let mut random = [0u8; 16];
+                self.platform.fill_random(&mut random);
+                let id = uuid_v4(random);
+                notices.push(Notice::SessionStarted(id.clone()));
+                id
+            }
+        };
+        if let Some(previous) = self.session_id.take() {
+            if previous != id {
+                notices.insert(0, Notice::SessionEnded(previous));
+            }
+        }
+        self.platform.save(SESSION_KEY, &SessionRecord { id: id.clone(), last_activity_ms: now }.to_text());
+        self.session_id = Some(id);
+        notices
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::FakePlatform;
+    use super::*;
+    use footpath_protocol::v1::PAGE_VIEWED;
+
+    const MINUTE: i64 = 60_000;
+
+    fn tracker(platform: &FakePlatform) -> Tracker<FakePlatform> {
+        Tracker::new(platform.clone(), Options::new("demo".into(), "http://c".into()), "visitor".into())
+    }
+
+    fn record(t: &mut Tracker<FakePlatform>, name: &str) -> Tracked {
+        t.track(EventKind::Record, name.into(), None, None, BTreeMap::new())
+    }
+
+    #[test]
+    fn first_event_starts_a_session_and_schedules_a_send() {
+        let platform = FakePlatform::new(1_000_000);
+        let mut t = tracker(&platform);
+        let tracked = record(&mut t, "a");
+        let id = t.session_id().unwrap().to_owned();
+        assert_eq!(tracked.notices, vec![Notice::SessionStarted(id.clone())]);
+        assert_eq!(tracked.flush, Flush::After(FLUSH_DELAY_MS));
+        assert_eq!(platform.load(SESSION_KEY).unwrap(), format!("{id}|1000000"));
+        assert_eq!(record(&mut t, "b").flush, Flush::Scheduled);
+    }
+
+    #[test]
+    fn tenth_event_flushes_at_once_and_batches_keep_order() {
+        let platform = FakePlatform::new(1_000_000);
+        let mut t = tracker(&platform);
+        let flushes: Vec<Flush> = (0..10).map(|i| record(&mut t, &format!("e{i}")).flush).collect();
+        assert_eq!(flushes[9], Flush::Now);
+        platform.advance(5);
+        let batch = t.take_batch(100).unwrap();
+        assert_eq!(batch.sent_at, 1_000_005);
+        assert_eq!(batch.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), (0..10).map(|i| format!("e{i}")).collect::<Vec<_>>());
+        assert!(t.take_batch(100).is_none());
+    }
+
+    #[test]
+    fn event_ids_are_time_ordered_and_unique() {
+        let platform = FakePlatform::new(1_000_000);
+        let mut t = tracker(&platform);
+        let a = record(&mut t, "a").event_id;
+        let b = record(&mut t, "b").event_id;
+        platform.advance(1);
+        let c = record(&mut t, "c").event_id;
+        assert_ne!(a, b);
+        assert!(a[..13] == b[..13] && b < c, "{a} {b} {c}");
+    }
+
+    #[test]
+    fn activity_within_the_timeout_continues_the_session() {
+        let platform = FakePlatform::new(0);
+        let mut t = tracker(&platform);
+        record(&mut t, "a");
+        let first = t.session_id().unwrap().to_owned();
+        platform.advance(20 * MINUTE - 1000);
+        assert!(record(&mut t, "b").notices.is_empty());
+        assert_eq!(t.session_id(), Some(first.as_str()));
+    }
+
+    #[test]
+    fn activity_after_the_timeout_ends_the_old_session_and_starts_a_new_one() {
+        let platform = FakePlatform::new(0);
+        let mut t = tracker(&platform);
+        record(&mut t, "a");
+        let first = t.session_id().unwrap().to_owned();
+        platform.advance(20 * MINUTE);
+        let notices = record(&mut t, "b").notices;
+        let second = t.session_id().unwrap().to_owned();
+        assert_ne!(first, second);
+        assert_eq!(notices, vec![Notice::SessionEnded(first), Notice::SessionStarted(second)]);
+    }
+
+    #[test]
+    fn tabs_share_one_session_and_keep_it_alive_for_each_other() {
+        let tab1 = FakePlatform::new(0);
+        let tab2 = tab1.other_tab();
+        let mut t1 = tracker(&tab1);
+        let mut t2 = tracker(&tab2);
+        record(&mut t1, "a");
+        tab1.advance(15 * MINUTE);
+        assert!(record(&mut t2, "b").notices.is_empty(), "tab 2 joins without starting a session");
+        assert_eq!(t1.session_id(), t2.session_id());
+        // Tab 1's timer fires 20 minutes after its own activity, but tab 2 was active
+        // 5 minutes ago: the session lives on for 15 more minutes.
+        tab1.advance(5 * MINUTE);
+        assert_eq!(t1.check_idle(), (vec![], Some(15 * MINUTE)));
+        tab1.advance(15 * MINUTE);
+        let ended = t1.session_id().unwrap().to_owned();
+        assert_eq!(t1.check_idle(), (vec![Notice::SessionEnded(ended)], None));
+        assert_eq!(t1.session_id(), None);
+    }
+
+    #[test]
+    fn idle_check_without_a_session_does_nothing() {
+        let platform = FakePlatform::new(0);
+        let mut t = tracker(&platform);
+        assert_eq!(t.check_idle(), (vec![], None));
+    }
+
+    #[test]
+    fn traits_ride_on_following_events_and_logout_clears_them() {
+        let platform = FakePlatform::new(0);
+        let mut t = tracker(&platform);
+        let mut traits = BTreeMap::new();
+        traits.insert("email".to_owned(), AttributeValue::String("ada@example.com".into()));
+        t.identify(Some("ada".into()), traits, None, None);
+        record(&mut t, "after");
+        let session = t.session_id().unwrap().to_owned();
+        let logout = t.logout(None, None);
+        assert_eq!(logout.notices, vec![Notice::SessionEnded(session.clone())]);
+        assert_eq!(platform.load(SESSION_KEY), None);
+        let next = record(&mut t, "anonymous");
+        assert!(matches!(&next.notices[..], [Notice::SessionStarted(s)] if *s != session));
+        let batch = t.take_batch(100).unwrap();
+        let names: Vec<_> = batch.events.iter().map(|e| (e.name.as_str(), e.login_id.as_deref(), e.traits.len())).collect();
+        assert_eq!(names, vec![("identified", Some("ada"), 1), ("after", Some("ada"), 1), ("logged_out", Some("ada"), 1), ("anonymous", None, 0)]);
+    }
+
+    #[test]
+    fn requeued_events_go_first_with_their_ids() {
+        let platform = FakePlatform::new(0);
+        let mut t = tracker(&platform);
+        t.track(EventKind::Pageview, PAGE_VIEWED.into(), None, None, BTreeMap::new());
+        let failed = t.take_batch(100).unwrap();
+        record(&mut t, "later");
+        let ids: Vec<String> = failed.events.iter().map(|e| e.id.clone()).collect();
+        t.requeue(failed.events);
+        let retry = t.take_batch(1).unwrap();
+        assert_eq!(retry.events.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids);
+        assert_eq!(t.queued(), 1);
+    }
+}
