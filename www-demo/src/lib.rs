@@ -1,1 +1,73 @@
-//! Placeholder
+//! The demo shop: a few static pages that embed the Footpath snippet, served from an
+//! origin other than the collector's so that CORS is exercised for real.
+//!
+//! Pages are compiled in (`include_str!`); each carries a `<!-- footpath-snippet -->`
+//! marker that is replaced, per request, by the snippet from `js/snippet.min.js` with
+//! this server's collector URL and deployment id.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+/// The snippet sites paste into their pages, with placeholders.
+pub const SNIPPET: &str = include_str!("../../js/snippet.min.js");
+
+const PAGES: &[(&str, &str, &str)] = &[
+    ("/", "text/html; charset=utf-8", include_str!("../site/index.html")),
+    ("/products", "text/html; charset=utf-8", include_str!("../site/products.html")),
+    ("/product", "text/html; charset=utf-8", include_str!("../site/product.html")),
+    ("/checkout", "text/html; charset=utf-8", include_str!("../site/checkout.html")),
+    ("/signin", "text/html; charset=utf-8", include_str!("../site/signin.html")),
+    ("/assets/shop.js", "text/javascript; charset=utf-8", include_str!("../site/shop.js")),
+    ("/assets/shop.css", "text/css; charset=utf-8", include_str!("../site/shop.css")),
+];
+
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Base URL of the collector, e.g. `http://127.0.0.1:8700`.
+    pub collector_url: String,
+    pub deployment_id: String,
+    /// Extra `ac('init')` options as a JavaScript object literal, e.g.
+    /// `{sessionTimeoutMinutes: 1}`; tests use it.
+    pub init_options: Option<String>,
+}
+
+impl DemoConfig {
+    /// The `<script>` element every page gets.
+    pub fn snippet_tag(&self) -> String {
+        let init = match &self.init_options {
+            Some(options) => format!("ac('init','{}',{options});", self.deployment_id),
+            None => format!("ac('init','{}');", self.deployment_id),
+        };
+        let snippet = SNIPPET
+            .trim()
+            .replace("COLLECTOR_URL", self.collector_url.trim_end_matches('/'))
+            .replace("ac('init','DEPLOYMENT_ID');", &init);
+        format!("<script>{snippet}</script>")
+    }
+}
+
+pub fn router(config: DemoConfig) -> Router {
+    Router::new().fallback(page).with_state(Arc::new(config))
+}
+
+async fn page(State(config): State<Arc<DemoConfig>>, uri: Uri) -> Response {
+    let path = uri.path().trim_end_matches(".html");
+    let Some((_, content_type, body)) = PAGES.iter().find(|(p, _, _)| *p == path) else {
+        return (StatusCode::NOT_FOUND, "no such page").into_response();
+    };
+    let body = body.replace("<!-- footpath-snippet -->", &config.snippet_tag());
+    ([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+/// Serves the demo on `listener` until `shutdown` completes.
+pub async fn serve(
+    config: DemoConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+}

@@ -1,1 +1,134 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's build automation.
+//!
+//! - `setup`: installs what this machine lacks (Debian packages, wasm-bindgen-cli).
+//! - `sdk`:   builds the browser SDK into `target/sdk/` and prints its sizes.
+//! - `size`:  prints raw, gzip and brotli sizes of everything a page downloads.
+//! - `run`:   README command 1: collector, demo site and agents' API, with URLs.
+//! - `test`:  README command 2: every test (native, wasm in Chromium, end-to-end).
+//!
+//! Every step checks before it acts, so a second run reuses what is installed and built.
+
+mod sdk;
+mod setup;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("setup") => setup::setup().map(|_| ()),
+        Some("sdk") => setup::setup().and_then(|tools| sdk::build(&tools)).and_then(|_| sdk::report(false)),
+        Some("size") => sdk::report(args.iter().any(|a| a == "--twiggy")),
+        Some("run") => run(),
+        Some("test") => test(&args[1..]),
+        _ => {
+            eprintln!("usage: cargo xtask <setup|sdk|size [--twiggy]|run|test [--no-wasm] [--no-e2e]>");
+            return ExitCode::from(2);
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// Runs a command, echoing it, and fails unless it succeeds.
+pub fn run_checked(command: &mut Command) -> Result<()> {
+    eprintln!("$ {}", describe(command));
+    let status = command.status().with_context(|| format!("could not start {}", describe(command)))?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
+fn describe(command: &Command) -> String {
+    let mut text = command.get_program().to_string_lossy().into_owned();
+    for arg in command.get_args() {
+        text.push(' ');
+        text.push_str(&arg.to_string_lossy());
+    }
+    text
+}
+
+/// The cargo that invoked us (rustup's), for the native parts of the workspace.
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let with_wasm = !args.iter().any(|a| a == "--no-wasm");
+    let with_e2e = !args.iter().any(|a| a == "--no-e2e");
+    let tools = setup::setup()?;
+    sdk::build(&tools)?;
+    sdk::report(false)?;
+    // Native unit and integration tests of every crate, the SDK's core included.
+    let mut native = cargo();
+    native.args(["test", "--workspace", "--exclude", "footpath-e2e"]);
+    run_checked(&mut native)?;
+    if with_wasm {
+        sdk::test_in_browser(&tools)?;
+    }
+    if with_e2e {
+        let mut e2e = cargo();
+        e2e.args(["test", "-p", "footpath-e2e", "--", "--test-threads=1"])
+            .env("FOOTPATH_SDK_DIR", root().join("target/sdk"))
+            .env("CHROMEDRIVER", &tools.chromedriver)
+            .env("FOOTPATH_SNIPPET", root().join("js/snippet.min.js"));
+        run_checked(&mut e2e)?;
+    }
+    eprintln!("xtask: every test passed");
+    Ok(())
+}
+
+/// README command 1: builds everything, then runs the collector (embedded database),
+/// the demo site on a second origin, and prints where to open them.
+fn run() -> Result<()> {
+    let tools = setup::setup()?;
+    sdk::build(&tools)?;
+    run_checked(cargo().args(["build", "-p", "footpath-collector", "-p", "footpath-demo"]))?;
+    let data = root().join("target/demo");
+    std::fs::create_dir_all(&data)?;
+    let token = setup::random_token()?;
+    let collector_url = "http://127.0.0.1:8700";
+    let demo_url = "http://127.0.0.1:8701";
+    let mut collector = Command::new(root().join("target/debug/footpath-collector"))
+        .current_dir(root())
+        .args(["--config", "footpath.toml"])
+        .env("FOOTPATH_API_TOKEN", &token)
+        .env("FOOTPATH_DATABASE_PATH", data.join("footpath.sqlite3"))
+        .env("FOOTPATH_SDK_DIR", root().join("target/sdk"))
+        .spawn()
+        .context("starting the collector")?;
+    let mut demo = Command::new(root().join("target/debug/footpath-demo"))
+        .current_dir(root())
+        .args(["--listen", "127.0.0.1:8701", "--collector-url", collector_url, "--deployment-id", "demo"])
+        .spawn()
+        .context("starting the demo site")?;
+    println!();
+    println!("Footpath is running (Ctrl-C stops it):");
+    println!("  demo website      {demo_url}/");
+    println!("  collector         {collector_url}/healthz");
+    println!("  agents' API       {collector_url}/api/v2/journey/sessions  (Authorization: Bearer {token})");
+    println!("  example           curl -H 'Authorization: Bearer {token}' {collector_url}/api/v2/journey/sessions");
+    println!("  database          {}", data.join("footpath.sqlite3").display());
+    println!();
+    let status = collector.wait()?;
+    let _ = demo.kill();
+    if !status.success() {
+        bail!("the collector stopped: {status}");
+    }
+    Ok(())
+}
