@@ -173,7 +173,9 @@ impl Config {
     }
 
     pub fn deployment(&self, id: &str) -> Option<&DeploymentConfig> {
-        self.deployments.iter().find(|deployment| deployment.id == id)
+        self.deployments
+            .iter()
+            .find(|deployment| deployment.id == id)
     }
 }
 

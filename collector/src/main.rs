@@ -1,1 +1,133 @@
-fn main() {}
+//! The `footpath-collector` binary: reads the configuration, opens the database and
+//! serves until Ctrl-C or SIGTERM. Everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use footpath_collector::clock::SystemClock;
+use footpath_collector::config::Config;
+use footpath_collector::{serve, AppState};
+use tracing_subscriber::EnvFilter;
+
+/// Collects web events from the Footpath browser SDK, keeps web sessions and serves
+/// the Journey API.
+///
+/// Settings come from the TOML file given with --config (deployments can only be
+/// configured there), then from FOOTPATH_* environment variables, then from flags;
+/// later sources override earlier ones. Log verbosity follows RUST_LOG (default: info).
+#[derive(Parser)]
+#[command(name = "footpath-collector", version)]
+struct Cli {
+    /// TOML configuration file; every setting has a default, so it is optional.
+    #[arg(long, env = "FOOTPATH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Address to listen on [default: 127.0.0.1:8700].
+    #[arg(long, env = "FOOTPATH_LISTEN_ADDR", value_name = "ADDR")]
+    listen_addr: Option<SocketAddr>,
+
+    /// SQLite database file, created if missing [default: footpath.sqlite3].
+    #[arg(long, env = "FOOTPATH_DATABASE_PATH", value_name = "FILE")]
+    database_path: Option<PathBuf>,
+
+    /// Folder whose files are served under /sdk/ [default: target/sdk].
+    #[arg(long, env = "FOOTPATH_SDK_DIR", value_name = "DIR")]
+    sdk_dir: Option<PathBuf>,
+
+    /// A session ends after this many seconds without activity [default: 1200].
+    #[arg(long, env = "FOOTPATH_SESSION_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    session_timeout_seconds: Option<u64>,
+
+    /// Bearer token for the read API; repeat the flag, or separate tokens with commas
+    /// in the environment variable. Replaces the tokens of the configuration file.
+    #[arg(
+        long = "api-token",
+        env = "FOOTPATH_API_TOKEN",
+        value_name = "TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_tokens: Vec<String>,
+}
+
+impl Cli {
+    fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen_addr) = self.listen_addr {
+            config.listen_addr = listen_addr;
+        }
+        if let Some(database_path) = self.database_path {
+            config.database_path = database_path;
+        }
+        if let Some(sdk_dir) = self.sdk_dir {
+            config.sdk_dir = sdk_dir;
+        }
+        if let Some(seconds) = self.session_timeout_seconds {
+            config.session_timeout_seconds = seconds;
+        }
+        if !self.api_tokens.is_empty() {
+            config.api_tokens = self.api_tokens;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Cli::parse().into_config()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    tracing::info!(?config, "starting");
+    if config.deployments.is_empty() {
+        tracing::warn!("no deployments are configured: every batch will be refused");
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+    let address = listener.local_addr()?;
+    let state = AppState::new(config, Arc::new(SystemClock)).context("cannot open the database")?;
+    tracing::info!("listening on http://{address}");
+    serve(state, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C, or on SIGTERM (what service managers and containers send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

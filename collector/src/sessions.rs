@@ -126,7 +126,12 @@ mod tests {
             },
             Case {
                 name: "activity keeps extending one session",
-                events: &[("a", 0), ("a", 15 * MINUTE), ("a", 30 * MINUTE), ("a", 45 * MINUTE)],
+                events: &[
+                    ("a", 0),
+                    ("a", 15 * MINUTE),
+                    ("a", 30 * MINUTE),
+                    ("a", 45 * MINUTE),
+                ],
                 expected_sessions: &[0, 0, 0, 0],
                 expected_spans_of_a: &[(0, 45 * MINUTE)],
             },
@@ -156,14 +161,22 @@ mod tests {
             },
             Case {
                 name: "two visitors never share a session",
-                events: &[("a", 0), ("b", SECOND), ("a", 2 * SECOND), ("b", 3 * SECOND)],
+                events: &[
+                    ("a", 0),
+                    ("b", SECOND),
+                    ("a", 2 * SECOND),
+                    ("b", 3 * SECOND),
+                ],
                 expected_sessions: &[0, 0, 0, 0],
                 expected_spans_of_a: &[(0, 2 * SECOND)],
             },
         ];
         for case in cases {
-            let events: Vec<(&str, i64)> =
-                case.events.iter().map(|&(visitor, offset)| (visitor, T0 + offset)).collect();
+            let events: Vec<(&str, i64)> = case
+                .events
+                .iter()
+                .map(|&(visitor, offset)| (visitor, T0 + offset))
+                .collect();
             let (assigned, sessions) = replay(&events);
             assert_eq!(assigned, case.expected_sessions, "{}", case.name);
             let spans_of_a: Vec<(i64, i64)> = sessions["a"]
@@ -184,7 +197,11 @@ mod tests {
     #[test]
     fn idle_exactly_at_the_timeout() {
         let check = |now_offset: i64, expected: bool| {
-            assert_eq!(is_idle(T0, T0 + now_offset, TIMEOUT), expected, "{now_offset}");
+            assert_eq!(
+                is_idle(T0, T0 + now_offset, TIMEOUT),
+                expected,
+                "{now_offset}"
+            );
         };
         check(0, false);
         check(TIMEOUT - 1, false);

@@ -8,9 +8,8 @@ use time::OffsetDateTime;
 /// represent (far beyond year 9999) are clamped, since validation never lets such an
 /// event in and a read must not fail over one odd row.
 pub fn format_ms(ms: i64) -> String {
-    let format = format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
+    let format =
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     let nanos = i128::from(ms) * 1_000_000;
     let date_time = OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(if ms < 0 {
         OffsetDateTime::UNIX_EPOCH

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use footpath_protocol::v1::{
-    validate_attribute_name, validate_event_name, AttributeValue, Event, EventKind, Page,
+    validate_attribute_name, validate_event_name, AttributeValue, Event, EventKind, Map, Page,
     IDENTIFIED, LOGGED_OUT, MAX_ATTRIBUTES, MAX_VALUE_BYTES, PAGE_VIEWED,
 };
 
@@ -62,9 +62,7 @@ pub fn validate_event(
         EventKind::Logout => Some(LOGGED_OUT),
     };
     match expected_name {
-        None => {
-            validate_event_name(&event.name).map_err(|error| field("name", error.reason()))?
-        }
+        None => validate_event_name(&event.name).map_err(|error| field("name", error.reason()))?,
         Some(expected) if event.name != expected => {
             let reason = format!(
                 "must be \"{expected}\" for an event of kind {}",
@@ -94,7 +92,10 @@ pub fn validate_event(
     }
 
     if event.time > batch.sent_at_ms.saturating_add(MAX_TIME_AFTER_SENT_AT_MS) {
-        return Err(field("time", "is more than a minute after the batch's sentAt"));
+        return Err(field(
+            "time",
+            "is more than a minute after the batch's sentAt",
+        ));
     }
     let time_ms = event.time.saturating_add(batch.skew_correction_ms());
     if time_ms < batch.now_ms.saturating_sub(batch.max_event_age_ms) {
@@ -112,8 +113,8 @@ pub fn validate_event(
         page: event.page.clone(),
         context: event.context.clone(),
         login_id: event.login_id.clone(),
-        attributes: event.attributes.clone(),
-        traits: event.traits.clone(),
+        attributes: sorted(&event.attributes),
+        traits: sorted(&event.traits),
         user_agent: batch.user_agent.clone(),
         ip_address: batch.ip_address.clone(),
     })
@@ -131,14 +132,12 @@ fn validate_page_url(page: &Page) -> Result<(), &'static str> {
 
 /// On failure returns the offending part of the field name (`.color`, or empty for the
 /// whole map) and the reason.
-fn validate_attributes(
-    attributes: &BTreeMap<String, AttributeValue>,
-) -> Result<(), (String, String)> {
+fn validate_attributes(attributes: &Map<AttributeValue>) -> Result<(), (String, String)> {
     if attributes.len() > MAX_ATTRIBUTES {
         let reason = format!("has more than {MAX_ATTRIBUTES} entries");
         return Err((String::new(), reason));
     }
-    for (name, value) in attributes {
+    for (name, value) in attributes.iter() {
         validate_attribute_name(name)
             .map_err(|error| (format!(".{name}"), error.reason().to_owned()))?;
         if let AttributeValue::String(text) = value {
@@ -149,6 +148,14 @@ fn validate_attributes(
         }
     }
     Ok(())
+}
+
+/// Attributes by name, so that the API lists them in a stable order.
+fn sorted(attributes: &Map<AttributeValue>) -> BTreeMap<String, AttributeValue> {
+    attributes
+        .iter()
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -179,8 +186,8 @@ mod tests {
             page: None,
             context: None,
             login_id: None,
-            attributes: BTreeMap::new(),
-            traits: BTreeMap::new(),
+            attributes: Map::new(),
+            traits: Map::new(),
         }
     }
 
@@ -210,9 +217,15 @@ mod tests {
             Some("events[3].name: may contain only letters, digits and _"),
         );
         check(record(""), Some("events[3].name: is empty"));
-        check(record(&"a".repeat(65)), Some("events[3].name: is longer than 64 bytes"));
         check(
-            Event { id: "nope".into(), ..record("ok") },
+            record(&"a".repeat(65)),
+            Some("events[3].name: is longer than 64 bytes"),
+        );
+        check(
+            Event {
+                id: "nope".into(),
+                ..record("ok")
+            },
             Some("events[3].id: must be a UUID"),
         );
         check(pageview("https://shop.example/a?b=c"), None);
@@ -226,19 +239,31 @@ mod tests {
             Some("events[3].page.url: must be an absolute http or https URL"),
         );
         check(
-            Event { page: None, ..pageview("https://a.example/") },
+            Event {
+                page: None,
+                ..pageview("https://a.example/")
+            },
             Some("events[3].page: is required for a pageview"),
         );
         check(
-            Event { name: "viewed".into(), ..pageview("https://a.example/") },
+            Event {
+                name: "viewed".into(),
+                ..pageview("https://a.example/")
+            },
             Some("events[3].name: must be \"page_viewed\" for an event of kind pageview"),
         );
         check(
-            Event { kind: EventKind::Identify, ..record("identified") },
+            Event {
+                kind: EventKind::Identify,
+                ..record("identified")
+            },
             None,
         );
         check(
-            Event { kind: EventKind::Logout, ..record("identified") },
+            Event {
+                kind: EventKind::Logout,
+                ..record("identified")
+            },
             Some("events[3].name: must be \"logged_out\" for an event of kind logout"),
         );
     }
@@ -250,7 +275,13 @@ mod tests {
             event.attributes.insert(name.into(), value);
             event
         };
-        check(with("price", AttributeValue::Number(Number::parse("9.5").unwrap())), None);
+        check(
+            with(
+                "price",
+                AttributeValue::Number(Number::parse("9.5").unwrap()),
+            ),
+            None,
+        );
         check(
             with("bad-name", AttributeValue::Bool(true)),
             Some("events[3].attributes.bad-name: may contain only letters, digits and _"),
@@ -261,7 +292,8 @@ mod tests {
         );
         let mut many = record("ok");
         for i in 0..=MAX_ATTRIBUTES {
-            many.traits.insert(format!("t{i}"), AttributeValue::Bool(true));
+            many.traits
+                .insert(format!("t{i}"), AttributeValue::Bool(true));
         }
         check(many, Some("events[3].traits: has more than 50 entries"));
     }
@@ -270,23 +302,35 @@ mod tests {
     fn times_are_corrected_by_the_clock_skew() {
         // The device's clock is 2 hours behind: its "now" is NOW - 2h.
         let device_now = NOW - 2 * HOUR;
-        let event = Event { time: device_now - 1_000, ..record("ok") };
+        let event = Event {
+            time: device_now - 1_000,
+            ..record("ok")
+        };
         let stored = validate_event(0, &event, &batch_context(device_now)).unwrap();
         assert_eq!(stored.time_ms, NOW - 1_000);
         assert_eq!(stored.client_time_ms, device_now - 1_000);
         assert_eq!(stored.received_ms, NOW);
 
-        let old = Event { time: device_now - 25 * HOUR, ..record("ok") };
+        let old = Event {
+            time: device_now - 25 * HOUR,
+            ..record("ok")
+        };
         assert_eq!(
             validate_event(0, &old, &batch_context(device_now)).unwrap_err(),
             "events[0].time: is more than 24 hours old"
         );
-        let future = Event { time: NOW + 60_001, ..record("ok") };
+        let future = Event {
+            time: NOW + 60_001,
+            ..record("ok")
+        };
         assert_eq!(
             validate_event(0, &future, &batch_context(NOW)).unwrap_err(),
             "events[0].time: is more than a minute after the batch's sentAt"
         );
-        let just_in_time = Event { time: NOW + 60_000, ..record("ok") };
+        let just_in_time = Event {
+            time: NOW + 60_000,
+            ..record("ok")
+        };
         assert!(validate_event(0, &just_in_time, &batch_context(NOW)).is_ok());
     }
 }

@@ -14,3 +14,13 @@ pub mod core;
 
 #[cfg(target_arch = "wasm32")]
 mod web;
+
+/// The standard wasm allocator (dlmalloc) is tuned for speed and costs several KB of
+/// code; the SDK allocates little, so a small free-list allocator serves it better.
+// SAFETY: wasm32-unknown-unknown without the atomics feature runs on one thread only,
+// which is what `AssumeSingleThreaded` requires.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+#[allow(unsafe_code)]
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };

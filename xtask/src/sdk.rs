@@ -61,6 +61,9 @@ fn build_std_args(tools: &Tools, testing: bool) -> Vec<&'static str> {
             "-Zpanic-immediate-abort",
             "--config",
             "profile.wasm-release.panic=\"immediate-abort\"",
+            // No file names or Debug formatting in the module: nothing would show them.
+            "--config",
+            "target.wasm32-unknown-unknown.rustflags=[\"-Zlocation-detail=none\",\"-Zfmt-debug=none\"]",
         ],
         (WasmToolchain::DebianBuildStd, true) => vec!["-Zbuild-std=std,panic_abort", "-Zpanic-abort-tests"],
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use footpath_protocol::v1::{AttributeValue, Context, EventKind, Number, Page};
+use footpath_protocol::v1::{AttributeValue, Context, EventKind, Map, Number, Page};
 use rand::Rng;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
@@ -21,9 +21,8 @@ use super::{
 use crate::sessions::{self, SessionSpan};
 
 /// The schema, one file per version. Never edit a released migration: add a new file.
-const MIGRATION_LIST: &[M<'static>] = &[M::up(include_str!(
-    "../../migrations/sqlite/0001_init.sql"
-))];
+const MIGRATION_LIST: &[M<'static>] =
+    &[M::up(include_str!("../../migrations/sqlite/0001_init.sql"))];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
 /// How long a connection waits for a lock held by another connection (or process)
@@ -111,7 +110,8 @@ impl Store for SqliteStore {
                 outcomes.push(IngestOutcome::Duplicate);
                 continue;
             }
-            let session_id = assign_session(&transaction, batch, event.time_ms, now_ms, timeout_ms)?;
+            let session_id =
+                assign_session(&transaction, batch, event.time_ms, now_ms, timeout_ms)?;
             insert_event(&transaction, batch, &session_id, event)?;
             touched_sessions.insert(session_id);
             outcomes.push(IngestOutcome::Accepted);
@@ -168,7 +168,12 @@ impl Store for SqliteStore {
                     .query_row(params![session_id, cursor_time_ms, after], |row| {
                         Ok((row.get(0)?, row.get(1)?))
                     })?;
-                (cursor_time_ms, after.to_owned(), to_count(events)?, to_count(pageviews)?)
+                (
+                    cursor_time_ms,
+                    after.to_owned(),
+                    to_count(events)?,
+                    to_count(pageviews)?,
+                )
             }
         };
         let mut statement = transaction.prepare_cached(&format!(
@@ -368,7 +373,11 @@ fn insert_event(
         Some(page) if !page.campaign.is_empty() => Some(serde_json::to_string(&page.campaign)?),
         _ => None,
     };
-    let context_json = event.context.as_ref().map(serde_json::to_string).transpose()?;
+    let context_json = event
+        .context
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?;
     transaction
         .prepare_cached(
             "INSERT INTO events (
@@ -533,11 +542,13 @@ fn page_from_row(row: &Row<'_>, start: usize) -> Result<Option<Page>, StoreError
         return Ok(None);
     };
     let text = |offset: usize| -> Result<String, StoreError> {
-        Ok(row.get::<_, Option<String>>(start + offset)?.unwrap_or_default())
+        Ok(row
+            .get::<_, Option<String>>(start + offset)?
+            .unwrap_or_default())
     };
     let campaign = match row.get::<_, Option<String>>(start + 6)? {
         Some(json) => serde_json::from_str(&json)?,
-        None => BTreeMap::new(),
+        None => Map::new(),
     };
     Ok(Some(Page {
         url,
@@ -598,9 +609,11 @@ fn attributes_from_json(json: &str) -> Result<BTreeMap<String, AttributeValue>, 
         .map(|(name, attribute)| {
             let value = match attribute.data_type.as_str() {
                 "Boolean" => AttributeValue::Bool(attribute.value == "true"),
-                "Number" => AttributeValue::Number(Number::parse(&attribute.value).ok_or_else(
-                    || StoreError::Corrupt(format!("attribute {name} is not a number")),
-                )?),
+                "Number" => {
+                    AttributeValue::Number(Number::parse(&attribute.value).ok_or_else(|| {
+                        StoreError::Corrupt(format!("attribute {name} is not a number"))
+                    })?)
+                }
                 _ => AttributeValue::String(attribute.value),
             };
             Ok((name, value))
@@ -620,7 +633,10 @@ mod tests {
     #[test]
     fn attributes_keep_their_text_and_type() {
         let mut attributes = BTreeMap::new();
-        attributes.insert("price".to_owned(), AttributeValue::Number(Number::parse("1.50").unwrap()));
+        attributes.insert(
+            "price".to_owned(),
+            AttributeValue::Number(Number::parse("1.50").unwrap()),
+        );
         attributes.insert("member".to_owned(), AttributeValue::Bool(true));
         attributes.insert("tier".to_owned(), AttributeValue::String("gold".to_owned()));
         let json = attributes_to_json(&attributes);

@@ -4,9 +4,7 @@
 //! every page load; formatting machinery alone would cost more than this whole file.
 //! The round-trip tests decode its output with the serde derives of this crate.
 
-use std::collections::BTreeMap;
-
-use super::{AttributeValue, Batch, Context, Event, Page};
+use super::{AttributeValue, Batch, Context, Event, Map, Page};
 
 /// Encodes a batch as the JSON body of a `POST` to [`super::BATCH_PATH`].
 pub fn encode_batch(batch: &Batch) -> String {
@@ -110,7 +108,7 @@ fn push_context(out: &mut String, context: &Context) {
     out.push('}');
 }
 
-fn push_attributes(out: &mut String, key: &str, map: &BTreeMap<String, AttributeValue>) {
+fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
     if map.is_empty() {
         return;
     }

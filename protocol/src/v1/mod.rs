@@ -11,11 +11,11 @@
 //! whose clock is wrong.
 
 mod encode;
+mod map;
 mod validate;
 
-use std::collections::BTreeMap;
-
 pub use encode::encode_batch;
+pub use map::Map;
 pub use validate::{
     validate_attribute_name, validate_event_name, NameError, MAX_ATTRIBUTES, MAX_NAME_BYTES,
     MAX_VALUE_BYTES,
@@ -106,11 +106,11 @@ pub struct Event {
     pub context: Option<Context>,
     #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Option::is_none"))]
     pub login_id: Option<String>,
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "BTreeMap::is_empty"))]
-    pub attributes: BTreeMap<String, AttributeValue>,
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Map::is_empty"))]
+    pub attributes: Map<AttributeValue>,
     /// The visitor's traits as known when the event was recorded.
-    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "BTreeMap::is_empty"))]
-    pub traits: BTreeMap<String, AttributeValue>,
+    #[cfg_attr(feature = "serde", serde(default, skip_serializing_if = "Map::is_empty"))]
+    pub traits: Map<AttributeValue>,
 }
 
 /// The page an event happened on.
@@ -135,8 +135,8 @@ pub struct Page {
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     pub search_query: Option<String>,
     /// UTM and click-id parameters found in the URL (see [`CAMPAIGN_PARAMETERS`]).
-    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "BTreeMap::is_empty"))]
-    pub campaign: BTreeMap<String, String>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Map::is_empty"))]
+    pub campaign: Map<String>,
 }
 
 /// What the browser tells about itself.

@@ -1,16 +1,14 @@
-use std::collections::BTreeMap;
-
 use super::*;
 
 fn sample_batch() -> Batch {
-    let mut attributes = BTreeMap::new();
+    let mut attributes = Map::new();
     attributes.insert("sku".to_owned(), AttributeValue::String("A-1 \"quoted\" \\ \n\u{1}\u{2028}é😀".to_owned()));
     attributes.insert("price".to_owned(), AttributeValue::Number(Number::parse("19.99").unwrap()));
     attributes.insert("qty".to_owned(), AttributeValue::Number(Number::parse("-3").unwrap()));
     attributes.insert("gift".to_owned(), AttributeValue::Bool(true));
-    let mut traits = BTreeMap::new();
+    let mut traits = Map::new();
     traits.insert("email".to_owned(), AttributeValue::String("ada@example.com".to_owned()));
-    let mut campaign = BTreeMap::new();
+    let mut campaign = Map::new();
     campaign.insert("utm_source".to_owned(), "newsletter".to_owned());
     Batch {
         v: VERSION,
@@ -42,8 +40,8 @@ fn sample_batch() -> Batch {
                     viewport_height: 800,
                 }),
                 login_id: None,
-                attributes: BTreeMap::new(),
-                traits: BTreeMap::new(),
+                attributes: Map::new(),
+                traits: Map::new(),
             },
             Event {
                 id: "019ab000-0000-7000-8000-000000000002".to_owned(),

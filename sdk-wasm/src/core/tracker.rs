@@ -1,10 +1,10 @@
 //! The state of one page's SDK: who the visitor is, which session they are in, and the
 //! events waiting to be sent.
 
-use std::collections::BTreeMap;
+
 
 use footpath_protocol::v1::{
-    AttributeValue, Batch, Context, Event, EventKind, Page, IDENTIFIED, LOGGED_OUT, VERSION,
+    AttributeValue, Batch, Context, Event, EventKind, Map, Page, IDENTIFIED, LOGGED_OUT, VERSION,
 };
 
 use super::ids::{uuid_v4, uuid_v7};
@@ -49,7 +49,7 @@ pub struct Tracker<P: Platform> {
     /// after the session ended.
     session_id: Option<String>,
     queue: Vec<Event>,
-    traits: BTreeMap<String, AttributeValue>,
+    traits: Map<AttributeValue>,
     login_id: Option<String>,
 }
 
@@ -61,7 +61,7 @@ impl<P: Platform> Tracker<P> {
             visitor_id,
             session_id: None,
             queue: Vec::new(),
-            traits: BTreeMap::new(),
+            traits: Map::new(),
             login_id: None,
         }
     }
@@ -94,7 +94,7 @@ impl<P: Platform> Tracker<P> {
         name: String,
         page: Option<Page>,
         context: Option<Context>,
-        attributes: BTreeMap<String, AttributeValue>,
+        attributes: Map<AttributeValue>,
     ) -> Tracked {
         let now = self.platform.now_ms();
         let notices = self.touch_session(now);
@@ -128,7 +128,7 @@ impl<P: Platform> Tracker<P> {
     pub fn identify(
         &mut self,
         login_id: Option<String>,
-        traits: BTreeMap<String, AttributeValue>,
+        traits: Map<AttributeValue>,
         page: Option<Page>,
         context: Option<Context>,
     ) -> Tracked {
@@ -136,14 +136,14 @@ impl<P: Platform> Tracker<P> {
             self.login_id = login_id;
         }
         self.traits.extend(traits);
-        self.track(EventKind::Identify, IDENTIFIED.to_owned(), page, context, BTreeMap::new())
+        self.track(EventKind::Identify, IDENTIFIED.to_owned(), page, context, Map::new())
     }
 
     /// `ac('identify', null)`: records the log-out in the current session, then forgets
     /// the identity and ends the session, so that the next activity starts a new one.
     pub fn logout(&mut self, page: Option<Page>, context: Option<Context>) -> Tracked {
         let mut tracked =
-            self.track(EventKind::Logout, LOGGED_OUT.to_owned(), page, context, BTreeMap::new());
+            self.track(EventKind::Logout, LOGGED_OUT.to_owned(), page, context, Map::new());
         self.login_id = None;
         self.traits.clear();
         self.platform.remove(SESSION_KEY);
@@ -245,7 +245,7 @@ mod tests {
     }
 
     fn record(t: &mut Tracker<FakePlatform>, name: &str) -> Tracked {
-        t.track(EventKind::Record, name.into(), None, None, BTreeMap::new())
+        t.track(EventKind::Record, name.into(), None, None, Map::new())
     }
 
     #[test]
@@ -340,7 +340,7 @@ mod tests {
     fn traits_ride_on_following_events_and_logout_clears_them() {
         let platform = FakePlatform::new(0);
         let mut t = tracker(&platform);
-        let mut traits = BTreeMap::new();
+        let mut traits = Map::new();
         traits.insert("email".to_owned(), AttributeValue::String("ada@example.com".into()));
         t.identify(Some("ada".into()), traits, None, None);
         record(&mut t, "after");
@@ -359,7 +359,7 @@ mod tests {
     fn requeued_events_go_first_with_their_ids() {
         let platform = FakePlatform::new(0);
         let mut t = tracker(&platform);
-        t.track(EventKind::Pageview, PAGE_VIEWED.into(), None, None, BTreeMap::new());
+        t.track(EventKind::Pageview, PAGE_VIEWED.into(), None, None, Map::new());
         let failed = t.take_batch(100).unwrap();
         record(&mut t, "later");
         let ids: Vec<String> = failed.events.iter().map(|e| e.id.clone()).collect();

@@ -1,10 +1,10 @@
 //! Turning the page's `ac(...)` arguments into checked Rust values. Every refusal is a
 //! sentence that names the offending argument.
 
-use std::collections::BTreeMap;
+
 
 use footpath_protocol::v1::{
-    validate_attribute_name, validate_event_name, AttributeValue, Number, MAX_ATTRIBUTES,
+    validate_attribute_name, validate_event_name, AttributeValue, Map, Number, MAX_ATTRIBUTES,
     MAX_VALUE_BYTES,
 };
 use js_sys::{Array, Function, Object, Reflect};
@@ -15,19 +15,19 @@ use crate::core::{Options, PageviewMode};
 pub struct PageviewRequest {
     pub location: Option<String>,
     pub title: Option<String>,
-    pub attributes: BTreeMap<String, AttributeValue>,
+    pub attributes: Map<AttributeValue>,
 }
 
 pub struct RecordRequest {
     pub name: String,
-    pub attributes: BTreeMap<String, AttributeValue>,
+    pub attributes: Map<AttributeValue>,
     pub callback: Option<Function>,
 }
 
 pub struct IdentifyRequest {
     pub logout: bool,
     pub login_id: Option<String>,
-    pub traits: BTreeMap<String, AttributeValue>,
+    pub traits: Map<AttributeValue>,
     pub callback: Option<Function>,
 }
 
@@ -115,7 +115,7 @@ fn string_list(value: &JsValue) -> Result<Vec<String>> {
 
 /// `ac('pageview' [, { location, title, customAttributes, traitsMapper }])`.
 pub fn pageview(value: &JsValue) -> Result<PageviewRequest> {
-    let mut request = PageviewRequest { location: None, title: None, attributes: BTreeMap::new() };
+    let mut request = PageviewRequest { location: None, title: None, attributes: Map::new() };
     let Some(object) = plain_object(value, "the page view options")? else {
         return Ok(request);
     };
@@ -139,7 +139,7 @@ pub fn record(arguments: &Array) -> Result<RecordRequest> {
         return Err(join(&["event name '", &name, "' ", error.reason()]));
     }
     let (attributes, callback) = match (arguments.get(2), arguments.get(3)) {
-        (first, _) if first.is_function() => (BTreeMap::new(), Some(first.unchecked_into())),
+        (first, _) if first.is_function() => (Map::new(), Some(first.unchecked_into())),
         (first, second) => (attributes(&first, "attributes")?, callback(&second)?),
     };
     Ok(RecordRequest { name, attributes, callback })
@@ -148,7 +148,7 @@ pub fn record(arguments: &Array) -> Result<RecordRequest> {
 /// `ac('identify' [, loginId] [, traits] [, callback])`; `loginId === null` logs out.
 pub fn identify(arguments: &Array) -> Result<IdentifyRequest> {
     let mut request =
-        IdentifyRequest { logout: false, login_id: None, traits: BTreeMap::new(), callback: None };
+        IdentifyRequest { logout: false, login_id: None, traits: Map::new(), callback: None };
     let mut rest = arguments.iter().skip(1).peekable();
     match rest.peek() {
         Some(first) if first.is_null() => {
@@ -194,8 +194,8 @@ fn callback(value: &JsValue) -> Result<Option<Function>> {
 }
 
 /// A flat object of strings, numbers and booleans (or `{ dataType, value }` pairs).
-pub fn attributes(value: &JsValue, what: &str) -> Result<BTreeMap<String, AttributeValue>> {
-    let mut map = BTreeMap::new();
+pub fn attributes(value: &JsValue, what: &str) -> Result<Map<AttributeValue>> {
+    let mut map = Map::new();
     let Some(object) = plain_object(value, what)? else {
         return Ok(map);
     };

@@ -36,7 +36,7 @@ impl Browser {
     pub fn visitor_id(&self, options: &Options) -> String {
         let cookies = self.document.cookie().unwrap_or_default();
         let existing = cookies.split(';').find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
+            let (name, value) = pair.trim_ascii_start().split_once('=')?;
             (name == VISITOR_COOKIE && is_uuid(value)).then(|| value.to_owned())
         });
         let id = existing.unwrap_or_else(|| {

@@ -12,9 +12,9 @@ mod args;
 mod browser;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
-use footpath_protocol::v1::{encode_batch, AttributeValue, Batch, EventKind, BATCH_PATH, PAGE_VIEWED};
+
+use footpath_protocol::v1::{encode_batch, AttributeValue, Batch, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 
@@ -173,7 +173,7 @@ impl Sdk {
             calls.extend(self.report("init", problem));
         }
         if pageview == PageviewMode::Auto {
-            calls.extend(self.track_pageview(None, None, BTreeMap::new())?);
+            calls.extend(self.track_pageview(None, None, Map::new())?);
         }
         // `ready` is for handlers registered before init; later ones are called at once.
         calls.extend(self.emit("ready", JsValue::UNDEFINED));
@@ -206,7 +206,7 @@ impl Sdk {
         &mut self,
         location: Option<String>,
         title: Option<String>,
-        attributes: BTreeMap<String, AttributeValue>,
+        attributes: Map<AttributeValue>,
     ) -> Result<Calls, String> {
         let tracker = self.tracker.as_mut().ok_or("not initialised")?;
         let page = browser::page(tracker.options(), location.as_deref(), title)?;

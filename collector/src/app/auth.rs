@@ -1,0 +1,67 @@
+//! Bearer-token authentication of the read API.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::AppState;
+use crate::error::ApiError;
+
+/// Lets the request through only with `Authorization: Bearer <token>` naming one of
+/// the configured `api_tokens`. With no tokens configured, the read API is closed.
+pub(super) async fn require_bearer_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match presented {
+        Some(token) if is_known_token(&state.config.api_tokens, token) => {
+            Ok(next.run(request).await)
+        }
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Compares against every token without stopping early, and compares each in constant
+/// time, so that response times do not reveal how much of a token was right.
+fn is_known_token(tokens: &[String], presented: &str) -> bool {
+    tokens.iter().fold(false, |found, token| {
+        found | constant_time_eq(token.as_bytes(), presented.as_bytes())
+    })
+}
+
+/// Equality whose duration depends only on the lengths. Lengths themselves are not
+/// secret enough to hide: tokens are long random strings.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter()
+        .zip(b)
+        .fold(0_u8, |difference, (x, y)| difference | (x ^ y))
+        == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_matching() {
+        let tokens = vec!["alpha-token".to_owned(), "beta-token".to_owned()];
+        assert!(is_known_token(&tokens, "alpha-token"));
+        assert!(is_known_token(&tokens, "beta-token"));
+        assert!(!is_known_token(&tokens, "alpha-tokeN"));
+        assert!(!is_known_token(&tokens, "alpha"));
+        assert!(!is_known_token(&tokens, ""));
+        assert!(!is_known_token(&[], "alpha-token"));
+    }
+}

@@ -1,0 +1,261 @@
+//! `POST /sdk/v1/batch`: the SDK's event batches, and the CORS preflight for it.
+//!
+//! The SDK sends batches as `text/plain` so that browsers send them without a
+//! preflight (and so that `navigator.sendBeacon` can send them). CORS is therefore
+//! enforced here, per deployment: the `Origin` must be one the deployment allows, and
+//! only then does the response say `Access-Control-Allow-Origin`, which lets the SDK
+//! read the per-event results.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, request, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use footpath_protocol::v1::{Batch, BatchResponse, EventResult, EventStatus, VERSION};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::store::{IngestOutcome, NewBatch};
+use crate::validate::{canonical_uuid, validate_event, BatchContext};
+
+pub(super) async fn receive_batch(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    // Before the body names the deployment, errors are readable by any origin that some
+    // deployment allows; afterwards, only by the deployment's own origins.
+    let mut cors_origin = origin_allowed_by_any_deployment(&state, &parts.headers);
+    let result = ingest_batch(&state, &parts, body, &mut cors_origin).await;
+    let mut response = match result {
+        Ok(batch_response) => Json(batch_response).into_response(),
+        Err(error) => error.into_response(),
+    };
+    add_cors_headers(response.headers_mut(), cors_origin);
+    response
+}
+
+/// Answers the preflight a browser sends when the page's code posts the batch as
+/// `application/json` (the SDK itself does not need one).
+pub(super) async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(origin) = origin_allowed_by_any_deployment(&state, &headers) else {
+        return ApiError::OriginNotAllowed("origin is not allowed to send batches".to_owned())
+            .into_response();
+    };
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let response_headers = response.headers_mut();
+    add_cors_headers(response_headers, Some(origin));
+    response_headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST"),
+    );
+    response_headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type"),
+    );
+    response_headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    response
+}
+
+async fn ingest_batch(
+    state: &AppState,
+    parts: &request::Parts,
+    body: Body,
+    cors_origin: &mut Option<HeaderValue>,
+) -> Result<BatchResponse, ApiError> {
+    let config = state.config();
+    check_content_type(&parts.headers)?;
+    let bytes = read_body(body, config.max_body_bytes).await?;
+    let batch: Batch = serde_json::from_slice(&bytes)
+        .map_err(|error| ApiError::BadRequest(format!("invalid batch: {error}")))?;
+    if batch.v != VERSION {
+        return Err(ApiError::BadRequest(format!(
+            "v: must be {VERSION}, not {}",
+            batch.v
+        )));
+    }
+    let deployment = config.deployment(&batch.deployment_id).ok_or_else(|| {
+        ApiError::DeploymentNotFound(format!(
+            "deploymentId: no deployment {:?} is configured",
+            batch.deployment_id
+        ))
+    })?;
+
+    let origin = parts.headers.get(header::ORIGIN);
+    let origin_text = origin.and_then(|origin| origin.to_str().ok());
+    if !deployment.allows_origin(origin_text) {
+        *cors_origin = None;
+        let message = match origin_text {
+            Some(origin) => format!(
+                "origin {origin} may not send events for deployment {:?}",
+                deployment.id
+            ),
+            None => format!(
+                "a request without an Origin header may not send events for deployment {:?}",
+                deployment.id
+            ),
+        };
+        return Err(ApiError::OriginNotAllowed(message));
+    }
+    *cors_origin = origin.cloned();
+
+    let visitor_id = canonical_uuid(&batch.visitor_id)
+        .ok_or_else(|| ApiError::BadRequest("visitorId: must be a UUID".to_owned()))?;
+    if batch.events.len() > config.max_events_per_batch {
+        return Err(ApiError::BadRequest(format!(
+            "events: has {} events, more than the limit of {}",
+            batch.events.len(),
+            config.max_events_per_batch
+        )));
+    }
+
+    let context = BatchContext {
+        sent_at_ms: batch.sent_at,
+        now_ms: state.clock().now_ms(),
+        max_event_age_ms: config.max_event_age_ms(),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+        ip_address: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string()),
+    };
+    let checked: Vec<Result<_, String>> = batch
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| validate_event(index, event, &context))
+        .collect();
+    let valid_events: Vec<_> = checked
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .cloned()
+        .collect();
+
+    let outcomes = if valid_events.is_empty() {
+        Vec::new()
+    } else {
+        let new_batch = NewBatch {
+            deployment_id: deployment.id.clone(),
+            visitor_id,
+            events: valid_events,
+        };
+        let now_ms = context.now_ms;
+        let timeout_ms = config.session_timeout_ms();
+        // The response waits for the commit: an "accepted" answer means the event is
+        // on disk and the SDK may forget it.
+        state
+            .with_store_blocking(move |store| store.ingest(&new_batch, now_ms, timeout_ms))
+            .await?
+    };
+
+    let mut outcomes = outcomes.into_iter();
+    let mut response = BatchResponse {
+        accepted: 0,
+        duplicates: 0,
+        rejected: 0,
+        results: Vec::with_capacity(batch.events.len()),
+    };
+    for (event, checked) in batch.events.iter().zip(checked) {
+        let (status, error) = match checked {
+            Err(error) => (EventStatus::Rejected, Some(error)),
+            Ok(_) => match outcomes.next() {
+                Some(IngestOutcome::Accepted) => (EventStatus::Accepted, None),
+                Some(IngestOutcome::Duplicate) => (EventStatus::Duplicate, None),
+                None => {
+                    return Err(ApiError::Internal(
+                        "store returned fewer outcomes than events".to_owned(),
+                    ))
+                }
+            },
+        };
+        match status {
+            EventStatus::Accepted => response.accepted += 1,
+            EventStatus::Duplicate => response.duplicates += 1,
+            EventStatus::Rejected => response.rejected += 1,
+        }
+        response.results.push(EventResult {
+            id: event.id.clone(),
+            status,
+            error,
+        });
+    }
+    tracing::debug!(
+        deployment = %deployment.id,
+        accepted = response.accepted,
+        duplicates = response.duplicates,
+        rejected = response.rejected,
+        "batch received"
+    );
+
+    let everything_rejected =
+        !response.results.is_empty() && response.results.len() == response.rejected as usize;
+    if everything_rejected {
+        let message = response.results[0].error.clone().unwrap_or_default();
+        return Err(ApiError::AllEventsRejected {
+            message,
+            results: response.results,
+        });
+    }
+    Ok(response)
+}
+
+/// `text/plain` (what the SDK sends, in any charset) or `application/json`.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "text/plain" || essence == "application/json" {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be text/plain or application/json, not {content_type:?}"
+        )))
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(error) => Err(ApiError::BadRequest(format!(
+            "could not read the request body: {error}"
+        ))),
+    }
+}
+
+/// The request's `Origin`, if at least one deployment accepts it. A deployment that
+/// allows `"*"` accepts every origin.
+fn origin_allowed_by_any_deployment(state: &AppState, headers: &HeaderMap) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    state
+        .config()
+        .deployments
+        .iter()
+        .any(|deployment| deployment.allows_origin(Some(text)))
+        .then(|| origin.clone())
+}
+
+fn add_cors_headers(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
+    // The answer depends on the Origin either way, so caches must key on it.
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+}

@@ -1,0 +1,477 @@
+//! The Journey API's JSON shapes (see `shared/reference/journey-api.md`) and their
+//! construction from stored sessions and events.
+//!
+//! Field names are camelCase, dates are ISO-8601 UTC with milliseconds, and absent
+//! values are left out rather than written as `null`: every optional field carries
+//! `skip_serializing_if`, and empty strings from the SDK count as absent.
+
+use std::collections::BTreeMap;
+
+use footpath_protocol::v1::{AttributeValue, Context, Page};
+use serde::Serialize;
+
+use crate::store::{StoredEvent, StoredSession};
+use crate::timefmt::format_ms;
+
+/// Our sessions are always web sessions of a visitor known by a cookie.
+const SESSION_TYPE: &str = "web";
+const CUSTOMER_ID_TYPE: &str = "cookie";
+const EVENT_TYPE: &str = "WebEvent";
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: String,
+    /// The visitor's cookie id.
+    pub customer_id: String,
+    pub customer_id_type: String,
+    #[serde(rename = "type")]
+    pub session_type: String,
+    pub short_id: String,
+    pub created_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_date: Option<String>,
+    pub duration_in_seconds: i64,
+    pub event_count: u64,
+    pub pageview_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_page: Option<JourneyPage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<SessionLastEvent>,
+    pub search_terms: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<Referrer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mkt_campaign: Option<JourneyCampaign>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser: Option<Browser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    /// Identity resolution is not implemented yet: sessions stay anonymous.
+    pub authenticated: bool,
+    /// Segments and outcomes are not evaluated yet; the lists are present and empty so
+    /// that clients that iterate them keep working.
+    pub segment_assignments: Vec<serde_json::Value>,
+    pub outcome_achievements: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionLastEvent {
+    pub id: String,
+    pub event_name: String,
+    pub created_date: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JourneyPage {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pathname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fragment: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Referrer {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pathname: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fragment: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JourneyCampaign {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub medium: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub click_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Browser {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_height: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screen_width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screen_height: Option<u32>,
+    /// `devicePixelRatio` × 100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub screen_density: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub id: String,
+    pub customer_id: String,
+    pub customer_id_type: String,
+    pub session: EventSession,
+    pub event_type: String,
+    pub web_event: WebEvent,
+    /// The event's time, corrected for the device's clock error.
+    pub created_date: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSession {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub session_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebEvent {
+    pub event_name: String,
+    pub total_event_count: u64,
+    pub total_pageview_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<JourneyPage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<Referrer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mkt_campaign: Option<JourneyCampaign>,
+    pub attributes: BTreeMap<String, CustomEventAttribute>,
+    pub traits: BTreeMap<String, CustomEventAttribute>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser: Option<Browser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    pub authenticated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomEventAttribute {
+    pub data_type: String,
+    pub value: String,
+}
+
+/// `{ "entities": [...], "nextUri": "..." }`; `nextUri` only when another page follows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityListing<T> {
+    pub entities: Vec<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_uri: Option<String>,
+}
+
+impl Session {
+    pub fn from_stored(session: &StoredSession) -> Session {
+        let landing_page = session.landing_page.as_ref();
+        Session {
+            id: session.id.clone(),
+            customer_id: session.visitor_id.clone(),
+            customer_id_type: CUSTOMER_ID_TYPE.to_owned(),
+            session_type: SESSION_TYPE.to_owned(),
+            short_id: session.short_id.clone(),
+            created_date: format_ms(session.first_ms),
+            ended_date: session.ended_ms.map(format_ms),
+            duration_in_seconds: (session.last_ms - session.first_ms) / 1000,
+            event_count: session.event_count,
+            pageview_count: session.pageview_count,
+            last_page: session.last_page.as_ref().map(journey_page),
+            last_event: session.last_event.as_ref().map(|event| SessionLastEvent {
+                id: event.id.clone(),
+                event_name: event.name.clone(),
+                created_date: format_ms(event.time_ms),
+            }),
+            search_terms: session.search_terms.clone(),
+            referrer: landing_page.and_then(referrer),
+            mkt_campaign: landing_page.and_then(campaign),
+            user_agent_string: non_empty(session.user_agent.as_deref()),
+            ip_address: non_empty(session.ip_address.as_deref()),
+            browser: session.context.as_ref().and_then(browser),
+            device: session.context.as_ref().and_then(device),
+            authenticated: false,
+            segment_assignments: Vec::new(),
+            outcome_achievements: Vec::new(),
+        }
+    }
+}
+
+impl Event {
+    pub fn from_stored(stored: &StoredEvent) -> Event {
+        let event = &stored.event;
+        let page = event.page.as_ref();
+        Event {
+            id: event.id.clone(),
+            customer_id: stored.visitor_id.clone(),
+            customer_id_type: CUSTOMER_ID_TYPE.to_owned(),
+            session: EventSession {
+                id: stored.session_id.clone(),
+                session_type: SESSION_TYPE.to_owned(),
+            },
+            event_type: EVENT_TYPE.to_owned(),
+            web_event: WebEvent {
+                event_name: event.name.clone(),
+                total_event_count: stored.total_event_count,
+                total_pageview_count: stored.total_pageview_count,
+                page: page.map(journey_page),
+                referrer: page.and_then(referrer),
+                mkt_campaign: page.and_then(campaign),
+                attributes: custom_attributes(&event.attributes),
+                traits: custom_attributes(&event.traits),
+                search_query: non_empty(page.and_then(|page| page.search_query.as_deref())),
+                user_agent_string: non_empty(event.user_agent.as_deref()),
+                ip_address: non_empty(event.ip_address.as_deref()),
+                browser: event.context.as_ref().and_then(browser),
+                device: event.context.as_ref().and_then(device),
+                authenticated: false,
+            },
+            created_date: format_ms(event.time_ms),
+        }
+    }
+}
+
+fn non_empty(text: Option<&str>) -> Option<String> {
+    text.filter(|text| !text.is_empty()).map(str::to_owned)
+}
+
+fn non_zero(value: u32) -> Option<u32> {
+    (value != 0).then_some(value)
+}
+
+/// The parts of a URL that pages and referrers show.
+#[derive(Debug, Default, PartialEq)]
+struct UrlParts {
+    domain: Option<String>,
+    hostname: Option<String>,
+    pathname: Option<String>,
+    query_string: Option<String>,
+    fragment: Option<String>,
+}
+
+/// Splits an absolute URL; an unparsable one (possible for non-pageview events, whose
+/// URL is not checked) yields no parts rather than an error. `domain` is the host
+/// without a leading `www.`, a cheap stand-in for the registrable domain.
+fn url_parts(text: &str) -> UrlParts {
+    let Ok(url) = url::Url::parse(text) else {
+        return UrlParts::default();
+    };
+    let hostname = url.host_str().map(str::to_owned);
+    let domain = hostname
+        .as_deref()
+        .map(|host| host.strip_prefix("www.").unwrap_or(host).to_owned());
+    UrlParts {
+        domain,
+        hostname,
+        pathname: non_empty(Some(url.path())),
+        query_string: non_empty(url.query()),
+        fragment: non_empty(url.fragment()),
+    }
+}
+
+pub fn journey_page(page: &Page) -> JourneyPage {
+    let parts = url_parts(&page.url);
+    JourneyPage {
+        url: page.url.clone(),
+        title: non_empty(Some(&page.title)),
+        domain: parts.domain,
+        hostname: parts.hostname,
+        pathname: parts.pathname,
+        query_string: parts.query_string,
+        fragment: parts.fragment,
+        keywords: non_empty(Some(&page.keywords)),
+        lang: non_empty(Some(&page.lang)),
+    }
+}
+
+/// The page's referrer, when the browser reported one.
+pub fn referrer(page: &Page) -> Option<Referrer> {
+    if page.referrer.is_empty() {
+        return None;
+    }
+    let parts = url_parts(&page.referrer);
+    Some(Referrer {
+        url: page.referrer.clone(),
+        domain: parts.domain,
+        hostname: parts.hostname,
+        pathname: parts.pathname,
+        query_string: parts.query_string,
+        fragment: parts.fragment,
+    })
+}
+
+/// Click-id parameters and the advertising network that sets each, in the order they
+/// are looked for.
+const CLICK_IDS: [(&str, &str); 5] = [
+    ("gclid", "Google Ads"),
+    ("fbclid", "Facebook"),
+    ("msclkid", "Microsoft Advertising"),
+    ("dclid", "Google Display & Video 360"),
+    ("ttclid", "TikTok"),
+];
+
+/// The page's UTM parameters and click id, when it had any.
+pub fn campaign(page: &Page) -> Option<JourneyCampaign> {
+    let get = |name: &str| non_empty(page.campaign.get(name).map(String::as_str));
+    let click = CLICK_IDS
+        .iter()
+        .find_map(|&(parameter, network)| get(parameter).map(|click_id| (click_id, network)));
+    let campaign = JourneyCampaign {
+        source: get("utm_source"),
+        medium: get("utm_medium"),
+        name: get("utm_campaign"),
+        term: get("utm_term"),
+        content: get("utm_content"),
+        click_id: click.as_ref().map(|(click_id, _)| click_id.clone()),
+        network: click.map(|(_, network)| network.to_owned()),
+    };
+    (campaign != JourneyCampaign::default()).then_some(campaign)
+}
+
+fn browser(context: &Context) -> Option<Browser> {
+    let browser = Browser {
+        lang: non_empty(Some(&context.browser_lang)),
+        view_width: non_zero(context.viewport_width),
+        view_height: non_zero(context.viewport_height),
+    };
+    (browser != Browser::default()).then_some(browser)
+}
+
+fn device(context: &Context) -> Option<Device> {
+    let device = Device {
+        screen_width: non_zero(context.screen_width),
+        screen_height: non_zero(context.screen_height),
+        screen_density: non_zero(context.screen_density),
+    };
+    (device != Device::default()).then_some(device)
+}
+
+fn custom_attributes(
+    attributes: &BTreeMap<String, AttributeValue>,
+) -> BTreeMap<String, CustomEventAttribute> {
+    attributes
+        .iter()
+        .map(|(name, value)| {
+            let attribute = CustomEventAttribute {
+                data_type: value.data_type().to_owned(),
+                value: value.to_text(),
+            };
+            (name.clone(), attribute)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_parts() {
+        let page = Page {
+            url: "https://www.shop.example/a/b?q=shoes&x=1#top".into(),
+            title: "Shoes".into(),
+            ..Page::default()
+        };
+        let journey = journey_page(&page);
+        assert_eq!(
+            journey,
+            JourneyPage {
+                url: page.url.clone(),
+                title: Some("Shoes".into()),
+                domain: Some("shop.example".into()),
+                hostname: Some("www.shop.example".into()),
+                pathname: Some("/a/b".into()),
+                query_string: Some("q=shoes&x=1".into()),
+                fragment: Some("top".into()),
+                keywords: None,
+                lang: None,
+            }
+        );
+    }
+
+    #[test]
+    fn campaign_from_utm_and_click_ids() {
+        let check = |pairs: &[(&str, &str)], expected: Option<JourneyCampaign>| {
+            let page = Page {
+                url: "https://a.example/".into(),
+                campaign: pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Page::default()
+            };
+            assert_eq!(campaign(&page), expected, "{pairs:?}");
+        };
+        check(&[], None);
+        check(
+            &[
+                ("utm_source", "news"),
+                ("utm_medium", "email"),
+                ("gclid", "abc"),
+            ],
+            Some(JourneyCampaign {
+                source: Some("news".into()),
+                medium: Some("email".into()),
+                click_id: Some("abc".into()),
+                network: Some("Google Ads".into()),
+                ..JourneyCampaign::default()
+            }),
+        );
+        check(
+            &[("msclkid", "m1")],
+            Some(JourneyCampaign {
+                click_id: Some("m1".into()),
+                network: Some("Microsoft Advertising".into()),
+                ..JourneyCampaign::default()
+            }),
+        );
+    }
+}

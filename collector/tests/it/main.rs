@@ -1,0 +1,12 @@
+//! Integration tests of the collector, as one binary so that they link once.
+//!
+//! They drive the real router (`router(state)` with `tower::ServiceExt::oneshot`) over
+//! a temporary SQLite database, with a `ManualClock` so that sessions expire without
+//! sleeping. `serve_loop` additionally runs the real server on a loopback port.
+
+mod ingest;
+mod read_api;
+mod serve_loop;
+mod session_lifecycle;
+mod static_files;
+mod support;

@@ -1,0 +1,230 @@
+//! The test harness: an app over a fresh database, and request helpers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use footpath_collector::clock::ManualClock;
+use footpath_collector::config::{Config, DeploymentConfig};
+use footpath_collector::{router, AppState};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// 2026-11-24T06:15:14.123Z, the server's time when a test starts.
+pub const T0: i64 = 1_795_500_914_123;
+pub const SECOND: i64 = 1_000;
+pub const MINUTE: i64 = 60 * SECOND;
+pub const TIMEOUT: i64 = 20 * MINUTE;
+
+pub const TOKEN: &str = "read-token-for-tests";
+pub const DEPLOYMENT: &str = "shop";
+/// A deployment that accepts any origin.
+pub const OPEN_DEPLOYMENT: &str = "open";
+pub const ORIGIN: &str = "https://shop.example";
+pub const VISITOR: &str = "0b7e0c2a-5b9e-4a57-9f3e-1c2d3e4f5a6b";
+pub const OTHER_VISITOR: &str = "5d3c1b2a-0000-4000-8000-00000000beef";
+pub const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) TestBrowser/1.0";
+pub const CLIENT_IP: [u8; 4] = [203, 0, 113, 7];
+
+pub struct TestApp {
+    pub clock: Arc<ManualClock>,
+    pub state: AppState,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn test_config(dir: &std::path::Path) -> Config {
+    Config {
+        database_path: dir.join("test.sqlite3"),
+        sdk_dir: dir.join("sdk"),
+        api_tokens: vec![TOKEN.to_owned(), "second-token".to_owned()],
+        deployments: vec![
+            DeploymentConfig {
+                id: DEPLOYMENT.to_owned(),
+                allowed_origins: vec![ORIGIN.to_owned(), "https://www.shop.example".to_owned()],
+            },
+            DeploymentConfig {
+                id: OPEN_DEPLOYMENT.to_owned(),
+                allowed_origins: vec!["*".to_owned()],
+            },
+        ],
+        ..Config::default()
+    }
+}
+
+impl TestApp {
+    pub fn new() -> TestApp {
+        TestApp::with_config(|_| {})
+    }
+
+    pub fn with_config(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sdk")).unwrap();
+        let mut config = test_config(dir.path());
+        adjust(&mut config);
+        let clock = Arc::new(ManualClock::new(T0));
+        let state = AppState::new(config, clock.clone()).unwrap();
+        TestApp { clock, state, dir }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = router(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Posts a batch the way the SDK does: `text/plain`, from the shop's origin, with
+    /// the browser's user agent and a client socket address.
+    pub async fn post_batch(&self, batch: &Value) -> TestResponse {
+        self.send(batch_request(
+            batch.to_string(),
+            "text/plain;charset=UTF-8",
+            Some(ORIGIN),
+        ))
+        .await
+    }
+
+    /// A read-API GET with a valid token.
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        let request = Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// The one session of `visitor`, as JSON, asserting that there is exactly one.
+    pub async fn only_session_of(&self, visitor: &str) -> Value {
+        let listing = self
+            .get(&format!(
+                "/api/v2/journey/sessions?customerCookieId={visitor}"
+            ))
+            .await
+            .ok_json();
+        let sessions = listing["entities"].as_array().unwrap();
+        assert_eq!(sessions.len(), 1, "{listing:#}");
+        sessions[0].clone()
+    }
+
+    /// Ends idle sessions as of the clock's current time, as the background sweep does.
+    pub fn sweep(&self) -> usize {
+        self.state
+            .store()
+            .close_idle_sessions(self.clock.now_ms(), TIMEOUT)
+            .unwrap()
+    }
+}
+
+pub fn batch_request(
+    body: impl Into<Body>,
+    content_type: &str,
+    origin: Option<&str>,
+) -> Request<Body> {
+    let mut builder = Request::post("/sdk/v1/batch")
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::USER_AGENT, USER_AGENT);
+    if let Some(origin) = origin {
+        builder = builder.header(header::ORIGIN, origin);
+    }
+    let mut request = builder.body(body.into()).unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from((CLIENT_IP, 51_000))));
+    request
+}
+
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "body is not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The JSON body, asserting status 200 first.
+    pub fn ok_json(&self) -> Value {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
+    }
+
+    /// Asserts an error response: status, JSON `{status, code, message}`, and returns
+    /// the message.
+    pub fn assert_error(&self, status: StatusCode, code: &str) -> String {
+        let body = self.json();
+        assert_eq!(self.status, status, "{body:#}");
+        assert_eq!(body["status"], json!(status.as_u16()), "{body:#}");
+        assert_eq!(body["code"], json!(code), "{body:#}");
+        body["message"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A valid UUID v7-shaped event id, distinct per `n`.
+pub fn event_id(n: u32) -> String {
+    format!("0194f1a0-0000-7000-8000-{n:012}")
+}
+
+pub fn batch(visitor: &str, sent_at: i64, events: Vec<Value>) -> Value {
+    json!({
+        "v": 1,
+        "deploymentId": DEPLOYMENT,
+        "visitorId": visitor,
+        "sentAt": sent_at,
+        "events": events,
+    })
+}
+
+pub fn pageview(n: u32, time: i64, url: &str) -> Value {
+    json!({
+        "id": event_id(n),
+        "kind": "pageview",
+        "name": "page_viewed",
+        "time": time,
+        "page": { "url": url },
+    })
+}
+
+pub fn record(n: u32, name: &str, time: i64) -> Value {
+    json!({ "id": event_id(n), "kind": "record", "name": name, "time": time })
+}
+
+/// Paths of every `null` in a JSON document.
+pub fn null_paths(value: &Value, path: &str) -> Vec<String> {
+    match value {
+        Value::Null => vec![path.to_owned()],
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .flat_map(|(index, item)| null_paths(item, &format!("{path}[{index}]")))
+            .collect(),
+        Value::Object(fields) => fields
+            .iter()
+            .flat_map(|(name, item)| null_paths(item, &format!("{path}.{name}")))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
