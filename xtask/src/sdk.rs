@@ -92,19 +92,10 @@ pub fn build(tools: &Tools) -> Result<()> {
 
     let out = out_dir();
     std::fs::create_dir_all(&out)?;
-    // Debian's binaryen (108) predates reading the module's target-features section,
-    // so the features rustc uses for wasm32 by default are named here.
+    let tools_bin = root().join("js/node_modules/.bin");
     run_checked(
-        Command::new("wasm-opt")
-            .args(["-Oz", "--strip-debug", "--strip-producers"])
-            .args([
-                "--enable-bulk-memory",
-                "--enable-nontrapping-float-to-int",
-                "--enable-sign-ext",
-                "--enable-mutable-globals",
-                "--enable-reference-types",
-                "--enable-multivalue",
-            ])
+        Command::new(tools_bin.join("wasm-opt"))
+            .args(["-Oz", "--strip-debug", "--strip-producers", "--strip-target-features"])
             .arg(bindgen_dir.join("footpath_bg.wasm"))
             .arg("-o")
             .arg(out.join("footpath.wasm")),
@@ -113,7 +104,14 @@ pub fn build(tools: &Tools) -> Result<()> {
     let glue = std::fs::read_to_string(bindgen_dir.join("footpath.js"))?;
     let loader = std::fs::read_to_string(root().join("js/loader.js"))?;
     let script = format!("(function(){{\n{glue}\n{loader}\n}})();\n");
-    std::fs::write(out.join("footpath.js"), script)?;
+    let readable = bindgen_dir.join("footpath.full.js");
+    std::fs::write(&readable, script)?;
+    run_checked(
+        Command::new(tools_bin.join("terser"))
+            .arg(&readable)
+            .args(["--compress", "--mangle", "--output"])
+            .arg(out.join("footpath.js")),
+    )?;
 
     for name in ["footpath.js", "footpath.wasm"] {
         compress(&out.join(name))?;

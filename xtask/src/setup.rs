@@ -28,7 +28,7 @@ pub struct Tools {
 }
 
 const DEBIAN_RUST: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22"];
-const ALWAYS: &[&str] = &["binaryen", "chromium", "chromium-driver"];
+const ALWAYS: &[&str] = &["chromium", "chromium-driver"];
 
 pub fn setup() -> Result<Tools> {
     let wasm = if rustup_has_wasm32() { WasmToolchain::Rustup } else { WasmToolchain::DebianBuildStd };
@@ -36,11 +36,15 @@ pub fn setup() -> Result<Tools> {
     if wasm == WasmToolchain::DebianBuildStd {
         wanted.extend_from_slice(DEBIAN_RUST);
     }
+    if !command_works("node") || !command_works("npm") {
+        wanted.extend_from_slice(&["nodejs", "npm"]);
+    }
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !debian_package_installed(p)).collect();
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
     install_wasm_bindgen_cli()?;
+    install_js_tools()?;
     Ok(Tools { wasm, chromedriver: PathBuf::from("/usr/bin/chromedriver") })
 }
 
@@ -97,6 +101,27 @@ fn install_wasm_bindgen_cli() -> Result<()> {
     eprintln!("xtask: installing wasm-bindgen-cli {version} (found: {installed:?}); this takes a few minutes");
     // Not `--locked`: the registry mirror may lack the newest patch of a dependency.
     run_checked(Command::new("cargo").args(["install", "wasm-bindgen-cli", "--version", &version]))
+}
+
+fn command_works(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok_and(|out| out.status.success())
+}
+
+/// wasm-opt (binaryen) and terser from the npm registry, at the versions pinned in
+/// `js/package-lock.json`. Debian's binaryen is too old: it cannot read the module's
+/// target-features section and mangles wasm-bindgen's externref table.
+fn install_js_tools() -> Result<()> {
+    let js = root().join("js");
+    let stamp = js.join("node_modules/.package-lock.json");
+    let lock = js.join("package-lock.json");
+    let fresh = match (std::fs::metadata(&stamp), std::fs::metadata(&lock)) {
+        (Ok(stamp), Ok(lock)) => stamp.modified()? >= lock.modified()?,
+        _ => false,
+    };
+    if fresh && js.join("node_modules/.bin/wasm-opt").exists() && js.join("node_modules/.bin/terser").exists() {
+        return Ok(());
+    }
+    run_checked(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js))
 }
 
 pub fn locked_version(lock: &str, package: &str) -> Option<String> {
