@@ -15,6 +15,11 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod web;
 
+/// The functions the loader calls; public so that the browser tests drive the SDK
+/// exactly as a page does.
+#[cfg(target_arch = "wasm32")]
+pub use web::{__footpath_state, command, start};
+
 /// The standard wasm allocator (dlmalloc) is tuned for speed and costs several KB of
 /// code; the SDK allocates little, so a small free-list allocator serves it better.
 // SAFETY: wasm32-unknown-unknown without the atomics feature runs on one thread only,

@@ -182,7 +182,7 @@ pub fn test_in_browser(tools: &Tools) -> Result<()> {
     require(&tools.chromedriver.to_string_lossy(), "Debian's chromium-driver")?;
     let mut cargo = wasm_cargo(tools);
     cargo
-        .args(["test", "-p", "footpath-sdk", "--target", TARGET])
+        .args(["test", "-p", "footpath-sdk", "--test", "browser", "--target", TARGET])
         .args(build_std_args(tools, true))
         .arg("--target-dir")
         .arg(root().join("target/wasm"))
