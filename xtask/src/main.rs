@@ -20,8 +20,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("setup") => setup::setup().map(|_| ()),
-        Some("sdk") => setup::setup().and_then(|tools| sdk::build(&tools)).and_then(|_| sdk::report(false)),
-        Some("size") => sdk::report(args.iter().any(|a| a == "--twiggy")),
+        Some("sdk") => setup::setup().and_then(|tools| sdk::build(&tools)).and_then(|_| sdk::report(false)).map(|_| ()),
+        Some("size") => sdk::check_budget(args.iter().any(|a| a == "--twiggy")),
         Some("run") => run(),
         Some("test") => test(&args[1..]),
         _ => {
