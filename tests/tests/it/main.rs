@@ -1,0 +1,11 @@
+//! End-to-end tests of Footpath: the demo shop with the SDK in headless Chromium, the
+//! collector in-process, checked through the collector's read API.
+//!
+//! Run with `cargo test -p footpath-e2e -- --test-threads=1` (or `cargo xtask test`).
+
+mod cors;
+mod identify;
+mod size;
+mod support;
+mod timeout;
+mod visit;
