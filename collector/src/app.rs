@@ -6,6 +6,7 @@
 
 mod auth;
 mod batch;
+mod contacts;
 mod read;
 
 use std::future::Future;
@@ -91,6 +92,12 @@ impl AppState {
 /// | `GET /api/v2/journey/sessions` (Footpath extension) | 200, 400, 401 |
 /// | `GET /api/v2/journey/sessions/{sessionId}` | 200, 401, 404 |
 /// | `GET /api/v2/journey/sessions/{sessionId}/events` | 200, 400, 401, 404 |
+/// | `POST /api/v2/externalcontacts/contacts` | 201, 400, 401 |
+/// | `GET /api/v2/externalcontacts/contacts` (search `q`, `pageSize`, `pageNumber`) | 200, 400, 401 |
+/// | `GET /api/v2/externalcontacts/contacts/{contactId}` | 200, 401, 404 |
+/// | `PUT /api/v2/externalcontacts/contacts/{contactId}` | 200, 400, 401, 404 |
+/// | `DELETE /api/v2/externalcontacts/contacts/{contactId}` | 204, 401, 404 |
+/// | `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions` | 200, 400, 401, 404 |
 pub fn router(state: AppState) -> Router {
     // The browser loads the SDK's wasm with `fetch` from the site's origin, so the
     // files must be readable cross-origin. They are versioned by deployment, not by
@@ -119,6 +126,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v2/journey/sessions/{session_id}/events",
             get(read::list_session_events),
+        )
+        .route(
+            "/api/v2/externalcontacts/contacts",
+            get(contacts::list_contacts).post(contacts::create_contact),
+        )
+        .route(
+            "/api/v2/externalcontacts/contacts/{contact_id}",
+            get(contacts::get_contact)
+                .put(contacts::replace_contact)
+                .delete(contacts::delete_contact),
+        )
+        .route(
+            "/api/v2/externalcontacts/contacts/{contact_id}/journey/sessions",
+            get(contacts::list_contact_sessions),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -9,10 +9,22 @@
 //! database_path = "footpath.sqlite3"
 //! api_tokens = ["change-me"]
 //!
+//! default_phone_region = "GB"
+//!
 //! [[deployments]]
 //! id = "demo"
 //! allowed_origins = ["http://127.0.0.1:8080"]
+//!
+//! # Verified identity for a deployment (see `identity`): optional.
+//! [[identity_verification]]
+//! deployment_id = "demo"
+//! identity_secret = "shared-with-the-site's-server"
+//! require_verified_identity = true
 //! ```
+//!
+//! The identity settings of a deployment live in their own `[[identity_verification]]`
+//! table rather than in `[[deployments]]`: `DeploymentConfig` is built with struct
+//! literals by code outside this crate, and a new field there would break it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -43,6 +55,41 @@ pub struct Config {
     pub api_tokens: Vec<String>,
     /// The sites allowed to send events.
     pub deployments: Vec<DeploymentConfig>,
+    /// ISO 3166 region (`GB`, `US`) of contact phone numbers written without a leading
+    /// `+`. Unset: such numbers are refused, since their country would be a guess.
+    pub default_phone_region: Option<String>,
+    /// Verified-identity settings, at most one entry per deployment.
+    pub identity_verification: Vec<IdentityVerificationConfig>,
+}
+
+/// How a deployment's identify calls are verified (see the `identity` module, rule 6).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityVerificationConfig {
+    /// The `id` of a configured deployment.
+    pub deployment_id: String,
+    /// The HMAC-SHA256 key shared with the site's server, which signs the `loginId`
+    /// (or the `email` trait) of each visitor. Secret: never printed.
+    #[serde(default)]
+    pub identity_secret: Option<String>,
+    /// When true, traits count for identity resolution only on events with a valid
+    /// `identitySignature`; unsigned identify events are stored but never link, move
+    /// or update a contact.
+    #[serde(default)]
+    pub require_verified_identity: bool,
+}
+
+impl std::fmt::Debug for IdentityVerificationConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityVerificationConfig")
+            .field("deployment_id", &self.deployment_id)
+            .field(
+                "identity_secret",
+                &self.identity_secret.as_ref().map(|_| "[hidden]"),
+            )
+            .field("require_verified_identity", &self.require_verified_identity)
+            .finish()
+    }
 }
 
 /// One site (or group of sites) that sends events under one deployment id.
@@ -78,6 +125,8 @@ impl Default for Config {
             max_event_age_hours: 24,
             api_tokens: Vec::new(),
             deployments: Vec::new(),
+            default_phone_region: None,
+            identity_verification: Vec::new(),
         }
     }
 }
@@ -100,6 +149,8 @@ impl std::fmt::Debug for Config {
                 &format_args!("[{} hidden]", self.api_tokens.len()),
             )
             .field("deployments", &self.deployments)
+            .field("default_phone_region", &self.default_phone_region)
+            .field("identity_verification", &self.identity_verification)
             .finish()
     }
 }
@@ -161,7 +212,48 @@ impl Config {
                 )));
             }
         }
+        if let Some(region) = &self.default_phone_region {
+            if region.parse::<phonenumber::country::Id>().is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "default_phone_region {region:?} is not an ISO 3166 region such as \"GB\""
+                )));
+            }
+        }
+        let mut verified = HashSet::new();
+        for identity in &self.identity_verification {
+            let id = identity.deployment_id.as_str();
+            if self.deployment(id).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "identity_verification names deployment {id:?}, which is not configured"
+                )));
+            }
+            if !verified.insert(id) {
+                return Err(ConfigError::Invalid(format!(
+                    "identity_verification has deployment {id:?} twice"
+                )));
+            }
+            if identity.identity_secret.as_deref() == Some("") {
+                return Err(ConfigError::Invalid(format!(
+                    "identity_verification of {id:?}: identity_secret must not be empty"
+                )));
+            }
+            if identity.require_verified_identity && identity.identity_secret.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "identity_verification of {id:?}: require_verified_identity needs an identity_secret"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The verified-identity settings of a deployment, if it has any.
+    pub fn identity_verification(
+        &self,
+        deployment_id: &str,
+    ) -> Option<&IdentityVerificationConfig> {
+        self.identity_verification
+            .iter()
+            .find(|identity| identity.deployment_id == deployment_id)
     }
 
     pub fn session_timeout_ms(&self) -> i64 {
@@ -216,6 +308,53 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("1 hidden"), "{debug}");
+    }
+
+    #[test]
+    fn identity_settings_parse_and_hide_the_secret() {
+        let config = Config::from_toml_str(
+            r#"
+            default_phone_region = "GB"
+            [[deployments]]
+            id = "shop"
+            [[identity_verification]]
+            deployment_id = "shop"
+            identity_secret = "hmac-s3cret"
+            require_verified_identity = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.default_phone_region.as_deref(), Some("GB"));
+        let identity = config.identity_verification("shop").unwrap();
+        assert_eq!(identity.identity_secret.as_deref(), Some("hmac-s3cret"));
+        assert!(identity.require_verified_identity);
+        assert!(config.identity_verification("other").is_none());
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("hmac-s3cret"), "{debug}");
+        assert!(debug.contains("[hidden]"), "{debug}");
+
+        let defaults = Config::from_toml_str("").unwrap();
+        assert_eq!(defaults.default_phone_region, None);
+        assert!(defaults.identity_verification.is_empty());
+
+        let invalid = |text: &str| match Config::from_toml_str(text) {
+            Err(ConfigError::Invalid(message)) => message,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(
+            invalid("default_phone_region = \"Narnia\""),
+            "default_phone_region \"Narnia\" is not an ISO 3166 region such as \"GB\""
+        );
+        assert_eq!(
+            invalid("[[identity_verification]]\ndeployment_id = \"ghost\"\n"),
+            "identity_verification names deployment \"ghost\", which is not configured"
+        );
+        assert_eq!(
+            invalid(
+                "[[deployments]]\nid = \"a\"\n[[identity_verification]]\ndeployment_id = \"a\"\nrequire_verified_identity = true\n"
+            ),
+            "identity_verification of \"a\": require_verified_identity needs an identity_secret"
+        );
     }
 
     #[test]

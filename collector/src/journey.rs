@@ -51,12 +51,22 @@ pub struct Session {
     pub browser: Option<Browser>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
-    /// Identity resolution is not implemented yet: sessions stay anonymous.
+    /// The external contact identity resolution linked the session to; absent for an
+    /// unknown visitor (shown to agents as "Unknown").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_contact: Option<EntityRef>,
+    /// Whether an event of the session carried a valid identity signature.
     pub authenticated: bool,
     /// Segments and outcomes are not evaluated yet; the lists are present and empty so
     /// that clients that iterate them keep working.
     pub segment_assignments: Vec<serde_json::Value>,
     pub outcome_achievements: Vec<serde_json::Value>,
+}
+
+/// `AddressableEntityRef`: `{"id"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntityRef {
+    pub id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -238,7 +248,11 @@ impl Session {
             ip_address: non_empty(session.ip_address.as_deref()),
             browser: session.context.as_ref().and_then(browser),
             device: session.context.as_ref().and_then(device),
-            authenticated: false,
+            external_contact: session
+                .contact_id
+                .as_ref()
+                .map(|id| EntityRef { id: id.clone() }),
+            authenticated: session.authenticated,
             segment_assignments: Vec::new(),
             outcome_achievements: Vec::new(),
         }
@@ -272,7 +286,7 @@ impl Event {
                 ip_address: non_empty(event.ip_address.as_deref()),
                 browser: event.context.as_ref().and_then(browser),
                 device: event.context.as_ref().and_then(device),
-                authenticated: false,
+                authenticated: stored.authenticated,
             },
             created_date: format_ms(event.time_ms),
         }

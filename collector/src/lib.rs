@@ -10,6 +10,11 @@
 //! - [`sessions`]: the pure rule that decides which session an event belongs to.
 //! - [`validate`]: per-event checks of an incoming batch, turning wire events into
 //!   [`store::NewEvent`]s.
+//! - [`contacts`]: external contacts: emails and E.164 phone numbers as parsed types,
+//!   request parsing and the `ExternalContact` / `ContactListing` JSON shapes.
+//! - [`identity`]: identity resolution, the pure rules that link a session to a
+//!   contact (cookie first, then traits; the latest identity wins; logout unlinks;
+//!   verified identity by HMAC). The store applies them inside the ingest transaction.
 //! - [`store`]: the storage trait and its SQLite backend.
 //!   **Architecture Invariant:** no SQL outside this module.
 //! - [`journey`]: the Journey API's JSON shapes and their construction from stored rows.
@@ -19,7 +24,9 @@
 mod app;
 pub mod clock;
 pub mod config;
+pub mod contacts;
 pub mod error;
+pub mod identity;
 pub mod journey;
 pub mod sessions;
 pub mod store;

@@ -117,6 +117,8 @@ pub fn validate_event(
         traits: sorted(&event.traits),
         user_agent: batch.user_agent.clone(),
         ip_address: batch.ip_address.clone(),
+        // Decided by the batch handler, which knows the deployment's identity secret.
+        identity_verified: false,
     })
 }
 

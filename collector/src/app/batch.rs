@@ -13,12 +13,15 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, request, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use footpath_protocol::v1::{Batch, BatchResponse, EventResult, EventStatus, VERSION};
+use footpath_protocol::v1::{
+    AttributeValue, Batch, BatchResponse, EventResult, EventStatus, VERSION,
+};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::store::{IngestOutcome, NewBatch};
+use crate::identity::{verify_identity_signature, SignatureCheck, IDENTITY_SIGNATURE_TRAIT};
+use crate::store::{IngestOutcome, NewBatch, NewEvent};
 use crate::validate::{canonical_uuid, validate_event, BatchContext};
 
 pub(super) async fn receive_batch(State(state): State<AppState>, request: Request) -> Response {
@@ -132,10 +135,14 @@ async fn ingest_batch(
         .enumerate()
         .map(|(index, event)| validate_event(index, event, &context))
         .collect();
+    let identity_settings = config.identity_verification(&deployment.id);
+    let identity_secret =
+        identity_settings.and_then(|settings| settings.identity_secret.as_deref());
     let valid_events: Vec<_> = checked
         .iter()
         .filter_map(|c| c.as_ref().ok())
         .cloned()
+        .map(|event| take_identity_signature(event, identity_secret))
         .collect();
 
     let outcomes = if valid_events.is_empty() {
@@ -145,6 +152,8 @@ async fn ingest_batch(
             deployment_id: deployment.id.clone(),
             visitor_id,
             events: valid_events,
+            require_verified_identity: identity_settings
+                .is_some_and(|settings| settings.require_verified_identity),
         };
         let now_ms = context.now_ms;
         let timeout_ms = config.session_timeout_ms();
@@ -204,6 +213,32 @@ async fn ingest_batch(
         });
     }
     Ok(response)
+}
+
+/// Takes the `identitySignature` trait out of the event (it is a credential, and is
+/// never stored) and records whether it was valid for the deployment's secret.
+fn take_identity_signature(mut event: NewEvent, secret: Option<&str>) -> NewEvent {
+    let signature = match event.traits.remove(IDENTITY_SIGNATURE_TRAIT) {
+        Some(AttributeValue::String(signature)) => Some(signature),
+        // A signature that is not a string is a wrong signature, not a missing one.
+        Some(_) => Some(String::new()),
+        None => None,
+    };
+    let email = match event.traits.get("email") {
+        Some(AttributeValue::String(email)) => Some(email.as_str()),
+        _ => None,
+    };
+    let check = verify_identity_signature(
+        secret,
+        event.login_id.as_deref(),
+        email,
+        signature.as_deref(),
+    );
+    if check == SignatureCheck::Invalid {
+        tracing::debug!(event = %event.id, "identity signature is not valid");
+    }
+    event.identity_verified = check == SignatureCheck::Valid;
+    event
 }
 
 /// `text/plain` (what the SDK sends, in any charset) or `application/json`.

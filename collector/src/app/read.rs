@@ -87,6 +87,7 @@ pub(super) async fn list_sessions(
     let filter = SessionFilter {
         deployment_id: parameters.text("deploymentId"),
         visitor_id,
+        contact_id: None,
     };
     let lookup_filter = filter.clone();
     let lookup_after = after.clone();
@@ -119,20 +120,20 @@ fn session_not_found(session_id: &str) -> ApiError {
 
 /// Query parameters, decoded by hand so that a bad value gets an error message that
 /// names the parameter. Unknown parameters are ignored; of repeated ones the last wins.
-struct QueryParameters(HashMap<String, String>);
+pub(super) struct QueryParameters(HashMap<String, String>);
 
 impl QueryParameters {
-    fn parse(query: Option<&str>) -> QueryParameters {
+    pub(super) fn parse(query: Option<&str>) -> QueryParameters {
         let pairs = url::form_urlencoded::parse(query.unwrap_or("").as_bytes());
         QueryParameters(pairs.into_owned().collect())
     }
 
     /// A parameter's value; an empty value counts as absent.
-    fn text(&self, name: &str) -> Option<String> {
+    pub(super) fn text(&self, name: &str) -> Option<String> {
         self.0.get(name).filter(|value| !value.is_empty()).cloned()
     }
 
-    fn page_size(&self) -> Result<usize, ApiError> {
+    pub(super) fn page_size(&self) -> Result<usize, ApiError> {
         let Some(text) = self.text("pageSize") else {
             return Ok(DEFAULT_PAGE_SIZE);
         };
@@ -145,7 +146,7 @@ impl QueryParameters {
     }
 }
 
-fn uri_with_query(path: &str, parameters: &[(&str, Option<String>)]) -> String {
+pub(super) fn uri_with_query(path: &str, parameters: &[(&str, Option<String>)]) -> String {
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (name, value) in parameters {
         if let Some(value) = value {

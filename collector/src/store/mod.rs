@@ -8,11 +8,14 @@
 //! The methods are synchronous: SQLite is an in-process library, and the handlers call
 //! them through `tokio::task::spawn_blocking`.
 
+mod contacts_sql;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
 use footpath_protocol::v1::{AttributeValue, Context, EventKind, Page};
+
+use crate::contacts::ContactFields;
 
 pub use sqlite::SqliteStore;
 
@@ -39,6 +42,9 @@ pub struct NewEvent {
     pub user_agent: Option<String>,
     /// The client's IP address, from the socket.
     pub ip_address: Option<String>,
+    /// Whether the event carried a valid identity signature (the signature itself is
+    /// taken out of the traits and never stored).
+    pub identity_verified: bool,
 }
 
 /// The validated events of one batch, all from one visitor of one deployment.
@@ -48,6 +54,9 @@ pub struct NewBatch {
     /// The visitor's UUID in lowercase hyphenated form.
     pub visitor_id: String,
     pub events: Vec<NewEvent>,
+    /// The deployment trusts traits for identity resolution only on events whose
+    /// identity signature is valid.
+    pub require_verified_identity: bool,
 }
 
 /// What happened to one event of an ingested batch.
@@ -70,6 +79,8 @@ pub struct StoredEvent {
     pub total_event_count: u64,
     /// Pageviews of the session up to and including this event.
     pub total_pageview_count: u64,
+    /// Whether the session was authenticated once this event was stored.
+    pub authenticated: bool,
 }
 
 /// The latest event of a session.
@@ -93,7 +104,7 @@ pub struct StoredSession {
     pub first_ms: i64,
     pub last_ms: i64,
     /// Set by [`Store::close_idle_sessions`]; equal to `last_ms`, the time the visitor
-    /// was last active.
+    /// was last active. Or set by a logout, to the logout's time.
     pub ended_ms: Option<i64>,
     pub event_count: u64,
     pub pageview_count: u64,
@@ -111,6 +122,10 @@ pub struct StoredSession {
     /// User agent and IP address of the latest event.
     pub user_agent: Option<String>,
     pub ip_address: Option<String>,
+    /// The external contact identity resolution linked the session to.
+    pub contact_id: Option<String>,
+    /// Whether an event of the session carried a valid identity signature.
+    pub authenticated: bool,
 }
 
 /// Optional filters of a session listing.
@@ -118,6 +133,79 @@ pub struct StoredSession {
 pub struct SessionFilter {
     pub deployment_id: Option<String>,
     pub visitor_id: Option<String>,
+    /// Only the sessions linked to this external contact.
+    pub contact_id: Option<String>,
+}
+
+/// The kinds of contact identifiers the collector maintains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IdentifierKind {
+    /// One of the contact's emails, lowercased.
+    Email,
+    /// One of the contact's phone numbers, in E.164.
+    Phone,
+    /// A visitor id that identity resolution linked to the contact.
+    Cookie,
+}
+
+impl IdentifierKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentifierKind::Email => "Email",
+            IdentifierKind::Phone => "Phone",
+            IdentifierKind::Cookie => "Cookie",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<IdentifierKind> {
+        [
+            IdentifierKind::Email,
+            IdentifierKind::Phone,
+            IdentifierKind::Cookie,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIdentifier {
+    pub kind: IdentifierKind,
+    pub value: String,
+    pub created_ms: i64,
+}
+
+/// An external contact as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredContact {
+    /// A UUID version 4.
+    pub id: String,
+    /// `Curated` for contacts created through the API (the only way to create one).
+    pub contact_type: String,
+    pub fields: ContactFields,
+    /// Emails and phones (maintained from `fields`), then cookies; each group oldest
+    /// first.
+    pub identifiers: Vec<StoredIdentifier>,
+    pub create_ms: i64,
+    pub modify_ms: i64,
+}
+
+/// A page-numbered contact search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactQuery {
+    /// Matches, case-insensitively, a part of a name, of any email, or of the digits
+    /// of any phone number.
+    pub text: Option<String>,
+    /// From 1.
+    pub page_number: usize,
+    pub page_size: usize,
+}
+
+/// One page of contacts, oldest first, and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactPage {
+    pub items: Vec<StoredContact>,
+    pub total: u64,
 }
 
 /// One page of a listing.
@@ -178,4 +266,28 @@ pub trait Store: Send + Sync {
     /// Ends every open session whose last event is at least `timeout_ms` before
     /// `now_ms`, and returns how many were ended.
     fn close_idle_sessions(&self, now_ms: i64, timeout_ms: i64) -> Result<usize, StoreError>;
+
+    /// Creates a `Curated` contact with the identifiers of its emails and phones.
+    fn create_contact(
+        &self,
+        fields: &ContactFields,
+        now_ms: i64,
+    ) -> Result<StoredContact, StoreError>;
+
+    fn contact(&self, contact_id: &str) -> Result<Option<StoredContact>, StoreError>;
+
+    fn contacts(&self, query: &ContactQuery) -> Result<ContactPage, StoreError>;
+
+    /// Replaces every writable field; Email and Phone identifiers follow, Cookie
+    /// identifiers stay. `None` when the contact does not exist.
+    fn replace_contact(
+        &self,
+        contact_id: &str,
+        fields: &ContactFields,
+        now_ms: i64,
+    ) -> Result<Option<StoredContact>, StoreError>;
+
+    /// Deletes the contact and its identifiers, and unlinks its sessions (which keep
+    /// their events). Returns whether the contact existed.
+    fn delete_contact(&self, contact_id: &str) -> Result<bool, StoreError>;
 }

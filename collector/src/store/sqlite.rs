@@ -14,15 +14,19 @@ use rand::Rng;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
+use super::contacts_sql;
 use super::{
-    IngestOutcome, LastEvent, Listing, NewBatch, NewEvent, SessionFilter, Store, StoreError,
-    StoredEvent, StoredSession,
+    ContactPage, ContactQuery, IngestOutcome, LastEvent, Listing, NewBatch, NewEvent,
+    SessionFilter, Store, StoreError, StoredContact, StoredEvent, StoredSession,
 };
+use crate::contacts::ContactFields;
 use crate::sessions::{self, SessionSpan};
 
 /// The schema, one file per version. Never edit a released migration: add a new file.
-const MIGRATION_LIST: &[M<'static>] =
-    &[M::up(include_str!("../../migrations/sqlite/0001_init.sql"))];
+const MIGRATION_LIST: &[M<'static>] = &[
+    M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
+    M::up(include_str!("../../migrations/sqlite/0002_contacts.sql")),
+];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
 /// How long a connection waits for a lock held by another connection (or process)
@@ -112,7 +116,11 @@ impl Store for SqliteStore {
             }
             let session_id =
                 assign_session(&transaction, batch, event.time_ms, now_ms, timeout_ms)?;
-            insert_event(&transaction, batch, &session_id, event)?;
+            // Identity is resolved per event, in order, in this same transaction: a
+            // batch that identifies and then logs out must see each step.
+            let authenticated =
+                contacts_sql::resolve_identity(&transaction, batch, &session_id, event, now_ms)?;
+            insert_event(&transaction, batch, &session_id, event, authenticated)?;
             touched_sessions.insert(session_id);
             outcomes.push(IngestOutcome::Accepted);
         }
@@ -188,7 +196,8 @@ impl Store for SqliteStore {
         ])?;
         let mut items = Vec::new();
         while let Some(row) = rows.next()? {
-            let (session_id, deployment_id, visitor_id, event) = event_from_row(row)?;
+            let (session_id, deployment_id, visitor_id, event, authenticated) =
+                event_from_row(row)?;
             event_count += 1;
             if event.kind == EventKind::Pageview {
                 pageview_count += 1;
@@ -200,6 +209,7 @@ impl Store for SqliteStore {
                 event,
                 total_event_count: event_count,
                 total_pageview_count: pageview_count,
+                authenticated,
             });
         }
         Ok(Some(into_listing(items, limit)))
@@ -230,6 +240,7 @@ impl Store for SqliteStore {
             "{SESSION_SELECT}
              WHERE (?1 IS NULL OR s.deployment_id = ?1)
                AND (?2 IS NULL OR s.visitor_id = ?2)
+               AND (?6 IS NULL OR s.contact_id = ?6)
                AND (?4 IS NULL AND s.first_ms <= ?3 OR (s.first_ms, s.id) < (?3, ?4))
              ORDER BY s.first_ms DESC, s.id DESC
              LIMIT ?5"
@@ -239,7 +250,8 @@ impl Store for SqliteStore {
             filter.visitor_id,
             cursor_first_ms,
             cursor_id,
-            fetch_limit(limit)
+            fetch_limit(limit),
+            filter.contact_id,
         ])?;
         let mut items = Vec::new();
         while let Some(row) = rows.next()? {
@@ -259,6 +271,57 @@ impl Store for SqliteStore {
             )?
             .execute([now_ms.saturating_sub(timeout_ms)])?;
         Ok(ended)
+    }
+
+    fn create_contact(
+        &self,
+        fields: &ContactFields,
+        now_ms: i64,
+    ) -> Result<StoredContact, StoreError> {
+        let mut connection = self.writer();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = contacts_sql::insert_contact(&transaction, fields, now_ms)?;
+        let contact = contacts_sql::load_contact(&transaction, &id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("contact {id} vanished")))?;
+        transaction.commit()?;
+        Ok(contact)
+    }
+
+    fn contact(&self, contact_id: &str) -> Result<Option<StoredContact>, StoreError> {
+        let mut connection = self.reader();
+        let transaction = connection.transaction()?;
+        contacts_sql::load_contact(&transaction, contact_id)
+    }
+
+    fn contacts(&self, query: &ContactQuery) -> Result<ContactPage, StoreError> {
+        let mut connection = self.reader();
+        // The count and the page from one snapshot.
+        let transaction = connection.transaction()?;
+        contacts_sql::search_contacts(&transaction, query)
+    }
+
+    fn replace_contact(
+        &self,
+        contact_id: &str,
+        fields: &ContactFields,
+        now_ms: i64,
+    ) -> Result<Option<StoredContact>, StoreError> {
+        let mut connection = self.writer();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if !contacts_sql::update_contact(&transaction, contact_id, fields, now_ms)? {
+            return Ok(None);
+        }
+        let contact = contacts_sql::load_contact(&transaction, contact_id)?;
+        transaction.commit()?;
+        Ok(contact)
+    }
+
+    fn delete_contact(&self, contact_id: &str) -> Result<bool, StoreError> {
+        let mut connection = self.writer();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let deleted = contacts_sql::delete_contact(&transaction, contact_id)?;
+        transaction.commit()?;
+        Ok(deleted)
     }
 }
 
@@ -289,8 +352,10 @@ fn assign_session(
     let mut candidates: Vec<(String, SessionSpan, Option<i64>)> = Vec::new();
     {
         let mut statement = transaction.prepare_cached(
+            // A session that a logout closed takes no more events, whatever their time.
             "SELECT id, first_ms, last_ms, ended_ms FROM sessions
-             WHERE deployment_id = ?1 AND visitor_id = ?2 AND last_ms > ?3 AND first_ms < ?4",
+             WHERE deployment_id = ?1 AND visitor_id = ?2 AND last_ms > ?3 AND first_ms < ?4
+               AND closed = 0",
         )?;
         let mut rows = statement.query(params![
             batch.deployment_id,
@@ -367,6 +432,7 @@ fn insert_event(
     batch: &NewBatch,
     session_id: &str,
     event: &NewEvent,
+    authenticated: bool,
 ) -> Result<(), StoreError> {
     let page = event.page.as_ref();
     let campaign_json = match page {
@@ -385,9 +451,9 @@ fn insert_event(
                 time_ms, client_time_ms, received_ms,
                 page_url, page_title, page_referrer, page_lang, page_keywords, page_search_query,
                 campaign_json, context_json, login_id, attributes_json, traits_json,
-                user_agent, ip_address
+                user_agent, ip_address, authenticated, identity_verified
             ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                      ?17, ?18, ?19, ?20, ?21, ?22)",
+                      ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
         )?
         .execute(params![
             event.id,
@@ -412,6 +478,8 @@ fn insert_event(
             attributes_to_json(&event.traits),
             event.user_agent,
             event.ip_address,
+            authenticated,
+            event.identity_verified,
         ])?;
     Ok(())
 }
@@ -466,10 +534,15 @@ fn refresh_session_summary(
 const EVENT_SELECT: &str = "SELECT id, session_id, deployment_id, visitor_id, kind, name,
     time_ms, client_time_ms, received_ms,
     page_url, page_title, page_referrer, page_lang, page_keywords, page_search_query,
-    campaign_json, context_json, login_id, attributes_json, traits_json, user_agent, ip_address
+    campaign_json, context_json, login_id, attributes_json, traits_json, user_agent, ip_address,
+    authenticated, identity_verified
     FROM events";
 
-fn event_from_row(row: &Row<'_>) -> Result<(String, String, String, NewEvent), StoreError> {
+/// An event row: session id, deployment id, visitor id, the event, and whether the
+/// session was authenticated once the event was stored.
+type EventRow = (String, String, String, NewEvent, bool);
+
+fn event_from_row(row: &Row<'_>) -> Result<EventRow, StoreError> {
     let kind: String = row.get(4)?;
     let event = NewEvent {
         id: row.get(0)?,
@@ -485,8 +558,9 @@ fn event_from_row(row: &Row<'_>) -> Result<(String, String, String, NewEvent), S
         traits: attributes_from_json(&row.get::<_, String>(19)?)?,
         user_agent: row.get(20)?,
         ip_address: row.get(21)?,
+        identity_verified: row.get(23)?,
     };
-    Ok((row.get(1)?, row.get(2)?, row.get(3)?, event))
+    Ok((row.get(1)?, row.get(2)?, row.get(3)?, event, row.get(22)?))
 }
 
 /// A session with the events its card points at, in the order [`session_from_row`]
@@ -499,7 +573,8 @@ const SESSION_SELECT: &str = "SELECT
     lp.page_search_query, lp.campaign_json,
     fp.page_url, fp.page_title, fp.page_referrer, fp.page_lang, fp.page_keywords,
     fp.page_search_query, fp.campaign_json,
-    ce.context_json
+    ce.context_json,
+    s.contact_id, s.authenticated
     FROM sessions s
     LEFT JOIN events le ON le.id = s.last_event_id
     LEFT JOIN events lp ON lp.id = s.last_pageview_id
@@ -533,6 +608,8 @@ fn session_from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
         last_page: page_from_row(row, 15)?,
         landing_page: page_from_row(row, 22)?,
         context: context_from_json(row.get(29)?)?,
+        contact_id: row.get(30)?,
+        authenticated: row.get(31)?,
     })
 }
 

@@ -4,6 +4,8 @@
 //! a temporary SQLite database, with a `ManualClock` so that sessions expire without
 //! sleeping. `serve_loop` additionally runs the real server on a loopback port.
 
+mod contacts_api;
+mod identity;
 mod ingest;
 mod read_api;
 mod serve_loop;

@@ -228,3 +228,104 @@ pub fn null_paths(value: &Value, path: &str) -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+impl TestApp {
+    /// A request with a valid token and, when given, a JSON body.
+    pub async fn send_json(&self, method: &str, uri: &str, body: Option<&Value>) -> TestResponse {
+        let builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        let request = match body {
+            Some(body) => builder
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string())),
+            None => builder.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(request).await
+    }
+
+    /// Creates a contact, asserting 201, and returns it.
+    pub async fn create_contact(&self, body: Value) -> Value {
+        let response = self
+            .send_json("POST", "/api/v2/externalcontacts/contacts", Some(&body))
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()
+    }
+
+    pub async fn contact(&self, id: &str) -> Value {
+        self.get(&format!("/api/v2/externalcontacts/contacts/{id}"))
+            .await
+            .ok_json()
+    }
+
+    /// Every session of `visitor`, newest first.
+    pub async fn sessions_of(&self, visitor: &str) -> Vec<Value> {
+        let listing = self
+            .get(&format!(
+                "/api/v2/journey/sessions?customerCookieId={visitor}"
+            ))
+            .await
+            .ok_json();
+        listing["entities"].as_array().unwrap().clone()
+    }
+
+    /// The events of a session, oldest first.
+    pub async fn events_of(&self, session_id: &str) -> Vec<Value> {
+        let listing = self
+            .get(&format!("/api/v2/journey/sessions/{session_id}/events"))
+            .await
+            .ok_json();
+        listing["entities"].as_array().unwrap().clone()
+    }
+}
+
+/// `ac('identify', loginId, traits)` as the SDK sends it.
+pub fn identify(n: u32, time: i64, login_id: Option<&str>, traits: Value) -> Value {
+    let mut event = json!({
+        "id": event_id(n),
+        "kind": "identify",
+        "name": "identified",
+        "time": time,
+        "traits": traits,
+    });
+    if let Some(login_id) = login_id {
+        event["loginId"] = json!(login_id);
+    }
+    event
+}
+
+/// `ac('identify', null)`: the SDK's logout.
+pub fn logout(n: u32, time: i64) -> Value {
+    json!({ "id": event_id(n), "kind": "logout", "name": "logged_out", "time": time })
+}
+
+/// The identifiers of a contact as `(type, value)` pairs, in the listed order.
+pub fn identifiers(contact: &Value) -> Vec<(String, String)> {
+    contact["identifiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|identifier| {
+            (
+                identifier["type"].as_str().unwrap().to_owned(),
+                identifier["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `(type, value)` pairs, for comparing with [`identifiers`].
+pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(kind, value)| (kind.to_string(), value.to_string()))
+        .collect()
+}
