@@ -1,6 +1,7 @@
 /*
- * Appended by `cargo xtask sdk` after wasm-bindgen's glue, inside the same function
- * scope, so that the glue's `wasm_bindgen` never becomes a global of the page.
+ * Appended by `cargo xtask sdk` after wasm-bindgen's glue (with the module's `host.js`
+ * inlined), inside the same function scope, so that none of it becomes a global of the
+ * page. It uses the glue's `__wbg_get_imports` and `__wbg_finalize_init`.
  *
  * It fetches the module next to this script (footpath.js -> footpath.wasm), starts the
  * SDK, replaces the snippet's stub with the real command function and replays the
@@ -11,20 +12,28 @@ var footpathScript = document.currentScript;
 (function (w) {
   var src = (footpathScript && footpathScript.src) || '';
   var name = w._footpathSdk || 'ac';
-  wasm_bindgen({ module_or_path: src.replace(/\.js(\?.*)?$/, '.wasm') }).then(function () {
-    wasm_bindgen.start(src);
+  // The glue's own `__wbg_init` (unused, so dropped by terser) handles inputs and
+  // servers this script never meets; instantiating from bytes works whatever the
+  // server's Content-Type.
+  fetch(src.replace(/\.js(\?.*)?$/, '.wasm')).then(function (response) {
+    return response.arrayBuffer();
+  }).then(function (bytes) {
+    return WebAssembly.instantiate(bytes, __wbg_get_imports());
+  }).then(function (wasm) {
+    __wbg_finalize_init(wasm.instance, wasm.module);
+    start(src);
     var stub = w[name];
     var queue = (stub && stub.q) || [];
     var ac = function () {
       try {
-        wasm_bindgen.command(Array.prototype.slice.call(arguments));
+        command(Array.prototype.slice.call(arguments));
       } catch (e) {
         try { console.error('[footpath] internal error', e); } catch (_) {}
       }
     };
     ac.l = stub && stub.l;
     ac.loaded = true;
-    ac.state = function () { try { return wasm_bindgen.__footpath_state(); } catch (_) { return {}; } };
+    ac.state = function () { try { return __footpath_state(); } catch (_) { return {}; } };
     w[name] = ac;
     for (var i = 0; i < queue.length; i++) ac.apply(null, queue[i]);
   }, function (e) {

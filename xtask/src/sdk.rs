@@ -85,7 +85,8 @@ pub fn build(tools: &Tools) -> Result<()> {
     let bindgen_dir = root().join("target/sdk-bindgen");
     run_checked(
         Command::new("wasm-bindgen")
-            .args(["--target", "no-modules", "--no-typescript", "--out-name", "footpath", "--out-dir"])
+            // `--target web`: `no-modules` refuses the module's JS snippet (`host.js`).
+            .args(["--target", "web", "--no-typescript", "--out-name", "footpath", "--out-dir"])
             .arg(&bindgen_dir)
             .arg(&built),
     )?;
@@ -93,15 +94,24 @@ pub fn build(tools: &Tools) -> Result<()> {
     let out = out_dir();
     std::fs::create_dir_all(&out)?;
     let tools_bin = root().join("js/node_modules/.bin");
-    run_checked(
-        Command::new(tools_bin.join("wasm-opt"))
-            .args(["-Oz", "--strip-debug", "--strip-producers", "--strip-target-features"])
-            .arg(bindgen_dir.join("footpath_bg.wasm"))
-            .arg("-o")
-            .arg(out.join("footpath.wasm")),
-    )?;
+    // Import and export names shrink to a letter or two (wasm-bindgen's carry hashes
+    // and type names, over 2 KB in all); the glue is renamed to match below.
+    let mut wasm_opt = Command::new(tools_bin.join("wasm-opt"));
+    wasm_opt
+        .args(["-Oz", "--minify-imports-and-exports-and-modules"])
+        .args(["--strip-debug", "--strip-producers", "--strip-target-features"])
+        .arg(bindgen_dir.join("footpath_bg.wasm"))
+        .arg("-o")
+        .arg(out.join("footpath.wasm"));
+    eprintln!("$ {wasm_opt:?}");
+    let optimised = wasm_opt.output().context("could not start wasm-opt")?;
+    if !optimised.status.success() {
+        bail!("wasm-opt failed: {}", String::from_utf8_lossy(&optimised.stderr));
+    }
+    let renames = Renames::parse(&String::from_utf8_lossy(&optimised.stdout))?;
 
     let glue = std::fs::read_to_string(bindgen_dir.join("footpath.js"))?;
+    let glue = classic_script(&glue, &bindgen_dir, &renames)?;
     let loader = std::fs::read_to_string(root().join("js/loader.js"))?;
     let script = format!("(function(){{\n{glue}\n{loader}\n}})();\n");
     let readable = bindgen_dir.join("footpath.full.js");
@@ -117,6 +127,147 @@ pub fn build(tools: &Tools) -> Result<()> {
         compress(&out.join(name))?;
     }
     Ok(())
+}
+
+/// What `wasm-opt --minify-imports-and-exports-and-modules` renamed, from the JSON it
+/// prints: imports as (module, name, new name), all now from module `a`; exports as
+/// (name, new name).
+struct Renames {
+    imports: Vec<(String, String, String)>,
+    exports: Vec<(String, String)>,
+}
+
+impl Renames {
+    fn parse(json: &str) -> Result<Renames> {
+        let mut renames = Renames { imports: Vec::new(), exports: Vec::new() };
+        let mut section = "";
+        for line in json.lines() {
+            let line = line.trim();
+            if line.starts_with("\"imports\"") || line.starts_with("\"exports\"") {
+                section = if line.starts_with("\"imports\"") { "imports" } else { "exports" };
+                continue;
+            }
+            if !line.starts_with('[') {
+                continue;
+            }
+            // `["a", "b", "c"],`: the strings sit between every other quote.
+            let strings: Vec<String> = line.split('"').skip(1).step_by(2).map(str::to_owned).collect();
+            match (section, strings.as_slice()) {
+                ("imports", [module, name, new]) => renames.imports.push((module.clone(), name.clone(), new.clone())),
+                ("exports", [name, new]) => renames.exports.push((name.clone(), new.clone())),
+                _ => bail!("unexpected line in wasm-opt's renames: {line}"),
+            }
+        }
+        if renames.imports.is_empty() || renames.exports.is_empty() {
+            bail!("wasm-opt printed no renames:\n{json}");
+        }
+        Ok(renames)
+    }
+}
+
+/// `text` with the one occurrence of `from` replaced, or an error naming `what`.
+fn replace_once(text: &str, from: &str, to: &str, what: &str) -> Result<String> {
+    if text.matches(from).count() != 1 {
+        bail!("the glue does not have exactly one `{from}` ({what})");
+    }
+    Ok(text.replacen(from, to, 1))
+}
+
+/// `wasm.name` becomes `wasm.new` wherever `name` is the whole property name.
+fn rename_export(text: &str, name: &str, new: &str) -> String {
+    let from = format!("wasm.{name}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&from) {
+        let after = &rest[at + from.len()..];
+        let whole = !after.starts_with(|c: char| c.is_alphanumeric() || c == '_' || c == '$');
+        out.push_str(&rest[..at]);
+        out.push_str(if whole { "wasm." } else { &from });
+        if whole {
+            out.push_str(new);
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Turns wasm-bindgen's ES-module glue (`--target web`) into statements for one function
+/// scope, so that the SDK loads as a classic async script and adds no globals: the JS
+/// snippets it imports (`sdk-wasm/src/web/host.js`) are inlined, the imports object
+/// is renamed to match the minified module (`renames`), and `export` keywords go. Fails
+/// on anything it does not recognise rather than emit a broken script.
+fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<String> {
+    let mut snippets: Vec<(String, Vec<String>)> = Vec::new();
+    let mut code = String::new();
+    let mut body = String::new();
+    for line in glue.lines() {
+        if let Some(rest) = line.strip_prefix("import ") {
+            let path = rest
+                .split(['\'', '"'])
+                .nth(1)
+                .filter(|path| path.starts_with("./snippets/") && path.ends_with(".js"))
+                .with_context(|| format!("unexpected import in the glue: {line}"))?;
+            if !snippets.iter().any(|(p, _)| p == path) {
+                let text = std::fs::read_to_string(bindgen_dir.join(path))
+                    .with_context(|| format!("the glue's snippet {path}"))?;
+                let mut names = Vec::new();
+                for snippet_line in text.lines() {
+                    if let Some(function) = snippet_line.strip_prefix("export function ") {
+                        let name: String =
+                            function.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        names.push(name);
+                        code.push_str(&snippet_line["export ".len()..]);
+                    } else if snippet_line.starts_with("export") || snippet_line.starts_with("import") {
+                        bail!("{path}: only `export function` is supported: {snippet_line}");
+                    } else {
+                        code.push_str(snippet_line);
+                    }
+                    code.push('\n');
+                }
+                snippets.push((path.to_owned(), names));
+            }
+            // `import { a, b } from ...`: the functions are in scope already;
+            // `import * as x from ...`: the module's imports are merged below.
+            continue;
+        }
+        // The glue's `export {...}`, and its imports object's entries for the snippets.
+        let trimmed = line.trim_start();
+        if line.starts_with("export {") || (trimmed.starts_with("\"./snippets/") && trimmed.contains("\": import")) {
+            continue;
+        }
+        body.push_str(&line.strip_prefix("export ").unwrap_or(line).replace("import.meta.url", "location.href"));
+        body.push('\n');
+    }
+    // The module imports everything from `a` now: the glue's own functions, renamed,
+    // and the snippets' functions it imports directly.
+    let mut direct = Vec::new();
+    for (module, name, new) in &renames.imports {
+        if module == "./footpath_bg.js" {
+            body = replace_once(&body, &format!("        {name}: function"), &format!("        {new}: function"), "import")?;
+        } else if snippets.iter().any(|(path, names)| path == module && names.contains(name)) {
+            direct.push(format!("{new}: {name}"));
+        } else {
+            bail!("the module imports {module} {name}, which the glue does not provide");
+        }
+    }
+    code.push_str(&format!("const __fp_direct = {{ {} }};\n", direct.join(", ")));
+    body = replace_once(&body, "\"./footpath_bg.js\": import0,", "a: Object.assign(import0, __fp_direct),", "imports")?;
+    let mut exports = renames.exports.clone();
+    exports.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    for (name, new) in &exports {
+        body = rename_export(&body, name, new);
+    }
+    for used in ["function __wbg_get_imports(", "function __wbg_finalize_init(instance, module)"] {
+        if !body.contains(used) {
+            bail!("js/loader.js calls the glue's `{used}`, which this wasm-bindgen does not define");
+        }
+    }
+    if body.contains("import.meta") || body.lines().any(|line| line.starts_with("export") || line.starts_with("import ")) {
+        bail!("the glue still has module syntax after inlining");
+    }
+    code.push_str(&body);
+    Ok(code)
 }
 
 fn compress(path: &Path) -> Result<()> {

@@ -20,7 +20,7 @@ pub fn encode_batch(batch: &Batch) -> String {
     out.push_str(",\"events\":[");
     for (i, event) in batch.events.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push_str(",");
         }
         push_event(&mut out, event);
     }
@@ -55,7 +55,7 @@ fn push_event(out: &mut String, event: &Event) {
     }
     push_attributes(out, "attributes", &event.attributes);
     push_attributes(out, "traits", &event.traits);
-    out.push('}');
+    out.push_str("}");
 }
 
 fn push_page(out: &mut String, page: &Page) {
@@ -78,18 +78,18 @@ fn push_page(out: &mut String, page: &Page) {
     }
     if !page.campaign.is_empty() {
         push_key(out, "campaign");
-        out.push('{');
+        out.push_str("{");
         for (i, (key, value)) in page.campaign.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                out.push_str(",");
             }
             push_str(out, key);
-            out.push(':');
+            out.push_str(":");
             push_str(out, value);
         }
-        out.push('}');
+        out.push_str("}");
     }
-    out.push('}');
+    out.push_str("}");
 }
 
 fn push_context(out: &mut String, context: &Context) {
@@ -105,7 +105,7 @@ fn push_context(out: &mut String, context: &Context) {
         push_key(out, key);
         push_u64(out, value as u64);
     }
-    out.push('}');
+    out.push_str("}");
 }
 
 fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
@@ -113,13 +113,13 @@ fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
         return;
     }
     push_key(out, key);
-    out.push('{');
+    out.push_str("{");
     for (i, (name, value)) in map.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push_str(",");
         }
         push_str(out, name);
-        out.push(':');
+        out.push_str(":");
         match value {
             AttributeValue::Bool(true) => out.push_str("true"),
             AttributeValue::Bool(false) => out.push_str("false"),
@@ -127,7 +127,7 @@ fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
             AttributeValue::String(s) => push_str(out, s),
         }
     }
-    out.push('}');
+    out.push_str("}");
 }
 
 /// `,"key":` — every key this encoder writes is a plain ASCII literal.
@@ -138,33 +138,60 @@ fn push_key(out: &mut String, key: &str) {
 }
 
 fn push_str(out: &mut String, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // Control characters, and the two line separators that older JavaScript
-            // parsers refuse inside string literals.
-            c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => {
-                let code = c as u32;
-                out.push_str("\\u");
-                for shift in [12, 8, 4, 0] {
-                    out.push(HEX[((code >> shift) & 0xf) as usize] as char);
-                }
-            }
-            c => out.push(c),
+    out.push_str("\"");
+    // By byte, copying the runs between escapes: pushing `char`s would bring UTF-8
+    // encoding into the SDK's module. Every cut is before an ASCII byte or a whole
+    // U+2028/U+2029, so the runs are whole characters.
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // U+2028 and U+2029, which older JavaScript parsers refuse inside strings.
+        let separator = b == 0xe2 && bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9));
+        if b >= 0x20 && b != b'"' && b != b'\\' && !separator {
+            i += 1;
+            continue;
         }
+        out.push_str(&value[start..i]);
+        let code = match b {
+            b'"' | b'\\' => {
+                out.push_str("\\");
+                out.push_str(&value[i..i + 1]);
+                i += 1;
+                start = i;
+                continue;
+            }
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            _ => "",
+        };
+        if code.is_empty() {
+            // Other control characters, and the separators.
+            let code = if separator { 0x2028 + (bytes[i + 2] - 0xa8) as usize } else { b as usize };
+            out.push_str("\\u");
+            for shift in [12, 8, 4, 0] {
+                push_digit(out, (code >> shift) & 0xf);
+            }
+        } else {
+            out.push_str(code);
+        }
+        i += if separator { 3 } else { 1 };
+        start = i;
     }
-    out.push('"');
+    out.push_str(&value[start..]);
+    out.push_str("\"");
+}
+
+/// One hexadecimal (or decimal) digit.
+fn push_digit(out: &mut String, digit: usize) {
+    out.push_str(&"0123456789abcdef"[digit..digit + 1]);
 }
 
 fn push_i64(out: &mut String, value: i64) {
     if value < 0 {
-        out.push('-');
+        out.push_str("-");
     }
     push_u64(out, value.unsigned_abs());
 }
@@ -181,6 +208,6 @@ fn push_u64(out: &mut String, mut value: u64) {
         }
     }
     for &d in &digits[start..] {
-        out.push(d as char);
+        push_digit(out, (d - b'0') as usize);
     }
 }

@@ -1,6 +1,6 @@
 //! UUIDs without the `uuid` crate, whose formatting goes through `core::fmt`.
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+const HEX: &str = "0123456789abcdef";
 
 /// A random UUID (version 4) from 16 random bytes: the visitor id and session ids.
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
@@ -25,10 +25,12 @@ fn format_uuid(bytes: &[u8; 16]) -> String {
     let mut out = String::with_capacity(36);
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
+            out.push_str("-");
         }
-        out.push(HEX[(b >> 4) as usize] as char);
-        out.push(HEX[(b & 0xf) as usize] as char);
+        // `push_str`, not `push(char)`, which would bring UTF-8 encoding along.
+        for digit in [(b >> 4) as usize, (b & 0xf) as usize] {
+            out.push_str(&HEX[digit..digit + 1]);
+        }
     }
     out
 }

@@ -16,7 +16,9 @@ pub struct SessionRecord {
 
 impl SessionRecord {
     pub fn parse(text: &str) -> Option<SessionRecord> {
-        let (id, last) = text.split_once('|')?;
+        // By byte: `split_once('|')` would bring in the `char` searcher.
+        let bar = text.bytes().position(|b| b == b'|')?;
+        let (id, last) = (&text[..bar], &text[bar + 1..]);
         if id.is_empty() {
             return None;
         }
@@ -27,7 +29,7 @@ impl SessionRecord {
     pub fn to_text(&self) -> String {
         let mut out = String::with_capacity(self.id.len() + 16);
         out.push_str(&self.id);
-        out.push('|');
+        out.push_str("|");
         push_i64(&mut out, self.last_activity_ms);
         out
     }
@@ -48,7 +50,7 @@ fn parse_i64(text: &str) -> Option<i64> {
 
 pub(crate) fn push_i64(out: &mut String, value: i64) {
     if value < 0 {
-        out.push('-');
+        out.push_str("-");
     }
     push_u64(out, value.unsigned_abs());
 }
@@ -66,7 +68,9 @@ pub fn push_u64(out: &mut String, mut value: u64) {
         }
     }
     for &d in &digits[start..] {
-        out.push(d as char);
+        // `push_str`, not `push(char)`, which would bring UTF-8 encoding along.
+        let d = (d - b'0') as usize;
+        out.push_str(&"0123456789"[d..d + 1]);
     }
 }
 

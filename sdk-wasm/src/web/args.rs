@@ -1,223 +1,286 @@
 //! Turning the page's `ac(...)` arguments into checked Rust values. Every refusal is a
 //! sentence that names the offending argument.
 
-
-
 use footpath_protocol::v1::{
     validate_attribute_name, validate_event_name, AttributeValue, Map, Number, MAX_ATTRIBUTES,
     MAX_VALUE_BYTES,
 };
-use js_sys::{Array, Function, Object, Reflect};
-use wasm_bindgen::{JsCast, JsValue};
 
+use super::{cat, fp_kind, fp_number, fp_text, Func};
 use crate::core::{Options, PageviewMode};
 
-pub struct PageviewRequest {
-    pub location: Option<String>,
-    pub title: Option<String>,
-    pub attributes: Map<AttributeValue>,
+/// One argument as `host.js` flattened it (see `fpPut` there).
+pub enum Val {
+    Undefined,
+    Null,
+    Bool(bool),
+    /// The value and JavaScript's own text for it (`String(n)`).
+    Number(f64, String),
+    Str(String),
+    Func(Func),
+    List(Vec<Val>),
+    Object(Vec<(String, Val)>),
+    /// Symbols, bigints, functions inside objects, deeper nesting.
+    Other,
 }
 
-pub struct RecordRequest {
-    pub name: String,
-    pub attributes: Map<AttributeValue>,
-    pub callback: Option<Function>,
+fn read(index: &mut u32) -> Val {
+    let at = *index;
+    let kind = fp_kind(at);
+    *index += 1;
+    let count = kind >> 4;
+    match kind & 15 {
+        0 => Val::Undefined,
+        1 => Val::Null,
+        2 => Val::Bool(false),
+        3 => Val::Bool(true),
+        4 => Val::Number(fp_number(at), fp_text(at)),
+        5 => Val::Str(fp_text(at)),
+        6 => Val::Func(Func(count)),
+        7 => {
+            let mut items = Vec::new();
+            for _ in 0..count {
+                items.push(read(index));
+            }
+            Val::List(items)
+        }
+        8 => {
+            let mut entries = Vec::new();
+            for _ in 0..count {
+                let key = fp_text(*index);
+                *index += 1;
+                entries.push((key, read(index)));
+            }
+            Val::Object(entries)
+        }
+        _ => Val::Other,
+    }
 }
 
-pub struct IdentifyRequest {
-    pub logout: bool,
-    pub login_id: Option<String>,
-    pub traits: Map<AttributeValue>,
-    pub callback: Option<Function>,
+/// The arguments of one command.
+pub struct Args(Vec<Val>);
+
+impl Args {
+    /// Reads the `count` flattened entries `fp_args` left.
+    pub fn read(count: u32) -> Args {
+        let mut list = Vec::new();
+        let mut index = 0;
+        while index < count {
+            list.push(read(&mut index));
+        }
+        Args(list)
+    }
+
+    pub fn get(&self, i: usize) -> &Val {
+        self.0.get(i).unwrap_or(&Val::Undefined)
+    }
+
+    pub fn take(&mut self, i: usize) -> Val {
+        match self.0.get_mut(i) {
+            Some(value) => std::mem::replace(value, Val::Undefined),
+            None => Val::Undefined,
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, String>;
 
-fn join(parts: &[&str]) -> String {
-    parts.concat()
+/// The entries of a plain object (not an array, function or null); none for `undefined`.
+fn entries(value: Val, what: &str) -> Result<Vec<(String, Val)>> {
+    match value {
+        Val::Undefined => Ok(Vec::new()),
+        Val::Object(entries) => Ok(entries),
+        _ => Err(cat(&[what, " must be an object"])),
+    }
 }
 
-/// A plain object (not an array, function or null), or `None` for `undefined`.
-fn plain_object(value: &JsValue, what: &str) -> Result<Option<Object>> {
-    if value.is_undefined() {
-        return Ok(None);
-    }
-    if value.is_object() && !Array::is_array(value) && !value.is_function() {
-        return Ok(Some(value.clone().unchecked_into()));
-    }
-    Err(join(&[what, " must be an object"]))
-}
-
-fn keys(object: &Object) -> Vec<String> {
-    Object::keys(object).iter().filter_map(|k| k.as_string()).collect()
-}
+/// The options `ac('init')` knows, and what each must be.
+const OPTIONS: [(&str, &str); 9] = [
+    ("collectorUrl", "must be an http(s) URL"),
+    ("cookieDomain", "must be a string"),
+    ("cookieExpiryDays", "must be 1 to 3650 days"),
+    ("sessionTimeoutMinutes", "must be above 0 and at most 1440 minutes"),
+    ("searchQueryParameters", "must be an array of strings"),
+    ("excludedQueryParameters", "must be an array of strings"),
+    ("keepUrlFragment", "must be true or false"),
+    ("pageview", "must be 'auto', 'once' or 'off'"),
+    // Accepted for compatibility with existing snippets; trait mapping from event
+    // attributes is not implemented yet, so it has no effect.
+    ("globalTraitsMapper", ""),
+];
 
 /// `ac('init')` options. Problems with single options do not stop the SDK: they are
 /// returned as messages to report, and the option keeps its default.
-pub fn options(deployment_id: String, default_collector: String, value: &JsValue) -> Result<(Options, Vec<String>)> {
+pub fn options(deployment_id: String, default_collector: String, value: Val) -> Result<(Options, Vec<String>)> {
     let mut options = Options::new(deployment_id, default_collector);
     let mut problems = Vec::new();
-    let Some(object) = plain_object(value, "options")? else {
-        return Ok((options, problems));
-    };
-    for key in keys(&object) {
-        let value = Reflect::get(&object, &JsValue::from_str(&key)).unwrap_or(JsValue::UNDEFINED);
-        let outcome: Result<()> = match key.as_str() {
-            "collectorUrl" => value
-                .as_string()
-                .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
-                .map(|url| options.collector_url = url)
-                .ok_or_else(|| "must be an http(s) URL".to_owned()),
-            "cookieDomain" => value
-                .as_string()
-                .map(|domain| options.cookie_domain = Some(domain))
-                .ok_or_else(|| "must be a string".to_owned()),
-            "cookieExpiryDays" => value
-                .as_f64()
-                .filter(|days| *days >= 1.0 && *days <= 3650.0)
-                .map(|days| options.cookie_expiry_days = days as u32)
-                .ok_or_else(|| "must be a number of days from 1 to 3650".to_owned()),
-            "sessionTimeoutMinutes" => value
-                .as_f64()
-                .filter(|minutes| *minutes > 0.0 && *minutes <= 1440.0)
-                .map(|minutes| options.session_timeout_ms = (minutes * 60_000.0) as i64)
-                .ok_or_else(|| "must be a number of minutes above 0 and at most 1440".to_owned()),
-            "searchQueryParameters" => string_list(&value).map(|list| options.search_query_parameters = list),
-            "excludedQueryParameters" => string_list(&value).map(|list| options.excluded_query_parameters = list),
-            "keepUrlFragment" => value
-                .as_bool()
-                .map(|keep| options.keep_url_fragment = keep)
-                .ok_or_else(|| "must be true or false".to_owned()),
-            "pageview" => match value.as_string().as_deref() {
-                Some("auto" | "once") => Ok(options.pageview = PageviewMode::Auto),
-                Some("off") => Ok(options.pageview = PageviewMode::Off),
-                _ => Err("must be 'auto', 'once' or 'off'".to_owned()),
-            },
-            // Accepted for compatibility with existing snippets; trait mapping from
-            // event attributes is not implemented yet, so it has no effect.
-            "globalTraitsMapper" => Ok(()),
-            _ => Err("is not an option".to_owned()),
+    for (key, value) in &entries(value, "options")? {
+        let known = OPTIONS.iter().position(|(name, _)| name == key);
+        let text = match value {
+            Val::Str(text) => Some(text),
+            _ => None,
         };
-        if let Err(reason) = outcome {
-            problems.push(join(&["option '", &key, "' ", &reason]));
+        let number = match value {
+            Val::Number(number, _) => *number,
+            _ => f64::NAN,
+        };
+        let accepted = match known {
+            Some(0) => match text {
+                Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                    options.collector_url = url.clone();
+                    true
+                }
+                _ => false,
+            },
+            Some(1) => text.map(|domain| options.cookie_domain = Some(domain.clone())).is_some(),
+            Some(2) => {
+                let ok = (1.0..=3650.0).contains(&number);
+                if ok {
+                    options.cookie_expiry_days = number as u32;
+                }
+                ok
+            }
+            Some(3) => {
+                let ok = number > 0.0 && number <= 1440.0;
+                if ok {
+                    options.session_timeout_ms = (number * 60_000.0) as i64;
+                }
+                ok
+            }
+            Some(4) => string_list(value).map(|list| options.search_query_parameters = list).is_some(),
+            Some(5) => string_list(value).map(|list| options.excluded_query_parameters = list).is_some(),
+            Some(6) => match value {
+                Val::Bool(keep) => {
+                    options.keep_url_fragment = *keep;
+                    true
+                }
+                _ => false,
+            },
+            Some(7) => {
+                let mode = text.map_or("", |mode| mode.as_str());
+                if mode == "off" {
+                    options.pageview = PageviewMode::Off;
+                }
+                mode == "auto" || mode == "once" || mode == "off"
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if !accepted {
+            let reason = known.map_or("is not an option", |i| OPTIONS[i].1);
+            problems.push(cat(&["option '", key, "' ", reason]));
         }
     }
     Ok((options, problems))
 }
 
-fn string_list(value: &JsValue) -> Result<Vec<String>> {
-    if !Array::is_array(value) {
-        return Err("must be an array of strings".into());
+fn string_list(value: &Val) -> Option<Vec<String>> {
+    let Val::List(items) = value else { return None };
+    let mut list = Vec::new();
+    for item in items {
+        let Val::Str(text) = item else { return None };
+        list.push(text.clone());
     }
-    let array: &Array = value.unchecked_ref();
-    array.iter().map(|item| item.as_string().ok_or_else(|| "must be an array of strings".to_owned())).collect()
+    Some(list)
 }
 
-/// `ac('pageview' [, { location, title, customAttributes, traitsMapper }])`.
-pub fn pageview(value: &JsValue) -> Result<PageviewRequest> {
-    let mut request = PageviewRequest { location: None, title: None, attributes: Map::new() };
-    let Some(object) = plain_object(value, "the page view options")? else {
-        return Ok(request);
-    };
-    for key in keys(&object) {
-        let value = Reflect::get(&object, &JsValue::from_str(&key)).unwrap_or(JsValue::UNDEFINED);
-        match key.as_str() {
-            "location" => request.location = Some(value.as_string().ok_or("location must be a string")?),
-            "title" => request.title = Some(value.as_string().ok_or("title must be a string")?),
-            "customAttributes" => request.attributes = attributes(&value, "customAttributes")?,
-            "traitsMapper" => {}
-            _ => return Err(join(&["'", &key, "' is not a page view option"])),
+/// `ac('pageview' [, { location, title, customAttributes, traitsMapper }])`: the
+/// location ('' for the current one), the title and the attributes.
+pub fn pageview(value: Val) -> Result<(String, Option<String>, Map<AttributeValue>)> {
+    let mut location = String::new();
+    let mut title = None;
+    let mut attributes = Map::new();
+    for (key, value) in entries(value, "pageview options")? {
+        match (key.as_str(), value) {
+            ("location", Val::Str(text)) => location = text,
+            ("title", Val::Str(text)) => title = Some(text),
+            ("customAttributes", value) => attributes = self::attributes(value, "customAttributes")?,
+            ("traitsMapper", _) => {}
+            ("location" | "title", _) => return Err(cat(&[&key, " must be a string"])),
+            _ => return Err(cat(&["'", &key, "' is not a page view option"])),
         }
     }
-    Ok(request)
+    Ok((location, title, attributes))
 }
 
 /// `ac('record', eventName [, attributes] [, callback])`.
-pub fn record(arguments: &Array) -> Result<RecordRequest> {
-    let name = arguments.get(1).as_string().ok_or("the event name (second argument) must be a string")?;
-    if let Err(error) = validate_event_name(&name) {
-        return Err(join(&["event name '", &name, "' ", error.reason()]));
-    }
-    let (attributes, callback) = match (arguments.get(2), arguments.get(3)) {
-        (first, _) if first.is_function() => (Map::new(), Some(first.unchecked_into())),
-        (first, second) => (attributes(&first, "attributes")?, callback(&second)?),
+pub fn record(args: &mut Args) -> Result<(String, Map<AttributeValue>, Option<Func>)> {
+    let Val::Str(name) = args.take(1) else {
+        return Err("the event name must be a string".into());
     };
-    Ok(RecordRequest { name, attributes, callback })
+    if let Err(error) = validate_event_name(&name) {
+        return Err(cat(&["event name '", &name, "' ", error.reason()]));
+    }
+    Ok(match args.take(2) {
+        Val::Func(callback) => (name, Map::new(), Some(callback)),
+        first => (name, attributes(first, "attributes")?, callback(args.take(3))?),
+    })
 }
 
 /// `ac('identify' [, loginId] [, traits] [, callback])`; `loginId === null` logs out.
-pub fn identify(arguments: &Array) -> Result<IdentifyRequest> {
-    let mut request =
-        IdentifyRequest { logout: false, login_id: None, traits: Map::new(), callback: None };
-    let mut rest = arguments.iter().skip(1).peekable();
-    match rest.peek() {
-        Some(first) if first.is_null() => {
-            request.logout = true;
-            rest.next();
+/// Gives whether to log out, the login id, the traits and the callback.
+pub fn identify(args: &mut Args) -> Result<(bool, Option<String>, Map<AttributeValue>, Option<Func>)> {
+    let mut logout = false;
+    let mut login_id = None;
+    let mut traits = Map::new();
+    let mut next = 2;
+    match args.get(1) {
+        Val::Null => logout = true,
+        Val::Str(id) if id.is_empty() || id.len() > MAX_VALUE_BYTES => {
+            return Err("the login id must be a string of 1 to 1024 bytes".into())
         }
-        Some(first) if first.is_string() => {
-            let login_id = first.as_string().unwrap_or_default();
-            if login_id.is_empty() || login_id.len() > MAX_VALUE_BYTES {
-                return Err("the login id must be a non-empty string of at most 1024 bytes".into());
-            }
-            request.login_id = Some(login_id);
-            rest.next();
-        }
-        _ => {}
+        Val::Str(id) => login_id = Some(id.clone()),
+        _ => next = 1,
     }
-    if let Some(next) = rest.peek() {
-        if !next.is_function() && !next.is_undefined() {
-            if request.logout {
-                return Err("log-out takes no traits: call ac('identify', null)".into());
-            }
-            request.traits = attributes(next, "traits")?;
-        }
-        if !next.is_function() {
-            rest.next();
+    match args.get(next) {
+        Val::Func(_) => {}
+        Val::Undefined => next += 1,
+        _ if logout => return Err("log-out takes no traits".into()),
+        _ => {
+            traits = attributes(args.take(next), "traits")?;
+            next += 1;
         }
     }
-    request.callback = callback(&rest.next().unwrap_or(JsValue::UNDEFINED))?;
-    if rest.any(|extra| !extra.is_undefined()) {
-        return Err("takes at most a login id, traits and a callback".into());
+    let callback = callback(args.take(next))?;
+    while next < args.0.len() {
+        next += 1;
+        if !matches!(args.get(next), Val::Undefined) {
+            return Err("too many arguments".into());
+        }
     }
-    Ok(request)
+    Ok((logout, login_id, traits, callback))
 }
 
-fn callback(value: &JsValue) -> Result<Option<Function>> {
-    if value.is_undefined() {
-        Ok(None)
-    } else if value.is_function() {
-        Ok(Some(value.clone().unchecked_into()))
-    } else {
-        Err("the callback must be a function".into())
+fn callback(value: Val) -> Result<Option<Func>> {
+    match value {
+        Val::Undefined => Ok(None),
+        Val::Func(function) => Ok(Some(function)),
+        _ => Err("the callback must be a function".into()),
     }
 }
 
 /// A flat object of strings, numbers and booleans (or `{ dataType, value }` pairs).
-pub fn attributes(value: &JsValue, what: &str) -> Result<Map<AttributeValue>> {
+pub fn attributes(value: Val, what: &str) -> Result<Map<AttributeValue>> {
     let mut map = Map::new();
-    let Some(object) = plain_object(value, what)? else {
-        return Ok(map);
-    };
-    let names = keys(&object);
-    if names.len() > MAX_ATTRIBUTES {
-        return Err(join(&[what, " may have at most 50 entries"]));
+    let entries = entries(value, what)?;
+    if entries.len() > MAX_ATTRIBUTES {
+        return Err(cat(&[what, " may have at most 50 entries"]));
     }
-    for name in names {
+    for (name, raw) in entries {
         if let Err(error) = validate_attribute_name(&name) {
-            return Err(join(&[what, ": name '", &name, "' ", error.reason()]));
+            return Err(cat(&[what, ": name '", &name, "' ", error.reason()]));
         }
-        let raw = Reflect::get(&object, &JsValue::from_str(&name)).unwrap_or(JsValue::UNDEFINED);
-        let value = flat_value(&raw)
-            .or_else(|| {
-                // `{ dataType, value }`, the Journey API's own attribute shape.
-                let inner = plain_object(&raw, "").ok().flatten()?;
-                flat_value(&Reflect::get(&inner, &"value".into()).ok()?)
-            })
-            .ok_or_else(|| join(&[what, ".", &name, " must be a string, a finite number or a boolean"]))?;
+        let value = match raw {
+            // `{ dataType, value }`, the Journey API's own attribute shape.
+            Val::Object(inner) => inner.into_iter().find(|(key, _)| key == "value").and_then(|(_, value)| flat(value)),
+            raw => flat(raw),
+        };
+        let Some(value) = value else {
+            return Err(cat(&[what, ".", &name, " must be a string, finite number or boolean"]));
+        };
         if let AttributeValue::String(text) = &value {
             if text.len() > MAX_VALUE_BYTES {
-                return Err(join(&[what, ".", &name, " is longer than 1024 bytes"]));
+                return Err(cat(&[what, ".", &name, " is longer than 1024 bytes"]));
             }
         }
         map.insert(name, value);
@@ -225,15 +288,12 @@ pub fn attributes(value: &JsValue, what: &str) -> Result<Map<AttributeValue>> {
     Ok(map)
 }
 
-fn flat_value(value: &JsValue) -> Option<AttributeValue> {
-    if let Some(text) = value.as_string() {
-        return Some(AttributeValue::String(text));
+fn flat(value: Val) -> Option<AttributeValue> {
+    match value {
+        Val::Str(text) => Some(AttributeValue::String(text)),
+        Val::Bool(flag) => Some(AttributeValue::Bool(flag)),
+        // JavaScript's own formatting gives the JSON text of a finite number.
+        Val::Number(_, text) => Number::parse(&text).map(AttributeValue::Number),
+        _ => None,
     }
-    if let Some(flag) = value.as_bool() {
-        return Some(AttributeValue::Bool(flag));
-    }
-    let number = value.as_f64()?;
-    // JavaScript's own formatting gives the JSON text of a finite number.
-    let text: String = js_sys::Number::from(number).to_string_with_radix(10).ok()?.into();
-    Number::parse(&text).map(AttributeValue::Number)
 }

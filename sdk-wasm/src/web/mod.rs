@@ -4,21 +4,27 @@
 //! every `ac(...)` call to [`command`] as an array of its arguments. Nothing here may
 //! panic on bad input: every argument is checked and refused with a message.
 //!
+//! The browser is reached through `host.js`, a few functions that take and return
+//! strings and numbers (page facts, storage, cookie, timers, requests): one binding
+//! each instead of one per DOM call keeps both the module and its glue small. The
+//! page's arguments arrive flattened by `host.js` into [`args::Val`]s; the page's
+//! functions stay on the JavaScript side and are held here by handle ([`Func`]).
+//!
 //! Page callbacks (`on` handlers, `record` callbacks) may call `ac(...)` again, so they
-//! are never invoked while the SDK's state is borrowed: state changes collect the calls
-//! to make in a [`Calls`] list, which runs after the borrow ends.
+//! are never invoked while the SDK's state is borrowed: state changes queue the calls
+//! to make in [`Sdk::calls`], which run after the borrow ends.
 
 mod args;
 mod browser;
 
 use std::cell::RefCell;
 
-
-use footpath_protocol::v1::{encode_batch, AttributeValue, Batch, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
-use js_sys::{Array, Function, Object, Reflect};
+use footpath_protocol::v1::{encode_batch, AttributeValue, Event, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
+use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
 use crate::core::{Flush, Notice, PageviewMode, Tracked, Tracker};
+use args::{Args, Val};
 use browser::Browser;
 
 /// Most events in one request; the collector accepts up to 100.
@@ -26,380 +32,454 @@ const MAX_EVENTS_PER_REQUEST: usize = 50;
 /// Retry delays double from the first to the last.
 const FIRST_RETRY_MS: u32 = 1_000;
 const MAX_RETRY_MS: u32 = 60_000;
+/// Browsers refuse `keepalive` requests whose bodies add up to more than 64 KiB.
+const KEEPALIVE_LIMIT_BYTES: usize = 60_000;
 
-struct Handler {
-    event: String,
-    function: Function,
-    once: bool,
+/// What `host.js` calls back with (see `fp_init` there).
+const WAKE_FLUSH: u32 = 1;
+const WAKE_IDLE: u32 = 2;
+const WAKE_HIDDEN: u32 = 3;
+const WAKE_RESULTS: u32 = 4;
+const WAKE_RETRY: u32 = 6;
+
+/// How a held function is called (see `fp_call` in `host.js`); `+ CALL_ONCE` lets it go.
+const CALL_PLAIN: u32 = 0;
+const CALL_SESSION: u32 = 1;
+const CALL_ERROR_EVENT: u32 = 2;
+const CALL_OK: u32 = 3;
+const CALL_FAILED: u32 = 4;
+const CALL_ONCE: u32 = 8;
+
+/// Events the page can subscribe to, by index.
+const EVENTS: [&str; 4] = ["ready", "session:started", "session:ended", "error"];
+const READY: u8 = 0;
+const SESSION_STARTED: u8 = 1;
+const SESSION_ENDED: u8 = 2;
+const ERROR: u8 = 3;
+
+#[wasm_bindgen(module = "/src/web/host.js")]
+extern "C" {
+    fn fp_init(wake: &Closure<dyn Fn(u32, String)>);
+    fn fp_args(list: &Array) -> u32;
+    fn fp_kind(index: u32) -> u32;
+    fn fp_text(index: u32) -> String;
+    fn fp_number(index: u32) -> f64;
+    fn fp_call(handle: u32, how: u32, a: &str, b: &str);
+    fn fp_free(handle: u32);
+    fn fp_same(a: u32, b: u32) -> bool;
+    fn fp_state(visitor_id: &str, session_id: &str, queued: i32) -> JsValue;
+    fn fp_now() -> f64;
+    fn fp_random() -> u32;
+    fn fp_load(key: &str) -> Option<String>;
+    fn fp_save(key: &str, value: &str);
+    fn fp_error(text: &str);
+    fn fp_origin(url: &str) -> String;
+    fn fp_cookie(name: &str, set: &str) -> String;
+    fn fp_page(location: &str, names: &str, excluded: &str, keep_fragment: bool) -> Option<String>;
+    fn fp_beacon(url: &str, body: &str) -> bool;
+    fn fp_post(url: &str, body: &str, keepalive: bool);
+    fn fp_timer(which: u32, ms: f64) -> u32;
+    fn fp_clear(id: u32);
 }
 
-#[derive(Default)]
-struct Sdk {
-    /// Where the SDK was loaded from: the default collector.
-    script_url: String,
-    tracker: Option<Tracker<Browser>>,
-    handlers: Vec<Handler>,
-    /// `record`/`identify` callbacks waiting for the collector's answer, by event id.
-    callbacks: Vec<(String, Function)>,
-    /// Timers cannot be cancelled by dropping them from inside their own callback, so
-    /// each schedule bumps a generation and a stale timer does nothing when it fires.
-    flush_generation: u32,
-    idle_generation: u32,
-    /// Sends are strictly one at a time, which keeps events in order.
-    in_flight: bool,
-    retry_ms: u32,
+/// `parts` joined; smaller than `[..].concat()`, which is generic over separators.
+fn cat(parts: &[&str]) -> String {
+    let mut text = String::new();
+    for part in parts {
+        text.push_str(part);
+    }
+    text
 }
 
-thread_local! {
-    static SDK: RefCell<Sdk> = RefCell::new(Sdk::default());
-}
+/// A page function the SDK holds; the page's reference is let go on drop.
+#[must_use]
+pub struct Func(u32);
 
-/// Functions to call, with their arguments, once the state is no longer borrowed.
-type Calls = Vec<(Function, Array)>;
-
-fn run(calls: Calls) {
-    for (function, arguments) in calls {
-        // A throwing page callback must not stop the SDK, nor the other callbacks.
-        let _ = function.apply(&JsValue::UNDEFINED, &arguments);
+impl Func {
+    /// The handle, for a call that lets the function go after running it.
+    fn into_handle(self) -> u32 {
+        let handle = self.0;
+        std::mem::forget(self);
+        handle
     }
 }
 
-fn with_sdk<R>(f: impl FnOnce(&mut Sdk) -> R) -> R {
-    SDK.with(|sdk| f(&mut sdk.borrow_mut()))
+impl Drop for Func {
+    fn drop(&mut self) {
+        fp_free(self.0);
+    }
+}
+
+/// A pending `setTimeout`, cancelled on drop.
+#[must_use]
+struct Timer(u32);
+
+impl Timer {
+    fn new(which: u32, ms: f64) -> Timer {
+        Timer(fp_timer(which, ms))
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        fp_clear(self.0);
+    }
+}
+
+struct Handler {
+    event: u8,
+    function: Func,
+    once: bool,
+}
+
+struct Sdk {
+    /// Whether `host.js` has the wake-up function yet.
+    awake: bool,
+    /// Where the SDK was loaded from: the default collector.
+    script_url: String,
+    tracker: Option<Tracker<Browser>>,
+    /// `{collectorUrl}/sdk/v1/batch`.
+    batch_url: String,
+    handlers: Vec<Handler>,
+    /// `record`/`identify` callbacks waiting for the collector's answer, by event id.
+    callbacks: Vec<(String, Func)>,
+    flush_timer: Option<Timer>,
+    idle_timer: Option<Timer>,
+    /// The events of the request on its way; sends are strictly one at a time, which
+    /// keeps events in order.
+    in_flight: Option<Vec<Event>>,
+    retry_ms: u32,
+    /// Page functions to call, with how and what, once the state is no longer borrowed.
+    calls: Vec<(u32, u32, String, String)>,
+}
+
+thread_local! {
+    static SDK: RefCell<Sdk> = const {
+        RefCell::new(Sdk {
+            awake: false,
+            script_url: String::new(),
+            tracker: None,
+            batch_url: String::new(),
+            handlers: Vec::new(),
+            callbacks: Vec::new(),
+            flush_timer: None,
+            idle_timer: None,
+            in_flight: None,
+            retry_ms: 0,
+            calls: Vec::new(),
+        })
+    };
+}
+
+/// Runs `f` on the state, then the page callbacks it queued.
+fn with_sdk(f: &mut dyn FnMut(&mut Sdk)) {
+    let calls = SDK.with(|sdk| {
+        let mut sdk = sdk.borrow_mut();
+        if !sdk.awake {
+            // Timers, requests and page hiding call back through this, for the page's
+            // lifetime.
+            sdk.awake = true;
+            let wake = Closure::<dyn Fn(u32, String)>::own_aborting(wake);
+            fp_init(&wake);
+            wake.forget();
+        }
+        f(&mut sdk);
+        std::mem::take(&mut sdk.calls)
+    });
+    for (handle, how, a, b) in calls {
+        // `host.js` catches what the page's function throws.
+        fp_call(handle, how, &a, &b);
+    }
 }
 
 #[wasm_bindgen]
 pub fn start(script_url: String) {
-    with_sdk(|sdk| sdk.script_url = script_url);
-    browser::listen_for_page_hide(|| {
-        let calls = with_sdk(|sdk| sdk.flush(true));
-        run(calls);
-    });
+    let mut script_url = Some(script_url);
+    with_sdk(&mut |sdk| sdk.script_url = script_url.take().unwrap_or_default());
 }
 
 /// One `ac(...)` call.
 #[wasm_bindgen]
 pub fn command(arguments: Array) {
-    let calls = with_sdk(|sdk| {
-        let name = arguments.get(0).as_string().unwrap_or_default();
-        match sdk.command(&name, &arguments) {
-            Ok(calls) => calls,
-            Err(message) => sdk.report(&name, message),
+    let mut args = Args::read(fp_args(&arguments));
+    with_sdk(&mut |sdk| {
+        let name = match args.get(0) {
+            Val::Str(name) => name.clone(),
+            _ => String::new(),
+        };
+        if let Err(message) = sdk.command(&name, &mut args) {
+            sdk.report(&name, &message);
         }
     });
-    run(calls);
+}
+
+/// Timers, page hiding and the collector's answers.
+fn wake(kind: u32, text: String) {
+    with_sdk(&mut |sdk| match kind {
+        WAKE_FLUSH => {
+            sdk.flush_timer = None;
+            sdk.flush(false);
+        }
+        WAKE_IDLE => {
+            sdk.idle_timer = None;
+            sdk.check_idle();
+        }
+        WAKE_HIDDEN => sdk.flush(true),
+        _ => sdk.sent(kind, &text),
+    });
+}
+
+/// What a tracking command records.
+enum What {
+    Event(EventKind, String, Map<AttributeValue>),
+    Identify(Option<String>, Map<AttributeValue>),
+    Logout,
 }
 
 impl Sdk {
-    fn command(&mut self, name: &str, arguments: &Array) -> Result<Calls, String> {
+    fn command(&mut self, name: &str, args: &mut Args) -> Result<(), String> {
         match name {
-            "init" => self.init(arguments),
-            "on" | "once" | "off" => self.subscribe(name, arguments),
+            "init" => self.init(args),
+            "on" | "once" | "off" => self.subscribe(name, args),
             "pageview" | "record" | "identify" => {
                 if self.tracker.is_none() {
                     return Err("call ac('init', deploymentId) first".into());
                 }
                 match name {
-                    "pageview" => self.pageview(arguments),
-                    "record" => self.record(arguments),
-                    _ => self.identify(arguments),
+                    "pageview" => {
+                        let (location, title, attributes) = args::pageview(args.take(1))?;
+                        self.track(What::Event(EventKind::Pageview, PAGE_VIEWED.into(), attributes), &location, title, None)
+                    }
+                    "record" => {
+                        let (name, attributes, callback) = args::record(args)?;
+                        self.track(What::Event(EventKind::Record, name, attributes), "", None, callback)
+                    }
+                    _ => {
+                        let (logout, login_id, traits, callback) = args::identify(args)?;
+                        let what = if logout { What::Logout } else { What::Identify(login_id, traits) };
+                        self.track(what, "", None, callback)
+                    }
                 }
             }
-            "load" | "forms:track" => Err("is not supported by this version of the SDK".into()),
-            "" => Err("the first argument must be a command name such as 'record'".into()),
+            "load" | "forms:track" => Err("is not supported yet".into()),
+            "" => Err("needs a command name".into()),
             _ => Err("is not a command".into()),
         }
     }
 
     /// Logs the problem once on the console and tells the page's `error` handlers.
-    fn report(&mut self, command: &str, message: String) -> Calls {
-        let mut text = String::from("[footpath] ac('");
-        text.push_str(command);
-        text.push_str("'): ");
-        text.push_str(&message);
-        web_sys::console::error_1(&JsValue::from_str(&text));
-        let detail = Object::new();
-        let _ = Reflect::set(&detail, &"command".into(), &command.into());
-        let _ = Reflect::set(&detail, &"message".into(), &text.into());
-        self.emit("error", detail.into())
+    fn report(&mut self, command: &str, message: &str) {
+        let text = cat(&["[footpath] ac('", command, "'): ", message]);
+        fp_error(&text);
+        self.emit(ERROR, CALL_ERROR_EVENT, command, &text);
     }
 
-    fn emit(&mut self, event: &str, detail: JsValue) -> Calls {
-        let mut calls = Calls::new();
-        self.handlers.retain(|handler| {
+    fn emit(&mut self, event: u8, how: u32, a: &str, b: &str) {
+        let mut i = 0;
+        while i < self.handlers.len() {
+            let handler = &self.handlers[i];
             if handler.event != event {
-                return true;
+                i += 1;
+            } else if handler.once {
+                let handler = self.handlers.remove(i);
+                self.calls.push((handler.function.into_handle(), how | CALL_ONCE, a.into(), b.into()));
+            } else {
+                self.calls.push((handler.function.0, how, a.into(), b.into()));
+                i += 1;
             }
-            calls.push((handler.function.clone(), Array::of1(&detail)));
-            !handler.once
-        });
-        calls
+        }
     }
 
-    fn emit_notices(&mut self, notices: Vec<Notice>) -> Calls {
-        let mut calls = Calls::new();
+    fn notices(&mut self, notices: Vec<Notice>) {
         for notice in notices {
             let (event, id) = match notice {
-                Notice::SessionStarted(id) => ("session:started", id),
-                Notice::SessionEnded(id) => ("session:ended", id),
+                Notice::SessionStarted(id) => (SESSION_STARTED, id),
+                Notice::SessionEnded(id) => (SESSION_ENDED, id),
             };
-            let detail = Object::new();
-            let _ = Reflect::set(&detail, &"sessionId".into(), &id.into());
-            calls.extend(self.emit(event, detail.into()));
+            self.emit(event, CALL_SESSION, &id, "");
         }
-        calls
     }
 
-    fn init(&mut self, arguments: &Array) -> Result<Calls, String> {
+    fn init(&mut self, args: &mut Args) -> Result<(), String> {
         if self.tracker.is_some() {
-            return Err("the SDK is already initialised on this page".into());
+            return Err("already initialised".into());
         }
-        let deployment_id = arguments
-            .get(1)
-            .as_string()
-            .filter(|id| !id.is_empty())
-            .ok_or("the deployment id (second argument) must be a non-empty string")?;
-        let default_collector = browser::origin_of(&self.script_url).unwrap_or_default();
-        let (options, problems) = args::options(deployment_id, default_collector, &arguments.get(2))?;
-        if options.collector_url.is_empty() {
-            return Err("no collectorUrl option, and the SDK's own origin is unknown".into());
+        let deployment_id = match args.take(1) {
+            Val::Str(id) if !id.is_empty() => id,
+            _ => return Err("the deployment id must be a non-empty string".into()),
+        };
+        let (options, problems) = args::options(deployment_id, fp_origin(&self.script_url), args.take(2))?;
+        let collector = options.collector_url.as_bytes();
+        let mut end = collector.len();
+        while end > 0 && collector[end - 1] == b'/' {
+            end -= 1;
         }
+        if end == 0 {
+            return Err("collectorUrl is missing".into());
+        }
+        self.batch_url = cat(&[&options.collector_url[..end], BATCH_PATH]);
         let pageview = options.pageview;
-        let platform = Browser::new().ok_or("this page has no window or document")?;
-        let visitor_id = platform.visitor_id(&options);
-        self.tracker = Some(Tracker::new(platform, options, visitor_id));
-        let mut calls = Calls::new();
+        let visitor_id = browser::visitor_id(&options);
+        self.tracker = Some(Tracker::new(Browser, options, visitor_id));
         for problem in problems {
-            calls.extend(self.report("init", problem));
+            self.report("init", &problem);
         }
         if pageview == PageviewMode::Auto {
-            calls.extend(self.track_pageview(None, None, Map::new())?);
+            self.track(What::Event(EventKind::Pageview, PAGE_VIEWED.into(), Map::new()), "", None, None)?;
         }
         // `ready` is for handlers registered before init; later ones are called at once.
-        calls.extend(self.emit("ready", JsValue::UNDEFINED));
-        Ok(calls)
+        self.emit(READY, CALL_PLAIN, "", "");
+        Ok(())
     }
 
-    fn subscribe(&mut self, how: &str, arguments: &Array) -> Result<Calls, String> {
-        let event = arguments.get(1).as_string().ok_or("the event name must be a string")?;
-        if !matches!(event.as_str(), "ready" | "session:started" | "session:ended" | "error") {
-            return Err("unknown event; use ready, session:started, session:ended or error".into());
+    fn subscribe(&mut self, how: &str, args: &mut Args) -> Result<(), String> {
+        let event = match args.get(1) {
+            Val::Str(name) => EVENTS.iter().position(|event| event == name),
+            _ => None,
         }
-        let function: Function = arguments.get(2).dyn_into().map_err(|_| "the handler must be a function")?;
-        if how == "off" {
-            self.handlers.retain(|h| !(h.event == event && h.function == function));
-            return Ok(Calls::new());
-        }
-        if event == "ready" && self.tracker.is_some() {
-            return Ok(vec![(function, Array::new())]);
-        }
-        self.handlers.push(Handler { event, function, once: how == "once" });
-        Ok(Calls::new())
-    }
-
-    fn pageview(&mut self, arguments: &Array) -> Result<Calls, String> {
-        let request = args::pageview(&arguments.get(1))?;
-        self.track_pageview(request.location, request.title, request.attributes)
-    }
-
-    fn track_pageview(
-        &mut self,
-        location: Option<String>,
-        title: Option<String>,
-        attributes: Map<AttributeValue>,
-    ) -> Result<Calls, String> {
-        let tracker = self.tracker.as_mut().ok_or("not initialised")?;
-        let page = browser::page(tracker.options(), location.as_deref(), title)?;
-        let tracked =
-            tracker.track(EventKind::Pageview, PAGE_VIEWED.into(), Some(page), Some(browser::context()), attributes);
-        Ok(self.after_track(tracked, None))
-    }
-
-    fn record(&mut self, arguments: &Array) -> Result<Calls, String> {
-        let request = args::record(arguments)?;
-        let tracker = self.tracker.as_mut().ok_or("not initialised")?;
-        let page = browser::page(tracker.options(), None, None)?;
-        let tracked =
-            tracker.track(EventKind::Record, request.name, Some(page), Some(browser::context()), request.attributes);
-        Ok(self.after_track(tracked, request.callback))
-    }
-
-    fn identify(&mut self, arguments: &Array) -> Result<Calls, String> {
-        let request = args::identify(arguments)?;
-        let tracker = self.tracker.as_mut().ok_or("not initialised")?;
-        let page = browser::page(tracker.options(), None, None)?;
-        let tracked = if request.logout {
-            tracker.logout(Some(page), Some(browser::context()))
-        } else {
-            tracker.identify(request.login_id, request.traits, Some(page), Some(browser::context()))
+        .ok_or("the event must be ready, session:started, session:ended or error")?;
+        let Val::Func(function) = args.take(2) else {
+            return Err("the handler must be a function".into());
         };
-        Ok(self.after_track(tracked, request.callback))
+        let event = event as u8;
+        if how == "off" {
+            let mut i = 0;
+            while i < self.handlers.len() {
+                let handler = &self.handlers[i];
+                if handler.event == event && fp_same(handler.function.0, function.0) {
+                    self.handlers.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        } else if event == READY && self.tracker.is_some() {
+            self.calls.push((function.into_handle(), CALL_PLAIN | CALL_ONCE, String::new(), String::new()));
+        } else {
+            self.handlers.push(Handler { event, function, once: how == "once" });
+        }
+        Ok(())
     }
 
-    /// Remembers the callback, emits session notices, re-arms the inactivity timer and
-    /// schedules the send the tracker asked for.
-    fn after_track(&mut self, tracked: Tracked, callback: Option<Function>) -> Calls {
+    /// Queues an event with the facts of the page, remembers its callback, emits
+    /// session notices, re-arms the inactivity timer and schedules the send.
+    fn track(&mut self, what: What, location: &str, title: Option<String>, callback: Option<Func>) -> Result<(), String> {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return Err("not initialised".into());
+        };
+        let (page, context) = browser::page(tracker.options(), location, title)?;
+        let (page, context) = (Some(page), Some(context));
+        let tracked: Tracked = match what {
+            What::Event(kind, name, attributes) => tracker.track(kind, name, page, context, attributes),
+            What::Identify(login_id, traits) => tracker.identify(login_id, traits, page, context),
+            What::Logout => tracker.logout(page, context),
+        };
+        let timeout = tracker.options().session_timeout_ms;
         if let Some(callback) = callback {
             self.callbacks.push((tracked.event_id, callback));
         }
-        let mut calls = self.emit_notices(tracked.notices);
-        if let Some(timeout) = self.tracker.as_ref().map(|t| t.options().session_timeout_ms) {
-            schedule_idle_check(self, timeout);
-        }
+        self.notices(tracked.notices);
+        self.idle_timer = Some(Timer::new(WAKE_IDLE, timeout as f64));
         match tracked.flush {
-            Flush::Now => calls.extend(self.flush(false)),
-            Flush::After(ms) => schedule_flush(self, ms as u32),
+            Flush::Now => self.flush(false),
+            Flush::After(ms) => self.flush_timer = Some(Timer::new(WAKE_FLUSH, ms as f64)),
             Flush::Scheduled => {}
         }
-        calls
+        Ok(())
+    }
+
+    fn check_idle(&mut self) {
+        let Some(tracker) = self.tracker.as_mut() else { return };
+        let (notices, again) = tracker.check_idle();
+        if let Some(wait) = again {
+            self.idle_timer = Some(Timer::new(WAKE_IDLE, wait as f64));
+        }
+        self.notices(notices);
     }
 
     /// Sends what is queued. When the page is being hidden or unloaded everything goes
     /// out at once by beacon; otherwise one request at a time.
-    fn flush(&mut self, page_hiding: bool) -> Calls {
-        let Some(tracker) = self.tracker.as_mut() else {
-            return Calls::new();
-        };
-        let url = {
-            let mut url = tracker.options().collector_url.trim_end_matches('/').to_owned();
-            url.push_str(BATCH_PATH);
-            url
-        };
+    fn flush(&mut self, page_hiding: bool) {
+        let Some(tracker) = self.tracker.as_mut() else { return };
         if page_hiding {
             while let Some(batch) = tracker.take_batch(MAX_EVENTS_PER_REQUEST) {
-                if !browser::send_beacon(&url, &encode_batch(&batch)) {
+                if !fp_beacon(&self.batch_url, &encode_batch(&batch)) {
                     // The beacon queue is full: keep the rest for a keepalive fetch.
                     tracker.requeue(batch.events);
                     break;
                 }
             }
-            if self.in_flight {
-                return Calls::new();
-            }
         }
-        if self.in_flight {
-            return Calls::new();
+        if self.in_flight.is_some() {
+            return;
         }
-        let Some(batch) = tracker.take_batch(MAX_EVENTS_PER_REQUEST) else {
-            return Calls::new();
-        };
-        self.in_flight = true;
+        let Some(batch) = tracker.take_batch(MAX_EVENTS_PER_REQUEST) else { return };
         let body = encode_batch(&batch);
-        browser::post(&url, &body, move |outcome| {
-            let calls = with_sdk(|sdk| sdk.sent(batch, outcome));
-            run(calls);
-        });
-        Calls::new()
+        fp_post(&self.batch_url, &body, body.len() < KEEPALIVE_LIMIT_BYTES);
+        self.in_flight = Some(batch.events);
     }
 
-    /// The collector answered (or the network failed) for `batch`.
-    fn sent(&mut self, batch: Batch, outcome: browser::PostOutcome) -> Calls {
-        self.in_flight = false;
-        let mut calls = Calls::new();
-        match outcome {
-            browser::PostOutcome::Answered { results } => {
-                self.retry_ms = 0;
-                for result in results {
-                    calls.extend(self.settle(&result.id, result.error.clone()));
-                    if let Some(error) = result.error {
-                        calls.extend(self.report("record", error));
-                    }
-                }
-                // Events the collector did not mention are settled as failed.
-                for event in &batch.events {
-                    calls.extend(self.settle(&event.id, Some("no result from the collector".into())));
+    /// The collector answered (or the network failed) for the events in flight.
+    fn sent(&mut self, kind: u32, text: &str) {
+        let events = self.in_flight.take().unwrap_or_default();
+        if kind == WAKE_RETRY {
+            self.retry_ms = (self.retry_ms.saturating_mul(2)).clamp(FIRST_RETRY_MS, MAX_RETRY_MS);
+            let after = browser::digits(text.trim_ascii()).map(|seconds| seconds.saturating_mul(1000) as u32);
+            let delay = after.unwrap_or(self.retry_ms).min(MAX_RETRY_MS);
+            if let Some(tracker) = self.tracker.as_mut() {
+                tracker.requeue(events);
+            }
+            self.flush_timer = Some(Timer::new(WAKE_FLUSH, delay as f64));
+            return;
+        }
+        self.retry_ms = 0;
+        if kind == WAKE_RESULTS {
+            // `id`, then `!error` or nothing, for each event.
+            let fields = browser::split(text, 1);
+            for pair in fields.chunks(2) {
+                let error = pair.get(1).filter(|e| e.as_bytes().first() == Some(&b'!')).map(|e| &e[1..]);
+                self.settle(pair[0], error);
+                if let Some(error) = error {
+                    self.report("record", error);
                 }
             }
-            browser::PostOutcome::Refused { status, message } => {
-                self.retry_ms = 0;
-                let mut text = String::from("the collector refused the events: ");
-                text.push_str(&message);
-                for event in &batch.events {
-                    calls.extend(self.settle(&event.id, Some(text.clone())));
-                }
-                let _ = status;
-                calls.extend(self.report("record", text));
+            // Events the collector did not mention are settled as failed.
+            for event in &events {
+                self.settle(&event.id, Some("no result from the collector"));
             }
-            browser::PostOutcome::Retry { after_ms } => {
-                self.retry_ms = (self.retry_ms.saturating_mul(2)).clamp(FIRST_RETRY_MS, MAX_RETRY_MS);
-                let delay = after_ms.unwrap_or(self.retry_ms).min(MAX_RETRY_MS);
-                if let Some(tracker) = self.tracker.as_mut() {
-                    tracker.requeue(batch.events);
-                }
-                schedule_flush(self, delay);
-                return calls;
+        } else {
+            let text = cat(&["the collector refused the events: ", text]);
+            for event in &events {
+                self.settle(&event.id, Some(&text));
             }
+            self.report("record", &text);
         }
         if self.tracker.as_ref().is_some_and(|t| t.queued() > 0) {
-            calls.extend(self.flush(false));
+            self.flush(false);
         }
-        calls
     }
 
-    /// Calls and forgets the callback of event `id`, if it has one.
-    fn settle(&mut self, id: &str, error: Option<String>) -> Calls {
+    /// Calls and lets go the callback of event `id`, if it has one.
+    fn settle(&mut self, id: &str, error: Option<&str>) {
         let Some(index) = self.callbacks.iter().position(|(event_id, _)| event_id == id) else {
-            return Calls::new();
+            return;
         };
         let (_, callback) = self.callbacks.swap_remove(index);
-        let arguments = match error {
-            None => {
-                let result = Object::new();
-                let _ = Reflect::set(&result, &"id".into(), &id.into());
-                Array::of2(&JsValue::NULL, &result)
-            }
-            Some(message) => Array::of1(&js_sys::Error::new(&message)),
+        let (how, text) = match error {
+            None => (CALL_OK, id),
+            Some(message) => (CALL_FAILED, message),
         };
-        vec![(callback, arguments)]
+        self.calls.push((callback.into_handle(), how | CALL_ONCE, text.into(), String::new()));
     }
-}
-
-fn schedule_flush(sdk: &mut Sdk, ms: u32) {
-    sdk.flush_generation = sdk.flush_generation.wrapping_add(1);
-    let generation = sdk.flush_generation;
-    gloo_timers::callback::Timeout::new(ms, move || {
-        let calls = with_sdk(|sdk| if sdk.flush_generation == generation { sdk.flush(false) } else { Calls::new() });
-        run(calls);
-    })
-    .forget();
-}
-
-fn schedule_idle_check(sdk: &mut Sdk, ms: i64) {
-    sdk.idle_generation = sdk.idle_generation.wrapping_add(1);
-    let generation = sdk.idle_generation;
-    let ms = ms.clamp(0, u32::MAX as i64) as u32;
-    gloo_timers::callback::Timeout::new(ms, move || {
-        let calls = with_sdk(|sdk| {
-            if sdk.idle_generation != generation {
-                return Calls::new();
-            }
-            let Some(tracker) = sdk.tracker.as_mut() else {
-                return Calls::new();
-            };
-            let (notices, again) = tracker.check_idle();
-            if let Some(wait) = again {
-                schedule_idle_check(sdk, wait);
-            }
-            sdk.emit_notices(notices)
-        });
-        run(calls);
-    })
-    .forget();
 }
 
 /// Test hooks for the browser tests in `tests/`: not part of the page-facing API.
 #[doc(hidden)]
 #[wasm_bindgen]
 pub fn __footpath_state() -> JsValue {
-    with_sdk(|sdk| {
-        let state = Object::new();
-        if let Some(tracker) = &sdk.tracker {
-            let _ = Reflect::set(&state, &"visitorId".into(), &tracker.visitor_id().into());
-            if let Some(session) = tracker.session_id() {
-                let _ = Reflect::set(&state, &"sessionId".into(), &session.into());
-            }
-            let _ = Reflect::set(&state, &"queued".into(), &(tracker.queued() as u32).into());
+    SDK.with(|sdk| match &sdk.borrow().tracker {
+        Some(tracker) => {
+            fp_state(tracker.visitor_id(), tracker.session_id().unwrap_or(""), tracker.queued() as i32)
         }
-        state.into()
+        None => fp_state("", "", -1),
     })
 }
