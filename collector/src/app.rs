@@ -11,6 +11,7 @@ mod read;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ use tower_http::trace::TraceLayer;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::enrich::geo::GeoIpDatabase;
+use crate::enrich::user_agent;
 use crate::error::ApiError;
 use crate::store::{SqliteStore, Store};
 
@@ -34,24 +37,48 @@ pub struct AppState {
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
     store: Arc<dyn Store>,
+    /// Open when `geoip_database_path` is configured.
+    geoip: Option<Arc<GeoIpDatabase>>,
+    /// Events dropped by deployments' IP exclusions since startup.
+    excluded_events: Arc<AtomicU64>,
 }
 
 impl AppState {
-    /// Checks the configuration and opens (or creates and migrates) the SQLite
-    /// database at `config.database_path`.
+    /// Checks the configuration, opens (or creates and migrates) the SQLite database at
+    /// `config.database_path`, and opens the GeoIP database when one is configured.
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
         config.validate()?;
         let store = SqliteStore::open(&config.database_path)?;
-        Ok(AppState::with_store(config, clock, Arc::new(store)))
+        AppState::with_store(config, clock, Arc::new(store))
     }
 
-    /// State over any store: the seam where another backend plugs in.
-    pub fn with_store(config: Config, clock: Arc<dyn Clock>, store: Arc<dyn Store>) -> AppState {
-        AppState {
+    /// State over any store: the seam where another backend plugs in. Fails when the
+    /// configured GeoIP database cannot be read, or the user-agent rules do not load.
+    pub fn with_store(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<AppState> {
+        user_agent::check_rules().map_err(anyhow::Error::msg)?;
+        let geoip = match &config.geoip_database_path {
+            Some(path) => {
+                let database = GeoIpDatabase::open(path)?;
+                tracing::info!(
+                    path = %path.display(),
+                    database_type = database.database_type(),
+                    "opened the GeoIP database"
+                );
+                Some(Arc::new(database))
+            }
+            None => None,
+        };
+        Ok(AppState {
             config: Arc::new(config),
             clock,
             store,
-        }
+            geoip,
+            excluded_events: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     pub fn config(&self) -> &Config {
@@ -60,6 +87,19 @@ impl AppState {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// How many events deployments' IP exclusions dropped since startup.
+    pub fn excluded_events_total(&self) -> u64 {
+        self.excluded_events.load(Ordering::Relaxed)
+    }
+
+    fn count_excluded_events(&self, events: u64) {
+        self.excluded_events.fetch_add(events, Ordering::Relaxed);
+    }
+
+    fn geoip(&self) -> Option<&GeoIpDatabase> {
+        self.geoip.as_deref()
     }
 
     /// The store, for tests and tools that drive it directly (such as calling
@@ -85,7 +125,7 @@ impl AppState {
 ///
 /// | route | status codes |
 /// |---|---|
-/// | `POST /sdk/v1/batch` | 200, 400, 403, 404, 413, 415, 500 |
+/// | `POST /sdk/v1/batch` (204: dropped by the deployment's IP exclusions) | 200, 204, 400, 403, 404, 413, 415, 500 |
 /// | `OPTIONS /sdk/v1/batch` (CORS preflight) | 204, 403 |
 /// | `GET /sdk/{*file}` (the SDK's files) | 200, 304, 404 |
 /// | `GET /healthz` | 200 |
@@ -98,6 +138,7 @@ impl AppState {
 /// | `PUT /api/v2/externalcontacts/contacts/{contactId}` | 200, 400, 401, 404 |
 /// | `DELETE /api/v2/externalcontacts/contacts/{contactId}` | 204, 401, 404 |
 /// | `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions` | 200, 400, 401, 404 |
+/// | `GET /api/v2/footpath/stats` (Footpath extension: `{"excludedEventsTotal"}`) | 200, 401 |
 pub fn router(state: AppState) -> Router {
     // The browser loads the SDK's wasm with `fetch` from the site's origin, so the
     // files must be readable cross-origin. They are versioned by deployment, not by
@@ -141,6 +182,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/externalcontacts/contacts/{contact_id}/journey/sessions",
             get(contacts::list_contact_sessions),
         )
+        .route("/api/v2/footpath/stats", get(read::stats))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer_token,
@@ -169,11 +211,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep_idle_sessions(state.clone()));
-    let service = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();
+    tracing::info!(
+        excluded_events_total = state.excluded_events_total(),
+        "server stopped"
+    );
     result?;
     Ok(())
 }

@@ -20,17 +20,33 @@
 //! deployment_id = "demo"
 //! identity_secret = "shared-with-the-site's-server"
 //! require_verified_identity = true
+//!
+//! # Enrichment (see `enrich`): optional.
+//! geoip_database_path = "/var/lib/GeoIP/GeoLite2-City.mmdb"
+//! trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+//!
+//! # Privacy settings of a deployment: optional.
+//! [[deployment_privacy]]
+//! deployment_id = "demo"
+//! ip_exclusions = ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32"]
+//! store_ip_address = false
 //! ```
 //!
-//! The identity settings of a deployment live in their own `[[identity_verification]]`
-//! table rather than in `[[deployments]]`: `DeploymentConfig` is built with struct
-//! literals by code outside this crate, and a new field there would break it.
+//! The identity and privacy settings of a deployment live in their own tables
+//! (`[[identity_verification]]`, `[[deployment_privacy]]`) rather than in
+//! `[[deployments]]`: `DeploymentConfig` is built with struct literals by code outside
+//! this crate, and a new field there would break it.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::enrich::client_ip::IpRange;
+
+/// Most entries of a deployment's `ip_exclusions`.
+pub const MAX_IP_EXCLUSIONS: usize = 10;
 
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,6 +76,47 @@ pub struct Config {
     pub default_phone_region: Option<String>,
     /// Verified-identity settings, at most one entry per deployment.
     pub identity_verification: Vec<IdentityVerificationConfig>,
+    /// A MaxMind-format database in the GeoIP2/GeoLite2 City layout. Unset: events get
+    /// no geolocation.
+    pub geoip_database_path: Option<PathBuf>,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` header is
+    /// believed. Empty: the socket's peer is always the client.
+    pub trusted_proxies: Vec<IpRange>,
+    /// Per-deployment privacy settings, at most one entry per deployment.
+    pub deployment_privacy: Vec<DeploymentPrivacyConfig>,
+}
+
+/// What a deployment's traffic the collector drops or forgets.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentPrivacyConfig {
+    /// The `id` of a configured deployment.
+    pub deployment_id: String,
+    /// Clients (addresses or CIDR ranges, at most [`MAX_IP_EXCLUSIONS`]) whose batches
+    /// are dropped: answered `204 No Content`, stored nowhere, and counted in
+    /// `excludedEventsTotal` (`GET /api/v2/footpath/stats`). Typically the site
+    /// owner's office and contact centre, whose visits would skew reports.
+    #[serde(default)]
+    pub ip_exclusions: Vec<IpRange>,
+    /// When false, the client's IP address is stored nowhere; the geolocation is still
+    /// computed from it first.
+    #[serde(default = "default_true")]
+    pub store_ip_address: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl DeploymentPrivacyConfig {
+    /// The settings of a deployment without a `[[deployment_privacy]]` entry.
+    pub fn default_for(deployment_id: &str) -> DeploymentPrivacyConfig {
+        DeploymentPrivacyConfig {
+            deployment_id: deployment_id.to_owned(),
+            ip_exclusions: Vec::new(),
+            store_ip_address: true,
+        }
+    }
 }
 
 /// How a deployment's identify calls are verified (see the `identity` module, rule 6).
@@ -127,6 +184,9 @@ impl Default for Config {
             deployments: Vec::new(),
             default_phone_region: None,
             identity_verification: Vec::new(),
+            geoip_database_path: None,
+            trusted_proxies: Vec::new(),
+            deployment_privacy: Vec::new(),
         }
     }
 }
@@ -151,6 +211,9 @@ impl std::fmt::Debug for Config {
             .field("deployments", &self.deployments)
             .field("default_phone_region", &self.default_phone_region)
             .field("identity_verification", &self.identity_verification)
+            .field("geoip_database_path", &self.geoip_database_path)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("deployment_privacy", &self.deployment_privacy)
             .finish()
     }
 }
@@ -243,7 +306,37 @@ impl Config {
                 )));
             }
         }
+        let mut private = HashSet::new();
+        for privacy in &self.deployment_privacy {
+            let id = privacy.deployment_id.as_str();
+            if self.deployment(id).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "deployment_privacy names deployment {id:?}, which is not configured"
+                )));
+            }
+            if !private.insert(id) {
+                return Err(ConfigError::Invalid(format!(
+                    "deployment_privacy has deployment {id:?} twice"
+                )));
+            }
+            if privacy.ip_exclusions.len() > MAX_IP_EXCLUSIONS {
+                return Err(ConfigError::Invalid(format!(
+                    "deployment_privacy of {id:?}: ip_exclusions has {} entries, more than {MAX_IP_EXCLUSIONS}",
+                    privacy.ip_exclusions.len()
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The privacy settings of a deployment: its `[[deployment_privacy]]` entry, or the
+    /// defaults (nothing excluded, IP addresses stored).
+    pub fn deployment_privacy(&self, deployment_id: &str) -> DeploymentPrivacyConfig {
+        self.deployment_privacy
+            .iter()
+            .find(|privacy| privacy.deployment_id == deployment_id)
+            .cloned()
+            .unwrap_or_else(|| DeploymentPrivacyConfig::default_for(deployment_id))
     }
 
     /// The verified-identity settings of a deployment, if it has any.
@@ -354,6 +447,83 @@ mod tests {
                 "[[deployments]]\nid = \"a\"\n[[identity_verification]]\ndeployment_id = \"a\"\nrequire_verified_identity = true\n"
             ),
             "identity_verification of \"a\": require_verified_identity needs an identity_secret"
+        );
+    }
+
+    #[test]
+    fn enrichment_and_privacy_settings() {
+        let config = Config::from_toml_str(
+            r#"
+            geoip_database_path = "/data/GeoLite2-City.mmdb"
+            trusted_proxies = ["10.0.0.0/8", "127.0.0.1", "2001:db8::/32"]
+            [[deployments]]
+            id = "demo"
+            [[deployments]]
+            id = "other"
+            [[deployment_privacy]]
+            deployment_id = "demo"
+            ip_exclusions = ["203.0.113.7", "198.51.100.0/24", "2001:db8:abcd::/48"]
+            store_ip_address = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.geoip_database_path.as_deref(),
+            Some(Path::new("/data/GeoLite2-City.mmdb"))
+        );
+        let proxies: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32"]);
+        let demo = config.deployment_privacy("demo");
+        assert!(!demo.store_ip_address);
+        let exclusions: Vec<String> = demo.ip_exclusions.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            exclusions,
+            ["203.0.113.7/32", "198.51.100.0/24", "2001:db8:abcd::/48"]
+        );
+        assert_eq!(
+            config.deployment_privacy("other"),
+            DeploymentPrivacyConfig::default_for("other")
+        );
+        assert!(config.deployment_privacy("other").store_ip_address);
+
+        let defaults = Config::from_toml_str("").unwrap();
+        assert_eq!(defaults.geoip_database_path, None);
+        assert!(defaults.trusted_proxies.is_empty());
+        assert!(defaults.deployment_privacy.is_empty());
+
+        let invalid = |text: &str| match Config::from_toml_str(text) {
+            Err(ConfigError::Invalid(message)) => message,
+            other => panic!("{text}: {other:?}"),
+        };
+        let eleven: Vec<String> = (1..=11).map(|n| format!("\"203.0.113.{n}\"")).collect();
+        assert_eq!(
+            invalid(&format!(
+                "[[deployments]]\nid = \"demo\"\n[[deployment_privacy]]\ndeployment_id = \"demo\"\nip_exclusions = [{}]\n",
+                eleven.join(", ")
+            )),
+            "deployment_privacy of \"demo\": ip_exclusions has 11 entries, more than 10"
+        );
+        let ten = &eleven[..10];
+        assert!(Config::from_toml_str(&format!(
+            "[[deployments]]\nid = \"demo\"\n[[deployment_privacy]]\ndeployment_id = \"demo\"\nip_exclusions = [{}]\n",
+            ten.join(", ")
+        ))
+        .is_ok());
+        assert_eq!(
+            invalid("[[deployment_privacy]]\ndeployment_id = \"ghost\"\n"),
+            "deployment_privacy names deployment \"ghost\", which is not configured"
+        );
+        // A malformed range is a parse error that names it.
+        let error = Config::from_toml_str("trusted_proxies = [\"10.0.0.0/99\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"10.0.0.0/99\" is neither an IP address nor a CIDR range"),
+            "{error}"
         );
     }
 

@@ -10,7 +10,13 @@ use std::collections::BTreeMap;
 use footpath_protocol::v1::{AttributeValue, Context, Page};
 use serde::Serialize;
 
+use crate::enrich::referrer::{self as referrer_rules, Medium, ReferrerInfo};
+use crate::enrich::registrable_domain;
+use crate::enrich::user_agent::{DeviceCategory, UserAgentInfo};
 use crate::store::{StoredEvent, StoredSession};
+
+/// `JourneyGeolocation`: stored in this shape, so it is shown as stored.
+pub use crate::enrich::geo::Geolocation as JourneyGeolocation;
 use crate::timefmt::format_ms;
 
 /// Our sessions are always web sessions of a visitor known by a cookie.
@@ -51,6 +57,8 @@ pub struct Session {
     pub browser: Option<Browser>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geolocation: Option<JourneyGeolocation>,
     /// The external contact identity resolution linked the session to; absent for an
     /// unknown visitor (shown to agents as "Unknown").
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +121,14 @@ pub struct Referrer {
     pub query_string: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fragment: Option<String>,
+    /// Who sent the visitor (`Google`, `Facebook`); absent when unknown or internal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub medium: Option<Medium>,
+    /// The search terms, when a search engine's URL carries them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keywords: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -138,6 +154,12 @@ pub struct JourneyCampaign {
 #[serde(rename_all = "camelCase")]
 pub struct Browser {
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_mobile: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub view_width: Option<u32>,
@@ -148,6 +170,18 @@ pub struct Browser {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<DeviceCategory>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub device_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_mobile: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_family: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manufacturer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub screen_width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,6 +236,8 @@ pub struct WebEvent {
     pub browser: Option<Browser>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geolocation: Option<JourneyGeolocation>,
     pub authenticated: bool,
 }
 
@@ -242,12 +278,14 @@ impl Session {
                 created_date: format_ms(event.time_ms),
             }),
             search_terms: session.search_terms.clone(),
-            referrer: landing_page.and_then(referrer),
+            referrer: landing_page
+                .and_then(|page| referrer(page, session.landing_referrer.as_ref())),
             mkt_campaign: landing_page.and_then(campaign),
             user_agent_string: non_empty(session.user_agent.as_deref()),
             ip_address: non_empty(session.ip_address.as_deref()),
-            browser: session.context.as_ref().and_then(browser),
-            device: session.context.as_ref().and_then(device),
+            browser: browser(session.context.as_ref(), session.user_agent_info.as_ref()),
+            device: device(session.context.as_ref(), session.user_agent_info.as_ref()),
+            geolocation: session.geolocation.clone(),
             external_contact: session
                 .contact_id
                 .as_ref()
@@ -277,15 +315,16 @@ impl Event {
                 total_event_count: stored.total_event_count,
                 total_pageview_count: stored.total_pageview_count,
                 page: page.map(journey_page),
-                referrer: page.and_then(referrer),
+                referrer: page.and_then(|page| referrer(page, event.referrer_info.as_ref())),
                 mkt_campaign: page.and_then(campaign),
                 attributes: custom_attributes(&event.attributes),
                 traits: custom_attributes(&event.traits),
                 search_query: non_empty(page.and_then(|page| page.search_query.as_deref())),
                 user_agent_string: non_empty(event.user_agent.as_deref()),
                 ip_address: non_empty(event.ip_address.as_deref()),
-                browser: event.context.as_ref().and_then(browser),
-                device: event.context.as_ref().and_then(device),
+                browser: browser(event.context.as_ref(), event.user_agent_info.as_ref()),
+                device: device(event.context.as_ref(), event.user_agent_info.as_ref()),
+                geolocation: event.geolocation.clone(),
                 authenticated: stored.authenticated,
             },
             created_date: format_ms(event.time_ms),
@@ -312,16 +351,14 @@ struct UrlParts {
 }
 
 /// Splits an absolute URL; an unparsable one (possible for non-pageview events, whose
-/// URL is not checked) yields no parts rather than an error. `domain` is the host
-/// without a leading `www.`, a cheap stand-in for the registrable domain.
+/// URL is not checked) yields no parts rather than an error. `domain` is the
+/// registrable domain (see [`registrable_domain`]).
 fn url_parts(text: &str) -> UrlParts {
     let Ok(url) = url::Url::parse(text) else {
         return UrlParts::default();
     };
     let hostname = url.host_str().map(str::to_owned);
-    let domain = hostname
-        .as_deref()
-        .map(|host| host.strip_prefix("www.").unwrap_or(host).to_owned());
+    let domain = hostname.as_deref().map(registrable_domain);
     UrlParts {
         domain,
         hostname,
@@ -346,12 +383,18 @@ pub fn journey_page(page: &Page) -> JourneyPage {
     }
 }
 
-/// The page's referrer, when the browser reported one.
-pub fn referrer(page: &Page) -> Option<Referrer> {
+/// The page's referrer, when the browser reported one, with its stored classification
+/// (or, for events stored before referrers were classified, one computed now).
+pub fn referrer(page: &Page, stored: Option<&ReferrerInfo>) -> Option<Referrer> {
     if page.referrer.is_empty() {
         return None;
     }
     let parts = url_parts(&page.referrer);
+    let info = stored.cloned().or_else(|| referrer_rules::classify(page));
+    let (name, medium, keywords) = match info {
+        Some(info) => (info.name, Some(info.medium), info.keywords),
+        None => (None, None, None),
+    };
     Some(Referrer {
         url: page.referrer.clone(),
         domain: parts.domain,
@@ -359,6 +402,9 @@ pub fn referrer(page: &Page) -> Option<Referrer> {
         pathname: parts.pathname,
         query_string: parts.query_string,
         fragment: parts.fragment,
+        name,
+        medium,
+        keywords,
     })
 }
 
@@ -390,20 +436,33 @@ pub fn campaign(page: &Page) -> Option<JourneyCampaign> {
     (campaign != JourneyCampaign::default()).then_some(campaign)
 }
 
-fn browser(context: &Context) -> Option<Browser> {
+/// The browser from the parsed user agent (family, version) and the SDK's context
+/// (language, viewport).
+fn browser(context: Option<&Context>, user_agent: Option<&UserAgentInfo>) -> Option<Browser> {
     let browser = Browser {
-        lang: non_empty(Some(&context.browser_lang)),
-        view_width: non_zero(context.viewport_width),
-        view_height: non_zero(context.viewport_height),
+        family: user_agent.map(|ua| ua.browser_family.clone()),
+        version: user_agent.and_then(|ua| ua.browser_version.clone()),
+        is_mobile: user_agent.map(|ua| ua.is_mobile),
+        lang: context.and_then(|context| non_empty(Some(&context.browser_lang))),
+        view_width: context.and_then(|context| non_zero(context.viewport_width)),
+        view_height: context.and_then(|context| non_zero(context.viewport_height)),
     };
     (browser != Browser::default()).then_some(browser)
 }
 
-fn device(context: &Context) -> Option<Device> {
+/// The device from the parsed user agent (category, OS, maker) and the SDK's context
+/// (screen).
+fn device(context: Option<&Context>, user_agent: Option<&UserAgentInfo>) -> Option<Device> {
     let device = Device {
-        screen_width: non_zero(context.screen_width),
-        screen_height: non_zero(context.screen_height),
-        screen_density: non_zero(context.screen_density),
+        category: user_agent.map(|ua| ua.device_category),
+        device_type: user_agent.map(|ua| ua.device_type.clone()),
+        is_mobile: user_agent.map(|ua| ua.is_mobile),
+        os_family: user_agent.map(|ua| ua.os_family.clone()),
+        os_version: user_agent.and_then(|ua| ua.os_version.clone()),
+        manufacturer: user_agent.and_then(|ua| ua.manufacturer.clone()),
+        screen_width: context.and_then(|context| non_zero(context.screen_width)),
+        screen_height: context.and_then(|context| non_zero(context.screen_height)),
+        screen_density: context.and_then(|context| non_zero(context.screen_density)),
     };
     (device != Device::default()).then_some(device)
 }
@@ -452,6 +511,138 @@ mod tests {
     }
 
     #[test]
+    fn page_parts_table() {
+        // (url, domain, hostname, pathname, queryString, fragment)
+        type Parts<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let table: &[(&str, Parts<'_>)] = &[
+            (
+                "https://www.example.co.uk/basket?step=2#pay",
+                (
+                    Some("example.co.uk"),
+                    Some("www.example.co.uk"),
+                    Some("/basket"),
+                    Some("step=2"),
+                    Some("pay"),
+                ),
+            ),
+            (
+                "https://shop.example.co.uk/",
+                (
+                    Some("example.co.uk"),
+                    Some("shop.example.co.uk"),
+                    Some("/"),
+                    None,
+                    None,
+                ),
+            ),
+            (
+                "https://a.b.example.com.au/x/y",
+                (
+                    Some("example.com.au"),
+                    Some("a.b.example.com.au"),
+                    Some("/x/y"),
+                    None,
+                    None,
+                ),
+            ),
+            (
+                "https://someone.github.io/page",
+                (
+                    Some("someone.github.io"),
+                    Some("someone.github.io"),
+                    Some("/page"),
+                    None,
+                    None,
+                ),
+            ),
+            (
+                "http://WWW.Example.COM:8080/A%20B?q=%C3%A9",
+                (
+                    Some("example.com"),
+                    Some("www.example.com"),
+                    Some("/A%20B"),
+                    Some("q=%C3%A9"),
+                    None,
+                ),
+            ),
+            (
+                "http://127.0.0.1:8080/demo",
+                (
+                    Some("127.0.0.1"),
+                    Some("127.0.0.1"),
+                    Some("/demo"),
+                    None,
+                    None,
+                ),
+            ),
+            (
+                "http://localhost/",
+                (Some("localhost"), Some("localhost"), Some("/"), None, None),
+            ),
+            // Unparsable URLs (possible on custom events) have no parts.
+            ("not a url", (None, None, None, None, None)),
+        ];
+        for (url, (domain, hostname, pathname, query_string, fragment)) in table {
+            let page = journey_page(&Page {
+                url: (*url).to_owned(),
+                ..Page::default()
+            });
+            let found = (
+                page.domain.as_deref(),
+                page.hostname.as_deref(),
+                page.pathname.as_deref(),
+                page.query_string.as_deref(),
+                page.fragment.as_deref(),
+            );
+            assert_eq!(
+                found,
+                (*domain, *hostname, *pathname, *query_string, *fragment),
+                "{url}"
+            );
+        }
+    }
+
+    #[test]
+    fn referrer_uses_the_stored_classification_or_classifies_now() {
+        let page = Page {
+            url: "https://www.example.co.uk/".into(),
+            referrer: "https://www.bing.com/search?q=boots".into(),
+            ..Page::default()
+        };
+        let computed = referrer(&page, None).unwrap();
+        assert_eq!(
+            computed,
+            Referrer {
+                url: page.referrer.clone(),
+                domain: Some("bing.com".into()),
+                hostname: Some("www.bing.com".into()),
+                pathname: Some("/search".into()),
+                query_string: Some("q=boots".into()),
+                fragment: None,
+                name: Some("Bing".into()),
+                medium: Some(Medium::Search),
+                keywords: Some("boots".into()),
+            }
+        );
+        // What was stored at ingest wins over today's lists.
+        let stored = ReferrerInfo {
+            name: Some("Old name".into()),
+            medium: Medium::Unknown,
+            keywords: None,
+        };
+        let shown = referrer(&page, Some(&stored)).unwrap();
+        assert_eq!(shown.name.as_deref(), Some("Old name"));
+        assert_eq!(shown.medium, Some(Medium::Unknown));
+        assert_eq!(shown.keywords, None);
+    }
+
+    #[test]
     fn campaign_from_utm_and_click_ids() {
         let check = |pairs: &[(&str, &str)], expected: Option<JourneyCampaign>| {
             let page = Page {
@@ -487,5 +678,43 @@ mod tests {
                 ..JourneyCampaign::default()
             }),
         );
+        check(
+            &[
+                ("utm_source", "google"),
+                ("utm_medium", "cpc"),
+                ("utm_campaign", "winter_sale"),
+                ("utm_term", "red shoes"),
+                ("utm_content", "ad_a"),
+            ],
+            Some(JourneyCampaign {
+                source: Some("google".into()),
+                medium: Some("cpc".into()),
+                name: Some("winter_sale".into()),
+                term: Some("red shoes".into()),
+                content: Some("ad_a".into()),
+                ..JourneyCampaign::default()
+            }),
+        );
+        // The first click id in CLICK_IDS order wins; empty values count as absent.
+        check(
+            &[("fbclid", "f1"), ("gclid", "g1")],
+            Some(JourneyCampaign {
+                click_id: Some("g1".into()),
+                network: Some("Google Ads".into()),
+                ..JourneyCampaign::default()
+            }),
+        );
+        for (parameter, network) in CLICK_IDS {
+            check(
+                &[(parameter, "id-1")],
+                Some(JourneyCampaign {
+                    click_id: Some("id-1".into()),
+                    network: Some(network.into()),
+                    ..JourneyCampaign::default()
+                }),
+            );
+        }
+        check(&[("gclid", ""), ("utm_source", "")], None);
+        check(&[("color", "red")], None);
     }
 }

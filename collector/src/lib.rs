@@ -10,6 +10,9 @@
 //! - [`sessions`]: the pure rule that decides which session an event belongs to.
 //! - [`validate`]: per-event checks of an incoming batch, turning wire events into
 //!   [`store::NewEvent`]s.
+//! - [`enrich`]: server-side enrichment: user agent → browser and device, referrer →
+//!   name, medium and search terms, client IP (through trusted proxies) →
+//!   geolocation; the vendored data files live in `collector/data/`.
 //! - [`contacts`]: external contacts: emails and E.164 phone numbers as parsed types,
 //!   request parsing and the `ExternalContact` / `ContactListing` JSON shapes.
 //! - [`identity`]: identity resolution, the pure rules that link a session to a
@@ -25,6 +28,7 @@ mod app;
 pub mod clock;
 pub mod config;
 pub mod contacts;
+pub mod enrich;
 pub mod error;
 pub mod identity;
 pub mod journey;

@@ -41,6 +41,11 @@ struct Cli {
     #[arg(long, env = "FOOTPATH_SESSION_TIMEOUT_SECONDS", value_name = "SECONDS")]
     session_timeout_seconds: Option<u64>,
 
+    /// MaxMind-format (GeoIP2/GeoLite2 City) database file for geolocation
+    /// [default: none, no geolocation].
+    #[arg(long, env = "FOOTPATH_GEOIP_DATABASE_PATH", value_name = "FILE")]
+    geoip_database_path: Option<PathBuf>,
+
     /// Bearer token for the read API; repeat the flag, or separate tokens with commas
     /// in the environment variable. Replaces the tokens of the configuration file.
     #[arg(
@@ -70,6 +75,9 @@ impl Cli {
         }
         if let Some(seconds) = self.session_timeout_seconds {
             config.session_timeout_seconds = seconds;
+        }
+        if let Some(path) = self.geoip_database_path {
+            config.geoip_database_path = Some(path);
         }
         if !self.api_tokens.is_empty() {
             config.api_tokens = self.api_tokens;

@@ -12,6 +12,9 @@ use footpath_protocol::v1::{
     IDENTIFIED, LOGGED_OUT, MAX_ATTRIBUTES, MAX_VALUE_BYTES, PAGE_VIEWED,
 };
 
+use crate::enrich::geo::Geolocation;
+use crate::enrich::referrer;
+use crate::enrich::user_agent::UserAgentInfo;
 use crate::store::NewEvent;
 
 /// How far an event's device time may lie after the batch's `sentAt`: a little slack
@@ -27,7 +30,13 @@ pub struct BatchContext {
     pub now_ms: i64,
     pub max_event_age_ms: i64,
     pub user_agent: Option<String>,
+    /// The client's address as it may be stored: `None` when the deployment does not
+    /// store IP addresses.
     pub ip_address: Option<String>,
+    /// Parsed once per request, and stored with each event.
+    pub user_agent_info: Option<UserAgentInfo>,
+    /// Looked up once per request, and stored with each event.
+    pub geolocation: Option<Geolocation>,
 }
 
 impl BatchContext {
@@ -117,6 +126,10 @@ pub fn validate_event(
         traits: sorted(&event.traits),
         user_agent: batch.user_agent.clone(),
         ip_address: batch.ip_address.clone(),
+        user_agent_info: batch.user_agent_info.clone(),
+        geolocation: batch.geolocation.clone(),
+        // The referrer depends on the event's page, so it is classified per event.
+        referrer_info: event.page.as_ref().and_then(referrer::classify),
         // Decided by the batch handler, which knows the deployment's identity secret.
         identity_verified: false,
     })
@@ -175,6 +188,8 @@ mod tests {
             max_event_age_ms: 24 * HOUR,
             user_agent: Some("UA".into()),
             ip_address: Some("127.0.0.1".into()),
+            user_agent_info: None,
+            geolocation: None,
         }
     }
 

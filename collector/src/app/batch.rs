@@ -5,6 +5,13 @@
 //! enforced here, per deployment: the `Origin` must be one the deployment allows, and
 //! only then does the response say `Access-Control-Allow-Origin`, which lets the SDK
 //! read the per-event results.
+//!
+//! A batch from an address that the deployment excludes (`ip_exclusions` of its
+//! `[[deployment_privacy]]`) is answered `204 No Content` once its envelope is valid:
+//! nothing of it is stored, and its events are counted in `excludedEventsTotal`. The
+//! SDK treats any 2xx as delivered, so it does not retry; a 204 rather than a 200 with
+//! every event "rejected" keeps it from reporting errors to the site's developers for
+//! what is a deliberate setting.
 
 use std::net::SocketAddr;
 
@@ -19,6 +26,8 @@ use footpath_protocol::v1::{
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
+use crate::enrich::client_ip::{client_ip, in_any};
+use crate::enrich::user_agent::parse_user_agent;
 use crate::error::ApiError;
 use crate::identity::{verify_identity_signature, SignatureCheck, IDENTITY_SIGNATURE_TRAIT};
 use crate::store::{IngestOutcome, NewBatch, NewEvent};
@@ -31,7 +40,8 @@ pub(super) async fn receive_batch(State(state): State<AppState>, request: Reques
     let mut cors_origin = origin_allowed_by_any_deployment(&state, &parts.headers);
     let result = ingest_batch(&state, &parts, body, &mut cors_origin).await;
     let mut response = match result {
-        Ok(batch_response) => Json(batch_response).into_response(),
+        Ok(BatchOutcome::Ingested(batch_response)) => Json(batch_response).into_response(),
+        Ok(BatchOutcome::Excluded) => StatusCode::NO_CONTENT.into_response(),
         Err(error) => error.into_response(),
     };
     add_cors_headers(response.headers_mut(), cors_origin);
@@ -63,12 +73,18 @@ pub(super) async fn preflight(State(state): State<AppState>, headers: HeaderMap)
     response
 }
 
+enum BatchOutcome {
+    Ingested(BatchResponse),
+    /// Dropped by the deployment's IP exclusions.
+    Excluded,
+}
+
 async fn ingest_batch(
     state: &AppState,
     parts: &request::Parts,
     body: Body,
     cors_origin: &mut Option<HeaderValue>,
-) -> Result<BatchResponse, ApiError> {
+) -> Result<BatchOutcome, ApiError> {
     let config = state.config();
     check_content_type(&parts.headers)?;
     let bytes = read_body(body, config.max_body_bytes).await?;
@@ -115,19 +131,45 @@ async fn ingest_batch(
         )));
     }
 
+    // Request-level enrichment, once for all the batch's events.
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
+    let forwarded_for: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    let client_address = client_ip(peer, &forwarded_for, &config.trusted_proxies);
+    let privacy = config.deployment_privacy(&deployment.id);
+    if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
+        let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
+        state.count_excluded_events(events);
+        tracing::debug!(deployment = %deployment.id, events, "batch dropped by IP exclusion");
+        return Ok(BatchOutcome::Excluded);
+    }
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let user_agent_info = user_agent.as_deref().and_then(parse_user_agent);
+    // Located before the address is possibly forgotten, so that a deployment that
+    // does not store addresses still gets locations.
+    let geolocation = client_address
+        .and_then(|address| state.geoip().and_then(|database| database.lookup(address)));
     let context = BatchContext {
         sent_at_ms: batch.sent_at,
         now_ms: state.clock().now_ms(),
         max_event_age_ms: config.max_event_age_ms(),
-        user_agent: parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
-        ip_address: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip().to_string()),
+        user_agent,
+        ip_address: client_address
+            .filter(|_| privacy.store_ip_address)
+            .map(|address| address.to_string()),
+        user_agent_info,
+        geolocation,
     };
     let checked: Vec<Result<_, String>> = batch
         .events
@@ -212,7 +254,7 @@ async fn ingest_batch(
             results: response.results,
         });
     }
-    Ok(response)
+    Ok(BatchOutcome::Ingested(response))
 }
 
 /// Takes the `identitySignature` trait out of the event (it is a credential, and is

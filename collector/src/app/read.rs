@@ -155,3 +155,9 @@ pub(super) fn uri_with_query(path: &str, parameters: &[(&str, Option<String>)]) 
     }
     format!("{path}?{}", query.finish())
 }
+
+/// `GET /api/v2/footpath/stats`: the collector's counters since startup (a Footpath
+/// extension, behind the same bearer token as the read API).
+pub(super) async fn stats(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "excludedEventsTotal": state.excluded_events_total() }))
+}

@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use footpath_protocol::v1::{AttributeValue, Context, EventKind, Page};
 
 use crate::contacts::ContactFields;
+use crate::enrich::geo::Geolocation;
+use crate::enrich::referrer::ReferrerInfo;
+use crate::enrich::user_agent::UserAgentInfo;
 
 pub use sqlite::SqliteStore;
 
@@ -40,8 +43,15 @@ pub struct NewEvent {
     pub traits: BTreeMap<String, AttributeValue>,
     /// The `User-Agent` header of the request that carried the event.
     pub user_agent: Option<String>,
-    /// The client's IP address, from the socket.
+    /// The client's IP address (see `enrich::client_ip`); `None` when the deployment
+    /// does not store IP addresses.
     pub ip_address: Option<String>,
+    /// The parsed `user_agent`.
+    pub user_agent_info: Option<UserAgentInfo>,
+    /// Where the client's IP address is, when a GeoIP database is configured.
+    pub geolocation: Option<Geolocation>,
+    /// The classification of the page's referrer, when it has one.
+    pub referrer_info: Option<ReferrerInfo>,
     /// Whether the event carried a valid identity signature (the signature itself is
     /// taken out of the traits and never stored).
     pub identity_verified: bool,
@@ -122,6 +132,12 @@ pub struct StoredSession {
     /// User agent and IP address of the latest event.
     pub user_agent: Option<String>,
     pub ip_address: Option<String>,
+    /// The parsed user agent and the geolocation of the session's earliest event that
+    /// has them.
+    pub user_agent_info: Option<UserAgentInfo>,
+    pub geolocation: Option<Geolocation>,
+    /// The stored referrer classification of the landing page.
+    pub landing_referrer: Option<ReferrerInfo>,
     /// The external contact identity resolution linked the session to.
     pub contact_id: Option<String>,
     /// Whether an event of the session carried a valid identity signature.

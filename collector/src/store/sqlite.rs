@@ -26,6 +26,7 @@ use crate::sessions::{self, SessionSpan};
 const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
     M::up(include_str!("../../migrations/sqlite/0002_contacts.sql")),
+    M::up(include_str!("../../migrations/sqlite/0003_enrichment.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -451,9 +452,10 @@ fn insert_event(
                 time_ms, client_time_ms, received_ms,
                 page_url, page_title, page_referrer, page_lang, page_keywords, page_search_query,
                 campaign_json, context_json, login_id, attributes_json, traits_json,
-                user_agent, ip_address, authenticated, identity_verified
+                user_agent, ip_address, authenticated, identity_verified,
+                user_agent_json, geolocation_json, referrer_json
             ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                      ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                      ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
         )?
         .execute(params![
             event.id,
@@ -480,6 +482,9 @@ fn insert_event(
             event.ip_address,
             authenticated,
             event.identity_verified,
+            to_json(event.user_agent_info.as_ref())?,
+            to_json(event.geolocation.as_ref())?,
+            to_json(event.referrer_info.as_ref())?,
         ])?;
     Ok(())
 }
@@ -523,7 +528,13 @@ fn refresh_session_summary(
                 context_event_id = (SELECT id FROM events
                                     WHERE session_id = ?1 AND context_json IS NOT NULL
                                     ORDER BY time_ms DESC, id DESC LIMIT 1),
-                search_terms_json = ?2
+                search_terms_json = ?2,
+                user_agent_json = (SELECT user_agent_json FROM events
+                                   WHERE session_id = ?1 AND user_agent_json IS NOT NULL
+                                   ORDER BY time_ms, id LIMIT 1),
+                geolocation_json = (SELECT geolocation_json FROM events
+                                    WHERE session_id = ?1 AND geolocation_json IS NOT NULL
+                                    ORDER BY time_ms, id LIMIT 1)
              WHERE id = ?1",
         )?
         .execute(params![session_id, serde_json::to_string(&search_terms)?])?;
@@ -535,7 +546,7 @@ const EVENT_SELECT: &str = "SELECT id, session_id, deployment_id, visitor_id, ki
     time_ms, client_time_ms, received_ms,
     page_url, page_title, page_referrer, page_lang, page_keywords, page_search_query,
     campaign_json, context_json, login_id, attributes_json, traits_json, user_agent, ip_address,
-    authenticated, identity_verified
+    authenticated, identity_verified, user_agent_json, geolocation_json, referrer_json
     FROM events";
 
 /// An event row: session id, deployment id, visitor id, the event, and whether the
@@ -559,6 +570,9 @@ fn event_from_row(row: &Row<'_>) -> Result<EventRow, StoreError> {
         user_agent: row.get(20)?,
         ip_address: row.get(21)?,
         identity_verified: row.get(23)?,
+        user_agent_info: from_json(row.get(24)?)?,
+        geolocation: from_json(row.get(25)?)?,
+        referrer_info: from_json(row.get(26)?)?,
     };
     Ok((row.get(1)?, row.get(2)?, row.get(3)?, event, row.get(22)?))
 }
@@ -574,7 +588,8 @@ const SESSION_SELECT: &str = "SELECT
     fp.page_url, fp.page_title, fp.page_referrer, fp.page_lang, fp.page_keywords,
     fp.page_search_query, fp.campaign_json,
     ce.context_json,
-    s.contact_id, s.authenticated
+    s.contact_id, s.authenticated,
+    s.user_agent_json, s.geolocation_json, fp.referrer_json
     FROM sessions s
     LEFT JOIN events le ON le.id = s.last_event_id
     LEFT JOIN events lp ON lp.id = s.last_pageview_id
@@ -610,6 +625,9 @@ fn session_from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
         context: context_from_json(row.get(29)?)?,
         contact_id: row.get(30)?,
         authenticated: row.get(31)?,
+        user_agent_info: from_json(row.get(32)?)?,
+        geolocation: from_json(row.get(33)?)?,
+        landing_referrer: from_json(row.get(34)?)?,
     })
 }
 
@@ -636,6 +654,16 @@ fn page_from_row(row: &Row<'_>, start: usize) -> Result<Option<Page>, StoreError
         search_query: row.get(start + 5)?,
         campaign,
     }))
+}
+
+fn to_json<T: serde::Serialize>(value: Option<&T>) -> Result<Option<String>, StoreError> {
+    Ok(value.map(serde_json::to_string).transpose()?)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    json: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    Ok(json.map(|json| serde_json::from_str(&json)).transpose()?)
 }
 
 fn context_from_json(json: Option<String>) -> Result<Option<Context>, StoreError> {

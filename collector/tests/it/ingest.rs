@@ -127,7 +127,9 @@ async fn valid_batch_is_stored_and_readable_with_exact_values() {
                 "domain": "search.example",
                 "hostname": "search.example",
                 "pathname": "/results",
-                "queryString": "q=red+shoes"
+                "queryString": "q=red+shoes",
+                // An unknown host, but the landing page carries a gclid.
+                "medium": "paid"
             },
             "mktCampaign": {
                 "source": "news",
@@ -138,8 +140,15 @@ async fn valid_batch_is_stored_and_readable_with_exact_values() {
             },
             "userAgentString": USER_AGENT,
             "ipAddress": "203.0.113.7",
-            "browser": { "lang": "en-GB", "viewWidth": 1280, "viewHeight": 720 },
-            "device": { "screenWidth": 1920, "screenHeight": 1080, "screenDensity": 200 },
+            // The test user agent is unknown to uap-core ("Other") but names Linux.
+            "browser": {
+                "family": "Other", "isMobile": false,
+                "lang": "en-GB", "viewWidth": 1280, "viewHeight": 720
+            },
+            "device": {
+                "category": "desktop", "type": "Other", "isMobile": false, "osFamily": "Linux",
+                "screenWidth": 1920, "screenHeight": 1080, "screenDensity": 200
+            },
             "authenticated": false,
             "segmentAssignments": [],
             "outcomeAchievements": []
@@ -174,6 +183,11 @@ async fn valid_batch_is_stored_and_readable_with_exact_values() {
                 "traits": { "plan": { "dataType": "String", "value": "gold" } },
                 "userAgentString": USER_AGENT,
                 "ipAddress": "203.0.113.7",
+                "browser": { "family": "Other", "isMobile": false },
+                "device": {
+                    "category": "desktop", "type": "Other", "isMobile": false,
+                    "osFamily": "Linux"
+                },
                 "authenticated": false
             }
         })

@@ -5,8 +5,11 @@
 //! sleeping. `serve_loop` additionally runs the real server on a loopback port.
 
 mod contacts_api;
+mod enrichment;
+mod geolocation;
 mod identity;
 mod ingest;
+mod mmdb;
 mod read_api;
 mod serve_loop;
 mod session_lifecycle;

@@ -268,12 +268,20 @@ async fn session_json_has_no_nulls() {
         "lastPage",
         "referrer",
         "mktCampaign",
-        "browser",
-        "device",
+        "geolocation",
         "endedDate",
     ] {
         assert_eq!(bare.get(absent), None, "{absent} in {bare:#}");
     }
+    // Without a context, browser and device carry only what the User-Agent header says.
+    assert_eq!(
+        bare["browser"],
+        json!({ "family": "Other", "isMobile": false })
+    );
+    assert_eq!(
+        bare["device"],
+        json!({ "category": "desktop", "type": "Other", "isMobile": false, "osFamily": "Linux" })
+    );
     let sparse = app.only_session_of(OTHER_VISITOR).await;
     assert_eq!(
         sparse["lastPage"],
@@ -284,7 +292,11 @@ async fn session_json_has_no_nulls() {
             "pathname": "/"
         })
     );
-    assert_eq!(sparse.get("browser"), None);
+    // An empty browserLang adds nothing to what the User-Agent header says.
+    assert_eq!(
+        sparse["browser"],
+        json!({ "family": "Other", "isMobile": false })
+    );
     let listing = app.get("/api/v2/journey/sessions").await.ok_json();
     assert_eq!(null_paths(&listing, "$"), Vec::<String>::new());
 }

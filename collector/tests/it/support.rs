@@ -141,6 +141,34 @@ pub fn batch_request(
     request
 }
 
+/// A batch request like [`batch_request`] (text/plain, the shop's origin), from the
+/// socket peer `peer`, with these `X-Forwarded-For` headers and user agent.
+pub fn batch_request_with(
+    peer: &str,
+    forwarded_for: &[&str],
+    user_agent: &str,
+    batch: Value,
+) -> Request<Body> {
+    let mut builder = Request::post("/sdk/v1/batch")
+        .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+        .header(header::USER_AGENT, user_agent)
+        .header(header::ORIGIN, ORIGIN);
+    for value in forwarded_for {
+        builder = builder.header("x-forwarded-for", *value);
+    }
+    let mut request = builder.body(Body::from(batch.to_string())).unwrap();
+    let peer: std::net::IpAddr = peer.parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(peer, 51_000)));
+    request
+}
+
+/// [`batch_request_with`] and the tests' user agent.
+pub fn batch_request_from(peer: &str, forwarded_for: &[&str], batch: Value) -> Request<Body> {
+    batch_request_with(peer, forwarded_for, USER_AGENT, batch)
+}
+
 pub struct TestResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
