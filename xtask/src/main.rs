@@ -42,6 +42,43 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }
 
+/// Passed and failed test counts, summed over every runner's `test result:` lines.
+#[derive(Default, Clone, Copy)]
+pub struct Tally {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+/// Runs a test command, copying its output through and counting the `test result:`
+/// lines of cargo's and wasm-bindgen's runners; fails unless the command succeeds.
+pub fn run_tests(command: &mut Command, tally: &mut Tally) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("$ {}", describe(command));
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start {}", describe(command)))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.trim().strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            tally.passed += count(" passed");
+            tally.failed += count(" failed");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
 /// Runs a command, echoing it, and fails unless it succeeds.
 pub fn run_checked(command: &mut Command) -> Result<()> {
     eprintln!("$ {}", describe(command));
@@ -75,22 +112,25 @@ fn test(args: &[String]) -> Result<()> {
     sdk::build(&tools)?;
     sdk::report(false)?;
     // Native unit and integration tests of every crate, the SDK's core included.
+    let mut tally = Tally::default();
     let mut native = cargo();
     native.args(["test", "--workspace", "--exclude", "footpath-e2e"]);
-    run_checked(&mut native)?;
-    if with_wasm {
-        sdk::test_in_browser(&tools)?;
-    }
-    if with_e2e {
+    let outcome = run_tests(&mut native, &mut tally);
+    let outcome = outcome.and_then(|_| if with_wasm { sdk::test_in_browser(&tools, &mut tally) } else { Ok(()) });
+    let outcome = outcome.and_then(|_| {
+        if !with_e2e {
+            return Ok(());
+        }
         let mut e2e = cargo();
-        e2e.args(["test", "-p", "footpath-e2e", "--", "--test-threads=1"])
+        e2e.args(["test", "-p", "footpath-e2e", "--test", "it", "--", "--test-threads=1"])
             .env("FOOTPATH_SDK_DIR", root().join("target/sdk"))
             .env("CHROMEDRIVER", &tools.chromedriver)
             .env("FOOTPATH_SNIPPET", root().join("js/snippet.min.js"));
-        run_checked(&mut e2e)?;
-    }
-    eprintln!("xtask: every test passed");
-    Ok(())
+        run_tests(&mut e2e, &mut tally)
+    });
+    // One plain closing line over every runner, for people and for CI.
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    outcome
 }
 
 /// README command 1: builds everything, then runs the collector (embedded database),

@@ -336,7 +336,7 @@ pub fn check_budget(twiggy: bool) -> Result<()> {
 }
 
 /// The SDK's `wasm_bindgen_test`s, in headless Chromium through chromedriver.
-pub fn test_in_browser(tools: &Tools) -> Result<()> {
+pub fn test_in_browser(tools: &Tools, tally: &mut crate::Tally) -> Result<()> {
     require(&tools.chromedriver.to_string_lossy(), "Debian's chromium-driver")?;
     let mut cargo = wasm_cargo(tools);
     cargo
@@ -347,7 +347,7 @@ pub fn test_in_browser(tools: &Tools) -> Result<()> {
         .current_dir(root().join("sdk-wasm"))
         .env("CHROMEDRIVER", &tools.chromedriver)
         .env("WASM_BINDGEN_TEST_TIMEOUT", "60");
-    run_checked(&mut cargo).context("the SDK's browser tests")?;
+    crate::run_tests(&mut cargo, tally).context("the SDK's browser tests")?;
     if !root().join("target/sdk/footpath.wasm").exists() {
         bail!("target/sdk/footpath.wasm is missing after the build");
     }
