@@ -8,6 +8,7 @@ mod auth;
 mod batch;
 mod contacts;
 mod read;
+mod webevents;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -139,6 +140,13 @@ impl AppState {
 /// | `DELETE /api/v2/externalcontacts/contacts/{contactId}` | 204, 401, 404 |
 /// | `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions` | 200, 400, 401, 404 |
 /// | `GET /api/v2/footpath/stats` (Footpath extension: `{"excludedEventsTotal"}`) | 200, 401 |
+/// | `POST /api/v2/journey/deployments/{deploymentId}/webevents` (public; 204: dropped by IP exclusions) | 200, 204, 400, 403, 404, 413, 415, 500 |
+/// | `OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents` (CORS preflight) | 204, 403, 404 |
+/// | `GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping` (public) | 200, 400, 403, 404 |
+/// | `GET /api/v2/footpath/openapi.json` (public: the OpenAPI document of all of this) | 200 |
+///
+/// The OpenAPI document (`collector/openapi.json`, see [`crate::openapi`]) describes
+/// every route, and the integration tests check every response they see against it.
 pub fn router(state: AppState) -> Router {
     // The browser loads the SDK's wasm with `fetch` from the site's origin, so the
     // files must be readable cross-origin. They are versioned by deployment, not by
@@ -193,9 +201,22 @@ pub fn router(state: AppState) -> Router {
             BATCH_PATH,
             post(batch::receive_batch).options(batch::preflight),
         )
+        .route(
+            "/api/v2/journey/deployments/{deployment_id}/webevents",
+            post(webevents::receive_web_event).options(webevents::web_event_preflight),
+        )
+        .route(
+            "/api/v2/journey/deployments/{deployment_id}/customers/{customer_cookie_id}/ping",
+            get(webevents::ping),
+        )
+        .route(
+            crate::openapi::OPENAPI_PATH,
+            get(crate::openapi::serve_document),
+        )
         .nest_service("/sdk", sdk_files)
         .route("/healthz", get(|| async { "ok" }))
         .merge(read_api)
+        .merge(crate::desk::router(state.clone()))
         .fallback(|| async { ApiError::NotFound("no such resource".to_owned()) })
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -10,6 +10,8 @@
 //! api_tokens = ["change-me"]
 //!
 //! default_phone_region = "GB"
+//! # How often clients of the Journey API's ping are told to ping again.
+//! ping_poll_interval_milliseconds = 10000
 //!
 //! [[deployments]]
 //! id = "demo"
@@ -84,6 +86,12 @@ pub struct Config {
     pub trusted_proxies: Vec<IpRange>,
     /// Per-deployment privacy settings, at most one entry per deployment.
     pub deployment_privacy: Vec<DeploymentPrivacyConfig>,
+    /// The `pollIntervalMilliseconds` that the Journey API's ping answers: how long a
+    /// client waits before it pings again. At least 1000.
+    pub ping_poll_interval_milliseconds: u64,
+    /// The agents' desk (`[desk]`, see [`crate::desk::config`]): card title, agent
+    /// sign-in tokens, and how events and attributes are shown.
+    pub desk: crate::desk::DeskConfig,
 }
 
 /// What a deployment's traffic the collector drops or forgets.
@@ -187,6 +195,8 @@ impl Default for Config {
             geoip_database_path: None,
             trusted_proxies: Vec::new(),
             deployment_privacy: Vec::new(),
+            ping_poll_interval_milliseconds: 10_000,
+            desk: crate::desk::DeskConfig::default(),
         }
     }
 }
@@ -214,6 +224,11 @@ impl std::fmt::Debug for Config {
             .field("geoip_database_path", &self.geoip_database_path)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("deployment_privacy", &self.deployment_privacy)
+            .field(
+                "ping_poll_interval_milliseconds",
+                &self.ping_poll_interval_milliseconds,
+            )
+            .field("desk", &self.desk)
             .finish()
     }
 }
@@ -260,6 +275,10 @@ impl Config {
         if self.max_events_per_batch == 0 {
             return invalid("max_events_per_batch must be at least 1");
         }
+        if self.ping_poll_interval_milliseconds < 1000 {
+            return invalid("ping_poll_interval_milliseconds must be at least 1000");
+        }
+        self.desk.validate().map_err(ConfigError::Invalid)?;
         if self.api_tokens.iter().any(|token| token.is_empty()) {
             return invalid("api_tokens must not contain an empty token");
         }
@@ -379,6 +398,18 @@ mod tests {
         assert_eq!(config.session_timeout_ms(), 1_200_000);
         assert_eq!(config.max_body_bytes, 65_536);
         assert_eq!(config.max_event_age_ms(), 86_400_000);
+        assert_eq!(config.ping_poll_interval_milliseconds, 10_000);
+    }
+
+    #[test]
+    fn ping_interval() {
+        let config = Config::from_toml_str("ping_poll_interval_milliseconds = 30000").unwrap();
+        assert_eq!(config.ping_poll_interval_milliseconds, 30_000);
+        assert!(matches!(
+            Config::from_toml_str("ping_poll_interval_milliseconds = 999"),
+            Err(ConfigError::Invalid(message))
+                if message == "ping_poll_interval_milliseconds must be at least 1000"
+        ));
     }
 
     #[test]

@@ -257,6 +257,117 @@ pub struct EntityListing<T> {
     pub next_uri: Option<String>,
 }
 
+/// `WebEventResponse`: what `POST .../webevents` answers, the event as stored, with
+/// the server's enrichment and the session it landed in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebEventResponse {
+    /// The visitor's cookie id.
+    pub customer_id: String,
+    pub customer_id_type: String,
+    pub event_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page: Option<JourneyPage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser: Option<WebEventBrowser>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_query: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geolocation: Option<JourneyGeolocation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mkt_campaign: Option<JourneyCampaign>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<Referrer>,
+    pub session: WebEventResponseSession,
+    pub attributes: BTreeMap<String, CustomEventAttribute>,
+    pub traits: BTreeMap<String, CustomEventAttribute>,
+    pub authenticated: bool,
+    /// The site's customer id (the SDK's `loginId`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub created_date: String,
+}
+
+/// `WebEventBrowser`: the browser part of a web event request or response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebEventBrowser {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+}
+
+/// `WebEventResponseSession`: the session a web event landed in, as of that event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebEventResponseSession {
+    pub id: String,
+    pub duration_in_seconds: i64,
+    pub event_count: u64,
+    pub pageview_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<Referrer>,
+    pub created_date: String,
+}
+
+/// `DeploymentPing`: what the ping answers. The collector serves no web actions, so
+/// `actions` is always empty.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentPing {
+    pub actions: Vec<serde_json::Value>,
+    /// When the client should ping again; `-1` tells it to stop.
+    pub poll_interval_milliseconds: i64,
+}
+
+impl WebEventResponse {
+    /// The response for `stored`, which landed in `session`.
+    pub fn from_stored(stored: &StoredEvent, session: &StoredSession) -> WebEventResponse {
+        let event = Event::from_stored(stored).web_event;
+        let session = Session::from_stored(session);
+        WebEventResponse {
+            customer_id: stored.visitor_id.clone(),
+            customer_id_type: CUSTOMER_ID_TYPE.to_owned(),
+            event_name: event.event_name,
+            page: event.page,
+            user_agent_string: event.user_agent_string,
+            browser: event
+                .browser
+                .map(|browser| WebEventBrowser {
+                    family: browser.family,
+                    version: browser.version,
+                    lang: browser.lang,
+                })
+                .filter(|browser| *browser != WebEventBrowser::default()),
+            device: event.device,
+            search_query: event.search_query,
+            geolocation: event.geolocation,
+            mkt_campaign: event.mkt_campaign,
+            referrer: event.referrer,
+            session: WebEventResponseSession {
+                id: session.id,
+                duration_in_seconds: session.duration_in_seconds,
+                event_count: session.event_count,
+                pageview_count: session.pageview_count,
+                referrer: session.referrer,
+                created_date: session.created_date,
+            },
+            attributes: event.attributes,
+            traits: event.traits,
+            authenticated: event.authenticated,
+            external_id: non_empty(stored.event.login_id.as_deref()),
+            created_date: format_ms(stored.event.time_ms),
+        }
+    }
+}
+
 impl Session {
     pub fn from_stored(session: &StoredSession) -> Session {
         let landing_page = session.landing_page.as_ref();

@@ -21,20 +21,34 @@
 //! - [`store`]: the storage trait and its SQLite backend.
 //!   **Architecture Invariant:** no SQL outside this module.
 //! - [`journey`]: the Journey API's JSON shapes and their construction from stored rows.
-//! - `app`: the HTTP router, its handlers and the server loop.
+//! - [`webevents`]: the Journey API's `WebEventRequest` (one web event posted by a
+//!   browser or a site's server), parsed into the SDK's wire event so that it takes the
+//!   same validation, enrichment, identity and session path; its `createdDate` window
+//!   and the `ipAddress` rule (believed only from trusted proxies).
+//! - [`openapi`]: the OpenAPI 3.1 document of every route (`collector/openapi.json`,
+//!   written by hand), served at `/api/v2/footpath/openapi.json`.
+//!   **API Boundary:** a change of a route or a JSON shape changes this document too;
+//!   the integration tests validate every response they see against it.
+//! - `app`: the HTTP router, its handlers and the server loop: `app/batch.rs` (SDK
+//!   batches), `app/webevents.rs` (the Journey API's public webevents and ping),
+//!   `app/read.rs` and `app/contacts.rs` (the bearer-token read and admin API).
 //! - [`error`]: the API error type shared by every handler.
+//! - [`desk`]: the agents' desk (`/desk/`): live session cards, sign-in, SSE.
 
 mod app;
 pub mod clock;
 pub mod config;
 pub mod contacts;
+pub mod desk;
 pub mod enrich;
 pub mod error;
 pub mod identity;
 pub mod journey;
+pub mod openapi;
 pub mod sessions;
 pub mod store;
 pub mod timefmt;
 pub mod validate;
+pub mod webevents;
 
 pub use app::{router, serve, AppState};

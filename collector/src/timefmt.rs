@@ -1,6 +1,7 @@
 //! Dates as the Journey API writes them: ISO-8601 in UTC with milliseconds and a `Z`,
-//! such as `2026-11-24T06:15:14.123Z`.
+//! such as `2026-11-24T06:15:14.123Z`; and as it reads them.
 
+use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
@@ -21,9 +22,37 @@ pub fn format_ms(ms: i64) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".to_owned())
 }
 
+/// Parses an ISO-8601 date-time with a time zone (the RFC 3339 profile:
+/// `2026-11-24T06:15:14.123Z`, `2026-11-24T07:15:14+01:00`) into milliseconds since
+/// the Unix epoch; digits below the millisecond are dropped. A date without a zone
+/// is refused: its instant would be a guess.
+pub fn parse_ms(text: &str) -> Option<i64> {
+    let date_time = OffsetDateTime::parse(text.trim(), &Rfc3339).ok()?;
+    i64::try_from(date_time.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::format_ms;
+    use super::{format_ms, parse_ms};
+
+    #[test]
+    fn parses_dates_with_a_zone() {
+        let check =
+            |text: &str, expected: Option<i64>| assert_eq!(parse_ms(text), expected, "{text}");
+        check("2026-11-24T06:15:14.123Z", Some(1_795_500_914_123));
+        check("2026-11-24T06:15:14Z", Some(1_795_500_914_000));
+        check("2026-11-24T07:15:14.123+01:00", Some(1_795_500_914_123));
+        check("2026-11-24T06:15:14.123456Z", Some(1_795_500_914_123));
+        check("1969-12-31T23:59:59.999Z", Some(-1));
+        check("2026-11-24T06:15:14.123", None);
+        check("2026-11-24", None);
+        check("yesterday", None);
+        check("", None);
+        assert_eq!(
+            parse_ms(&format_ms(1_795_500_914_005)),
+            Some(1_795_500_914_005)
+        );
+    }
 
     #[test]
     fn formats_with_milliseconds_and_z() {

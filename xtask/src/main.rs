@@ -161,6 +161,7 @@ fn run() -> Result<()> {
     println!("Footpath is running (Ctrl-C stops it):");
     println!("  demo website      {demo_url}/");
     println!("  collector         {collector_url}/healthz");
+    println!("  agents' desk      {collector_url}/desk/  (sign in with the access token {token})");
     println!("  agents' API       {collector_url}/api/v2/journey/sessions  (Authorization: Bearer {token})");
     println!("  example           curl -H 'Authorization: Bearer {token}' {collector_url}/api/v2/journey/sessions");
     println!("  database          {}", data.join("footpath.sqlite3").display());

@@ -13,7 +13,7 @@
 //! every event "rejected" keeps it from reporting errors to the site's developers for
 //! what is a deliberate setting.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -132,17 +132,11 @@ async fn ingest_batch(
     }
 
     // Request-level enrichment, once for all the batch's events.
-    let peer = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip());
-    let forwarded_for: Vec<&str> = parts
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .collect();
-    let client_address = client_ip(peer, &forwarded_for, &config.trusted_proxies);
+    let client_address = client_ip(
+        socket_peer(parts),
+        &forwarded_for(parts),
+        &config.trusted_proxies,
+    );
     let privacy = config.deployment_privacy(&deployment.id);
     if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
         let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
@@ -206,6 +200,7 @@ async fn ingest_batch(
             .await?
     };
 
+    crate::desk::publish_ingested(state, &deployment.id, &batch.visitor_id, &outcomes);
     let mut outcomes = outcomes.into_iter();
     let mut response = BatchResponse {
         accepted: 0,
@@ -257,9 +252,28 @@ async fn ingest_batch(
     Ok(BatchOutcome::Ingested(response))
 }
 
+/// The socket address of the client (or of the proxy in front of it), when the server
+/// recorded one.
+pub(super) fn socket_peer(parts: &request::Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// The values of every `X-Forwarded-For` header, in order.
+pub(super) fn forwarded_for(parts: &request::Parts) -> Vec<&str> {
+    parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect()
+}
+
 /// Takes the `identitySignature` trait out of the event (it is a credential, and is
 /// never stored) and records whether it was valid for the deployment's secret.
-fn take_identity_signature(mut event: NewEvent, secret: Option<&str>) -> NewEvent {
+pub(super) fn take_identity_signature(mut event: NewEvent, secret: Option<&str>) -> NewEvent {
     let signature = match event.traits.remove(IDENTITY_SIGNATURE_TRAIT) {
         Some(AttributeValue::String(signature)) => Some(signature),
         // A signature that is not a string is a wrong signature, not a missing one.
@@ -284,7 +298,7 @@ fn take_identity_signature(mut event: NewEvent, secret: Option<&str>) -> NewEven
 }
 
 /// `text/plain` (what the SDK sends, in any charset) or `application/json`.
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -304,7 +318,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+pub(super) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
@@ -318,7 +332,10 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiErr
 
 /// The request's `Origin`, if at least one deployment accepts it. A deployment that
 /// allows `"*"` accepts every origin.
-fn origin_allowed_by_any_deployment(state: &AppState, headers: &HeaderMap) -> Option<HeaderValue> {
+pub(super) fn origin_allowed_by_any_deployment(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Option<HeaderValue> {
     let origin = headers.get(header::ORIGIN)?;
     let text = origin.to_str().ok()?;
     state
@@ -329,7 +346,7 @@ fn origin_allowed_by_any_deployment(state: &AppState, headers: &HeaderMap) -> Op
         .then(|| origin.clone())
 }
 
-fn add_cors_headers(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
+pub(super) fn add_cors_headers(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
     // The answer depends on the Origin either way, so caches must key on it.
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = origin {

@@ -306,4 +306,21 @@ pub trait Store: Send + Sync {
     /// Deletes the contact and its identifiers, and unlinks its sessions (which keep
     /// their events). Returns whether the contact existed.
     fn delete_contact(&self, contact_id: &str) -> Result<bool, StoreError>;
+
+    /// One event with its session and its place in the session; `None` when no event
+    /// has this id.
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Keeps the visitor's live session alive without an event (a ping): the latest
+    /// session of the visitor that is neither ended nor closed by a logout, and whose
+    /// last activity is less than `timeout_ms` before `now_ms`, gets `now_ms` as its
+    /// last activity. Returns that session's id, or `None` when the visitor has no
+    /// live session; nothing is created.
+    fn touch_live_session(
+        &self,
+        deployment_id: &str,
+        visitor_id: &str,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Result<Option<String>, StoreError>;
 }

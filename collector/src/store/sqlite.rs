@@ -324,6 +324,72 @@ impl Store for SqliteStore {
         transaction.commit()?;
         Ok(deleted)
     }
+
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let mut connection = self.reader();
+        // The event and its running totals from one snapshot.
+        let transaction = connection.transaction()?;
+        let row = {
+            let mut statement =
+                transaction.prepare_cached(&format!("{EVENT_SELECT} WHERE id = ?1"))?;
+            let mut rows = statement.query([event_id])?;
+            match rows.next()? {
+                Some(row) => event_from_row(row)?,
+                None => return Ok(None),
+            }
+        };
+        let (session_id, deployment_id, visitor_id, event, authenticated) = row;
+        let (events, pageviews): (i64, i64) = transaction
+            .prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(kind = 'pageview'), 0) FROM events
+                 WHERE session_id = ?1 AND (time_ms, id) <= (?2, ?3)",
+            )?
+            .query_row(params![session_id, event.time_ms, event.id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        Ok(Some(StoredEvent {
+            session_id,
+            deployment_id,
+            visitor_id,
+            event,
+            total_event_count: to_count(events)?,
+            total_pageview_count: to_count(pageviews)?,
+            authenticated,
+        }))
+    }
+
+    fn touch_live_session(
+        &self,
+        deployment_id: &str,
+        visitor_id: &str,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let mut connection = self.writer();
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // "Live" is `!sessions::is_idle(last_ms, now_ms, timeout_ms)`, written so that
+        // the index on (deployment_id, visitor_id, last_ms) can be used.
+        let session_id: Option<String> = transaction
+            .prepare_cached(
+                "SELECT id FROM sessions
+                 WHERE deployment_id = ?1 AND visitor_id = ?2 AND last_ms > ?3
+                   AND ended_ms IS NULL AND closed = 0
+                 ORDER BY last_ms DESC, first_ms DESC LIMIT 1",
+            )?
+            .query_row(
+                params![deployment_id, visitor_id, now_ms.saturating_sub(timeout_ms)],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(session_id) = &session_id {
+            // Never moves the last activity back (an event may carry a later time).
+            transaction
+                .prepare_cached("UPDATE sessions SET last_ms = MAX(last_ms, ?2) WHERE id = ?1")?
+                .execute(params![session_id, now_ms])?;
+        }
+        transaction.commit()?;
+        Ok(session_id)
+    }
 }
 
 /// Asks for one row more than the page holds, to learn whether another page follows.

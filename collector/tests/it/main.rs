@@ -5,13 +5,16 @@
 //! sleeping. `serve_loop` additionally runs the real server on a loopback port.
 
 mod contacts_api;
+mod desk;
 mod enrichment;
 mod geolocation;
 mod identity;
 mod ingest;
 mod mmdb;
+mod openapi;
 mod read_api;
 mod serve_loop;
 mod session_lifecycle;
 mod static_files;
 mod support;
+mod webevents;

@@ -69,11 +69,16 @@ impl TestApp {
         TestApp { clock, state, dir }
     }
 
+    /// Sends a request through the router. Every response is checked against the
+    /// OpenAPI document (see [`crate::openapi::check_response`]).
     pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let method = request.method().clone();
+        let uri = request.uri().to_string();
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await.unwrap().to_bytes();
+        crate::openapi::check_response(&method, &uri, status, &headers, &body);
         TestResponse {
             status,
             headers,

@@ -4,7 +4,9 @@
 //! Run with `cargo test -p footpath-e2e -- --test-threads=1` (or `cargo xtask test`).
 
 mod cors;
+mod desk;
 mod identify;
+mod identity_e2e;
 mod size;
 mod support;
 mod timeout;

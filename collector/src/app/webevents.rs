@@ -1,0 +1,308 @@
+//! The public ingest side of the Journey API, for existing Journey integrations:
+//!
+//! - `POST /api/v2/journey/deployments/{deploymentId}/webevents` records one web event
+//!   (a `WebEventRequest`, see [`crate::webevents`]) and answers `200` with a
+//!   `WebEventResponse`: the event as stored, with the server's enrichment and the
+//!   session it landed in. An event from an address that the deployment excludes is
+//!   answered `204 No Content` and stored nowhere, as for batches.
+//! - `GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping`
+//!   keeps the visitor's live session alive without an event and answers a
+//!   `DeploymentPing`.
+//!
+//! Both are public, like the SDK's batch endpoint. CORS is per deployment: a request
+//! with an `Origin` must come from one of the deployment's `allowed_origins` (else
+//! `403`), and only then does the response carry `Access-Control-Allow-Origin`. A
+//! request without an `Origin` is not from a browser (a site's server calls the
+//! endpoint for its visitors) and is let through.
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, request, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::batch::{
+    add_cors_headers, check_content_type, forwarded_for, origin_allowed_by_any_deployment,
+    read_body, socket_peer, take_identity_signature,
+};
+use super::read::QueryParameters;
+use super::AppState;
+use crate::config::DeploymentConfig;
+use crate::enrich::client_ip::{client_ip, in_any};
+use crate::enrich::user_agent::parse_user_agent;
+use crate::error::ApiError;
+use crate::journey::{DeploymentPing, WebEventResponse};
+use crate::store::NewBatch;
+use crate::validate::{canonical_uuid, validate_event, BatchContext};
+use crate::webevents::{check_created_date, event_id_at, request_field_error, WebEventRequest};
+
+/// `POST .../webevents`.
+pub(super) async fn receive_web_event(
+    State(state): State<AppState>,
+    Path(deployment_id): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let mut cors_origin = None;
+    let result = record_web_event(&state, &deployment_id, &parts, body, &mut cors_origin).await;
+    let mut response = match result {
+        Ok(Some(web_event)) => Json(web_event).into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => error.into_response(),
+    };
+    add_cors_headers(response.headers_mut(), cors_origin);
+    response
+}
+
+/// `OPTIONS .../webevents`: the preflight a browser sends before posting
+/// `application/json`.
+pub(super) async fn web_event_preflight(
+    State(state): State<AppState>,
+    Path(deployment_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut cors_origin = None;
+    let result = check_deployment_and_origin(&state, &deployment_id, &headers, &mut cors_origin);
+    let mut response = match result {
+        Ok(_) if cors_origin.is_none() => {
+            ApiError::OriginNotAllowed("a preflight request needs an Origin header".to_owned())
+                .into_response()
+        }
+        Ok(_) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            let response_headers = response.headers_mut();
+            response_headers.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("POST"),
+            );
+            response_headers.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("content-type"),
+            );
+            response_headers.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            );
+            response
+        }
+        Err(error) => error.into_response(),
+    };
+    add_cors_headers(response.headers_mut(), cors_origin);
+    response
+}
+
+/// `GET .../customers/{customerCookieId}/ping?dl=&dt=&sessionId=&sinceLastBeaconMilliseconds=&appNamespace=`
+///
+/// Moves the last activity of the visitor's live session (see
+/// [`crate::store::Store::touch_live_session`]) to now, so that a visitor who reads a
+/// long page without clicking keeps their session. It never creates a session or an
+/// event, and a visitor without a live session is left alone. `dl` (page URL), `dt`
+/// (page title), `sessionId` and `appNamespace` are accepted and not used: the session
+/// is the collector's own, found by the cookie.
+pub(super) async fn ping(
+    State(state): State<AppState>,
+    Path((deployment_id, customer_cookie_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut cors_origin = None;
+    let result = keep_alive(
+        &state,
+        &deployment_id,
+        &customer_cookie_id,
+        &headers,
+        query.as_deref(),
+        &mut cors_origin,
+    )
+    .await;
+    let mut response = match result {
+        Ok(ping) => Json(ping).into_response(),
+        Err(error) => error.into_response(),
+    };
+    // Every ping must reach the collector.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    add_cors_headers(response.headers_mut(), cors_origin);
+    response
+}
+
+/// The deployment, when it exists and the request's `Origin` (if any) may use it.
+/// Sets `cors_origin` to the origin as soon as the response may be read by it.
+fn check_deployment_and_origin<'a>(
+    state: &'a AppState,
+    deployment_id: &str,
+    headers: &HeaderMap,
+    cors_origin: &mut Option<HeaderValue>,
+) -> Result<&'a DeploymentConfig, ApiError> {
+    let Some(deployment) = state.config().deployment(deployment_id) else {
+        // Readable by any origin that some deployment allows, as for batches.
+        *cors_origin = origin_allowed_by_any_deployment(state, headers);
+        return Err(ApiError::DeploymentNotFound(format!(
+            "deploymentId: no deployment {deployment_id:?} is configured"
+        )));
+    };
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(deployment);
+    };
+    let origin_text = origin.to_str().unwrap_or("");
+    if !deployment.allows_origin(Some(origin_text)) {
+        return Err(ApiError::OriginNotAllowed(format!(
+            "origin {origin_text} may not send events for deployment {:?}",
+            deployment.id
+        )));
+    }
+    *cors_origin = Some(origin.clone());
+    Ok(deployment)
+}
+
+/// Validates, enriches, resolves and stores one web event. `None`: dropped by the
+/// deployment's IP exclusions.
+async fn record_web_event(
+    state: &AppState,
+    deployment_id: &str,
+    parts: &request::Parts,
+    body: Body,
+    cors_origin: &mut Option<HeaderValue>,
+) -> Result<Option<WebEventResponse>, ApiError> {
+    let config = state.config();
+    let deployment =
+        check_deployment_and_origin(state, deployment_id, &parts.headers, cors_origin)?;
+    check_content_type(&parts.headers)?;
+    let bytes = read_body(body, config.max_body_bytes).await?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|error| ApiError::BadRequest(format!("body: is not valid JSON: {error}")))?;
+    let request = WebEventRequest::parse(&json).map_err(ApiError::BadRequest)?;
+
+    let now_ms = state.clock().now_ms();
+    let time_ms = request.created_ms.unwrap_or(now_ms);
+    check_created_date(time_ms, now_ms).map_err(ApiError::BadRequest)?;
+
+    // `ipAddress` is believed only from a trusted proxy: anyone else could claim any
+    // address, and with it someone else's geolocation or an IP exclusion.
+    let peer = socket_peer(parts);
+    let peer_is_trusted = peer.is_some_and(|peer| in_any(&config.trusted_proxies, peer));
+    let client_address = match request.ip_address {
+        Some(address) if peer_is_trusted => Some(address.to_canonical()),
+        _ => client_ip(peer, &forwarded_for(parts), &config.trusted_proxies),
+    };
+    let privacy = config.deployment_privacy(&deployment.id);
+    if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
+        state.count_excluded_events(1);
+        tracing::debug!(deployment = %deployment.id, "web event dropped by IP exclusion");
+        return Ok(None);
+    }
+
+    // The request's own `User-Agent` stands in only when the body says nothing about
+    // the browser: a site's server calling for a visitor sends its own.
+    let described = request.described_user_agent();
+    let user_agent = request.user_agent_string.clone().or_else(|| {
+        described.is_none().then(|| {
+            parts
+                .headers
+                .get(header::USER_AGENT)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        })?
+    });
+    let user_agent_info = user_agent
+        .as_deref()
+        .and_then(parse_user_agent)
+        .or(described);
+    let geolocation = client_address
+        .and_then(|address| state.geoip().and_then(|database| database.lookup(address)));
+    let context = BatchContext {
+        // The event's time is on the server's clock: nothing to correct.
+        sent_at_ms: now_ms,
+        now_ms,
+        max_event_age_ms: config.max_event_age_ms(),
+        user_agent,
+        ip_address: client_address
+            .filter(|_| privacy.store_ip_address)
+            .map(|address| address.to_string()),
+        user_agent_info,
+        geolocation,
+    };
+    let event_id = event_id_at(time_ms);
+    let wire_event = request.to_wire_event(&event_id, time_ms);
+    let event = validate_event(0, &wire_event, &context)
+        .map_err(|error| ApiError::BadRequest(request_field_error(&error)))?;
+    let identity_settings = config.identity_verification(&deployment.id);
+    let identity_secret =
+        identity_settings.and_then(|settings| settings.identity_secret.as_deref());
+    let event = take_identity_signature(event, identity_secret);
+    let new_batch = NewBatch {
+        deployment_id: deployment.id.clone(),
+        visitor_id: request.customer_cookie_id.clone(),
+        events: vec![event],
+        require_verified_identity: identity_settings
+            .is_some_and(|settings| settings.require_verified_identity),
+    };
+    let timeout_ms = config.session_timeout_ms();
+    let (outcomes, stored, session) = state
+        .with_store_blocking(move |store| {
+            let outcomes = store.ingest(&new_batch, now_ms, timeout_ms)?;
+            let stored = store.event(&event_id)?;
+            let session = match &stored {
+                Some(stored) => store.session(&stored.session_id)?,
+                None => None,
+            };
+            Ok((outcomes, stored, session))
+        })
+        .await?;
+    // Agents' desks follow web events as they follow the SDK's batches.
+    crate::desk::publish_ingested(
+        state,
+        &deployment.id,
+        &request.customer_cookie_id,
+        &outcomes,
+    );
+    let (Some(stored), Some(session)) = (stored, session) else {
+        return Err(ApiError::Internal(
+            "a stored web event could not be read back".to_owned(),
+        ));
+    };
+    tracing::debug!(
+        deployment = %deployment.id,
+        event = %stored.event.id,
+        session = %stored.session_id,
+        "web event received"
+    );
+    Ok(Some(WebEventResponse::from_stored(&stored, &session)))
+}
+
+async fn keep_alive(
+    state: &AppState,
+    deployment_id: &str,
+    customer_cookie_id: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    cors_origin: &mut Option<HeaderValue>,
+) -> Result<DeploymentPing, ApiError> {
+    let config = state.config();
+    let deployment = check_deployment_and_origin(state, deployment_id, headers, cors_origin)?;
+    let visitor_id = canonical_uuid(customer_cookie_id)
+        .ok_or_else(|| ApiError::BadRequest("customerCookieId: must be a UUID".to_owned()))?;
+    let parameters = QueryParameters::parse(query);
+    if let Some(text) = parameters.text("sinceLastBeaconMilliseconds") {
+        if text.parse::<u64>().is_err() {
+            return Err(ApiError::BadRequest(format!(
+                "sinceLastBeaconMilliseconds: must be a whole number from 0, not {text:?}"
+            )));
+        }
+    }
+    let deployment_id = deployment.id.clone();
+    let now_ms = state.clock().now_ms();
+    let timeout_ms = config.session_timeout_ms();
+    let touched = state
+        .with_store_blocking(move |store| {
+            store.touch_live_session(&deployment_id, &visitor_id, now_ms, timeout_ms)
+        })
+        .await?;
+    tracing::debug!(deployment = %deployment.id, session = ?touched, "ping");
+    Ok(DeploymentPing {
+        actions: Vec::new(),
+        poll_interval_milliseconds: i64::try_from(config.ping_poll_interval_milliseconds)
+            .unwrap_or(i64::MAX),
+    })
+}

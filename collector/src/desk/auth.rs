@@ -1,0 +1,222 @@
+//! Agents' sign-in: tokens in, random session ids out.
+//!
+//! Design, in short:
+//! - An agent signs in with a token: one of the desk's `agent_tokens` (desk only) or
+//!   one of the collector's `api_tokens`. Tokens are long random strings, compared in
+//!   constant time.
+//! - A sign-in creates a session id of 256 random bits from the operating system's
+//!   generator, sent as the cookie `footpath_desk` (`HttpOnly`, `SameSite=Strict`,
+//!   `Path=/desk`, `Secure` when configured). The browser's scripts cannot read it and
+//!   other sites cannot make the browser send it.
+//! - The server keeps only the SHA-256 of each session id with its expiry time (by the
+//!   injected clock), in memory and in a small file next to the database, so that
+//!   agents stay signed in across a collector restart while the file holds nothing an
+//!   attacker could present. Signing out deletes the entry.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use axum::http::{header, HeaderMap};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const COOKIE_NAME: &str = "footpath_desk";
+
+/// The signed-in agents' sessions, by the hash of their ids.
+pub struct AgentSessions {
+    sessions: Mutex<HashMap<String, i64>>,
+    /// Where the sessions survive restarts; `None` keeps them in memory only.
+    file: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedSession {
+    sha256: String,
+    #[serde(rename = "expiresMs")]
+    expires_ms: i64,
+}
+
+impl AgentSessions {
+    /// Loads the sessions saved in `file` (if any) that have not expired by `now_ms`.
+    pub fn load(file: Option<PathBuf>, now_ms: i64) -> AgentSessions {
+        let mut sessions = HashMap::new();
+        if let Some(path) = &file {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                match serde_json::from_str::<Vec<SavedSession>>(&text) {
+                    Ok(saved) => sessions.extend(
+                        saved
+                            .into_iter()
+                            .filter(|session| session.expires_ms > now_ms)
+                            .map(|session| (session.sha256, session.expires_ms)),
+                    ),
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "ignoring unreadable desk sessions file")
+                    }
+                }
+            }
+        }
+        AgentSessions {
+            sessions: Mutex::new(sessions),
+            file,
+        }
+    }
+
+    /// Starts a session that lasts until `expires_ms` and returns its id.
+    pub fn create(&self, now_ms: i64, expires_ms: i64) -> String {
+        let mut bytes = [0_u8; 32];
+        // ThreadRng is a CSPRNG seeded (and reseeded) from the operating system.
+        rand::rng().fill_bytes(&mut bytes);
+        let id = hex::encode(bytes);
+        let mut sessions = self.lock();
+        sessions.retain(|_, expiry| *expiry > now_ms);
+        sessions.insert(digest(&id), expires_ms);
+        self.save(&sessions);
+        id
+    }
+
+    /// Whether `id` names a session that has not expired by `now_ms`.
+    pub fn is_valid(&self, id: &str, now_ms: i64) -> bool {
+        self.lock()
+            .get(&digest(id))
+            .is_some_and(|expires_ms| *expires_ms > now_ms)
+    }
+
+    pub fn remove(&self, id: &str) {
+        let mut sessions = self.lock();
+        if sessions.remove(&digest(id)).is_some() {
+            self.save(&sessions);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        // A panic while holding the lock leaves a consistent map: every update is one
+        // insert or remove.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes the file atomically (a temporary file renamed over it). A failure costs
+    /// only sign-ins at the next restart, so it is logged rather than returned.
+    fn save(&self, sessions: &HashMap<String, i64>) {
+        let Some(path) = &self.file else { return };
+        let saved: Vec<SavedSession> = sessions
+            .iter()
+            .map(|(sha256, expires_ms)| SavedSession {
+                sha256: sha256.clone(),
+                expires_ms: *expires_ms,
+            })
+            .collect();
+        let temporary = path.with_extension("tmp");
+        let result = serde_json::to_vec(&saved)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&temporary, bytes))
+            .and_then(|()| std::fs::rename(&temporary, path));
+        if let Err(error) = result {
+            tracing::warn!(path = %path.display(), %error, "could not save desk sessions");
+        }
+    }
+}
+
+fn digest(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// Whether `presented` is one of `tokens`. Every token is compared, each in constant
+/// time, so that the response time does not tell how much of a guess was right.
+pub fn is_known_token<'a>(tokens: impl IntoIterator<Item = &'a String>, presented: &str) -> bool {
+    tokens.into_iter().fold(false, |found, token| {
+        found | constant_time_eq(token.as_bytes(), presented.as_bytes())
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter()
+        .zip(b)
+        .fold(0_u8, |difference, (x, y)| difference | (x ^ y))
+        == 0
+}
+
+/// The value of the desk's cookie in the request, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.trim().to_owned())
+}
+
+/// The `Set-Cookie` value that starts a session.
+pub fn session_cookie_header(id: &str, max_age_seconds: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{COOKIE_NAME}={id}; Path=/desk; Max-Age={max_age_seconds}; HttpOnly; SameSite=Strict{secure}")
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn cleared_cookie_header(secure: bool) -> String {
+    session_cookie_header("", 0, secure)
+}
+
+/// The bearer token of an `Authorization` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_survive_restarts_and_end_on_sign_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("desk-sessions.json");
+        let sessions = AgentSessions::load(Some(file.clone()), 1_000);
+        let id = sessions.create(1_000, 5_000);
+        assert_eq!(id.len(), 64);
+        assert!(sessions.is_valid(&id, 4_999));
+        assert!(!sessions.is_valid(&id, 5_000));
+        assert!(!sessions.is_valid("not-a-session", 1_000));
+        assert_ne!(sessions.create(1_000, 5_000), id, "ids are random");
+
+        // The file holds hashes only, and a restart keeps the session.
+        let saved = std::fs::read_to_string(&file).unwrap();
+        assert!(!saved.contains(&id), "{saved}");
+        let reloaded = AgentSessions::load(Some(file.clone()), 2_000);
+        assert!(reloaded.is_valid(&id, 2_000));
+        reloaded.remove(&id);
+        assert!(!reloaded.is_valid(&id, 2_000));
+        assert!(!AgentSessions::load(Some(file), 2_000).is_valid(&id, 2_000));
+    }
+
+    #[test]
+    fn cookies_and_tokens() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            "a=1; footpath_desk=abc ; b=2".parse().unwrap(),
+        );
+        assert_eq!(session_cookie(&headers).as_deref(), Some("abc"));
+        assert_eq!(session_cookie(&HeaderMap::new()), None);
+        assert_eq!(
+            session_cookie_header("abc", 60, true),
+            "footpath_desk=abc; Path=/desk; Max-Age=60; HttpOnly; SameSite=Strict; Secure"
+        );
+        let tokens = vec!["alpha-token".to_owned()];
+        assert!(is_known_token(&tokens, "alpha-token"));
+        assert!(!is_known_token(&tokens, "alpha-tokeN"));
+        assert!(!is_known_token(&tokens, ""));
+    }
+}

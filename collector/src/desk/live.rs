@@ -1,0 +1,76 @@
+//! Live updates: ingest publishes "this visitor's session changed" after its
+//! transaction commits, and every open desk receives it as a server-sent event.
+//!
+//! The message names only the visitor (its cookie id, which the desk's list and cards
+//! already show), so that publishing costs nothing and the stream leaks nothing: the
+//! browser fetches what changed through the same authenticated API as before.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use super::Desk;
+use crate::AppState;
+
+/// Messages a slow desk may fall behind by before it is told to reload everything.
+const CHANNEL_CAPACITY: usize = 1024;
+/// How often an idle stream checks that its agent is still signed in.
+const SIGN_IN_CHECK: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionChanged {
+    pub deployment_id: String,
+    pub visitor_id: String,
+}
+
+pub fn channel() -> broadcast::Sender<SessionChanged> {
+    broadcast::channel(CHANNEL_CAPACITY).0
+}
+
+/// The stream of one signed-in desk: `ready` first (the desk then reloads what it
+/// shows, which also covers what it missed while disconnected), then `visitor` per
+/// change, or `resync` when it fell behind. It ends when the agent's sign-in does.
+pub fn stream(
+    state: AppState,
+    desk: Arc<Desk>,
+    agent_session: String,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let receiver = desk.live.subscribe();
+    let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
+    let changes = stream::unfold(receiver, move |mut receiver| {
+        let state = state.clone();
+        let desk = Arc::clone(&desk);
+        let agent_session = agent_session.clone();
+        async move {
+            loop {
+                let received = tokio::select! {
+                    received = receiver.recv() => Some(received),
+                    () = tokio::time::sleep(SIGN_IN_CHECK) => None,
+                };
+                if !desk.agents.is_valid(&agent_session, state.clock().now_ms()) {
+                    return None;
+                }
+                let event = match received {
+                    None => continue,
+                    Some(Ok(change)) => Event::default()
+                        .event("visitor")
+                        .json_data(serde_json::json!({
+                            "customerId": change.visitor_id,
+                            "deploymentId": change.deployment_id,
+                        }))
+                        .unwrap_or_else(|_| Event::default().event("resync").data("{}")),
+                    Some(Err(broadcast::error::RecvError::Lagged(_))) => {
+                        Event::default().event("resync").data("{}")
+                    }
+                    Some(Err(broadcast::error::RecvError::Closed)) => return None,
+                };
+                return Some((Ok(event), receiver));
+            }
+        }
+    });
+    Sse::new(ready.chain(changes)).keep_alive(KeepAlive::default())
+}

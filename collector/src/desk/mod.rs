@@ -1,0 +1,496 @@
+//! The agents' desk: what a contact-center agent opens to see, live, who is on the
+//! website and what they are doing, one card per web session.
+//!
+//! Codemap:
+//! - [`config`]: the `[desk]` settings and the runtime-replaceable [`config::Presentation`]
+//!   (card title, per-event display names, icons and attribute labels/order/hiding).
+//! - [`auth`]: agents' sign-in (a token), server-side sessions, the cookie.
+//! - [`cards`]: the list's session summaries and the session cards, built from stored
+//!   rows with the presentation applied (hidden attributes are dropped here).
+//! - [`live`]: the broadcast channel that ingest publishes to, and the SSE stream.
+//! - `collector/desk/`: the browser side (HTML, CSS, JS), compiled in; no build step,
+//!   no CDN, nothing fetched from anywhere but the collector.
+//!
+//! | route | status codes |
+//! |---|---|
+//! | `GET /desk`, `GET /desk/` (the desk; signed out: 303 to the sign-in page) | 200, 303 |
+//! | `GET /desk/signin`, `POST /desk/signin` (form field `token`) | 200, 303, 400, 401 |
+//! | `POST /desk/signout` | 303 |
+//! | `GET /desk/assets/{desk.css,desk.js}` | 200, 404 |
+//! | `GET /desk/api/sessions?status=all\|active\|ended&q=` | 200, 400, 401 |
+//! | `GET /desk/api/sessions/{sessionId}` | 200, 401, 404 |
+//! | `GET /desk/api/stream` (`text/event-stream`) | 200, 401 |
+//! | `GET`/`PUT /api/v2/footpath/desk/config` (bearer `api_tokens`) | 200, 400, 401 |
+//!
+//! Every desk response carries a Content-Security-Policy that allows scripts, styles
+//! and connections from the collector only and no framing, and `nosniff`. The browser
+//! code builds the DOM with `textContent` only: everything a visitor sent is untrusted.
+//!
+//! **API Boundary:** the desk is wired into the collector at two points only:
+//! `app::router` merges [`router`], and the batch handler calls [`publish_ingested`]
+//! after its transaction commits. The desk's own state (sign-ins, the live channel,
+//! the presentation set through the admin API) is found from the collector's store
+//! instance (see [`desk_for`]), so that `AppState` does not need to know the desk.
+
+pub mod auth;
+pub mod cards;
+pub mod config;
+pub mod live;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::sync::broadcast;
+use tower::ServiceBuilder;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use config::{DeskConfig, Presentation};
+
+use crate::error::ApiError;
+use crate::store::{IngestOutcome, SessionFilter, Store, StoreError, StoredContact};
+use crate::AppState;
+
+const INDEX_HTML: &str = include_str!("../../desk/index.html");
+const SIGNIN_HTML: &str = include_str!("../../desk/signin.html");
+const DESK_CSS: &str = include_str!("../../desk/desk.css");
+const DESK_JS: &str = include_str!("../../desk/desk.js");
+
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/// Most sessions the list considers (the newest by start time); it shows them most
+/// recently active first.
+const LIST_LIMIT: usize = 300;
+/// Most events a card's journey map shows.
+const JOURNEY_LIMIT: usize = 2_000;
+const PAGE_SIZE: usize = 100;
+
+/// The desk's shared state for one collector.
+pub struct Desk {
+    presentation: RwLock<Presentation>,
+    agents: auth::AgentSessions,
+    live: broadcast::Sender<live::SessionChanged>,
+}
+
+impl Desk {
+    fn new(state: &AppState) -> Desk {
+        let config = state.config();
+        Desk {
+            presentation: RwLock::new(config.desk.presentation()),
+            agents: auth::AgentSessions::load(sessions_file(config), state.clock().now_ms()),
+            live: live::channel(),
+        }
+    }
+
+    fn presentation(&self) -> Presentation {
+        self.presentation
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Sign-ins are kept next to the database, so that they survive a restart exactly
+/// when the data does.
+fn sessions_file(config: &crate::config::Config) -> Option<PathBuf> {
+    let database = config.database_path.to_str()?;
+    if database.is_empty() || database.starts_with(':') || database.starts_with("file:") {
+        return None;
+    }
+    Some(PathBuf::from(format!("{database}.desk-sessions.json")))
+}
+
+type Registry = Vec<(Weak<dyn Store>, Arc<Desk>)>;
+static DESKS: Mutex<Registry> = Mutex::new(Vec::new());
+
+/// The desk of the collector whose state is `state`: one per store instance, created
+/// on first use, forgotten when the store is dropped. Every router built over clones
+/// of one `AppState` (tests build one per request) therefore shares sign-ins and the
+/// live channel, while two collectors in one process (tests again) do not.
+pub fn desk_for(state: &AppState) -> Arc<Desk> {
+    let store = state.store();
+    let mut desks = DESKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    desks.retain(|(weak, _)| weak.strong_count() > 0);
+    if let Some((_, desk)) = desks
+        .iter()
+        .find(|(weak, _)| std::ptr::addr_eq(weak.as_ptr(), Arc::as_ptr(store)))
+    {
+        return Arc::clone(desk);
+    }
+    let desk = Arc::new(Desk::new(state));
+    desks.push((Arc::downgrade(store), Arc::clone(&desk)));
+    desk
+}
+
+/// Called by ingest once a batch is committed: tells every open desk that the
+/// visitor's session changed, when at least one event was newly stored.
+pub fn publish_ingested(
+    state: &AppState,
+    deployment_id: &str,
+    visitor_id: &str,
+    outcomes: &[IngestOutcome],
+) {
+    if !outcomes.contains(&IngestOutcome::Accepted) {
+        return;
+    }
+    let visitor_id =
+        crate::validate::canonical_uuid(visitor_id).unwrap_or_else(|| visitor_id.to_owned());
+    // An error only means that no desk is open.
+    let _ = desk_for(state).live.send(live::SessionChanged {
+        deployment_id: deployment_id.to_owned(),
+        visitor_id,
+    });
+}
+
+#[derive(Clone)]
+struct DeskState {
+    app: AppState,
+    desk: Arc<Desk>,
+}
+
+impl DeskState {
+    /// The signed-in agent's session id, if the request carries a valid one.
+    fn agent_session(&self, headers: &HeaderMap) -> Option<String> {
+        let id = auth::session_cookie(headers)?;
+        self.desk
+            .agents
+            .is_valid(&id, self.app.clock().now_ms())
+            .then_some(id)
+    }
+
+    fn require_agent(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        self.agent_session(headers).ok_or(ApiError::Unauthorized)
+    }
+
+    fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        match auth::bearer_token(headers) {
+            Some(token) if auth::is_known_token(&self.app.config().api_tokens, token) => Ok(()),
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+
+    fn timeout_ms(&self) -> i64 {
+        self.app.config().session_timeout_ms()
+    }
+}
+
+/// The desk's routes, ready to merge into the collector's router.
+pub fn router<S>(state: AppState) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let desk = desk_for(&state);
+    let headers = ServiceBuilder::new()
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    Router::new()
+        .route("/desk", get(|| async { Redirect::to("/desk/") }))
+        .route("/desk/", get(index))
+        .route("/desk/signin", get(signin_page).post(signin))
+        .route("/desk/signout", post(signout))
+        .route("/desk/assets/{file}", get(asset))
+        .route("/desk/api/sessions", get(list_sessions))
+        .route("/desk/api/sessions/{session_id}", get(session_card))
+        .route("/desk/api/stream", get(stream))
+        .route(
+            "/api/v2/footpath/desk/config",
+            get(get_presentation).put(put_presentation),
+        )
+        .layer(headers)
+        .with_state(DeskState { app: state, desk })
+}
+
+async fn index(State(state): State<DeskState>, headers: HeaderMap) -> Response {
+    match state.agent_session(&headers) {
+        Some(_) => Html(INDEX_HTML).into_response(),
+        None => Redirect::to("/desk/signin").into_response(),
+    }
+}
+
+async fn signin_page(State(state): State<DeskState>, headers: HeaderMap) -> Response {
+    match state.agent_session(&headers) {
+        Some(_) => Redirect::to("/desk/").into_response(),
+        None => Html(SIGNIN_HTML).into_response(),
+    }
+}
+
+/// `POST /desk/signin` with the form field `token`: a valid token gets the session
+/// cookie and a redirect to the desk; anything else gets the form again with 401.
+async fn signin(State(state): State<DeskState>, body: Bytes) -> Response {
+    let token = url::form_urlencoded::parse(&body)
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.trim().to_owned())
+        .unwrap_or_default();
+    let config = state.app.config();
+    let known = !token.is_empty()
+        && auth::is_known_token(
+            config.api_tokens.iter().chain(&config.desk.agent_tokens),
+            &token,
+        );
+    if !known {
+        tracing::info!("desk sign-in refused");
+        let page = SIGNIN_HTML.replace(
+            "<p id=\"signin-error\" class=\"error\" hidden>",
+            "<p id=\"signin-error\" class=\"error\" role=\"alert\">",
+        );
+        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+    }
+    let now_ms = state.app.clock().now_ms();
+    let lifetime_seconds = config.desk.sign_in_minutes.saturating_mul(60);
+    let expires_ms = now_ms
+        .saturating_add(i64::try_from(lifetime_seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let id = state.desk.agents.create(now_ms, expires_ms);
+    tracing::info!("desk sign-in");
+    let cookie = auth::session_cookie_header(&id, lifetime_seconds, config.desk.secure_cookie);
+    let mut response = Redirect::to("/desk/").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn signout(State(state): State<DeskState>, headers: HeaderMap) -> Response {
+    if let Some(id) = auth::session_cookie(&headers) {
+        state.desk.agents.remove(&id);
+    }
+    let cookie = auth::cleared_cookie_header(state.app.config().desk.secure_cookie);
+    let mut response = Redirect::to("/desk/signin").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+/// The desk's CSS and JS: public, since they hold no data (the sign-in page needs the
+/// CSS before anyone is signed in).
+async fn asset(Path(file): Path<String>) -> Response {
+    let (content_type, body) = match file.as_str() {
+        "desk.css" => ("text/css; charset=utf-8", DESK_CSS),
+        "desk.js" => ("text/javascript; charset=utf-8", DESK_JS),
+        _ => return ApiError::NotFound("no such file".to_owned()).into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn with_store<T, F>(state: &AppState, operation: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = Arc::clone(state.store());
+    Ok(tokio::task::spawn_blocking(move || operation(store.as_ref())).await??)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StatusFilter {
+    All,
+    Active,
+    Ended,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionList {
+    title: String,
+    now_ms: i64,
+    sessions: Vec<cards::SessionSummary>,
+}
+
+/// `GET /desk/api/sessions?status=&q=`: the newest sessions, most recently active
+/// first, optionally only live (`active`) or ended ones, and only those matching `q`.
+async fn list_sessions(
+    State(state): State<DeskState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Json<SessionList>, ApiError> {
+    state.require_agent(&headers)?;
+    let parameters: HashMap<String, String> =
+        url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let status = match parameters.get("status").map(String::as_str) {
+        None | Some("" | "all") => StatusFilter::All,
+        Some("active") => StatusFilter::Active,
+        Some("ended") => StatusFilter::Ended,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "status: must be all, active or ended, not {other:?}"
+            )))
+        }
+    };
+    let search = parameters.get("q").cloned().unwrap_or_default();
+    let (sessions, contacts) = with_store(&state.app, |store| {
+        let mut sessions = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.sessions(&SessionFilter::default(), after.as_deref(), PAGE_SIZE)?;
+            after = page.items.last().map(|session| session.id.clone());
+            sessions.extend(page.items);
+            if !page.has_more || sessions.len() >= LIST_LIMIT {
+                break;
+            }
+        }
+        let contacts = contacts_of(
+            store,
+            sessions.iter().filter_map(|s| s.contact_id.as_deref()),
+        )?;
+        Ok((sessions, contacts))
+    })
+    .await?;
+    let now_ms = state.app.clock().now_ms();
+    let timeout_ms = state.timeout_ms();
+    let mut summaries: Vec<cards::SessionSummary> = sessions
+        .iter()
+        .filter_map(|session| {
+            let contact = session.contact_id.as_ref().and_then(|id| contacts.get(id));
+            let summary = cards::summary(session, contact, now_ms, timeout_ms);
+            let wanted = match status {
+                StatusFilter::All => true,
+                StatusFilter::Active => summary.live,
+                StatusFilter::Ended => !summary.live,
+            };
+            (wanted && cards::matches_search(&summary, contact, &search)).then_some(summary)
+        })
+        .collect();
+    summaries.sort_by_key(|summary| std::cmp::Reverse(summary.last_active_ms));
+    Ok(Json(SessionList {
+        title: state.desk.presentation().title,
+        now_ms,
+        sessions: summaries,
+    }))
+}
+
+fn contacts_of<'a>(
+    store: &dyn Store,
+    ids: impl Iterator<Item = &'a str>,
+) -> Result<HashMap<String, StoredContact>, StoreError> {
+    let mut contacts = HashMap::new();
+    for id in ids {
+        if !contacts.contains_key(id) {
+            if let Some(contact) = store.contact(id)? {
+                contacts.insert(id.to_owned(), contact);
+            }
+        }
+    }
+    Ok(contacts)
+}
+
+/// `GET /desk/api/sessions/{sessionId}`: the whole card.
+async fn session_card(
+    State(state): State<DeskState>,
+    headers: HeaderMap,
+    Path(session_id): Path<String>,
+) -> Result<Json<cards::SessionCard>, ApiError> {
+    state.require_agent(&headers)?;
+    let lookup_id = session_id.clone();
+    let found = with_store(&state.app, move |store| {
+        let Some(session) = store.session(&lookup_id)? else {
+            return Ok(None);
+        };
+        let mut events = Vec::new();
+        let mut after: Option<String> = None;
+        while events.len() < JOURNEY_LIMIT {
+            let Some(page) = store.session_events(&lookup_id, after.as_deref(), PAGE_SIZE)? else {
+                break;
+            };
+            after = page.items.last().map(|event| event.event.id.clone());
+            events.extend(page.items);
+            if !page.has_more {
+                break;
+            }
+        }
+        let contact = match &session.contact_id {
+            Some(id) => store.contact(id)?,
+            None => None,
+        };
+        Ok(Some((session, events, contact)))
+    })
+    .await?;
+    let Some((session, events, contact)) = found else {
+        return Err(ApiError::NotFound(format!(
+            "session {session_id} not found"
+        )));
+    };
+    let presentation = state.desk.presentation();
+    Ok(Json(cards::card(
+        &presentation.title,
+        &presentation,
+        &session,
+        contact.as_ref(),
+        &events,
+        state.app.clock().now_ms(),
+        state.timeout_ms(),
+    )))
+}
+
+/// `GET /desk/api/stream`: see [`live::stream`].
+async fn stream(State(state): State<DeskState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let agent_session = state.require_agent(&headers)?;
+    Ok(live::stream(state.app.clone(), Arc::clone(&state.desk), agent_session).into_response())
+}
+
+/// `GET /api/v2/footpath/desk/config`: the presentation settings in effect.
+async fn get_presentation(
+    State(state): State<DeskState>,
+    headers: HeaderMap,
+) -> Result<Json<Presentation>, ApiError> {
+    state.require_admin(&headers)?;
+    Ok(Json(state.desk.presentation()))
+}
+
+/// `PUT /api/v2/footpath/desk/config`: replaces the presentation settings until the
+/// collector restarts (the file's `[desk]` section is the lasting configuration).
+/// Open desks show the change at their next refresh.
+async fn put_presentation(
+    State(state): State<DeskState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Presentation>, ApiError> {
+    state.require_admin(&headers)?;
+    let presentation: Presentation = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::BadRequest(format!("invalid desk configuration: {error}")))?;
+    presentation.validate().map_err(ApiError::BadRequest)?;
+    *state
+        .desk
+        .presentation
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = presentation.clone();
+    tracing::info!(
+        events = presentation.events.len(),
+        "desk presentation replaced"
+    );
+    Ok(Json(presentation))
+}

@@ -1,0 +1,571 @@
+//! The agents' desk: who may see it, what it sends to agents' browsers, the headers
+//! that protect it, and its live stream.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use footpath_collector::config::Config;
+use footpath_collector::desk::config::{AttributeDisplay, EventDisplay};
+use footpath_collector::router;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::support::{
+    batch, identify, pageview, record, TestApp, MINUTE, OTHER_VISITOR, SECOND, T0, TOKEN, VISITOR,
+};
+
+const AGENT_TOKEN: &str = "agent-token-0123456789";
+
+/// The desk's own requests go straight to the router, so that these tests do not
+/// depend on helpers that check the Journey API's documented shapes.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text());
+        serde_json::from_slice(&self.body).unwrap()
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|value| value.to_str().unwrap())
+    }
+}
+
+async fn send(app: &TestApp, request: Request<Body>) -> Reply {
+    let response = router(app.state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &TestApp, uri: &str, cookie: Option<&str>) -> Reply {
+    let mut request = Request::get(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    send(app, request.body(Body::empty()).unwrap()).await
+}
+
+async fn sign_in_with(app: &TestApp, token: &str) -> Reply {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", token)
+        .finish();
+    let request = Request::post("/desk/signin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    send(app, request).await
+}
+
+/// Signs in and returns the `Cookie` header value to send afterwards.
+async fn sign_in(app: &TestApp) -> String {
+    let reply = sign_in_with(app, TOKEN).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let set_cookie = reply.header("set-cookie").expect("a session cookie");
+    set_cookie.split(';').next().unwrap().trim().to_owned()
+}
+
+fn desk_app() -> TestApp {
+    TestApp::with_config(|config: &mut Config| {
+        config.desk.agent_tokens = vec![AGENT_TOKEN.to_owned()];
+        config.desk.events = vec![EventDisplay {
+            name: "cart_added".to_owned(),
+            display_name: Some("Added to cart".to_owned()),
+            icon: Some("cart".to_owned()),
+            attributes: vec![
+                AttributeDisplay {
+                    name: "sku".to_owned(),
+                    label: Some("Product code".to_owned()),
+                    order: Some(1),
+                    hidden: false,
+                },
+                AttributeDisplay {
+                    name: "price".to_owned(),
+                    label: None,
+                    order: None,
+                    hidden: true,
+                },
+            ],
+        }];
+    })
+}
+
+#[tokio::test]
+async fn everything_but_the_sign_in_page_and_assets_refuses_strangers() {
+    let app = desk_app();
+    let page = get(&app, "/desk/", None).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.header("location"), Some("/desk/signin"));
+    assert!(!page.text().contains("desk.js"));
+
+    let forged = "footpath_desk=0000000000000000000000000000000000000000000000000000000000000000";
+    for uri in [
+        "/desk/api/sessions",
+        "/desk/api/sessions/anything",
+        "/desk/api/stream",
+    ] {
+        for cookie in [None, Some(forged)] {
+            let reply = get(&app, uri, cookie).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{uri} {cookie:?}");
+        }
+        // The read API's bearer token is not a desk session.
+        let request = Request::get(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            send(&app, request).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{uri}"
+        );
+    }
+    assert_eq!(
+        get(&app, "/desk/", Some(forged)).await.status,
+        StatusCode::SEE_OTHER
+    );
+
+    // The admin API wants the bearer token; a desk session is not enough.
+    let cookie = sign_in(&app).await;
+    let config = get(&app, "/api/v2/footpath/desk/config", Some(&cookie)).await;
+    assert_eq!(config.status, StatusCode::UNAUTHORIZED);
+
+    // Public: the sign-in page and the static assets, which hold no data.
+    assert_eq!(get(&app, "/desk/signin", None).await.status, StatusCode::OK);
+    let script = get(&app, "/desk/assets/desk.js", None).await;
+    assert_eq!(script.status, StatusCode::OK);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert!(
+        !script.text().contains("innerHTML ="),
+        "the desk never assigns markup"
+    );
+    assert_eq!(
+        get(&app, "/desk/assets/secrets.txt", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_http_only_cookie_and_wrong_tokens_are_refused() {
+    let app = desk_app();
+    for wrong in ["", "nope", &format!("{TOKEN}x"), &TOKEN[..TOKEN.len() - 1]] {
+        let reply = sign_in_with(&app, wrong).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{wrong:?}");
+        assert_eq!(reply.header("set-cookie"), None, "{wrong:?}");
+        assert!(reply.text().contains("role=\"alert\""), "the form says why");
+    }
+
+    for token in [TOKEN, AGENT_TOKEN] {
+        let reply = sign_in_with(&app, token).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER);
+        assert_eq!(reply.header("location"), Some("/desk/"));
+        let cookie = reply.header("set-cookie").unwrap();
+        let attributes: Vec<&str> = cookie.split(';').map(str::trim).collect();
+        assert!(attributes.contains(&"HttpOnly"), "{cookie}");
+        assert!(attributes.contains(&"SameSite=Strict"), "{cookie}");
+        assert!(attributes.contains(&"Path=/desk"), "{cookie}");
+        assert!(attributes.contains(&"Max-Age=28800"), "{cookie}");
+        let value = attributes[0].strip_prefix("footpath_desk=").unwrap();
+        assert_eq!(value.len(), 64, "256 random bits: {cookie}");
+        assert!(!value.contains(token));
+    }
+
+    let cookie = sign_in(&app).await;
+    let page = get(&app, "/desk/", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("/desk/assets/desk.js"));
+    assert_eq!(
+        get(&app, "/desk/api/sessions", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+
+    // Signing out ends the session on the server, whatever the browser keeps.
+    let request = Request::post("/desk/signout")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let reply = send(&app, request).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(reply.header("set-cookie").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        get(&app, "/desk/api/sessions", Some(&cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Sessions expire by the server's clock.
+    let cookie = sign_in(&app).await;
+    app.clock.advance_ms(8 * 60 * MINUTE - SECOND);
+    assert_eq!(
+        get(&app, "/desk/api/sessions", Some(&cookie)).await.status,
+        StatusCode::OK
+    );
+    app.clock.advance_ms(SECOND);
+    assert_eq!(
+        get(&app, "/desk/api/sessions", Some(&cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&app, "/desk/", Some(&cookie)).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn every_desk_response_carries_the_content_security_policy() {
+    let app = desk_app();
+    let cookie = sign_in(&app).await;
+    for (uri, cookie) in [
+        ("/desk/", Some(cookie.as_str())),
+        ("/desk/signin", None),
+        ("/desk/assets/desk.css", None),
+        ("/desk/api/sessions", Some(cookie.as_str())),
+        ("/desk/api/sessions", None),
+    ] {
+        let reply = get(&app, uri, cookie).await;
+        assert_eq!(
+            reply.header("content-security-policy"),
+            Some("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+            "{uri}"
+        );
+        assert_eq!(
+            reply.header("x-content-type-options"),
+            Some("nosniff"),
+            "{uri}"
+        );
+        assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{uri}");
+    }
+    let api = get(&app, "/desk/api/sessions", Some(&cookie)).await;
+    assert_eq!(api.header("cache-control"), Some("no-store"));
+    // No inline script or style in the pages.
+    for uri in ["/desk/", "/desk/signin"] {
+        let html = get(&app, uri, Some(&cookie)).await.text();
+        let html = html.to_lowercase();
+        for script in html.match_indices("<script") {
+            let tag = &html[script.0..html[script.0..].find('>').unwrap() + script.0];
+            assert!(tag.contains(" src="), "{uri}: inline script {tag}");
+        }
+        assert!(!html.contains("<style"), "{uri}");
+        assert!(!html.contains(" style="), "{uri}");
+        assert!(!html.contains(" onclick="), "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn cards_apply_the_configuration_and_hidden_attributes_never_leave_the_server() {
+    let app = desk_app();
+    let response = app
+        .post_batch(&batch(
+            VISITOR,
+            T0,
+            vec![
+                {
+                    let mut search =
+                        pageview(1, T0 - 3000, "https://shop.example/products?q=boots");
+                    search["page"]["searchQuery"] = json!("boots");
+                    search
+                },
+                record(2, "cart_added", T0 - 2000),
+                record(3, "form_submitted", T0 - 1000),
+            ],
+        ))
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    // `record` sends no attributes: add them with a second batch.
+    let mut cart = record(4, "cart_added", T0 - 500);
+    cart["attributes"] = json!({
+        "sku": "BOOT-1",
+        "price": 139.5,
+        "quantity": 2,
+        "productName": "Ridge <b>boots</b>",
+    });
+    assert_eq!(
+        app.post_batch(&batch(VISITOR, T0, vec![cart])).await.status,
+        StatusCode::OK
+    );
+
+    let cookie = sign_in(&app).await;
+    let list = get(&app, "/desk/api/sessions", Some(&cookie)).await.json();
+    assert_eq!(list["title"], json!("Web Visit"));
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{list:#}");
+    let summary = &sessions[0];
+    assert_eq!(summary["customerName"], json!("Unknown"));
+    assert_eq!(summary["live"], json!(true));
+    assert_eq!(summary["type"], json!("web"));
+    assert_eq!(summary["customerId"], json!(VISITOR));
+    assert_eq!(
+        summary["currentPage"]["url"],
+        json!("https://shop.example/products?q=boots")
+    );
+
+    let id = summary["id"].as_str().unwrap();
+    let reply = get(&app, &format!("/desk/api/sessions/{id}"), Some(&cookie)).await;
+    let text = reply.text();
+    assert!(
+        !text.contains("price"),
+        "a hidden attribute reached the desk: {text}"
+    );
+    assert!(
+        !text.contains("139.5"),
+        "a hidden value reached the desk: {text}"
+    );
+    let card = reply.json();
+    assert_eq!(card["title"], json!("Web Visit"));
+    assert_eq!(card["searches"], json!(["boots"]));
+    assert_eq!(card["segments"], json!([]));
+    assert_eq!(card["outcomes"], json!([]));
+    assert_eq!(card["info"]["shortId"], summary["shortId"]);
+    assert_eq!(card["info"]["authenticated"], json!(false));
+    let kinds: Vec<&str> = card["journey"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["session_start", "search", "custom", "form", "custom"],
+        "{card:#}"
+    );
+    let cart = &card["journey"][4];
+    assert_eq!(cart["name"], json!("cart_added"));
+    assert_eq!(cart["displayName"], json!("Added to cart"));
+    assert_eq!(cart["icon"], json!("cart"));
+    // Configured attributes first, by order; the others with their raw names, by name.
+    assert_eq!(
+        cart["attributes"],
+        json!([
+            {"name": "sku", "label": "Product code", "value": "BOOT-1"},
+            {"name": "productName", "label": "productName", "value": "Ridge <b>boots</b>"},
+            {"name": "quantity", "label": "quantity", "value": "2"},
+        ])
+    );
+    assert_eq!(card["journey"][3]["displayName"], json!("form_submitted"));
+    assert_eq!(card["journey"][1]["displayName"], json!("Searched"));
+    assert_eq!(card["journey"][1]["searchQuery"], json!("boots"));
+
+    assert_eq!(
+        get(&app, "/desk/api/sessions/no-such-session", Some(&cookie))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // The admin API changes the presentation at runtime.
+    let admin = |method: &str, body: Option<Value>| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri("/api/v2/footpath/desk/config")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        request
+            .body(body.map_or_else(Body::empty, |body| Body::from(body.to_string())))
+            .unwrap()
+    };
+    let current = send(&app, admin("GET", None)).await.json();
+    assert_eq!(current["events"][0]["displayName"], json!("Added to cart"));
+    assert_eq!(current["events"][0]["attributes"][1]["hidden"], json!(true));
+    let replaced = json!({
+        "title": "Shop visit",
+        "events": [{"name": "cart_added", "displayName": "Basket", "attributes": [{"name": "quantity", "hidden": true}]}],
+    });
+    assert_eq!(
+        send(&app, admin("PUT", Some(replaced.clone())))
+            .await
+            .json()["title"],
+        json!("Shop visit")
+    );
+    let card = get(&app, &format!("/desk/api/sessions/{id}"), Some(&cookie))
+        .await
+        .json();
+    assert_eq!(card["title"], json!("Shop visit"));
+    assert_eq!(card["journey"][4]["displayName"], json!("Basket"));
+    let names: Vec<&str> = card["journey"][4]["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|attribute| attribute["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["price", "productName", "sku"]);
+    let invalid = send(&app, admin("PUT", Some(json!({"title": ""})))).await;
+    assert_eq!(
+        invalid.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        invalid.text()
+    );
+    assert!(
+        invalid.text().contains("title: must not be empty"),
+        "{}",
+        invalid.text()
+    );
+    let unknown = send(
+        &app,
+        admin("PUT", Some(json!({"title": "x", "colour": "red"}))),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_list_filters_and_searches_by_name_email_phone_and_short_id() {
+    let app = TestApp::with_config(|config| config.default_phone_region = Some("GB".to_owned()));
+    let contact = app
+        .create_contact(json!({
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "workEmail": "ada@example.com",
+            "cellPhone": {"display": "020 7946 0018"},
+        }))
+        .await;
+    assert!(contact["id"].is_string(), "{contact:#}");
+    let other = OTHER_VISITOR;
+    app.post_batch(&batch(
+        VISITOR,
+        T0,
+        vec![
+            pageview(1, T0 - 2000, "https://shop.example/"),
+            identify(
+                2,
+                T0 - 1000,
+                Some("ada@example.com"),
+                json!({"email": "ada@example.com"}),
+            ),
+        ],
+    ))
+    .await;
+    app.clock.advance_ms(SECOND);
+    app.post_batch(&batch(
+        other,
+        T0 + SECOND,
+        vec![pageview(3, T0 + 500, "https://shop.example/other")],
+    ))
+    .await;
+
+    let cookie = sign_in(&app).await;
+    let list = |query: &'static str| {
+        let cookie = cookie.clone();
+        let app = &app;
+        async move {
+            let reply = get(app, &format!("/desk/api/sessions{query}"), Some(&cookie)).await;
+            let list = reply.json();
+            list["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|session| session["customerName"].as_str().unwrap().to_owned())
+                .collect::<Vec<String>>()
+        }
+    };
+    // Most recently active first.
+    assert_eq!(list("").await, ["Unknown", "Ada Lovelace"]);
+    assert_eq!(list("?q=lovelace").await, ["Ada Lovelace"]);
+    assert_eq!(list("?q=ADA%40EXAMPLE").await, ["Ada Lovelace"]);
+    assert_eq!(list("?q=7946%200018").await, ["Ada Lovelace"]);
+    assert!(list("?q=nobody").await.is_empty());
+    let all = get(&app, "/desk/api/sessions", Some(&cookie)).await.json();
+    let short_id = all["sessions"][1]["shortId"].as_str().unwrap().to_owned();
+    let reply = get(
+        &app,
+        &format!("/desk/api/sessions?q={short_id}"),
+        Some(&cookie),
+    )
+    .await
+    .json();
+    assert_eq!(
+        reply["sessions"][0]["customerName"],
+        json!("Ada Lovelace"),
+        "{reply:#}"
+    );
+
+    assert_eq!(list("?status=active").await.len(), 2);
+    assert!(list("?status=ended").await.is_empty());
+    app.clock.advance_ms(21 * MINUTE);
+    app.sweep();
+    assert_eq!(list("?status=ended").await.len(), 2);
+    assert!(list("?status=active").await.is_empty());
+    let bad = get(&app, "/desk/api/sessions?status=sleeping", Some(&cookie)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_stream_announces_each_committed_batch() {
+    let app = desk_app();
+    let cookie = sign_in(&app).await;
+    let request = Request::get("/desk/api/stream")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let response = router(app.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let mut body = response.into_body();
+    assert!(next_event(&mut body).await.starts_with("event: ready\n"));
+
+    // A duplicate-only batch changes nothing and announces nothing; a new event does.
+    let events = vec![pageview(1, T0 - 1000, "https://shop.example/")];
+    app.post_batch(&batch(VISITOR, T0, events.clone())).await;
+    let announced = next_event(&mut body).await;
+    assert!(announced.starts_with("event: visitor\n"), "{announced}");
+    assert!(
+        announced.contains(&format!("\"customerId\":\"{VISITOR}\"")),
+        "{announced}"
+    );
+    app.post_batch(&batch(VISITOR, T0, events)).await;
+    app.post_batch(&batch(
+        OTHER_VISITOR,
+        T0,
+        vec![record(2, "cart_added", T0 - 500)],
+    ))
+    .await;
+    let announced = next_event(&mut body).await;
+    assert!(
+        announced.contains(&format!("\"customerId\":\"{OTHER_VISITOR}\"")),
+        "{announced}"
+    );
+}
+
+/// The next chunk of an event stream: one event (axum writes each in one frame).
+async fn next_event(body: &mut Body) -> String {
+    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("an event within 5 s")
+        .unwrap()
+        .unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+}
+
+#[test]
+fn the_demo_configuration_configures_the_desk() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../footpath.toml");
+    let config = Config::from_file(&path).unwrap();
+    let presentation = config.desk.presentation();
+    assert_eq!(presentation.title, "Web Visit");
+    let order = presentation.event("order_completed").unwrap();
+    assert!(order
+        .attributes
+        .iter()
+        .any(|attribute| attribute.name == "orderId" && attribute.hidden));
+}
