@@ -42,6 +42,8 @@ pub struct AppState {
     geoip: Option<Arc<GeoIpDatabase>>,
     /// Events dropped by deployments' IP exclusions since startup.
     excluded_events: Arc<AtomicU64>,
+    /// The agents' desk: sign-ins, live channel, presentation settings.
+    desk: Arc<crate::desk::Desk>,
 }
 
 impl AppState {
@@ -73,12 +75,14 @@ impl AppState {
             }
             None => None,
         };
+        let desk = Arc::new(crate::desk::Desk::new(&config, clock.now_ms()));
         Ok(AppState {
             config: Arc::new(config),
             clock,
             store,
             geoip,
             excluded_events: Arc::new(AtomicU64::new(0)),
+            desk,
         })
     }
 
@@ -88,6 +92,11 @@ impl AppState {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The agents' desk of this collector, shared by every clone of the state.
+    pub fn desk(&self) -> &Arc<crate::desk::Desk> {
+        &self.desk
     }
 
     /// How many events deployments' IP exclusions dropped since startup.

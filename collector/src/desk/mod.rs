@@ -29,8 +29,8 @@
 //! **API Boundary:** the desk is wired into the collector at two points only:
 //! `app::router` merges [`router`], and the batch handler calls [`publish_ingested`]
 //! after its transaction commits. The desk's own state (sign-ins, the live channel,
-//! the presentation set through the admin API) is found from the collector's store
-//! instance (see [`desk_for`]), so that `AppState` does not need to know the desk.
+//! the presentation set through the admin API) is a [`Desk`] held by `AppState`, so
+//! every clone of one collector's state shares it and two collectors never do.
 
 pub mod auth;
 pub mod cards;
@@ -39,7 +39,7 @@ pub mod live;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -79,11 +79,10 @@ pub struct Desk {
 }
 
 impl Desk {
-    fn new(state: &AppState) -> Desk {
-        let config = state.config();
+    pub(crate) fn new(config: &crate::config::Config, now_ms: i64) -> Desk {
         Desk {
             presentation: RwLock::new(config.desk.presentation()),
-            agents: auth::AgentSessions::load(sessions_file(config), state.clock().now_ms()),
+            agents: auth::AgentSessions::load(sessions_file(config), now_ms),
             live: live::channel(),
         }
     }
@@ -106,30 +105,6 @@ fn sessions_file(config: &crate::config::Config) -> Option<PathBuf> {
     Some(PathBuf::from(format!("{database}.desk-sessions.json")))
 }
 
-type Registry = Vec<(Weak<dyn Store>, Arc<Desk>)>;
-static DESKS: Mutex<Registry> = Mutex::new(Vec::new());
-
-/// The desk of the collector whose state is `state`: one per store instance, created
-/// on first use, forgotten when the store is dropped. Every router built over clones
-/// of one `AppState` (tests build one per request) therefore shares sign-ins and the
-/// live channel, while two collectors in one process (tests again) do not.
-pub fn desk_for(state: &AppState) -> Arc<Desk> {
-    let store = state.store();
-    let mut desks = DESKS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    desks.retain(|(weak, _)| weak.strong_count() > 0);
-    if let Some((_, desk)) = desks
-        .iter()
-        .find(|(weak, _)| std::ptr::addr_eq(weak.as_ptr(), Arc::as_ptr(store)))
-    {
-        return Arc::clone(desk);
-    }
-    let desk = Arc::new(Desk::new(state));
-    desks.push((Arc::downgrade(store), Arc::clone(&desk)));
-    desk
-}
-
 /// Called by ingest once a batch is committed: tells every open desk that the
 /// visitor's session changed, when at least one event was newly stored.
 pub fn publish_ingested(
@@ -144,7 +119,7 @@ pub fn publish_ingested(
     let visitor_id =
         crate::validate::canonical_uuid(visitor_id).unwrap_or_else(|| visitor_id.to_owned());
     // An error only means that no desk is open.
-    let _ = desk_for(state).live.send(live::SessionChanged {
+    let _ = state.desk().live.send(live::SessionChanged {
         deployment_id: deployment_id.to_owned(),
         visitor_id,
     });
@@ -187,7 +162,7 @@ pub fn router<S>(state: AppState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let desk = desk_for(&state);
+    let desk = Arc::clone(state.desk());
     let headers = ServiceBuilder::new()
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
