@@ -80,7 +80,7 @@ fn apt_install(packages: &[&str]) -> Result<()> {
     };
     run_checked(&mut apt(&["update", "-qq"]))
         .context("apt-get update (run as root, or allow passwordless sudo)")?;
-    let mut install = apt(&["install", "-y", "-qq", "--no-install-recommends"]);
+    let mut install = apt(&["install", "-y", "-qq"]);
     install.args(packages);
     run_checked(&mut install)
 }
