@@ -268,6 +268,12 @@
     return list;
   }
 
+  // A segment's color, when it is one (the server validates it too): set through the
+  // CSSOM, which the Content-Security-Policy allows, never as a style attribute.
+  function safeColor(color) {
+    return typeof color === 'string' && /^#[0-9a-fA-F]{6}$/.test(color) ? color : null;
+  }
+
   function journeyItem(item, index) {
     var li = el('li', 'journey-event journey-' + item.kind);
     li.setAttribute('data-event-name', item.name);
@@ -277,7 +283,19 @@
     button.type = 'button';
     button.setAttribute('aria-describedby', tipId);
     button.setAttribute('data-item-id', item.id);
-    button.appendChild(icon(item.icon || KIND_ICON[item.kind] || 'custom', item.displayName));
+    var itemIcon = icon(item.icon || KIND_ICON[item.kind] || 'custom', item.displayName);
+    button.appendChild(itemIcon);
+    // Segments in their own color; outcomes green when positive, red when negative.
+    var color = item.kind === 'segment' ? safeColor(item.color) : null;
+    if (color) {
+      li.setAttribute('data-color', color.toLowerCase());
+      button.style.borderColor = color;
+      itemIcon.style.color = color;
+    }
+    if (item.kind === 'outcome') {
+      li.classList.add(item.positive === false ? 'outcome-negative' : 'outcome-positive');
+      li.setAttribute('data-positive', item.positive === false ? 'false' : 'true');
+    }
     var tip = el('div', 'tooltip');
     tip.id = tipId;
     tip.setAttribute('role', 'tooltip');
@@ -374,10 +392,45 @@
     container.appendChild(searches);
 
     var segments = section('Segments matched', 'card-segments');
-    segments.appendChild(card.segments.length ? el('p', null, card.segments.join(', ')) : quiet('None yet.'));
+    if (card.segments.length) {
+      var segmentList = el('ul', 'chip-list');
+      card.segments.forEach(function (segment) {
+        var chip = el('li', 'chip chip-segment');
+        chip.setAttribute('data-segment-id', segment.id);
+        var swatch = el('span', 'swatch');
+        swatch.setAttribute('aria-hidden', 'true');
+        var color = safeColor(segment.color);
+        if (color) {
+          chip.setAttribute('data-color', color.toLowerCase());
+          swatch.style.backgroundColor = color;
+          chip.style.borderColor = color;
+        }
+        append(chip, [swatch, el('span', 'chip-name', segment.displayName)]);
+        segmentList.appendChild(chip);
+      });
+      segments.appendChild(segmentList);
+    } else {
+      segments.appendChild(quiet('None yet.'));
+    }
     container.appendChild(segments);
     var outcomes = section('Outcomes achieved', 'card-outcomes');
-    outcomes.appendChild(card.outcomes.length ? el('p', null, card.outcomes.join(', ')) : quiet('None yet.'));
+    if (card.outcomes.length) {
+      var outcomeList = el('ul', 'chip-list');
+      card.outcomes.forEach(function (outcome) {
+        var chip = el('li', 'chip chip-outcome ' + (outcome.positive ? 'outcome-positive' : 'outcome-negative'));
+        chip.setAttribute('data-outcome-id', outcome.id);
+        chip.setAttribute('data-positive', outcome.positive ? 'true' : 'false');
+        append(chip, [
+          icon(outcome.positive ? 'check' : 'alert', outcome.positive ? 'Positive outcome' : 'Negative outcome'),
+          el('span', 'chip-name', outcome.displayName),
+          outcome.value ? el('span', 'chip-value', outcome.value) : null
+        ]);
+        outcomeList.appendChild(chip);
+      });
+      outcomes.appendChild(outcomeList);
+    } else {
+      outcomes.appendChild(quiet('None yet.'));
+    }
     container.appendChild(outcomes);
 
     if (focusedItem) {

@@ -9,9 +9,10 @@ mod batch;
 mod contacts;
 mod read;
 mod webevents;
+// Segment and outcome definitions (crate::segments).
+mod segments;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,8 @@ use crate::config::Config;
 use crate::enrich::geo::GeoIpDatabase;
 use crate::enrich::user_agent;
 use crate::error::ApiError;
-use crate::store::{SqliteStore, Store};
+use crate::limits::RateLimits;
+use crate::store::{IngestQueueSettings, SqliteStore, Store};
 
 /// Everything a handler needs. Cheap to clone: every field is shared.
 #[derive(Clone)]
@@ -44,6 +46,10 @@ pub struct AppState {
     excluded_events: Arc<AtomicU64>,
     /// The agents' desk: sign-ins, live channel, presentation settings.
     desk: Arc<crate::desk::Desk>,
+    /// Events-per-minute limits per visitor and per client address.
+    rate_limits: Arc<RateLimits>,
+    /// One permit per ingest request in flight (`max_concurrent_ingest_requests`).
+    ingest_permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -51,7 +57,11 @@ impl AppState {
     /// `config.database_path`, and opens the GeoIP database when one is configured.
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
         config.validate()?;
-        let store = SqliteStore::open(&config.database_path)?;
+        let queue = IngestQueueSettings {
+            capacity_batches: config.ingest_queue_capacity_batches,
+            max_batches_per_transaction: config.max_batches_per_transaction,
+        };
+        let store = SqliteStore::open_with(&config.database_path, queue)?;
         AppState::with_store(config, clock, Arc::new(store))
     }
 
@@ -75,7 +85,14 @@ impl AppState {
             }
             None => None,
         };
+        // The configuration file's `[[segments]]` and `[[outcomes]]`, created or updated
+        // by id (see crate::segments).
+        store.load_configured_definitions(&config.configured_definitions()?, clock.now_ms())?;
         let desk = Arc::new(crate::desk::Desk::new(&config, clock.now_ms()));
+        let rate_limits = Arc::new(RateLimits::new(&config, Arc::clone(&clock)));
+        let ingest_permits = Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_ingest_requests,
+        ));
         Ok(AppState {
             config: Arc::new(config),
             clock,
@@ -83,6 +100,8 @@ impl AppState {
             geoip,
             excluded_events: Arc::new(AtomicU64::new(0)),
             desk,
+            rate_limits,
+            ingest_permits,
         })
     }
 
@@ -106,6 +125,24 @@ impl AppState {
 
     fn count_excluded_events(&self, events: u64) {
         self.excluded_events.fetch_add(events, Ordering::Relaxed);
+    }
+
+    fn rate_limits(&self) -> &RateLimits {
+        &self.rate_limits
+    }
+
+    /// A place among the ingest requests in flight, or 503 when all are taken: the
+    /// request is shed before it reads its body, rather than queued without bound.
+    fn ingest_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        Arc::clone(&self.ingest_permits)
+            .try_acquire_owned()
+            .map_err(|_| ApiError::Unavailable {
+                message: format!(
+                    "more than {} ingest requests are in flight; retry shortly",
+                    self.config.max_concurrent_ingest_requests
+                ),
+                retry_after_seconds: 1,
+            })
     }
 
     fn geoip(&self) -> Option<&GeoIpDatabase> {
@@ -135,7 +172,7 @@ impl AppState {
 ///
 /// | route | status codes |
 /// |---|---|
-/// | `POST /sdk/v1/batch` (204: dropped by the deployment's IP exclusions) | 200, 204, 400, 403, 404, 413, 415, 500 |
+/// | `POST /sdk/v1/batch` (204: dropped by the deployment's IP exclusions; 429, 503 with `Retry-After`) | 200, 204, 400, 403, 404, 408, 413, 415, 429, 500, 503 |
 /// | `OPTIONS /sdk/v1/batch` (CORS preflight) | 204, 403 |
 /// | `GET /sdk/{*file}` (the SDK's files) | 200, 304, 404 |
 /// | `GET /healthz` | 200 |
@@ -149,7 +186,8 @@ impl AppState {
 /// | `DELETE /api/v2/externalcontacts/contacts/{contactId}` | 204, 401, 404 |
 /// | `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions` | 200, 400, 401, 404 |
 /// | `GET /api/v2/footpath/stats` (Footpath extension: `{"excludedEventsTotal"}`) | 200, 401 |
-/// | `POST /api/v2/journey/deployments/{deploymentId}/webevents` (public; 204: dropped by IP exclusions) | 200, 204, 400, 403, 404, 413, 415, 500 |
+/// | `GET`/`POST /api/v2/journey/{segments,outcomes}`, `GET`/`PATCH`/`DELETE .../{id}` (see `app/segments.rs`) | 200, 201, 204, 400, 401, 404 |
+/// | `POST /api/v2/journey/deployments/{deploymentId}/webevents` (public; 204: dropped by IP exclusions) | 200, 204, 400, 403, 404, 408, 413, 415, 429, 500, 503 |
 /// | `OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents` (CORS preflight) | 204, 403, 404 |
 /// | `GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping` (public) | 200, 400, 403, 404 |
 /// | `GET /api/v2/footpath/openapi.json` (public: the OpenAPI document of all of this) | 200 |
@@ -200,6 +238,27 @@ pub fn router(state: AppState) -> Router {
             get(contacts::list_contact_sessions),
         )
         .route("/api/v2/footpath/stats", get(read::stats))
+        // Segment and outcome definitions (app/segments.rs).
+        .route(
+            "/api/v2/journey/segments",
+            get(segments::list_segments).post(segments::create_segment),
+        )
+        .route(
+            "/api/v2/journey/segments/{segment_id}",
+            get(segments::get_segment)
+                .patch(segments::patch_segment)
+                .delete(segments::delete_segment),
+        )
+        .route(
+            "/api/v2/journey/outcomes",
+            get(segments::list_outcomes).post(segments::create_outcome),
+        )
+        .route(
+            "/api/v2/journey/outcomes/{outcome_id}",
+            get(segments::get_outcome)
+                .patch(segments::patch_outcome)
+                .delete(segments::delete_outcome),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer_token,
@@ -231,26 +290,84 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then lets requests in
-/// flight finish. The socket address of each client reaches the handlers (events
-/// record the client's IP). A background task ends idle sessions every
-/// `sweep_interval_seconds`, by the state's clock.
+/// Serves the API on `listener` until `shutdown` completes, then stops accepting and
+/// lets requests in flight finish (for at most `shutdown_grace_seconds`); a batch that
+/// was acknowledged is committed before its answer is sent, so stopping loses nothing
+/// that a client was told is stored. The socket address of each client reaches the
+/// handlers (events record the client's IP). A background task ends idle sessions
+/// every `sweep_interval_seconds`, by the state's clock.
+///
+/// The loop is hyper's own HTTP/1 connection builder rather than `axum::serve`, for
+/// `header_read_timeout`: a client that trickles its request head is disconnected
+/// after `header_read_timeout_seconds`.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt as _;
+
     let sweeper = tokio::spawn(sweep_idle_sessions(state.clone()));
-    let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router(state.clone());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(
+            state.config.header_read_timeout_seconds,
+        ));
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Responses are small and written at once; waiting for more (Nagle) would only
+        // add latency.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: axum::http::Request<_>| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    state.desk.close_streams();
+    tracing::info!(
+        connections = connections.count(),
+        "stopped accepting; finishing requests in flight"
+    );
+    let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
+    if tokio::time::timeout(grace, connections.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "connections still open after the grace period; stopping anyway"
+        );
+    }
     sweeper.abort();
     tracing::info!(
         excluded_events_total = state.excluded_events_total(),
         "server stopped"
     );
-    result?;
     Ok(())
 }
 
@@ -261,6 +378,7 @@ async fn sweep_idle_sessions(state: AppState) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        state.rate_limits.forget_idle_keys();
         let now_ms = state.clock.now_ms();
         let timeout_ms = state.config.session_timeout_ms();
         let swept = state

@@ -27,6 +27,22 @@
 //! geoip_database_path = "/var/lib/GeoIP/GeoLite2-City.mmdb"
 //! trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
 //!
+//! # Limits (defaults shown; see `limits`): 0 turns a rate limit off.
+//! max_body_bytes = 65536
+//! max_events_per_batch = 100
+//! max_attributes_per_event = 50
+//! max_name_bytes = 64
+//! max_value_bytes = 1024
+//! max_json_nesting_levels = 16
+//! visitor_rate_limit_events_per_minute = 300
+//! client_ip_rate_limit_events_per_minute = 1200
+//! header_read_timeout_seconds = 10
+//! body_read_timeout_seconds = 10
+//! max_concurrent_ingest_requests = 512
+//! ingest_queue_capacity_batches = 1024
+//! max_batches_per_transaction = 256
+//! shutdown_grace_seconds = 30
+//!
 //! # Privacy settings of a deployment: optional.
 //! [[deployment_privacy]]
 //! deployment_id = "demo"
@@ -92,6 +108,50 @@ pub struct Config {
     /// The agents' desk (`[desk]`, see [`crate::desk::config`]): card title, agent
     /// sign-in tokens, and how events and attributes are shown.
     pub desk: crate::desk::DeskConfig,
+    /// Segment definitions (`[[segments]]`, see [`crate::segments`]) created at
+    /// startup, or updated when changed: each a TOML table with the Journey API's
+    /// `JourneySegment` field names (`displayName`, `color`, `scope`,
+    /// `journey.patterns`...) and an `id`, a UUID. Removing one from the file does not
+    /// delete it: `DELETE /api/v2/journey/segments/{id}` does.
+    pub segments: Vec<serde_json::Value>,
+    /// Outcome definitions (`[[outcomes]]`), the same way with the `Outcome` fields.
+    pub outcomes: Vec<serde_json::Value>,
+
+    // Limits (see `crate::limits`). Each is answered with a JSON error
+    // `{status, code, message}`; the per-event ones reject the event, not the batch.
+    /// Most attributes (and, separately, traits) on one event; at most the protocol's
+    /// 50.
+    pub max_attributes_per_event: usize,
+    /// Longest event, attribute or trait name; at most the protocol's 64.
+    pub max_name_bytes: usize,
+    /// Longest string value of an attribute or trait, and of a `loginId`; at most the
+    /// protocol's 1024.
+    pub max_value_bytes: usize,
+    /// Deepest nesting of JSON arrays and objects in a request body (the top-level
+    /// object is level 1); deeper bodies are refused with 400 before they are parsed.
+    pub max_json_nesting_levels: usize,
+    /// Events per minute one visitor (`visitorId`) may send; more is answered 429 with
+    /// `Retry-After`. A minute's allowance may come at once. 0: no limit.
+    pub visitor_rate_limit_events_per_minute: u32,
+    /// Events per minute one client address (after trusted proxies) may send; more is
+    /// answered 429 with `Retry-After`. 0: no limit.
+    pub client_ip_rate_limit_events_per_minute: u32,
+    /// A connection that has not sent a whole request head within this time is closed
+    /// (hyper's `header_read_timeout`; no response can be written without a request).
+    pub header_read_timeout_seconds: u64,
+    /// A request whose body has not fully arrived within this time is answered 408.
+    pub body_read_timeout_seconds: u64,
+    /// Ingest requests (batches, web events) handled at once; more are answered 503
+    /// with `Retry-After` at once, instead of queueing without bound.
+    pub max_concurrent_ingest_requests: usize,
+    /// Batches that may wait for the database writer; when the queue is full, batches
+    /// are answered 503 with `Retry-After`.
+    pub ingest_queue_capacity_batches: usize,
+    /// Most batches the writer stores in one transaction (one commit, one fsync).
+    pub max_batches_per_transaction: usize,
+    /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before
+    /// the server stops anyway.
+    pub shutdown_grace_seconds: u64,
 }
 
 /// What a deployment's traffic the collector drops or forgets.
@@ -197,6 +257,20 @@ impl Default for Config {
             deployment_privacy: Vec::new(),
             ping_poll_interval_milliseconds: 10_000,
             desk: crate::desk::DeskConfig::default(),
+            segments: Vec::new(),
+            outcomes: Vec::new(),
+            max_attributes_per_event: footpath_protocol::v1::MAX_ATTRIBUTES,
+            max_name_bytes: footpath_protocol::v1::MAX_NAME_BYTES,
+            max_value_bytes: footpath_protocol::v1::MAX_VALUE_BYTES,
+            max_json_nesting_levels: 16,
+            visitor_rate_limit_events_per_minute: 300,
+            client_ip_rate_limit_events_per_minute: 1200,
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 10,
+            max_concurrent_ingest_requests: 512,
+            ingest_queue_capacity_batches: 1024,
+            max_batches_per_transaction: 256,
+            shutdown_grace_seconds: 30,
         }
     }
 }
@@ -229,6 +303,38 @@ impl std::fmt::Debug for Config {
                 &self.ping_poll_interval_milliseconds,
             )
             .field("desk", &self.desk)
+            .field("segments", &self.segments.len())
+            .field("outcomes", &self.outcomes.len())
+            .field("max_attributes_per_event", &self.max_attributes_per_event)
+            .field("max_name_bytes", &self.max_name_bytes)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("max_json_nesting_levels", &self.max_json_nesting_levels)
+            .field(
+                "visitor_rate_limit_events_per_minute",
+                &self.visitor_rate_limit_events_per_minute,
+            )
+            .field(
+                "client_ip_rate_limit_events_per_minute",
+                &self.client_ip_rate_limit_events_per_minute,
+            )
+            .field(
+                "header_read_timeout_seconds",
+                &self.header_read_timeout_seconds,
+            )
+            .field("body_read_timeout_seconds", &self.body_read_timeout_seconds)
+            .field(
+                "max_concurrent_ingest_requests",
+                &self.max_concurrent_ingest_requests,
+            )
+            .field(
+                "ingest_queue_capacity_batches",
+                &self.ingest_queue_capacity_batches,
+            )
+            .field(
+                "max_batches_per_transaction",
+                &self.max_batches_per_transaction,
+            )
+            .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .finish()
     }
 }
@@ -278,7 +384,9 @@ impl Config {
         if self.ping_poll_interval_milliseconds < 1000 {
             return invalid("ping_poll_interval_milliseconds must be at least 1000");
         }
+        self.validate_limits()?;
         self.desk.validate().map_err(ConfigError::Invalid)?;
+        self.configured_definitions()?;
         if self.api_tokens.iter().any(|token| token.is_empty()) {
             return invalid("api_tokens must not contain an empty token");
         }
@@ -348,6 +456,69 @@ impl Config {
         Ok(())
     }
 
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        use footpath_protocol::v1::{MAX_ATTRIBUTES, MAX_NAME_BYTES, MAX_VALUE_BYTES};
+        // The protocol's limits are what the SDK promises to send; the collector may be
+        // stricter, never looser.
+        let within = |name: &str, value: usize, lowest: usize, highest: usize| {
+            if (lowest..=highest).contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{name} must be from {lowest} to {highest}, not {value}"
+                )))
+            }
+        };
+        within(
+            "max_attributes_per_event",
+            self.max_attributes_per_event,
+            0,
+            MAX_ATTRIBUTES,
+        )?;
+        within("max_name_bytes", self.max_name_bytes, 1, MAX_NAME_BYTES)?;
+        within("max_value_bytes", self.max_value_bytes, 1, MAX_VALUE_BYTES)?;
+        // A valid batch nests four levels (batch, events, event, attributes or page);
+        // context objects add a level or two.
+        within(
+            "max_json_nesting_levels",
+            self.max_json_nesting_levels,
+            8,
+            128,
+        )?;
+        let positive = [
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
+            ("body_read_timeout_seconds", self.body_read_timeout_seconds),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        let positive = [
+            (
+                "max_concurrent_ingest_requests",
+                self.max_concurrent_ingest_requests,
+            ),
+            (
+                "ingest_queue_capacity_batches",
+                self.ingest_queue_capacity_batches,
+            ),
+            (
+                "max_batches_per_transaction",
+                self.max_batches_per_transaction,
+            ),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+
     /// The privacy settings of a deployment: its `[[deployment_privacy]]` entry, or the
     /// defaults (nothing excluded, IP addresses stored).
     pub fn deployment_privacy(&self, deployment_id: &str) -> DeploymentPrivacyConfig {
@@ -366,6 +537,20 @@ impl Config {
         self.identity_verification
             .iter()
             .find(|identity| identity.deployment_id == deployment_id)
+    }
+
+    /// The `[[segments]]` and `[[outcomes]]`, parsed: (id, definition) pairs.
+    pub fn configured_definitions(
+        &self,
+    ) -> Result<Vec<(String, crate::segments::Definition)>, ConfigError> {
+        use crate::segments::{parse_configured, DefinitionKind};
+        let mut definitions = parse_configured(DefinitionKind::Segment, &self.segments, "segments")
+            .map_err(ConfigError::Invalid)?;
+        definitions.extend(
+            parse_configured(DefinitionKind::Outcome, &self.outcomes, "outcomes")
+                .map_err(ConfigError::Invalid)?,
+        );
+        Ok(definitions)
     }
 
     pub fn session_timeout_ms(&self) -> i64 {

@@ -46,6 +46,24 @@ pub enum ApiError {
     /// `application/json`.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 408 `request.timeout`: the body did not arrive within `body_read_timeout_seconds`.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 429 `rate.limited`: the visitor or the client address sent more events than its
+    /// rate limit allows. The response carries `Retry-After` (whole seconds).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_seconds: u64,
+    },
+    /// 503 `service.unavailable`: too many requests in flight, or the ingest queue is
+    /// full; the request was shed before doing any work. The response carries
+    /// `Retry-After` (whole seconds).
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after_seconds: u64,
+    },
     /// 500 `internal.server.error`: the store failed or a task panicked. The body says
     /// only "internal error"; the cause is logged.
     #[error("internal error: {0}")]
@@ -61,6 +79,9 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::DeploymentNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -74,6 +95,9 @@ impl ApiError {
             ApiError::DeploymentNotFound(_) => "deployment.not.found",
             ApiError::PayloadTooLarge(_) => "payload.too.large",
             ApiError::UnsupportedMediaType(_) => "unsupported.media.type",
+            ApiError::RequestTimeout(_) => "request.timeout",
+            ApiError::RateLimited { .. } => "rate.limited",
+            ApiError::Unavailable { .. } => "service.unavailable",
             ApiError::Internal(_) => "internal.server.error",
         }
     }
@@ -85,6 +109,10 @@ impl From<StoreError> for ApiError {
             StoreError::UnknownCursor => {
                 ApiError::BadRequest("after: is not a cursor of this listing".to_owned())
             }
+            StoreError::Overloaded => ApiError::Unavailable {
+                message: "the collector is busy storing other events; retry shortly".to_owned(),
+                retry_after_seconds: 1,
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -126,6 +154,19 @@ impl IntoResponse for ApiError {
             results,
         };
         let mut response = (status, Json(body)).into_response();
+        if let ApiError::RateLimited {
+            retry_after_seconds,
+            ..
+        }
+        | ApiError::Unavailable {
+            retry_after_seconds,
+            ..
+        } = &self
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+        }
         if matches!(self, ApiError::Unauthorized) {
             response
                 .headers_mut()

@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::enrich::referrer::{self as referrer_rules, Medium, ReferrerInfo};
 use crate::enrich::registrable_domain;
 use crate::enrich::user_agent::{DeviceCategory, UserAgentInfo};
+use crate::segments::{OutcomeAchievement, SegmentAssignment};
 use crate::store::{StoredEvent, StoredSession};
 
 /// `JourneyGeolocation`: stored in this shape, so it is shown as stored.
@@ -65,10 +66,53 @@ pub struct Session {
     pub external_contact: Option<EntityRef>,
     /// Whether an event of the session carried a valid identity signature.
     pub authenticated: bool,
-    /// Segments and outcomes are not evaluated yet; the lists are present and empty so
-    /// that clients that iterate them keep working.
-    pub segment_assignments: Vec<serde_json::Value>,
-    pub outcome_achievements: Vec<serde_json::Value>,
+    /// The segments assigned and outcomes achieved during the session, oldest first
+    /// (see `crate::segments`).
+    pub segment_assignments: Vec<SessionSegmentAssignment>,
+    pub outcome_achievements: Vec<SessionOutcomeAchievement>,
+}
+
+/// `SessionSegmentAssignment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSegmentAssignment {
+    pub segment: EntityRef,
+    pub assigned_date: String,
+}
+
+/// `OutcomeAchievement`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionOutcomeAchievement {
+    pub outcome: EntityRef,
+    pub achieved_date: String,
+}
+
+/// `SegmentAssignmentEvent`: the body of an event of type `SegmentAssignment`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentAssignmentEvent {
+    pub segment: EntityRef,
+}
+
+/// `OutcomeAchievedEvent`: the body of an event of type `OutcomeAchieved`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeAchievedEvent {
+    pub outcome: OutcomeAchievedEventOutcome,
+    /// The outcome's associated value, taken from the achieving event's attribute that
+    /// `associatedValueField` names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub associated_value: Option<f64>,
+}
+
+/// `OutcomeAchievedEventOutcome`: the outcome as it was when achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutcomeAchievedEventOutcome {
+    pub id: String,
+    pub display_name: String,
+    pub version: u64,
 }
 
 /// `AddressableEntityRef`: `{"id"}`.
@@ -198,8 +242,15 @@ pub struct Event {
     pub customer_id: String,
     pub customer_id_type: String,
     pub session: EventSession,
+    /// `WebEvent`, `SegmentAssignment` or `OutcomeAchieved`; the matching one of the
+    /// three bodies below is present.
     pub event_type: String,
-    pub web_event: WebEvent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_event: Option<WebEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_assignment_event: Option<SegmentAssignmentEvent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome_achieved_event: Option<OutcomeAchievedEvent>,
     /// The event's time, corrected for the device's clock error.
     pub created_date: String,
 }
@@ -330,7 +381,7 @@ pub struct DeploymentPing {
 impl WebEventResponse {
     /// The response for `stored`, which landed in `session`.
     pub fn from_stored(stored: &StoredEvent, session: &StoredSession) -> WebEventResponse {
-        let event = Event::from_stored(stored).web_event;
+        let event = web_event(stored);
         let session = Session::from_stored(session);
         WebEventResponse {
             customer_id: stored.visitor_id.clone(),
@@ -402,18 +453,34 @@ impl Session {
                 .as_ref()
                 .map(|id| EntityRef { id: id.clone() }),
             authenticated: session.authenticated,
-            segment_assignments: Vec::new(),
-            outcome_achievements: Vec::new(),
+            segment_assignments: session
+                .segment_assignments
+                .iter()
+                .map(|assignment| SessionSegmentAssignment {
+                    segment: EntityRef {
+                        id: assignment.segment_id.clone(),
+                    },
+                    assigned_date: format_ms(assignment.assigned_ms),
+                })
+                .collect(),
+            outcome_achievements: session
+                .outcome_achievements
+                .iter()
+                .map(|achievement| SessionOutcomeAchievement {
+                    outcome: EntityRef {
+                        id: achievement.outcome_id.clone(),
+                    },
+                    achieved_date: format_ms(achievement.achieved_ms),
+                })
+                .collect(),
         }
     }
 }
 
 impl Event {
     pub fn from_stored(stored: &StoredEvent) -> Event {
-        let event = &stored.event;
-        let page = event.page.as_ref();
         Event {
-            id: event.id.clone(),
+            id: stored.event.id.clone(),
             customer_id: stored.visitor_id.clone(),
             customer_id_type: CUSTOMER_ID_TYPE.to_owned(),
             session: EventSession {
@@ -421,25 +488,84 @@ impl Event {
                 session_type: SESSION_TYPE.to_owned(),
             },
             event_type: EVENT_TYPE.to_owned(),
-            web_event: WebEvent {
-                event_name: event.name.clone(),
-                total_event_count: stored.total_event_count,
-                total_pageview_count: stored.total_pageview_count,
-                page: page.map(journey_page),
-                referrer: page.and_then(|page| referrer(page, event.referrer_info.as_ref())),
-                mkt_campaign: page.and_then(campaign),
-                attributes: custom_attributes(&event.attributes),
-                traits: custom_attributes(&event.traits),
-                search_query: non_empty(page.and_then(|page| page.search_query.as_deref())),
-                user_agent_string: non_empty(event.user_agent.as_deref()),
-                ip_address: non_empty(event.ip_address.as_deref()),
-                browser: browser(event.context.as_ref(), event.user_agent_info.as_ref()),
-                device: device(event.context.as_ref(), event.user_agent_info.as_ref()),
-                geolocation: event.geolocation.clone(),
-                authenticated: stored.authenticated,
-            },
-            created_date: format_ms(event.time_ms),
+            web_event: Some(web_event(stored)),
+            segment_assignment_event: None,
+            outcome_achieved_event: None,
+            created_date: format_ms(stored.event.time_ms),
         }
+    }
+
+    /// The `SegmentAssignment` event of an assignment to `session`.
+    pub fn segment_assigned(session: &StoredSession, assignment: &SegmentAssignment) -> Event {
+        Event {
+            id: assignment.id.clone(),
+            customer_id: session.visitor_id.clone(),
+            customer_id_type: CUSTOMER_ID_TYPE.to_owned(),
+            session: EventSession {
+                id: session.id.clone(),
+                session_type: SESSION_TYPE.to_owned(),
+            },
+            event_type: "SegmentAssignment".to_owned(),
+            web_event: None,
+            segment_assignment_event: Some(SegmentAssignmentEvent {
+                segment: EntityRef {
+                    id: assignment.segment_id.clone(),
+                },
+            }),
+            outcome_achieved_event: None,
+            created_date: format_ms(assignment.assigned_ms),
+        }
+    }
+
+    /// The `OutcomeAchieved` event of an achievement in `session`.
+    pub fn outcome_achieved(session: &StoredSession, achievement: &OutcomeAchievement) -> Event {
+        Event {
+            id: achievement.id.clone(),
+            customer_id: session.visitor_id.clone(),
+            customer_id_type: CUSTOMER_ID_TYPE.to_owned(),
+            session: EventSession {
+                id: session.id.clone(),
+                session_type: SESSION_TYPE.to_owned(),
+            },
+            event_type: "OutcomeAchieved".to_owned(),
+            web_event: None,
+            segment_assignment_event: None,
+            outcome_achieved_event: Some(OutcomeAchievedEvent {
+                outcome: OutcomeAchievedEventOutcome {
+                    id: achievement.outcome_id.clone(),
+                    display_name: achievement.display_name.clone(),
+                    version: achievement.version,
+                },
+                associated_value: achievement
+                    .associated_value
+                    .as_deref()
+                    .and_then(crate::segments::criteria::number),
+            }),
+            created_date: format_ms(achievement.achieved_ms),
+        }
+    }
+}
+
+/// The `WebEvent` body of a stored event.
+fn web_event(stored: &StoredEvent) -> WebEvent {
+    let event = &stored.event;
+    let page = event.page.as_ref();
+    WebEvent {
+        event_name: event.name.clone(),
+        total_event_count: stored.total_event_count,
+        total_pageview_count: stored.total_pageview_count,
+        page: page.map(journey_page),
+        referrer: page.and_then(|page| referrer(page, event.referrer_info.as_ref())),
+        mkt_campaign: page.and_then(campaign),
+        attributes: custom_attributes(&event.attributes),
+        traits: custom_attributes(&event.traits),
+        search_query: non_empty(page.and_then(|page| page.search_query.as_deref())),
+        user_agent_string: non_empty(event.user_agent.as_deref()),
+        ip_address: non_empty(event.ip_address.as_deref()),
+        browser: browser(event.context.as_ref(), event.user_agent_info.as_ref()),
+        device: device(event.context.as_ref(), event.user_agent_info.as_ref()),
+        geolocation: event.geolocation.clone(),
+        authenticated: stored.authenticated,
     }
 }
 

@@ -18,7 +18,11 @@
 //! - [`identity`]: identity resolution, the pure rules that link a session to a
 //!   contact (cookie first, then traits; the latest identity wins; logout unlinks;
 //!   verified identity by HMAC). The store applies them inside the ingest transaction.
-//! - [`store`]: the storage trait and its SQLite backend.
+//! - [`limits`]: what one request, visitor or client address may send: the JSON
+//!   nesting pre-scan, per-event size limits, and the per-visitor and per-address
+//!   rate limits (keyed `governor` limiters on the injected clock).
+//! - [`store`]: the storage trait and its SQLite backend (group-committing writer
+//!   thread: one transaction, one savepoint per batch, answers after the commit).
 //!   **Architecture Invariant:** no SQL outside this module.
 //! - [`journey`]: the Journey API's JSON shapes and their construction from stored rows.
 //! - [`webevents`]: the Journey API's `WebEventRequest` (one web event posted by a
@@ -34,6 +38,9 @@
 //!   `app/read.rs` and `app/contacts.rs` (the bearer-token read and admin API).
 //! - [`error`]: the API error type shared by every handler.
 //! - [`desk`]: the agents' desk (`/desk/`): live session cards, sign-in, SSE.
+//! - [`segments`]: segment and outcome definitions, their criteria, and the index
+//!   that evaluates them on ingest (the SQL is `store/segments_sql.rs`, the routes
+//!   `app/segments.rs`).
 
 mod app;
 pub mod clock;
@@ -44,7 +51,9 @@ pub mod enrich;
 pub mod error;
 pub mod identity;
 pub mod journey;
+pub mod limits;
 pub mod openapi;
+pub mod segments;
 pub mod sessions;
 pub mod store;
 pub mod timefmt;

@@ -12,6 +12,17 @@
 //! SDK treats any 2xx as delivered, so it does not retry; a 204 rather than a 200 with
 //! every event "rejected" keeps it from reporting errors to the site's developers for
 //! what is a deliberate setting.
+//!
+//! Limits (see `crate::limits` and the `Config` fields named in each): a request is shed
+//! with 503 when `max_concurrent_ingest_requests` are in flight or the writer's queue is
+//! full; its body must arrive within `body_read_timeout_seconds` (408) and fit in
+//! `max_body_bytes` (413); JSON nested deeper than `max_json_nesting_levels` is refused
+//! (400) before it is parsed; a batch has at most `max_events_per_batch` events (400);
+//! the visitor's and the client address's events-per-minute limits answer 429. Each
+//! event is then checked against the per-event size limits on its own.
+//!
+//! A 200 means committed: the handler answers only after the writer's transaction that
+//! holds the batch has committed (`Store::enqueue_ingest`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -30,6 +41,7 @@ use crate::enrich::client_ip::{client_ip, in_any};
 use crate::enrich::user_agent::parse_user_agent;
 use crate::error::ApiError;
 use crate::identity::{verify_identity_signature, SignatureCheck, IDENTITY_SIGNATURE_TRAIT};
+use crate::limits::{check_json_depth, EventLimits};
 use crate::store::{IngestOutcome, NewBatch, NewEvent};
 use crate::validate::{canonical_uuid, validate_event, BatchContext};
 
@@ -38,7 +50,10 @@ pub(super) async fn receive_batch(State(state): State<AppState>, request: Reques
     // Before the body names the deployment, errors are readable by any origin that some
     // deployment allows; afterwards, only by the deployment's own origins.
     let mut cors_origin = origin_allowed_by_any_deployment(&state, &parts.headers);
-    let result = ingest_batch(&state, &parts, body, &mut cors_origin).await;
+    let result = match state.ingest_permit() {
+        Ok(_permit) => ingest_batch(&state, &parts, body, &mut cors_origin).await,
+        Err(error) => Err(error),
+    };
     let mut response = match result {
         Ok(BatchOutcome::Ingested(batch_response)) => Json(batch_response).into_response(),
         Ok(BatchOutcome::Excluded) => StatusCode::NO_CONTENT.into_response(),
@@ -87,7 +102,9 @@ async fn ingest_batch(
 ) -> Result<BatchOutcome, ApiError> {
     let config = state.config();
     check_content_type(&parts.headers)?;
-    let bytes = read_body(body, config.max_body_bytes).await?;
+    let bytes = read_body(body, config).await?;
+    check_json_depth(&bytes, config.max_json_nesting_levels)
+        .map_err(|too_deep| too_deep.into_api_error())?;
     let batch: Batch = serde_json::from_slice(&bytes)
         .map_err(|error| ApiError::BadRequest(format!("invalid batch: {error}")))?;
     if batch.v != VERSION {
@@ -137,6 +154,9 @@ async fn ingest_batch(
         &forwarded_for(parts),
         &config.trusted_proxies,
     );
+    state
+        .rate_limits()
+        .check(&visitor_id, client_address, batch.events.len())?;
     let privacy = config.deployment_privacy(&deployment.id);
     if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
         let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
@@ -165,11 +185,15 @@ async fn ingest_batch(
         user_agent_info,
         geolocation,
     };
+    let event_limits = EventLimits::from_config(config);
     let checked: Vec<Result<_, String>> = batch
         .events
         .iter()
         .enumerate()
-        .map(|(index, event)| validate_event(index, event, &context))
+        .map(|(index, event)| {
+            event_limits.check_event(index, event)?;
+            validate_event(index, event, &context)
+        })
         .collect();
     let identity_settings = config.identity_verification(&deployment.id);
     let identity_secret =
@@ -195,9 +219,12 @@ async fn ingest_batch(
         let timeout_ms = config.session_timeout_ms();
         // The response waits for the commit: an "accepted" answer means the event is
         // on disk and the SDK may forget it.
-        state
-            .with_store_blocking(move |store| store.ingest(&new_batch, now_ms, timeout_ms))
-            .await?
+        let reply = state
+            .store()
+            .enqueue_ingest(new_batch, now_ms, timeout_ms)?;
+        reply.await.map_err(|_| {
+            ApiError::Internal("the ingest writer dropped a batch unanswered".to_owned())
+        })??
     };
 
     crate::desk::publish_ingested(state, &deployment.id, &batch.visitor_id, &outcomes);
@@ -299,6 +326,13 @@ pub(super) fn take_identity_signature(mut event: NewEvent, secret: Option<&str>)
 
 /// `text/plain` (what the SDK sends, in any charset) or `application/json`.
 pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    // Two Content-Types are a request that proxies and the collector could read
+    // differently: refuse rather than pick one.
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Type must be given once".to_owned(),
+        ));
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -318,8 +352,23 @@ pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-pub(super) async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
+/// Reads the whole body, refusing more than `max_body_bytes` (413) and a body that
+/// takes longer than `body_read_timeout_seconds` to arrive (408).
+pub(super) async fn read_body(
+    body: Body,
+    config: &crate::config::Config,
+) -> Result<axum::body::Bytes, ApiError> {
+    let limit = config.max_body_bytes;
+    let timeout = std::time::Duration::from_secs(config.body_read_timeout_seconds);
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "the request body did not arrive within {} seconds",
+                config.body_read_timeout_seconds
+            ))
+        })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::PayloadTooLarge(limit))

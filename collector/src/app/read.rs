@@ -30,38 +30,14 @@ pub(super) async fn get_session(
 }
 
 /// `GET /api/v2/journey/sessions/{sessionId}/events?pageSize=&after=`: the session's
-/// events, oldest first. `after` is the opaque cursor from `nextUri` (the id of the
-/// last event of the previous page).
+/// events, oldest first, with the segment-assigned and outcome-achieved events merged
+/// in (see [`super::segments::list_session_events`]).
 pub(super) async fn list_session_events(
     State(state): State<AppState>,
     Path(session_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<EntityListing<Event>>, ApiError> {
-    let parameters = QueryParameters::parse(query.as_deref());
-    let page_size = parameters.page_size()?;
-    let after = parameters.text("after");
-    let lookup_id = session_id.clone();
-    let lookup_after = after.clone();
-    let listing = state
-        .with_store_blocking(move |store| {
-            store.session_events(&lookup_id, lookup_after.as_deref(), page_size)
-        })
-        .await?
-        .ok_or_else(|| session_not_found(&session_id))?;
-    let next_uri = match listing.items.last() {
-        Some(last) if listing.has_more => Some(uri_with_query(
-            &format!("/api/v2/journey/sessions/{session_id}/events"),
-            &[
-                ("pageSize", Some(page_size.to_string())),
-                ("after", Some(last.event.id.clone())),
-            ],
-        )),
-        _ => None,
-    };
-    Ok(Json(EntityListing {
-        entities: listing.items.iter().map(Event::from_stored).collect(),
-        next_uri,
-    }))
+    super::segments::list_session_events(state, session_id, query).await
 }
 
 /// `GET /api/v2/journey/sessions?deploymentId=&customerCookieId=&pageSize=&after=`

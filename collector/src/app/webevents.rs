@@ -32,6 +32,7 @@ use crate::enrich::client_ip::{client_ip, in_any};
 use crate::enrich::user_agent::parse_user_agent;
 use crate::error::ApiError;
 use crate::journey::{DeploymentPing, WebEventResponse};
+use crate::limits::{check_json_depth, EventLimits};
 use crate::store::NewBatch;
 use crate::validate::{canonical_uuid, validate_event, BatchContext};
 use crate::webevents::{check_created_date, event_id_at, request_field_error, WebEventRequest};
@@ -44,7 +45,12 @@ pub(super) async fn receive_web_event(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let mut cors_origin = None;
-    let result = record_web_event(&state, &deployment_id, &parts, body, &mut cors_origin).await;
+    let result = match state.ingest_permit() {
+        Ok(_permit) => {
+            record_web_event(&state, &deployment_id, &parts, body, &mut cors_origin).await
+        }
+        Err(error) => Err(error),
+    };
     let mut response = match result {
         Ok(Some(web_event)) => Json(web_event).into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
@@ -169,7 +175,9 @@ async fn record_web_event(
     let deployment =
         check_deployment_and_origin(state, deployment_id, &parts.headers, cors_origin)?;
     check_content_type(&parts.headers)?;
-    let bytes = read_body(body, config.max_body_bytes).await?;
+    let bytes = read_body(body, config).await?;
+    check_json_depth(&bytes, config.max_json_nesting_levels)
+        .map_err(|too_deep| too_deep.into_api_error())?;
     let json: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|error| ApiError::BadRequest(format!("body: is not valid JSON: {error}")))?;
     let request = WebEventRequest::parse(&json).map_err(ApiError::BadRequest)?;
@@ -186,6 +194,9 @@ async fn record_web_event(
         Some(address) if peer_is_trusted => Some(address.to_canonical()),
         _ => client_ip(peer, &forwarded_for(parts), &config.trusted_proxies),
     };
+    state
+        .rate_limits()
+        .check(&request.customer_cookie_id, client_address, 1)?;
     let privacy = config.deployment_privacy(&deployment.id);
     if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
         state.count_excluded_events(1);
@@ -225,7 +236,9 @@ async fn record_web_event(
     };
     let event_id = event_id_at(time_ms);
     let wire_event = request.to_wire_event(&event_id, time_ms);
-    let event = validate_event(0, &wire_event, &context)
+    let event = EventLimits::from_config(config)
+        .check_event(0, &wire_event)
+        .and_then(|()| validate_event(0, &wire_event, &context))
         .map_err(|error| ApiError::BadRequest(request_field_error(&error)))?;
     let identity_settings = config.identity_verification(&deployment.id);
     let identity_secret =

@@ -58,12 +58,35 @@ pub struct SessionCard {
     pub session: SessionSummary,
     pub info: SessionInfo,
     pub searches: Vec<String>,
-    /// Segments and outcomes are not evaluated yet: always empty.
-    pub segments: Vec<String>,
-    pub outcomes: Vec<String>,
+    /// "Segments matched": the session's segments that agents may see, oldest first.
+    pub segments: Vec<CardSegment>,
+    /// "Outcomes achieved", oldest first.
+    pub outcomes: Vec<CardOutcome>,
     /// The journey map, oldest first, between a session-start and (once ended) a
     /// session-end marker.
     pub journey: Vec<JourneyItem>,
+}
+
+/// A segment of the card's "Segments matched", as it was when assigned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardSegment {
+    pub id: String,
+    pub display_name: String,
+    /// `#rrggbb`, validated when the segment was defined.
+    pub color: String,
+}
+
+/// An outcome of the card's "Outcomes achieved", as it was when achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardOutcome {
+    pub id: String,
+    pub display_name: String,
+    /// Shown green when positive, red when negative.
+    pub positive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
 }
 
 /// "Session information" of the card; each value is ready to show.
@@ -144,6 +167,12 @@ pub struct JourneyItem {
     /// Attributes (and, for identify events, traits) that agents may see, in display
     /// order.
     pub attributes: Vec<ShownAttribute>,
+    /// A segment item's color (`#rrggbb`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub color: Option<String>,
+    /// An outcome item's polarity: green when positive, red when negative.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub positive: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -251,7 +280,11 @@ pub fn card(
     let journey_session = journey::Session::from_stored(session);
     let mut journey_items = Vec::with_capacity(events.len() + 2);
     journey_items.push(marker(ItemKind::SessionStart, "start", session.first_ms));
-    journey_items.extend(events.iter().map(|event| journey_item(presentation, event)));
+    for event in events {
+        journey_items.push(journey_item(presentation, event));
+        // The segments and outcomes this event completed follow it.
+        journey_items.extend(match_items(session, &event.event.id));
+    }
     if let Some(ended_ms) = session.ended_ms {
         journey_items.push(marker(ItemKind::SessionEnd, "end", ended_ms));
     }
@@ -261,8 +294,26 @@ pub fn card(
         session: summary(session, contact, now_ms, timeout_ms),
         info: session_info(&journey_session),
         searches: session.search_terms.clone(),
-        segments: Vec::new(),
-        outcomes: Vec::new(),
+        segments: session
+            .segment_assignments
+            .iter()
+            .filter(|assignment| assignment.should_display_to_agent)
+            .map(|assignment| CardSegment {
+                id: assignment.segment_id.clone(),
+                display_name: assignment.display_name.clone(),
+                color: assignment.color.clone(),
+            })
+            .collect(),
+        outcomes: session
+            .outcome_achievements
+            .iter()
+            .map(|achievement| CardOutcome {
+                id: achievement.outcome_id.clone(),
+                display_name: achievement.display_name.clone(),
+                positive: achievement.is_positive,
+                value: achievement.associated_value.clone(),
+            })
+            .collect(),
         journey: journey_items,
     }
 }
@@ -278,7 +329,69 @@ fn marker(kind: ItemKind, id: &str, time_ms: i64) -> JourneyItem {
         page: None,
         search_query: None,
         attributes: Vec::new(),
+        color: None,
+        positive: None,
     }
+}
+
+/// The journey-map items of the segments (those agents may see) and outcomes that the
+/// event `event_id` completed, segments first.
+fn match_items(session: &StoredSession, event_id: &str) -> Vec<JourneyItem> {
+    let segments = session
+        .segment_assignments
+        .iter()
+        .filter(|assignment| {
+            assignment.trigger_event_id == event_id && assignment.should_display_to_agent
+        })
+        .map(|assignment| JourneyItem {
+            id: assignment.id.clone(),
+            kind: ItemKind::Segment,
+            name: "segment_assigned".to_owned(),
+            display_name: assignment.display_name.clone(),
+            icon: None,
+            time_ms: assignment.assigned_ms,
+            page: None,
+            search_query: None,
+            attributes: vec![ShownAttribute {
+                name: "segment".to_owned(),
+                label: ItemKind::Segment.default_display_name(""),
+                value: assignment.display_name.clone(),
+            }],
+            color: Some(assignment.color.clone()),
+            positive: None,
+        });
+    let outcomes = session
+        .outcome_achievements
+        .iter()
+        .filter(|achievement| achievement.trigger_event_id == event_id)
+        .map(|achievement| {
+            let mut attributes = vec![ShownAttribute {
+                name: "outcome".to_owned(),
+                label: ItemKind::Outcome.default_display_name(""),
+                value: achievement.display_name.clone(),
+            }];
+            if let Some(value) = &achievement.associated_value {
+                attributes.push(ShownAttribute {
+                    name: "value".to_owned(),
+                    label: "Value".to_owned(),
+                    value: value.clone(),
+                });
+            }
+            JourneyItem {
+                id: achievement.id.clone(),
+                kind: ItemKind::Outcome,
+                name: "outcome_achieved".to_owned(),
+                display_name: achievement.display_name.clone(),
+                icon: None,
+                time_ms: achievement.achieved_ms,
+                page: None,
+                search_query: None,
+                attributes,
+                color: None,
+                positive: Some(achievement.is_positive),
+            }
+        });
+    segments.chain(outcomes).collect()
 }
 
 fn page_ref(page: &JourneyPage) -> PageRef {
@@ -391,6 +504,8 @@ fn journey_item(presentation: &Presentation, stored: &StoredEvent) -> JourneyIte
             .into_iter()
             .map(|(_, _, _, attribute)| attribute)
             .collect(),
+        color: None,
+        positive: None,
     }
 }
 

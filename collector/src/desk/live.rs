@@ -33,23 +33,31 @@ pub fn channel() -> broadcast::Sender<SessionChanged> {
 
 /// The stream of one signed-in desk: `ready` first (the desk then reloads what it
 /// shows, which also covers what it missed while disconnected), then `visitor` per
-/// change, or `resync` when it fell behind. It ends when the agent's sign-in does.
+/// change, or `resync` when it fell behind. It ends when the agent's sign-in does, and
+/// when the collector begins to shut down ([`Desk::close_streams`]): an open desk must
+/// not hold a graceful shutdown for its whole grace period. The browser's EventSource
+/// then reconnects by itself to the next collector.
 pub fn stream(
     state: AppState,
     desk: Arc<Desk>,
     agent_session: String,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = desk.live.subscribe();
+    let closing = desk.closing.subscribe();
     let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
-    let changes = stream::unfold(receiver, move |mut receiver| {
+    let changes = stream::unfold((receiver, closing), move |(mut receiver, mut closing)| {
         let state = state.clone();
         let desk = Arc::clone(&desk);
         let agent_session = agent_session.clone();
         async move {
             loop {
+                if *closing.borrow_and_update() {
+                    return None;
+                }
                 let received = tokio::select! {
                     received = receiver.recv() => Some(received),
                     () = tokio::time::sleep(SIGN_IN_CHECK) => None,
+                    _ = closing.changed() => return None,
                 };
                 if !desk.agents.is_valid(&agent_session, state.clock().now_ms()) {
                     return None;
@@ -68,7 +76,7 @@ pub fn stream(
                     }
                     Some(Err(broadcast::error::RecvError::Closed)) => return None,
                 };
-                return Some((Ok(event), receiver));
+                return Some((Ok(event), (receiver, closing)));
             }
         }
     });

@@ -76,6 +76,8 @@ pub struct Desk {
     presentation: RwLock<Presentation>,
     agents: auth::AgentSessions,
     live: broadcast::Sender<live::SessionChanged>,
+    /// Set once, when the collector begins to shut down: ends every live stream.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Desk {
@@ -84,7 +86,13 @@ impl Desk {
             presentation: RwLock::new(config.desk.presentation()),
             agents: auth::AgentSessions::load(sessions_file(config), now_ms),
             live: live::channel(),
+            closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// Ends every open live stream; called when the collector stops accepting.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
     }
 
     fn presentation(&self) -> Presentation {

@@ -9,6 +9,8 @@
 //! them through `tokio::task::spawn_blocking`.
 
 mod contacts_sql;
+// Segments and outcomes: definitions and their evaluation on ingest (crate::segments).
+mod segments_sql;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -20,7 +22,11 @@ use crate::enrich::geo::Geolocation;
 use crate::enrich::referrer::ReferrerInfo;
 use crate::enrich::user_agent::UserAgentInfo;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{IngestQueueSettings, SqliteStore};
+
+/// The answer to a queued ingest (see [`Store::enqueue_ingest`]): one outcome per event
+/// once the transaction that holds the batch has committed.
+pub type IngestReply = tokio::sync::oneshot::Receiver<Result<Vec<IngestOutcome>, StoreError>>;
 
 /// One validated event, ready to be stored. Times are milliseconds since the epoch.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +148,10 @@ pub struct StoredSession {
     pub contact_id: Option<String>,
     /// Whether an event of the session carried a valid identity signature.
     pub authenticated: bool,
+    /// Segments assigned and outcomes achieved in the session, oldest first (see
+    /// `crate::segments`).
+    pub segment_assignments: Vec<crate::segments::SegmentAssignment>,
+    pub outcome_achievements: Vec<crate::segments::OutcomeAchievement>,
 }
 
 /// Optional filters of a session listing.
@@ -247,9 +257,19 @@ pub enum StoreError {
     UnknownCursor,
     #[error("could not find a free short id for a new session")]
     ShortIdsExhausted,
+    /// The ingest queue is full: the caller should shed the request (503) rather than
+    /// wait.
+    #[error("the ingest queue is full")]
+    Overloaded,
+    /// The shared transaction of a group of batches failed to commit, or the writer
+    /// stopped; nothing of the batch was stored.
+    #[error("the ingest transaction failed: {0}")]
+    WriterFailed(String),
 }
 
-pub trait Store: Send + Sync {
+/// Every store also keeps segment and outcome definitions
+/// ([`crate::segments::DefinitionStore`]).
+pub trait Store: crate::segments::DefinitionStore + Send + Sync {
     /// Stores a batch's events in one transaction, assigns each new event to a session
     /// (creating or extending sessions) and returns one outcome per event, in order.
     /// When this returns, the transaction is committed.
@@ -259,6 +279,24 @@ pub trait Store: Send + Sync {
         now_ms: i64,
         timeout_ms: i64,
     ) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// Queues a batch for ingest without blocking, and returns where its outcomes will
+    /// arrive once committed. A backend with a group-committing writer stores many
+    /// queued batches in one transaction; each batch still gets its own outcome (or
+    /// error). Fails at once with [`StoreError::Overloaded`] when the queue is full.
+    ///
+    /// The default stores the batch synchronously, in the caller's thread.
+    fn enqueue_ingest(
+        &self,
+        batch: NewBatch,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Result<IngestReply, StoreError> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        // The receiver is still held here, so the send cannot fail.
+        let _ = sender.send(self.ingest(&batch, now_ms, timeout_ms));
+        Ok(receiver)
+    }
 
     fn session(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError>;
 

@@ -1,12 +1,22 @@
 //! The embedded SQLite backend.
 //!
-//! One writer connection behind a mutex serialises ingest transactions (SQLite allows
+//! One writer connection behind a mutex serialises write transactions (SQLite allows
 //! one writer at a time anyway); a separate read connection serves the read API, and
 //! thanks to WAL mode it reads a consistent snapshot without waiting for the writer.
+//!
+//! Ingest is group-committed: requests put their batch on a bounded queue
+//! ([`Store::enqueue_ingest`]) and one writer thread drains it, storing up to
+//! `max_batches_per_transaction` queued batches in one transaction, each inside its own
+//! savepoint (a batch that fails is rolled back alone, its neighbours are kept), then
+//! commits once (one fsync for all of them, with synchronous=FULL) and only then
+//! answers every waiting request. A full queue is refused at once
+//! ([`StoreError::Overloaded`]) instead of growing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use footpath_protocol::v1::{AttributeValue, Context, EventKind, Map, Number, Page};
@@ -15,8 +25,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use rusqlite_migration::{Migrations, M};
 
 use super::contacts_sql;
+use super::segments_sql;
 use super::{
-    ContactPage, ContactQuery, IngestOutcome, LastEvent, Listing, NewBatch, NewEvent,
+    ContactPage, ContactQuery, IngestOutcome, IngestReply, LastEvent, Listing, NewBatch, NewEvent,
     SessionFilter, Store, StoreError, StoredContact, StoredEvent, StoredSession,
 };
 use crate::contacts::ContactFields;
@@ -27,6 +38,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
     M::up(include_str!("../../migrations/sqlite/0002_contacts.sql")),
     M::up(include_str!("../../migrations/sqlite/0003_enrichment.sql")),
+    M::up(include_str!("../../migrations/sqlite/0004_segments.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -37,9 +49,51 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Short ids must be unique among the sessions of this period.
 const SHORT_ID_UNIQUE_FOR_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// How the group-committing writer queues and groups batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestQueueSettings {
+    /// Batches that may wait for the writer; one more is refused as overload.
+    pub capacity_batches: usize,
+    /// Most batches stored in one transaction.
+    pub max_batches_per_transaction: usize,
+}
+
+impl Default for IngestQueueSettings {
+    fn default() -> IngestQueueSettings {
+        IngestQueueSettings {
+            capacity_batches: 1024,
+            max_batches_per_transaction: 256,
+        }
+    }
+}
+
+/// A batch waiting for the writer thread, with where to send its outcomes.
+struct IngestJob {
+    batch: NewBatch,
+    now_ms: i64,
+    timeout_ms: i64,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
+}
+
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
     reader: Mutex<Connection>,
+    /// `None` only while the store is being dropped: dropping the sender lets the
+    /// writer thread drain what is queued and stop.
+    ingest_queue: Option<SyncSender<IngestJob>>,
+    writer_thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.ingest_queue = None;
+        if let Some(thread) = self.writer_thread.take() {
+            // Every queued batch is committed and answered before the thread ends.
+            if thread.join().is_err() {
+                tracing::error!("the ingest writer thread panicked");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -52,6 +106,14 @@ impl SqliteStore {
     /// Opens (or creates) the database file and brings its schema up to date. The path
     /// must be a file: the read connection is a second connection to it.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, IngestQueueSettings::default())
+    }
+
+    /// [`SqliteStore::open`] with the ingest queue's settings.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        queue: IngestQueueSettings,
+    ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref();
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
@@ -71,20 +133,133 @@ impl SqliteStore {
         let reader = Connection::open(path)?;
         configure(&reader)?;
         reader.pragma_update(None, "query_only", true)?;
+        let writer = Arc::new(Mutex::new(writer));
+        let (sender, receiver) = sync_channel(queue.capacity_batches.max(1));
+        let writer_thread = std::thread::Builder::new()
+            .name("footpath-ingest-writer".to_owned())
+            .spawn({
+                let writer = Arc::clone(&writer);
+                let max_batches = queue.max_batches_per_transaction.max(1);
+                move || run_ingest_writer(&writer, &receiver, max_batches)
+            })
+            .map_err(|error| StoreError::WriterFailed(format!("cannot start: {error}")))?;
         Ok(SqliteStore {
-            writer: Mutex::new(writer),
+            writer,
             reader: Mutex::new(reader),
+            ingest_queue: Some(sender),
+            writer_thread: Some(writer_thread),
         })
+    }
+
+    /// Stores batches in one transaction, each in its own savepoint, on the caller's
+    /// thread: what the writer thread does with each group it takes off the queue.
+    /// Returns one result per batch; a batch's error leaves the others stored. Public
+    /// so that benchmarks can measure the storage path without HTTP or the queue.
+    pub fn ingest_many(
+        &self,
+        batches: &[NewBatch],
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Vec<Result<Vec<IngestOutcome>, StoreError>> {
+        let mut connection = self.writer();
+        let jobs: Vec<(&NewBatch, i64, i64)> = batches
+            .iter()
+            .map(|batch| (batch, now_ms, timeout_ms))
+            .collect();
+        ingest_group(&mut connection, &jobs)
     }
 
     // A panic while holding a connection leaves no half-done work behind (an open
     // transaction rolls back when dropped), so a poisoned lock is safe to reuse.
-    fn writer(&self) -> MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    // pub(super): segments_sql implements the definitions' storage on these too.
+    pub(super) fn writer(&self) -> MutexGuard<'_, Connection> {
+        lock_connection(&self.writer)
     }
 
-    fn reader(&self) -> MutexGuard<'_, Connection> {
+    pub(super) fn reader(&self) -> MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn lock_connection(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    connection.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The writer thread: takes the first waiting batch, then whatever else is queued (up
+/// to `max_batches`), stores them in one transaction, and answers each. Ends when the
+/// store drops its sender and the queue is empty.
+fn run_ingest_writer(
+    connection: &Mutex<Connection>,
+    queue: &Receiver<IngestJob>,
+    max_batches: usize,
+) {
+    while let Ok(first) = queue.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < max_batches {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
+        }
+        let group: Vec<(&NewBatch, i64, i64)> = jobs
+            .iter()
+            .map(|job| (&job.batch, job.now_ms, job.timeout_ms))
+            .collect();
+        let results = ingest_group(&mut lock_connection(connection), &group);
+        for (job, result) in jobs.into_iter().zip(results) {
+            // A requester that went away (a closed connection) still had its batch
+            // stored; its retry will be answered "duplicate".
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// One transaction for every batch of the group, a savepoint per batch. Nothing is
+/// reported as stored before the commit succeeds.
+fn ingest_group(
+    connection: &mut Connection,
+    jobs: &[(&NewBatch, i64, i64)],
+) -> Vec<Result<Vec<IngestOutcome>, StoreError>> {
+    let everyone_failed = |error: &dyn std::fmt::Display| {
+        let message = error.to_string();
+        jobs.iter()
+            .map(|_| Err(StoreError::WriterFailed(message.clone())))
+            .collect()
+    };
+    // IMMEDIATE takes the write lock up front, so the transaction cannot fail half-way
+    // for lack of it after having read the sessions it is about to change.
+    let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(transaction) => transaction,
+        Err(error) => return everyone_failed(&error),
+    };
+    let mut results = Vec::with_capacity(jobs.len());
+    for &(batch, now_ms, timeout_ms) in jobs {
+        results.push(ingest_in_savepoint(&transaction, batch, now_ms, timeout_ms));
+    }
+    if let Err(error) = transaction.commit() {
+        return everyone_failed(&error);
+    }
+    results
+}
+
+fn ingest_in_savepoint(
+    transaction: &Transaction<'_>,
+    batch: &NewBatch,
+    now_ms: i64,
+    timeout_ms: i64,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    // Plain SQL savepoints rather than rusqlite's `Savepoint`, so that the per-batch
+    // code keeps working on the `Transaction`.
+    transaction.execute_batch("SAVEPOINT ingest_batch")?;
+    match ingest_in_transaction(transaction, batch, now_ms, timeout_ms) {
+        Ok(outcomes) => {
+            transaction.execute_batch("RELEASE ingest_batch")?;
+            Ok(outcomes)
+        }
+        Err(error) => {
+            transaction.execute_batch("ROLLBACK TO ingest_batch; RELEASE ingest_batch")?;
+            Err(error)
+        }
     }
 }
 
@@ -92,6 +267,42 @@ fn configure(connection: &Connection) -> Result<(), StoreError> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "foreign_keys", true)?;
     Ok(())
+}
+
+/// Stores one batch inside the caller's transaction: dedupe by event id, sessions,
+/// identity, session summaries. The caller commits (or rolls back to its savepoint).
+fn ingest_in_transaction(
+    transaction: &Transaction<'_>,
+    batch: &NewBatch,
+    now_ms: i64,
+    timeout_ms: i64,
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(batch.events.len());
+    let mut touched_sessions = BTreeSet::new();
+    for event in &batch.events {
+        let already_stored = transaction
+            .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
+            .exists([&event.id])?;
+        if already_stored {
+            outcomes.push(IngestOutcome::Duplicate);
+            continue;
+        }
+        let session_id = assign_session(transaction, batch, event.time_ms, now_ms, timeout_ms)?;
+        // Identity is resolved per event, in order, in this same transaction: a
+        // batch that identifies and then logs out must see each step.
+        let authenticated =
+            contacts_sql::resolve_identity(transaction, batch, &session_id, event, now_ms)?;
+        insert_event(transaction, batch, &session_id, event, authenticated)?;
+        // Segments and outcomes are evaluated in this same transaction, so that an event
+        // is never stored without its assignments, or the other way round.
+        segments_sql::evaluate_in_tx(transaction, batch, &session_id, event, now_ms)?;
+        touched_sessions.insert(session_id);
+        outcomes.push(IngestOutcome::Accepted);
+    }
+    for session_id in &touched_sessions {
+        refresh_session_summary(transaction, session_id)?;
+    }
+    Ok(outcomes)
 }
 
 impl Store for SqliteStore {
@@ -105,31 +316,35 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front, so the transaction cannot fail
         // half-way for lack of it after having read the sessions it is about to change.
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut outcomes = Vec::with_capacity(batch.events.len());
-        let mut touched_sessions = BTreeSet::new();
-        for event in &batch.events {
-            let already_stored = transaction
-                .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
-                .exists([&event.id])?;
-            if already_stored {
-                outcomes.push(IngestOutcome::Duplicate);
-                continue;
-            }
-            let session_id =
-                assign_session(&transaction, batch, event.time_ms, now_ms, timeout_ms)?;
-            // Identity is resolved per event, in order, in this same transaction: a
-            // batch that identifies and then logs out must see each step.
-            let authenticated =
-                contacts_sql::resolve_identity(&transaction, batch, &session_id, event, now_ms)?;
-            insert_event(&transaction, batch, &session_id, event, authenticated)?;
-            touched_sessions.insert(session_id);
-            outcomes.push(IngestOutcome::Accepted);
-        }
-        for session_id in &touched_sessions {
-            refresh_session_summary(&transaction, session_id)?;
-        }
+        let outcomes = ingest_in_transaction(&transaction, batch, now_ms, timeout_ms)?;
         transaction.commit()?;
         Ok(outcomes)
+    }
+
+    fn enqueue_ingest(
+        &self,
+        batch: NewBatch,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Result<IngestReply, StoreError> {
+        let (reply, receiver) = tokio::sync::oneshot::channel();
+        let job = IngestJob {
+            batch,
+            now_ms,
+            timeout_ms,
+            reply,
+        };
+        let queue = self
+            .ingest_queue
+            .as_ref()
+            .ok_or_else(|| StoreError::WriterFailed("the store is closing".to_owned()))?;
+        match queue.try_send(job) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(StoreError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::WriterFailed(
+                "the writer thread stopped".to_owned(),
+            )),
+        }
     }
 
     fn session(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError> {
@@ -138,7 +353,11 @@ impl Store for SqliteStore {
             connection.prepare_cached(&format!("{SESSION_SELECT} WHERE s.id = ?1"))?;
         let mut rows = statement.query([session_id])?;
         match rows.next()? {
-            Some(row) => Ok(Some(session_from_row(row)?)),
+            Some(row) => {
+                let mut session = session_from_row(row)?;
+                segments_sql::attach_assignments(&connection, &mut session)?;
+                Ok(Some(session))
+            }
             None => Ok(None),
         }
     }
@@ -256,7 +475,9 @@ impl Store for SqliteStore {
         ])?;
         let mut items = Vec::new();
         while let Some(row) = rows.next()? {
-            items.push(session_from_row(row)?);
+            let mut session = session_from_row(row)?;
+            segments_sql::attach_assignments(&transaction, &mut session)?;
+            items.push(session);
         }
         Ok(into_listing(items, limit))
     }
@@ -694,6 +915,9 @@ fn session_from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
         user_agent_info: from_json(row.get(32)?)?,
         geolocation: from_json(row.get(33)?)?,
         landing_referrer: from_json(row.get(34)?)?,
+        // Filled by segments_sql::attach_assignments.
+        segment_assignments: Vec::new(),
+        outcome_achievements: Vec::new(),
     })
 }
 

@@ -4,15 +4,19 @@
 //! a temporary SQLite database, with a `ManualClock` so that sessions expire without
 //! sleeping. `serve_loop` additionally runs the real server on a loopback port.
 
+mod bad_input;
 mod contacts_api;
 mod desk;
+mod durability;
 mod enrichment;
 mod geolocation;
 mod identity;
 mod ingest;
+mod limits;
 mod mmdb;
 mod openapi;
 mod read_api;
+mod segments;
 mod serve_loop;
 mod session_lifecycle;
 mod static_files;

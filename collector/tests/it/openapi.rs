@@ -327,7 +327,7 @@ async fn the_document_is_served_and_lists_every_route() {
     assert_eq!(served, document());
     let mut operations: Vec<String> = Vec::new();
     for (path, item) in served["paths"].as_object().unwrap() {
-        for method in ["get", "post", "put", "delete", "options"] {
+        for method in ["get", "post", "put", "patch", "delete", "options"] {
             if item.get(method).is_some() {
                 operations.push(format!("{} {path}", method.to_uppercase()));
             }
@@ -338,12 +338,18 @@ async fn the_document_is_served_and_lists_every_route() {
         operations,
         [
             "DELETE /api/v2/externalcontacts/contacts/{contactId}",
+            "DELETE /api/v2/journey/outcomes/{outcomeId}",
+            "DELETE /api/v2/journey/segments/{segmentId}",
             "GET /api/v2/externalcontacts/contacts",
             "GET /api/v2/externalcontacts/contacts/{contactId}",
             "GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions",
             "GET /api/v2/footpath/openapi.json",
             "GET /api/v2/footpath/stats",
             "GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping",
+            "GET /api/v2/journey/outcomes",
+            "GET /api/v2/journey/outcomes/{outcomeId}",
+            "GET /api/v2/journey/segments",
+            "GET /api/v2/journey/segments/{segmentId}",
             "GET /api/v2/journey/sessions",
             "GET /api/v2/journey/sessions/{sessionId}",
             "GET /api/v2/journey/sessions/{sessionId}/events",
@@ -351,8 +357,12 @@ async fn the_document_is_served_and_lists_every_route() {
             "GET /sdk/{file}",
             "OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents",
             "OPTIONS /sdk/v1/batch",
+            "PATCH /api/v2/journey/outcomes/{outcomeId}",
+            "PATCH /api/v2/journey/segments/{segmentId}",
             "POST /api/v2/externalcontacts/contacts",
             "POST /api/v2/journey/deployments/{deploymentId}/webevents",
+            "POST /api/v2/journey/outcomes",
+            "POST /api/v2/journey/segments",
             "POST /sdk/v1/batch",
             "PUT /api/v2/externalcontacts/contacts/{contactId}",
         ]

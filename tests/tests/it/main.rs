@@ -7,6 +7,7 @@ mod cors;
 mod desk;
 mod identify;
 mod identity_e2e;
+mod segments_e2e;
 mod size;
 mod support;
 mod timeout;

@@ -82,6 +82,9 @@ pub struct EnvOptions {
     pub manual_clock: bool,
     /// `ac('init')` options of the demo pages.
     pub init_options: Option<String>,
+    /// Changes the collector's configuration before it starts (segments_e2e adds the
+    /// demo's segment and outcome definitions).
+    pub configure: Option<fn(&mut Config)>,
 }
 
 /// The collector and the demo shop, each on its own free port; both stop when dropped.
@@ -106,7 +109,7 @@ impl Env {
         let demo_url = format!("http://{}", demo_listener.local_addr()?);
 
         let database_dir = tempfile::tempdir()?;
-        let config = Config {
+        let mut config = Config {
             listen_addr: collector_listener.local_addr()?,
             database_path: database_dir.path().join("footpath.sqlite3"),
             sdk_dir,
@@ -120,6 +123,9 @@ impl Env {
             }],
             ..Config::default()
         };
+        if let Some(configure) = options.configure {
+            configure(&mut config);
+        }
         let (clock, dyn_clock): (Option<Arc<ManualClock>>, Arc<dyn Clock>) = if options.manual_clock {
             let manual = Arc::new(ManualClock::new(SystemClock.now_ms()));
             (Some(manual.clone()), manual)
