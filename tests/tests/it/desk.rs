@@ -92,7 +92,7 @@ async fn create_contact(env: &Env, body: Value) -> anyhow::Result<Value> {
 }
 
 /// Opens the desk, which sends a signed-out agent to the sign-in form, and signs in.
-async fn sign_in(env: &Env, agent: &Browser) -> anyhow::Result<()> {
+pub(crate) async fn sign_in(env: &Env, agent: &Browser) -> anyhow::Result<()> {
     agent.goto(&format!("{}/desk/", env.collector_url)).await?;
     let url = agent.client.current_url().await?;
     assert_eq!(url.path(), "/desk/signin", "a signed-out agent is sent to sign in");
@@ -106,14 +106,14 @@ async fn sign_in(env: &Env, agent: &Browser) -> anyhow::Result<()> {
 }
 
 /// The value of a JavaScript expression on the page.
-async fn eval(browser: &Browser, expression: &str) -> anyhow::Result<Value> {
+pub(crate) async fn eval(browser: &Browser, expression: &str) -> anyhow::Result<Value> {
     Ok(browser
         .client
         .execute(&format!("return ({expression});"), vec![])
         .await?)
 }
 
-async fn wait_for_element(browser: &Browser, css: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_element(browser: &Browser, css: &str) -> anyhow::Result<()> {
     wait_until(&format!("an element {css}"), PATIENCE, || async {
         let found = eval(browser, &format!("document.querySelector({}) !== null", json!(css))).await?;
         Ok((found == json!(true)).then_some(()))
@@ -121,7 +121,7 @@ async fn wait_for_element(browser: &Browser, css: &str) -> anyhow::Result<()> {
     .await
 }
 
-async fn wait_for_text_containing(browser: &Browser, css: &str, part: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_text_containing(browser: &Browser, css: &str, part: &str) -> anyhow::Result<()> {
     wait_until(&format!("{css} to contain {part:?}"), PATIENCE, || async {
         let text = browser.text_of(css).await.unwrap_or_default();
         Ok(text.contains(part).then_some(()))
@@ -343,7 +343,7 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
 }
 
 /// One pageview of a made-up visitor, posted as the SDK would.
-async fn seed_visit(env: &Env, visitor_id: &str, path: &str, title: &str, search: Option<&str>) -> anyhow::Result<()> {
+pub(crate) async fn seed_visit(env: &Env, visitor_id: &str, path: &str, title: &str, search: Option<&str>) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;

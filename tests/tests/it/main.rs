@@ -5,6 +5,7 @@
 
 mod cors;
 mod desk;
+mod desk_restart;
 mod identify;
 mod identity_e2e;
 mod segments_e2e;

@@ -95,8 +95,29 @@ pub struct Env {
     /// Set when started with `manual_clock`.
     pub clock: Option<Arc<ManualClock>>,
     pub http: reqwest::Client,
+    /// The running collector: its stop signal and its server task.
+    collector: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    config: Config,
+    dyn_clock: Arc<dyn Clock>,
     _shutdown: Vec<oneshot::Sender<()>>,
     _database_dir: tempfile::TempDir,
+}
+
+/// Serves `state` on `listener` in a task until the returned sender fires.
+fn spawn_collector(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(error) = footpath_collector::serve(state, listener, shutdown).await {
+            eprintln!("collector stopped with an error: {error:#}");
+        }
+    });
+    (stop, task)
 }
 
 impl Env {
@@ -132,18 +153,8 @@ impl Env {
         } else {
             (None, Arc::new(SystemClock))
         };
-        let state = AppState::new(config, dyn_clock)?;
-
-        let (collector_stop, collector_stopped) = oneshot::channel::<()>();
-        let collector_state = state.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = collector_stopped.await;
-            };
-            if let Err(error) = footpath_collector::serve(collector_state, collector_listener, shutdown).await {
-                eprintln!("collector stopped with an error: {error:#}");
-            }
-        });
+        let state = AppState::new(config.clone(), dyn_clock.clone())?;
+        let collector = spawn_collector(state.clone(), collector_listener);
 
         let (demo_stop, demo_stopped) = oneshot::channel::<()>();
         let demo_config = DemoConfig {
@@ -166,9 +177,27 @@ impl Env {
             state,
             clock,
             http: reqwest::Client::new(),
-            _shutdown: vec![collector_stop, demo_stop],
+            collector: Some(collector),
+            config,
+            dyn_clock,
+            _shutdown: vec![demo_stop],
             _database_dir: database_dir,
         })
+    }
+
+    /// Stops the collector gracefully (as on SIGTERM) and starts a new one on the same
+    /// address and database, as an operator's restart would.
+    pub async fn restart_collector(&mut self) -> anyhow::Result<()> {
+        let (stop, task) = self.collector.take().context("the collector is not running")?;
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .context("the collector did not stop within 20 s")??;
+        let listener = tokio::net::TcpListener::bind(self.config.listen_addr).await?;
+        let state = AppState::new(self.config.clone(), self.dyn_clock.clone())?;
+        self.state = state.clone();
+        self.collector = Some(spawn_collector(state, listener));
+        Ok(())
     }
 
     pub fn demo(&self, path: &str) -> String {
