@@ -4,6 +4,10 @@
 //! every page load; formatting machinery alone would cost more than this whole file.
 //! The round-trip tests decode its output with the serde derives of this crate.
 
+// `push_str(",")` rather than `push(',')`: pushing a `char` brings in UTF-8
+// encoding code that the SDK's wasm module would pay for.
+#![allow(clippy::single_char_add_str)]
+
 use super::{AttributeValue, Batch, Context, Event, Map, Page};
 
 /// Encodes a batch as the JSON body of a `POST` to [`super::BATCH_PATH`].

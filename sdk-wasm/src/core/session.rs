@@ -5,6 +5,10 @@
 //! keeps it alive. Reading a value another tab wrote is always safe: a torn or foreign
 //! value parses as "no session" and a new one begins.
 
+// `push_str(",")` rather than `push(',')`: pushing a `char` brings in UTF-8
+// encoding code that the SDK's wasm module would pay for.
+#![allow(clippy::single_char_add_str)]
+
 /// The `localStorage` key of the shared session record.
 pub const SESSION_KEY: &str = "_footpath_session";
 
