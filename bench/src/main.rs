@@ -7,6 +7,10 @@
 //!   p50/p99 latency, the collector's peak RSS, a raw baseline of the same rows
 //!   stored straight through `SqliteStore` without HTTP, and p99 at half the peak rate
 //!   (open loop, fixed schedule, latency measured from the scheduled send time).
+//!   With `--definitions N`, N active segments and N active outcomes are created
+//!   through the Journey API first (see [`definitions`]), the same ones in the raw
+//!   baseline's database, and the run ends with how many assignments and achievements
+//!   it produced.
 //! - `crash`: the kill -9 proof at scale: clients record every acknowledged event id,
 //!   the collector is killed with SIGKILL once `--events` are acknowledged, restarted
 //!   on the same database, and every acknowledged id is checked to be stored exactly
@@ -30,6 +34,18 @@ use serde_json::{json, Value};
 const DEPLOYMENT: &str = "bench";
 const ORIGIN: &str = "http://bench.localhost";
 const VISITORS: usize = 10_000;
+/// The read and admin API's bearer token in the bench's configuration.
+const API_TOKEN: &str = "bench-token-0123456789abcdef";
+/// With `--definitions`, a browser User-Agent per visitor (even: desktop, odd: mobile)
+/// so that visits have a `device.category` for context criteria to test.
+const DESKTOP_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+     (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+const MOBILE_USER_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
+     AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
+/// One journey definition in this many is written to match the bench's events (the
+/// others test values the events never have); context-only ones each match half the
+/// visits. See [`definitions`].
+const MATCH_EVERY: usize = 10;
 
 #[derive(Parser)]
 #[command(name = "footpath-bench")]
@@ -51,6 +67,12 @@ enum Bench {
         /// Events per batch.
         #[arg(long, default_value_t = 20)]
         batch: usize,
+        /// Create this many active segments and as many active outcomes (at most 500
+        /// each) through the API before the run. Given at all (0 included), the
+        /// requests also carry a browser User-Agent (desktop or mobile by visitor), so
+        /// that `--definitions 0` and `--definitions N` differ only in the definitions.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(0..=500))]
+        definitions: Option<u16>,
     },
     /// kill -9 under load, restart, and check every acknowledged event id.
     Crash {
@@ -72,7 +94,13 @@ fn main() -> anyhow::Result<()> {
             seconds,
             concurrency,
             batch,
-        } => runtime.block_on(ingest(seconds, concurrency, batch)),
+            definitions,
+        } => runtime.block_on(ingest(
+            seconds,
+            concurrency,
+            batch,
+            definitions.map(usize::from),
+        )),
         Bench::Crash {
             events,
             concurrency,
@@ -104,6 +132,7 @@ fn write_config(dir: &Path, database: &Path) -> anyhow::Result<PathBuf> {
         "database_path = {database:?}\nsdk_dir = {:?}\n\
          visitor_rate_limit_events_per_minute = 0\nclient_ip_rate_limit_events_per_minute = 0\n\
          max_concurrent_ingest_requests = 4096\n\
+         api_tokens = [\"{API_TOKEN}\"]\n\
          [[deployments]]\nid = \"{DEPLOYMENT}\"\nallowed_origins = [\"{ORIGIN}\"]\n",
         dir.join("sdk")
     );
@@ -204,17 +233,234 @@ impl Connection {
 
     /// Posts a batch; returns the status and the body.
     async fn post(&mut self, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
+        self.post_as(body, None).await
+    }
+
+    /// Posts a batch, with a User-Agent when given.
+    async fn post_as(
+        &mut self,
+        body: Bytes,
+        user_agent: Option<&str>,
+    ) -> anyhow::Result<(u16, Bytes)> {
         self.sender.ready().await?;
-        let request = hyper::Request::post("/sdk/v1/batch")
+        let mut request = hyper::Request::post("/sdk/v1/batch")
             .header("host", self.address.to_string())
             .header("origin", ORIGIN)
-            .header("content-type", "text/plain;charset=UTF-8")
-            .body(Full::new(body))?;
-        let response = self.sender.send_request(request).await?;
+            .header("content-type", "text/plain;charset=UTF-8");
+        if let Some(user_agent) = user_agent {
+            request = request.header("user-agent", user_agent);
+        }
+        let response = self
+            .sender
+            .send_request(request.body(Full::new(body))?)
+            .await?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await?.to_bytes();
         Ok((status, body))
     }
+
+    /// A request to the read/admin API, with the bench's bearer token; returns the
+    /// status and the body as JSON (`null` when empty).
+    async fn api(
+        &mut self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Value)> {
+        self.sender.ready().await?;
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.address.to_string())
+            .header("authorization", format!("Bearer {API_TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                body.map(Value::to_string).unwrap_or_default(),
+            )))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await?.to_bytes();
+        let json = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body)
+                .with_context(|| format!("{path}: {}", String::from_utf8_lossy(&body)))?
+        };
+        Ok((status, json))
+    }
+}
+
+/// The User-Agent of visitor `n` when the run sends one.
+fn user_agent(n: usize, send: bool) -> Option<&'static str> {
+    match (send, (n % VISITORS) % 2) {
+        (false, _) => None,
+        (true, 0) => Some(DESKTOP_USER_AGENT),
+        (true, _) => Some(MOBILE_USER_AGENT),
+    }
+}
+
+/// `count` segments (`Segment`) or outcomes (`Outcome`) for the bench's events, in the
+/// Journey API's shapes. By position `i`:
+/// - `i % 4` is 0 or 1 (half): a journey pattern on the bench's event name
+///   (`page_viewed`) with one `attributes.<name>.value` criterion on an attribute the
+///   bench's events carry (`category`, `variant`, `price`, `in_stock` in turn);
+/// - `i % 4 == 2` (a quarter): a pageview journey pattern, `page.url` `containsAny`;
+/// - `i % 4 == 3` (a quarter): context only, `device.category` `equal` `desktop`
+///   (`i % 8 == 3`) or `mobile` (`i % 8 == 7`): each matches half the visits.
+///
+/// Journey patterns need 1 to 3 events (`count = 1 + i % 3`). One journey definition
+/// in [`MATCH_EVERY`] tests values the events have (`category equal shoes`,
+/// `page.url containsAny /products/`, ...); the others test values they never have,
+/// so they cost the candidate test but no counter. Segments alternate Session and
+/// Customer scope by eights; outcomes alternate positive and negative, and every other
+/// one takes its value from `price`.
+fn definitions(kind: &str, count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            let matching = (i / 4) % MATCH_EVERY == 0;
+            let pattern_count = 1 + i % 3;
+            let mut body = match i % 4 {
+                0 | 1 => {
+                    // Every attribute in turn, among the matching ones too.
+                    let turn = ((i / 4) / MATCH_EVERY * 2 + (i / 4) * 2 + i % 4) % 4;
+                    let (attribute, operator, hit, miss) = match turn {
+                        0 => ("category", "equal", "shoes", format!("bags-{i}")),
+                        1 => ("variant", "startsWith", "blue", format!("red-{i}")),
+                        2 => ("price", "greaterThan", "50", format!("{}", 1000 + i)),
+                        _ => ("in_stock", "equal", "true", format!("maybe-{i}")),
+                    };
+                    let value = if matching { hit.to_owned() } else { miss };
+                    json!({"journey": {"patterns": [{
+                        "streamType": "Web",
+                        "eventName": "page_viewed",
+                        "count": pattern_count,
+                        "criteria": [{
+                            "key": format!("attributes.{attribute}.value"),
+                            "operator": operator,
+                            "values": [value],
+                        }],
+                    }]}})
+                }
+                2 => {
+                    let values = if matching {
+                        json!(["/checkout/", "/products/"])
+                    } else {
+                        json!([format!("/checkout/{i}"), format!("/basket/{i}")])
+                    };
+                    json!({"journey": {"patterns": [{
+                        "streamType": "Web",
+                        "count": pattern_count,
+                        "criteria": [{
+                            "key": "page.url",
+                            "operator": "containsAny",
+                            "values": values,
+                            "shouldIgnoreCase": true,
+                        }],
+                    }]}})
+                }
+                _ => {
+                    let category = if i % 8 == 3 { "desktop" } else { "mobile" };
+                    json!({"context": {"patterns": [{"criteria": [{
+                        "key": "device.category",
+                        "operator": "equal",
+                        "values": [category],
+                        "entityType": "visit",
+                    }]}]}})
+                }
+            };
+            body["displayName"] = json!(format!("bench {kind} {i}"));
+            body["isActive"] = json!(true);
+            if kind == "Segment" {
+                body["color"] = json!("#1f77b4");
+                body["shouldDisplayToAgent"] = json!(true);
+                // Session and Customer scope in turn, among the matching ones too.
+                if (i / 8) % 2 == 0 {
+                    body["scope"] = json!("Session");
+                } else {
+                    body["scope"] = json!("Customer");
+                    body["assignmentExpirationDays"] = json!(30);
+                }
+            } else {
+                body["isPositive"] = json!(i % 2 == 0);
+                if i % 2 == 0 {
+                    body["associatedValueField"] = json!({"dataType": "Number", "name": "price"});
+                }
+            }
+            body
+        })
+        .collect()
+}
+
+/// Creates `count` segments and `count` outcomes through the API.
+async fn create_definitions(address: SocketAddr, count: usize) -> anyhow::Result<()> {
+    let mut connection = Connection::open(address).await?;
+    for (kind, path) in [
+        ("Segment", "/api/v2/journey/segments"),
+        ("Outcome", "/api/v2/journey/outcomes"),
+    ] {
+        for body in definitions(kind, count) {
+            let (status, answer) = connection
+                .api(hyper::Method::POST, path, Some(&body))
+                .await?;
+            if status != 201 {
+                bail!("POST {path} answered {status}: {answer}");
+            }
+        }
+        let (status, listing) = connection
+            .api(hyper::Method::GET, &format!("{path}?pageSize=1"), None)
+            .await?;
+        let active = listing["total"].as_u64();
+        println!(
+            "  {path}: {count} created (listing answered {status}, total {})",
+            active.map_or_else(|| "?".to_owned(), |total| total.to_string())
+        );
+    }
+    Ok(())
+}
+
+/// The same definitions in the raw baseline's store, straight through the store.
+fn create_raw_definitions(store: &SqliteStore, count: usize) -> anyhow::Result<()> {
+    use footpath_collector::segments::definition::{parse, DefinitionKind};
+    use footpath_collector::segments::{DefinitionStore as _, DefinitionWrite};
+    for (kind, label) in [
+        (DefinitionKind::Segment, "Segment"),
+        (DefinitionKind::Outcome, "Outcome"),
+    ] {
+        for body in definitions(label, count) {
+            let definition = parse(kind, &body).map_err(|problem| anyhow::anyhow!("{problem}"))?;
+            match store.create_definition(&definition, now_ms())? {
+                DefinitionWrite::Written(_) => {}
+                other => bail!("creating a raw {label}: {other:?}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A few sessions as the API shows them, for a look at their assignments.
+async fn show_sessions(address: SocketAddr) -> anyhow::Result<()> {
+    let mut connection = Connection::open(address).await?;
+    let (status, listing) = connection
+        .api(
+            hyper::Method::GET,
+            &format!("/api/v2/journey/sessions?deploymentId={DEPLOYMENT}&pageSize=4"),
+            None,
+        )
+        .await?;
+    let sessions = listing["entities"].as_array().cloned().unwrap_or_default();
+    println!("a few sessions (GET /api/v2/journey/sessions answered {status}):");
+    for session in sessions {
+        let length = |field: &str| session[field].as_array().map_or(0, Vec::len);
+        println!(
+            "  {} device {} events {} segmentAssignments {} outcomeAchievements {}",
+            session["id"].as_str().unwrap_or("?"),
+            session["device"]["category"].as_str().unwrap_or("-"),
+            session["eventCount"],
+            length("segmentAssignments"),
+            length("outcomeAchievements"),
+        );
+    }
+    Ok(())
 }
 
 /// Ids that the response acknowledges (accepted, or duplicate: stored before).
@@ -253,8 +499,14 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 
 /// The same rows stored straight through the store: batches validated as the handler
 /// does, then `SqliteStore::ingest_many` with 50 batches per transaction.
-fn raw_baseline(dir: &Path, batch_size: usize, seconds: u64) -> anyhow::Result<f64> {
+fn raw_baseline(
+    dir: &Path,
+    batch_size: usize,
+    seconds: u64,
+    definitions: Option<usize>,
+) -> anyhow::Result<f64> {
     let store = SqliteStore::open(dir.join("raw.sqlite3"))?;
+    create_raw_definitions(&store, definitions.unwrap_or(0))?;
     let timeout_ms = 20 * 60 * 1000;
     let started = Instant::now();
     let mut storing = Duration::ZERO;
@@ -267,13 +519,15 @@ fn raw_baseline(dir: &Path, batch_size: usize, seconds: u64) -> anyhow::Result<f
                 n += 1;
                 let (wire, _) = wire_batch(&visitor(n), batch_size);
                 let wire: footpath_protocol::v1::Batch = serde_json::from_value(wire)?;
+                let user_agent = user_agent(n, definitions.is_some());
                 let context = BatchContext {
                     sent_at_ms: wire.sent_at,
                     now_ms: now,
                     max_event_age_ms: 24 * 3_600_000,
-                    user_agent: None,
+                    user_agent: user_agent.map(str::to_owned),
                     ip_address: Some("127.0.0.1".to_owned()),
-                    user_agent_info: None,
+                    user_agent_info: user_agent
+                        .and_then(footpath_collector::enrich::user_agent::parse_user_agent),
                     geolocation: None,
                 };
                 let events = wire
@@ -316,6 +570,7 @@ async fn closed_loop(
     concurrency: usize,
     batch_size: usize,
     duration: Duration,
+    send_user_agent: bool,
 ) -> anyhow::Result<Phase> {
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -332,7 +587,9 @@ async fn closed_loop(
                 let (batch, _) = wire_batch(&visitor(n), batch_size);
                 let body = Bytes::from(batch.to_string());
                 let sent = Instant::now();
-                let (status, body) = connection.post(body).await?;
+                let (status, body) = connection
+                    .post_as(body, user_agent(n, send_user_agent))
+                    .await?;
                 let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
                 if status == 200 {
                     latencies.push(micros);
@@ -371,6 +628,7 @@ async fn open_loop(
     batch_size: usize,
     events_per_second: f64,
     duration: Duration,
+    send_user_agent: bool,
 ) -> anyhow::Result<Phase> {
     #[allow(clippy::cast_precision_loss)]
     let batches_per_second = events_per_second / batch_size as f64;
@@ -393,7 +651,12 @@ async fn open_loop(
                 tokio::time::sleep_until(due.into()).await;
                 n += concurrency;
                 let (batch, _) = wire_batch(&visitor(n), batch_size);
-                let (status, body) = connection.post(Bytes::from(batch.to_string())).await?;
+                let (status, body) = connection
+                    .post_as(
+                        Bytes::from(batch.to_string()),
+                        user_agent(n, send_user_agent),
+                    )
+                    .await?;
                 let micros = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
                 if status == 200 {
                     latencies.push(micros);
@@ -424,24 +687,46 @@ async fn open_loop(
     })
 }
 
-async fn ingest(seconds: u64, concurrency: usize, batch_size: usize) -> anyhow::Result<()> {
+async fn ingest(
+    seconds: u64,
+    concurrency: usize,
+    batch_size: usize,
+    definitions: Option<usize>,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
+    let send_user_agent = definitions.is_some();
+    let definition_count = definitions.unwrap_or(0);
     println!(
-        "raw baseline: SqliteStore::ingest_many, 50 batches of {batch_size} per transaction, 5 s"
+        "raw baseline: SqliteStore::ingest_many, 50 batches of {batch_size} per transaction, 5 s{}",
+        match definitions {
+            Some(count) => format!(", {count} segments and {count} outcomes, User-Agent sent"),
+            None => String::new(),
+        }
     );
-    let baseline = tokio::task::block_in_place(|| raw_baseline(dir.path(), batch_size, 5))?;
+    let baseline =
+        tokio::task::block_in_place(|| raw_baseline(dir.path(), batch_size, 5, definitions))?;
     println!("  {baseline:.0} rows/s");
 
     let database = dir.path().join("bench.sqlite3");
     let config = write_config(dir.path(), &database)?;
     let address = free_address()?;
     let mut collector = start_collector(&config, address).await?;
+    if let Some(count) = definitions {
+        println!(
+            "definitions: {count} segments and {count} outcomes through the API \
+             (one journey definition in {MATCH_EVERY} matches the events; User-Agent sent)"
+        );
+        let creating = Instant::now();
+        create_definitions(address, count).await?;
+        println!("  in {:.1} s", creating.elapsed().as_secs_f64());
+    }
     println!("peak: closed loop, {concurrency} connections, batches of {batch_size}, {seconds} s");
     let peak = closed_loop(
         address,
         concurrency,
         batch_size,
         Duration::from_secs(seconds),
+        send_user_agent,
     )
     .await?;
     println!(
@@ -459,6 +744,7 @@ async fn ingest(seconds: u64, concurrency: usize, batch_size: usize) -> anyhow::
         batch_size,
         half_rate,
         Duration::from_secs(half_seconds),
+        send_user_agent,
     )
     .await?;
     println!(
@@ -466,22 +752,46 @@ async fn ingest(seconds: u64, concurrency: usize, batch_size: usize) -> anyhow::
         half.events_per_second, half.requests, half.errors, half.p50_ms, half.p99_ms
     );
     let rss = peak_rss_kib(collector.id());
+    if definition_count > 0 {
+        show_sessions(address).await?;
+    }
     collector.kill()?;
     collector.wait()?;
-    let stored: i64 = rusqlite::Connection::open_with_flags(
+    let reader = rusqlite::Connection::open_with_flags(
         &database,
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?
-    .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
+    )?;
+    let count = |table: &str| -> anyhow::Result<i64> {
+        Ok(
+            reader.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+                row.get(0)
+            })?,
+        )
+    };
+    let stored = count("events")?;
+    let sessions = count("sessions")?;
     println!(
-        "collector peak RSS (VmHWM): {} MiB; events stored: {stored}",
+        "collector peak RSS (VmHWM): {} MiB; events stored: {stored}; sessions: {sessions}",
         rss.map_or_else(
             || "?".to_owned(),
             |kib| format!("{:.1}", kib as f64 / 1024.0)
         )
     );
+    let (assignments, achievements) = if definitions.is_some() {
+        let assignments = count("session_segment_assignments")?;
+        let achievements = count("session_outcome_achievements")?;
+        println!(
+            "produced over both phases: {assignments} segment assignments, {achievements} outcome \
+             achievements, {} customer assignments, {} pattern counters",
+            count("customer_segment_assignments")?,
+            count("journey_pattern_counts")?,
+        );
+        (assignments.to_string(), achievements.to_string())
+    } else {
+        ("-".to_owned(), "-".to_owned())
+    };
     println!(
-        "| {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} |",
+        "| {definition_count} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {} | {:.0} | {assignments} | {achievements} |",
         peak.events_per_second,
         peak.p50_ms,
         peak.p99_ms,
