@@ -183,13 +183,11 @@ fn stalled_body(first: String) -> (Body, tokio::sync::oneshot::Sender<()>) {
 async fn a_body_that_does_not_arrive_in_time_gets_408() {
     let app = TestApp::with_config(|config| config.body_read_timeout_seconds = 1);
     let (body, _release) = stalled_body("{\"v\":1,".to_owned());
-    let started = std::time::Instant::now();
     let response = app
         .send(batch_request(body, "text/plain", Some(ORIGIN)))
         .await;
     let message = response.assert_error(StatusCode::REQUEST_TIMEOUT, "request.timeout");
     assert_eq!(message, "the request body did not arrive within 1 seconds");
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
