@@ -1,8 +1,8 @@
 //! The demo shop: a few static pages that embed the Footpath snippet, served from an
 //! origin other than the collector's so that CORS is exercised for real.
 //!
-//! Pages are compiled in (`include_str!`); each carries a `<!-- footpath-snippet -->`
-//! marker that is replaced, per request, by the snippet from `js/snippet.min.js` with
+//! Pages are compiled in (`include_str!`) and share `site/layout.html`, whose
+//! `{{snippet}}` marker is replaced, per request, by the snippet from `js/snippet.min.js` with
 //! this server's collector URL and deployment id.
 
 use std::sync::Arc;
@@ -15,12 +15,27 @@ use axum::Router;
 /// The snippet sites paste into their pages, with placeholders.
 pub const SNIPPET: &str = include_str!("../../js/snippet.min.js");
 
-const PAGES: &[(&str, &str, &str)] = &[
-    ("/", "text/html; charset=utf-8", include_str!("../site/index.html")),
-    ("/products", "text/html; charset=utf-8", include_str!("../site/products.html")),
-    ("/product", "text/html; charset=utf-8", include_str!("../site/product.html")),
-    ("/checkout", "text/html; charset=utf-8", include_str!("../site/checkout.html")),
-    ("/signin", "text/html; charset=utf-8", include_str!("../site/signin.html")),
+/// Every page shares one layout (head with the snippet, header, footer); a page is its
+/// path, title, keywords and the content of its `<main>`.
+const LAYOUT: &str = include_str!("../site/layout.html");
+
+struct Page {
+    path: &'static str,
+    title: &'static str,
+    keywords: &'static str,
+    main: &'static str,
+}
+
+const PAGES: &[Page] = &[
+    Page { path: "/", title: "Trailhead Outfitters — Home", keywords: "outdoor, hiking, boots", main: include_str!("../site/index.html") },
+    Page { path: "/products", title: "Products — Trailhead Outfitters", keywords: "products, boots, tents, jackets", main: include_str!("../site/products.html") },
+    Page { path: "/product", title: "Product — Trailhead Outfitters", keywords: "product", main: include_str!("../site/product.html") },
+    Page { path: "/checkout", title: "Checkout — Trailhead Outfitters", keywords: "checkout", main: include_str!("../site/checkout.html") },
+    Page { path: "/signin", title: "Sign in — Trailhead Outfitters", keywords: "account", main: include_str!("../site/signin.html") },
+];
+
+/// The shop's own script and style.
+const ASSETS: &[(&str, &str, &str)] = &[
     ("/assets/shop.js", "text/javascript; charset=utf-8", include_str!("../site/shop.js")),
     ("/assets/shop.css", "text/css; charset=utf-8", include_str!("../site/shop.css")),
 ];
@@ -56,11 +71,22 @@ pub fn router(config: DemoConfig) -> Router {
 
 async fn page(State(config): State<Arc<DemoConfig>>, uri: Uri) -> Response {
     let path = uri.path().trim_end_matches(".html");
-    let Some((_, content_type, body)) = PAGES.iter().find(|(p, _, _)| *p == path) else {
-        return (StatusCode::NOT_FOUND, "no such page").into_response();
-    };
-    let body = body.replace("<!-- footpath-snippet -->", &config.snippet_tag());
-    ([(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "no-store")], body).into_response()
+    if let Some(page) = PAGES.iter().find(|page| page.path == path) {
+        let body = LAYOUT
+            .replace("{{snippet}}", &config.snippet_tag())
+            .replace("{{title}}", page.title)
+            .replace("{{keywords}}", page.keywords)
+            .replace("{{main}}", page.main);
+        return respond("text/html; charset=utf-8", body);
+    }
+    match ASSETS.iter().find(|(p, _, _)| *p == path) {
+        Some((_, content_type, body)) => respond(content_type, (*body).to_owned()),
+        None => (StatusCode::NOT_FOUND, "no such page").into_response(),
+    }
+}
+
+fn respond(content_type: &'static str, body: String) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], body).into_response()
 }
 
 /// Serves the demo on `listener` until `shutdown` completes.
