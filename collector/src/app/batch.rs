@@ -154,9 +154,8 @@ async fn ingest_batch(
         &forwarded_for(parts),
         &config.trusted_proxies,
     );
-    state
-        .rate_limits()
-        .check(&visitor_id, client_address, batch.events.len())?;
+    // Excluded traffic is dropped before the rate limits, so that it neither spends a
+    // visitor's allowance nor gets a 429 that the SDK would retry.
     let privacy = config.deployment_privacy(&deployment.id);
     if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
         let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
@@ -164,6 +163,9 @@ async fn ingest_batch(
         tracing::debug!(deployment = %deployment.id, events, "batch dropped by IP exclusion");
         return Ok(BatchOutcome::Excluded);
     }
+    state
+        .rate_limits()
+        .check(&visitor_id, client_address, batch.events.len())?;
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)
@@ -186,23 +188,28 @@ async fn ingest_batch(
         geolocation,
     };
     let event_limits = EventLimits::from_config(config);
-    let checked: Vec<Result<_, String>> = batch
+    let identity_settings = config.identity_verification(&deployment.id);
+    let identity_secret =
+        identity_settings.and_then(|settings| settings.identity_secret.as_deref());
+    // One pass: valid events move into the batch to store; `rejections` keeps, per
+    // event of the request, its error or `None`, for the response.
+    let mut valid_events = Vec::with_capacity(batch.events.len());
+    let rejections: Vec<Option<String>> = batch
         .events
         .iter()
         .enumerate()
         .map(|(index, event)| {
-            event_limits.check_event(index, event)?;
-            validate_event(index, event, &context)
+            let checked = event_limits
+                .check_event(index, event)
+                .and_then(|()| validate_event(index, event, &context));
+            match checked {
+                Ok(event) => {
+                    valid_events.push(take_identity_signature(event, identity_secret));
+                    None
+                }
+                Err(error) => Some(error),
+            }
         })
-        .collect();
-    let identity_settings = config.identity_verification(&deployment.id);
-    let identity_secret =
-        identity_settings.and_then(|settings| settings.identity_secret.as_deref());
-    let valid_events: Vec<_> = checked
-        .iter()
-        .filter_map(|c| c.as_ref().ok())
-        .cloned()
-        .map(|event| take_identity_signature(event, identity_secret))
         .collect();
 
     let outcomes = if valid_events.is_empty() {
@@ -235,10 +242,10 @@ async fn ingest_batch(
         rejected: 0,
         results: Vec::with_capacity(batch.events.len()),
     };
-    for (event, checked) in batch.events.iter().zip(checked) {
-        let (status, error) = match checked {
-            Err(error) => (EventStatus::Rejected, Some(error)),
-            Ok(_) => match outcomes.next() {
+    for (event, rejection) in batch.events.iter().zip(rejections) {
+        let (status, error) = match rejection {
+            Some(error) => (EventStatus::Rejected, Some(error)),
+            None => match outcomes.next() {
                 Some(IngestOutcome::Accepted) => (EventStatus::Accepted, None),
                 Some(IngestOutcome::Duplicate) => (EventStatus::Duplicate, None),
                 None => {

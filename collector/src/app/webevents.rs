@@ -194,15 +194,16 @@ async fn record_web_event(
         Some(address) if peer_is_trusted => Some(address.to_canonical()),
         _ => client_ip(peer, &forwarded_for(parts), &config.trusted_proxies),
     };
-    state
-        .rate_limits()
-        .check(&request.customer_cookie_id, client_address, 1)?;
+    // Exclusion first, as for SDK batches: excluded traffic spends no rate allowance.
     let privacy = config.deployment_privacy(&deployment.id);
     if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
         state.count_excluded_events(1);
         tracing::debug!(deployment = %deployment.id, "web event dropped by IP exclusion");
         return Ok(None);
     }
+    state
+        .rate_limits()
+        .check(&request.customer_cookie_id, client_address, 1)?;
 
     // The request's own `User-Agent` stands in only when the body says nothing about
     // the browser: a site's server calling for a visitor sends its own.

@@ -287,3 +287,32 @@ async fn without_stored_addresses_no_ip_is_stored_but_the_location_is() {
     }
     assert_eq!(found, Vec::<std::path::PathBuf>::new());
 }
+
+#[tokio::test]
+async fn excluded_traffic_spends_no_rate_allowance() {
+    // A visitor allowed 2 events a minute sends 3 batches of 2 from an excluded
+    // office address: each is dropped (204), none is rate limited (429, which the
+    // SDK would retry), and the visitor's allowance is intact afterwards.
+    let app = TestApp::with_config(|config| {
+        config.visitor_rate_limit_events_per_minute = 2;
+        exclude(config, &["81.2.69.142"]);
+    });
+    for n in 0..3u32 {
+        let events = vec![
+            pageview(10 * n + 1, T0, "https://shop.example/"),
+            record(10 * n + 2, "product_added", T0),
+        ];
+        let response = app
+            .send(batch_request_from("81.2.69.142", &[], batch(VISITOR, T0, events)))
+            .await;
+        assert_eq!(response.status, StatusCode::NO_CONTENT, "batch {n}");
+    }
+    let events = vec![
+        pageview(101, T0, "https://shop.example/"),
+        record(102, "product_added", T0),
+    ];
+    let response = app
+        .send(batch_request_from("81.2.69.143", &[], batch(VISITOR, T0, events)))
+        .await;
+    assert_eq!(response.ok_json()["accepted"], 2);
+}
