@@ -195,6 +195,9 @@ export function fp_page(location, names, excluded, keep) {
       innerHeight,
     ]
       .concat(values)
+      // The separator must not occur inside a field: `?q=a%01b` would shift every
+      // later field by one.
+      .map((v) => ('' + v).replace(/\x01/g, ''))
       .join('\x01');
   } catch (e) {}
 }

@@ -87,3 +87,28 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A link carrying the SDK's internal field separator (\x01, here `%01`) in a query
+/// value must not shift the page's other facts: the search term loses the character,
+/// and the campaign after it stays in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crafted_query_value_does_not_shift_the_page_facts() -> anyhow::Result<()> {
+    let env = Env::start(EnvOptions::default()).await?;
+    let browser = Browser::start().await?;
+    let result = crafted_link(&env, &browser).await;
+    browser.finish(result).await
+}
+
+async fn crafted_link(env: &Env, browser: &Browser) -> anyhow::Result<()> {
+    browser.goto(&env.demo("/products?q=a%01b&utm_source=news&utm_medium=email")).await?;
+    let visitor = browser.sdk_state().await?.visitor_id;
+    let session = wait_until("the page view to be stored", PATIENCE, || async {
+        Ok(env.sessions_of(&visitor).await?.into_iter().next())
+    })
+    .await?;
+    assert_eq!(session["searchTerms"], json!(["ab"]));
+    assert_eq!(session["mktCampaign"]["source"], json!("news"));
+    assert_eq!(session["mktCampaign"]["medium"], json!("email"));
+    assert_eq!(session["lastPage"]["title"], json!("Products — Trailhead Outfitters"));
+    Ok(())
+}
