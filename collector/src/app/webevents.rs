@@ -253,15 +253,22 @@ async fn record_web_event(
             .is_some_and(|settings| settings.require_verified_identity),
     };
     let timeout_ms = config.session_timeout_ms();
-    let (outcomes, stored, session) = state
+    // The same group-committing writer as the SDK's batches: the answer waits for the
+    // commit, and many concurrent web events share one transaction.
+    let reply = state
+        .store()
+        .enqueue_ingest(new_batch, now_ms, timeout_ms)?;
+    let outcomes = reply.await.map_err(|_| {
+        ApiError::Internal("the ingest writer dropped a web event unanswered".to_owned())
+    })??;
+    let (stored, session) = state
         .with_store_blocking(move |store| {
-            let outcomes = store.ingest(&new_batch, now_ms, timeout_ms)?;
             let stored = store.event(&event_id)?;
             let session = match &stored {
                 Some(stored) => store.session(&stored.session_id)?,
                 None => None,
             };
-            Ok((outcomes, stored, session))
+            Ok((stored, session))
         })
         .await?;
     // Agents' desks follow web events as they follow the SDK's batches.
