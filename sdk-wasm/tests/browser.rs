@@ -40,11 +40,20 @@ fn state(key: &str) -> JsValue {
 
 fn errors() -> Vec<String> {
     let list = Reflect::get(&js_sys::global(), &s("__footpath_errors")).unwrap();
-    list.dyn_into::<Array>().unwrap().iter().map(|e| e.as_string().unwrap()).collect()
+    list.dyn_into::<Array>()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_string().unwrap())
+        .collect()
 }
 
 fn document() -> web_sys::HtmlDocument {
-    web_sys::window().unwrap().document().unwrap().dyn_into().unwrap()
+    web_sys::window()
+        .unwrap()
+        .document()
+        .unwrap()
+        .dyn_into()
+        .unwrap()
 }
 
 fn storage() -> web_sys::Storage {
@@ -52,7 +61,28 @@ fn storage() -> web_sys::Storage {
 }
 
 fn is_uuid(text: &str) -> bool {
-    text.len() == 36 && text.chars().enumerate().all(|(i, c)| if [8, 13, 18, 23].contains(&i) { c == '-' } else { c.is_ascii_hexdigit() })
+    text.len() == 36
+        && text.chars().enumerate().all(|(i, c)| {
+            if [8, 13, 18, 23].contains(&i) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// The events this page keeps in `localStorage`, oldest first.
+fn stored_queue() -> Vec<String> {
+    let storage = storage();
+    let mut queues = Vec::new();
+    for i in 0..storage.length().unwrap() {
+        let key = storage.key(i).unwrap().unwrap();
+        if key.starts_with("_footpath_q") {
+            queues.push(storage.get_item(&key).unwrap().unwrap());
+        }
+    }
+    assert_eq!(queues.len(), 1, "one stored queue: {queues:?}");
+    queues[0].split('\n').map(str::to_owned).collect()
 }
 
 /// Waits for the page's SDK to emit `event` and returns the handler's argument.
@@ -60,17 +90,26 @@ async fn next(event: &str, within_ms: i32) -> JsValue {
     let promise = Promise::new(&mut |resolve, reject| {
         call(&[s("once"), s(event), resolve.into()]);
         let window = web_sys::window().unwrap();
-        let timeout = Function::new_with_args("reject", "reject(new Error('timed out waiting for an SDK event'))");
+        let timeout = Function::new_with_args(
+            "reject",
+            "reject(new Error('timed out waiting for an SDK event'))",
+        );
         let bound = timeout.bind1(&JsValue::NULL, &reject);
-        window.set_timeout_with_callback_and_timeout_and_arguments_0(bound.unchecked_ref(), within_ms).unwrap();
+        window
+            .set_timeout_with_callback_and_timeout_and_arguments_0(bound.unchecked_ref(), within_ms)
+            .unwrap();
     });
-    JsFuture::from(promise).await.expect("the SDK event arrived in time")
+    JsFuture::from(promise)
+        .await
+        .expect("the SDK event arrived in time")
 }
 
 #[wasm_bindgen_test]
 async fn cookie_cross_tab_session_queue_timer_and_errors() {
     // The page's error log, filled by an `error` handler.
-    Function::new_no_args("window.__footpath_errors = [];").call0(&JsValue::NULL).unwrap();
+    Function::new_no_args("window.__footpath_errors = [];")
+        .call0(&JsValue::NULL)
+        .unwrap();
     let on_error = Function::new_with_args("e", "window.__footpath_errors.push(e.message)");
     call(&[s("on"), s("error"), on_error.into()]);
 
@@ -81,9 +120,13 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
 
     // A cookie that is not ours (not a UUID) is replaced; another tab was active one
     // second ago in session "other-tab".
-    document().set_cookie("_footpath_vid=not-a-uuid; Path=/").unwrap();
+    document()
+        .set_cookie("_footpath_vid=not-a-uuid; Path=/")
+        .unwrap();
     let now = js_sys::Date::now() as i64;
-    storage().set_item("_footpath_session", &format!("other-tab|{}", now - 1000)).unwrap();
+    storage()
+        .set_item("_footpath_session", &format!("other-tab|{}", now - 1000))
+        .unwrap();
 
     call(&[
         s("init"),
@@ -97,24 +140,43 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
         ]),
     ]);
     assert_eq!(errors().len(), 1, "init reported nothing: {:?}", errors());
-    let visitor = state("visitorId").as_string().expect("a visitor id after init");
+    let visitor = state("visitorId")
+        .as_string()
+        .expect("a visitor id after init");
     assert!(is_uuid(&visitor), "{visitor}");
     let cookies = document().cookie().unwrap();
-    assert!(cookies.contains(&format!("_footpath_vid={visitor}")), "{cookies}");
+    assert!(
+        cookies.contains(&format!("_footpath_vid={visitor}")),
+        "{cookies}"
+    );
     assert!(!cookies.contains("not-a-uuid"), "{cookies}");
-    assert!(state("sessionId").is_undefined(), "no session before the first event");
+    assert!(
+        state("sessionId").is_undefined(),
+        "no session before the first event"
+    );
 
     // The first event joins the other tab's live session and records the activity.
     call(&[s("record"), s("first")]);
     assert_eq!(state("sessionId").as_string().as_deref(), Some("other-tab"));
     let shared = storage().get_item("_footpath_session").unwrap().unwrap();
-    assert!(shared.starts_with("other-tab|") && shared != format!("other-tab|{}", now - 1000), "{shared}");
+    assert!(
+        shared.starts_with("other-tab|") && shared != format!("other-tab|{}", now - 1000),
+        "{shared}"
+    );
     assert_eq!(state("queued").as_f64(), Some(1.0));
 
     // Bad calls: one error each, nothing queued.
     call(&[s("record"), s("bad-name")]);
-    call(&[s("record"), s("nested"), object(&[("a", object(&[("b", s("c"))]))])]);
-    call(&[s("record"), s("infinite"), object(&[("n", JsValue::from_f64(f64::INFINITY))])]);
+    call(&[
+        s("record"),
+        s("nested"),
+        object(&[("a", object(&[("b", s("c"))]))]),
+    ]);
+    call(&[
+        s("record"),
+        s("infinite"),
+        object(&[("n", JsValue::from_f64(f64::INFINITY))]),
+    ]);
     call(&[s("shout")]);
     let reported = errors();
     assert_eq!(reported.len(), 5, "{reported:?}");
@@ -124,24 +186,227 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
     assert!(reported[4].contains("shout"), "{reported:?}");
     assert_eq!(state("queued").as_f64(), Some(1.0));
 
-    // The tenth queued event sends the queue at once.
-    for i in 0..8 {
-        call(&[s("record"), s("filler"), object(&[("i", JsValue::from_f64(i as f64))])]);
+    // The queue is kept in `localStorage` under this page's key, one event per line,
+    // each with its id.
+    let stored = stored_queue();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(stored[0].contains("\"name\":\"first\""), "{stored:?}");
+
+    // A refused `record` or `identify` answers its callback once, with the error.
+    Function::new_no_args("window.__footpath_answers = [];")
+        .call0(&JsValue::NULL)
+        .unwrap();
+    let answer = Function::new_with_args(
+        "e, ok",
+        "window.__footpath_answers.push(e ? e.message : 'ok')",
+    );
+    call(&[
+        s("record"),
+        s("bad name"),
+        object(&[]),
+        answer.clone().into(),
+    ]);
+    call(&[
+        s("identify"),
+        s("ada"),
+        object(&[]),
+        answer.clone().into(),
+        s("extra"),
+    ]);
+    // Other refused commands do not call the functions they were given.
+    call(&[s("on"), s("no_such_event"), answer.clone().into()]);
+    let answers = js_sys::eval("window.__footpath_answers")
+        .unwrap()
+        .dyn_into::<Array>()
+        .unwrap();
+    let answers: Vec<String> = answers.iter().map(|a| a.as_string().unwrap()).collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(
+        answers[0].contains("bad name") && answers[1].contains("too many"),
+        "{answers:?}"
+    );
+    assert_eq!(errors().len(), 8, "{:?}", errors());
+
+    // The queue holds at most 1,000 events: the oldest go, and one report says how many;
+    // the callbacks of dropped events get the error.
+    call(&[s("record"), s("doomed"), answer.clone().into()]);
+    let dropped = Promise::new(&mut |resolve, _| call(&[s("once"), s("error"), resolve.into()]));
+    for i in 0..1_005 {
+        call(&[
+            s("record"),
+            s("filler"),
+            object(&[("i", JsValue::from_f64(i as f64))]),
+        ]);
     }
-    assert_eq!(state("queued").as_f64(), Some(9.0));
-    call(&[s("record"), s("tenth")]);
-    assert_eq!(state("queued").as_f64(), Some(0.0), "the full queue went out");
+    let dropped = JsFuture::from(dropped).await.unwrap();
+    let message = Reflect::get(&dropped, &s("message"))
+        .unwrap()
+        .as_string()
+        .unwrap();
+    assert!(message.contains("dropped 7 oldest"), "{message}");
+    let answers = js_sys::eval("window.__footpath_answers")
+        .unwrap()
+        .dyn_into::<Array>()
+        .unwrap();
+    assert_eq!(answers.length(), 3, "{answers:?}");
+    assert!(answers
+        .get(2)
+        .as_string()
+        .unwrap()
+        .contains("dropped 7 oldest"));
+    assert_eq!(state("queued").as_f64(), Some(1000.0));
+    let stored = stored_queue();
+    assert_eq!(stored.len(), 1000);
+    assert!(
+        stored[0].contains("\"i\":5}"),
+        "the oldest left is filler 5 (first, doomed and 0 to 4 went): {}",
+        stored[0]
+    );
+    assert!(stored[999].contains("\"i\":1004}"), "{}", stored[999]);
+
+    // And at most about 1 MB: big events push out many small ones.
+    let big: Vec<(String, JsValue)> = (0..50)
+        .map(|i| (format!("k{i}"), s(&"x".repeat(1000))))
+        .collect();
+    let big = object(
+        &big.iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let dropped = Promise::new(&mut |resolve, _| call(&[s("once"), s("error"), resolve.into()]));
+    for _ in 0..25 {
+        call(&[s("record"), s("big"), big.clone()]);
+    }
+    let dropped = JsFuture::from(dropped).await.unwrap();
+    let message = Reflect::get(&dropped, &s("message"))
+        .unwrap()
+        .as_string()
+        .unwrap();
+    assert!(message.contains("dropped"), "{message}");
+    let stored = stored_queue();
+    let size: usize = stored.iter().map(|entry| entry.len() + 1).sum();
+    assert!(size <= 1_000_001, "{size}");
+    assert!(
+        stored.len() < 1000 && stored.len() >= 19,
+        "{}",
+        stored.len()
+    );
+    assert!(stored.last().unwrap().contains("\"name\":\"big\""));
+
+    // When the page is hidden, what is not on its way already leaves by beacon, split
+    // so that no beacon is over 60,000 bytes; the events stay queued.
+    let beacons = js_sys::eval(
+        "window.__beacons = []; navigator.sendBeacon = (url, body) => (window.__beacons.push(body), true); \
+         dispatchEvent(new Event('pagehide')); window.__beacons",
+    )
+    .unwrap()
+    .dyn_into::<Array>()
+    .unwrap();
+    let beacons: Vec<String> = beacons.iter().map(|b| b.as_string().unwrap()).collect();
+    let stored = stored_queue();
+    assert!(beacons.len() > 1, "{} beacons", beacons.len());
+    let mut beaconed = Vec::new();
+    for body in &beacons {
+        assert!(body.len() <= 60_000, "a beacon of {} bytes", body.len());
+        assert!(
+            body.starts_with("{\"v\":1,\"deploymentId\":\"demo\",\"visitorId\":")
+                && body.ends_with("}]}"),
+            "{}",
+            &body[..100]
+        );
+        beaconed.extend(
+            body.match_indices("{\"id\":\"")
+                .map(|(at, _)| body[at + 7..at + 43].to_owned()),
+        );
+    }
+    let ids: Vec<String> = stored
+        .iter()
+        .map(|entry| {
+            let at = entry.find("{\"id\":\"").unwrap() + 7;
+            entry[at..at + 36].to_owned()
+        })
+        .collect();
+    assert!(
+        beaconed.iter().all(|id| ids.contains(id)),
+        "only stored events"
+    );
+    let unique: std::collections::BTreeSet<&String> = beaconed.iter().collect();
+    assert_eq!(unique.len(), beaconed.len(), "no event twice");
+    // At most one request (of at most 50 events) may be on its way and is left alone.
+    assert!(
+        beaconed.len() + 50 >= ids.len() && !beaconed.is_empty(),
+        "{} of {}",
+        beaconed.len(),
+        ids.len()
+    );
+    assert_eq!(
+        stored_queue().len(),
+        stored.len(),
+        "beaconed events stay queued"
+    );
+    // Leaving a page hides it, then fires `pagehide`: no event goes twice.
+    let again =
+        js_sys::eval("dispatchEvent(new Event('pagehide')); window.__beacons.length").unwrap();
+    assert_eq!(again.as_f64(), Some(beacons.len() as f64), "beaconed again");
+
+    // Coming back online sends at once, without waiting out the retry delay. Sends
+    // fail here (port 9); once none is on its way, the `online` event starts one
+    // before it returns.
+    js_sys::eval(
+        "window.__fetches = [0, 0]; const realFetch = fetch; \
+         window.fetch = function () { __fetches[0]++; const p = realFetch.apply(this, arguments); p.then(() => __fetches[1]++, () => __fetches[1]++); return p; }",
+    )
+    .unwrap();
+    // A first `online` event ends the wait for the retry timer, unless a request
+    // from before the counter is still on its way.
+    js_sys::eval("dispatchEvent(new Event('online'))").unwrap();
+    let fetches = || {
+        js_sys::eval("window.__fetches")
+            .unwrap()
+            .dyn_into::<Array>()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_f64().unwrap())
+            .collect::<Vec<f64>>()
+    };
+    loop {
+        let counts = fetches();
+        if counts[0] > 0.0 && counts[0] == counts[1] {
+            break;
+        }
+        JsFuture::from(Promise::new(&mut |resolve, _| {
+            web_sys::window()
+                .unwrap()
+                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 50)
+                .unwrap();
+        }))
+        .await
+        .unwrap();
+    }
+    let before = fetches()[0];
+    js_sys::eval("dispatchEvent(new Event('online'))").unwrap();
+    assert_eq!(fetches()[0], before + 1.0, "the online event sent at once");
 
     // With a 1.2 s timeout and no more activity, the timer ends the session.
     let ended = next("session:ended", 5_000).await;
-    assert_eq!(Reflect::get(&ended, &s("sessionId")).unwrap().as_string().as_deref(), Some("other-tab"));
+    assert_eq!(
+        Reflect::get(&ended, &s("sessionId"))
+            .unwrap()
+            .as_string()
+            .as_deref(),
+        Some("other-tab")
+    );
     assert!(state("sessionId").is_undefined());
 
     // The next activity starts a new session, announced to the page.
-    let started = Promise::new(&mut |resolve, _| call(&[s("once"), s("session:started"), resolve.into()]));
+    let started =
+        Promise::new(&mut |resolve, _| call(&[s("once"), s("session:started"), resolve.into()]));
     call(&[s("record"), s("after_timeout")]);
     let started = JsFuture::from(started).await.unwrap();
-    let new_session = Reflect::get(&started, &s("sessionId")).unwrap().as_string().unwrap();
+    let new_session = Reflect::get(&started, &s("sessionId"))
+        .unwrap()
+        .as_string()
+        .unwrap();
     assert_ne!(new_session, "other-tab");
     assert!(is_uuid(&new_session), "{new_session}");
     assert_eq!(state("sessionId").as_string(), Some(new_session));

@@ -85,8 +85,11 @@ async fn page(State(config): State<Arc<DemoConfig>>, uri: Uri) -> Response {
     }
 }
 
+/// `no-cache` rather than `no-store`: always revalidated, but a page may still be kept
+/// in the browser's back/forward cache, as on most real sites, which the SDK must not
+/// prevent.
 fn respond(content_type: &'static str, body: String) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-store")], body).into_response()
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
 
 /// Serves the demo on `listener` until `shutdown` completes.

@@ -75,7 +75,13 @@ mod tests {
 
     #[test]
     fn is_uuid_rejects_other_shapes() {
-        for bad in ["", "not-a-uuid", "01234567-89ab-7fff-bfff-ffffffffffffff", "01234567x89ab-7fff-bfff-ffffffffffff", "0123456g-89ab-7fff-bfff-ffffffffffff"] {
+        for bad in [
+            "",
+            "not-a-uuid",
+            "01234567-89ab-7fff-bfff-ffffffffffffff",
+            "01234567x89ab-7fff-bfff-ffffffffffff",
+            "0123456g-89ab-7fff-bfff-ffffffffffff",
+        ] {
             assert!(!is_uuid(bad), "{bad}");
         }
     }

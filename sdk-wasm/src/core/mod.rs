@@ -1,14 +1,17 @@
-//! The SDK's logic without a browser: ids, sessions shared across tabs, the send queue.
+//! The SDK's logic without a browser: ids, sessions shared across tabs, event encoding
+//! and the retry backoff.
 
 mod ids;
 mod options;
+mod retry;
 mod session;
 mod tracker;
 
 pub use ids::{is_uuid, uuid_v4, uuid_v7};
 pub use options::{Options, PageviewMode};
+pub use retry::{retry_delay_ms, MAX_BACKOFF_MS, MAX_RETRY_AFTER_MS};
 pub use session::{push_u64, SessionRecord, SESSION_KEY};
-pub use tracker::{Flush, Notice, Tracked, Tracker};
+pub use tracker::{Notice, Tracked, Tracker};
 
 /// What the core needs from its surroundings. The browser implementation uses
 /// `Date.now()`, `crypto.getRandomValues` and `localStorage`; tests use a fake.
@@ -53,7 +56,10 @@ pub(crate) mod fake {
 
         /// A second tab: same storage and clock, its own random stream.
         pub fn other_tab(&self) -> FakePlatform {
-            FakePlatform { counter: Rc::new(Cell::new(100)), ..self.clone() }
+            FakePlatform {
+                counter: Rc::new(Cell::new(100)),
+                ..self.clone()
+            }
         }
 
         pub fn advance(&self, ms: i64) {
@@ -75,7 +81,9 @@ pub(crate) mod fake {
             self.storage.borrow().get(key).cloned()
         }
         fn save(&self, key: &str, value: &str) {
-            self.storage.borrow_mut().insert(key.to_owned(), value.to_owned());
+            self.storage
+                .borrow_mut()
+                .insert(key.to_owned(), value.to_owned());
         }
         fn remove(&self, key: &str) {
             self.storage.borrow_mut().remove(key);

@@ -27,7 +27,10 @@ impl SessionRecord {
             return None;
         }
         let last_activity_ms = parse_i64(last)?;
-        Some(SessionRecord { id: id.to_owned(), last_activity_ms })
+        Some(SessionRecord {
+            id: id.to_owned(),
+            last_activity_ms,
+        })
     }
 
     pub fn to_text(&self) -> String {
@@ -49,7 +52,10 @@ fn parse_i64(text: &str) -> Option<i64> {
     if text.is_empty() || text.len() > 18 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(text.bytes().fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64))
+    Some(
+        text.bytes()
+            .fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64),
+    )
 }
 
 pub(crate) fn push_i64(out: &mut String, value: i64) {
@@ -84,23 +90,43 @@ mod tests {
 
     #[test]
     fn round_trips_through_text() {
-        let record = SessionRecord { id: "abc".to_owned(), last_activity_ms: 1_764_000_000_123 };
+        let record = SessionRecord {
+            id: "abc".to_owned(),
+            last_activity_ms: 1_764_000_000_123,
+        };
         assert_eq!(record.to_text(), "abc|1764000000123");
         assert_eq!(SessionRecord::parse(&record.to_text()), Some(record));
     }
 
     #[test]
     fn foreign_or_torn_values_read_as_no_session() {
-        for bad in ["", "abc", "|123", "abc|", "abc|12x", "abc|-5", "abc|9999999999999999999"] {
+        for bad in [
+            "",
+            "abc",
+            "|123",
+            "abc|",
+            "abc|12x",
+            "abc|-5",
+            "abc|9999999999999999999",
+        ] {
             assert_eq!(SessionRecord::parse(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn liveness_is_strict_at_the_timeout() {
-        let record = SessionRecord { id: "s".to_owned(), last_activity_ms: 0 };
+        let record = SessionRecord {
+            id: "s".to_owned(),
+            last_activity_ms: 0,
+        };
         let timeout = 20 * 60 * 1000;
-        assert!(record.is_live_at(timeout - 1000, timeout), "19 min 59 s continues");
-        assert!(!record.is_live_at(timeout, timeout), "20 min is a new session");
+        assert!(
+            record.is_live_at(timeout - 1000, timeout),
+            "19 min 59 s continues"
+        );
+        assert!(
+            !record.is_live_at(timeout, timeout),
+            "20 min is a new session"
+        );
     }
 }

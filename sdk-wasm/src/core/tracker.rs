@@ -1,20 +1,15 @@
-//! The state of one page's SDK: who the visitor is, which session they are in, and the
-//! events waiting to be sent.
-
-
+//! The state of one page's SDK: who the visitor is, which session they are in, and who
+//! they said they are. Each event leaves here already encoded; the send queue itself
+//! lives in `host.js` (see `web/mod.rs`), which stores, bounds and sends the texts.
 
 use footpath_protocol::v1::{
-    AttributeValue, Batch, Context, Event, EventKind, Map, Page, IDENTIFIED, LOGGED_OUT, VERSION,
+    encode_batch, AttributeValue, Batch, Context, Event, EventKind, Map, Page, IDENTIFIED,
+    LOGGED_OUT, VERSION,
 };
 
 use super::ids::{uuid_v4, uuid_v7};
 use super::session::{SessionRecord, SESSION_KEY};
 use super::{Options, Platform};
-
-/// A full queue is sent at once.
-pub const FLUSH_AT_EVENTS: usize = 10;
-/// Otherwise the queue is sent this long after its first event was queued.
-pub const FLUSH_DELAY_MS: i64 = 1000;
 
 /// Lifecycle changes the page can subscribe to with `ac('on', ...)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,22 +18,14 @@ pub enum Notice {
     SessionEnded(String),
 }
 
-/// What the caller should do about sending after queueing an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flush {
-    /// The queue is full: send now.
-    Now,
-    /// The first event of a new queue: send after this many milliseconds.
-    After(i64),
-    /// A send is already scheduled for the queue.
-    Scheduled,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tracked {
     pub event_id: String,
+    /// The event as a batch of one, `sentAt` 0: the sender merges such texts into
+    /// batches and sets `sentAt` (see `fpBody` in `host.js`). The id stays the same
+    /// through every retry and reload, so that the collector can deduplicate.
+    pub text: String,
     pub notices: Vec<Notice>,
-    pub flush: Flush,
 }
 
 pub struct Tracker<P: Platform> {
@@ -48,7 +35,6 @@ pub struct Tracker<P: Platform> {
     /// The session this tab last took part in; `None` before the first event and
     /// after the session ended.
     session_id: Option<String>,
-    queue: Vec<Event>,
     traits: Map<AttributeValue>,
     login_id: Option<String>,
 }
@@ -60,7 +46,6 @@ impl<P: Platform> Tracker<P> {
             options,
             visitor_id,
             session_id: None,
-            queue: Vec::new(),
             traits: Map::new(),
             login_id: None,
         }
@@ -68,10 +53,6 @@ impl<P: Platform> Tracker<P> {
 
     pub fn options(&self) -> &Options {
         &self.options
-    }
-
-    pub fn platform(&self) -> &P {
-        &self.platform
     }
 
     pub fn visitor_id(&self) -> &str {
@@ -82,11 +63,7 @@ impl<P: Platform> Tracker<P> {
         self.session_id.as_deref()
     }
 
-    pub fn queued(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Queues an event of the current session (starting one if needed). The caller has
+    /// Records an event of the current session (starting one if needed). The caller has
     /// validated the name and attributes.
     pub fn track(
         &mut self,
@@ -101,26 +78,34 @@ impl<P: Platform> Tracker<P> {
         let mut random = [0u8; 10];
         self.platform.fill_random(&mut random);
         let event_id = uuid_v7(now, random);
-        self.queue.push(Event {
-            id: event_id.clone(),
-            kind,
-            name,
-            time: now,
-            session_id: self.session_id.clone(),
-            page,
-            context,
-            login_id: self.login_id.clone(),
-            attributes,
-            traits: self.traits.clone(),
-        });
-        let flush = if self.queue.len() >= FLUSH_AT_EVENTS {
-            Flush::Now
-        } else if self.queue.len() == 1 {
-            Flush::After(FLUSH_DELAY_MS)
-        } else {
-            Flush::Scheduled
+        let mut batch = Batch {
+            v: VERSION,
+            deployment_id: self.options.deployment_id.clone(),
+            visitor_id: self.visitor_id.clone(),
+            sent_at: 0,
+            events: vec![Event {
+                id: event_id.clone(),
+                kind,
+                name,
+                time: now,
+                session_id: self.session_id.clone(),
+                page,
+                context,
+                login_id: self.login_id.clone(),
+                attributes,
+                // Lent to the event and taken back: cloning a map costs more code.
+                traits: std::mem::take(&mut self.traits),
+            }],
         };
-        Tracked { event_id, notices, flush }
+        let text = encode_batch(&batch);
+        if let Some(event) = batch.events.pop() {
+            self.traits = event.traits;
+        }
+        Tracked {
+            event_id,
+            text,
+            notices,
+        }
     }
 
     /// `ac('identify', loginId, traits)`: newer traits overwrite older ones and ride on
@@ -136,14 +121,25 @@ impl<P: Platform> Tracker<P> {
             self.login_id = login_id;
         }
         self.traits.extend(traits);
-        self.track(EventKind::Identify, IDENTIFIED.to_owned(), page, context, Map::new())
+        self.track(
+            EventKind::Identify,
+            IDENTIFIED.to_owned(),
+            page,
+            context,
+            Map::new(),
+        )
     }
 
     /// `ac('identify', null)`: records the log-out in the current session, then forgets
     /// the identity and ends the session, so that the next activity starts a new one.
     pub fn logout(&mut self, page: Option<Page>, context: Option<Context>) -> Tracked {
-        let mut tracked =
-            self.track(EventKind::Logout, LOGGED_OUT.to_owned(), page, context, Map::new());
+        let mut tracked = self.track(
+            EventKind::Logout,
+            LOGGED_OUT.to_owned(),
+            page,
+            context,
+            Map::new(),
+        );
         self.login_id = None;
         self.traits.clear();
         self.platform.remove(SESSION_KEY);
@@ -151,29 +147,6 @@ impl<P: Platform> Tracker<P> {
             tracked.notices.push(Notice::SessionEnded(ended));
         }
         tracked
-    }
-
-    /// Takes up to `max` queued events as a batch stamped with the send time.
-    pub fn take_batch(&mut self, max: usize) -> Option<Batch> {
-        if self.queue.is_empty() {
-            return None;
-        }
-        let rest = self.queue.split_off(self.queue.len().min(max));
-        let events = std::mem::replace(&mut self.queue, rest);
-        Some(Batch {
-            v: VERSION,
-            deployment_id: self.options.deployment_id.clone(),
-            visitor_id: self.visitor_id.clone(),
-            sent_at: self.platform.now_ms(),
-            events,
-        })
-    }
-
-    /// Puts the events of a failed send back at the front of the queue, ids unchanged,
-    /// so that a retry is deduplicated by the collector.
-    pub fn requeue(&mut self, mut events: Vec<Event>) {
-        events.append(&mut self.queue);
-        self.queue = events;
     }
 
     /// Called when the inactivity timer fires. Returns the notices to emit and, while
@@ -204,7 +177,9 @@ impl<P: Platform> Tracker<P> {
     }
 
     fn shared_session(&self) -> Option<SessionRecord> {
-        self.platform.load(SESSION_KEY).and_then(|text| SessionRecord::parse(&text))
+        self.platform
+            .load(SESSION_KEY)
+            .and_then(|text| SessionRecord::parse(&text))
     }
 
     /// Activity at `now`: continue the shared session if it is alive, otherwise start
@@ -226,7 +201,14 @@ impl<P: Platform> Tracker<P> {
                 notices.insert(0, Notice::SessionEnded(previous));
             }
         }
-        self.platform.save(SESSION_KEY, &SessionRecord { id: id.clone(), last_activity_ms: now }.to_text());
+        self.platform.save(
+            SESSION_KEY,
+            &SessionRecord {
+                id: id.clone(),
+                last_activity_ms: now,
+            }
+            .to_text(),
+        );
         self.session_id = Some(id);
         notices
     }
@@ -236,12 +218,15 @@ impl<P: Platform> Tracker<P> {
 mod tests {
     use super::super::fake::FakePlatform;
     use super::*;
-    use footpath_protocol::v1::PAGE_VIEWED;
 
     const MINUTE: i64 = 60_000;
 
     fn tracker(platform: &FakePlatform) -> Tracker<FakePlatform> {
-        Tracker::new(platform.clone(), Options::new("demo".into(), "http://c".into()), "visitor".into())
+        Tracker::new(
+            platform.clone(),
+            Options::new("demo".into(), "http://c".into()),
+            "visitor".into(),
+        )
     }
 
     fn record(t: &mut Tracker<FakePlatform>, name: &str) -> Tracked {
@@ -249,28 +234,31 @@ mod tests {
     }
 
     #[test]
-    fn first_event_starts_a_session_and_schedules_a_send() {
+    fn first_event_starts_a_session() {
         let platform = FakePlatform::new(1_000_000);
         let mut t = tracker(&platform);
         let tracked = record(&mut t, "a");
         let id = t.session_id().unwrap().to_owned();
         assert_eq!(tracked.notices, vec![Notice::SessionStarted(id.clone())]);
-        assert_eq!(tracked.flush, Flush::After(FLUSH_DELAY_MS));
         assert_eq!(platform.load(SESSION_KEY).unwrap(), format!("{id}|1000000"));
-        assert_eq!(record(&mut t, "b").flush, Flush::Scheduled);
+        assert!(record(&mut t, "b").notices.is_empty());
     }
 
     #[test]
-    fn tenth_event_flushes_at_once_and_batches_keep_order() {
+    fn each_event_is_a_batch_of_one_that_starts_with_its_id() {
         let platform = FakePlatform::new(1_000_000);
         let mut t = tracker(&platform);
-        let flushes: Vec<Flush> = (0..10).map(|i| record(&mut t, &format!("e{i}")).flush).collect();
-        assert_eq!(flushes[9], Flush::Now);
-        platform.advance(5);
-        let batch = t.take_batch(100).unwrap();
-        assert_eq!(batch.sent_at, 1_000_005);
-        assert_eq!(batch.events.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), (0..10).map(|i| format!("e{i}")).collect::<Vec<_>>());
-        assert!(t.take_batch(100).is_none());
+        let tracked = record(&mut t, "cart_viewed");
+        let session = t.session_id().unwrap().to_owned();
+        let event = format!(
+            "{{\"id\":\"{}\",\"kind\":\"record\",\"name\":\"cart_viewed\",\"time\":1000000,\"sessionId\":\"{session}\"",
+            tracked.event_id
+        );
+        // `host.js` relies on this shape: the header up to `"events":[`, with `sentAt`
+        // 0 for it to replace, then the event, whose first field is its id.
+        let expected = format!("{{\"v\":1,\"deploymentId\":\"demo\",\"visitorId\":\"visitor\",\"sentAt\":0,\"events\":[{event}");
+        assert!(tracked.text.starts_with(&expected), "{}", tracked.text);
+        assert!(tracked.text.ends_with("}]}"), "{}", tracked.text);
     }
 
     #[test]
@@ -306,7 +294,10 @@ mod tests {
         let notices = record(&mut t, "b").notices;
         let second = t.session_id().unwrap().to_owned();
         assert_ne!(first, second);
-        assert_eq!(notices, vec![Notice::SessionEnded(first), Notice::SessionStarted(second)]);
+        assert_eq!(
+            notices,
+            vec![Notice::SessionEnded(first), Notice::SessionStarted(second)]
+        );
     }
 
     #[test]
@@ -317,7 +308,10 @@ mod tests {
         let mut t2 = tracker(&tab2);
         record(&mut t1, "a");
         tab1.advance(15 * MINUTE);
-        assert!(record(&mut t2, "b").notices.is_empty(), "tab 2 joins without starting a session");
+        assert!(
+            record(&mut t2, "b").notices.is_empty(),
+            "tab 2 joins without starting a session"
+        );
         assert_eq!(t1.session_id(), t2.session_id());
         // Tab 1's timer fires 20 minutes after its own activity, but tab 2 was active
         // 5 minutes ago: the session lives on for 15 more minutes.
@@ -341,31 +335,35 @@ mod tests {
         let platform = FakePlatform::new(0);
         let mut t = tracker(&platform);
         let mut traits = Map::new();
-        traits.insert("email".to_owned(), AttributeValue::String("ada@example.com".into()));
-        t.identify(Some("ada".into()), traits, None, None);
-        record(&mut t, "after");
+        traits.insert(
+            "email".to_owned(),
+            AttributeValue::String("ada@example.com".into()),
+        );
+        let identified = t.identify(Some("ada".into()), traits, None, None);
+        let after = record(&mut t, "after");
         let session = t.session_id().unwrap().to_owned();
         let logout = t.logout(None, None);
+        let ada = "\"loginId\":\"ada\",\"traits\":{\"email\":\"ada@example.com\"}}]}";
+        for (tracked, name) in [
+            (&identified, "identified"),
+            (&after, "after"),
+            (&logout, "logged_out"),
+        ] {
+            assert!(
+                tracked.text.contains(&format!("\"name\":\"{name}\"")),
+                "{}",
+                tracked.text
+            );
+            assert!(tracked.text.ends_with(ada), "{}", tracked.text);
+        }
         assert_eq!(logout.notices, vec![Notice::SessionEnded(session.clone())]);
         assert_eq!(platform.load(SESSION_KEY), None);
         let next = record(&mut t, "anonymous");
         assert!(matches!(&next.notices[..], [Notice::SessionStarted(s)] if *s != session));
-        let batch = t.take_batch(100).unwrap();
-        let names: Vec<_> = batch.events.iter().map(|e| (e.name.as_str(), e.login_id.as_deref(), e.traits.len())).collect();
-        assert_eq!(names, vec![("identified", Some("ada"), 1), ("after", Some("ada"), 1), ("logged_out", Some("ada"), 1), ("anonymous", None, 0)]);
-    }
-
-    #[test]
-    fn requeued_events_go_first_with_their_ids() {
-        let platform = FakePlatform::new(0);
-        let mut t = tracker(&platform);
-        t.track(EventKind::Pageview, PAGE_VIEWED.into(), None, None, Map::new());
-        let failed = t.take_batch(100).unwrap();
-        record(&mut t, "later");
-        let ids: Vec<String> = failed.events.iter().map(|e| e.id.clone()).collect();
-        t.requeue(failed.events);
-        let retry = t.take_batch(1).unwrap();
-        assert_eq!(retry.events.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), ids);
-        assert_eq!(t.queued(), 1);
+        assert!(
+            !next.text.contains("loginId") && !next.text.contains("traits"),
+            "{}",
+            next.text
+        );
     }
 }

@@ -75,6 +75,19 @@ impl Args {
         self.0.get(i).unwrap_or(&Val::Undefined)
     }
 
+    /// The last function among the arguments not taken yet: the callback of a
+    /// command that was refused.
+    pub fn callback(&mut self) -> Option<Func> {
+        self.0
+            .iter_mut()
+            .rev()
+            .find(|value| matches!(value, Val::Func(_)))
+            .and_then(|value| match std::mem::replace(value, Val::Undefined) {
+                Val::Func(function) => Some(function),
+                _ => None,
+            })
+    }
+
     pub fn take(&mut self, i: usize) -> Val {
         match self.0.get_mut(i) {
             Some(value) => std::mem::replace(value, Val::Undefined),
@@ -98,8 +111,8 @@ fn entries(value: Val, what: &str) -> Result<Vec<(String, Val)>> {
 const OPTIONS: [(&str, &str); 9] = [
     ("collectorUrl", "must be an http(s) URL"),
     ("cookieDomain", "must be a string"),
-    ("cookieExpiryDays", "must be 1 to 3650 days"),
-    ("sessionTimeoutMinutes", "must be above 0 and at most 1440 minutes"),
+    ("cookieExpiryDays", "must be 1 to 3650"),
+    ("sessionTimeoutMinutes", "must be above 0, at most 1440"),
     ("searchQueryParameters", "must be an array of strings"),
     ("excludedQueryParameters", "must be an array of strings"),
     ("keepUrlFragment", "must be true or false"),
@@ -111,7 +124,11 @@ const OPTIONS: [(&str, &str); 9] = [
 
 /// `ac('init')` options. Problems with single options do not stop the SDK: they are
 /// returned as messages to report, and the option keeps its default.
-pub fn options(deployment_id: String, default_collector: String, value: Val) -> Result<(Options, Vec<String>)> {
+pub fn options(
+    deployment_id: String,
+    default_collector: String,
+    value: Val,
+) -> Result<(Options, Vec<String>)> {
     let mut options = Options::new(deployment_id, default_collector);
     let mut problems = Vec::new();
     for (key, value) in &entries(value, "options")? {
@@ -132,7 +149,9 @@ pub fn options(deployment_id: String, default_collector: String, value: Val) -> 
                 }
                 _ => false,
             },
-            Some(1) => text.map(|domain| options.cookie_domain = Some(domain.clone())).is_some(),
+            Some(1) => text
+                .map(|domain| options.cookie_domain = Some(domain.clone()))
+                .is_some(),
             Some(2) => {
                 let ok = (1.0..=3650.0).contains(&number);
                 if ok {
@@ -147,8 +166,12 @@ pub fn options(deployment_id: String, default_collector: String, value: Val) -> 
                 }
                 ok
             }
-            Some(4) => string_list(value).map(|list| options.search_query_parameters = list).is_some(),
-            Some(5) => string_list(value).map(|list| options.excluded_query_parameters = list).is_some(),
+            Some(4) => string_list(value)
+                .map(|list| options.search_query_parameters = list)
+                .is_some(),
+            Some(5) => string_list(value)
+                .map(|list| options.excluded_query_parameters = list)
+                .is_some(),
             Some(6) => match value {
                 Val::Bool(keep) => {
                     options.keep_url_fragment = *keep;
@@ -194,7 +217,9 @@ pub fn pageview(value: Val) -> Result<(String, Option<String>, Map<AttributeValu
         match (key.as_str(), value) {
             ("location", Val::Str(text)) => location = text,
             ("title", Val::Str(text)) => title = Some(text),
-            ("customAttributes", value) => attributes = self::attributes(value, "customAttributes")?,
+            ("customAttributes", value) => {
+                attributes = self::attributes(value, "customAttributes")?
+            }
             ("traitsMapper", _) => {}
             ("location" | "title", _) => return Err(cat(&[&key, " must be a string"])),
             _ => return Err(cat(&["'", &key, "' is not a page view option"])),
@@ -206,20 +231,26 @@ pub fn pageview(value: Val) -> Result<(String, Option<String>, Map<AttributeValu
 /// `ac('record', eventName [, attributes] [, callback])`.
 pub fn record(args: &mut Args) -> Result<(String, Map<AttributeValue>, Option<Func>)> {
     let Val::Str(name) = args.take(1) else {
-        return Err("the event name must be a string".into());
+        return Err("needs an event name".into());
     };
     if let Err(error) = validate_event_name(&name) {
         return Err(cat(&["event name '", &name, "' ", error.reason()]));
     }
     Ok(match args.take(2) {
         Val::Func(callback) => (name, Map::new(), Some(callback)),
-        first => (name, attributes(first, "attributes")?, callback(args.take(3))?),
+        first => (
+            name,
+            attributes(first, "attributes")?,
+            callback(args.take(3))?,
+        ),
     })
 }
 
 /// `ac('identify' [, loginId] [, traits] [, callback])`; `loginId === null` logs out.
 /// Gives whether to log out, the login id, the traits and the callback.
-pub fn identify(args: &mut Args) -> Result<(bool, Option<String>, Map<AttributeValue>, Option<Func>)> {
+pub fn identify(
+    args: &mut Args,
+) -> Result<(bool, Option<String>, Map<AttributeValue>, Option<Func>)> {
     let mut logout = false;
     let mut login_id = None;
     let mut traits = Map::new();
@@ -227,7 +258,7 @@ pub fn identify(args: &mut Args) -> Result<(bool, Option<String>, Map<AttributeV
     match args.get(1) {
         Val::Null => logout = true,
         Val::Str(id) if id.is_empty() || id.len() > MAX_VALUE_BYTES => {
-            return Err("the login id must be a string of 1 to 1024 bytes".into())
+            return Err("bad login id".into())
         }
         Val::Str(id) => login_id = Some(id.clone()),
         _ => next = 1,
@@ -241,21 +272,22 @@ pub fn identify(args: &mut Args) -> Result<(bool, Option<String>, Map<AttributeV
             next += 1;
         }
     }
-    let callback = callback(args.take(next))?;
-    while next < args.0.len() {
-        next += 1;
-        if !matches!(args.get(next), Val::Undefined) {
+    // Checked before the callback is taken, so that a refusal still reaches it.
+    let mut extra = next;
+    while extra < args.0.len() {
+        extra += 1;
+        if !matches!(args.get(extra), Val::Undefined) {
             return Err("too many arguments".into());
         }
     }
-    Ok((logout, login_id, traits, callback))
+    Ok((logout, login_id, traits, callback(args.take(next))?))
 }
 
 fn callback(value: Val) -> Result<Option<Func>> {
     match value {
         Val::Undefined => Ok(None),
         Val::Func(function) => Ok(Some(function)),
-        _ => Err("the callback must be a function".into()),
+        _ => Err("bad callback".into()),
     }
 }
 
@@ -272,11 +304,19 @@ pub fn attributes(value: Val, what: &str) -> Result<Map<AttributeValue>> {
         }
         let value = match raw {
             // `{ dataType, value }`, the Journey API's own attribute shape.
-            Val::Object(inner) => inner.into_iter().find(|(key, _)| key == "value").and_then(|(_, value)| flat(value)),
+            Val::Object(inner) => inner
+                .into_iter()
+                .find(|(key, _)| key == "value")
+                .and_then(|(_, value)| flat(value)),
             raw => flat(raw),
         };
         let Some(value) = value else {
-            return Err(cat(&[what, ".", &name, " must be a string, finite number or boolean"]));
+            return Err(cat(&[
+                what,
+                ".",
+                &name,
+                " must be a string, finite number or boolean",
+            ]));
         };
         if let AttributeValue::String(text) = &value {
             if text.len() > MAX_VALUE_BYTES {

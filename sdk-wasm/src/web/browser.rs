@@ -55,7 +55,9 @@ pub fn split(text: &str, separator: u8) -> Vec<&str> {
 
 /// Field `i` of what `fp_page` gave, or ''.
 fn field(fields: &[&str], i: usize) -> String {
-    fields.get(i).map_or(String::new(), |text| (*text).to_owned())
+    fields
+        .get(i)
+        .map_or(String::new(), |text| (*text).to_owned())
 }
 
 fn number(fields: &[&str], i: usize) -> u32 {
@@ -100,7 +102,11 @@ pub fn visitor_id(options: &Options) -> String {
 
 /// The page an event happened on (the current one, or `location` resolved against it)
 /// and the browser's context.
-pub fn page(options: &Options, location: &str, title: Option<String>) -> Result<(Page, Context), String> {
+pub fn page(
+    options: &Options,
+    location: &str,
+    title: Option<String>,
+) -> Result<(Page, Context), String> {
     let mut names = String::new();
     for name in &options.search_query_parameters {
         names.push_str(name);

@@ -19,15 +19,206 @@ const fpNumbers = [];
 const fpFunctions = {};
 let fpLast = 0;
 
-// `wake(kind, text)`: 1 flush timer, 2 inactivity timer, 3 page hidden, 4 collector's
-// results, 5 refused, 6 retry later (text: Retry-After).
+// `wake(kind, text)`: 1 retry timer, 2 inactivity timer, 4 the collector's verdicts
+// (see `fpSend`), 6 retry later (text: Retry-After or ''), 7 events dropped (as 4,
+// each with the same error).
 export function fp_init(wake) {
   fpWake = wake;
-  const hide = () => fpWake(3, '');
-  addEventListener('pagehide', hide);
-  document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState == 'hidden') hide();
+  // Chrome keeps no page that holds a Web Lock in its back/forward cache: the locks
+  // go with the page and come back if it does.
+  addEventListener('pagehide', () => {
+    fpHide();
+    fpHeld.map((release) => release());
+    fpHeld = [];
   });
+  addEventListener('pageshow', (event) => event.persisted && fpLock());
+  addEventListener('online', fp_flush);
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState == 'hidden') fpHide();
+  });
+}
+
+// The send queue: the events of this page that the collector has not judged yet, each
+// the text of a batch of one (`Tracked::text` in the module), oldest first. It lives
+// here rather than in the module because this is cheaper in bytes, and its rules are
+// few: it is saved in `localStorage` under this page's own key after every change, so
+// that it outlives a reload, a crash or a closed tab, and the next page of the site
+// adopts the keys of pages that are gone (`fp_setup`). Each event keeps its id through
+// every retry and reload; the collector deduplicates by id.
+let fpQueue = [];
+let fpKey = '_footpath_q';
+let fpUrl;
+// The entries of the one request on its way (sends are one at a time, in order).
+let fpSending;
+// Waiting out a retry delay: only the module's retry timer (`fp_flush`) or the
+// browser coming back online ends it.
+let fpPaused;
+let fpSoon;
+let fpDropped = [];
+const fpLocks = navigator.locks;
+// Resolving these lets go of the locks this page holds.
+let fpHeld = [];
+
+function fpHold() {
+  return new Promise((release) => fpHeld.push(release));
+}
+
+function fpLock() {
+  if (fpLocks) fpLocks.request(fpKey, fpHold);
+}
+
+// At most 1,000 events and about 1 MB (UTF-16 units, one per byte of ASCII JSON): the
+// oldest go first, and the module hears which (their callbacks get an error, the
+// page's `on('error')` handlers one report per task).
+function fpBound() {
+  for (let size = fpQueue.join().length; fpQueue.length > 1000 || size > 1e6; ) {
+    const entry = fpQueue.shift();
+    size -= entry.length + 1;
+    if (!fpDropped.push(fpId(entry)) - 1) {
+      setTimeout(() => {
+        fpWake(7, fpDropped.map((id) => id + '\x01!queue full: dropped ' + fpDropped.length + ' oldest events').join('\x01'));
+        fpDropped = [];
+      });
+    }
+  }
+  fp_save(fpKey, fpQueue.join('\n'));
+}
+
+function fpId(entry) {
+  return entry.substr(entry.indexOf('"events":[') + 17, 36);
+}
+
+function fpHead(entry) {
+  return entry.slice(0, entry.indexOf('"sentAt"'));
+}
+
+// The longest run from the start of `list` that can go in one request: entries of the
+// same deployment and visitor, at most 50 events (the collector takes 100) and 60,000
+// bytes (browsers refuse keepalive requests and beacons over 64 KiB in flight). A
+// first entry bigger than that goes alone, by plain fetch.
+function fpTake(list) {
+  const batch = [];
+  let size = 0;
+  for (const entry of list) {
+    if (batch.length > 49 || fpHead(entry) != fpHead(list[0]) || ((size += new Blob([entry]).size) > 6e4 && batch[0])) break;
+    batch.push(entry);
+  }
+  return batch;
+}
+
+// The batches of one merged into one, stamped with the time it is sent.
+function fpBody(batch) {
+  return fpHead(batch[0]) + '"sentAt":' + Date.now() + ',"events":[' + batch.map((entry) => entry.slice(entry.indexOf('"events":[') + 10, -2)) + ']}';
+}
+
+// Sets the collector's batch URL, holds this page's key for as long as the page lives
+// (a Web Lock, which the browser lets go even when the tab crashes), and adopts the
+// queues of pages that are gone. Another live tab holds its own key's lock, so its
+// events are never sent twice; two new pages cannot both take a dead page's events
+// because the lock is taken `ifAvailable` and kept. Without Web Locks (old browsers,
+// plain http) every other key is adopted: a live tab's events may then be sent twice,
+// which the collector deduplicates. So may the events of a page that comes back from
+// the back/forward cache after the next page adopted them.
+export function fp_setup(url) {
+  fpUrl = url;
+  fpKey += fp_random();
+  fpLock();
+  try {
+    for (const key of Object.keys(localStorage)) {
+      if (!key.indexOf('_footpath_q') && key != fpKey) {
+        const adopt = () => {
+          const text = fp_load(key);
+          fp_save(key, '');
+          if (text) {
+            fpQueue = text.split('\n').concat(fpQueue);
+            fpBound();
+            setTimeout(fpFlush);
+          }
+          return fpHold();
+        };
+        fpLocks ? fpLocks.request(key, { ifAvailable: true }, (lock) => lock && adopt()) : adopt();
+      }
+    }
+  } catch (e) {}
+}
+
+// An event from the module: stored at once, sent within a second, or now when ten
+// are waiting.
+export function fp_queue(text) {
+  fpQueue.push(text);
+  fpBound();
+  if (!fpSoon || fpQueue.length > 9) {
+    clearTimeout(fpSoon);
+    fpSoon = setTimeout(fpFlush, fpQueue.length > 9 ? 0 : 1e3);
+  }
+}
+
+// The module's retry timer fired, or the browser is back online: resume at once.
+export function fp_flush() {
+  fpPaused = 0;
+  fpFlush();
+}
+
+function fpFlush() {
+  fpSoon = 0;
+  if (!fpSending && !fpPaused && fpQueue[0]) fpSend((fpSending = fpTake(fpQueue)));
+}
+
+// One request, with keepalive when small enough so that it survives the page. The
+// collector's answer goes to the module as `id\x01[!error]` for each event: its
+// verdicts for 2xx (and 400 with results), the refusal's message for the other 4xx;
+// these events are settled and leave the queue. 429, 5xx and network failures keep
+// them and ask the module how long to wait (with Retry-After for 429 and 503).
+function fpSend(batch) {
+  const body = fpBody(batch);
+  const retry = (after) => {
+    fpSending = 0;
+    fpPaused = 1;
+    fpWake(6, after || '');
+  };
+  fetch(fpUrl, { method: 'POST', body, mode: 'cors', credentials: 'omit', keepalive: new Blob([body]).size < 6e4 }).then(
+    (response) => {
+      const status = response.status;
+      if (status == 429 || status > 499) return retry((status == 429 || status == 503) && response.headers.get('retry-after'));
+      return response
+        .json()
+        .catch(() => 0)
+        .then((json) => {
+          const results = (json && json.results) || [];
+          fpSending = 0;
+          fpQueue = fpQueue.filter((entry) => !batch.includes(entry));
+          fpBound();
+          fpWake(
+            4,
+            batch
+              .map((entry) => {
+                const id = fpId(entry);
+                const result = results.find((r) => r && r.id == id);
+                return id + '\x01' + (result ? (result.error == null ? '' : '!' + result.error) : '!' + ((json && json.message) || 'no verdict'));
+              })
+              .join('\x01'),
+          );
+          fpFlush();
+        });
+    },
+    () => retry(),
+  );
+}
+
+// The page is being hidden, left or closed: what is not on its way already goes out
+// by beacon, as text/plain (no CORS preflight), in as many beacons as needed. The
+// fate of a beacon is unknown, so its events stay in the queue: this page sends them
+// again if it lives on (and then calls their callbacks), the next page if not; the
+// collector keeps one copy of each. Leaving a page hides it first, then fires
+// `pagehide`: what went out by beacon at the first does not go again at the second.
+let fpBeaconed = [];
+
+function fpHide() {
+  let rest = fpQueue.filter((entry) => !(fpSending || []).includes(entry) && !fpBeaconed.includes(entry));
+  fpBeaconed = fpQueue.slice();
+  try {
+    for (let batch; rest[0] && navigator.sendBeacon(fpUrl, fpBody((batch = fpTake(rest)))); ) rest = rest.slice(batch.length);
+  } catch (e) {}
 }
 
 // Kinds: 0 undefined, 1 null, 2 false, 3 true, 4 number, 5 string, 6 function,
@@ -107,12 +298,14 @@ export function fp_same(a, b) {
   return fpFunctions[a] === fpFunctions[b];
 }
 
-export function fp_state(visitorId, sessionId, queued) {
+// The test hook's state: empty before init (`started` false); `queued` counts this
+// page's events that the collector has not judged yet.
+export function fp_state(visitorId, sessionId, started) {
   const state = {};
-  if (queued >= 0) {
+  if (started) {
     state.visitorId = visitorId;
     if (sessionId) state.sessionId = sessionId;
-    state.queued = queued;
+    state.queued = fpQueue.length;
   }
   return state;
 }
@@ -200,41 +393,6 @@ export function fp_page(location, names, excluded, keep) {
       .map((v) => ('' + v).replace(/\x01/g, ''))
       .join('\x01');
   } catch (e) {}
-}
-
-// A string body goes out as text/plain, which needs no CORS preflight.
-export function fp_beacon(url, body) {
-  try {
-    return navigator.sendBeacon(url, body);
-  } catch (e) {
-    return false;
-  }
-}
-
-// `fetch` with keepalive, answered later through wake: 4 with `id\x01[!error]\x01...`
-// when the collector judged each event, 5 with its message when it refused the batch,
-// 6 with Retry-After ('' when absent) for 429, 5xx and network failures.
-export function fp_post(url, body, keepalive) {
-  Promise.resolve()
-    .then(() => fetch(url, { method: 'POST', body, mode: 'cors', credentials: 'omit', keepalive }))
-    .then(
-      (response) => {
-        const status = response.status;
-        if (status == 429 || status > 499) return fpWake(6, response.headers.get('retry-after') || '');
-        return response
-          .json()
-          .catch(() => null)
-          .then((json) => {
-            const results = json && json.results;
-            if (((status > 199 && status < 300) || status == 400) && Array.isArray(results)) {
-              fpWake(4, results.map((r) => (r = Object(r)).id + '\x01' + (r.error == null ? '' : '!' + r.error)).join('\x01'));
-            } else {
-              fpWake(5, '' + ((json && json.message) || 'no details'));
-            }
-          });
-      },
-      () => fpWake(6, ''),
-    );
 }
 
 export function fp_timer(which, ms) {

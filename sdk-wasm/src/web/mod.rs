@@ -13,34 +13,34 @@
 //! Page callbacks (`on` handlers, `record` callbacks) may call `ac(...)` again, so they
 //! are never invoked while the SDK's state is borrowed: state changes queue the calls
 //! to make in [`Sdk::calls`], which run after the borrow ends.
+//!
+//! Delivery: each event leaves the core encoded (a batch of one, with its id) and goes
+//! to the send queue in `host.js`, which keeps it in `localStorage` until the collector
+//! has judged it, sends one request at a time, beacons what is left when the page is
+//! hidden, and hands the queues of closed pages to the next page (see the comments
+//! there). The module keeps the rest: the callbacks by event id, called once with the
+//! collector's verdict or the refusal (events whose page is gone are still delivered
+//! by a later page, but their callbacks went with their page), and the retry backoff
+//! (`core::retry_delay_ms`).
 
 mod args;
 mod browser;
 
 use std::cell::RefCell;
 
-use footpath_protocol::v1::{encode_batch, AttributeValue, Event, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
+use footpath_protocol::v1::{AttributeValue, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
-use crate::core::{Flush, Notice, PageviewMode, Tracked, Tracker};
+use crate::core::{retry_delay_ms, Notice, PageviewMode, Tracked, Tracker};
 use args::{Args, Val};
 use browser::Browser;
-
-/// Most events in one request; the collector accepts up to 100.
-const MAX_EVENTS_PER_REQUEST: usize = 50;
-/// Retry delays double from the first to the last.
-const FIRST_RETRY_MS: u32 = 1_000;
-const MAX_RETRY_MS: u32 = 60_000;
-/// Browsers refuse `keepalive` requests whose bodies add up to more than 64 KiB.
-const KEEPALIVE_LIMIT_BYTES: usize = 60_000;
 
 /// What `host.js` calls back with (see `fp_init` there).
 const WAKE_FLUSH: u32 = 1;
 const WAKE_IDLE: u32 = 2;
-const WAKE_HIDDEN: u32 = 3;
-const WAKE_RESULTS: u32 = 4;
 const WAKE_RETRY: u32 = 6;
+const WAKE_DROPPED: u32 = 7;
 
 /// How a held function is called (see `fp_call` in `host.js`); `+ CALL_ONCE` lets it go.
 const CALL_PLAIN: u32 = 0;
@@ -67,7 +67,7 @@ extern "C" {
     fn fp_call(handle: u32, how: u32, a: &str, b: &str);
     fn fp_free(handle: u32);
     fn fp_same(a: u32, b: u32) -> bool;
-    fn fp_state(visitor_id: &str, session_id: &str, queued: i32) -> JsValue;
+    fn fp_state(visitor_id: &str, session_id: &str, started: bool) -> JsValue;
     fn fp_now() -> f64;
     fn fp_random() -> u32;
     fn fp_load(key: &str) -> Option<String>;
@@ -76,8 +76,9 @@ extern "C" {
     fn fp_origin(url: &str) -> String;
     fn fp_cookie(name: &str, set: &str) -> String;
     fn fp_page(location: &str, names: &str, excluded: &str, keep_fragment: bool) -> Option<String>;
-    fn fp_beacon(url: &str, body: &str) -> bool;
-    fn fp_post(url: &str, body: &str, keepalive: bool);
+    fn fp_setup(batch_url: &str);
+    fn fp_queue(text: &str);
+    fn fp_flush();
     fn fp_timer(which: u32, ms: f64) -> u32;
     fn fp_clear(id: u32);
 }
@@ -138,17 +139,14 @@ struct Sdk {
     /// Where the SDK was loaded from: the default collector.
     script_url: String,
     tracker: Option<Tracker<Browser>>,
-    /// `{collectorUrl}/sdk/v1/batch`.
-    batch_url: String,
     handlers: Vec<Handler>,
     /// `record`/`identify` callbacks waiting for the collector's answer, by event id.
     callbacks: Vec<(String, Func)>,
-    flush_timer: Option<Timer>,
+    /// The wait before `host.js` sends again after a failure.
+    retry_timer: Option<Timer>,
     idle_timer: Option<Timer>,
-    /// The events of the request on its way; sends are strictly one at a time, which
-    /// keeps events in order.
-    in_flight: Option<Vec<Event>>,
-    retry_ms: u32,
+    /// Sends that failed in a row, for the backoff.
+    failures: u32,
     /// Page functions to call, with how and what, once the state is no longer borrowed.
     calls: Vec<(u32, u32, String, String)>,
 }
@@ -159,13 +157,11 @@ thread_local! {
             awake: false,
             script_url: String::new(),
             tracker: None,
-            batch_url: String::new(),
             handlers: Vec::new(),
             callbacks: Vec::new(),
-            flush_timer: None,
+            retry_timer: None,
             idle_timer: None,
-            in_flight: None,
-            retry_ms: 0,
+            failures: 0,
             calls: Vec::new(),
         })
     };
@@ -208,24 +204,47 @@ pub fn command(arguments: Array) {
             _ => String::new(),
         };
         if let Err(message) = sdk.command(&name, &mut args) {
-            sdk.report(&name, &message);
+            let text = sdk.report(&name, &message);
+            // A refused `record` or `identify` still answers its callback, once.
+            if matches!(name.as_str(), "record" | "identify") {
+                if let Some(callback) = args.callback() {
+                    let handle = callback.into_handle();
+                    sdk.calls
+                        .push((handle, CALL_FAILED | CALL_ONCE, text, String::new()));
+                }
+            }
         }
     });
 }
 
-/// Timers, page hiding and the collector's answers.
+/// Timers and the send queue's news.
 fn wake(kind: u32, text: String) {
     with_sdk(&mut |sdk| match kind {
         WAKE_FLUSH => {
-            sdk.flush_timer = None;
-            sdk.flush(false);
+            sdk.retry_timer = None;
+            fp_flush();
         }
         WAKE_IDLE => {
             sdk.idle_timer = None;
             sdk.check_idle();
         }
-        WAKE_HIDDEN => sdk.flush(true),
-        _ => sdk.sent(kind, &text),
+        WAKE_RETRY => {
+            // The events stay queued in `host.js`, ids unchanged.
+            sdk.failures += 1;
+            let delay = retry_delay_ms(
+                sdk.failures,
+                browser::digits(text.trim_ascii()),
+                fp_random(),
+            );
+            sdk.retry_timer = Some(Timer::new(WAKE_FLUSH, delay as f64));
+        }
+        // The queue was full: these events were dropped (no answer for the backoff).
+        WAKE_DROPPED => sdk.sent(&text),
+        // 4: the collector's verdicts.
+        _ => {
+            sdk.failures = 0;
+            sdk.sent(&text);
+        }
     });
 }
 
@@ -243,35 +262,51 @@ impl Sdk {
             "on" | "once" | "off" => self.subscribe(name, args),
             "pageview" | "record" | "identify" => {
                 if self.tracker.is_none() {
-                    return Err("call ac('init', deploymentId) first".into());
+                    return Err("call init first".into());
                 }
                 match name {
                     "pageview" => {
                         let (location, title, attributes) = args::pageview(args.take(1))?;
-                        self.track(What::Event(EventKind::Pageview, PAGE_VIEWED.into(), attributes), &location, title, None)
+                        self.track(
+                            What::Event(EventKind::Pageview, PAGE_VIEWED.into(), attributes),
+                            &location,
+                            title,
+                            None,
+                        )
                     }
                     "record" => {
                         let (name, attributes, callback) = args::record(args)?;
-                        self.track(What::Event(EventKind::Record, name, attributes), "", None, callback)
+                        self.track(
+                            What::Event(EventKind::Record, name, attributes),
+                            "",
+                            None,
+                            callback,
+                        )
                     }
                     _ => {
                         let (logout, login_id, traits, callback) = args::identify(args)?;
-                        let what = if logout { What::Logout } else { What::Identify(login_id, traits) };
+                        let what = if logout {
+                            What::Logout
+                        } else {
+                            What::Identify(login_id, traits)
+                        };
                         self.track(what, "", None, callback)
                     }
                 }
             }
-            "load" | "forms:track" => Err("is not supported yet".into()),
+            "load" | "forms:track" => Err("is not supported".into()),
             "" => Err("needs a command name".into()),
             _ => Err("is not a command".into()),
         }
     }
 
-    /// Logs the problem once on the console and tells the page's `error` handlers.
-    fn report(&mut self, command: &str, message: &str) {
+    /// Logs the problem once on the console and tells the page's `error` handlers;
+    /// gives the text it reported.
+    fn report(&mut self, command: &str, message: &str) -> String {
         let text = cat(&["[footpath] ac('", command, "'): ", message]);
         fp_error(&text);
         self.emit(ERROR, CALL_ERROR_EVENT, command, &text);
+        text
     }
 
     fn emit(&mut self, event: u8, how: u32, a: &str, b: &str) {
@@ -282,9 +317,15 @@ impl Sdk {
                 i += 1;
             } else if handler.once {
                 let handler = self.handlers.remove(i);
-                self.calls.push((handler.function.into_handle(), how | CALL_ONCE, a.into(), b.into()));
+                self.calls.push((
+                    handler.function.into_handle(),
+                    how | CALL_ONCE,
+                    a.into(),
+                    b.into(),
+                ));
             } else {
-                self.calls.push((handler.function.0, how, a.into(), b.into()));
+                self.calls
+                    .push((handler.function.0, how, a.into(), b.into()));
                 i += 1;
             }
         }
@@ -306,18 +347,19 @@ impl Sdk {
         }
         let deployment_id = match args.take(1) {
             Val::Str(id) if !id.is_empty() => id,
-            _ => return Err("the deployment id must be a non-empty string".into()),
+            _ => return Err("needs a deployment id".into()),
         };
-        let (options, problems) = args::options(deployment_id, fp_origin(&self.script_url), args.take(2))?;
+        let (options, problems) =
+            args::options(deployment_id, fp_origin(&self.script_url), args.take(2))?;
         let collector = options.collector_url.as_bytes();
         let mut end = collector.len();
         while end > 0 && collector[end - 1] == b'/' {
             end -= 1;
         }
         if end == 0 {
-            return Err("collectorUrl is missing".into());
+            return Err("needs collectorUrl".into());
         }
-        self.batch_url = cat(&[&options.collector_url[..end], BATCH_PATH]);
+        fp_setup(&cat(&[&options.collector_url[..end], BATCH_PATH]));
         let pageview = options.pageview;
         let visitor_id = browser::visitor_id(&options);
         self.tracker = Some(Tracker::new(Browser, options, visitor_id));
@@ -325,7 +367,15 @@ impl Sdk {
             self.report("init", &problem);
         }
         if pageview == PageviewMode::Auto {
-            self.track(What::Event(EventKind::Pageview, PAGE_VIEWED.into(), Map::new()), "", None, None)?;
+            // A page view that fails is reported; `ready` is emitted all the same.
+            if let Err(message) = self.track(
+                What::Event(EventKind::Pageview, PAGE_VIEWED.into(), Map::new()),
+                "",
+                None,
+                None,
+            ) {
+                self.report("pageview", &message);
+            }
         }
         // `ready` is for handlers registered before init; later ones are called at once.
         self.emit(READY, CALL_PLAIN, "", "");
@@ -337,9 +387,9 @@ impl Sdk {
             Val::Str(name) => EVENTS.iter().position(|event| event == name),
             _ => None,
         }
-        .ok_or("the event must be ready, session:started, session:ended or error")?;
+        .ok_or("unknown event")?;
         let Val::Func(function) = args.take(2) else {
-            return Err("the handler must be a function".into());
+            return Err("needs a function".into());
         };
         let event = event as u8;
         if how == "off" {
@@ -353,42 +403,57 @@ impl Sdk {
                 }
             }
         } else if event == READY && self.tracker.is_some() {
-            self.calls.push((function.into_handle(), CALL_PLAIN | CALL_ONCE, String::new(), String::new()));
+            self.calls.push((
+                function.into_handle(),
+                CALL_PLAIN | CALL_ONCE,
+                String::new(),
+                String::new(),
+            ));
         } else {
-            self.handlers.push(Handler { event, function, once: how == "once" });
+            self.handlers.push(Handler {
+                event,
+                function,
+                once: how == "once",
+            });
         }
         Ok(())
     }
 
     /// Queues an event with the facts of the page, remembers its callback, emits
-    /// session notices, re-arms the inactivity timer and schedules the send.
-    fn track(&mut self, what: What, location: &str, title: Option<String>, callback: Option<Func>) -> Result<(), String> {
+    /// session notices and re-arms the inactivity timer; `host.js` sends it.
+    fn track(
+        &mut self,
+        what: What,
+        location: &str,
+        title: Option<String>,
+        callback: Option<Func>,
+    ) -> Result<(), String> {
         let Some(tracker) = self.tracker.as_mut() else {
             return Err("not initialised".into());
         };
         let (page, context) = browser::page(tracker.options(), location, title)?;
         let (page, context) = (Some(page), Some(context));
         let tracked: Tracked = match what {
-            What::Event(kind, name, attributes) => tracker.track(kind, name, page, context, attributes),
+            What::Event(kind, name, attributes) => {
+                tracker.track(kind, name, page, context, attributes)
+            }
             What::Identify(login_id, traits) => tracker.identify(login_id, traits, page, context),
             What::Logout => tracker.logout(page, context),
         };
         let timeout = tracker.options().session_timeout_ms;
+        fp_queue(&tracked.text);
         if let Some(callback) = callback {
             self.callbacks.push((tracked.event_id, callback));
         }
         self.notices(tracked.notices);
         self.idle_timer = Some(Timer::new(WAKE_IDLE, timeout as f64));
-        match tracked.flush {
-            Flush::Now => self.flush(false),
-            Flush::After(ms) => self.flush_timer = Some(Timer::new(WAKE_FLUSH, ms as f64)),
-            Flush::Scheduled => {}
-        }
         Ok(())
     }
 
     fn check_idle(&mut self) {
-        let Some(tracker) = self.tracker.as_mut() else { return };
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
         let (notices, again) = tracker.check_idle();
         if let Some(wait) = again {
             self.idle_timer = Some(Timer::new(WAKE_IDLE, wait as f64));
@@ -396,71 +461,32 @@ impl Sdk {
         self.notices(notices);
     }
 
-    /// Sends what is queued. When the page is being hidden or unloaded everything goes
-    /// out at once by beacon; otherwise one request at a time.
-    fn flush(&mut self, page_hiding: bool) {
-        let Some(tracker) = self.tracker.as_mut() else { return };
-        if page_hiding {
-            while let Some(batch) = tracker.take_batch(MAX_EVENTS_PER_REQUEST) {
-                if !fp_beacon(&self.batch_url, &encode_batch(&batch)) {
-                    // The beacon queue is full: keep the rest for a keepalive fetch.
-                    tracker.requeue(batch.events);
-                    break;
-                }
+    /// Events were settled (`id`, then `!error` or nothing, for each): judged by the
+    /// collector, or dropped from the full queue. Their callbacks are called, and each
+    /// error is reported once however many events it concerns.
+    fn sent(&mut self, text: &str) {
+        let fields = browser::split(text, 1);
+        let mut last = "";
+        for pair in fields.chunks(2) {
+            let error = pair
+                .get(1)
+                .filter(|e| e.as_bytes().first() == Some(&b'!'))
+                .map(|e| &e[1..]);
+            self.settle(pair[0], error);
+            if let Some(error) = error.filter(|e| *e != last) {
+                self.report("record", error);
+                last = error;
             }
-        }
-        if self.in_flight.is_some() {
-            return;
-        }
-        let Some(batch) = tracker.take_batch(MAX_EVENTS_PER_REQUEST) else { return };
-        let body = encode_batch(&batch);
-        fp_post(&self.batch_url, &body, body.len() < KEEPALIVE_LIMIT_BYTES);
-        self.in_flight = Some(batch.events);
-    }
-
-    /// The collector answered (or the network failed) for the events in flight.
-    fn sent(&mut self, kind: u32, text: &str) {
-        let events = self.in_flight.take().unwrap_or_default();
-        if kind == WAKE_RETRY {
-            self.retry_ms = (self.retry_ms.saturating_mul(2)).clamp(FIRST_RETRY_MS, MAX_RETRY_MS);
-            let after = browser::digits(text.trim_ascii()).map(|seconds| seconds.saturating_mul(1000) as u32);
-            let delay = after.unwrap_or(self.retry_ms).min(MAX_RETRY_MS);
-            if let Some(tracker) = self.tracker.as_mut() {
-                tracker.requeue(events);
-            }
-            self.flush_timer = Some(Timer::new(WAKE_FLUSH, delay as f64));
-            return;
-        }
-        self.retry_ms = 0;
-        if kind == WAKE_RESULTS {
-            // `id`, then `!error` or nothing, for each event.
-            let fields = browser::split(text, 1);
-            for pair in fields.chunks(2) {
-                let error = pair.get(1).filter(|e| e.as_bytes().first() == Some(&b'!')).map(|e| &e[1..]);
-                self.settle(pair[0], error);
-                if let Some(error) = error {
-                    self.report("record", error);
-                }
-            }
-            // Events the collector did not mention are settled as failed.
-            for event in &events {
-                self.settle(&event.id, Some("no result from the collector"));
-            }
-        } else {
-            let text = cat(&["the collector refused the events: ", text]);
-            for event in &events {
-                self.settle(&event.id, Some(&text));
-            }
-            self.report("record", &text);
-        }
-        if self.tracker.as_ref().is_some_and(|t| t.queued() > 0) {
-            self.flush(false);
         }
     }
 
     /// Calls and lets go the callback of event `id`, if it has one.
     fn settle(&mut self, id: &str, error: Option<&str>) {
-        let Some(index) = self.callbacks.iter().position(|(event_id, _)| event_id == id) else {
+        let Some(index) = self
+            .callbacks
+            .iter()
+            .position(|(event_id, _)| event_id == id)
+        else {
             return;
         };
         let (_, callback) = self.callbacks.swap_remove(index);
@@ -468,7 +494,12 @@ impl Sdk {
             None => (CALL_OK, id),
             Some(message) => (CALL_FAILED, message),
         };
-        self.calls.push((callback.into_handle(), how | CALL_ONCE, text.into(), String::new()));
+        self.calls.push((
+            callback.into_handle(),
+            how | CALL_ONCE,
+            text.into(),
+            String::new(),
+        ));
     }
 }
 
@@ -477,9 +508,11 @@ impl Sdk {
 #[wasm_bindgen]
 pub fn __footpath_state() -> JsValue {
     SDK.with(|sdk| match &sdk.borrow().tracker {
-        Some(tracker) => {
-            fp_state(tracker.visitor_id(), tracker.session_id().unwrap_or(""), tracker.queued() as i32)
-        }
-        None => fp_state("", "", -1),
+        Some(tracker) => fp_state(
+            tracker.visitor_id(),
+            tracker.session_id().unwrap_or(""),
+            true,
+        ),
+        None => fp_state("", "", false),
     })
 }

@@ -10,7 +10,10 @@ use crate::support::{sdk_dir, Env, EnvOptions, DEPLOYMENT};
 
 /// A UUID-shaped id (version 4 layout), unique enough within a test run.
 fn test_uuid(salt: u64) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let mixed = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     format!(
         "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
@@ -23,7 +26,10 @@ fn test_uuid(salt: u64) -> String {
 }
 
 fn batch(visitor_id: &str) -> Value {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     json!({
         "v": 1,
         "deploymentId": DEPLOYMENT,
@@ -59,18 +65,28 @@ async fn a_batch_from_a_foreign_origin_is_refused_and_not_stored() -> anyhow::Re
     let refused = post_batch(&env, "http://evil.example", &body).await?;
     assert_eq!(refused.status(), reqwest::StatusCode::FORBIDDEN);
     assert!(
-        refused.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none(),
+        refused
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .is_none(),
         "a refused origin is not told it may read the answer: {:?}",
         refused.headers()
     );
-    assert_eq!(env.sessions_of(&visitor).await?, Vec::<Value>::new(), "nothing stored");
+    assert_eq!(
+        env.sessions_of(&visitor).await?,
+        Vec::<Value>::new(),
+        "nothing stored"
+    );
 
     // The very same batch from the demo's origin is valid and stored: the 403 above was
     // about the origin, not about the batch.
     let accepted = post_batch(&env, &env.demo_url, &body).await?;
     assert_eq!(accepted.status(), reqwest::StatusCode::OK);
     assert_eq!(
-        accepted.headers().get(header::ACCESS_CONTROL_ALLOW_ORIGIN).map(|v| v.to_str().unwrap()),
+        accepted
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.to_str().unwrap()),
         Some(env.demo_url.as_str())
     );
     let answer: Value = accepted.json().await?;
@@ -92,13 +108,25 @@ async fn the_wasm_file_is_served_brotli_compressed_as_application_wasm() -> anyh
         .await?;
     assert_eq!(response.status(), reqwest::StatusCode::OK);
     let headers = response.headers().clone();
-    let value = |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(value(header::CONTENT_TYPE).as_deref(), Some("application/wasm"), "{headers:?}");
-    assert_eq!(value(header::CONTENT_ENCODING).as_deref(), Some("br"), "{headers:?}");
+    let value =
+        |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        value(header::CONTENT_TYPE).as_deref(),
+        Some("application/wasm"),
+        "{headers:?}"
+    );
+    assert_eq!(
+        value(header::CONTENT_ENCODING).as_deref(),
+        Some("br"),
+        "{headers:?}"
+    );
     // reqwest is built without brotli support, so the body arrives as sent.
     let body = response.bytes().await?;
     let expected = std::fs::read(sdk_dir()?.join("footpath.wasm.br"))?;
     assert_eq!(body.len(), expected.len());
-    assert!(body.as_ref() == expected.as_slice(), "the body is footpath.wasm.br");
+    assert!(
+        body.as_ref() == expected.as_slice(),
+        "the body is footpath.wasm.br"
+    );
     Ok(())
 }

@@ -78,7 +78,10 @@ async fn configure_desk(env: &Env) -> anyhow::Result<()> {
 async fn create_contact(env: &Env, body: Value) -> anyhow::Result<Value> {
     let response = env
         .http
-        .post(format!("{}/api/v2/externalcontacts/contacts", env.collector_url))
+        .post(format!(
+            "{}/api/v2/externalcontacts/contacts",
+            env.collector_url
+        ))
         .bearer_auth(TOKEN)
         .json(&body)
         .send()
@@ -95,7 +98,11 @@ async fn create_contact(env: &Env, body: Value) -> anyhow::Result<Value> {
 pub(crate) async fn sign_in(env: &Env, agent: &Browser) -> anyhow::Result<()> {
     agent.goto(&format!("{}/desk/", env.collector_url)).await?;
     let url = agent.client.current_url().await?;
-    assert_eq!(url.path(), "/desk/signin", "a signed-out agent is sent to sign in");
+    assert_eq!(
+        url.path(),
+        "/desk/signin",
+        "a signed-out agent is sent to sign in"
+    );
     agent.type_into("#token", TOKEN).await?;
     agent.click("#signin-button").await?;
     wait_until("the desk after sign-in", PATIENCE, || async {
@@ -115,13 +122,21 @@ pub(crate) async fn eval(browser: &Browser, expression: &str) -> anyhow::Result<
 
 pub(crate) async fn wait_for_element(browser: &Browser, css: &str) -> anyhow::Result<()> {
     wait_until(&format!("an element {css}"), PATIENCE, || async {
-        let found = eval(browser, &format!("document.querySelector({}) !== null", json!(css))).await?;
+        let found = eval(
+            browser,
+            &format!("document.querySelector({}) !== null", json!(css)),
+        )
+        .await?;
         Ok((found == json!(true)).then_some(()))
     })
     .await
 }
 
-pub(crate) async fn wait_for_text_containing(browser: &Browser, css: &str, part: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_text_containing(
+    browser: &Browser,
+    css: &str,
+    part: &str,
+) -> anyhow::Result<()> {
     wait_until(&format!("{css} to contain {part:?}"), PATIENCE, || async {
         let text = browser.text_of(css).await.unwrap_or_default();
         Ok(text.contains(part).then_some(()))
@@ -166,7 +181,10 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
     let list_item = agent.client.find(Locator::Css(&item)).await?;
     agent
         .client
-        .execute("document.querySelector(arguments[0]).focus();", vec![json!(item)])
+        .execute(
+            "document.querySelector(arguments[0]).focus();",
+            vec![json!(item)],
+        )
         .await?;
     list_item.send_keys(&Key::Enter.to_string()).await?;
     agent.wait_for_text("#card-customer", "Unknown").await?;
@@ -175,7 +193,9 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
 
     // A search: the current page changes and the map gains a search icon.
     visitor.type_into("#home-search", "boots").await?;
-    visitor.click("form[role=search] button[type=submit]").await?;
+    visitor
+        .click("form[role=search] button[type=submit]")
+        .await?;
     visitor
         .wait_for_text("#search-summary", "1 result(s) for \"boots\"")
         .await?;
@@ -186,7 +206,9 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
     // The product page, then the custom event: timed from the moment the visitor's
     // browser has the collector's answer to the moment the agent's DOM shows it.
     visitor.click("a.product-link").await?;
-    visitor.wait_for_text("#product-name", "Ridge hiking boots").await?;
+    visitor
+        .wait_for_text("#product-name", "Ridge hiking boots")
+        .await?;
     wait_for_text_containing(agent, "#card-page-url", "/product?sku=BOOT-1").await?;
     agent
         .client
@@ -216,16 +238,19 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
         )
         .await?;
     visitor.click("#add-to-cart").await?;
-    visitor.wait_for_text("#cart-message", "Added to your cart.").await?;
-    let (accepted_at, seen_at) = wait_until("both timestamps of the cart event", PATIENCE, || async {
-        let accepted = eval(visitor, "window.__cartAcceptedAt").await?;
-        let seen = eval(agent, "window.__cartSeenAt").await?;
-        Ok(match (accepted.as_i64(), seen.as_i64()) {
-            (Some(accepted), Some(seen)) => Some((accepted, seen)),
-            _ => None,
+    visitor
+        .wait_for_text("#cart-message", "Added to your cart.")
+        .await?;
+    let (accepted_at, seen_at) =
+        wait_until("both timestamps of the cart event", PATIENCE, || async {
+            let accepted = eval(visitor, "window.__cartAcceptedAt").await?;
+            let seen = eval(agent, "window.__cartSeenAt").await?;
+            Ok(match (accepted.as_i64(), seen.as_i64()) {
+                (Some(accepted), Some(seen)) => Some((accepted, seen)),
+                _ => None,
+            })
         })
-    })
-    .await?;
+        .await?;
     let latency_ms = seen_at - accepted_at;
     eprintln!("LIVE UPDATE LATENCY: the card showed cart_added {latency_ms} ms after the batch response arrived");
     println!("live update latency: {latency_ms} ms");
@@ -236,7 +261,11 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
 
     // Configured names and labels; the hidden price never reached the page.
     let cart = ".journey-event[data-event-name=\"cart_added\"]";
-    let tooltip = eval(agent, &format!("document.querySelector('{cart} .tooltip').textContent")).await?;
+    let tooltip = eval(
+        agent,
+        &format!("document.querySelector('{cart} .tooltip').textContent"),
+    )
+    .await?;
     let tooltip = tooltip.as_str().unwrap_or_default().to_owned();
     assert!(tooltip.starts_with("Added to cart"), "{tooltip}");
     let labels = eval(
@@ -246,7 +275,11 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
     .await?;
     assert_eq!(
         labels,
-        json!(["Product code=BOOT-1", "Product=Ridge hiking boots", "quantity=1"]),
+        json!([
+            "Product code=BOOT-1",
+            "Product=Ridge hiking boots",
+            "quantity=1"
+        ]),
         "{tooltip}"
     );
     let icon_name = eval(
@@ -266,11 +299,21 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
         "Array.from(document.querySelectorAll('.tip-attributes dd')).some(function (dd) { return dd.textContent === '139'; }) || document.querySelector('[data-attribute=\"price\"]') !== null",
     )
     .await?;
-    assert_eq!(priced, json!(false), "the hidden price reached the agent's page");
+    assert_eq!(
+        priced,
+        json!(false),
+        "the hidden price reached the agent's page"
+    );
 
     // Tooltips show on focus (and hover).
-    let tip = agent.client.find(Locator::Css(&format!("{cart} .tooltip"))).await?;
-    assert!(!tip.is_displayed().await?, "tooltips are hidden until asked for");
+    let tip = agent
+        .client
+        .find(Locator::Css(&format!("{cart} .tooltip")))
+        .await?;
+    assert!(
+        !tip.is_displayed().await?,
+        "tooltips are hidden until asked for"
+    );
     agent.click(&format!("{cart} .journey-icon")).await?;
     assert!(tip.is_displayed().await?, "focus shows the tooltip");
     screenshot(agent, "desk-card.png").await?;
@@ -289,7 +332,9 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
     visitor
         .wait_for_text("#signed-in-as", "Signed in as grace@example.com")
         .await?;
-    agent.wait_for_text("#card-customer", "Grace Hopper").await?;
+    agent
+        .wait_for_text("#card-customer", "Grace Hopper")
+        .await?;
     wait_for_text_containing(agent, &format!("{item} .item-name"), "Grace Hopper").await?;
     wait_for_element(agent, ".journey-event[data-kind=\"identify\"]").await?;
 
@@ -297,7 +342,11 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
     agent.type_into("#search", "grace@").await?;
     wait_until("a search by email", PATIENCE, || async {
         let count = eval(agent, "document.querySelectorAll('.session-item').length").await?;
-        let found = eval(agent, &format!("document.querySelector({}) !== null", json!(item))).await?;
+        let found = eval(
+            agent,
+            &format!("document.querySelector({}) !== null", json!(item)),
+        )
+        .await?;
         Ok((count == json!(1) && found == json!(true)).then_some(()))
     })
     .await?;
@@ -343,11 +392,18 @@ async fn follow_a_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow
 }
 
 /// One pageview of a made-up visitor, posted as the SDK would.
-pub(crate) async fn seed_visit(env: &Env, visitor_id: &str, path: &str, title: &str, search: Option<&str>) -> anyhow::Result<()> {
+pub(crate) async fn seed_visit(
+    env: &Env,
+    visitor_id: &str,
+    path: &str,
+    title: &str,
+    search: Option<&str>,
+) -> anyhow::Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
-    let mut page = json!({"url": env.demo(path), "title": title, "referrer": "https://www.google.com/"});
+    let mut page =
+        json!({"url": env.demo(path), "title": title, "referrer": "https://www.google.com/"});
     if let Some(search) = search {
         page["searchQuery"] = json!(search);
     }
@@ -415,7 +471,11 @@ async fn hostile_visit(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow:
         "Array.from(document.querySelectorAll('.journey-event[data-event-name=\"xss_probe\"] .tip-attributes dd')).map(function (dd) { return dd.textContent; })",
     )
     .await?;
-    assert_eq!(values, json!([SCRIPT, IMG]), "the values show literally, in name order");
+    assert_eq!(
+        values,
+        json!([SCRIPT, IMG]),
+        "the values show literally, in name order"
+    );
     let list_text = agent.text_of(&format!("{item} .item-page")).await?;
     assert_eq!(list_text, TITLE);
     // Let any injected image fail to load and its handler run, if there were one.

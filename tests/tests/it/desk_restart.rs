@@ -41,8 +41,19 @@ async fn restart_under_an_open_desk(env: &mut Env, agent: &Browser) -> anyhow::R
     seed_visit(env, AFTER, "/checkout", "After the restart", None).await?;
     wait_for_element(agent, &item(AFTER)).await?;
 
-    assert_eq!(eval(agent, "window.__loadedOnce === true").await?, json!(true), "the desk page was not reloaded");
-    assert_eq!(eval(agent, "performance.getEntriesByType('navigation').length").await?, json!(1));
-    assert_eq!(eval(agent, "location.pathname").await?, json!("/desk/"), "still signed in");
+    assert_eq!(
+        eval(agent, "window.__loadedOnce === true").await?,
+        json!(true),
+        "the desk page was not reloaded"
+    );
+    assert_eq!(
+        eval(agent, "performance.getEntriesByType('navigation').length").await?,
+        json!(1)
+    );
+    assert_eq!(
+        eval(agent, "location.pathname").await?,
+        json!("/desk/"),
+        "still signed in"
+    );
     Ok(())
 }

@@ -23,7 +23,9 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     browser.type_into("#name", "Ada Lovelace").await?;
     browser.click("#signin-button").await?;
     // Set by the identify callback once the collector accepted the event.
-    browser.wait_for_text("#signed-in-as", "Signed in as ada@example.com").await?;
+    browser
+        .wait_for_text("#signed-in-as", "Signed in as ada@example.com")
+        .await?;
 
     let visitor = before.visitor_id.as_str();
     let identified: Value = wait_until("an identified event", PATIENCE, || async move {
@@ -39,15 +41,32 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     })
     .await?;
     let traits = &identified["webEvent"]["traits"];
-    assert_eq!(traits["email"]["value"], json!("ada@example.com"), "{identified:#}");
-    assert_eq!(traits["email"]["dataType"], json!("String"), "{identified:#}");
-    assert_eq!(traits["displayName"]["value"], json!("Ada Lovelace"), "{identified:#}");
+    assert_eq!(
+        traits["email"]["value"],
+        json!("ada@example.com"),
+        "{identified:#}"
+    );
+    assert_eq!(
+        traits["email"]["dataType"],
+        json!("String"),
+        "{identified:#}"
+    );
+    assert_eq!(
+        traits["displayName"]["value"],
+        json!("Ada Lovelace"),
+        "{identified:#}"
+    );
 
     browser.click("#signout-button").await?;
-    browser.wait_for_text("#signed-in-as", "Not signed in").await?;
+    browser
+        .wait_for_text("#signed-in-as", "Not signed in")
+        .await?;
     browser.goto(&env.demo("/")).await?;
     let after = browser.sdk_state().await?;
-    let new_session = after.session_id.clone().expect("a client session on the home page");
+    let new_session = after
+        .session_id
+        .clone()
+        .expect("a client session on the home page");
     assert_ne!(
         new_session, client_session,
         "signing out must start a new client session (before: {before:?}, after: {after:?})"

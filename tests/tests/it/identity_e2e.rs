@@ -20,7 +20,13 @@ const EMAIL: &str = "ada@example.com";
 /// Creates a contact through the API, as a CRM integration would, and returns its id.
 async fn create_contact(env: &Env, body: Value) -> anyhow::Result<String> {
     let url = format!("{}/api/v2/externalcontacts/contacts", env.collector_url);
-    let response = env.http.post(&url).bearer_auth(TOKEN).json(&body).send().await?;
+    let response = env
+        .http
+        .post(&url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await?;
     let status = response.status();
     let text = response.text().await?;
     if status != reqwest::StatusCode::CREATED {
@@ -34,7 +40,8 @@ async fn create_contact(env: &Env, body: Value) -> anyhow::Result<String> {
 }
 
 async fn contact(env: &Env, id: &str) -> anyhow::Result<Value> {
-    env.api_get(&format!("/api/v2/externalcontacts/contacts/{id}")).await
+    env.api_get(&format!("/api/v2/externalcontacts/contacts/{id}"))
+        .await
 }
 
 /// The contact's identifiers as `(type, value)` pairs.
@@ -60,7 +67,9 @@ fn cookie_of(visitor: &str) -> (String, String) {
 }
 
 fn linked_contact(session: &Value) -> Option<&str> {
-    session.get("externalContact").map(|contact| contact["id"].as_str().unwrap_or("<no id>"))
+    session
+        .get("externalContact")
+        .map(|contact| contact["id"].as_str().unwrap_or("<no id>"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,8 +96,14 @@ async fn anonymous_visit(env: &Env, browser: &Browser) -> anyhow::Result<()> {
             .cloned())
     })
     .await?;
-    let session = env.session(session["id"].as_str().unwrap_or_default()).await?;
-    assert_eq!(linked_contact(&session), None, "an anonymous session is Unknown: {session:#}");
+    let session = env
+        .session(session["id"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(
+        linked_contact(&session),
+        None,
+        "an anonymous session is Unknown: {session:#}"
+    );
     assert_eq!(env.sessions_of(visitor).await?.len(), 1);
     let ada = contact(env, &ada).await?;
     assert_eq!(
@@ -97,12 +112,17 @@ async fn anonymous_visit(env: &Env, browser: &Browser) -> anyhow::Result<()> {
         "the cookie is not added to anyone: {ada:#}"
     );
     let contacts = env.api_get("/api/v2/externalcontacts/contacts").await?;
-    assert_eq!(contacts["total"], json!(1), "no contact is created from a cookie: {contacts:#}");
+    assert_eq!(
+        contacts["total"],
+        json!(1),
+        "no contact is created from a cookie: {contacts:#}"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_links_the_cookie_later_visits_follow_it_and_sign_out_unlinks() -> anyhow::Result<()> {
+async fn sign_in_links_the_cookie_later_visits_follow_it_and_sign_out_unlinks() -> anyhow::Result<()>
+{
     let env = Env::start(EnvOptions {
         manual_clock: true,
         ..EnvOptions::default()
@@ -115,7 +135,11 @@ async fn sign_in_links_the_cookie_later_visits_follow_it_and_sign_out_unlinks() 
 
 async fn sign_in_and_out(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     let clock = env.clock.clone().expect("a manual clock");
-    let ada = create_contact(env, json!({"firstName": "Ada", "lastName": "Lovelace", "workEmail": EMAIL})).await?;
+    let ada = create_contact(
+        env,
+        json!({"firstName": "Ada", "lastName": "Lovelace", "workEmail": EMAIL}),
+    )
+    .await?;
     let ada = ada.as_str();
 
     // Sign in: the session is linked, and the cookie joins the contact's identifiers.
@@ -125,11 +149,19 @@ async fn sign_in_and_out(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     browser.type_into("#email", EMAIL).await?;
     browser.type_into("#name", "Ada Lovelace").await?;
     browser.click("#signin-button").await?;
-    browser.wait_for_text("#signed-in-as", &format!("Signed in as {EMAIL}")).await?;
-    let signed_in: Value = wait_until("the session to be linked to the contact", PATIENCE, || async move {
-        let sessions = env.sessions_of(visitor).await?;
-        Ok(sessions.into_iter().find(|session| linked_contact(session) == Some(ada)))
-    })
+    browser
+        .wait_for_text("#signed-in-as", &format!("Signed in as {EMAIL}"))
+        .await?;
+    let signed_in: Value = wait_until(
+        "the session to be linked to the contact",
+        PATIENCE,
+        || async move {
+            let sessions = env.sessions_of(visitor).await?;
+            Ok(sessions
+                .into_iter()
+                .find(|session| linked_contact(session) == Some(ada)))
+        },
+    )
     .await?;
     let signed_in_id = signed_in["id"].as_str().unwrap_or_default().to_owned();
     let names = event_names(&env.events_of(&signed_in_id).await?);
@@ -147,14 +179,25 @@ async fn sign_in_and_out(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     browser.sdk_state().await?;
     let later: Value = wait_until("a second session", PATIENCE, || async move {
         let sessions = env.sessions_of(visitor).await?;
-        Ok((sessions.len() == 2 && sessions[0]["pageviewCount"] == json!(1)).then(|| sessions[0].clone()))
+        Ok(
+            (sessions.len() == 2 && sessions[0]["pageviewCount"] == json!(1))
+                .then(|| sessions[0].clone()),
+        )
     })
     .await?;
     let later_id = later["id"].as_str().unwrap_or_default().to_owned();
     assert_ne!(later_id, signed_in_id);
-    assert_eq!(linked_contact(&later), Some(ada), "the cookie links the new session: {later:#}");
+    assert_eq!(
+        linked_contact(&later),
+        Some(ada),
+        "the cookie links the new session: {later:#}"
+    );
     let later_events = env.events_of(&later_id).await?;
-    assert_eq!(event_names(&later_events), ["page_viewed"], "no identify call in this session");
+    assert_eq!(
+        event_names(&later_events),
+        ["page_viewed"],
+        "no identify call in this session"
+    );
     assert_eq!(
         later_events[0]["webEvent"]["traits"],
         json!({}),
@@ -166,7 +209,9 @@ async fn sign_in_and_out(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     browser.goto(&env.demo("/signin")).await?;
     browser.sdk_state().await?;
     browser.click("#signout-button").await?;
-    browser.wait_for_text("#signed-in-as", "Not signed in").await?;
+    browser
+        .wait_for_text("#signed-in-as", "Not signed in")
+        .await?;
     // Waiting for the logout to be stored before the next page keeps this a test of
     // the rule rather than of the order in which two requests arrive.
     wait_until("the cookie to leave the contact", PATIENCE, || async move {
@@ -176,13 +221,26 @@ async fn sign_in_and_out(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     .await?;
     browser.goto(&env.demo("/")).await?;
     browser.sdk_state().await?;
-    let sessions: Vec<Value> = wait_until("a third session with the home page", PATIENCE, || async move {
-        let sessions = env.sessions_of(visitor).await?;
-        Ok((sessions.len() == 3 && sessions[0]["pageviewCount"] == json!(1)).then_some(sessions))
-    })
+    let sessions: Vec<Value> = wait_until(
+        "a third session with the home page",
+        PATIENCE,
+        || async move {
+            let sessions = env.sessions_of(visitor).await?;
+            Ok(
+                (sessions.len() == 3 && sessions[0]["pageviewCount"] == json!(1))
+                    .then_some(sessions),
+            )
+        },
+    )
     .await?;
-    let after = env.session(sessions[0]["id"].as_str().unwrap_or_default()).await?;
-    assert_eq!(linked_contact(&after), None, "after signing out the visitor is Unknown: {after:#}");
+    let after = env
+        .session(sessions[0]["id"].as_str().unwrap_or_default())
+        .await?;
+    assert_eq!(
+        linked_contact(&after),
+        None,
+        "after signing out the visitor is Unknown: {after:#}"
+    );
     assert_eq!(after["lastPage"]["pathname"], json!("/"), "{after:#}");
     let signed_out = env.session(&later_id).await?;
     assert_eq!(
@@ -190,16 +248,34 @@ async fn sign_in_and_out(env: &Env, browser: &Browser) -> anyhow::Result<()> {
         ["page_viewed", "page_viewed", "logged_out"],
         "{signed_out:#}"
     );
-    assert!(signed_out["endedDate"].is_string(), "the logout ended the session: {signed_out:#}");
-    assert_eq!(linked_contact(&signed_out), Some(ada), "history keeps its link: {signed_out:#}");
+    assert!(
+        signed_out["endedDate"].is_string(),
+        "the logout ended the session: {signed_out:#}"
+    );
+    assert_eq!(
+        linked_contact(&signed_out),
+        Some(ada),
+        "history keeps its link: {signed_out:#}"
+    );
     // The contact's sessions: the two identified visits, newest first.
     let listing = env
-        .api_get(&format!("/api/v2/externalcontacts/contacts/{ada}/journey/sessions"))
+        .api_get(&format!(
+            "/api/v2/externalcontacts/contacts/{ada}/journey/sessions"
+        ))
         .await?;
     let ids: Vec<&str> = listing["entities"]
         .as_array()
-        .map(|sessions| sessions.iter().filter_map(|session| session["id"].as_str()).collect())
+        .map(|sessions| {
+            sessions
+                .iter()
+                .filter_map(|session| session["id"].as_str())
+                .collect()
+        })
         .unwrap_or_default();
-    assert_eq!(ids, [later_id.as_str(), signed_in_id.as_str()], "{listing:#}");
+    assert_eq!(
+        ids,
+        [later_id.as_str(), signed_in_id.as_str()],
+        "{listing:#}"
+    );
     Ok(())
 }

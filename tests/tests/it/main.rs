@@ -4,6 +4,7 @@
 //! Run with `cargo test -p footpath-e2e -- --test-threads=1` (or `cargo xtask test`).
 
 mod cors;
+mod delivery;
 mod desk;
 mod desk_restart;
 mod identify;

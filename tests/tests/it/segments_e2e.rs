@@ -16,7 +16,8 @@ const ORDER_COMPLETED: &str = "0d9e8f7a-6b5c-4d3e-9f2a-1b0c9d8e7f6a";
 
 /// The demo configuration's definitions, as `cargo xtask run` starts with them.
 fn demo_definitions(config: &mut Config) {
-    let demo = Config::from_file(&workspace_root().join("footpath.toml")).expect("footpath.toml parses");
+    let demo =
+        Config::from_file(&workspace_root().join("footpath.toml")).expect("footpath.toml parses");
     config.segments = demo.segments;
     config.outcomes = demo.outcomes;
 }
@@ -41,12 +42,19 @@ async fn two_searches_and_an_order_show_on_the_session_and_the_desk() -> anyhow:
 }
 
 async fn eval(browser: &Browser, expression: &str) -> anyhow::Result<Value> {
-    Ok(browser.client.execute(&format!("return ({expression});"), vec![]).await?)
+    Ok(browser
+        .client
+        .execute(&format!("return ({expression});"), vec![])
+        .await?)
 }
 
 async fn wait_for_element(browser: &Browser, css: &str) -> anyhow::Result<()> {
     wait_until(&format!("an element {css}"), PATIENCE, || async {
-        let found = eval(browser, &format!("document.querySelector({}) !== null", json!(css))).await?;
+        let found = eval(
+            browser,
+            &format!("document.querySelector({}) !== null", json!(css)),
+        )
+        .await?;
         Ok((found == json!(true)).then_some(()))
     })
     .await
@@ -72,27 +80,48 @@ fn ids(session: &Value, list: &str, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn search_twice_and_order(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow::Result<()> {
+async fn search_twice_and_order(
+    env: &Env,
+    visitor: &Browser,
+    agent: &Browser,
+) -> anyhow::Result<()> {
     // The definitions came from the configuration file.
-    let segment = env.api_get(&format!("/api/v2/journey/segments/{SEARCHED_TWICE}")).await?;
+    let segment = env
+        .api_get(&format!("/api/v2/journey/segments/{SEARCHED_TWICE}"))
+        .await?;
     assert_eq!(segment["displayName"], json!("Searched twice"));
     assert_eq!(segment["color"], json!("#1f77b4"));
-    let outcome = env.api_get(&format!("/api/v2/journey/outcomes/{ORDER_COMPLETED}")).await?;
-    assert_eq!(outcome["associatedValueField"], json!({"dataType": "Number", "name": "value"}));
+    let outcome = env
+        .api_get(&format!("/api/v2/journey/outcomes/{ORDER_COMPLETED}"))
+        .await?;
+    assert_eq!(
+        outcome["associatedValueField"],
+        json!({"dataType": "Number", "name": "value"})
+    );
 
     // Two searches, then the cart and the order.
     visitor.goto(&env.demo("/")).await?;
     let visitor_id = visitor.sdk_state().await?.visitor_id;
     visitor.type_into("#home-search", "boots").await?;
-    visitor.click("form[role=search] button[type=submit]").await?;
-    visitor.wait_for_text("#search-summary", "1 result(s) for \"boots\"").await?;
+    visitor
+        .click("form[role=search] button[type=submit]")
+        .await?;
+    visitor
+        .wait_for_text("#search-summary", "1 result(s) for \"boots\"")
+        .await?;
     visitor.type_into("#search", "tent").await?;
     visitor.click("#search-button").await?;
-    visitor.wait_for_text("#search-summary", "1 result(s) for \"tent\"").await?;
+    visitor
+        .wait_for_text("#search-summary", "1 result(s) for \"tent\"")
+        .await?;
     visitor.click("a.product-link").await?;
-    visitor.wait_for_text("#product-name", "Summit two-person tent").await?;
+    visitor
+        .wait_for_text("#product-name", "Summit two-person tent")
+        .await?;
     visitor.click("#add-to-cart").await?;
-    visitor.wait_for_text("#cart-message", "Added to your cart.").await?;
+    visitor
+        .wait_for_text("#cart-message", "Added to your cart.")
+        .await?;
     visitor.goto(&env.demo("/checkout")).await?;
     visitor.sdk_state().await?;
     visitor.click("#place-order").await?;
@@ -103,35 +132,63 @@ async fn search_twice_and_order(env: &Env, visitor: &Browser, agent: &Browser) -
     .await?;
 
     // The session, through the API.
-    let session = wait_until("the session to show the segment and the outcome", PATIENCE, || async {
-        let sessions = env.sessions_of(&visitor_id).await?;
-        let Some(session) = sessions.first() else {
-            return Ok(None);
-        };
-        let done = ids(session, "segmentAssignments", "segment") == [SEARCHED_TWICE]
-            && ids(session, "outcomeAchievements", "outcome") == [ORDER_COMPLETED];
-        Ok(done.then(|| session.clone()))
-    })
+    let session = wait_until(
+        "the session to show the segment and the outcome",
+        PATIENCE,
+        || async {
+            let sessions = env.sessions_of(&visitor_id).await?;
+            let Some(session) = sessions.first() else {
+                return Ok(None);
+            };
+            let done = ids(session, "segmentAssignments", "segment") == [SEARCHED_TWICE]
+                && ids(session, "outcomeAchievements", "outcome") == [ORDER_COMPLETED];
+            Ok(done.then(|| session.clone()))
+        },
+    )
     .await?;
     let session_id = session["id"].as_str().context("a session id")?.to_owned();
     let events = env.events_of(&session_id).await?;
-    let assigned: Vec<&Value> = events.iter().filter(|event| event["eventType"] == "SegmentAssignment").collect();
+    let assigned: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["eventType"] == "SegmentAssignment")
+        .collect();
     assert_eq!(assigned.len(), 1, "{events:#?}");
-    assert_eq!(assigned[0]["segmentAssignmentEvent"]["segment"]["id"], json!(SEARCHED_TWICE));
-    let achieved: Vec<&Value> = events.iter().filter(|event| event["eventType"] == "OutcomeAchieved").collect();
+    assert_eq!(
+        assigned[0]["segmentAssignmentEvent"]["segment"]["id"],
+        json!(SEARCHED_TWICE)
+    );
+    let achieved: Vec<&Value> = events
+        .iter()
+        .filter(|event| event["eventType"] == "OutcomeAchieved")
+        .collect();
     assert_eq!(achieved.len(), 1, "{events:#?}");
     let achieved = &achieved[0]["outcomeAchievedEvent"];
     assert_eq!(achieved["outcome"]["displayName"], json!("Order completed"));
-    assert_eq!(achieved["associatedValue"].as_f64(), Some(249.0), "{achieved}");
+    assert_eq!(
+        achieved["associatedValue"].as_f64(),
+        Some(249.0),
+        "{achieved}"
+    );
     // Each follows the event that completed it: the second search, the order.
-    let position = |id: &Value| events.iter().position(|event| event["id"] == *id).unwrap_or(usize::MAX);
+    let position = |id: &Value| {
+        events
+            .iter()
+            .position(|event| event["id"] == *id)
+            .unwrap_or(usize::MAX)
+    };
     let segment_at = position(&assigned[0]["id"]);
-    assert_eq!(events[segment_at - 1]["webEvent"]["searchQuery"], json!("tent"));
+    assert_eq!(
+        events[segment_at - 1]["webEvent"]["searchQuery"],
+        json!("tent")
+    );
     let outcome_at = events
         .iter()
         .position(|event| event["eventType"] == "OutcomeAchieved")
         .unwrap_or(0);
-    assert_eq!(events[outcome_at - 1]["webEvent"]["eventName"], json!("order_completed"));
+    assert_eq!(
+        events[outcome_at - 1]["webEvent"]["eventName"],
+        json!("order_completed")
+    );
 
     // The agent's desk.
     agent.goto(&format!("{}/desk/", env.collector_url)).await?;
@@ -146,9 +203,17 @@ async fn search_twice_and_order(env: &Env, visitor: &Browser, agent: &Browser) -
     agent.click(&item).await?;
     wait_for_text_containing(agent, "#card-segments", "Searched twice").await?;
     wait_for_text_containing(agent, "#card-outcomes", "Order completed").await?;
-    let chip_color = eval(agent, "document.querySelector('#card-segments .chip-segment').getAttribute('data-color')").await?;
+    let chip_color = eval(
+        agent,
+        "document.querySelector('#card-segments .chip-segment').getAttribute('data-color')",
+    )
+    .await?;
     assert_eq!(chip_color, json!("#1f77b4"));
-    let outcome_chip = eval(agent, "document.querySelector('#card-outcomes .chip-outcome').getAttribute('data-positive')").await?;
+    let outcome_chip = eval(
+        agent,
+        "document.querySelector('#card-outcomes .chip-outcome').getAttribute('data-positive')",
+    )
+    .await?;
     assert_eq!(outcome_chip, json!("true"));
     let outcome_value = agent.text_of("#card-outcomes .chip-value").await?;
     assert_eq!(outcome_value, "249");
@@ -171,7 +236,11 @@ async fn search_twice_and_order(env: &Env, visitor: &Browser, agent: &Browser) -
     )
     .await?;
     assert_eq!(outcome_color, json!("rgb(26, 127, 55)"), "the desk's green");
-    let segment_label = eval(agent, &format!("document.querySelector('{segment_item} .journey-label').textContent")).await?;
+    let segment_label = eval(
+        agent,
+        &format!("document.querySelector('{segment_item} .journey-label').textContent"),
+    )
+    .await?;
     assert_eq!(segment_label, json!("Searched twice"));
     let kinds = eval(
         agent,

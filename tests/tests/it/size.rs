@@ -41,7 +41,12 @@ fn the_sdk_gzipped_is_at_most_20_000_bytes() -> anyhow::Result<()> {
     for path in &files {
         let bytes = std::fs::read(path)?;
         let gzipped = gzip_len(&bytes);
-        report.push(format!("{}: {} bytes, {} gzipped", path.display(), bytes.len(), gzipped));
+        report.push(format!(
+            "{}: {} bytes, {} gzipped",
+            path.display(),
+            bytes.len(),
+            gzipped
+        ));
         total += gzipped;
     }
     eprintln!("{}\ntotal gzipped: {total} bytes", report.join("\n"));

@@ -68,7 +68,9 @@ where
         }
         if Instant::now() >= deadline {
             match last_error {
-                Some(error) => bail!("timed out after {timeout:?} waiting for {what}; last error: {error:#}"),
+                Some(error) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {error:#}")
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }
@@ -147,7 +149,8 @@ impl Env {
         if let Some(configure) = options.configure {
             configure(&mut config);
         }
-        let (clock, dyn_clock): (Option<Arc<ManualClock>>, Arc<dyn Clock>) = if options.manual_clock {
+        let (clock, dyn_clock): (Option<Arc<ManualClock>>, Arc<dyn Clock>) = if options.manual_clock
+        {
             let manual = Arc::new(ManualClock::new(SystemClock.now_ms()));
             (Some(manual.clone()), manual)
         } else {
@@ -188,11 +191,40 @@ impl Env {
     /// Stops the collector gracefully (as on SIGTERM) and starts a new one on the same
     /// address and database, as an operator's restart would.
     pub async fn restart_collector(&mut self) -> anyhow::Result<()> {
-        let (stop, task) = self.collector.take().context("the collector is not running")?;
+        let (stop, task) = self
+            .collector
+            .take()
+            .context("the collector is not running")?;
         let _ = stop.send(());
         tokio::time::timeout(Duration::from_secs(20), task)
             .await
             .context("the collector did not stop within 20 s")??;
+        let listener = tokio::net::TcpListener::bind(self.config.listen_addr).await?;
+        let state = AppState::new(self.config.clone(), self.dyn_clock.clone())?;
+        self.state = state.clone();
+        self.collector = Some(spawn_collector(state, listener));
+        Ok(())
+    }
+
+    /// Stops the collector gracefully; [`Env::start_collector`] brings it back on the
+    /// same address and database. In between, the port refuses connections, as a
+    /// collector that is down would.
+    pub async fn stop_collector(&mut self) -> anyhow::Result<()> {
+        let (stop, task) = self
+            .collector
+            .take()
+            .context("the collector is not running")?;
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(20), task)
+            .await
+            .context("the collector did not stop within 20 s")??;
+        Ok(())
+    }
+
+    pub async fn start_collector(&mut self) -> anyhow::Result<()> {
+        if self.collector.is_some() {
+            bail!("the collector is already running");
+        }
         let listener = tokio::net::TcpListener::bind(self.config.listen_addr).await?;
         let state = AppState::new(self.config.clone(), self.dyn_clock.clone())?;
         self.state = state.clone();
@@ -233,13 +265,16 @@ impl Env {
     }
 
     pub async fn session(&self, session_id: &str) -> anyhow::Result<Value> {
-        self.api_get(&format!("/api/v2/journey/sessions/{session_id}")).await
+        self.api_get(&format!("/api/v2/journey/sessions/{session_id}"))
+            .await
     }
 
     /// Every event of the session, oldest first (following `nextUri`).
     pub async fn events_of(&self, session_id: &str) -> anyhow::Result<Vec<Value>> {
         let mut all = Vec::new();
-        let mut next = Some(format!("/api/v2/journey/sessions/{session_id}/events?pageSize=100"));
+        let mut next = Some(format!(
+            "/api/v2/journey/sessions/{session_id}/events?pageSize=100"
+        ));
         while let Some(path) = next {
             let listing = self.api_get(&path).await?;
             all.extend(entities(&listing)?);
@@ -260,7 +295,12 @@ fn entities(listing: &Value) -> anyhow::Result<Vec<Value>> {
 pub fn event_names(events: &[Value]) -> Vec<String> {
     events
         .iter()
-        .map(|event| event["webEvent"]["eventName"].as_str().unwrap_or("<none>").to_owned())
+        .map(|event| {
+            event["webEvent"]["eventName"]
+                .as_str()
+                .unwrap_or("<none>")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -328,8 +368,10 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Browser {
     pub async fn start() -> anyhow::Result<Browser> {
-        let chromedriver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
-        let chromium = std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+        let chromedriver =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".to_owned());
+        let chromium =
+            std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
         let port = free_port()?;
         let child = Command::new(&chromedriver)
             .arg(format!("--port={port}"))
@@ -399,7 +441,31 @@ impl Browser {
     }
 
     pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
-        self.client.goto(url).await.with_context(|| format!("open {url}"))
+        self.client
+            .goto(url)
+            .await
+            .with_context(|| format!("open {url}"))
+    }
+
+    /// Runs a Chrome DevTools Protocol command on the current tab, through
+    /// chromedriver's `goog/cdp/execute`, and returns its result.
+    pub async fn cdp(&self, command: &str, params: Value) -> anyhow::Result<Value> {
+        let url = format!(
+            "{}/session/{}/goog/cdp/execute",
+            self.driver_url, self.session_id
+        );
+        let response = reqwest::Client::new()
+            .post(&url)
+            .json(&json!({"cmd": command, "params": params}))
+            .send()
+            .await
+            .with_context(|| format!("CDP {command}"))?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("CDP {command}: {status}: {body}");
+        }
+        Ok(body["value"].clone())
     }
 
     /// Waits until the SDK has loaded on the current page and returns its state.
@@ -433,12 +499,16 @@ impl Browser {
     pub async fn wait_for_text(&self, css: &str, expected: &str) -> anyhow::Result<()> {
         let last = std::sync::Mutex::new(String::new());
         let last_ref = &last;
-        let result = wait_until(&format!("{css} to say {expected:?}"), PATIENCE, || async move {
-            let text = self.text_of(css).await?;
-            let done = text == expected;
-            *last_ref.lock().unwrap() = text;
-            Ok(done.then_some(()))
-        })
+        let result = wait_until(
+            &format!("{css} to say {expected:?}"),
+            PATIENCE,
+            || async move {
+                let text = self.text_of(css).await?;
+                let done = text == expected;
+                *last_ref.lock().unwrap() = text;
+                Ok(done.then_some(()))
+            },
+        )
         .await;
         let last = last.into_inner().unwrap();
         result.with_context(|| format!("{css} says {last:?}"))

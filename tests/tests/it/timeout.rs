@@ -24,10 +24,14 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     browser.goto(&env.demo("/")).await?;
     let visitor = browser.sdk_state().await?.visitor_id;
     let visitor = visitor.as_str();
-    wait_until("the first session with its pageview", PATIENCE, || async move {
-        let sessions = env.sessions_of(visitor).await?;
-        Ok((sessions.len() == 1 && sessions[0]["pageviewCount"] == json!(1)).then_some(()))
-    })
+    wait_until(
+        "the first session with its pageview",
+        PATIENCE,
+        || async move {
+            let sessions = env.sessions_of(visitor).await?;
+            Ok((sessions.len() == 1 && sessions[0]["pageviewCount"] == json!(1)).then_some(()))
+        },
+    )
     .await?;
 
     clock.advance_ms(21 * MINUTE_MS);
@@ -35,7 +39,10 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     browser.sdk_state().await?;
     let sessions: Vec<Value> = wait_until("a second session", PATIENCE, || async move {
         let sessions = env.sessions_of(visitor).await?;
-        Ok((sessions.len() >= 2 && sessions[0]["pageviewCount"].as_u64() >= Some(1)).then_some(sessions))
+        Ok(
+            (sessions.len() >= 2 && sessions[0]["pageviewCount"].as_u64() >= Some(1))
+                .then_some(sessions),
+        )
     })
     .await?;
 
@@ -45,12 +52,25 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     assert_eq!(first["pageviewCount"], json!(1), "{first:#}");
     assert_eq!(second["pageviewCount"], json!(1), "{second:#}");
     assert_eq!(first["lastPage"]["pathname"], json!("/"), "{first:#}");
-    assert_eq!(second["lastPage"]["pathname"], json!("/products"), "{second:#}");
+    assert_eq!(
+        second["lastPage"]["pathname"],
+        json!("/products"),
+        "{second:#}"
+    );
     let first_id = first["id"].as_str().expect("id").to_owned();
     let second_id = second["id"].as_str().expect("id").to_owned();
-    assert_eq!(event_names(&env.events_of(&first_id).await?), ["page_viewed"]);
-    assert_eq!(event_names(&env.events_of(&second_id).await?), ["page_viewed"]);
-    assert!(first.get("endedDate").is_none(), "not ended before the sweep: {first:#}");
+    assert_eq!(
+        event_names(&env.events_of(&first_id).await?),
+        ["page_viewed"]
+    );
+    assert_eq!(
+        event_names(&env.events_of(&second_id).await?),
+        ["page_viewed"]
+    );
+    assert!(
+        first.get("endedDate").is_none(),
+        "not ended before the sweep: {first:#}"
+    );
 
     let ended = env
         .state
@@ -59,7 +79,13 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     assert_eq!(ended, 1, "exactly the first session is idle");
     let first = env.session(&first_id).await?;
     let second = env.session(&second_id).await?;
-    assert!(first["endedDate"].is_string(), "the first session has ended: {first:#}");
-    assert!(second.get("endedDate").is_none(), "the second session goes on: {second:#}");
+    assert!(
+        first["endedDate"].is_string(),
+        "the first session has ended: {first:#}"
+    );
+    assert!(
+        second.get("endedDate").is_none(),
+        "the second session goes on: {second:#}"
+    );
     Ok(())
 }

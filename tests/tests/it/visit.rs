@@ -18,22 +18,33 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
 
     // The search, through the home page's form.
     browser.type_into("#home-search", "boots").await?;
-    browser.click("form[role=search] button[type=submit]").await?;
-    browser.wait_for_text("#search-summary", "1 result(s) for \"boots\"").await?;
+    browser
+        .click("form[role=search] button[type=submit]")
+        .await?;
+    browser
+        .wait_for_text("#search-summary", "1 result(s) for \"boots\"")
+        .await?;
     let products = browser.sdk_state().await?;
-    assert_eq!(products.visitor_id, home.visitor_id, "the visitor id survives navigation");
+    assert_eq!(
+        products.visitor_id, home.visitor_id,
+        "the visitor id survives navigation"
+    );
     let current = browser.client.current_url().await?;
     assert_eq!(current.path(), "/products");
     assert_eq!(current.query(), Some("q=boots"));
     browser.screenshot("products-search").await?;
 
     browser.click("a.product-link").await?;
-    browser.wait_for_text("#product-name", "Ridge hiking boots").await?;
+    browser
+        .wait_for_text("#product-name", "Ridge hiking boots")
+        .await?;
     let product = browser.sdk_state().await?;
     assert_eq!(product.visitor_id, home.visitor_id);
     browser.click("#add-to-cart").await?;
     // Set by the record callback once the collector accepted the event.
-    browser.wait_for_text("#cart-message", "Added to your cart.").await?;
+    browser
+        .wait_for_text("#cart-message", "Added to your cart.")
+        .await?;
     browser.screenshot("product-added-to-cart").await?;
 
     let visitor = home.visitor_id.as_str();
@@ -49,15 +60,27 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     .await?;
 
     let sessions = env.sessions_of(visitor).await?;
-    assert_eq!(sessions.len(), 1, "exactly one session for the visitor: {sessions:#?}");
+    assert_eq!(
+        sessions.len(),
+        1,
+        "exactly one session for the visitor: {sessions:#?}"
+    );
     let session_id = session["id"].as_str().expect("session id").to_owned();
     let session = env.session(&session_id).await?;
     assert_eq!(session["customerId"], json!(visitor));
     assert_eq!(session["pageviewCount"], json!(3), "{session:#}");
     assert_eq!(session["eventCount"], json!(4), "{session:#}");
     assert_eq!(session["searchTerms"], json!(["boots"]), "{session:#}");
-    assert_eq!(session["lastPage"]["pathname"], json!("/product"), "{session:#}");
-    assert_eq!(session["lastEvent"]["eventName"], json!("cart_added"), "{session:#}");
+    assert_eq!(
+        session["lastPage"]["pathname"],
+        json!("/product"),
+        "{session:#}"
+    );
+    assert_eq!(
+        session["lastEvent"]["eventName"],
+        json!("cart_added"),
+        "{session:#}"
+    );
 
     let events = env.events_of(&session_id).await?;
     assert_eq!(
@@ -65,8 +88,19 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
         ["page_viewed", "page_viewed", "page_viewed", "cart_added"],
         "{events:#?}"
     );
-    let pathnames: Vec<&Value> = events.iter().map(|event| &event["webEvent"]["page"]["pathname"]).collect();
-    assert_eq!(pathnames, [&json!("/"), &json!("/products"), &json!("/product"), &json!("/product")]);
+    let pathnames: Vec<&Value> = events
+        .iter()
+        .map(|event| &event["webEvent"]["page"]["pathname"])
+        .collect();
+    assert_eq!(
+        pathnames,
+        [
+            &json!("/"),
+            &json!("/products"),
+            &json!("/product"),
+            &json!("/product")
+        ]
+    );
     assert_eq!(events[1]["webEvent"]["searchQuery"], json!("boots"));
     let cart = &events[3]["webEvent"];
     assert_eq!(
@@ -100,7 +134,9 @@ async fn a_crafted_query_value_does_not_shift_the_page_facts() -> anyhow::Result
 }
 
 async fn crafted_link(env: &Env, browser: &Browser) -> anyhow::Result<()> {
-    browser.goto(&env.demo("/products?q=a%01b&utm_source=news&utm_medium=email")).await?;
+    browser
+        .goto(&env.demo("/products?q=a%01b&utm_source=news&utm_medium=email"))
+        .await?;
     let visitor = browser.sdk_state().await?.visitor_id;
     let session = wait_until("the page view to be stored", PATIENCE, || async {
         Ok(env.sessions_of(&visitor).await?.into_iter().next())
@@ -109,6 +145,9 @@ async fn crafted_link(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     assert_eq!(session["searchTerms"], json!(["ab"]));
     assert_eq!(session["mktCampaign"]["source"], json!("news"));
     assert_eq!(session["mktCampaign"]["medium"], json!("email"));
-    assert_eq!(session["lastPage"]["title"], json!("Products — Trailhead Outfitters"));
+    assert_eq!(
+        session["lastPage"]["title"],
+        json!("Products — Trailhead Outfitters")
+    );
     Ok(())
 }
