@@ -146,7 +146,13 @@ pub(crate) async fn wait_for_text_containing(
 
 async fn screenshot(browser: &Browser, name: &str) -> anyhow::Result<()> {
     let png = browser.client.screenshot().await?;
-    let dir = workspace_root().join("docs").join("screenshots");
+    // The README's pictures are refreshed on request only, so that a test run leaves
+    // the working tree as it found it.
+    let dir = if std::env::var_os("FOOTPATH_UPDATE_SCREENSHOTS").is_some() {
+        workspace_root().join("docs").join("screenshots")
+    } else {
+        workspace_root().join("target").join("e2e-screenshots")
+    };
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(name), png).with_context(|| format!("write {name}"))?;
     Ok(())
