@@ -1,6 +1,8 @@
 //! The SDK's wiring in a real browser (headless Chromium through chromedriver): the
 //! visitor cookie, the session shared with other tabs through `localStorage`, the
-//! inactivity timer, the send queue and error reporting. The session and queue *rules*
+//! inactivity timer, the send queue (its bound, beacons, and the adoption of a closed
+//! page's queue, with more copies of `host.js` standing for other pages) and error
+//! reporting. The session and queue *rules*
 //! are tested natively in `core` with an injected clock; these tests check that the
 //! browser parts are connected to them.
 //!
@@ -17,6 +19,23 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+/// Lets the browser run timers, promises and lock callbacks for `ms`.
+async fn pause(ms: i32) {
+    JsFuture::from(Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    }))
+    .await
+    .unwrap();
+}
+
+/// Evaluates `script` and gives its value as a number.
+fn number(script: &str) -> f64 {
+    js_sys::eval(script).unwrap().as_f64().unwrap()
+}
 
 fn call(args: &[JsValue]) {
     command(args.iter().cloned().collect::<Array>());
@@ -231,6 +250,12 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
     // the callbacks of dropped events get the error.
     call(&[s("record"), s("doomed"), answer.clone().into()]);
     let dropped = Promise::new(&mut |resolve, _| call(&[s("once"), s("error"), resolve.into()]));
+    // One report per task, by one timer, however many events go in that task.
+    js_sys::eval(
+        "window.__dropTimers = 0; window.__setTimeout = setTimeout; \
+         window.setTimeout = function (f) { if (String(f).includes('fpDropped')) __dropTimers++; return __setTimeout.apply(this, arguments); }",
+    )
+    .unwrap();
     for i in 0..1_005 {
         call(&[
             s("record"),
@@ -244,6 +269,11 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
         .as_string()
         .unwrap();
     assert!(message.contains("dropped 7 oldest"), "{message}");
+    assert_eq!(
+        number("setTimeout = __setTimeout; __dropTimers"),
+        1.0,
+        "timers for one report"
+    );
     let answers = js_sys::eval("window.__footpath_answers")
         .unwrap()
         .dyn_into::<Array>()
@@ -348,6 +378,10 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
     let again =
         js_sys::eval("dispatchEvent(new Event('pagehide')); window.__beacons.length").unwrap();
     assert_eq!(again.as_f64(), Some(beacons.len() as f64), "beaconed again");
+    // Back from the back/forward cache, the page holds its key's lock again (another
+    // page started below must not take its events).
+    js_sys::eval("dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true }))")
+        .unwrap();
 
     // Coming back online sends at once, without waiting out the retry delay. Sends
     // fail here (port 9); once none is on its way, the `online` event starts one
@@ -410,4 +444,183 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
     assert_ne!(new_session, "other-tab");
     assert!(is_uuid(&new_session), "{new_session}");
     assert_eq!(state("sessionId").as_string(), Some(new_session));
+
+    // Another page of the site starts: it adopts the queue of a page that is gone (no
+    // lock on its key), but not this live page's queue. The dead page's events are
+    // saved under the new page's key before the dead key goes (a crash in between
+    // loses nothing), and sent in one request per visitor, even with a deployment id
+    // that contains the texts the queue looks for in an event's JSON.
+    let url = "http://127.0.0.1:9/sdk/v1/batch";
+    let entry = |visitor: &str, id: &str| {
+        format!(
+            r#"{{"v":1,"deploymentId":"x\"events\":[\"sentAt","visitorId":"{visitor}","sentAt":0,"events":[{{"id":"{id}","kind":"record","name":"adopted","time":1}}]}}"#
+        )
+    };
+    let visitors = [
+        "00000000-0000-4000-8000-00000000000a",
+        "00000000-0000-4000-8000-00000000000b",
+    ];
+    let ids = [
+        "00000000-0000-7000-8000-000000000001",
+        "00000000-0000-7000-8000-000000000002",
+    ];
+    let dead = "_footpath_qdead";
+    let live: Vec<String> = (0..storage().length().unwrap())
+        .map(|i| storage().key(i).unwrap().unwrap())
+        .filter(|key| key.starts_with("_footpath_q"))
+        .collect();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let live_queue = storage().get_item(&live[0]).unwrap().unwrap();
+    storage()
+        .set_item(
+            dead,
+            &format!(
+                "{}\n{}",
+                entry(visitors[0], ids[0]),
+                entry(visitors[1], ids[1])
+            ),
+        )
+        .unwrap();
+    // Storage writes in order, and the other page's requests (answered here).
+    js_sys::eval(
+        "window.__writes = []; \
+         const setItem = Storage.prototype.setItem, removeItem = Storage.prototype.removeItem; \
+         window.__storage = [setItem, removeItem]; \
+         Storage.prototype.setItem = function (k, v) { __writes.push([k, v]); return setItem.call(this, k, v); }; \
+         Storage.prototype.removeItem = function (k) { __writes.push([k, null]); return removeItem.call(this, k); }; \
+         window.__bodies = []; const pageFetch = fetch; \
+         window.fetch = function (url, init) { \
+           if (!init.body.includes('adopted')) return pageFetch.apply(this, arguments); \
+           __bodies.push(init.body); \
+           return Promise.resolve(new Response('{\"results\":[]}')); \
+         };",
+    )
+    .unwrap();
+    // Another copy of `host.js` (another URL, so its own state) stands for the page.
+    JsFuture::from(Promise::from(
+        js_sys::eval(&format!(
+            "import(performance.getEntriesByType('resource').map((r) => r.name).find((n) => n.endsWith('/host.js')) + '?other-page') \
+             .then((page) => {{ page.fp_init(() => {{}}); page.fp_setup('{url}'); }})"
+        ))
+        .unwrap(),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..100 {
+        if number("__bodies.length") >= 2.0 {
+            break;
+        }
+        pause(50).await;
+    }
+    let bodies: Vec<String> = js_sys::eval("__bodies")
+        .unwrap()
+        .dyn_into::<Array>()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_string().unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    for (i, body) in bodies.iter().enumerate() {
+        let batch = js_sys::JSON::parse(body).unwrap_or_else(|_| panic!("JSON: {body}"));
+        let field = |name: &str| Reflect::get(&batch, &s(name)).unwrap();
+        assert_eq!(
+            field("deploymentId").as_string().as_deref(),
+            Some(r#"x"events":["sentAt"#)
+        );
+        assert_eq!(field("visitorId").as_string().as_deref(), Some(visitors[i]));
+        let events = field("events").dyn_into::<Array>().unwrap();
+        assert_eq!(events.length(), 1, "{body}");
+        let id = Reflect::get(&events.get(0), &s("id")).unwrap();
+        assert_eq!(id.as_string().as_deref(), Some(ids[i]));
+    }
+    let writes: Vec<(String, Option<String>)> = js_sys::eval("__writes")
+        .unwrap()
+        .dyn_into::<Array>()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            let w = w.dyn_into::<Array>().unwrap();
+            (w.get(0).as_string().unwrap(), w.get(1).as_string())
+        })
+        .collect();
+    let saved = writes.iter().position(|(key, value)| {
+        key.starts_with("_footpath_q")
+            && *key != live[0]
+            && *key != dead
+            && value
+                .as_deref()
+                .is_some_and(|v| v.contains(ids[0]) && v.contains(ids[1]))
+    });
+    let removed = writes
+        .iter()
+        .position(|(key, value)| *key == dead && value.is_none());
+    assert!(
+        saved.is_some() && removed.is_some() && saved < removed,
+        "saved at {saved:?}, the dead key removed at {removed:?}: {writes:?}"
+    );
+    assert!(writes.iter().all(|(key, _)| *key != live[0]), "{writes:?}");
+    assert_eq!(storage().get_item(&live[0]).unwrap(), Some(live_queue));
+    assert!(storage().get_item(dead).unwrap().is_none());
+
+    // A full queue drops its oldest events, but not those on their way: the collector's
+    // verdict on them is coming, and their callbacks must hear it, not "dropped". A
+    // third page sends its first event (the request hangs until answered here), then
+    // queues 1,000 more.
+    let hanging = "00000000-0000-7000-8000-000000000000";
+    let oldest_waiting = "00000000-0000-7000-8000-000000000001";
+    JsFuture::from(Promise::from(
+        js_sys::eval(
+            "[Storage.prototype.setItem, Storage.prototype.removeItem] = __storage; \
+             window.__third = { wakes: [] }; const thirdFetch = fetch; \
+             window.fetch = function (url) { \
+               if (!url.endsWith('/third')) return thirdFetch.apply(this, arguments); \
+               return new Promise((answer) => (__third.answer = answer)); \
+             }; \
+             import(performance.getEntriesByType('resource').map((r) => r.name).find((n) => n.endsWith('/host.js')) + '?third-page') \
+             .then((page) => { \
+               page.fp_init((kind, text) => __third.wakes.push(kind + ' ' + text)); \
+               page.fp_setup('http://127.0.0.1:9/third'); \
+               const entry = (i) => '{\"v\":1,\"deploymentId\":\"demo\",\"visitorId\":\"00000000-0000-4000-8000-00000000000c\",\"sentAt\":0,' \
+                 + '\"events\":[{\"id\":\"00000000-0000-7000-8000-' + String(i).padStart(12, '0') + '\",\"kind\":\"record\",\"name\":\"third\",\"time\":1}]}'; \
+               page.fp_queue(entry(0)); \
+               page.fp_flush(); \
+               for (let i = 1; i <= 1000; i++) page.fp_queue(entry(i)); \
+             })",
+        )
+        .unwrap(),
+    ))
+    .await
+    .unwrap();
+    let wakes = || -> Vec<String> {
+        js_sys::eval("__third.wakes")
+            .unwrap()
+            .dyn_into::<Array>()
+            .unwrap()
+            .iter()
+            .map(|w| w.as_string().unwrap())
+            .collect()
+    };
+    for _ in 0..100 {
+        if !wakes().is_empty() {
+            break;
+        }
+        pause(50).await;
+    }
+    assert_eq!(
+        wakes(),
+        [format!(
+            "7 {oldest_waiting}\u{1}!queue full: dropped 1 oldest events"
+        )]
+    );
+    js_sys::eval(&format!(
+        "__third.answer(new Response('{{\"results\":[{{\"id\":\"{hanging}\",\"status\":\"accepted\"}}]}}'))"
+    ))
+    .unwrap();
+    for _ in 0..100 {
+        if wakes().len() > 1 {
+            break;
+        }
+        pause(50).await;
+    }
+    assert_eq!(wakes()[1], format!("4 {hanging}\u{1}"), "accepted");
 }

@@ -69,12 +69,19 @@ function fpLock() {
 
 // At most 1,000 events and about 1 MB (UTF-16 units, one per byte of ASCII JSON): the
 // oldest go first, and the module hears which (their callbacks get an error, the
-// page's `on('error')` handlers one report per task).
+// page's `on('error')` handlers one report per task). Events on their way stay, since
+// the collector's verdict on them is coming: the queue is over the bound by at most
+// one request until then.
 function fpBound() {
-  for (let size = fpQueue.join().length; fpQueue.length > 1000 || size > 1e6; ) {
-    const entry = fpQueue.shift();
+  for (let size = fpQueue.join().length, i = 0; fpQueue[i] && (fpQueue.length > 1000 || size > 1e6); ) {
+    const entry = fpQueue[i];
+    if ((fpSending || []).includes(entry)) {
+      i++;
+      continue;
+    }
+    fpQueue.splice(i, 1);
     size -= entry.length + 1;
-    if (!fpDropped.push(fpId(entry)) - 1) {
+    if (fpDropped.push(fpId(entry)) < 2) {
       setTimeout(() => {
         fpWake(7, fpDropped.map((id) => id + '\x01!queue full: dropped ' + fpDropped.length + ' oldest events').join('\x01'));
         fpDropped = [];
@@ -88,8 +95,10 @@ function fpId(entry) {
   return entry.substr(entry.indexOf('"events":[') + 17, 36);
 }
 
+// Up to `,"sentAt"`, comma included: inside a JSON string a quote is always escaped,
+// so a deployment id such as `a"sentAt` cannot end the head early.
 function fpHead(entry) {
-  return entry.slice(0, entry.indexOf('"sentAt"'));
+  return entry.slice(0, entry.indexOf(',"sentAt"'));
 }
 
 // The longest run from the start of `list` that can go in one request: entries of the
@@ -108,7 +117,7 @@ function fpTake(list) {
 
 // The batches of one merged into one, stamped with the time it is sent.
 function fpBody(batch) {
-  return fpHead(batch[0]) + '"sentAt":' + Date.now() + ',"events":[' + batch.map((entry) => entry.slice(entry.indexOf('"events":[') + 10, -2)) + ']}';
+  return fpHead(batch[0]) + ',"sentAt":' + Date.now() + ',"events":[' + batch.map((entry) => entry.slice(entry.indexOf('"events":[') + 10, -2)) + ']}';
 }
 
 // Sets the collector's batch URL, holds this page's key for as long as the page lives
@@ -128,9 +137,13 @@ export function fp_setup(url) {
       if (!key.indexOf('_footpath_q') && key != fpKey) {
         const adopt = () => {
           const text = fp_load(key);
-          fp_save(key, '');
           if (text) {
+            // Saved under this page's key before the dead page's key goes, so that a
+            // crash in between loses nothing; and again after, in case the storage was
+            // too full for both.
             fpQueue = text.split('\n').concat(fpQueue);
+            fpBound();
+            fp_save(key, '');
             fpBound();
             setTimeout(fpFlush);
           }
