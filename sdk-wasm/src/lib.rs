@@ -2,9 +2,10 @@
 //!
 //! Architecture Invariant: `core` is plain Rust. It knows nothing of JavaScript, takes
 //! its clock, randomness and storage through the [`core::Platform`] trait, and is unit
-//! tested natively. `web` is the only module that touches `wasm_bindgen`, `JsValue`,
-//! `web_sys` or `js_sys`; it turns the page's untyped `ac(...)` arguments into core
-//! types and carries out what the core decides (timers, requests, callbacks).
+//! tested natively. `web` is the only module that touches `wasm_bindgen` or `JsValue`
+//! (the module links neither `web_sys` nor `js_sys`: `host.js` is its browser); it turns
+//! the page's untyped `ac(...)` arguments into core types and carries out what the core
+//! decides (timers, requests, callbacks).
 //!
 //! Architecture Invariant: nothing panics across the JS boundary. Bad calls are reported
 //! on the console and through `on('error')`; the loader also wraps every call in

@@ -1,7 +1,9 @@
 //! The SDK's wiring in a real browser (headless Chromium through chromedriver): the
 //! visitor cookie, the session shared with other tabs through `localStorage`, the
-//! inactivity timer, the send queue (its bound, beacons, and the adoption of a closed
-//! page's queue, with more copies of `host.js` standing for other pages) and error
+//! inactivity timer, the send queue (its bound, beacons, the adoption of a closed
+//! page's queue, and what keeps sending from stalling: request timeouts, answers that
+//! are not the collector's, beacons the browser refused; with more copies of `host.js`
+//! standing for other pages, and stubbed `fetch`/`sendBeacon`) and error
 //! reporting. The session and queue *rules*
 //! are tested natively in `core` with an injected clock; these tests check that the
 //! browser parts are connected to them.
@@ -38,7 +40,7 @@ fn number(script: &str) -> f64 {
 }
 
 fn call(args: &[JsValue]) {
-    command(args.iter().cloned().collect::<Array>());
+    command(args.iter().cloned().collect::<Array>().into());
 }
 
 fn s(text: &str) -> JsValue {
@@ -102,6 +104,51 @@ fn stored_queue() -> Vec<String> {
     }
     assert_eq!(queues.len(), 1, "one stored queue: {queues:?}");
     queues[0].split('\n').map(str::to_owned).collect()
+}
+
+/// Evaluates `script` and gives its value, an array of strings.
+fn strings(script: &str) -> Vec<String> {
+    js_sys::eval(script)
+        .unwrap()
+        .dyn_into::<Array>()
+        .unwrap()
+        .iter()
+        .map(|item| item.as_string().unwrap())
+        .collect()
+}
+
+/// Waits up to five seconds for `script` to be true; gives whether it became so.
+async fn until(script: &str) -> bool {
+    for _ in 0..100 {
+        if js_sys::eval(script).unwrap().is_truthy() {
+            return true;
+        }
+        pause(50).await;
+    }
+    false
+}
+
+/// Starts another copy of `host.js` (its own state: another page of the site) that
+/// sends to `http://127.0.0.1:9/{name}`, as `window[name]`: `page` (its functions) and
+/// `wakes` (what it told the module, as `kind text`). `__entry(visitor, n)` gives the
+/// text of an event for it: visitor `…00000000000{visitor}`, id `…{n}` on 12 digits.
+async fn start_page(name: &str) {
+    JsFuture::from(Promise::from(
+        js_sys::eval(&format!(
+            "window.__entry = (visitor, n) => '{{\"v\":1,\"deploymentId\":\"demo\",\"visitorId\":\"00000000-0000-4000-8000-00000000000' + visitor \
+               + '\",\"sentAt\":0,\"events\":[{{\"id\":\"' + __id(n) + '\",\"kind\":\"record\",\"name\":\"t\",\"time\":1}}]}}'; \
+             window.__id = (n) => '00000000-0000-7000-8000-' + String(n).padStart(12, '0'); \
+             import(performance.getEntriesByType('resource').map((r) => r.name).find((n) => n.endsWith('/host.js')) + '?{name}') \
+             .then((page) => {{ \
+               const copy = (window['{name}'] = {{ page, wakes: [] }}); \
+               page.fp_init((kind, text) => copy.wakes.push(kind + ' ' + text)); \
+               page.fp_setup('http://127.0.0.1:9/{name}'); \
+             }})"
+        ))
+        .unwrap(),
+    ))
+    .await
+    .unwrap();
 }
 
 /// Waits for the page's SDK to emit `event` and returns the handler's argument.
@@ -623,4 +670,149 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
         pause(50).await;
     }
     assert_eq!(wakes()[1], format!("4 {hanging}\u{1}"), "accepted");
+    a_hung_request_times_out().await;
+    answers_without_usable_results_never_stall_sending().await;
+    beacons_the_browser_refused_go_at_the_next_hide().await;
+}
+
+/// A request that is never answered would hold up every later one: after 30 s (the
+/// request's timeout signal, stubbed here so that the test need not wait) it counts as
+/// a network failure, the module is asked for a retry delay, and the next flush sends
+/// the event again.
+async fn a_hung_request_times_out() {
+    js_sys::eval(
+        "window.__hung = { fetches: 0 }; \
+         const timeout = AbortSignal.timeout, hungFetch = fetch; \
+         window.__unstubHung = () => { AbortSignal.timeout = timeout; window.fetch = hungFetch; }; \
+         AbortSignal.timeout = (ms) => { \
+           const controller = new AbortController(); \
+           controller.signal.__ms = ms; \
+           controller.signal.__expire = () => controller.abort(new DOMException('signal timed out', 'TimeoutError')); \
+           return controller.signal; \
+         }; \
+         window.fetch = function (url, init) { \
+           if (!url.endsWith('/hung')) return hungFetch.apply(this, arguments); \
+           __hung.fetches++; \
+           __hung.signal = init.signal; \
+           return new Promise((_, reject) => init.signal && init.signal.addEventListener('abort', () => reject(init.signal.reason))); \
+         };",
+    )
+    .unwrap();
+    start_page("hung").await;
+    js_sys::eval("hung.page.fp_queue(__entry(1, 1)); hung.page.fp_flush()").unwrap();
+    assert_eq!(number("__hung.fetches"), 1.0);
+    assert_eq!(
+        number("__hung.signal ? __hung.signal.__ms : 0"),
+        30_000.0,
+        "the request gives up after 30 s"
+    );
+    js_sys::eval("__hung.signal.__expire()").unwrap();
+    assert!(
+        until("hung.wakes.length").await,
+        "no news of the hung request"
+    );
+    assert_eq!(
+        strings("hung.wakes"),
+        ["6 "],
+        "a retry, without Retry-After"
+    );
+    assert_eq!(number("hung.page.fp_state('', '', true).queued"), 1.0);
+    js_sys::eval("hung.page.fp_flush()").unwrap();
+    assert_eq!(
+        number("__hung.fetches"),
+        2.0,
+        "sending again after the retry delay"
+    );
+    js_sys::eval("__unstubHung()").unwrap();
+}
+
+/// A proxy or a captive portal may answer 200 with anything. Answers without a list
+/// of results settle the events with "no verdict", like any other answer without a
+/// verdict; a body cut off, or anything that throws while an answer is read, counts as
+/// a failure to retry. Either way the next request goes: sending never stalls.
+async fn answers_without_usable_results_never_stall_sending() {
+    js_sys::eval(
+        "window.__odd = { fetches: 0, answers: [ \
+           () => new Response('{\"results\":\"x\"}'), \
+           () => new Response('<html>Sign in to the Wi-Fi</html>', { headers: { 'Content-Type': 'text/html' } }), \
+           () => ({ status: 200, headers: new Headers(), json() { throw new TypeError('not a Response'); } }), \
+           () => new Response(new ReadableStream({ pull(body) { body.error(new TypeError('connection reset')); } })), \
+           () => new Response('{\"results\":[{\"id\":\"' + __id(3) + '\",\"status\":\"accepted\"}]}'), \
+         ] }; \
+         const oddFetch = fetch; \
+         window.fetch = function (url) { \
+           if (!url.endsWith('/odd')) return oddFetch.apply(this, arguments); \
+           __odd.fetches++; \
+           return Promise.resolve(__odd.answers.shift()()); \
+         };",
+    )
+    .unwrap();
+    start_page("odd").await;
+    let id = |n: u32| format!("00000000-0000-7000-8000-{n:012}");
+    // What the page does (each time, one request goes), then what it hears of the answer.
+    let queue_and_flush =
+        |n: u32| format!("odd.page.fp_queue(__entry(2, {n})); odd.page.fp_flush()");
+    // The module's retry timer fired: the same event again.
+    let flush = || "odd.page.fp_flush()".to_owned();
+    let steps = [
+        (queue_and_flush(1), format!("4 {}\u{1}!no verdict", id(1))),
+        (queue_and_flush(2), format!("4 {}\u{1}!no verdict", id(2))),
+        (queue_and_flush(3), "6 ".to_owned()),
+        (flush(), "6 ".to_owned()),
+        (flush(), format!("4 {}\u{1}", id(3))),
+    ];
+    for (i, (action, heard)) in steps.iter().enumerate() {
+        let n = i + 1;
+        js_sys::eval(action).unwrap();
+        assert_eq!(number("__odd.fetches"), n as f64, "request {n} sent");
+        assert!(
+            until(&format!("odd.wakes.length == {n}")).await,
+            "answer {n}: {:?}",
+            strings("odd.wakes")
+        );
+        assert_eq!(&strings("odd.wakes")[i], heard, "answer {n}");
+    }
+    assert_eq!(number("odd.page.fp_state('', '', true).queued"), 0.0);
+}
+
+/// `sendBeacon` returns false when the browser will not take a beacon (over its
+/// keepalive quota, for one): those events are not on their way, and the next hide
+/// (leaving the page fires `pagehide` after hiding it) tries them again. What a beacon
+/// took does not go twice.
+async fn beacons_the_browser_refused_go_at_the_next_hide() {
+    start_page("refused").await;
+    // Every page copy of this test hears the events; only this one's beacons count.
+    let hides = js_sys::eval(
+        "window.__refused = []; \
+         navigator.sendBeacon = (url, body) => { \
+           if (!url.endsWith('/refused')) return true; \
+           const taken = !__refused.refuse.shift(); \
+           __refused.push((taken ? 'taken ' : 'refused ') + (body.match(/\"id\"/g) || []).length + ' from ' + body.match(/\"id\":\"([^\"]*)/)[1]); \
+           return taken; \
+         }; \
+         for (let n = 1; n <= 60; n++) refused.page.fp_queue(__entry(3, n)); \
+         const hides = []; \
+         for (const refuse of [[0, 1], [], []]) { \
+           __refused.refuse = refuse; \
+           __refused.length = 0; \
+           dispatchEvent(new Event('pagehide')); \
+           hides.push(__refused.join()); \
+         } \
+         dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true })); \
+         hides",
+    )
+    .unwrap()
+    .dyn_into::<Array>()
+    .unwrap();
+    let hides: Vec<String> = hides.iter().map(|h| h.as_string().unwrap()).collect();
+    let id = |n: u32| format!("00000000-0000-7000-8000-{n:012}");
+    assert_eq!(
+        hides,
+        [
+            format!("taken 50 from {},refused 10 from {}", id(1), id(51)),
+            format!("taken 10 from {}", id(51)),
+            String::new(),
+        ],
+        "beacons at each of three hides"
+    );
 }

@@ -180,8 +180,12 @@ function fpFlush() {
 // One request, with keepalive when small enough so that it survives the page. The
 // collector's answer goes to the module as `id\x01[!error]` for each event: its
 // verdicts for 2xx (and 400 with results), the refusal's message for the other 4xx;
-// these events are settled and leave the queue. 429, 5xx and network failures keep
-// them and ask the module how long to wait (with Retry-After for 429 and 503).
+// these events are settled and leave the queue. An answer without usable results (a
+// proxy's page, `"results"` not a list) settles them with its message or "no
+// verdict". 429, 5xx and network failures keep them and ask the module how long to
+// wait (with Retry-After for 429 and 503). So does a request or answer still
+// incomplete after 30 s, which would otherwise hold up every later one, and anything
+// that throws while the answer is read: whatever happens, `fpSending` is cleared.
 function fpSend(batch) {
   const body = fpBody(batch);
   const retry = (after) => {
@@ -189,33 +193,43 @@ function fpSend(batch) {
     fpPaused = 1;
     fpWake(6, after || '');
   };
-  fetch(fpUrl, { method: 'POST', body, mode: 'cors', credentials: 'omit', keepalive: new Blob([body]).size < 6e4 }).then(
-    (response) => {
+  fetch(fpUrl, {
+    method: 'POST',
+    body,
+    mode: 'cors',
+    credentials: 'omit',
+    keepalive: new Blob([body]).size < 6e4,
+    signal: self.AbortSignal && AbortSignal.timeout && AbortSignal.timeout(3e4),
+  })
+    .then((response) => {
       const status = response.status;
       if (status == 429 || status > 499) return retry((status == 429 || status == 503) && response.headers.get('retry-after'));
       return response
         .json()
-        .catch(() => 0)
+        .catch((error) => {
+          // Not JSON (a proxy's page): no verdict, below. A body cut off or timed out
+          // is a network failure.
+          if (error.name != 'SyntaxError') throw error;
+        })
         .then((json) => {
-          const results = (json && json.results) || [];
+          const answer = Object(json);
+          // Whatever `results` holds, a list to search: nothing below can throw.
+          const results = [].concat(answer.results);
+          const text = batch
+            .map((entry) => {
+              const id = fpId(entry);
+              const result = results.find((r) => r && r.id == id);
+              return id + '\x01' + (result ? (result.error == null ? '' : '!' + result.error) : '!' + (answer.message || 'no verdict'));
+            })
+            .join('\x01');
           fpSending = 0;
           fpQueue = fpQueue.filter((entry) => !batch.includes(entry));
           fpBound();
-          fpWake(
-            4,
-            batch
-              .map((entry) => {
-                const id = fpId(entry);
-                const result = results.find((r) => r && r.id == id);
-                return id + '\x01' + (result ? (result.error == null ? '' : '!' + result.error) : '!' + ((json && json.message) || 'no verdict'));
-              })
-              .join('\x01'),
-          );
+          fpWake(4, text);
           fpFlush();
         });
-    },
-    () => retry(),
-  );
+    })
+    .catch(() => retry());
 }
 
 // The page is being hidden, left or closed: what is not on its way already goes out
@@ -223,15 +237,22 @@ function fpSend(batch) {
 // fate of a beacon is unknown, so its events stay in the queue: this page sends them
 // again if it lives on (and then calls their callbacks), the next page if not; the
 // collector keeps one copy of each. Leaving a page hides it first, then fires
-// `pagehide`: what went out by beacon at the first does not go again at the second.
+// `pagehide`: what a beacon took at the first does not go again at the second, but
+// what the browser refused (`sendBeacon` false, e.g. over its quota) is tried again.
 let fpBeaconed = [];
 
+// The queue's entries that are not on their way and not in `list`.
+function fpIdle(list) {
+  return fpQueue.filter((entry) => !(fpSending || []).includes(entry) && !list.includes(entry));
+}
+
 function fpHide() {
-  let rest = fpQueue.filter((entry) => !(fpSending || []).includes(entry) && !fpBeaconed.includes(entry));
-  fpBeaconed = fpQueue.slice();
+  let rest = fpIdle(fpBeaconed);
   try {
     for (let batch; rest[0] && navigator.sendBeacon(fpUrl, fpBody((batch = fpTake(rest)))); ) rest = rest.slice(batch.length);
   } catch (e) {}
+  // Those still queued that a beacon took, now or before: all but what is left.
+  fpBeaconed = fpIdle(rest);
 }
 
 // Kinds: 0 undefined, 1 null, 2 false, 3 true, 4 number, 5 string, 6 function,

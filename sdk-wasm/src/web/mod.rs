@@ -29,7 +29,6 @@ mod browser;
 use std::cell::RefCell;
 
 use footpath_protocol::v1::{AttributeValue, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
-use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
 use crate::core::{retry_delay_ms, Notice, PageviewMode, Tracked, Tracker};
@@ -60,7 +59,7 @@ const ERROR: u8 = 3;
 #[wasm_bindgen(module = "/src/web/host.js")]
 extern "C" {
     fn fp_init(wake: &Closure<dyn Fn(u32, String)>);
-    fn fp_args(list: &Array) -> u32;
+    fn fp_args(list: &JsValue) -> u32;
     fn fp_kind(index: u32) -> u32;
     fn fp_text(index: u32) -> String;
     fn fp_number(index: u32) -> f64;
@@ -196,7 +195,7 @@ pub fn start(script_url: String) {
 
 /// One `ac(...)` call.
 #[wasm_bindgen]
-pub fn command(arguments: Array) {
+pub fn command(arguments: JsValue) {
     let mut args = Args::read(fp_args(&arguments));
     with_sdk(&mut |sdk| {
         let name = match args.get(0) {
