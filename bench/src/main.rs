@@ -47,6 +47,10 @@ const MOBILE_USER_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Ma
 /// visits. See [`definitions`].
 const MATCH_EVERY: usize = 10;
 
+/// `--match-every`, when given: one definition in this many matches, context-only
+/// ones included. Set once in `main`, before any definition is made.
+static MATCH_EVERY_GIVEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
 #[derive(Parser)]
 #[command(name = "footpath-bench")]
 struct Cli {
@@ -73,6 +77,12 @@ enum Bench {
         /// that `--definitions 0` and `--definitions N` differ only in the definitions.
         #[arg(long, value_parser = clap::value_parser!(u16).range(0..=500))]
         definitions: Option<u16>,
+        /// One definition in N matches the events, context-only ones included (a
+        /// matching one tests the visit's device category, the others a category no
+        /// visit has). Without it: one journey definition in 10 matches, and every
+        /// context-only one matches half the visits.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        match_every: Option<u64>,
     },
     /// kill -9 under load, restart, and check every acknowledged event id.
     Crash {
@@ -95,12 +105,20 @@ fn main() -> anyhow::Result<()> {
             concurrency,
             batch,
             definitions,
-        } => runtime.block_on(ingest(
-            seconds,
-            concurrency,
-            batch,
-            definitions.map(usize::from),
-        )),
+            match_every,
+        } => {
+            if let Some(every) = match_every {
+                MATCH_EVERY_GIVEN
+                    .set(usize::try_from(every).unwrap_or(usize::MAX))
+                    .expect("set once");
+            }
+            runtime.block_on(ingest(
+                seconds,
+                concurrency,
+                batch,
+                definitions.map(usize::from),
+            ))
+        }
         Bench::Crash {
             events,
             concurrency,
@@ -306,10 +324,13 @@ fn user_agent(n: usize, send: bool) -> Option<&'static str> {
 ///   bench's events carry (`category`, `variant`, `price`, `in_stock` in turn);
 /// - `i % 4 == 2` (a quarter): a pageview journey pattern, `page.url` `containsAny`;
 /// - `i % 4 == 3` (a quarter): context only, `device.category` `equal` `desktop`
-///   (`i % 8 == 3`) or `mobile` (`i % 8 == 7`): each matches half the visits.
+///   (`i % 8 == 3`) or `mobile` (`i % 8 == 7`): each matches half the visits. With
+///   `--match-every N`, only those among the matching ones (below) do; the others test
+///   `console-<i>`, which no visit has.
 ///
 /// Journey patterns need 1 to 3 events (`count = 1 + i % 3`). One journey definition
-/// in [`MATCH_EVERY`] tests values the events have (`category equal shoes`,
+/// in [`MATCH_EVERY`] (the first four of every 40), or with `--match-every N` one in N
+/// (the last four of every 4·N), tests values the events have (`category equal shoes`,
 /// `page.url containsAny /products/`, ...); the others test values they never have,
 /// so they cost the candidate test but no counter. Segments alternate Session and
 /// Customer scope by eights; outcomes alternate positive and negative, and every other
@@ -317,12 +338,19 @@ fn user_agent(n: usize, send: bool) -> Option<&'static str> {
 fn definitions(kind: &str, count: usize) -> Vec<Value> {
     (0..count)
         .map(|i| {
-            let matching = (i / 4) % MATCH_EVERY == 0;
+            let match_every = MATCH_EVERY_GIVEN.get().copied();
+            let every = match_every.unwrap_or(MATCH_EVERY);
+            // With `--match-every`, the last group of four in each N matches, so that
+            // an N above `count / 4` makes none match.
+            let matching = match match_every {
+                Some(every) => (i / 4) % every == every - 1,
+                None => (i / 4) % MATCH_EVERY == 0,
+            };
             let pattern_count = 1 + i % 3;
             let mut body = match i % 4 {
                 0 | 1 => {
                     // Every attribute in turn, among the matching ones too.
-                    let turn = ((i / 4) / MATCH_EVERY * 2 + (i / 4) * 2 + i % 4) % 4;
+                    let turn = ((i / 4) / every * 2 + (i / 4) * 2 + i % 4) % 4;
                     let (attribute, operator, hit, miss) = match turn {
                         0 => ("category", "equal", "shoes", format!("bags-{i}")),
                         1 => ("variant", "startsWith", "blue", format!("red-{i}")),
@@ -359,7 +387,13 @@ fn definitions(kind: &str, count: usize) -> Vec<Value> {
                     }]}})
                 }
                 _ => {
-                    let category = if i % 8 == 3 { "desktop" } else { "mobile" };
+                    let category = if match_every.is_some() && !matching {
+                        format!("console-{i}")
+                    } else if i % 8 == 3 {
+                        "desktop".to_owned()
+                    } else {
+                        "mobile".to_owned()
+                    };
                     json!({"context": {"patterns": [{"criteria": [{
                         "key": "device.category",
                         "operator": "equal",
@@ -487,6 +521,58 @@ fn percentile(sorted_micros: &[u64], fraction: f64) -> f64 {
     )]
     let index = ((last as f64) * fraction).round() as usize;
     sorted_micros[index.min(last)] as f64 / 1000.0
+}
+
+/// CPU time the collector used, in clock ticks, in all and in its ingest writer thread:
+/// per event, a figure that the other work on a shared machine disturbs much less than
+/// events per second.
+struct CpuTimes {
+    process_ticks: u64,
+    writer_ticks: u64,
+}
+
+impl CpuTimes {
+    /// utime + stime of a `/proc/.../stat` file (fields 14 and 15, after the command
+    /// name in parentheses).
+    fn ticks(stat_path: &Path) -> Option<u64> {
+        let stat = std::fs::read_to_string(stat_path).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    }
+
+    fn of(pid: u32) -> CpuTimes {
+        let process = Path::new("/proc").join(pid.to_string());
+        let writer_ticks = std::fs::read_dir(process.join("task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|name| name.trim() == "footpath-ingest")
+            })
+            .filter_map(|task| CpuTimes::ticks(&task.path().join("stat")))
+            .sum();
+        CpuTimes {
+            process_ticks: CpuTimes::ticks(&process.join("stat")).unwrap_or(0),
+            writer_ticks,
+        }
+    }
+
+    /// Prints microseconds of CPU per event since `before` (clock ticks are 10 ms).
+    fn report_since(&self, before: &CpuTimes, events: u64) {
+        let micros = |ticks: u64| ticks.saturating_mul(10_000);
+        let per_event = |ticks: u64| {
+            #[allow(clippy::cast_precision_loss)]
+            let value = micros(ticks) as f64 / events.max(1) as f64;
+            value
+        };
+        println!(
+            "  collector CPU {:.1} µs/event, of which the ingest writer thread {:.1} µs/event",
+            per_event(self.process_ticks.saturating_sub(before.process_ticks)),
+            per_event(self.writer_ticks.saturating_sub(before.writer_ticks)),
+        );
+    }
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -714,13 +800,21 @@ async fn ingest(
     if let Some(count) = definitions {
         println!(
             "definitions: {count} segments and {count} outcomes through the API \
-             (one journey definition in {MATCH_EVERY} matches the events; User-Agent sent)"
+             ({}; User-Agent sent)",
+            match MATCH_EVERY_GIVEN.get() {
+                Some(every) => format!("one definition in {every} matches the events"),
+                None => format!(
+                    "one journey definition in {MATCH_EVERY} matches the events, \
+                     each context-only one half the visits"
+                ),
+            }
         );
         let creating = Instant::now();
         create_definitions(address, count).await?;
         println!("  in {:.1} s", creating.elapsed().as_secs_f64());
     }
     println!("peak: closed loop, {concurrency} connections, batches of {batch_size}, {seconds} s");
+    let cpu_before = CpuTimes::of(collector.id());
     let peak = closed_loop(
         address,
         concurrency,
@@ -733,6 +827,9 @@ async fn ingest(
         "  {:.0} events/s acknowledged ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms",
         peak.events_per_second, peak.requests, peak.errors, peak.p50_ms, peak.p99_ms
     );
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let peak_events = (peak.events_per_second * Duration::from_secs(seconds).as_secs_f64()) as u64;
+    CpuTimes::of(collector.id()).report_since(&cpu_before, peak_events);
     let half_rate = peak.events_per_second / 2.0;
     let half_seconds = (seconds / 2).max(1);
     println!(
@@ -752,6 +849,16 @@ async fn ingest(
         half.events_per_second, half.requests, half.errors, half.p50_ms, half.p99_ms
     );
     let rss = peak_rss_kib(collector.id());
+    // The collector checkpoints off the commit path and caps the WAL: its size shows
+    // whether the cap holds.
+    let wal_mib = std::fs::metadata(database.with_extension("sqlite3-wal"))
+        .map(|metadata| {
+            #[allow(clippy::cast_precision_loss)]
+            let mib = metadata.len() as f64 / 1_048_576.0;
+            format!("{mib:.1} MiB")
+        })
+        .unwrap_or_else(|_| "none".to_owned());
+    println!("WAL file at the end of the run: {wal_mib}");
     if definition_count > 0 {
         show_sessions(address).await?;
     }
@@ -785,6 +892,15 @@ async fn ingest(
              achievements, {} customer assignments, {} pattern counters",
             count("customer_segment_assignments")?,
             count("journey_pattern_counts")?,
+        );
+        #[allow(clippy::cast_precision_loss)]
+        let per_session = |rows: i64| rows as f64 / sessions.max(1) as f64;
+        println!(
+            "  per session ({sessions} sessions): {:.1} segment assignments + {:.1} outcome \
+             achievements = {:.1}",
+            per_session(assignments),
+            per_session(achievements),
+            per_session(assignments + achievements),
         );
         (assignments.to_string(), achievements.to_string())
     } else {

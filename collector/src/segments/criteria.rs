@@ -14,6 +14,8 @@
 //!   none of them. `equal`, `startsWith`, `endsWith`: against any listed value;
 //!   `notEqual`: equal to none. The ordering operators take exactly one value.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::cmp::Ordering;
 
 /// The twelve operators of the Journey API's `Criteria.operator`.
@@ -127,6 +129,122 @@ impl Criterion {
             Operator::LessThan => ordering(&actual, &values).is_some_and(Ordering::is_lt),
             Operator::LessThanOrEqual => ordering(&actual, &values).is_some_and(Ordering::is_le),
         }
+    }
+}
+
+/// A criterion prepared for testing many values: its values folded (when it ignores
+/// case) and parsed as numbers once, when the index is built, so that a test allocates
+/// nothing. [`CompiledCriterion::matches`] agrees with [`Criterion::matches`] (the
+/// data-driven tests check both).
+#[derive(Debug, Clone)]
+pub struct CompiledCriterion {
+    pub operator: Operator,
+    pub should_ignore_case: bool,
+    pub values: Vec<CompiledValue>,
+}
+
+/// One value of a [`CompiledCriterion`].
+#[derive(Debug, Clone)]
+pub struct CompiledValue {
+    /// Lowercased when the criterion ignores case.
+    pub text: String,
+    pub number: Option<f64>,
+}
+
+impl CompiledCriterion {
+    pub fn new(criterion: &Criterion) -> CompiledCriterion {
+        let values = criterion
+            .values
+            .iter()
+            .map(|value| {
+                let text = if criterion.should_ignore_case {
+                    value.to_lowercase()
+                } else {
+                    value.clone()
+                };
+                let number = number(&text);
+                CompiledValue { text, number }
+            })
+            .collect();
+        CompiledCriterion {
+            operator: criterion.operator,
+            should_ignore_case: criterion.should_ignore_case,
+            values,
+        }
+    }
+
+    /// Whether `actual` (the visit's or event's value, if it has one) satisfies the
+    /// criterion.
+    pub fn matches(&self, actual: Option<&Actual<'_>>) -> bool {
+        let Some(actual) = actual else {
+            return false;
+        };
+        let text = actual.text(self.should_ignore_case);
+        let compare = |value: &CompiledValue| match (actual.number, value.number) {
+            (Some(left), Some(right)) => left.partial_cmp(&right).unwrap_or(Ordering::Equal),
+            _ => text.cmp(value.text.as_str()),
+        };
+        let contains = |value: &CompiledValue| text.contains(value.text.as_str());
+        let equal = |value: &CompiledValue| compare(value) == Ordering::Equal;
+        let first = || self.values.first().map(compare);
+        match self.operator {
+            Operator::ContainsAll => self.values.iter().all(contains),
+            Operator::ContainsAny => self.values.iter().any(contains),
+            Operator::NotContainsAll => !self.values.iter().all(contains),
+            Operator::NotContainsAny => !self.values.iter().any(contains),
+            Operator::Equal => self.values.iter().any(equal),
+            Operator::NotEqual => !self.values.iter().any(equal),
+            Operator::StartsWith => self
+                .values
+                .iter()
+                .any(|value| text.starts_with(value.text.as_str())),
+            Operator::EndsWith => self
+                .values
+                .iter()
+                .any(|value| text.ends_with(value.text.as_str())),
+            Operator::GreaterThan => first().is_some_and(Ordering::is_gt),
+            Operator::GreaterThanOrEqual => first().is_some_and(Ordering::is_ge),
+            Operator::LessThan => first().is_some_and(Ordering::is_lt),
+            Operator::LessThanOrEqual => first().is_some_and(Ordering::is_le),
+        }
+    }
+}
+
+/// A value under test, prepared once for all the criteria on its key: parsed as a
+/// number once, lowercased at most once (and only when a criterion ignores case).
+#[derive(Debug)]
+pub struct Actual<'a> {
+    text: Cow<'a, str>,
+    lowercase: OnceCell<Option<String>>,
+    /// The value as a number, when it is one. Lowercasing never changes whether or how
+    /// a text parses as a number.
+    pub number: Option<f64>,
+}
+
+impl<'a> Actual<'a> {
+    pub fn new(text: impl Into<Cow<'a, str>>) -> Actual<'a> {
+        let text = text.into();
+        let number = number(&text);
+        Actual {
+            text,
+            lowercase: OnceCell::new(),
+            number,
+        }
+    }
+
+    /// The text, lowercased when `ignore_case`.
+    pub fn text(&self, ignore_case: bool) -> &str {
+        if !ignore_case {
+            return &self.text;
+        }
+        let lowercase = self.lowercase.get_or_init(|| {
+            let unchanged = self
+                .text
+                .bytes()
+                .all(|byte| byte.is_ascii() && !byte.is_ascii_uppercase());
+            (!unchanged).then(|| self.text.to_lowercase())
+        });
+        lowercase.as_deref().unwrap_or(&self.text)
     }
 }
 
@@ -267,6 +385,9 @@ mod tests {
             ("endsWith", &[".pdf"], false, Some("/a/terms.pdf"), true),
             ("endsWith", &[".PDF"], false, Some("/a/terms.pdf"), false),
             ("endsWith", &[".PDF"], true, Some("/a/terms.pdf"), true),
+            ("equal", &["straße"], true, Some("STRAßE"), true),
+            ("containsAny", &["ÉTÉ"], true, Some("l'été"), true),
+            ("equal", &["1E3"], true, Some("1000"), true),
             // A missing value matches nothing, negative operators included.
             ("equal", &["x"], false, None, false),
             ("notEqual", &["x"], false, None, false),
@@ -284,6 +405,12 @@ mod tests {
                 criterion.matches(actual),
                 expected,
                 "{operator} {values:?} ignore_case={ignore_case} on {actual:?}"
+            );
+            let prepared = actual.map(Actual::new);
+            assert_eq!(
+                CompiledCriterion::new(&criterion).matches(prepared.as_ref()),
+                expected,
+                "compiled: {operator} {values:?} ignore_case={ignore_case} on {actual:?}"
             );
         }
         // Every operator is in the table.

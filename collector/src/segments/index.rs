@@ -6,20 +6,35 @@
 //! at the others:
 //! - patterns with an `eventName` are filed under that name, patterns without one
 //!   under "pageview";
-//! - a pattern with a criterion on `attributes.<name>.value` is filed under that
-//!   attribute name too (such a criterion never matches an event without the
-//!   attribute), and is only a candidate for events that carry it.
+//! - a pattern with criteria is filed, under that, by the key of one of its criteria
+//!   (its "filing criterion": an `equal` one if it has one, else a `containsAny` /
+//!   `containsAll` one, else any; attribute keys first). A criterion never matches an
+//!   event without a value for its key, so the pattern is only a candidate for events
+//!   that have one;
+//! - within a key, patterns filed by an `equal` criterion are found by the event's
+//!   value (a hash map of the values, numbers apart since `"10"` equals `"10.0"`), and
+//!   patterns filed by a `containsAny` / `containsAll` criterion by one Aho-Corasick
+//!   pass over the event's value that finds every listed text at once. Only the other
+//!   operators are visited one by one.
 //!
-//! So the work per event grows with the patterns of its own name and attributes, not
-//! with every definition of the collector. Definitions without journey patterns
-//! (context only) are listed apart: they are evaluated when the visit changes (see
-//! `store::segments_sql`), not per event.
+//! So the work per event grows with the patterns that could match its name, attributes
+//! and values, not with every definition of the collector. Candidates are then tested
+//! in full with criteria compiled when the index is built (values lowercased and parsed
+//! as numbers once; see [`CompiledCriterion`]), on event values prepared once per key.
+//! Definitions without journey patterns (context only) are listed apart: they are
+//! evaluated when the visit changes (see `store::segments_sql`), not per event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::collections::BTreeMap;
 
+use foldhash::{HashMap, HashMapExt};
+
+use aho_corasick::AhoCorasick;
 use footpath_protocol::v1::{AttributeValue, Context, EventKind, Page};
 
-use super::definition::{attribute_of_key, Definition, Details, Scope};
+use super::criteria::{Actual, CompiledCriterion, Criterion, Operator};
+use super::definition::{attribute_of_key, Details, Scope};
 use super::StoredDefinition;
 use crate::enrich::geo::Geolocation;
 use crate::enrich::referrer::ReferrerInfo;
@@ -34,12 +49,231 @@ pub struct PatternRef {
     pub pattern: usize,
 }
 
-/// Where a pattern is filed: the kind of events it looks at, and an attribute they must
-/// carry.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Selector {
-    Pageviews,
-    Named(String),
+/// A journey pattern's criteria, compiled, each with the id of its key (see
+/// [`Index::keys`]).
+#[derive(Debug)]
+struct CompiledPattern {
+    criteria: Vec<(usize, CompiledCriterion)>,
+}
+
+/// Texts to look for in one pass, and the patterns each one files.
+#[derive(Debug)]
+struct Needles {
+    automaton: AhoCorasick,
+    patterns: Vec<Vec<PatternRef>>,
+}
+
+impl Needles {
+    fn build(
+        needles: BTreeMap<String, Vec<PatternRef>>,
+    ) -> Result<Option<Needles>, Vec<PatternRef>> {
+        if needles.is_empty() {
+            return Ok(None);
+        }
+        match AhoCorasick::new(needles.keys()) {
+            Ok(automaton) => Ok(Some(Needles {
+                automaton,
+                patterns: needles.into_values().collect(),
+            })),
+            // Too many texts for an automaton: test those patterns one by one.
+            Err(_) => Err(needles.into_values().flatten().collect()),
+        }
+    }
+
+    fn collect(&self, text: &str, found: &mut Vec<PatternRef>) {
+        let mut seen = vec![false; self.patterns.len()];
+        for hit in self.automaton.find_overlapping_iter(text) {
+            let needle = hit.pattern().as_usize();
+            if !std::mem::replace(&mut seen[needle], true) {
+                found.extend_from_slice(&self.patterns[needle]);
+            }
+        }
+    }
+}
+
+/// The patterns filed under one event selector and one key.
+#[derive(Debug, Default)]
+struct Bucket {
+    /// Filed by `equal`, by each listed value that is not a number, as written.
+    equal_text: HashMap<String, Vec<PatternRef>>,
+    /// The same, lowercased, for criteria that ignore case.
+    equal_lowercase: HashMap<String, Vec<PatternRef>>,
+    /// Filed by `equal`, by each listed value that is a number (its bits, zero
+    /// unsigned).
+    equal_number: HashMap<u64, Vec<PatternRef>>,
+    /// Filed by `containsAny` / `containsAll`, by each listed text.
+    contains_text: Option<Needles>,
+    contains_lowercase: Option<Needles>,
+    /// Filed by any other criterion: tested one by one.
+    rest: Vec<PatternRef>,
+}
+
+#[derive(Debug, Default)]
+struct BucketBuilder {
+    equal_text: HashMap<String, Vec<PatternRef>>,
+    equal_lowercase: HashMap<String, Vec<PatternRef>>,
+    equal_number: HashMap<u64, Vec<PatternRef>>,
+    contains_text: BTreeMap<String, Vec<PatternRef>>,
+    contains_lowercase: BTreeMap<String, Vec<PatternRef>>,
+    rest: Vec<PatternRef>,
+}
+
+fn number_key(number: f64) -> u64 {
+    // `-0.0 == 0.0`: one key for both.
+    if number == 0.0 {
+        0.0_f64.to_bits()
+    } else {
+        number.to_bits()
+    }
+}
+
+impl BucketBuilder {
+    fn file(&mut self, reference: PatternRef, criterion: &CompiledCriterion) {
+        match criterion.operator {
+            Operator::Equal => {
+                for value in &criterion.values {
+                    let list = match value.number {
+                        Some(number) => self.equal_number.entry(number_key(number)).or_default(),
+                        None if criterion.should_ignore_case => {
+                            self.equal_lowercase.entry(value.text.clone()).or_default()
+                        }
+                        None => self.equal_text.entry(value.text.clone()).or_default(),
+                    };
+                    list.push(reference);
+                }
+            }
+            Operator::ContainsAny | Operator::ContainsAll
+                if criterion.values.iter().all(|value| !value.text.is_empty()) =>
+            {
+                let needles = if criterion.should_ignore_case {
+                    &mut self.contains_lowercase
+                } else {
+                    &mut self.contains_text
+                };
+                for value in &criterion.values {
+                    needles
+                        .entry(value.text.clone())
+                        .or_default()
+                        .push(reference);
+                }
+            }
+            _ => self.rest.push(reference),
+        }
+    }
+
+    fn build(self) -> Bucket {
+        let mut rest = self.rest;
+        let mut needles = |texts| match Needles::build(texts) {
+            Ok(needles) => needles,
+            Err(patterns) => {
+                rest.extend(patterns);
+                None
+            }
+        };
+        let contains_text = needles(self.contains_text);
+        let contains_lowercase = needles(self.contains_lowercase);
+        rest.sort_unstable();
+        rest.dedup();
+        Bucket {
+            equal_text: self.equal_text,
+            equal_lowercase: self.equal_lowercase,
+            equal_number: self.equal_number,
+            contains_text,
+            contains_lowercase,
+            rest,
+        }
+    }
+}
+
+impl Bucket {
+    /// The patterns that might match an event whose value of the bucket's key is
+    /// `actual`. Lists may repeat a pattern.
+    fn collect(&self, actual: &Actual<'_>, found: &mut Vec<PatternRef>) {
+        match actual.number {
+            // A number never equals a text that is not one, and the other way round.
+            Some(number) => {
+                if let Some(list) = self.equal_number.get(&number_key(number)) {
+                    found.extend_from_slice(list);
+                }
+            }
+            None => {
+                if let Some(list) = self.equal_text.get(actual.text(false)) {
+                    found.extend_from_slice(list);
+                }
+                if !self.equal_lowercase.is_empty() {
+                    if let Some(list) = self.equal_lowercase.get(actual.text(true)) {
+                        found.extend_from_slice(list);
+                    }
+                }
+            }
+        }
+        if let Some(needles) = &self.contains_text {
+            needles.collect(actual.text(false), found);
+        }
+        if let Some(needles) = &self.contains_lowercase {
+            needles.collect(actual.text(true), found);
+        }
+        found.extend_from_slice(&self.rest);
+    }
+}
+
+/// The patterns that look at one kind of event (one name, or pageviews).
+#[derive(Debug, Default)]
+struct SelectorPatterns {
+    /// Patterns without criteria: candidates for every such event.
+    always: Vec<PatternRef>,
+    /// By key id.
+    by_key: Vec<(usize, Bucket)>,
+}
+
+#[derive(Debug, Default)]
+struct SelectorBuilder {
+    always: Vec<PatternRef>,
+    by_key: BTreeMap<usize, BucketBuilder>,
+}
+
+impl SelectorBuilder {
+    fn build(self) -> SelectorPatterns {
+        SelectorPatterns {
+            always: self.always,
+            by_key: self
+                .by_key
+                .into_iter()
+                .map(|(key, bucket)| (key, bucket.build()))
+                .collect(),
+        }
+    }
+}
+
+impl SelectorPatterns {
+    fn collect(&self, values: &EventValues<'_>, found: &mut Vec<PatternRef>) {
+        found.extend_from_slice(&self.always);
+        for (key, bucket) in &self.by_key {
+            if let Some(actual) = values.prepared(*key) {
+                bucket.collect(actual, found);
+            }
+        }
+    }
+}
+
+/// How well a criterion narrows the candidates when a pattern is filed by it.
+fn filing_rank(criterion: &Criterion) -> (u8, bool) {
+    let operator = match criterion.operator {
+        Operator::Equal => 3,
+        Operator::ContainsAny | Operator::ContainsAll
+            if criterion.values.iter().all(|value| !value.is_empty()) =>
+        {
+            2
+        }
+        Operator::StartsWith
+        | Operator::EndsWith
+        | Operator::GreaterThan
+        | Operator::GreaterThanOrEqual
+        | Operator::LessThan
+        | Operator::LessThanOrEqual => 1,
+        _ => 0,
+    };
+    (operator, attribute_of_key(&criterion.key).is_some())
 }
 
 #[derive(Debug, Default)]
@@ -48,11 +282,18 @@ pub struct Index {
     pub generation: i64,
     /// The active definitions.
     pub definitions: Vec<StoredDefinition>,
-    /// Patterns without an attribute criterion, by the events they look at.
-    by_selector: HashMap<Selector, Vec<PatternRef>>,
-    /// Patterns with an attribute criterion, by the events they look at and the
-    /// attribute's name.
-    by_selector_and_attribute: HashMap<(Selector, String), Vec<PatternRef>>,
+    /// Their positions, by id.
+    pub by_id: HashMap<String, usize>,
+    /// Every key that journey criteria test; criteria refer to them by position.
+    keys: Vec<String>,
+    /// The journey patterns of each definition, compiled.
+    patterns: Vec<Vec<CompiledPattern>>,
+    /// The context criteria of each definition, compiled, with their keys.
+    context: Vec<Vec<(String, CompiledCriterion)>>,
+    /// Patterns with an `eventName`, by it.
+    named: HashMap<String, SelectorPatterns>,
+    /// Patterns without an `eventName` (pageviews).
+    pageviews: SelectorPatterns,
     /// Definitions without journey patterns.
     pub context_only: Vec<usize>,
     /// Active Customer-scope segments, by id.
@@ -66,6 +307,9 @@ impl Index {
             generation,
             ..Index::default()
         };
+        let mut key_ids: HashMap<String, usize> = HashMap::new();
+        let mut named: HashMap<String, SelectorBuilder> = HashMap::new();
+        let mut pageviews = SelectorBuilder::default();
         for stored in definitions
             .into_iter()
             .filter(|stored| stored.definition.is_active)
@@ -82,34 +326,64 @@ impl Index {
             {
                 index.customer_segments.insert(stored.id.clone(), position);
             }
+            let mut compiled_patterns = Vec::with_capacity(definition.journey.len());
             for (pattern_index, pattern) in definition.journey.iter().enumerate() {
                 let reference = PatternRef {
                     definition: position,
                     pattern: pattern_index,
                 };
-                let selector = match &pattern.event_name {
-                    Some(name) => Selector::Named(name.clone()),
-                    None => Selector::Pageviews,
-                };
-                let attribute = pattern
+                let criteria: Vec<(usize, CompiledCriterion)> = pattern
                     .criteria
                     .iter()
-                    .find_map(|criterion| attribute_of_key(&criterion.key));
-                match attribute {
-                    Some(attribute) => index
-                        .by_selector_and_attribute
-                        .entry((selector, attribute.to_owned()))
-                        .or_default()
-                        .push(reference),
-                    None => index
-                        .by_selector
-                        .entry(selector)
-                        .or_default()
-                        .push(reference),
+                    .map(|criterion| {
+                        let next = key_ids.len();
+                        let key = *key_ids.entry(criterion.key.clone()).or_insert(next);
+                        if key == index.keys.len() {
+                            index.keys.push(criterion.key.clone());
+                        }
+                        (key, CompiledCriterion::new(criterion))
+                    })
+                    .collect();
+                let selector = match &pattern.event_name {
+                    Some(name) => named.entry(name.clone()).or_default(),
+                    None => &mut pageviews,
+                };
+                // The first of the best-ranked criteria.
+                let filing = pattern
+                    .criteria
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .max_by_key(|(_, criterion)| filing_rank(criterion))
+                    .map(|(position, _)| position);
+                match filing {
+                    Some(filing) => {
+                        let (key, criterion) = &criteria[filing];
+                        selector
+                            .by_key
+                            .entry(*key)
+                            .or_default()
+                            .file(reference, criterion);
+                    }
+                    None => selector.always.push(reference),
                 }
+                compiled_patterns.push(CompiledPattern { criteria });
             }
+            index.patterns.push(compiled_patterns);
+            index.context.push(
+                definition
+                    .context_criteria()
+                    .map(|criterion| (criterion.key.clone(), CompiledCriterion::new(criterion)))
+                    .collect(),
+            );
+            index.by_id.insert(stored.id.clone(), position);
             index.definitions.push(stored);
         }
+        index.named = named
+            .into_iter()
+            .map(|(name, selector)| (name, selector.build()))
+            .collect();
+        index.pageviews = pageviews.build();
         index
     }
 
@@ -118,29 +392,21 @@ impl Index {
         self.definitions.is_empty()
     }
 
-    /// The journey patterns that might match `event`: those filed under its name (or
-    /// "pageview"), and those filed under its name and one of its attributes.
-    pub fn candidates(&self, event: &NewEvent) -> Vec<PatternRef> {
-        let mut selectors = vec![Selector::Named(event.name.clone())];
-        if event.kind == EventKind::Pageview {
-            selectors.push(Selector::Pageviews);
-        }
+    /// The values of `event` that this index's criteria test.
+    pub fn values<'a>(&'a self, event: &'a NewEvent) -> EventValues<'a> {
+        EventValues::new(event, &self.keys)
+    }
+
+    /// The journey patterns that might match the event, in order: those filed under
+    /// its name (or "pageview") and found by its values (see the module's comment).
+    /// Every pattern that matches is among them.
+    pub fn candidates(&self, values: &EventValues<'_>) -> Vec<PatternRef> {
         let mut found = Vec::new();
-        for selector in selectors {
-            if let Some(references) = self.by_selector.get(&selector) {
-                found.extend_from_slice(references);
-            }
-            if self.by_selector_and_attribute.is_empty() {
-                continue;
-            }
-            for attribute in event.attributes.keys() {
-                if let Some(references) = self
-                    .by_selector_and_attribute
-                    .get(&(selector.clone(), attribute.clone()))
-                {
-                    found.extend_from_slice(references);
-                }
-            }
+        if let Some(selector) = self.named.get(&values.event.name) {
+            selector.collect(values, &mut found);
+        }
+        if values.event.kind == EventKind::Pageview {
+            self.pageviews.collect(values, &mut found);
         }
         found.sort_unstable();
         found.dedup();
@@ -150,35 +416,69 @@ impl Index {
     pub fn definition(&self, reference: PatternRef) -> &StoredDefinition {
         &self.definitions[reference.definition]
     }
-}
 
-/// Whether every criterion of the pattern matches the event.
-pub fn pattern_matches(definition: &Definition, pattern: usize, event: &EventValues) -> bool {
-    definition.journey[pattern]
-        .criteria
-        .iter()
-        .all(|criterion| criterion.matches(event.get(&criterion.key).as_deref()))
-}
+    /// Whether every criterion of the pattern matches the event.
+    pub fn pattern_matches(&self, reference: PatternRef, values: &EventValues<'_>) -> bool {
+        self.patterns[reference.definition][reference.pattern]
+            .criteria
+            .iter()
+            .all(|(key, criterion)| criterion.matches(values.prepared(*key)))
+    }
 
-/// Whether every context criterion of the definition matches the visit.
-pub fn context_matches(definition: &Definition, visit: &Visit) -> bool {
-    definition
-        .context_criteria()
-        .all(|criterion| criterion.matches(visit.get(&criterion.key)))
+    /// Whether every context criterion of the definition at `position` matches the
+    /// visit.
+    pub fn context_matches(&self, position: usize, visit: &Visit) -> bool {
+        self.context[position]
+            .iter()
+            .all(|(key, criterion)| criterion.matches(visit.get(key).map(Actual::new).as_ref()))
+    }
+
+    /// Whether the definition at `position` has context criteria.
+    pub fn has_context(&self, position: usize) -> bool {
+        !self.context[position].is_empty()
+    }
 }
 
 /// The values of one event that journey criteria test.
 pub struct EventValues<'a> {
     event: &'a NewEvent,
-    page: Option<journey::JourneyPage>,
+    /// The page's parts, worked out when a `page.*` key is first asked for.
+    page: OnceCell<Option<journey::JourneyPage>>,
+    /// The index's keys, and their values once asked for.
+    keys: &'a [String],
+    prepared: Vec<OnceCell<Option<Actual<'a>>>>,
 }
 
 impl<'a> EventValues<'a> {
-    pub fn new(event: &'a NewEvent) -> EventValues<'a> {
+    /// `keys`: the keys that [`EventValues::prepared`] is asked for, by position.
+    pub fn new(event: &'a NewEvent, keys: &'a [String]) -> EventValues<'a> {
         EventValues {
             event,
-            page: event.page.as_ref().map(journey::journey_page),
+            page: OnceCell::new(),
+            keys,
+            prepared: keys.iter().map(|_| OnceCell::new()).collect(),
         }
+    }
+
+    /// The value of the key at position `key`, prepared for testing once.
+    fn prepared(&self, key: usize) -> Option<&Actual<'a>> {
+        self.prepared[key]
+            .get_or_init(|| self.value(&self.keys[key]).map(Actual::new))
+            .as_ref()
+    }
+
+    /// The value of a journey criterion's key; `None` when the event has none (empty
+    /// texts count as none, except for attributes).
+    fn value(&self, key: &str) -> Option<Cow<'a, str>> {
+        if let Some(name) = attribute_of_key(key) {
+            return self.event.attributes.get(name).map(|value| match value {
+                AttributeValue::Bool(true) => Cow::Borrowed("true"),
+                AttributeValue::Bool(false) => Cow::Borrowed("false"),
+                AttributeValue::Number(number) => Cow::Borrowed(number.as_str()),
+                AttributeValue::String(text) => Cow::Borrowed(text.as_str()),
+            });
+        }
+        self.get(key).map(Cow::Owned)
     }
 
     /// The value of a journey criterion's key; `None` when the event has none (empty
@@ -187,7 +487,10 @@ impl<'a> EventValues<'a> {
         if let Some(name) = attribute_of_key(key) {
             return self.event.attributes.get(name).map(AttributeValue::to_text);
         }
-        let page = self.page.as_ref();
+        let page = self
+            .page
+            .get_or_init(|| self.event.page.as_ref().map(journey::journey_page))
+            .as_ref();
         let value = match key {
             "page.url" => page.map(|page| page.url.clone()),
             "page.title" => page.and_then(|page| page.title.clone()),
@@ -393,8 +696,9 @@ mod tests {
         }
         let index = Index::build(7, definitions);
         let ids = |event: &NewEvent| -> Vec<String> {
+            let values = index.values(event);
             index
-                .candidates(event)
+                .candidates(&values)
                 .into_iter()
                 .map(|reference| index.definition(reference).id.clone())
                 .collect()
@@ -421,5 +725,209 @@ mod tests {
         );
         assert_eq!(index.context_only.len(), 1);
         assert_eq!(index.definitions.len(), 304, "the inactive one is left out");
+    }
+
+    /// An event with the given attribute values (texts, or JSON numbers when they parse
+    /// as one) and, for a pageview, a page at `url`.
+    fn valued_event(
+        kind: EventKind,
+        name: &str,
+        attributes: &[(&str, &str)],
+        url: Option<&str>,
+    ) -> NewEvent {
+        let mut event = event(kind, name, &[]);
+        for (key, value) in attributes {
+            let value = match footpath_protocol::v1::Number::parse(value) {
+                Some(number) if key.starts_with("n") => AttributeValue::Number(number),
+                _ => AttributeValue::String((*value).to_owned()),
+            };
+            event.attributes.insert((*key).to_owned(), value);
+        }
+        event.page = url.map(|url| Page {
+            url: url.to_owned(),
+            ..Page::default()
+        });
+        event
+    }
+
+    /// Every operator, with and without case folding, on attribute and page keys, alone
+    /// and combined: the index finds every pattern that matches (checked against
+    /// `Criterion::matches`, the reference), and its compiled test agrees.
+    #[test]
+    fn candidates_include_every_match_and_compiled_tests_agree() {
+        let value_lists: &[&[&str]] = &[
+            &["shoes"],
+            &["SHOES", "bags"],
+            &["10"],
+            &["1e1", "x"],
+            &["blue"],
+            &["-42", "42"],
+            &[""],
+            &["ÉTÉ"],
+        ];
+        let mut definitions = Vec::new();
+        for operator in Operator::ALL {
+            for ignore_case in [false, true] {
+                for (list_index, values) in value_lists.iter().enumerate() {
+                    if operator.is_ordering() && values.len() != 1 {
+                        continue;
+                    }
+                    let criterion = |key: &str| {
+                        json!({"key": key, "operator": operator.as_str(),
+                            "values": values, "shouldIgnoreCase": ignore_case})
+                    };
+                    let id = |shape: &str| {
+                        format!("{}-{ignore_case}-{list_index}-{shape}", operator.as_str())
+                    };
+                    definitions.push(stored(
+                        &id("attribute"),
+                        json!({"displayName": "a", "color": "#000000",
+                            "journey": {"patterns": [{"eventName": "product_viewed",
+                                "criteria": [criterion("attributes.a.value")]}]}}),
+                    ));
+                    definitions.push(stored(
+                        &id("number"),
+                        json!({"displayName": "n", "color": "#000000",
+                            "journey": {"patterns": [{"eventName": "product_viewed",
+                                "criteria": [criterion("attributes.n.value")]}]}}),
+                    ));
+                    definitions.push(stored(
+                        &id("url"),
+                        json!({"displayName": "u", "color": "#000000",
+                            "journey": {"patterns": [{"criteria": [criterion("page.url")]}]}}),
+                    ));
+                    definitions.push(stored(
+                        &id("both"),
+                        json!({"displayName": "b", "color": "#000000",
+                            "journey": {"patterns": [{"eventName": "page_viewed", "criteria": [
+                                criterion("page.url"),
+                                {"key": "attributes.a.value", "operator": "notEqual",
+                                    "values": ["none"]}]}]}}),
+                    ));
+                }
+            }
+        }
+        let index = Index::build(1, definitions);
+        let texts = [
+            "shoes",
+            "SHOES",
+            "Shoes and bags",
+            "10",
+            "10.0",
+            "1E1",
+            "-42",
+            "42",
+            "9",
+            "blue-42",
+            "x",
+            "",
+            "l'été",
+            "https://shop.example/shoes?size=42",
+        ];
+        let mut events = Vec::new();
+        for text in texts {
+            events.push(valued_event(
+                EventKind::Record,
+                "product_viewed",
+                &[("a", text), ("n", text)],
+                None,
+            ));
+            events.push(valued_event(
+                EventKind::Pageview,
+                "page_viewed",
+                &[("a", text)],
+                Some(text),
+            ));
+        }
+        events.push(valued_event(EventKind::Record, "product_viewed", &[], None));
+        events.push(valued_event(EventKind::Pageview, "page_viewed", &[], None));
+        let mut matches = 0;
+        for event in &events {
+            let values = index.values(event);
+            let candidates = index.candidates(&values);
+            for (position, stored) in index.definitions.iter().enumerate() {
+                let pattern = &stored.definition.journey[0];
+                let selected = match &pattern.event_name {
+                    Some(name) => *name == event.name,
+                    None => event.kind == EventKind::Pageview,
+                };
+                let expected = selected
+                    && pattern
+                        .criteria
+                        .iter()
+                        .all(|criterion| criterion.matches(values.get(&criterion.key).as_deref()));
+                let reference = PatternRef {
+                    definition: position,
+                    pattern: 0,
+                };
+                let candidate = candidates.contains(&reference);
+                if expected {
+                    matches += 1;
+                    assert!(candidate, "{} is not a candidate for {event:?}", stored.id);
+                }
+                if candidate {
+                    assert_eq!(
+                        index.pattern_matches(reference, &values),
+                        expected,
+                        "{} on {event:?}",
+                        stored.id
+                    );
+                }
+            }
+        }
+        assert!(matches > 100, "the table matches something: {matches}");
+    }
+
+    /// Patterns filed by `equal` or `containsAny` are not even candidates for events
+    /// whose value cannot match them, however many there are.
+    #[test]
+    fn equal_and_contains_patterns_are_found_by_value() {
+        let mut definitions = Vec::new();
+        for n in 0..200 {
+            definitions.push(stored(
+                &format!("category-{n}"),
+                json!({"displayName": "c", "color": "#000000",
+                "journey": {"patterns": [{"eventName": "page_viewed", "criteria": [
+                    {"key": "attributes.category.value", "operator": "equal",
+                        "values": [format!("bags-{n}")]}]}]}}),
+            ));
+            definitions.push(stored(
+                &format!("url-{n}"),
+                json!({"displayName": "u", "color": "#000000",
+                "journey": {"patterns": [{"criteria": [
+                    {"key": "page.url", "operator": "containsAny", "shouldIgnoreCase": true,
+                        "values": [format!("/Basket/{n}/"), format!("/checkout/{n}/")]}]}]}}),
+            ));
+            definitions.push(stored(
+                &format!("price-{n}"),
+                json!({"displayName": "p", "color": "#000000",
+                "journey": {"patterns": [{"eventName": "page_viewed", "criteria": [
+                    {"key": "attributes.price.value", "operator": "equal",
+                        "values": [format!("{n}.0")]}]}]}}),
+            ));
+        }
+        let index = Index::build(1, definitions);
+        let ids = |event: &NewEvent| -> Vec<String> {
+            let values = index.values(event);
+            index
+                .candidates(&values)
+                .into_iter()
+                .map(|reference| index.definition(reference).id.clone())
+                .collect()
+        };
+        let event = valued_event(
+            EventKind::Pageview,
+            "page_viewed",
+            &[("category", "bags-7"), ("price", "12")],
+            Some("https://shop.example/BASKET/42/"),
+        );
+        assert_eq!(ids(&event), ["category-7", "price-12", "url-42"]);
+        let event = valued_event(
+            EventKind::Pageview,
+            "page_viewed",
+            &[("category", "shoes")],
+            Some("https://shop.example/products/1"),
+        );
+        assert_eq!(ids(&event), Vec::<String>::new());
     }
 }

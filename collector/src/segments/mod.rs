@@ -6,8 +6,9 @@
 //! - [`definition`]: the `JourneySegment` / `Outcome` shapes, parsed with errors that
 //!   name the field, and written back.
 //! - [`criteria`]: the twelve operators and how a value is tested.
-//! - [`index`]: the in-memory index of the active definitions (by event name and
-//!   attribute key), and the visit and event values that criteria read.
+//! - [`index`]: the in-memory index of the active definitions (by event name,
+//!   criterion key and, for `equal` / `containsAny` / `containsAll`, value), and the
+//!   visit and event values that criteria read.
 //! - `store::segments_sql`: the tables, and the evaluation inside the ingest
 //!   transaction (so an event is never stored without its assignments, or the other
 //!   way round).

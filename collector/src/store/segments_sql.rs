@@ -2,28 +2,32 @@
 //! definitions' storage, and their evaluation inside the ingest transaction.
 //!
 //! Evaluation is one call per stored event, [`evaluate_in_tx`], made by the ingest
-//! code in the transaction that stores the event: the event, its pattern counters,
-//! and any assignment or achievement it completes commit or roll back together.
+//! code in the transaction that stores the event, with a [`BatchEvaluation`] that
+//! lives for the batch (its savepoint): the event, its pattern counters, and any
+//! assignment or achievement it completes commit or roll back together.
 //!
-//! Per event it costs: one lookup of the definitions' generation (to know whether the
-//! cached index is current), and, only when some definition could care, the session's
-//! facts, the candidate patterns of the event's name and attributes (see
-//! `segments::index`), one counter upsert per matching pattern and one counter read
-//! per definition whose pattern matched. Context-only definitions and carried
-//! Customer-scope segments are evaluated only when the visit's fingerprint changes.
+//! Per batch it costs: one lookup of the definitions' generation (to know whether the
+//! cached index is current); per session of the batch, one read of what the session
+//! has (segments, outcomes, last visit fingerprint); per counter scope and customer
+//! touched, one read of its counters and assignments; and at the end a few multi-row
+//! statements that write the batch's assignments, achievements and changed counters.
+//! Per event, only when some definition could care: the session's facts, and the
+//! candidate patterns of the event's name, attributes and values (see
+//! `segments::index`), minus the definitions the session already has, tested in
+//! memory. Context-only definitions and carried Customer-scope segments are evaluated
+//! only when the visit's fingerprint changes.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use footpath_protocol::v1::{EventKind, Map, Page};
+use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::sqlite::SqliteStore;
 use super::{NewBatch, NewEvent, StoreError, StoredSession};
 use crate::segments::definition::{self, ValueType};
-use crate::segments::index::{
-    context_matches, pattern_matches, EventValues, Index, Visit, VisitSources,
-};
+use crate::segments::index::{EventValues, Index, PatternRef, Visit, VisitSources};
 use crate::segments::{
     criteria, Definition, DefinitionKind, DefinitionStore, DefinitionWrite, Details,
     OutcomeAchievement, Scope, SegmentAssignment, StoredDefinition, MAX_DEFINITIONS_PER_KIND,
@@ -223,35 +227,417 @@ fn session_facts(
     })
 }
 
+/// What evaluation knows about the sessions, customers and pattern counters of one
+/// batch, so that it asks SQLite once per batch and session rather than once per event
+/// and definition, and skips the definitions a session already has before testing
+/// anything.
+///
+/// The ingest code makes one, empty, before a batch's first event, passes it to
+/// [`evaluate_in_tx`] for each event and calls [`BatchEvaluation::finish`] after the
+/// last, all inside the batch's savepoint. It holds nothing across batches: a batch
+/// that is rolled back (or a commit that fails) drops it with everything it knew, and
+/// the next batch reads again what the transaction holds. So it can never claim an
+/// assignment or a count that was not written.
+///
+/// What it knows, and why skipping on it changes nothing observable:
+/// - the segments and outcomes each session has: a session gets each at most once, so
+///   for a Session-scope segment or an outcome it already has, neither a count nor a
+///   match can change anything (its counts in the session are only ever read to decide
+///   that match);
+/// - each customer's Customer-scope assignments and when they expire: a live one is
+///   kept as it is, so matching it again writes nothing;
+/// - the pattern counters of each scope: they are counted here and written once, at
+///   [`BatchEvaluation::finish`], except the session counters of definitions the
+///   session has (never read again).
+pub(super) struct BatchEvaluation {
+    /// The definitions, read at the batch's first event: they cannot change during it,
+    /// since the batch's transaction holds the write lock.
+    index: Option<Arc<Index>>,
+    sessions: HashMap<String, SessionState>,
+    /// Customer key → segment id → when its assignment expires (`None`: never).
+    customers: HashMap<String, HashMap<String, Option<i64>>>,
+    /// Scope key → its counters.
+    scopes: HashMap<String, ScopeCounters>,
+    /// Session segment assignments, outcome achievements and customer assignments
+    /// not written yet: written at [`BatchEvaluation::finish`] (and the customer ones
+    /// before customer assignments are read).
+    pending_segments: PendingRows,
+    pending_outcomes: PendingRows,
+    pending_customers: PendingRows,
+}
+
+impl Default for BatchEvaluation {
+    fn default() -> BatchEvaluation {
+        BatchEvaluation {
+            index: None,
+            sessions: HashMap::new(),
+            customers: HashMap::new(),
+            scopes: HashMap::new(),
+            pending_segments: PendingRows::new(
+                "INSERT INTO session_segment_assignments (
+                    id, session_id, segment_id, display_name, color, should_display_to_agent,
+                    assigned_ms, trigger_event_id
+                 ) VALUES",
+                "ON CONFLICT (session_id, segment_id) DO NOTHING",
+                8,
+            ),
+            pending_outcomes: PendingRows::new(
+                "INSERT INTO session_outcome_achievements (
+                    id, session_id, outcome_id, display_name, version, is_positive,
+                    associated_value, achieved_ms, trigger_event_id
+                 ) VALUES",
+                "ON CONFLICT (session_id, outcome_id) DO NOTHING",
+                9,
+            ),
+            // A live assignment is kept as it is; an expired one is made anew.
+            pending_customers: PendingRows::new(
+                "INSERT INTO customer_segment_assignments (
+                    customer_key, segment_id, display_name, color,
+                    should_display_to_agent, assigned_ms, expires_ms
+                 ) VALUES",
+                "ON CONFLICT (customer_key, segment_id) DO UPDATE SET
+                    display_name = excluded.display_name, color = excluded.color,
+                    should_display_to_agent = excluded.should_display_to_agent,
+                    assigned_ms = excluded.assigned_ms, expires_ms = excluded.expires_ms
+                 WHERE expires_ms IS NOT NULL AND expires_ms <= ?",
+                7,
+            ),
+        }
+    }
+}
+
+/// What a session has, as of this point of the batch.
+struct SessionState {
+    segments: HashSet<String>,
+    outcomes: HashSet<String>,
+    /// By definition position: whether the session has that Session-scope segment or
+    /// outcome, so that nothing about it can change in this session.
+    settled: Vec<bool>,
+    /// The fingerprint of the last visit-level evaluation.
+    fingerprint: Option<String>,
+}
+
+/// Whether having the definition settles it for the session (see [`SessionState`]).
+fn settles(stored: &StoredDefinition) -> bool {
+    !matches!(
+        stored.definition.details,
+        Details::Segment {
+            scope: Scope::Customer,
+            ..
+        }
+    )
+}
+
+impl SessionState {
+    fn is_settled(&self, position: usize) -> bool {
+        self.settled.get(position).copied().unwrap_or(false)
+    }
+
+    fn add_segment(&mut self, index: &Index, segment_id: &str) {
+        if let Some(&position) = index.by_id.get(segment_id) {
+            if settles(&index.definitions[position]) {
+                self.settled[position] = true;
+            }
+        }
+        self.segments.insert(segment_id.to_owned());
+    }
+
+    fn add_outcome(&mut self, index: &Index, outcome_id: &str) {
+        if let Some(&position) = index.by_id.get(outcome_id) {
+            self.settled[position] = true;
+        }
+        self.outcomes.insert(outcome_id.to_owned());
+    }
+}
+
+/// Rows to insert with a few multi-row statements rather than one statement each.
+struct PendingRows {
+    /// `INSERT INTO table (columns) VALUES`.
+    head: &'static str,
+    /// Whatever follows the rows (`ON CONFLICT ...`), with `?` placeholders bound to
+    /// `trailing`.
+    tail: &'static str,
+    columns: usize,
+    values: Vec<rusqlite::types::Value>,
+    trailing: Vec<rusqlite::types::Value>,
+}
+
+impl PendingRows {
+    const fn new(head: &'static str, tail: &'static str, columns: usize) -> PendingRows {
+        PendingRows {
+            head,
+            tail,
+            columns,
+            values: Vec::new(),
+            trailing: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, row: impl IntoIterator<Item = rusqlite::types::Value>) {
+        let before = self.values.len();
+        self.values.extend(row);
+        debug_assert_eq!(self.values.len() - before, self.columns);
+    }
+
+    /// Inserts the rows in their order, in chunks of 64, 16, 4 and 1 rows, so that
+    /// few statements are prepared (and cached) for any number of rows.
+    fn flush(&mut self, transaction: &Transaction<'_>) -> Result<(), StoreError> {
+        let values = std::mem::take(&mut self.values);
+        let mut rows = values.len() / self.columns;
+        let mut start = 0;
+        while rows > 0 {
+            let chunk = [64, 16, 4, 1]
+                .into_iter()
+                .find(|size| *size <= rows)
+                .unwrap_or(1);
+            let row = format!("({})", vec!["?"; self.columns].join(", "));
+            let sql = format!(
+                "{} {} {}",
+                self.head,
+                vec![row; chunk].join(", "),
+                self.tail
+            );
+            let end = start + chunk * self.columns;
+            let parameters = values[start..end].iter().chain(&self.trailing);
+            transaction
+                .prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(parameters))?;
+            start = end;
+            rows -= chunk;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct ScopeCounters {
+    /// The session, for a session scope.
+    session_id: Option<String>,
+    /// By (definition position, pattern index), for the current version.
+    counts: HashMap<(usize, usize), Counter>,
+}
+
+struct Counter {
+    count: u64,
+    /// Changed since it was read.
+    dirty: bool,
+}
+
+impl BatchEvaluation {
+    fn index(&mut self, connection: &Connection) -> Result<Arc<Index>, StoreError> {
+        if let Some(index) = &self.index {
+            return Ok(Arc::clone(index));
+        }
+        let index = current_index(connection)?;
+        self.index = Some(Arc::clone(&index));
+        Ok(index)
+    }
+
+    fn session(
+        &mut self,
+        transaction: &Transaction<'_>,
+        session_id: &str,
+    ) -> Result<&mut SessionState, StoreError> {
+        if !self.sessions.contains_key(session_id) {
+            let ids = |sql: &str| -> Result<HashSet<String>, StoreError> {
+                let mut statement = transaction.prepare_cached(sql)?;
+                let rows = statement.query_map([session_id], |row| row.get(0))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            };
+            let segments =
+                ids("SELECT segment_id FROM session_segment_assignments WHERE session_id = ?1")?;
+            let outcomes =
+                ids("SELECT outcome_id FROM session_outcome_achievements WHERE session_id = ?1")?;
+            let fingerprint: Option<String> = transaction
+                .prepare_cached(
+                    "SELECT fingerprint FROM session_visit_evaluations WHERE session_id = ?1",
+                )?
+                .query_row([session_id], |row| row.get(0))
+                .optional()?;
+            let settled = match &self.index {
+                Some(index) => index
+                    .definitions
+                    .iter()
+                    .map(|stored| {
+                        settles(stored)
+                            && match stored.definition.details {
+                                Details::Segment { .. } => segments.contains(&stored.id),
+                                Details::Outcome { .. } => outcomes.contains(&stored.id),
+                            }
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            self.sessions.insert(
+                session_id.to_owned(),
+                SessionState {
+                    segments,
+                    outcomes,
+                    settled,
+                    fingerprint,
+                },
+            );
+        }
+        Ok(self
+            .sessions
+            .get_mut(session_id)
+            .expect("the session's state was just made"))
+    }
+
+    fn customer(
+        &mut self,
+        transaction: &Transaction<'_>,
+        customer_key: &str,
+    ) -> Result<&mut HashMap<String, Option<i64>>, StoreError> {
+        if !self.customers.contains_key(customer_key) {
+            let mut statement = transaction.prepare_cached(
+                "SELECT segment_id, expires_ms FROM customer_segment_assignments
+                 WHERE customer_key = ?1",
+            )?;
+            let rows = statement.query_map([customer_key], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            let assignments = rows.collect::<Result<_, _>>()?;
+            self.customers.insert(customer_key.to_owned(), assignments);
+        }
+        Ok(self
+            .customers
+            .get_mut(customer_key)
+            .expect("the customer's state was just made"))
+    }
+
+    fn scope(
+        &mut self,
+        transaction: &Transaction<'_>,
+        index: &Index,
+        scope_key: &str,
+        session_id: Option<&str>,
+    ) -> Result<&mut ScopeCounters, StoreError> {
+        if !self.scopes.contains_key(scope_key) {
+            let mut statement = transaction.prepare_cached(
+                "SELECT definition_id, version, pattern_index, count FROM journey_pattern_counts
+                 WHERE scope_key = ?1",
+            )?;
+            let mut rows = statement.query([scope_key])?;
+            let mut counts = HashMap::new();
+            while let Some(row) = rows.next()? {
+                let definition_id: String = row.get(0)?;
+                let version: i64 = row.get(1)?;
+                let pattern: i64 = row.get(2)?;
+                let count: i64 = row.get(3)?;
+                // Counts of other versions, or of definitions no longer active, are
+                // never read by this batch.
+                let Some(&position) = index.by_id.get(&definition_id) else {
+                    continue;
+                };
+                if index.definitions[position].version as i64 != version {
+                    continue;
+                }
+                counts.insert(
+                    (position, usize::try_from(pattern).unwrap_or(usize::MAX)),
+                    Counter {
+                        count: u64::try_from(count).unwrap_or(0),
+                        dirty: false,
+                    },
+                );
+            }
+            self.scopes.insert(
+                scope_key.to_owned(),
+                ScopeCounters {
+                    session_id: session_id.map(str::to_owned),
+                    counts,
+                },
+            );
+        }
+        Ok(self
+            .scopes
+            .get_mut(scope_key)
+            .expect("the scope's counters were just read"))
+    }
+
+    /// Writes the counters that changed and can still be read. Call it once, after the
+    /// batch's last event, inside the batch's savepoint.
+    pub(super) fn finish(mut self, transaction: &Transaction<'_>) -> Result<(), StoreError> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        self.pending_segments.flush(transaction)?;
+        self.pending_outcomes.flush(transaction)?;
+        self.pending_customers.flush(transaction)?;
+        let mut counters = PendingRows::new(
+            "INSERT INTO journey_pattern_counts (scope_key, definition_id, version, pattern_index, count)
+             VALUES",
+            "ON CONFLICT (scope_key, definition_id, version, pattern_index)
+             DO UPDATE SET count = excluded.count",
+            5,
+        );
+        for (scope_key, scope) in &self.scopes {
+            let session = scope
+                .session_id
+                .as_ref()
+                .and_then(|session_id| self.sessions.get(session_id));
+            for (&(position, pattern), counter) in &scope.counts {
+                if !counter.dirty {
+                    continue;
+                }
+                if session.is_some_and(|session| session.is_settled(position)) {
+                    continue;
+                }
+                let stored = &index.definitions[position];
+                counters.push([
+                    Value::Text(scope_key.clone()),
+                    Value::Text(stored.id.clone()),
+                    Value::Integer(stored.version as i64),
+                    Value::Integer(pattern as i64),
+                    Value::Integer(i64::try_from(counter.count).unwrap_or(i64::MAX)),
+                ]);
+            }
+        }
+        counters.flush(transaction)
+    }
+}
+
 /// Evaluates the active segments and outcomes against `event`, which was just stored
-/// in `session_id` by this same transaction.
+/// in `session_id` by this same transaction. `state` is the batch's (see
+/// [`BatchEvaluation`]).
 pub(super) fn evaluate_in_tx(
     transaction: &Transaction<'_>,
     _batch: &NewBatch,
+    state: &mut BatchEvaluation,
     session_id: &str,
     event: &NewEvent,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let index = current_index(transaction)?;
+    let index = state.index(transaction)?;
     if index.is_empty() {
         return Ok(());
     }
-    let candidates = index.candidates(event);
+    let values = index.values(event);
+    let mut candidates = index.candidates(&values);
     let visit_level = !index.context_only.is_empty() || !index.customer_segments.is_empty();
     if candidates.is_empty() && !visit_level {
         return Ok(());
     }
+    // Nothing about a definition the session already has can change: leave it out
+    // before testing anything.
+    {
+        let session = state.session(transaction, session_id)?;
+        candidates.retain(|reference| !session.is_settled(reference.definition));
+    }
+    if candidates.is_empty() && !visit_level {
+        return Ok(());
+    }
     let facts = session_facts(transaction, session_id, event)?;
-    let values = EventValues::new(event);
     let mut visit: Option<Visit> = None;
-    let matcher = Matcher {
+    let mut matcher = Matcher {
         transaction,
         index: &index,
+        state,
         session_id,
         facts: &facts,
         event,
         values: &values,
         now_ms,
+        session_scope_key: format!("session:{session_id}"),
+        customer_key: facts.customer_key(),
     };
 
     if visit_level {
@@ -259,19 +645,27 @@ pub(super) fn evaluate_in_tx(
         let fingerprint = format!(
             "{}|{}|{}",
             index.generation,
-            facts.customer_key(),
+            matcher.customer_key,
             current.fingerprint()
         );
-        let previous: Option<String> = transaction
-            .prepare_cached(
-                "SELECT fingerprint FROM session_visit_evaluations WHERE session_id = ?1",
-            )?
-            .query_row([session_id], |row| row.get(0))
-            .optional()?;
+        let previous = matcher
+            .state
+            .session(transaction, session_id)?
+            .fingerprint
+            .take();
         if previous.as_deref() != Some(fingerprint.as_str()) {
             matcher.carry_customer_segments()?;
-            for &position in &index.context_only {
-                if context_matches(&index.definitions[position].definition, &current) {
+            let unsettled: Vec<usize> = {
+                let session = matcher.state.session(transaction, session_id)?;
+                index
+                    .context_only
+                    .iter()
+                    .copied()
+                    .filter(|position| !session.is_settled(*position))
+                    .collect()
+            };
+            for position in unsettled {
+                if index.context_matches(position, &current) {
                     matcher.record_match(position)?;
                 }
             }
@@ -282,40 +676,27 @@ pub(super) fn evaluate_in_tx(
                 )?
                 .execute(params![session_id, fingerprint])?;
         }
+        matcher.state.session(transaction, session_id)?.fingerprint = Some(fingerprint);
         visit = Some(current);
     }
 
     let mut matched_definitions: Vec<usize> = Vec::new();
     for reference in candidates {
-        let stored = index.definition(reference);
-        if !pattern_matches(&stored.definition, reference.pattern, &values) {
+        if !index.pattern_matches(reference, &values) {
             continue;
         }
-        transaction
-            .prepare_cached(
-                "INSERT INTO journey_pattern_counts (scope_key, definition_id, version, pattern_index, count)
-                 VALUES (?1, ?2, ?3, ?4, 1)
-                 ON CONFLICT (scope_key, definition_id, version, pattern_index)
-                 DO UPDATE SET count = count + 1",
-            )?
-            .execute(params![
-                matcher.scope_key(&stored.definition),
-                stored.id,
-                stored.version as i64,
-                reference.pattern as i64
-            ])?;
+        matcher.count(reference)?;
         if matched_definitions.last() != Some(&reference.definition) {
             matched_definitions.push(reference.definition);
         }
     }
     for position in matched_definitions {
-        let stored = &index.definitions[position];
-        if !matcher.counts_reached(stored)? {
+        if !matcher.counts_reached(position)? {
             continue;
         }
-        if stored.definition.context_criteria().next().is_some() {
+        if index.has_context(position) {
             let visit = visit.get_or_insert_with(|| Visit::new(&facts.sources));
-            if !context_matches(&stored.definition, visit) {
+            if !index.context_matches(position, visit) {
                 continue;
             }
         }
@@ -324,59 +705,109 @@ pub(super) fn evaluate_in_tx(
     Ok(())
 }
 
+/// A UUID v7 for a segment-assigned or outcome-achieved event, greater than every one
+/// made before by this process: readers order a session's matches of the same time by
+/// id, which is then the order they were made in (the tables have no rowid to keep
+/// it). The 12 bits after the milliseconds count the ids of that millisecond; the
+/// random bits come from the thread's generator rather than from a system call per id.
+fn new_event_id() -> String {
+    /// The milliseconds and counter of the last id.
+    static LAST: Mutex<(u64, u16)> = Mutex::new((0, 0));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        });
+    let (millis, counter) = {
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        *last = if now > last.0 {
+            (now, 0)
+        } else if last.1 < 0x0fff {
+            (last.0, last.1 + 1)
+        } else {
+            // 4096 ids in one millisecond: borrow the next one.
+            (last.0 + 1, 0)
+        };
+        *last
+    };
+    let mut bytes: [u8; 10] = rand::random();
+    let [high, low] = counter.to_be_bytes();
+    bytes[0] = high;
+    bytes[1] = low;
+    uuid::Builder::from_unix_timestamp_millis(millis, &bytes)
+        .into_uuid()
+        .to_string()
+}
+
 /// What recording a match needs.
 struct Matcher<'a> {
     transaction: &'a Transaction<'a>,
     index: &'a Index,
+    state: &'a mut BatchEvaluation,
     session_id: &'a str,
     facts: &'a SessionFacts,
     event: &'a NewEvent,
     values: &'a EventValues<'a>,
     now_ms: i64,
+    /// The scope key of the session's counters, and the customer's key.
+    session_scope_key: String,
+    customer_key: String,
 }
 
-impl Matcher<'_> {
+impl<'a> Matcher<'a> {
     /// Where the definition's pattern counts are kept: the session, or for a
     /// Customer-scope segment, the customer.
-    fn scope_key(&self, definition: &Definition) -> String {
-        match definition.details {
+    /// Returns the scope's counters.
+    fn scope_of(&mut self, definition: &Definition) -> Result<&mut ScopeCounters, StoreError> {
+        let (scope_key, session_id) = match definition.details {
             Details::Segment {
                 scope: Scope::Customer,
                 ..
-            } => self.facts.customer_key(),
-            _ => format!("session:{}", self.session_id),
-        }
+            } => (&self.customer_key, None),
+            _ => (&self.session_scope_key, Some(self.session_id)),
+        };
+        self.state
+            .scope(self.transaction, self.index, scope_key, session_id)
+    }
+
+    /// Counts one more event for the pattern.
+    fn count(&mut self, reference: PatternRef) -> Result<(), StoreError> {
+        let index = self.index;
+        let scope = self.scope_of(&index.definition(reference).definition)?;
+        let counter = scope
+            .counts
+            .entry((reference.definition, reference.pattern))
+            .or_insert(Counter {
+                count: 0,
+                dirty: false,
+            });
+        counter.count = counter.count.saturating_add(1);
+        counter.dirty = true;
+        Ok(())
     }
 
     /// Whether every journey pattern of the definition reached its count.
-    fn counts_reached(&self, stored: &StoredDefinition) -> Result<bool, StoreError> {
-        let scope_key = self.scope_key(&stored.definition);
-        let mut statement = self.transaction.prepare_cached(
-            "SELECT count FROM journey_pattern_counts
-             WHERE scope_key = ?1 AND definition_id = ?2 AND version = ?3 AND pattern_index = ?4",
-        )?;
-        for (pattern_index, pattern) in stored.definition.journey.iter().enumerate() {
-            let count: Option<i64> = statement
-                .query_row(
-                    params![
-                        scope_key,
-                        stored.id,
-                        stored.version as i64,
-                        pattern_index as i64
-                    ],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if u64::try_from(count.unwrap_or(0)).unwrap_or(0) < pattern.count {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+    fn counts_reached(&mut self, position: usize) -> Result<bool, StoreError> {
+        let index = self.index;
+        let stored = &index.definitions[position];
+        let scope = self.scope_of(&stored.definition)?;
+        Ok(stored
+            .definition
+            .journey
+            .iter()
+            .enumerate()
+            .all(|(pattern_index, pattern)| {
+                scope
+                    .counts
+                    .get(&(position, pattern_index))
+                    .map_or(0, |counter| counter.count)
+                    >= pattern.count
+            }))
     }
 
     /// Records that the definition at `position` matched: assigns the segment (to the
     /// session, and for Customer scope to the customer) or achieves the outcome, once.
-    fn record_match(&self, position: usize) -> Result<(), StoreError> {
+    fn record_match(&mut self, position: usize) -> Result<(), StoreError> {
         let stored = &self.index.definitions[position];
         match &stored.definition.details {
             Details::Segment {
@@ -386,34 +817,37 @@ impl Matcher<'_> {
                 assignment_expiration_days,
             } => {
                 if *scope == Scope::Customer {
-                    let expires_ms = assignment_expiration_days.map(|days| {
-                        self.event
-                            .time_ms
-                            .saturating_add((days as i64).saturating_mul(DAY_MS))
-                    });
+                    let customer_key = self.customer_key.clone();
+                    let now_ms = self.now_ms;
+                    let assignments = self.state.customer(self.transaction, &customer_key)?;
                     // A live assignment is kept as it is; an expired one is made anew.
-                    self.transaction
-                        .prepare_cached(
-                            "INSERT INTO customer_segment_assignments (
-                                customer_key, segment_id, display_name, color,
-                                should_display_to_agent, assigned_ms, expires_ms
-                             ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                             ON CONFLICT (customer_key, segment_id) DO UPDATE SET
-                                display_name = excluded.display_name, color = excluded.color,
-                                should_display_to_agent = excluded.should_display_to_agent,
-                                assigned_ms = excluded.assigned_ms, expires_ms = excluded.expires_ms
-                             WHERE expires_ms IS NOT NULL AND expires_ms <= ?8",
-                        )?
-                        .execute(params![
-                            self.facts.customer_key(),
-                            stored.id,
-                            stored.definition.display_name,
-                            color,
-                            should_display_to_agent,
-                            self.event.time_ms,
-                            expires_ms,
-                            self.now_ms
-                        ])?;
+                    let live = assignments
+                        .get(&stored.id)
+                        .is_some_and(|expires_ms| expires_ms.is_none_or(|ms| ms > now_ms));
+                    if !live {
+                        let expires_ms = assignment_expiration_days.map(|days| {
+                            self.event
+                                .time_ms
+                                .saturating_add((days as i64).saturating_mul(DAY_MS))
+                        });
+                        assignments.insert(stored.id.clone(), expires_ms);
+                        let pending = &mut self.state.pending_customers;
+                        // The batch's time decides what has expired; it is the same for
+                        // every event of the batch.
+                        if pending.trailing.first() != Some(&Value::Integer(now_ms)) {
+                            pending.flush(self.transaction)?;
+                            pending.trailing = vec![Value::Integer(now_ms)];
+                        }
+                        pending.push([
+                            Value::Text(customer_key),
+                            Value::Text(stored.id.clone()),
+                            Value::Text(stored.definition.display_name.clone()),
+                            Value::Text(color.clone()),
+                            Value::Integer(i64::from(*should_display_to_agent)),
+                            Value::Integer(self.event.time_ms),
+                            expires_ms.map_or(Value::Null, Value::Integer),
+                        ]);
+                    }
                 }
                 self.assign_to_session(
                     &stored.id,
@@ -426,6 +860,11 @@ impl Matcher<'_> {
                 is_positive,
                 associated_value_field,
             } => {
+                let session = self.state.session(self.transaction, self.session_id)?;
+                if session.outcomes.contains(&stored.id) {
+                    return Ok(());
+                }
+                session.add_outcome(self.index, &stored.id);
                 let associated_value = associated_value_field.as_ref().and_then(|field| {
                     let text = self.values.attribute(&field.name)?;
                     let number = criteria::number(&text)?;
@@ -436,64 +875,55 @@ impl Matcher<'_> {
                         }
                     }
                 });
-                self.transaction
-                    .prepare_cached(
-                        "INSERT INTO session_outcome_achievements (
-                            id, session_id, outcome_id, display_name, version, is_positive,
-                            associated_value, achieved_ms, trigger_event_id
-                         ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT (session_id, outcome_id) DO NOTHING",
-                    )?
-                    .execute(params![
-                        uuid::Uuid::now_v7().to_string(),
-                        self.session_id,
-                        stored.id,
-                        stored.definition.display_name,
-                        stored.version as i64,
-                        is_positive,
-                        associated_value,
-                        self.event.time_ms,
-                        self.event.id
-                    ])?;
+                self.state.pending_outcomes.push([
+                    Value::Text(new_event_id()),
+                    Value::Text(self.session_id.to_owned()),
+                    Value::Text(stored.id.clone()),
+                    Value::Text(stored.definition.display_name.clone()),
+                    Value::Integer(stored.version as i64),
+                    Value::Integer(i64::from(*is_positive)),
+                    associated_value.map_or(Value::Null, Value::Text),
+                    Value::Integer(self.event.time_ms),
+                    Value::Text(self.event.id.clone()),
+                ]);
                 Ok(())
             }
         }
     }
 
     fn assign_to_session(
-        &self,
+        &mut self,
         segment_id: &str,
         display_name: &str,
         color: &str,
         should_display_to_agent: bool,
     ) -> Result<(), StoreError> {
-        self.transaction
-            .prepare_cached(
-                "INSERT INTO session_segment_assignments (
-                    id, session_id, segment_id, display_name, color, should_display_to_agent,
-                    assigned_ms, trigger_event_id
-                 ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-                 ON CONFLICT (session_id, segment_id) DO NOTHING",
-            )?
-            .execute(params![
-                uuid::Uuid::now_v7().to_string(),
-                self.session_id,
-                segment_id,
-                display_name,
-                color,
-                should_display_to_agent,
-                self.event.time_ms,
-                self.event.id
-            ])?;
+        let session = self.state.session(self.transaction, self.session_id)?;
+        if session.segments.contains(segment_id) {
+            return Ok(());
+        }
+        session.add_segment(self.index, segment_id);
+        self.state.pending_segments.push([
+            Value::Text(new_event_id()),
+            Value::Text(self.session_id.to_owned()),
+            Value::Text(segment_id.to_owned()),
+            Value::Text(display_name.to_owned()),
+            Value::Text(color.to_owned()),
+            Value::Integer(i64::from(should_display_to_agent)),
+            Value::Integer(self.event.time_ms),
+            Value::Text(self.event.id.clone()),
+        ]);
         Ok(())
     }
 
     /// Gives the session the customer's live Customer-scope segments (by contact and by
     /// visitor cookie) that are still defined and active.
-    fn carry_customer_segments(&self) -> Result<(), StoreError> {
+    fn carry_customer_segments(&mut self) -> Result<(), StoreError> {
         if self.index.customer_segments.is_empty() {
             return Ok(());
         }
+        // The customer assignments of this batch so far are read too.
+        self.state.pending_customers.flush(self.transaction)?;
         let carried: Vec<(String, String, String, bool)> = {
             let mut statement = self.transaction.prepare_cached(
                 "SELECT segment_id, display_name, color, should_display_to_agent
@@ -533,7 +963,7 @@ pub(super) fn attach_assignments(
     let mut statement = connection.prepare_cached(
         "SELECT id, segment_id, display_name, color, should_display_to_agent, assigned_ms,
                 trigger_event_id
-         FROM session_segment_assignments WHERE session_id = ?1 ORDER BY assigned_ms, rowid",
+         FROM session_segment_assignments WHERE session_id = ?1 ORDER BY assigned_ms, id",
     )?;
     session.segment_assignments = statement
         .query_map([&session.id], |row| {
@@ -551,7 +981,7 @@ pub(super) fn attach_assignments(
     let mut statement = connection.prepare_cached(
         "SELECT id, outcome_id, display_name, version, is_positive, associated_value,
                 achieved_ms, trigger_event_id
-         FROM session_outcome_achievements WHERE session_id = ?1 ORDER BY achieved_ms, rowid",
+         FROM session_outcome_achievements WHERE session_id = ?1 ORDER BY achieved_ms, id",
     )?;
     session.outcome_achievements = statement
         .query_map([&session.id], |row| {
@@ -763,5 +1193,111 @@ impl DefinitionStore for SqliteStore {
         }
         transaction.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite_migration::{Migrations, M};
+
+    #[test]
+    fn event_ids_increase_in_the_order_they_are_made() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_event_id()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+        }
+        let parsed = uuid::Uuid::parse_str(&ids[0]).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+    }
+
+    /// The rebuild of the match tables keeps their rows, and the conflict targets of the
+    /// ingest statements still exist.
+    #[test]
+    fn match_storage_migration_keeps_the_rows() {
+        let migrations = Migrations::new(vec![
+            M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
+            M::up(include_str!("../../migrations/sqlite/0002_contacts.sql")),
+            M::up(include_str!("../../migrations/sqlite/0003_enrichment.sql")),
+            M::up(include_str!("../../migrations/sqlite/0004_segments.sql")),
+            M::up(include_str!(
+                "../../migrations/sqlite/0005_match_storage.sql"
+            )),
+        ]);
+        let mut connection = Connection::open_in_memory().unwrap();
+        connection
+            .pragma_update(None, "foreign_keys", true)
+            .unwrap();
+        migrations.to_version(&mut connection, 4).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO sessions (id, short_id, deployment_id, visitor_id, first_ms, last_ms)
+                 VALUES ('s1', '123456', 'd', 'v', 1, 9);
+                 INSERT INTO session_segment_assignments (id, session_id, segment_id,
+                    display_name, color, should_display_to_agent, assigned_ms, trigger_event_id)
+                 VALUES ('a2', 's1', 'seg-b', 'B', '#fff', 1, 5, 'e1'),
+                        ('a1', 's1', 'seg-a', 'A', '#000', 0, 5, 'e1');
+                 INSERT INTO session_outcome_achievements (id, session_id, outcome_id,
+                    display_name, version, is_positive, associated_value, achieved_ms,
+                    trigger_event_id)
+                 VALUES ('o1', 's1', 'out-a', 'O', 2, 1, '9.5', 7, 'e2');",
+            )
+            .unwrap();
+        migrations.to_latest(&mut connection).unwrap();
+        let segments: Vec<(String, String, String, i64)> = connection
+            .prepare(
+                "SELECT id, segment_id, display_name, assigned_ms
+                 FROM session_segment_assignments WHERE session_id = 's1'
+                 ORDER BY assigned_ms, id",
+            )
+            .unwrap()
+            .query_map([], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            segments,
+            vec![
+                ("a1".to_owned(), "seg-a".to_owned(), "A".to_owned(), 5),
+                ("a2".to_owned(), "seg-b".to_owned(), "B".to_owned(), 5),
+            ]
+        );
+        let outcome: (String, String, i64, Option<String>) = connection
+            .query_row(
+                "SELECT id, outcome_id, version, associated_value
+                 FROM session_outcome_achievements WHERE session_id = 's1'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            outcome,
+            (
+                "o1".to_owned(),
+                "out-a".to_owned(),
+                2,
+                Some("9.5".to_owned())
+            )
+        );
+        let without_rowid = |table: &str| -> bool {
+            connection
+                .query_row(&format!("SELECT rowid FROM {table}"), [], |_| Ok(()))
+                .is_err()
+        };
+        assert!(without_rowid("session_segment_assignments"));
+        assert!(without_rowid("session_outcome_achievements"));
+        // Matching the same segment again is still a conflict on (session, segment).
+        let inserted = connection
+            .execute(
+                "INSERT INTO session_segment_assignments (id, session_id, segment_id,
+                    display_name, color, should_display_to_agent, assigned_ms, trigger_event_id)
+                 VALUES ('a3', 's1', 'seg-a', 'A', '#000', 0, 9, 'e3')
+                 ON CONFLICT (session_id, segment_id) DO NOTHING",
+                [],
+            )
+            .unwrap();
+        assert_eq!(inserted, 0);
     }
 }

@@ -11,10 +11,17 @@
 //! commits once (one fsync for all of them, with synchronous=FULL) and only then
 //! answers every waiting request. A full queue is refused at once
 //! ([`StoreError::Overloaded`]) instead of growing.
+//!
+//! Commits do not checkpoint: a [`Checkpointer`] thread on its own connection copies
+//! the WAL into the database file every few milliseconds, and the writer steps in
+//! only when the WAL grows past a cap ([`WAL_CAP_FRAMES`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -39,12 +46,31 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/0002_contacts.sql")),
     M::up(include_str!("../../migrations/sqlite/0003_enrichment.sql")),
     M::up(include_str!("../../migrations/sqlite/0004_segments.sql")),
+    M::up(include_str!(
+        "../../migrations/sqlite/0005_match_storage.sql"
+    )),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
 /// How long a connection waits for a lock held by another connection (or process)
 /// before giving up with "database is busy".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the checkpointer copies what the WAL holds into the database file.
+/// Short, so that what is left for the writer to copy when the WAL is over its cap
+/// (see [`WAL_CAP_FRAMES`]) is short too.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(25);
+
+/// WAL length (in frames, one page each) past which the ingest writer checkpoints
+/// itself between two transactions. The checkpointer's passive checkpoints run while
+/// the writer keeps appending, so under sustained load they may never catch up with
+/// the end of the WAL, and SQLite starts the WAL over only once everything in it is in
+/// the database file: this cap (64 MiB with 4 KiB pages) bounds its growth.
+const WAL_CAP_FRAMES: i64 = 16_384;
+
+/// Prepared statements kept per connection; ingest, identity and segments use more
+/// than rusqlite's default of 16, which would prepare some of them again per event.
+const STATEMENT_CACHE_CAPACITY: usize = 128;
 
 /// Short ids must be unique among the sessions of this period.
 const SHORT_ID_UNIQUE_FOR_MS: i64 = 24 * 60 * 60 * 1000;
@@ -82,6 +108,7 @@ pub struct SqliteStore {
     /// writer thread drain what is queued and stop.
     ingest_queue: Option<SyncSender<IngestJob>>,
     writer_thread: Option<JoinHandle<()>>,
+    checkpointer: Checkpointer,
 }
 
 impl Drop for SqliteStore {
@@ -93,7 +120,70 @@ impl Drop for SqliteStore {
                 tracing::error!("the ingest writer thread panicked");
             }
         }
+        self.checkpointer.stop();
     }
+}
+
+/// Checkpoints on a connection and thread of their own: with `wal_autocheckpoint=0`
+/// on the writer, copying WAL pages into the database file (and its fsync) no longer
+/// happens inside a commit, which stalled every request waiting for that commit.
+/// When the WAL grows past [`WAL_CAP_FRAMES`] anyway, `wal_over_cap` asks the ingest
+/// writer to checkpoint between two transactions.
+struct Checkpointer {
+    /// Dropped to stop the thread.
+    stop: Option<SyncSender<()>>,
+    thread: Option<JoinHandle<()>>,
+    wal_over_cap: Arc<AtomicBool>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let connection = Connection::open(path)?;
+        configure(&connection)?;
+        let (stop, stopped) = sync_channel(1);
+        let wal_over_cap = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::Builder::new()
+            .name("footpath-checkpointer".to_owned())
+            .spawn({
+                let wal_over_cap = Arc::clone(&wal_over_cap);
+                move || run_checkpointer(&connection, &stopped, &wal_over_cap)
+            })
+            .map_err(|error| StoreError::WriterFailed(format!("cannot start: {error}")))?;
+        Ok(Checkpointer {
+            stop: Some(stop),
+            thread: Some(thread),
+            wal_over_cap,
+        })
+    }
+
+    fn stop(&mut self) {
+        self.stop = None;
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the checkpointer thread panicked");
+            }
+        }
+    }
+}
+
+fn run_checkpointer(connection: &Connection, stopped: &Receiver<()>, wal_over_cap: &AtomicBool) {
+    loop {
+        match stopped.recv_timeout(CHECKPOINT_INTERVAL) {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+        match checkpoint(connection) {
+            Ok(wal_frames) => wal_over_cap.store(wal_frames > WAL_CAP_FRAMES, Ordering::Relaxed),
+            Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+        }
+    }
+}
+
+/// A passive checkpoint (it neither waits for nor blocks the writer or readers);
+/// returns the frames the WAL holds.
+fn checkpoint(connection: &Connection) -> Result<i64, StoreError> {
+    // The row is (busy, frames in the WAL, frames copied into the database).
+    Ok(connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))?)
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -116,19 +206,9 @@ impl SqliteStore {
     ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref();
         let mut writer = Connection::open(path)?;
-        configure(&writer)?;
-        // WAL lets the read connection work while a batch is being written. With
-        // synchronous=FULL a committed batch survives a power cut, which is what the
-        // SDK relies on when it drops events that the collector acknowledged.
-        let journal_mode: String =
-            writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-        if !journal_mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Corrupt(format!(
-                "journal_mode is {journal_mode}, WAL is required"
-            )));
-        }
-        writer.pragma_update(None, "synchronous", "FULL")?;
+        configure_writer(&writer)?;
         MIGRATIONS.to_latest(&mut writer)?;
+        let checkpointer = Checkpointer::start(path)?;
 
         let reader = Connection::open(path)?;
         configure(&reader)?;
@@ -140,7 +220,8 @@ impl SqliteStore {
             .spawn({
                 let writer = Arc::clone(&writer);
                 let max_batches = queue.max_batches_per_transaction.max(1);
-                move || run_ingest_writer(&writer, &receiver, max_batches)
+                let wal_over_cap = Arc::clone(&checkpointer.wal_over_cap);
+                move || run_ingest_writer(&writer, &receiver, max_batches, &wal_over_cap)
             })
             .map_err(|error| StoreError::WriterFailed(format!("cannot start: {error}")))?;
         Ok(SqliteStore {
@@ -148,6 +229,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             ingest_queue: Some(sender),
             writer_thread: Some(writer_thread),
+            checkpointer,
         })
     }
 
@@ -166,7 +248,7 @@ impl SqliteStore {
             .iter()
             .map(|batch| (batch, now_ms, timeout_ms))
             .collect();
-        ingest_group(&mut connection, &jobs)
+        ingest_group(&mut connection, &jobs, &self.checkpointer.wal_over_cap)
     }
 
     // A panic while holding a connection leaves no half-done work behind (an open
@@ -192,6 +274,7 @@ fn run_ingest_writer(
     connection: &Mutex<Connection>,
     queue: &Receiver<IngestJob>,
     max_batches: usize,
+    wal_over_cap: &AtomicBool,
 ) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
@@ -205,7 +288,7 @@ fn run_ingest_writer(
             .iter()
             .map(|job| (&job.batch, job.now_ms, job.timeout_ms))
             .collect();
-        let results = ingest_group(&mut lock_connection(connection), &group);
+        let results = ingest_group(&mut lock_connection(connection), &group, wal_over_cap);
         for (job, result) in jobs.into_iter().zip(results) {
             // A requester that went away (a closed connection) still had its batch
             // stored; its retry will be answered "duplicate".
@@ -219,6 +302,7 @@ fn run_ingest_writer(
 fn ingest_group(
     connection: &mut Connection,
     jobs: &[(&NewBatch, i64, i64)],
+    wal_over_cap: &AtomicBool,
 ) -> Vec<Result<Vec<IngestOutcome>, StoreError>> {
     let everyone_failed = |error: &dyn std::fmt::Display| {
         let message = error.to_string();
@@ -239,6 +323,13 @@ fn ingest_group(
     if let Err(error) = transaction.commit() {
         return everyone_failed(&error);
     }
+    if wal_over_cap.swap(false, Ordering::Relaxed) {
+        // Between two transactions nothing is appended while this runs, so it copies
+        // the rest of the WAL and the next transaction starts the WAL over.
+        if let Err(error) = checkpoint(connection) {
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
+    }
     results
 }
 
@@ -250,10 +341,14 @@ fn ingest_in_savepoint(
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     // Plain SQL savepoints rather than rusqlite's `Savepoint`, so that the per-batch
     // code keeps working on the `Transaction`.
-    transaction.execute_batch("SAVEPOINT ingest_batch")?;
+    transaction
+        .prepare_cached("SAVEPOINT ingest_batch")?
+        .execute([])?;
     match ingest_in_transaction(transaction, batch, now_ms, timeout_ms) {
         Ok(outcomes) => {
-            transaction.execute_batch("RELEASE ingest_batch")?;
+            transaction
+                .prepare_cached("RELEASE ingest_batch")?
+                .execute([])?;
             Ok(outcomes)
         }
         Err(error) => {
@@ -263,14 +358,44 @@ fn ingest_in_savepoint(
     }
 }
 
+/// The write connection's settings: WAL, durable commits, checkpoints left to the
+/// [`Checkpointer`].
+fn configure_writer(writer: &Connection) -> Result<(), StoreError> {
+    configure(writer)?;
+    // WAL lets the read connection work while a batch is being written. With
+    // synchronous=FULL a committed batch survives a power cut, which is what the
+    // SDK relies on when it drops events that the collector acknowledged.
+    let journal_mode: String =
+        writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "journal_mode is {journal_mode}, WAL is required"
+        )));
+    }
+    writer.pragma_update(None, "synchronous", "FULL")?;
+    // Checkpoints are the checkpointer's (see `Checkpointer`), not the commits'.
+    writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // Once the WAL starts over, its file is cut back to the cap. (A bigger page
+    // cache than SQLite's 2 MiB was tried: it saved no CPU per event and cost its
+    // size in memory.)
+    writer.pragma_update(None, "journal_size_limit", WAL_CAP_FRAMES * 4096)?;
+    writer.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
 fn configure(connection: &Connection) -> Result<(), StoreError> {
     connection.busy_timeout(BUSY_TIMEOUT)?;
     connection.pragma_update(None, "foreign_keys", true)?;
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(())
 }
 
 /// Stores one batch inside the caller's transaction: dedupe by event id, sessions,
 /// identity, session summaries. The caller commits (or rolls back to its savepoint).
+///
+/// Work that does not have to be per event is per batch: the visitor's sessions are
+/// read once and followed in memory ([`VisitorSessions`]), and each touched session's
+/// span and summary are written once, at the end ([`SessionSummary`]).
 fn ingest_in_transaction(
     transaction: &Transaction<'_>,
     batch: &NewBatch,
@@ -278,7 +403,9 @@ fn ingest_in_transaction(
     timeout_ms: i64,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(batch.events.len());
-    let mut touched_sessions = BTreeSet::new();
+    let mut visitor_sessions = VisitorSessions::load(transaction, batch, timeout_ms)?;
+    let mut summaries: Vec<SessionSummary> = Vec::new();
+    let mut segment_evaluation = segments_sql::BatchEvaluation::default();
     for event in &batch.events {
         let already_stored = transaction
             .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
@@ -287,20 +414,51 @@ fn ingest_in_transaction(
             outcomes.push(IngestOutcome::Duplicate);
             continue;
         }
-        let session_id = assign_session(transaction, batch, event.time_ms, now_ms, timeout_ms)?;
+        let session_id =
+            visitor_sessions.assign(transaction, batch, event.time_ms, now_ms, timeout_ms)?;
+        let logout = event.kind == EventKind::Logout;
+        if logout {
+            // A logout closes its session (`identity::decide`) and sets its end: the
+            // span this batch gave the session is written first, as it was before.
+            visitor_sessions.write_span(transaction, &session_id)?;
+        }
         // Identity is resolved per event, in order, in this same transaction: a
         // batch that identifies and then logs out must see each step.
         let authenticated =
             contacts_sql::resolve_identity(transaction, batch, &session_id, event, now_ms)?;
-        insert_event(transaction, batch, &session_id, event, authenticated)?;
+        if logout {
+            visitor_sessions.forget_if_closed(transaction, &session_id)?;
+        }
+        let json = EventJson::new(event)?;
+        insert_event(transaction, batch, &session_id, event, authenticated, &json)?;
         // Segments and outcomes are evaluated in this same transaction, so that an event
         // is never stored without its assignments, or the other way round.
-        segments_sql::evaluate_in_tx(transaction, batch, &session_id, event, now_ms)?;
-        touched_sessions.insert(session_id);
+        // They read the session's summary as it was before this batch.
+        segments_sql::evaluate_in_tx(
+            transaction,
+            batch,
+            &mut segment_evaluation,
+            &session_id,
+            event,
+            now_ms,
+        )?;
+        let index = match summaries
+            .iter()
+            .position(|summary| summary.session_id == session_id)
+        {
+            Some(index) => index,
+            None => {
+                summaries.push(SessionSummary::load(transaction, &session_id)?);
+                summaries.len() - 1
+            }
+        };
+        summaries[index].add(event, &json);
         outcomes.push(IngestOutcome::Accepted);
     }
-    for session_id in &touched_sessions {
-        refresh_session_summary(transaction, session_id)?;
+    segment_evaluation.finish(transaction)?;
+    visitor_sessions.write_spans(transaction)?;
+    for summary in &summaries {
+        summary.write(transaction)?;
     }
     Ok(outcomes)
 }
@@ -628,17 +786,44 @@ fn to_count(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value}")))
 }
 
-/// Finds the session the event joins, per [`sessions::choose_session`], and updates its
-/// span; or creates a new session. Returns the session id.
-fn assign_session(
-    transaction: &Transaction<'_>,
-    batch: &NewBatch,
-    time_ms: i64,
-    now_ms: i64,
-    timeout_ms: i64,
-) -> Result<String, StoreError> {
-    let mut candidates: Vec<(String, SessionSpan, Option<i64>)> = Vec::new();
-    {
+/// One of the batch's visitor's sessions, as the batch has changed it so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VisitorSession {
+    id: String,
+    span: SessionSpan,
+    ended_ms: Option<i64>,
+    /// The first_ms the database holds.
+    stored_first_ms: i64,
+    /// The span or the end moved and is not written yet.
+    changed: bool,
+}
+
+/// The sessions of a batch's visitor that any of the batch's events could join, read
+/// once per batch and kept up to date in memory as events join them, so that choosing
+/// a session is [`sessions::choose_session`] over memory rather than a query and an
+/// update per event. Spans are written back by [`VisitorSessions::write_spans`].
+///
+/// Reading once is enough: an event at `t` can only join a session with
+/// `last_ms > t - timeout` and `first_ms < t + timeout` (the rule's bounds). Over the
+/// batch's time range that is what [`VisitorSessions::load`] reads, and a session
+/// outside it could only come within reach by taking an event of the batch first.
+/// Sessions the batch creates are added as they are created; a session that a logout
+/// closes is dropped ([`VisitorSessions::forget_if_closed`]).
+#[derive(Debug, Default)]
+struct VisitorSessions {
+    sessions: Vec<VisitorSession>,
+}
+
+impl VisitorSessions {
+    fn load(
+        transaction: &Transaction<'_>,
+        batch: &NewBatch,
+        timeout_ms: i64,
+    ) -> Result<VisitorSessions, StoreError> {
+        let times = batch.events.iter().map(|event| event.time_ms);
+        let (Some(earliest_ms), Some(latest_ms)) = (times.clone().min(), times.max()) else {
+            return Ok(VisitorSessions::default());
+        };
         let mut statement = transaction.prepare_cached(
             // A session that a logout closed takes no more events, whatever their time.
             "SELECT id, first_ms, last_ms, ended_ms FROM sessions
@@ -648,49 +833,142 @@ fn assign_session(
         let mut rows = statement.query(params![
             batch.deployment_id,
             batch.visitor_id,
-            sessions::candidate_last_ms_after(time_ms, timeout_ms),
-            time_ms.saturating_add(timeout_ms),
+            sessions::candidate_last_ms_after(earliest_ms, timeout_ms),
+            latest_ms.saturating_add(timeout_ms),
         ])?;
+        let mut sessions = Vec::new();
         while let Some(row) = rows.next()? {
-            let span = SessionSpan {
-                first_ms: row.get(1)?,
-                last_ms: row.get(2)?,
-            };
-            candidates.push((row.get(0)?, span, row.get(3)?));
+            let first_ms = row.get(1)?;
+            sessions.push(VisitorSession {
+                id: row.get(0)?,
+                span: SessionSpan {
+                    first_ms,
+                    last_ms: row.get(2)?,
+                },
+                ended_ms: row.get(3)?,
+                stored_first_ms: first_ms,
+                changed: false,
+            });
         }
+        Ok(VisitorSessions { sessions })
     }
-    let spans: Vec<SessionSpan> = candidates.iter().map(|(_, span, _)| *span).collect();
-    if let Some(index) = sessions::choose_session(&spans, time_ms, timeout_ms) {
-        let (session_id, mut span, ended_ms) = candidates.swap_remove(index);
-        span.include(time_ms);
-        // A late event can land in a session that the sweep already ended. If it moves
-        // the session's last activity, the end moves with it, or the session reopens
-        // when the new last activity is within the timeout.
-        let ended_ms = ended_ms.and_then(|_| {
-            sessions::is_idle(span.last_ms, now_ms, timeout_ms).then_some(span.last_ms)
-        });
+
+    /// Finds the session the event joins, per [`sessions::choose_session`], and widens
+    /// its span; or creates a new session. Returns the session id.
+    fn assign(
+        &mut self,
+        transaction: &Transaction<'_>,
+        batch: &NewBatch,
+        time_ms: i64,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Result<String, StoreError> {
+        let spans: Vec<SessionSpan> = self.sessions.iter().map(|session| session.span).collect();
+        if let Some(index) = sessions::choose_session(&spans, time_ms, timeout_ms) {
+            let session = &mut self.sessions[index];
+            let before = (session.span, session.ended_ms);
+            session.span.include(time_ms);
+            // A late event can land in a session that the sweep already ended. If it
+            // moves the session's last activity, the end moves with it, or the session
+            // reopens when the new last activity is within the timeout.
+            let last_ms = session.span.last_ms;
+            session.ended_ms = session
+                .ended_ms
+                .and_then(|_| sessions::is_idle(last_ms, now_ms, timeout_ms).then_some(last_ms));
+            session.changed |= (session.span, session.ended_ms) != before;
+            return Ok(session.id.clone());
+        }
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let short_id = allocate_short_id(transaction, &batch.deployment_id, now_ms)?;
         transaction
             .prepare_cached(
-                "UPDATE sessions SET first_ms = ?2, last_ms = ?3, ended_ms = ?4 WHERE id = ?1",
+                "INSERT INTO sessions (id, short_id, deployment_id, visitor_id, first_ms, last_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             )?
-            .execute(params![session_id, span.first_ms, span.last_ms, ended_ms])?;
-        return Ok(session_id);
+            .execute(params![
+                session_id,
+                short_id,
+                batch.deployment_id,
+                batch.visitor_id,
+                time_ms
+            ])?;
+        self.sessions.push(VisitorSession {
+            id: session_id.clone(),
+            span: SessionSpan::starting_at(time_ms),
+            ended_ms: None,
+            stored_first_ms: time_ms,
+            changed: false,
+        });
+        Ok(session_id)
     }
-    let session_id = uuid::Uuid::now_v7().to_string();
-    let short_id = allocate_short_id(transaction, &batch.deployment_id, now_ms)?;
-    transaction
-        .prepare_cached(
-            "INSERT INTO sessions (id, short_id, deployment_id, visitor_id, first_ms, last_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-        )?
-        .execute(params![
-            session_id,
-            short_id,
-            batch.deployment_id,
-            batch.visitor_id,
-            time_ms
-        ])?;
-    Ok(session_id)
+
+    /// Writes the span of one session now, if the batch moved it.
+    fn write_span(
+        &mut self,
+        transaction: &Transaction<'_>,
+        session_id: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(session) = self
+            .sessions
+            .iter_mut()
+            .find(|session| session.id == session_id)
+        {
+            write_session_span(transaction, session)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the session from the batch's candidates when it is closed (by a logout).
+    fn forget_if_closed(
+        &mut self,
+        transaction: &Transaction<'_>,
+        session_id: &str,
+    ) -> Result<(), StoreError> {
+        let closed: bool = transaction
+            .prepare_cached("SELECT closed FROM sessions WHERE id = ?1")?
+            .query_row([session_id], |row| row.get(0))?;
+        if closed {
+            self.sessions.retain(|session| session.id != session_id);
+        }
+        Ok(())
+    }
+
+    /// Writes every span the batch moved.
+    fn write_spans(&mut self, transaction: &Transaction<'_>) -> Result<(), StoreError> {
+        for session in &mut self.sessions {
+            write_session_span(transaction, session)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_session_span(
+    transaction: &Transaction<'_>,
+    session: &mut VisitorSession,
+) -> Result<(), StoreError> {
+    if session.changed {
+        // Setting first_ms rewrites the entries of the indexes that hold it, even with
+        // the same value: only late events move it.
+        if session.span.first_ms == session.stored_first_ms {
+            transaction
+                .prepare_cached("UPDATE sessions SET last_ms = ?2, ended_ms = ?3 WHERE id = ?1")?
+                .execute(params![session.id, session.span.last_ms, session.ended_ms])?;
+        } else {
+            transaction
+                .prepare_cached(
+                    "UPDATE sessions SET first_ms = ?2, last_ms = ?3, ended_ms = ?4 WHERE id = ?1",
+                )?
+                .execute(params![
+                    session.id,
+                    session.span.first_ms,
+                    session.span.last_ms,
+                    session.ended_ms
+                ])?;
+        }
+        session.stored_first_ms = session.span.first_ms;
+        session.changed = false;
+    }
+    Ok(())
 }
 
 /// A random 6-digit number not used by the deployment's sessions of the last 24 hours.
@@ -721,17 +999,9 @@ fn insert_event(
     session_id: &str,
     event: &NewEvent,
     authenticated: bool,
+    json: &EventJson,
 ) -> Result<(), StoreError> {
     let page = event.page.as_ref();
-    let campaign_json = match page {
-        Some(page) if !page.campaign.is_empty() => Some(serde_json::to_string(&page.campaign)?),
-        _ => None,
-    };
-    let context_json = event
-        .context
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()?;
     transaction
         .prepare_cached(
             "INSERT INTO events (
@@ -760,25 +1030,185 @@ fn insert_event(
             page.map(|page| &page.lang),
             page.map(|page| &page.keywords),
             page.and_then(|page| page.search_query.as_ref()),
-            campaign_json,
-            context_json,
+            json.campaign,
+            json.context,
             event.login_id,
-            attributes_to_json(&event.attributes),
-            attributes_to_json(&event.traits),
+            json.attributes,
+            json.traits,
             event.user_agent,
             event.ip_address,
             authenticated,
             event.identity_verified,
-            to_json(event.user_agent_info.as_ref())?,
-            to_json(event.geolocation.as_ref())?,
-            to_json(event.referrer_info.as_ref())?,
+            json.user_agent,
+            json.geolocation,
+            json.referrer,
         ])?;
     Ok(())
 }
 
-/// Recomputes what a session card shows from the session's events. Doing it from the
-/// events rather than incrementally keeps late events (which can change the first
-/// pageview or the order of search terms) simple and correct.
+/// The JSON columns of an event row, serialised once for the row and the summary.
+struct EventJson {
+    campaign: Option<String>,
+    context: Option<String>,
+    attributes: String,
+    traits: String,
+    user_agent: Option<String>,
+    geolocation: Option<String>,
+    referrer: Option<String>,
+}
+
+impl EventJson {
+    fn new(event: &NewEvent) -> Result<EventJson, StoreError> {
+        let campaign = match &event.page {
+            Some(page) if !page.campaign.is_empty() => Some(serde_json::to_string(&page.campaign)?),
+            _ => None,
+        };
+        Ok(EventJson {
+            campaign,
+            context: to_json(event.context.as_ref())?,
+            attributes: attributes_to_json(&event.attributes),
+            traits: attributes_to_json(&event.traits),
+            user_agent: to_json(event.user_agent_info.as_ref())?,
+            geolocation: to_json(event.geolocation.as_ref())?,
+            referrer: to_json(event.referrer_info.as_ref())?,
+        })
+    }
+}
+
+/// What a session card shows that depends on the session's events, kept up to date
+/// event by event while a batch is stored and written once at its end.
+///
+/// An event later (by time, then id) than every event of the session changes it in a
+/// simple way: counts go up, it is the last event (and the last pageview, and the
+/// latest context, when it has them), it is the landing pageview and the source of the
+/// user agent and geolocation only when the session had none, and its search term is
+/// appended unless already there. An earlier ("late") event can change the order of
+/// search terms or which event is first, so then the summary is recomputed from the
+/// events instead ([`refresh_session_summary`]); that is rare, and gives the same
+/// result by definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionSummary {
+    session_id: String,
+    event_count: i64,
+    pageview_count: i64,
+    /// `(time_ms, id)` of the latest event.
+    last_event: Option<(i64, String)>,
+    last_pageview_id: Option<String>,
+    landing_pageview_id: Option<String>,
+    context_event_id: Option<String>,
+    search_terms: Vec<String>,
+    user_agent_json: Option<String>,
+    geolocation_json: Option<String>,
+    /// A late event joined: recompute from the events.
+    recompute: bool,
+}
+
+impl SessionSummary {
+    fn load(transaction: &Transaction<'_>, session_id: &str) -> Result<SessionSummary, StoreError> {
+        let mut statement = transaction.prepare_cached(
+            "SELECT s.event_count, s.pageview_count, s.last_event_id, le.time_ms,
+                    s.last_pageview_id, s.landing_pageview_id, s.context_event_id,
+                    s.search_terms_json, s.user_agent_json, s.geolocation_json
+             FROM sessions s LEFT JOIN events le ON le.id = s.last_event_id
+             WHERE s.id = ?1",
+        )?;
+        let mut rows = statement.query([session_id])?;
+        let row = rows
+            .next()?
+            .ok_or_else(|| StoreError::Corrupt(format!("session {session_id} vanished")))?;
+        let event_count: i64 = row.get(0)?;
+        let last_event_id: Option<String> = row.get(2)?;
+        let last_event_time_ms: Option<i64> = row.get(3)?;
+        let last_event = last_event_id
+            .zip(last_event_time_ms)
+            .map(|(id, time_ms)| (time_ms, id));
+        Ok(SessionSummary {
+            session_id: session_id.to_owned(),
+            event_count,
+            pageview_count: row.get(1)?,
+            // A summary that does not point at its latest event is not one to build on.
+            recompute: event_count > 0 && last_event.is_none(),
+            last_event,
+            last_pageview_id: row.get(4)?,
+            landing_pageview_id: row.get(5)?,
+            context_event_id: row.get(6)?,
+            search_terms: serde_json::from_str(&row.get::<_, String>(7)?)?,
+            user_agent_json: row.get(8)?,
+            geolocation_json: row.get(9)?,
+        })
+    }
+
+    /// Takes in an event just stored in the session.
+    fn add(&mut self, event: &NewEvent, json: &EventJson) {
+        if self.recompute {
+            return;
+        }
+        if let Some((time_ms, id)) = &self.last_event {
+            if (event.time_ms, event.id.as_str()) < (*time_ms, id.as_str()) {
+                self.recompute = true;
+                return;
+            }
+        }
+        self.event_count += 1;
+        self.last_event = Some((event.time_ms, event.id.clone()));
+        if event.kind == EventKind::Pageview {
+            self.pageview_count += 1;
+            self.last_pageview_id = Some(event.id.clone());
+            if self.landing_pageview_id.is_none() {
+                self.landing_pageview_id = Some(event.id.clone());
+            }
+        }
+        if json.context.is_some() {
+            self.context_event_id = Some(event.id.clone());
+        }
+        let term = event
+            .page
+            .as_ref()
+            .and_then(|page| page.search_query.as_ref());
+        if let Some(term) = term.filter(|term| !term.is_empty()) {
+            if !self.search_terms.contains(term) {
+                self.search_terms.push(term.clone());
+            }
+        }
+        if self.user_agent_json.is_none() {
+            self.user_agent_json.clone_from(&json.user_agent);
+        }
+        if self.geolocation_json.is_none() {
+            self.geolocation_json.clone_from(&json.geolocation);
+        }
+    }
+
+    fn write(&self, transaction: &Transaction<'_>) -> Result<(), StoreError> {
+        if self.recompute {
+            return refresh_session_summary(transaction, &self.session_id);
+        }
+        transaction
+            .prepare_cached(
+                "UPDATE sessions SET
+                    event_count = ?2, pageview_count = ?3, last_event_id = ?4,
+                    last_pageview_id = ?5, landing_pageview_id = ?6, context_event_id = ?7,
+                    search_terms_json = ?8, user_agent_json = ?9, geolocation_json = ?10
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                self.session_id,
+                self.event_count,
+                self.pageview_count,
+                self.last_event.as_ref().map(|(_, id)| id),
+                self.last_pageview_id,
+                self.landing_pageview_id,
+                self.context_event_id,
+                serde_json::to_string(&self.search_terms)?,
+                self.user_agent_json,
+                self.geolocation_json,
+            ])?;
+        Ok(())
+    }
+}
+
+/// Recomputes what a session card shows from the session's events: what
+/// [`SessionSummary`] falls back on when late events (which can change the first
+/// pageview or the order of search terms) join a session.
 fn refresh_session_summary(
     transaction: &Transaction<'_>,
     session_id: &str,
@@ -982,19 +1412,39 @@ struct StoredAttribute {
     value: String,
 }
 
+/// [`StoredAttribute`] borrowed from the event, to write it without copies.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAttributeRef<'a> {
+    data_type: &'a str,
+    value: &'a str,
+}
+
 fn attributes_to_json(attributes: &BTreeMap<String, AttributeValue>) -> String {
-    let stored: BTreeMap<&str, StoredAttribute> = attributes
-        .iter()
-        .map(|(name, value)| {
-            let stored = StoredAttribute {
-                data_type: value.data_type().to_owned(),
-                value: value.to_text(),
-            };
-            (name.as_str(), stored)
-        })
-        .collect();
     // Serialising a map of strings cannot fail.
-    serde_json::to_string(&stored).unwrap_or_else(|_| "{}".to_owned())
+    serde_json::to_string(&StoredAttributes(attributes)).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Attributes serialised as stored, borrowing from the event; the map is sorted by
+/// name, as the stored JSON always was.
+struct StoredAttributes<'a>(&'a BTreeMap<String, AttributeValue>);
+
+impl serde::Serialize for StoredAttributes<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| {
+            let text = match value {
+                AttributeValue::Bool(true) => "true",
+                AttributeValue::Bool(false) => "false",
+                AttributeValue::Number(number) => number.as_str(),
+                AttributeValue::String(text) => text.as_str(),
+            };
+            let stored = StoredAttributeRef {
+                data_type: value.data_type(),
+                value: text,
+            };
+            (name, stored)
+        }))
+    }
 }
 
 fn attributes_from_json(json: &str) -> Result<BTreeMap<String, AttributeValue>, StoreError> {
@@ -1019,6 +1469,352 @@ fn attributes_from_json(json: &str) -> Result<BTreeMap<String, AttributeValue>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    const MINUTE: i64 = 60_000;
+    const TIMEOUT: i64 = 20 * MINUTE;
+    const T0: i64 = 1_795_500_000_000;
+    const VISITOR: &str = "0b7e0c2a-5b9e-4a57-9f3e-000000000001";
+
+    fn open_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("test.sqlite3")).unwrap();
+        (dir, store)
+    }
+
+    fn event(number: usize, kind: EventKind, time_ms: i64) -> NewEvent {
+        NewEvent {
+            id: format!("00000000-0000-7000-8000-{number:012}"),
+            kind,
+            name: "page_viewed".to_owned(),
+            time_ms,
+            client_time_ms: time_ms,
+            received_ms: time_ms,
+            page: None,
+            context: None,
+            login_id: None,
+            attributes: BTreeMap::new(),
+            traits: BTreeMap::new(),
+            user_agent: None,
+            ip_address: None,
+            user_agent_info: None,
+            geolocation: None,
+            referrer_info: None,
+            identity_verified: false,
+        }
+    }
+
+    fn batch(events: Vec<NewEvent>) -> NewBatch {
+        NewBatch {
+            deployment_id: "test".to_owned(),
+            visitor_id: VISITOR.to_owned(),
+            events,
+            require_verified_identity: false,
+        }
+    }
+
+    /// Events of one visitor with every kind of thing a summary takes in: pageviews and
+    /// other events, search terms (repeated, empty, absent), contexts, user agents and
+    /// geolocations on some events only, and a gap that makes two sessions. Some share
+    /// a time, so that ids break ties.
+    fn varied_events() -> Vec<NewEvent> {
+        let terms = [
+            None,
+            Some("shoes"),
+            Some(""),
+            Some("bags"),
+            Some("shoes"),
+            Some("hats"),
+        ];
+        let user_agent = crate::enrich::user_agent::parse_user_agent(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 \
+             (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+        );
+        assert!(user_agent.is_some());
+        (0..40)
+            .map(|number| {
+                let gap = if number >= 30 { 45 * MINUTE } else { 0 };
+                let time_ms = T0 + gap + i64::try_from(number / 2).unwrap() * MINUTE / 2;
+                let kind = if number % 3 == 2 {
+                    EventKind::Record
+                } else {
+                    EventKind::Pageview
+                };
+                let mut event = event(number, kind, time_ms);
+                event.page = Some(Page {
+                    url: format!("https://shop.example/{number}"),
+                    title: String::new(),
+                    referrer: String::new(),
+                    lang: String::new(),
+                    keywords: String::new(),
+                    search_query: terms[number % terms.len()].map(str::to_owned),
+                    campaign: Map::new(),
+                });
+                if number % 4 == 1 {
+                    event.context = Some(Context {
+                        browser_lang: "en".to_owned(),
+                        screen_width: u32::try_from(number).unwrap(),
+                        screen_height: 800,
+                        screen_density: 200,
+                        viewport_width: 1000,
+                        viewport_height: 700,
+                    });
+                }
+                if number % 5 == 3 {
+                    event.user_agent_info.clone_from(&user_agent);
+                }
+                if number % 7 == 4 {
+                    event.geolocation = Some(crate::enrich::geo::Geolocation {
+                        country: Some(format!("C{number}")),
+                        ..Default::default()
+                    });
+                }
+                event
+            })
+            .collect()
+    }
+
+    /// The summary columns of every session, by session id.
+    fn summaries(connection: &Connection) -> Vec<Vec<Option<String>>> {
+        let mut statement = connection
+            .prepare(
+                "SELECT id, CAST(event_count AS TEXT), CAST(pageview_count AS TEXT),
+                        last_event_id, last_pageview_id, landing_pageview_id,
+                        context_event_id, search_terms_json, user_agent_json,
+                        geolocation_json
+                 FROM sessions ORDER BY id",
+            )
+            .unwrap();
+        let rows = statement
+            .query_map([], |row| {
+                (0..10)
+                    .map(|index| row.get::<_, Option<String>>(index))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap();
+        rows.collect::<Result<Vec<_>, _>>().unwrap()
+    }
+
+    #[test]
+    fn incremental_summaries_equal_a_full_recompute_over_shuffled_events() {
+        for seed in 0..12_u64 {
+            let (_dir, store) = open_store();
+            let mut events = varied_events();
+            // Seed 0 keeps time order: only the incremental path.
+            if seed > 0 {
+                events.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+            }
+            let mut sizes = (1..=7).cycle().skip(usize::try_from(seed).unwrap());
+            let mut remaining = events.as_slice();
+            while !remaining.is_empty() {
+                let size = sizes.next().unwrap().min(remaining.len());
+                let (now, later) = remaining.split_at(size);
+                let outcomes = store
+                    .ingest(&batch(now.to_vec()), T0 + 100 * MINUTE, TIMEOUT)
+                    .unwrap();
+                assert!(outcomes
+                    .iter()
+                    .all(|outcome| *outcome == IngestOutcome::Accepted));
+                remaining = later;
+            }
+            let mut connection = store.writer();
+            let incremental = summaries(&connection);
+            assert!(incremental.len() >= 2, "seed {seed}: {incremental:?}");
+            let transaction = connection.transaction().unwrap();
+            for session in &incremental {
+                refresh_session_summary(&transaction, session[0].as_deref().unwrap()).unwrap();
+            }
+            let recomputed = summaries(&transaction);
+            assert_eq!(incremental, recomputed, "seed {seed}");
+            let counted: i64 = transaction
+                .query_row("SELECT SUM(event_count) FROM sessions", [], |row| {
+                    row.get(0)
+                })
+                .unwrap();
+            assert_eq!(counted, 40, "seed {seed}");
+        }
+    }
+
+    /// What the rule gives, event by event as the store used to query it: the session
+    /// number of each event (numbered by creation) and each session's span. A logout
+    /// closes its session to later events.
+    fn replay(
+        existing: &[SessionSpan],
+        events: &[(EventKind, i64)],
+    ) -> (Vec<usize>, Vec<SessionSpan>) {
+        let mut spans = existing.to_vec();
+        let mut closed = vec![false; spans.len()];
+        let mut assigned = Vec::new();
+        for &(kind, time_ms) in events {
+            let open: Vec<usize> = (0..spans.len()).filter(|&index| !closed[index]).collect();
+            let open_spans: Vec<SessionSpan> = open.iter().map(|&index| spans[index]).collect();
+            let index = match sessions::choose_session(&open_spans, time_ms, TIMEOUT) {
+                Some(position) => {
+                    let index = open[position];
+                    spans[index].include(time_ms);
+                    index
+                }
+                None => {
+                    spans.push(SessionSpan::starting_at(time_ms));
+                    closed.push(false);
+                    spans.len() - 1
+                }
+            };
+            if kind == EventKind::Logout {
+                closed[index] = true;
+            }
+            assigned.push(index);
+        }
+        (assigned, spans)
+    }
+
+    #[test]
+    fn one_batch_with_late_events_lands_each_where_the_rule_says() {
+        let m = |minutes: i64| T0 + minutes * MINUTE;
+        // A first batch makes two sessions: [0, 10] and [50, 50].
+        let first = [
+            (EventKind::Pageview, m(0)),
+            (EventKind::Pageview, m(10)),
+            (EventKind::Pageview, m(50)),
+        ];
+        // Then one batch out of order: late events into either session, one between
+        // them that joins the latest, one that bridges, a new session far ahead, a
+        // logout, and events after the logout that must start a new session.
+        let second = [
+            (EventKind::Pageview, m(100)),
+            (EventKind::Record, m(5)),
+            (EventKind::Pageview, m(35)),
+            (EventKind::Pageview, m(-15)),
+            (EventKind::Record, m(29)),
+            (EventKind::Pageview, m(101)),
+            (EventKind::Logout, m(102)),
+            (EventKind::Pageview, m(103)),
+            (EventKind::Pageview, m(60)),
+            (EventKind::Pageview, m(104)),
+        ];
+        let (_dir, store) = open_store();
+        let mut number = 0;
+        let mut stored_ids = Vec::new();
+        for events in [&first[..], &second[..]] {
+            let batch = batch(
+                events
+                    .iter()
+                    .map(|&(kind, time_ms)| {
+                        number += 1;
+                        event(number, kind, time_ms)
+                    })
+                    .collect(),
+            );
+            stored_ids.extend(batch.events.iter().map(|event| event.id.clone()));
+            store.ingest(&batch, m(110), TIMEOUT).unwrap();
+        }
+        let all: Vec<(EventKind, i64)> = first.iter().chain(&second).copied().collect();
+        let (expected, expected_spans) = replay(&[], &all);
+
+        let connection = store.reader();
+        let session_of = |id: &str| -> String {
+            connection
+                .query_row("SELECT session_id FROM events WHERE id = ?1", [id], |row| {
+                    row.get(0)
+                })
+                .unwrap()
+        };
+        // Number the stored sessions by first appearance, as `replay` numbers them.
+        let mut numbering: Vec<String> = Vec::new();
+        let mut stored = Vec::new();
+        for id in &stored_ids {
+            let session_id = session_of(id);
+            let index = match numbering.iter().position(|known| *known == session_id) {
+                Some(index) => index,
+                None => {
+                    numbering.push(session_id);
+                    numbering.len() - 1
+                }
+            };
+            stored.push(index);
+        }
+        assert_eq!(stored, expected);
+        for (session_id, span) in numbering.iter().zip(&expected_spans) {
+            let (first_ms, last_ms): (i64, i64) = connection
+                .query_row(
+                    "SELECT first_ms, last_ms FROM sessions WHERE id = ?1",
+                    [session_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(SessionSpan { first_ms, last_ms }, *span, "{session_id}");
+        }
+        // The logout's session ended at the logout and is closed.
+        let logout_session = session_of(&stored_ids[3 + 6]);
+        let (ended_ms, closed): (Option<i64>, bool) = connection
+            .query_row(
+                "SELECT ended_ms, closed FROM sessions WHERE id = ?1",
+                [&logout_session],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((ended_ms, closed), (Some(m(102)), true));
+        // Sanity: the case does exercise several sessions, late events and the logout.
+        assert!(expected_spans.len() >= 4, "{expected_spans:?}");
+    }
+
+    #[test]
+    fn over_the_wal_cap_the_writer_checkpoints_so_that_the_wal_starts_over() {
+        // A writer connection alone, without the checkpointer thread, so that only the
+        // writer checkpoints.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.sqlite3");
+        let mut connection = Connection::open(&path).unwrap();
+        configure_writer(&connection).unwrap();
+        MIGRATIONS.to_latest(&mut connection).unwrap();
+        let mut number = 0;
+        let mut store_batch = |connection: &mut Connection, over_cap: bool| {
+            let events = (0..20)
+                .map(|_| {
+                    number += 1;
+                    event(
+                        number,
+                        EventKind::Pageview,
+                        T0 + i64::try_from(number).unwrap(),
+                    )
+                })
+                .collect();
+            let flag = AtomicBool::new(over_cap);
+            let results = ingest_group(connection, &[(&batch(events), T0, TIMEOUT)], &flag);
+            assert!(results.iter().all(Result::is_ok));
+            assert!(
+                !flag.load(Ordering::Relaxed),
+                "the request to checkpoint is taken"
+            );
+        };
+        // One WAL frame is a 24-byte header and a page, after a 32-byte file header.
+        let page_size: u64 = connection
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
+        let wal_frames = || {
+            let length = std::fs::metadata(path.with_extension("sqlite3-wal"))
+                .unwrap()
+                .len();
+            i64::try_from((length - 32) / (24 + page_size)).unwrap()
+        };
+        for _ in 0..10 {
+            store_batch(&mut connection, false);
+        }
+        // Nothing checkpointed yet: the WAL has only grown.
+        let frames_before = wal_frames();
+        assert!(frames_before > 20, "{frames_before}");
+        // Over the cap, the writer copies the WAL into the database after its commit...
+        store_batch(&mut connection, true);
+        // ...so the next transaction writes the WAL from its start again.
+        store_batch(&mut connection, false);
+        let frames_now = checkpoint(&connection).unwrap();
+        assert!(
+            frames_now < frames_before / 2,
+            "{frames_now} frames in the WAL, {frames_before} before"
+        );
+    }
 
     #[test]
     fn migrations_are_valid() {
