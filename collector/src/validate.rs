@@ -13,7 +13,7 @@ use footpath_protocol::v1::{
 };
 
 use crate::enrich::geo::Geolocation;
-use crate::enrich::referrer;
+use crate::enrich::referrer::ReferrerCache;
 use crate::enrich::user_agent::UserAgentInfo;
 use crate::store::NewEvent;
 
@@ -60,6 +60,17 @@ pub fn validate_event(
     event: &Event,
     batch: &BatchContext,
 ) -> Result<NewEvent, String> {
+    validate_event_with_cache(index, event, batch, &mut ReferrerCache::default())
+}
+
+/// [`validate_event`] for an event of a batch whose events share `referrers`, so that
+/// a referrer the batch repeats is parsed and looked up once.
+pub fn validate_event_with_cache(
+    index: usize,
+    event: &Event,
+    batch: &BatchContext,
+    referrers: &mut ReferrerCache,
+) -> Result<NewEvent, String> {
     let field = |name: &str, reason: &str| format!("events[{index}].{name}: {reason}");
 
     let id = canonical_uuid(&event.id).ok_or_else(|| field("id", "must be a UUID"))?;
@@ -82,12 +93,14 @@ pub fn validate_event(
         Some(_) => {}
     }
 
+    // A pageview's URL, parsed once for both the check and the referrer's medium.
+    let mut page_url = None;
     if event.kind == EventKind::Pageview {
         let page = event
             .page
             .as_ref()
             .ok_or_else(|| field("page", "is required for a pageview"))?;
-        validate_page_url(page).map_err(|reason| field("page.url", reason))?;
+        page_url = Some(validate_page_url(page).map_err(|reason| field("page.url", reason))?);
     }
 
     validate_attributes(&event.attributes)
@@ -128,19 +141,23 @@ pub fn validate_event(
         ip_address: batch.ip_address.clone(),
         user_agent_info: batch.user_agent_info.clone(),
         geolocation: batch.geolocation.clone(),
-        // The referrer depends on the event's page, so it is classified per event.
-        referrer_info: event.page.as_ref().and_then(referrer::classify),
+        // The referrer depends on the event's page, so it is classified per event (with
+        // what the batch's other events share taken from `referrers`).
+        referrer_info: event
+            .page
+            .as_ref()
+            .and_then(|page| referrers.classify(page, page_url.as_ref())),
         // Decided by the batch handler, which knows the deployment's identity secret.
         identity_verified: false,
     })
 }
 
-fn validate_page_url(page: &Page) -> Result<(), &'static str> {
+fn validate_page_url(page: &Page) -> Result<url::Url, &'static str> {
     if page.url.is_empty() {
         return Err("is empty");
     }
     match url::Url::parse(&page.url) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(()),
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
         _ => Err("must be an absolute http or https URL"),
     }
 }

@@ -38,12 +38,13 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
 use crate::enrich::client_ip::{client_ip, in_any};
+use crate::enrich::referrer::ReferrerCache;
 use crate::enrich::user_agent::parse_user_agent;
 use crate::error::ApiError;
 use crate::identity::{verify_identity_signature, SignatureCheck, IDENTITY_SIGNATURE_TRAIT};
 use crate::limits::{check_json_depth, EventLimits};
 use crate::store::{IngestOutcome, NewBatch, NewEvent};
-use crate::validate::{canonical_uuid, validate_event, BatchContext};
+use crate::validate::{canonical_uuid, validate_event_with_cache, BatchContext};
 
 pub(super) async fn receive_batch(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -194,6 +195,7 @@ async fn ingest_batch(
     // One pass: valid events move into the batch to store; `rejections` keeps, per
     // event of the request, its error or `None`, for the response.
     let mut valid_events = Vec::with_capacity(batch.events.len());
+    let mut referrers = ReferrerCache::default();
     let rejections: Vec<Option<String>> = batch
         .events
         .iter()
@@ -201,7 +203,7 @@ async fn ingest_batch(
         .map(|(index, event)| {
             let checked = event_limits
                 .check_event(index, event)
-                .and_then(|()| validate_event(index, event, &context));
+                .and_then(|()| validate_event_with_cache(index, event, &context, &mut referrers));
             match checked {
                 Ok(event) => {
                     valid_events.push(take_identity_signature(event, identity_secret));
@@ -407,5 +409,11 @@ pub(super) fn add_cors_headers(headers: &mut HeaderMap, origin: Option<HeaderVal
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        // Without this, a page on another origin reads `Retry-After` as null and the
+        // SDK cannot honour it on 429 and 503.
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("Retry-After"),
+        );
     }
 }

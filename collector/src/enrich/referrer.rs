@@ -22,6 +22,7 @@
 //! search terms when the referrer is a search engine whose URL carries them (Google
 //! has not, for most searches, since 2011).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
 
@@ -174,54 +175,111 @@ fn lookup(host: &str, path: &str) -> Option<&'static KnownReferrer> {
 /// Classifies the page's referrer; `None` when the page has none or it is not an
 /// absolute URL with a host.
 pub fn classify(page: &Page) -> Option<ReferrerInfo> {
-    let referrer = url::Url::parse(page.referrer.trim()).ok()?;
-    let referrer_host = referrer.host_str()?.to_ascii_lowercase();
-    let page_url = url::Url::parse(&page.url).ok();
+    ReferrerCache::default().classify(page, None)
+}
 
-    let page_domain = page_url
-        .as_ref()
-        .and_then(|url| url.host_str())
-        .map(registrable_domain);
+/// What [`classify`] learns from a referrer URL alone, kept per referrer text.
+#[derive(Debug)]
+struct ReferrerSide {
+    /// The registrable domain of the referrer's host.
+    domain: String,
+    known: Option<&'static KnownReferrer>,
+    keywords: Option<String>,
+}
+
+/// [`classify`] for the events of one batch, which nearly always share their referrer
+/// and page host: the referrer's parsing, list lookup and public-suffix lookup, and
+/// the page host's public-suffix lookup, are done once per distinct text. It lives as
+/// long as the batch, so it holds at most one entry per event.
+#[derive(Debug, Default)]
+pub struct ReferrerCache {
+    referrers: HashMap<String, Option<ReferrerSide>>,
+    page_domains: HashMap<String, String>,
+}
+
+impl ReferrerCache {
+    /// Same result as [`classify`]. `page_url`, when given, must be `page.url` parsed
+    /// (the caller often has it already); otherwise it is parsed here.
+    pub fn classify(&mut self, page: &Page, page_url: Option<&url::Url>) -> Option<ReferrerInfo> {
+        if !self.referrers.contains_key(&page.referrer) {
+            let side = referrer_side(&page.referrer);
+            self.referrers.insert(page.referrer.clone(), side);
+        }
+        let referrer = self.referrers.get(&page.referrer)?.as_ref()?;
+
+        let parsed_here;
+        let page_url = match page_url {
+            Some(url) => Some(url),
+            None => {
+                parsed_here = url::Url::parse(&page.url).ok();
+                parsed_here.as_ref()
+            }
+        };
+        let page_domain = page_url.and_then(|url| url.host_str()).map(|host| {
+            if !self.page_domains.contains_key(host) {
+                self.page_domains
+                    .insert(host.to_owned(), registrable_domain(host));
+            }
+            self.page_domains[host].as_str()
+        });
+
+        // The page's query is decoded once, not once per parameter looked up.
+        let query_pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = page_url
+            .filter(|url| url.query().is_some())
+            .map(|url| url.query_pairs().collect())
+            .unwrap_or_default();
+        let campaign_value = |name: &str| -> Option<String> {
+            page.campaign
+                .get(name)
+                .cloned()
+                .or_else(|| {
+                    query_pairs
+                        .iter()
+                        .find(|(key, _)| key == name)
+                        .map(|(_, value)| value.clone().into_owned())
+                })
+                .filter(|value| !value.is_empty())
+        };
+        let utm_medium = campaign_value("utm_medium").map(|medium| medium.to_ascii_lowercase());
+        let has_paid_click_id = PAID_CLICK_IDS
+            .iter()
+            .any(|parameter| campaign_value(parameter).is_some());
+        let utm_says_paid = utm_medium
+            .as_deref()
+            .is_some_and(|medium| matches!(medium, "cpc" | "ppc") || medium.starts_with("paid"));
+
+        let known = referrer.known;
+        let medium = if page_domain == Some(referrer.domain.as_str()) {
+            Medium::Internal
+        } else if has_paid_click_id || utm_says_paid {
+            Medium::Paid
+        } else if utm_medium.as_deref() == Some("email") {
+            Medium::Email
+        } else {
+            known.map_or(Medium::Unknown, |known| known.medium)
+        };
+        let internal = medium == Medium::Internal;
+        Some(ReferrerInfo {
+            name: known.map(|known| known.name.clone()).filter(|_| !internal),
+            medium,
+            keywords: referrer.keywords.clone().filter(|_| !internal),
+        })
+    }
+}
+
+/// The part of the classification that depends on the referrer only; `None` when it
+/// is not an absolute URL with a host.
+fn referrer_side(referrer_text: &str) -> Option<ReferrerSide> {
+    let referrer = url::Url::parse(referrer_text.trim()).ok()?;
+    let referrer_host = referrer.host_str()?.to_ascii_lowercase();
     let known = lookup(&referrer_host, referrer.path());
-    let name = known.map(|known| known.name.clone());
     let keywords = known
         .filter(|known| known.medium == Medium::Search)
         .and_then(|known| search_terms(&referrer, &known.parameters));
-
-    let campaign_value = |name: &str| -> Option<String> {
-        page.campaign
-            .get(name)
-            .cloned()
-            .or_else(|| {
-                page_url.as_ref().and_then(|url| {
-                    url.query_pairs()
-                        .find(|(key, _)| key == name)
-                        .map(|(_, value)| value.into_owned())
-                })
-            })
-            .filter(|value| !value.is_empty())
-    };
-    let utm_medium = campaign_value("utm_medium").map(|medium| medium.to_ascii_lowercase());
-    let has_paid_click_id = PAID_CLICK_IDS
-        .iter()
-        .any(|parameter| campaign_value(parameter).is_some());
-    let utm_says_paid = utm_medium
-        .as_deref()
-        .is_some_and(|medium| matches!(medium, "cpc" | "ppc") || medium.starts_with("paid"));
-
-    let medium = if page_domain.as_deref() == Some(registrable_domain(&referrer_host).as_str()) {
-        Medium::Internal
-    } else if has_paid_click_id || utm_says_paid {
-        Medium::Paid
-    } else if utm_medium.as_deref() == Some("email") {
-        Medium::Email
-    } else {
-        known.map_or(Medium::Unknown, |known| known.medium)
-    };
-    Some(ReferrerInfo {
-        name: name.filter(|_| medium != Medium::Internal),
-        medium,
-        keywords: keywords.filter(|_| medium != Medium::Internal),
+    Some(ReferrerSide {
+        domain: registrable_domain(&referrer_host),
+        known,
+        keywords,
     })
 }
 
@@ -274,6 +332,63 @@ mod tests {
             expected,
             "{referrer} → {page_url} {campaign:?}"
         );
+        // A batch's cache gives the same answer, whether it has seen the referrer or
+        // the page host before or not, and with the page URL parsed by the caller.
+        let mut cache = ReferrerCache::default();
+        let page_url = url::Url::parse(&page.url).ok();
+        for _ in 0..2 {
+            assert_eq!(
+                cache.classify(&page, page_url.as_ref()),
+                expected,
+                "cached: {referrer} → {page_url:?} {campaign:?}"
+            );
+            assert_eq!(
+                cache.classify(&page, None),
+                expected,
+                "cached, unparsed: {referrer} → {page_url:?} {campaign:?}"
+            );
+        }
+    }
+
+    /// Events of one batch that share a referrer but not their pages, or the reverse,
+    /// are each classified by their own page and referrer.
+    #[test]
+    fn a_batch_cache_keeps_events_apart() {
+        let page = |url: &str, referrer: &str| Page {
+            url: url.to_owned(),
+            referrer: referrer.to_owned(),
+            ..Page::default()
+        };
+        let mut cache = ReferrerCache::default();
+        let google = "https://www.google.com/search?q=boots";
+        let medium = |cache: &mut ReferrerCache, page: &Page| {
+            cache.classify(page, None).map(|info| info.medium)
+        };
+        let cases = [
+            (page("https://shop.example/a", google), Some(Medium::Search)),
+            (
+                page("https://www.google.com/maps", google),
+                Some(Medium::Internal),
+            ),
+            (
+                page("https://shop.example/b?gclid=1", google),
+                Some(Medium::Paid),
+            ),
+            (
+                page("https://shop.example/c", "https://shop.example/a"),
+                Some(Medium::Internal),
+            ),
+            (page("https://shop.example/d", "not a url"), None),
+            (page("https://shop.example/e", google), Some(Medium::Search)),
+        ];
+        for (page, expected) in &cases {
+            assert_eq!(medium(&mut cache, page), *expected, "{page:?}");
+            assert_eq!(
+                classify(page).map(|info| info.medium),
+                *expected,
+                "{page:?}"
+            );
+        }
     }
 
     #[test]

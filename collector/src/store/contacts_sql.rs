@@ -5,7 +5,7 @@
 //! are in [`crate::identity`]; this module looks up what they need and applies their
 //! [`Decision`].
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, Row};
 
 use super::{
     ContactPage, ContactQuery, IdentifierKind, NewBatch, NewEvent, StoreError, StoredContact,
@@ -345,13 +345,25 @@ fn contacts_with_identifier(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn cookie_contact(connection: &Connection, visitor_id: &str) -> Result<Option<String>, StoreError> {
-    Ok(connection
+/// The contact the visitor's cookie belongs to, and whether the session is
+/// authenticated, in one query: this runs for every event, anonymous ones included.
+fn cookie_contact_and_session_authenticated(
+    connection: &Connection,
+    visitor_id: &str,
+    session_id: &str,
+) -> Result<(Option<String>, bool), StoreError> {
+    let (cookie, authenticated): (Option<String>, Option<bool>) = connection
         .prepare_cached(
-            "SELECT contact_id FROM contact_identifiers WHERE type = 'Cookie' AND value = ?1",
+            "SELECT (SELECT contact_id FROM contact_identifiers
+                     WHERE type = 'Cookie' AND value = ?1),
+                    (SELECT authenticated FROM sessions WHERE id = ?2)",
         )?
-        .query_row([visitor_id], |row| row.get(0))
-        .optional()?)
+        .query_row([visitor_id, session_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+    // The caller has created the session; its absence is a bug, reported as before.
+    let authenticated = authenticated.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+    Ok((cookie, authenticated))
 }
 
 /// Runs the identity rules for one stored-to-be event of the batch, in the ingest
@@ -365,7 +377,8 @@ pub(super) fn resolve_identity(
 ) -> Result<bool, StoreError> {
     let traits = TraitIdentity::from_traits(&event.traits);
     let traits_trusted = !batch.require_verified_identity || event.identity_verified;
-    let cookie = cookie_contact(connection, &batch.visitor_id)?;
+    let (cookie, authenticated_before) =
+        cookie_contact_and_session_authenticated(connection, &batch.visitor_id, session_id)?;
     let (by_email, by_phone) = if traits_trusted && traits.has_identifiers() {
         let by_email = match &traits.email {
             Some(email) => contacts_with_identifier(
@@ -395,15 +408,15 @@ pub(super) fn resolve_identity(
     apply_decision(
         connection, batch, session_id, event, &traits, &decision, now_ms,
     )?;
-    if event.identity_verified {
+    // Nothing but this statement sets `sessions.authenticated` (`apply_decision` does
+    // not touch it, and no trigger does), and nothing clears it, so the value after
+    // the event follows from the one read before it without reading it again.
+    if event.identity_verified && !authenticated_before {
         connection
             .prepare_cached("UPDATE sessions SET authenticated = 1 WHERE id = ?1")?
             .execute([session_id])?;
     }
-    let authenticated: bool = connection
-        .prepare_cached("SELECT authenticated FROM sessions WHERE id = ?1")?
-        .query_row([session_id], |row| row.get(0))?;
-    Ok(authenticated)
+    Ok(authenticated_before || event.identity_verified)
 }
 
 fn apply_decision(

@@ -71,6 +71,11 @@ async fn valid_batch_is_stored_and_readable_with_exact_values() {
         })
     );
     assert_eq!(response.header("access-control-allow-origin"), Some(ORIGIN));
+    // The SDK reads Retry-After across origins only when it is exposed.
+    assert_eq!(
+        response.header("access-control-expose-headers"),
+        Some("Retry-After")
+    );
     assert_eq!(response.header("vary"), Some("Origin"));
 
     let listed = app.only_session_of(VISITOR).await;

@@ -155,8 +155,12 @@ pub struct Context {
 }
 
 /// An attribute or trait value: a flat string, number or boolean.
+///
+/// Deserialising is hand-written (see `attribute_value_serde`): serde's `untagged` would
+/// buffer every value and try each variant in turn, formatting an error message for each
+/// miss, which showed up as a large share of the collector's per-event CPU.
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(untagged))]
 pub enum AttributeValue {
     Bool(bool),
@@ -275,6 +279,74 @@ mod number_serde {
                     } else {
                         Err(E::custom("number is not finite"))
                     }
+                }
+            }
+            deserializer.deserialize_any(Visitor)
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+mod attribute_value_serde {
+    use super::{AttributeValue, Number};
+    use serde::de::{Error, Unexpected};
+
+    /// Every refusal carries "did not match any variant", the text serde's `untagged`
+    /// derive used before, so that clients matching on it keep working.
+    fn refuse<E: Error>(unexpected: Unexpected<'_>) -> E {
+        E::custom(format_args!(
+            "attribute value did not match any variant: expected a string, number or boolean, found {unexpected}"
+        ))
+    }
+
+    impl<'de> serde::Deserialize<'de> for AttributeValue {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = AttributeValue;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a string, number or boolean")
+                }
+                fn visit_bool<E: Error>(self, v: bool) -> Result<AttributeValue, E> {
+                    Ok(AttributeValue::Bool(v))
+                }
+                fn visit_i64<E: Error>(self, v: i64) -> Result<AttributeValue, E> {
+                    Ok(AttributeValue::Number(Number(v.to_string())))
+                }
+                fn visit_u64<E: Error>(self, v: u64) -> Result<AttributeValue, E> {
+                    Ok(AttributeValue::Number(Number(v.to_string())))
+                }
+                fn visit_f64<E: Error>(self, v: f64) -> Result<AttributeValue, E> {
+                    // Same text as `Number`'s own deserialiser produces.
+                    if v.is_finite() {
+                        Ok(AttributeValue::Number(Number(v.to_string())))
+                    } else {
+                        Err(refuse(Unexpected::Other("a non-finite number")))
+                    }
+                }
+                fn visit_str<E: Error>(self, v: &str) -> Result<AttributeValue, E> {
+                    Ok(AttributeValue::String(v.to_owned()))
+                }
+                fn visit_string<E: Error>(self, v: String) -> Result<AttributeValue, E> {
+                    Ok(AttributeValue::String(v))
+                }
+                fn visit_unit<E: Error>(self) -> Result<AttributeValue, E> {
+                    Err(refuse(Unexpected::Other("null")))
+                }
+                fn visit_none<E: Error>(self) -> Result<AttributeValue, E> {
+                    Err(refuse(Unexpected::Other("null")))
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    _seq: A,
+                ) -> Result<AttributeValue, A::Error> {
+                    Err(refuse(Unexpected::Other("an array")))
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    _map: A,
+                ) -> Result<AttributeValue, A::Error> {
+                    Err(refuse(Unexpected::Other("an object")))
                 }
             }
             deserializer.deserialize_any(Visitor)

@@ -135,3 +135,134 @@ fn attribute_values_name_their_journey_api_data_type() {
     assert_eq!((n.data_type(), n.to_text().as_str()), ("Number", "2.5"));
     assert_eq!(AttributeValue::String("x".into()).data_type(), "String");
 }
+
+/// The deserialiser `AttributeValue` had before it was hand-written: serde's `untagged`
+/// derive over the same variants. The hand-written one must accept exactly what this one
+/// accepts and produce the same values.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+#[serde(untagged)]
+enum UntaggedReference {
+    Bool(bool),
+    Number(Number),
+    String(String),
+}
+
+impl From<UntaggedReference> for AttributeValue {
+    fn from(value: UntaggedReference) -> AttributeValue {
+        match value {
+            UntaggedReference::Bool(b) => AttributeValue::Bool(b),
+            UntaggedReference::Number(n) => AttributeValue::Number(n),
+            UntaggedReference::String(s) => AttributeValue::String(s),
+        }
+    }
+}
+
+#[test]
+fn attribute_values_deserialise_every_variant_like_the_untagged_derive() {
+    let number = |text: &str| AttributeValue::Number(Number(text.to_owned()));
+    let cases = [
+        ("true", AttributeValue::Bool(true)),
+        ("false", AttributeValue::Bool(false)),
+        (r#""shoes""#, AttributeValue::String("shoes".to_owned())),
+        (r#""""#, AttributeValue::String(String::new())),
+        (
+            r#""a\"b\\c\u00e9\n""#,
+            AttributeValue::String("a\"b\\c\u{e9}\n".to_owned()),
+        ),
+        (r#""12""#, AttributeValue::String("12".to_owned())),
+        (r#""true""#, AttributeValue::String("true".to_owned())),
+        ("0", number("0")),
+        ("-7", number("-7")),
+        ("9223372036854775807", number("9223372036854775807")),
+        ("-9223372036854775808", number("-9223372036854775808")),
+        // Beyond i64::MAX: serde_json hands over a u64.
+        ("9223372036854775808", number("9223372036854775808")),
+        ("18446744073709551615", number("18446744073709551615")),
+        // Beyond u64::MAX: serde_json hands over an f64.
+        ("18446744073709551616", number("18446744073709552000")),
+        ("19.99", number("19.99")),
+        ("-0", number("-0")),
+        ("-0.0", number("-0")),
+        ("0.0", number("0")),
+        ("1e3", number("1000")),
+        ("2.5E-3", number("0.0025")),
+        ("1e308", number(&1e308_f64.to_string())),
+        ("-1.7976931348623157e308", number(&(-f64::MAX).to_string())),
+        ("5e-324", number(&5e-324_f64.to_string())),
+        ("1e-400", number("0")),
+    ];
+    for (input, expected) in cases {
+        let value: AttributeValue =
+            serde_json::from_str(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+        assert_eq!(value, expected, "{input}");
+        let reference: UntaggedReference = serde_json::from_str(input).unwrap();
+        assert_eq!(
+            AttributeValue::from(reference),
+            expected,
+            "{input} (untagged reference)"
+        );
+    }
+}
+
+#[test]
+fn attribute_values_refuse_what_is_not_a_flat_value() {
+    let cases = [
+        (r#"{"nested":1}"#, "found an object"),
+        ("{}", "found an object"),
+        ("[1]", "found an array"),
+        ("[]", "found an array"),
+        ("null", "found null"),
+    ];
+    for (input, expected) in cases {
+        let err = serde_json::from_str::<AttributeValue>(input)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did not match any variant"), "{input}: {err}");
+        assert!(
+            err.contains("expected a string, number or boolean"),
+            "{input}: {err}"
+        );
+        assert!(err.contains(expected), "{input}: {err}");
+        assert!(
+            serde_json::from_str::<UntaggedReference>(input).is_err(),
+            "{input} (untagged reference)"
+        );
+    }
+    // Huge exponents overflow f64; serde_json refuses them before any visitor sees them.
+    for input in ["1e400", "-1e400"] {
+        assert!(
+            serde_json::from_str::<AttributeValue>(input).is_err(),
+            "{input}"
+        );
+        assert!(
+            serde_json::from_str::<UntaggedReference>(input).is_err(),
+            "{input} (untagged reference)"
+        );
+    }
+}
+
+#[test]
+fn attribute_values_refuse_non_finite_floats_from_other_formats() {
+    use serde::de::IntoDeserializer;
+    let deserializer: serde::de::value::F64Deserializer<serde::de::value::Error> =
+        f64::NAN.into_deserializer();
+    let err = <AttributeValue as serde::Deserialize>::deserialize(deserializer)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("did not match any variant") && err.contains("non-finite"),
+        "{err}"
+    );
+}
+
+#[test]
+fn attribute_values_round_trip_through_serde_json() {
+    let text = r#"{"a":true,"b":12,"c":-1.5,"d":"x","e":-0,"f":9223372036854775808}"#;
+    let map: Map<AttributeValue> = serde_json::from_str(text).unwrap();
+    // `Number`'s serialiser (unchanged) writes integers that fit i64 as such and the
+    // rest as f64: "-0" comes back as 0, and u64 beyond i64::MAX loses precision.
+    assert_eq!(
+        serde_json::to_string(&map).unwrap(),
+        r#"{"a":true,"b":12,"c":-1.5,"d":"x","e":0,"f":9.223372036854776e+18}"#
+    );
+}
