@@ -100,9 +100,28 @@ mod serde_impl {
                     f.write_str("an object")
                 }
                 fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Map<V>, A::Error> {
+                    // `Map::insert` scans for the key, which is quadratic in the number of
+                    // keys: fine for the few a valid event has, but an object of many
+                    // thousands of keys (limits are checked after parsing) would cost
+                    // seconds. Past a few keys, positions are looked up in a hash map.
+                    const SCAN_UP_TO: usize = 16;
                     let mut map = Map::new();
+                    let mut positions: Option<std::collections::HashMap<String, usize>> = None;
                     while let Some((key, value)) = access.next_entry::<String, V>()? {
-                        map.insert(key, value);
+                        if map.0.len() < SCAN_UP_TO && positions.is_none() {
+                            map.insert(key, value);
+                            continue;
+                        }
+                        let positions = positions.get_or_insert_with(|| {
+                            map.0.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect()
+                        });
+                        match positions.get(&key) {
+                            Some(&i) => map.0[i].1 = value,
+                            None => {
+                                positions.insert(key.clone(), map.0.len());
+                                map.0.push((key, value));
+                            }
+                        }
                     }
                     Ok(map)
                 }
@@ -132,5 +151,22 @@ mod tests {
         let map: Map<i32> = serde_json::from_str(r#"{"x":1,"y":2,"x":3}"#).unwrap();
         assert_eq!(serde_json::to_string(&map).unwrap(), r#"{"x":3,"y":2}"#);
         assert!(serde_json::from_str::<Map<i32>>("[1]").is_err());
+    }
+
+    #[test]
+    fn many_keys_keep_order_and_the_last_duplicate_wins() {
+        // Past the scanned few, positions come from a hash map: same results.
+        let mut text = String::from("{");
+        for i in 0..40 {
+            text.push_str(&format!("\"k{}\":{i},", i % 30));
+        }
+        text.push_str("\"k0\":-1}");
+        let map: Map<i32> = serde_json::from_str(&text).unwrap();
+        assert_eq!(map.len(), 30);
+        let entries: Vec<(String, i32)> = map.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        assert_eq!(entries[0], ("k0".to_owned(), -1));
+        assert_eq!(entries[1], ("k1".to_owned(), 31));
+        assert_eq!(entries[10], ("k10".to_owned(), 10));
+        assert_eq!(entries[29], ("k29".to_owned(), 29));
     }
 }
