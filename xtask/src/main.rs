@@ -1,13 +1,17 @@
 //! `cargo xtask <command>`: the project's build automation.
 //!
-//! - `setup`: installs what this machine lacks (Debian packages, wasm-bindgen-cli).
+//! - `setup`: installs what this machine lacks (Debian packages, wasm-bindgen-cli,
+//!   cargo-fuzz).
 //! - `sdk`:   builds the browser SDK into `target/sdk/` and prints its sizes.
 //! - `size`:  prints raw, gzip and brotli sizes of everything a page downloads.
 //! - `run`:   README command 1: collector, demo site and agents' API, with URLs.
-//! - `test`:  README command 2: every test (native, wasm in Chromium, end-to-end).
+//! - `test`:  README command 2: every test (native, wasm in Chromium, end-to-end), then
+//!   a short run of each fuzz target.
+//! - `fuzz`:  longer runs of the fuzz targets in `fuzz/` (cargo-fuzz, libFuzzer).
 //!
 //! Every step checks before it acts, so a second run reuses what is installed and built.
 
+mod fuzz;
 mod sdk;
 mod setup;
 
@@ -24,8 +28,12 @@ fn main() -> ExitCode {
         Some("size") => sdk::check_budget(args.iter().any(|a| a == "--twiggy")),
         Some("run") => run(),
         Some("test") => test(&args[1..]),
+        Some("fuzz") => fuzz::command(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <setup|sdk|size [--twiggy]|run|test [--no-wasm] [--no-e2e]>");
+            eprintln!(
+                "usage: cargo xtask <setup|sdk|size [--twiggy]|run|test [--no-wasm] [--no-e2e] [--no-fuzz]\
+                 |fuzz [--seconds N] [target] [--replay FILE]>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -108,6 +116,7 @@ fn cargo() -> Command {
 fn test(args: &[String]) -> Result<()> {
     let with_wasm = !args.iter().any(|a| a == "--no-wasm");
     let with_e2e = !args.iter().any(|a| a == "--no-e2e");
+    let with_fuzz = !args.iter().any(|a| a == "--no-fuzz");
     let tools = setup::setup()?;
     sdk::build(&tools)?;
     sdk::report(false)?;
@@ -128,6 +137,8 @@ fn test(args: &[String]) -> Result<()> {
             .env("FOOTPATH_SNIPPET", root().join("js/snippet.min.js"));
         run_tests(&mut e2e, &mut tally)
     });
+    // Each fuzz target for a few seconds (FOOTPATH_FUZZ_SECONDS), counted as one test.
+    let outcome = outcome.and_then(|_| if with_fuzz { fuzz::smoke(&mut tally) } else { Ok(()) });
     // One plain closing line over every runner, for people and for CI.
     println!("{} passed, {} failed", tally.passed, tally.failed);
     outcome

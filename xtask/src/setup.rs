@@ -39,11 +39,16 @@ pub fn setup() -> Result<Tools> {
     if !command_works("node") || !command_works("npm") {
         wanted.extend_from_slice(&["nodejs", "npm"]);
     }
+    // libfuzzer-sys compiles libFuzzer's C++ sources for the fuzz targets.
+    if !command_works("c++") {
+        wanted.push("g++");
+    }
     let missing: Vec<&str> = wanted.into_iter().filter(|p| !debian_package_installed(p)).collect();
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
     install_wasm_bindgen_cli()?;
+    install_cargo_fuzz()?;
     install_js_tools()?;
     Ok(Tools { wasm, chromedriver: PathBuf::from("/usr/bin/chromedriver") })
 }
@@ -101,6 +106,25 @@ fn install_wasm_bindgen_cli() -> Result<()> {
     eprintln!("xtask: installing wasm-bindgen-cli {version} (found: {installed:?}); this takes a few minutes");
     // Not `--locked`: the registry mirror may lack the newest patch of a dependency.
     run_checked(Command::new("cargo").args(["install", "wasm-bindgen-cli", "--version", &version]))
+}
+
+/// cargo-fuzz, which builds and runs the targets in `fuzz/` (see `fuzz.rs`).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Installs cargo-fuzz at [`CARGO_FUZZ_VERSION`] where `cargo install` puts binaries
+/// (`~/.cargo/bin`, beside wasm-bindgen-cli), unless that version is there.
+pub fn install_cargo_fuzz() -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let installed = Command::new(&cargo)
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if installed == format!("cargo-fuzz {CARGO_FUZZ_VERSION}") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} (found: {installed:?}); this takes a minute");
+    run_checked(Command::new(&cargo).args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]))
 }
 
 fn command_works(program: &str) -> bool {

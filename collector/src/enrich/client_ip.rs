@@ -41,10 +41,21 @@ impl FromStr for IpRange {
         if let Ok(address) = text.parse::<IpAddr>() {
             return Ok(IpRange(IpNet::from(address.to_canonical())));
         }
-        text.parse::<IpNet>()
-            // `10.1.2.3/8` means `10.0.0.0/8`.
-            .map(|network| IpRange(network.trunc()))
-            .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR range"))
+        let network = text
+            .parse::<IpNet>()
+            .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR range"))?;
+        // `contains` compares canonical addresses (IPv4 as IPv4), so an IPv4-mapped range
+        // such as `::ffff:10.0.0.0/104` must become the IPv4 range it stands for, or it
+        // would never match anything (found by the `client_ip` fuzz target).
+        if let IpNet::V6(v6) = network {
+            if let (Some(v4), true) = (v6.network().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+                let v4 = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                    .map_err(|error| format!("{text:?}: {error}"))?;
+                return Ok(IpRange(IpNet::V4(v4.trunc())));
+            }
+        }
+        // `10.1.2.3/8` means `10.0.0.0/8`.
+        Ok(IpRange(network.trunc()))
     }
 }
 
@@ -160,7 +171,12 @@ mod tests {
 
     #[test]
     fn ranges_match_addresses_and_networks() {
-        let excluded = ranges(&["203.0.113.7", "198.51.100.0/24", "2001:db8:abcd::/48"]);
+        let excluded = ranges(&[
+            "203.0.113.7",
+            "198.51.100.0/24",
+            "2001:db8:abcd::/48",
+            "::ffff:10.0.0.0/104",
+        ]);
         let table: &[(&str, bool)] = &[
             ("203.0.113.7", true),
             ("203.0.113.8", false),
@@ -170,6 +186,10 @@ mod tests {
             ("2001:db8:abcd:12::1", true),
             ("2001:db8:abce::1", false),
             ("::ffff:203.0.113.7", true),
+            // An IPv4-mapped range means the IPv4 range, for both forms of address.
+            ("10.200.0.1", true),
+            ("::ffff:10.200.0.1", true),
+            ("11.0.0.1", false),
         ];
         for (address, expected) in table {
             assert_eq!(
@@ -187,5 +207,9 @@ mod tests {
             "\"nope\" is neither an IP address nor a CIDR range"
         );
         assert!("10.0.0.0/33".parse::<IpRange>().is_err());
+        assert_eq!(
+            "::ffff:10.1.2.3/104".parse::<IpRange>().unwrap().to_string(),
+            "10.0.0.0/8"
+        );
     }
 }
