@@ -208,7 +208,10 @@ mod tests {
         );
         assert!("10.0.0.0/33".parse::<IpRange>().is_err());
         assert_eq!(
-            "::ffff:10.1.2.3/104".parse::<IpRange>().unwrap().to_string(),
+            "::ffff:10.1.2.3/104"
+                .parse::<IpRange>()
+                .unwrap()
+                .to_string(),
             "10.0.0.0/8"
         );
     }
