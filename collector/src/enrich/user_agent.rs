@@ -75,6 +75,22 @@ pub fn parse_user_agent(user_agent: &str) -> Option<UserAgentInfo> {
     if user_agent.is_empty() {
         return None;
     }
+    // Running uap-core's few hundred rules costs tens of microseconds, and a site's
+    // traffic comes from a few thousand distinct browsers: the answers are cached by
+    // the exact string (bounded, so varied strings cannot grow memory).
+    if let Some(cached) = PARSED.get(user_agent) {
+        return cached;
+    }
+    let parsed = parse_uncached(user_agent);
+    PARSED.insert(user_agent.to_owned(), parsed.clone());
+    parsed
+}
+
+/// Parsed user agents by their text (see [`parse_user_agent`]).
+static PARSED: LazyLock<quick_cache::sync::Cache<String, Option<UserAgentInfo>>> =
+    LazyLock::new(|| quick_cache::sync::Cache::new(10_000));
+
+fn parse_uncached(user_agent: &str) -> Option<UserAgentInfo> {
     let extractor = EXTRACTOR.as_ref().ok()?;
     let (browser, os, device) = extractor.extract(user_agent);
     let (browser_family, browser_version) = match browser {
