@@ -14,8 +14,12 @@
 //! - within a key, patterns filed by an `equal` criterion are found by the event's
 //!   value (a hash map of the values, numbers apart since `"10"` equals `"10.0"`), and
 //!   patterns filed by a `containsAny` / `containsAll` criterion by one Aho-Corasick
-//!   pass over the event's value that finds every listed text at once. Only the other
-//!   operators are visited one by one.
+//!   pass over the event's value that finds every listed text at once; patterns filed
+//!   by `startsWith` / `endsWith` by looking up the value's beginnings / endings of
+//!   the listed texts' lengths; patterns filed by an ordering operator on a number by
+//!   a binary search of the sorted bounds (all of them for a value that is not a
+//!   number, which compares as text). Only the other operators (`notEqual`,
+//!   `notContains*`, ordering on a text) are visited one by one.
 //!
 //! So the work per event grows with the patterns that could match its name, attributes
 //! and values, not with every definition of the collector. Candidates are then tested
@@ -81,10 +85,12 @@ impl Needles {
     }
 
     fn collect(&self, text: &str, found: &mut Vec<PatternRef>) {
-        let mut seen = vec![false; self.patterns.len()];
+        // Few texts are found in one value: a list, allocated only on a first hit.
+        let mut seen: Vec<usize> = Vec::new();
         for hit in self.automaton.find_overlapping_iter(text) {
             let needle = hit.pattern().as_usize();
-            if !std::mem::replace(&mut seen[needle], true) {
+            if !seen.contains(&needle) {
+                seen.push(needle);
                 found.extend_from_slice(&self.patterns[needle]);
             }
         }
@@ -104,6 +110,14 @@ struct Bucket {
     /// Filed by `containsAny` / `containsAll`, by each listed text.
     contains_text: Option<Needles>,
     contains_lowercase: Option<Needles>,
+    /// Filed by `startsWith`, by each listed text (as written, and lowercased).
+    starts_text: Affixes,
+    starts_lowercase: Affixes,
+    /// Filed by `endsWith`, the same.
+    ends_text: Affixes,
+    ends_lowercase: Affixes,
+    /// Filed by an ordering operator whose value is a number, by that number.
+    ordered: Thresholds,
     /// Filed by any other criterion: tested one by one.
     rest: Vec<PatternRef>,
 }
@@ -115,7 +129,103 @@ struct BucketBuilder {
     equal_number: HashMap<u64, Vec<PatternRef>>,
     contains_text: BTreeMap<String, Vec<PatternRef>>,
     contains_lowercase: BTreeMap<String, Vec<PatternRef>>,
+    starts_text: Affixes,
+    starts_lowercase: Affixes,
+    ends_text: Affixes,
+    ends_lowercase: Affixes,
+    ordered: Thresholds,
     rest: Vec<PatternRef>,
+}
+
+/// Patterns filed by texts that must begin (or end) the event's value: found by
+/// looking up the value's beginnings (or endings) of the listed texts' lengths.
+#[derive(Debug, Default)]
+struct Affixes {
+    by_text: HashMap<String, Vec<PatternRef>>,
+    /// The listed texts' lengths in bytes, each once, shortest first.
+    lengths: Vec<usize>,
+}
+
+impl Affixes {
+    fn file(&mut self, text: &str, reference: PatternRef) {
+        self.by_text
+            .entry(text.to_owned())
+            .or_default()
+            .push(reference);
+        if let Err(at) = self.lengths.binary_search(&text.len()) {
+            self.lengths.insert(at, text.len());
+        }
+    }
+
+    /// The patterns of the listed texts that `text` starts with (`prefix`) or ends
+    /// with.
+    fn collect(&self, text: &str, prefix: bool, found: &mut Vec<PatternRef>) {
+        for &length in &self.lengths {
+            if length > text.len() {
+                break;
+            }
+            let part = if prefix {
+                text.get(..length)
+            } else {
+                text.get(text.len() - length..)
+            };
+            if let Some(list) = part.and_then(|part| self.by_text.get(part)) {
+                found.extend_from_slice(list);
+            }
+        }
+    }
+}
+
+/// Patterns filed by an ordering criterion whose value is a number: against an event
+/// value that is a number too, only those whose bound it passes are candidates (the
+/// comparison is numeric then); against any other value, all of them (the comparison
+/// is textual).
+#[derive(Debug, Default)]
+struct Thresholds {
+    /// By operator (`greaterThan`, `greaterThanOrEqual`, `lessThan`,
+    /// `lessThanOrEqual`), sorted by the number.
+    lists: [Vec<(f64, PatternRef)>; 4],
+}
+
+impl Thresholds {
+    fn slot(operator: Operator) -> Option<usize> {
+        match operator {
+            Operator::GreaterThan => Some(0),
+            Operator::GreaterThanOrEqual => Some(1),
+            Operator::LessThan => Some(2),
+            Operator::LessThanOrEqual => Some(3),
+            _ => None,
+        }
+    }
+
+    fn sort(&mut self) {
+        for list in &mut self.lists {
+            list.sort_by(|left, right| left.0.total_cmp(&right.0));
+        }
+    }
+
+    fn collect(&self, actual: Option<f64>, found: &mut Vec<PatternRef>) {
+        let [greater, greater_or_equal, less, less_or_equal] = &self.lists;
+        fn references(list: &[(f64, PatternRef)]) -> impl Iterator<Item = PatternRef> + '_ {
+            list.iter().map(|(_, reference)| *reference)
+        }
+        let Some(actual) = actual else {
+            for list in &self.lists {
+                found.extend(references(list));
+            }
+            return;
+        };
+        // `actual > bound`: the bounds below it.
+        let end = greater.partition_point(|(bound, _)| *bound < actual);
+        found.extend(references(&greater[..end]));
+        let end = greater_or_equal.partition_point(|(bound, _)| *bound <= actual);
+        found.extend(references(&greater_or_equal[..end]));
+        // `actual < bound`: the bounds above it.
+        let start = less.partition_point(|(bound, _)| *bound <= actual);
+        found.extend(references(&less[start..]));
+        let start = less_or_equal.partition_point(|(bound, _)| *bound < actual);
+        found.extend(references(&less_or_equal[start..]));
+    }
 }
 
 fn number_key(number: f64) -> u64 {
@@ -157,7 +267,24 @@ impl BucketBuilder {
                         .push(reference);
                 }
             }
-            _ => self.rest.push(reference),
+            Operator::StartsWith | Operator::EndsWith => {
+                let affixes = match (criterion.operator, criterion.should_ignore_case) {
+                    (Operator::StartsWith, false) => &mut self.starts_text,
+                    (Operator::StartsWith, true) => &mut self.starts_lowercase,
+                    (_, false) => &mut self.ends_text,
+                    (_, true) => &mut self.ends_lowercase,
+                };
+                for value in &criterion.values {
+                    affixes.file(&value.text, reference);
+                }
+            }
+            operator => match (
+                Thresholds::slot(operator),
+                criterion.values.first().and_then(|value| value.number),
+            ) {
+                (Some(slot), Some(bound)) => self.ordered.lists[slot].push((bound, reference)),
+                _ => self.rest.push(reference),
+            },
         }
     }
 
@@ -174,12 +301,19 @@ impl BucketBuilder {
         let contains_lowercase = needles(self.contains_lowercase);
         rest.sort_unstable();
         rest.dedup();
+        let mut ordered = self.ordered;
+        ordered.sort();
         Bucket {
             equal_text: self.equal_text,
             equal_lowercase: self.equal_lowercase,
             equal_number: self.equal_number,
             contains_text,
             contains_lowercase,
+            starts_text: self.starts_text,
+            starts_lowercase: self.starts_lowercase,
+            ends_text: self.ends_text,
+            ends_lowercase: self.ends_lowercase,
+            ordered,
             rest,
         }
     }
@@ -213,6 +347,14 @@ impl Bucket {
         if let Some(needles) = &self.contains_lowercase {
             needles.collect(actual.text(true), found);
         }
+        self.starts_text.collect(actual.text(false), true, found);
+        self.ends_text.collect(actual.text(false), false, found);
+        if !self.starts_lowercase.lengths.is_empty() || !self.ends_lowercase.lengths.is_empty() {
+            self.starts_lowercase
+                .collect(actual.text(true), true, found);
+            self.ends_lowercase.collect(actual.text(true), false, found);
+        }
+        self.ordered.collect(actual.number, found);
         found.extend_from_slice(&self.rest);
     }
 }
@@ -258,6 +400,8 @@ impl SelectorPatterns {
 
 /// How well a criterion narrows the candidates when a pattern is filed by it.
 fn filing_rank(criterion: &Criterion) -> (u8, bool) {
+    // (Ordering criteria on a number and affixes are found by value too, but rank
+    // below `equal` and `contains*`, which narrow more.)
     let operator = match criterion.operator {
         Operator::Equal => 3,
         Operator::ContainsAny | Operator::ContainsAll
@@ -402,15 +546,24 @@ impl Index {
     /// Every pattern that matches is among them.
     pub fn candidates(&self, values: &EventValues<'_>) -> Vec<PatternRef> {
         let mut found = Vec::new();
-        if let Some(selector) = self.named.get(&values.event.name) {
-            selector.collect(values, &mut found);
+        self.collect_candidates(values, &mut found);
+        found
+    }
+
+    /// [`Index::candidates`], into `found` (cleared first), so that a caller can keep
+    /// one buffer for many events.
+    pub fn collect_candidates(&self, values: &EventValues<'_>, found: &mut Vec<PatternRef>) {
+        found.clear();
+        if let Some(selector) = self.named.get(values.event.name.as_str()) {
+            selector.collect(values, found);
         }
         if values.event.kind == EventKind::Pageview {
-            self.pageviews.collect(values, &mut found);
+            self.pageviews.collect(values, found);
         }
-        found.sort_unstable();
-        found.dedup();
-        found
+        if found.len() > 1 {
+            found.sort_unstable();
+            found.dedup();
+        }
     }
 
     pub fn definition(&self, reference: PatternRef) -> &StoredDefinition {
@@ -478,7 +631,16 @@ impl<'a> EventValues<'a> {
                 AttributeValue::String(text) => Cow::Borrowed(text.as_str()),
             });
         }
-        self.get(key).map(Cow::Owned)
+        // The page's own texts, without working out the URL's parts.
+        let page = self.event.page.as_ref();
+        let text = match key {
+            "page.url" => page.map(|page| page.url.as_str()),
+            "page.title" => page.map(|page| page.title.as_str()),
+            "page.keywords" => page.map(|page| page.keywords.as_str()),
+            "page.lang" => page.map(|page| page.lang.as_str()),
+            _ => return self.get(key).map(Cow::Owned),
+        };
+        text.filter(|text| !text.is_empty()).map(Cow::Borrowed)
     }
 
     /// The value of a journey criterion's key; `None` when the event has none (empty
@@ -929,5 +1091,75 @@ mod tests {
             Some("https://shop.example/products/1"),
         );
         assert_eq!(ids(&event), Vec::<String>::new());
+    }
+
+    /// Patterns filed by `startsWith`, `endsWith` or an ordering operator on a number
+    /// are candidates only for events whose value can pass them; against a value that
+    /// is not a number, ordering ones compare texts, so they all are.
+    #[test]
+    fn affix_and_ordering_patterns_are_found_by_value() {
+        let mut definitions = Vec::new();
+        for n in 0..100 {
+            let criterion = |key: &str, operator: &str, value: String| {
+                json!({"displayName": "x", "color": "#000000",
+                "journey": {"patterns": [{"eventName": "page_viewed", "criteria": [
+                    {"key": key, "operator": operator, "values": [value],
+                        "shouldIgnoreCase": n % 2 == 0}]}]}})
+            };
+            definitions.push(stored(
+                &format!("starts-{n}"),
+                criterion(
+                    "attributes.variant.value",
+                    "startsWith",
+                    format!("Red-{n}-"),
+                ),
+            ));
+            definitions.push(stored(
+                &format!("ends-{n}"),
+                criterion("attributes.variant.value", "endsWith", format!("-{n}x")),
+            ));
+            definitions.push(stored(
+                &format!("above-{n}"),
+                criterion(
+                    "attributes.price.value",
+                    "greaterThan",
+                    format!("{}", 1000 + n),
+                ),
+            ));
+            definitions.push(stored(
+                &format!("below-{n}"),
+                criterion("attributes.price.value", "lessThanOrEqual", format!("{n}")),
+            ));
+        }
+        let index = Index::build(1, definitions);
+        let ids = |event: &NewEvent| -> Vec<String> {
+            let values = index.values(event);
+            index
+                .candidates(&values)
+                .into_iter()
+                .map(|reference| index.definition(reference).id.clone())
+                .collect()
+        };
+        let event = valued_event(
+            EventKind::Record,
+            "page_viewed",
+            &[("variant", "red-4-big-7x"), ("price", "1002")],
+            None,
+        );
+        assert_eq!(ids(&event), ["above-0", "above-1", "starts-4", "ends-7"]);
+        let event = valued_event(
+            EventKind::Record,
+            "page_viewed",
+            &[("variant", "Red-5-"), ("price", "98.5")],
+            None,
+        );
+        assert_eq!(ids(&event), ["starts-5", "below-99"]);
+        let event = valued_event(
+            EventKind::Record,
+            "page_viewed",
+            &[("price", "cheap")],
+            None,
+        );
+        assert_eq!(ids(&event).len(), 200);
     }
 }

@@ -7,25 +7,34 @@
 //! assignment or achievement it completes commit or roll back together.
 //!
 //! Per batch it costs: one lookup of the definitions' generation (to know whether the
-//! cached index is current); per session of the batch, one read of what the session
-//! has (segments, outcomes, last visit fingerprint); per counter scope and customer
-//! touched, one read of its counters and assignments; and at the end a few multi-row
-//! statements that write the batch's assignments, achievements and changed counters.
-//! Per event, only when some definition could care: the session's facts, and the
-//! candidate patterns of the event's name, attributes and values (see
-//! `segments::index`), minus the definitions the session already has, tested in
-//! memory. Context-only definitions and carried Customer-scope segments are evaluated
-//! only when the visit's fingerprint changes.
+//! cached index is current); per session of the batch, each read only when first
+//! needed, one read of what the session has (segments, outcomes: when some candidate
+//! pattern or visit-level definition could match), one of its last visit fingerprint
+//! and one of its summary as of before the batch (when visit-level definitions
+//! exist or a candidate pattern is left); per counter scope and customer touched, one
+//! read of its counters and assignments; and at the end a few multi-row statements
+//! that write the batch's assignments, achievements and changed counters.
+//! Per event, only when some definition could care: the session's contact and
+//! authentication (one read by primary key: identity can change them with any event),
+//! and the candidate patterns of the event's name, attributes and values (see
+//! `segments::index`, into a buffer kept for the batch), minus the definitions the
+//! session already has, tested in memory. The visit is made anew only when what it is
+//! made of differs from the session's previous event of the batch; context-only
+//! definitions and carried Customer-scope segments are evaluated only when the visit's
+//! fingerprint changes.
 
 use foldhash::{HashMap, HashMapExt, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use footpath_protocol::v1::{EventKind, Map, Page};
+use footpath_protocol::v1::{Context, EventKind, Map, Page};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::sqlite::SqliteStore;
 use super::{NewBatch, NewEvent, StoreError, StoredSession};
+use crate::enrich::geo::Geolocation;
+use crate::enrich::referrer::ReferrerInfo;
+use crate::enrich::user_agent::UserAgentInfo;
 use crate::segments::definition::{self, ValueType};
 use crate::segments::index::{EventValues, Index, PatternRef, Visit, VisitSources};
 use crate::segments::{
@@ -113,118 +122,163 @@ fn definition_from_row(
     })
 }
 
-/// What the session is and who its customer is.
-struct SessionFacts {
-    deployment_id: String,
-    visitor_id: String,
-    contact_id: Option<String>,
-    sources: VisitSources,
+/// What the session had before this batch: its summary columns, which the ingest code
+/// writes only at the end of each batch (`SessionSummary::write`), so they are read
+/// once per session and batch. Its contact and whether it is authenticated can change
+/// with any event (identity runs per event), so they are not kept here.
+struct StoredFacts {
+    /// The visitor cookie's customer key.
+    visitor_key: String,
+    user_agent: Option<UserAgentInfo>,
+    geolocation: Option<Geolocation>,
+    context: Option<Context>,
+    /// The landing pageview, its referrer classification and time.
+    landing: Option<(Page, Option<ReferrerInfo>, i64)>,
 }
 
-impl SessionFacts {
-    /// The customer of Customer-scope segments: the contact when the session is linked
-    /// to one, else the visitor cookie.
-    fn customer_key(&self) -> String {
-        match &self.contact_id {
-            Some(contact_id) => format!("contact:{contact_id}"),
-            None => self.visitor_key(),
-        }
-    }
-
-    fn visitor_key(&self) -> String {
-        format!("visitor:{}:{}", self.deployment_id, self.visitor_id)
-    }
-}
-
-/// The session's facts and visit, as of `event` (stored in this transaction). The
-/// session's summary columns are refreshed at the end of each batch, so the current
-/// event's own values complete them: the earliest user agent and geolocation, the
-/// latest context, the earliest pageview.
-fn session_facts(
-    transaction: &Transaction<'_>,
-    session_id: &str,
-    event: &NewEvent,
-) -> Result<SessionFacts, StoreError> {
-    let mut statement = transaction.prepare_cached(
-        "SELECT s.deployment_id, s.visitor_id, s.contact_id, s.authenticated,
-                s.user_agent_json, s.geolocation_json,
-                lp.page_url, lp.page_referrer, lp.campaign_json, lp.referrer_json, lp.time_ms,
-                ce.context_json
-         FROM sessions s
-         LEFT JOIN events lp ON lp.id = s.landing_pageview_id
-         LEFT JOIN events ce ON ce.id = s.context_event_id
-         WHERE s.id = ?1",
-    )?;
-    let mut rows = statement.query([session_id])?;
-    let row = rows
-        .next()?
-        .ok_or_else(|| StoreError::Corrupt(format!("session {session_id} vanished")))?;
-    let from_json = |index: usize| -> Result<Option<serde_json::Value>, StoreError> {
-        Ok(row
-            .get::<_, Option<String>>(index)?
-            .map(|json| serde_json::from_str(&json))
-            .transpose()?)
-    };
-    let user_agent = match from_json(4)? {
-        Some(value) => Some(serde_json::from_value(value)?),
-        None => event.user_agent_info.clone(),
-    };
-    let geolocation = match from_json(5)? {
-        Some(value) => Some(serde_json::from_value(value)?),
-        None => event.geolocation.clone(),
-    };
-    let context = match (&event.context, from_json(11)?) {
-        (Some(context), _) => Some(context.clone()),
-        (None, Some(value)) => Some(serde_json::from_value(value)?),
-        (None, None) => None,
-    };
-    let stored_landing = match row.get::<_, Option<String>>(6)? {
-        Some(url) => {
-            let campaign: Map<String> = match row.get::<_, Option<String>>(8)? {
-                Some(json) => serde_json::from_str(&json)?,
-                None => Map::new(),
-            };
-            let page = Page {
-                url,
-                referrer: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
-                campaign,
-                ..Page::default()
-            };
-            let referrer = match from_json(9)? {
-                Some(value) => Some(serde_json::from_value(value)?),
-                None => None,
-            };
-            let time_ms: i64 = row.get(10)?;
-            Some((page, referrer, time_ms))
-        }
-        None => None,
-    };
-    let event_is_earlier_pageview = event.kind == EventKind::Pageview
-        && event.page.is_some()
-        && stored_landing
-            .as_ref()
-            .is_none_or(|(_, _, time_ms)| event.time_ms < *time_ms);
-    let (landing_page, landing_referrer) = if event_is_earlier_pageview {
-        (event.page.clone(), event.referrer_info.clone())
-    } else {
-        match stored_landing {
-            Some((page, referrer, _)) => (Some(page), referrer),
-            None => (None, None),
-        }
-    };
-    Ok(SessionFacts {
-        deployment_id: row.get(0)?,
-        visitor_id: row.get(1)?,
-        contact_id: row.get(2)?,
-        sources: VisitSources {
+impl StoredFacts {
+    fn read(transaction: &Transaction<'_>, session_id: &str) -> Result<StoredFacts, StoreError> {
+        let mut statement = transaction.prepare_cached(
+            "SELECT s.deployment_id, s.visitor_id, s.user_agent_json, s.geolocation_json,
+                    lp.page_url, lp.page_referrer, lp.campaign_json, lp.referrer_json, lp.time_ms,
+                    ce.context_json
+             FROM sessions s
+             LEFT JOIN events lp ON lp.id = s.landing_pageview_id
+             LEFT JOIN events ce ON ce.id = s.context_event_id
+             WHERE s.id = ?1",
+        )?;
+        let mut rows = statement.query([session_id])?;
+        let row = rows
+            .next()?
+            .ok_or_else(|| StoreError::Corrupt(format!("session {session_id} vanished")))?;
+        let from_json = |index: usize| -> Result<Option<serde_json::Value>, StoreError> {
+            Ok(row
+                .get::<_, Option<String>>(index)?
+                .map(|json| serde_json::from_str(&json))
+                .transpose()?)
+        };
+        let user_agent = from_json(2)?.map(serde_json::from_value).transpose()?;
+        let geolocation = from_json(3)?.map(serde_json::from_value).transpose()?;
+        let context = from_json(9)?.map(serde_json::from_value).transpose()?;
+        let landing = match row.get::<_, Option<String>>(4)? {
+            Some(url) => {
+                let campaign: Map<String> = match row.get::<_, Option<String>>(6)? {
+                    Some(json) => serde_json::from_str(&json)?,
+                    None => Map::new(),
+                };
+                let page = Page {
+                    url,
+                    referrer: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                    campaign,
+                    ..Page::default()
+                };
+                let referrer = from_json(7)?.map(serde_json::from_value).transpose()?;
+                let time_ms: i64 = row.get(8)?;
+                Some((page, referrer, time_ms))
+            }
+            None => None,
+        };
+        let deployment_id: String = row.get(0)?;
+        let visitor_id: String = row.get(1)?;
+        Ok(StoredFacts {
+            visitor_key: format!("visitor:{deployment_id}:{visitor_id}"),
             user_agent,
-            context,
             geolocation,
+            context,
+            landing,
+        })
+    }
+
+    /// The visit's sources as of `event` (stored in this transaction): the session's
+    /// summary as it was before the batch, completed by the event's own values (the
+    /// earliest user agent and geolocation, the latest context, the earliest pageview).
+    fn sources<'a>(&'a self, event: &'a NewEvent, authenticated: bool) -> SourcesRef<'a> {
+        let event_is_earlier_pageview = event.kind == EventKind::Pageview
+            && event.page.is_some()
+            && self
+                .landing
+                .as_ref()
+                .is_none_or(|(_, _, time_ms)| event.time_ms < *time_ms);
+        let (landing_page, landing_referrer) = if event_is_earlier_pageview {
+            (event.page.as_ref(), event.referrer_info.as_ref())
+        } else {
+            match &self.landing {
+                Some((page, referrer, _)) => (Some(page), referrer.as_ref()),
+                None => (None, None),
+            }
+        };
+        SourcesRef {
+            user_agent: self.user_agent.as_ref().or(event.user_agent_info.as_ref()),
+            context: event.context.as_ref().or(self.context.as_ref()),
+            geolocation: self.geolocation.as_ref().or(event.geolocation.as_ref()),
             landing_page,
             landing_referrer,
-            authenticated: row.get(3)?,
-        },
-    })
+            authenticated,
+        }
+    }
+}
+
+/// [`VisitSources`], borrowed: compared with the ones of the session's last visit
+/// before a visit is made anew.
+struct SourcesRef<'a> {
+    user_agent: Option<&'a UserAgentInfo>,
+    context: Option<&'a Context>,
+    geolocation: Option<&'a Geolocation>,
+    landing_page: Option<&'a Page>,
+    landing_referrer: Option<&'a ReferrerInfo>,
+    authenticated: bool,
+}
+
+impl SourcesRef<'_> {
+    fn is(&self, sources: &VisitSources) -> bool {
+        self.authenticated == sources.authenticated
+            && self.user_agent == sources.user_agent.as_ref()
+            && self.context == sources.context.as_ref()
+            && self.geolocation == sources.geolocation.as_ref()
+            && self.landing_page == sources.landing_page.as_ref()
+            && self.landing_referrer == sources.landing_referrer.as_ref()
+    }
+
+    fn to_owned(&self) -> VisitSources {
+        VisitSources {
+            user_agent: self.user_agent.cloned(),
+            context: self.context.cloned(),
+            geolocation: self.geolocation.cloned(),
+            landing_page: self.landing_page.cloned(),
+            landing_referrer: self.landing_referrer.cloned(),
+            authenticated: self.authenticated,
+        }
+    }
+}
+
+/// A visit made from `sources`, and its fingerprint.
+struct CachedVisit {
+    sources: VisitSources,
+    visit: Arc<Visit>,
+    fingerprint: String,
+}
+
+/// The visit of one event (see [`BatchEvaluation::event_visit`]).
+struct EventVisit {
+    visit: Arc<Visit>,
+    /// What decides whether visit-level definitions are evaluated again: the
+    /// definitions' generation, the customer and the visit's values.
+    fingerprint: String,
+    customer_key: String,
+    visitor_key: String,
+}
+
+/// The session's contact and whether it is authenticated, as of now in this
+/// transaction.
+fn session_identity(
+    transaction: &Transaction<'_>,
+    session_id: &str,
+) -> Result<(Option<String>, bool), StoreError> {
+    transaction
+        .prepare_cached("SELECT contact_id, authenticated FROM sessions WHERE id = ?1")?
+        .query_row([session_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("session {session_id} vanished")))
 }
 
 /// What evaluation knows about the sessions, customers and pattern counters of one
@@ -264,12 +318,15 @@ pub(super) struct BatchEvaluation {
     pending_segments: PendingRows,
     pending_outcomes: PendingRows,
     pending_customers: PendingRows,
+    /// The candidate patterns of the current event (a buffer kept for the batch).
+    candidates: Vec<PatternRef>,
 }
 
 impl Default for BatchEvaluation {
     fn default() -> BatchEvaluation {
         BatchEvaluation {
             index: None,
+            candidates: Vec::new(),
             sessions: HashMap::new(),
             customers: HashMap::new(),
             scopes: HashMap::new(),
@@ -306,18 +363,30 @@ impl Default for BatchEvaluation {
     }
 }
 
-/// What a session has, as of this point of the batch.
+/// What evaluation knows about one session of the batch, each part read when first
+/// needed (a session whose events no definition could care about costs no read).
+#[derive(Default)]
 struct SessionState {
+    /// What the session has, as of this point of the batch.
+    has: Option<SessionHas>,
+    /// The fingerprint of the last visit-level evaluation: `None` until read.
+    fingerprint: Option<Option<String>>,
+    /// The session's summary as of before the batch.
+    stored: Option<StoredFacts>,
+    /// The visit of the session's last evaluated event, and what it was made of.
+    visit: Option<CachedVisit>,
+}
+
+/// The segments and outcomes a session has.
+struct SessionHas {
     segments: HashSet<String>,
     outcomes: HashSet<String>,
     /// By definition position: whether the session has that Session-scope segment or
     /// outcome, so that nothing about it can change in this session.
     settled: Vec<bool>,
-    /// The fingerprint of the last visit-level evaluation.
-    fingerprint: Option<String>,
 }
 
-/// Whether having the definition settles it for the session (see [`SessionState`]).
+/// Whether having the definition settles it for the session (see [`SessionHas`]).
 fn settles(stored: &StoredDefinition) -> bool {
     !matches!(
         stored.definition.details,
@@ -328,7 +397,7 @@ fn settles(stored: &StoredDefinition) -> bool {
     )
 }
 
-impl SessionState {
+impl SessionHas {
     fn is_settled(&self, position: usize) -> bool {
         self.settled.get(position).copied().unwrap_or(false)
     }
@@ -433,12 +502,26 @@ impl BatchEvaluation {
         Ok(index)
     }
 
-    fn session(
+    /// The session's state, made empty when the batch first meets the session.
+    fn session(&mut self, session_id: &str) -> &mut SessionState {
+        if !self.sessions.contains_key(session_id) {
+            self.sessions
+                .insert(session_id.to_owned(), SessionState::default());
+        }
+        self.sessions
+            .get_mut(session_id)
+            .expect("the session's state was just made")
+    }
+
+    /// What the session has, read at first need.
+    fn has(
         &mut self,
         transaction: &Transaction<'_>,
         session_id: &str,
-    ) -> Result<&mut SessionState, StoreError> {
-        if !self.sessions.contains_key(session_id) {
+    ) -> Result<&mut SessionHas, StoreError> {
+        let index = self.index.clone();
+        let session = self.session(session_id);
+        if session.has.is_none() {
             let ids = |sql: &str| -> Result<HashSet<String>, StoreError> {
                 let mut statement = transaction.prepare_cached(sql)?;
                 let rows = statement.query_map([session_id], |row| row.get(0))?;
@@ -448,40 +531,117 @@ impl BatchEvaluation {
                 ids("SELECT segment_id FROM session_segment_assignments WHERE session_id = ?1")?;
             let outcomes =
                 ids("SELECT outcome_id FROM session_outcome_achievements WHERE session_id = ?1")?;
+            // From what the session has (a few), not from every definition.
+            let settled = match &index {
+                Some(index) => {
+                    let mut settled = vec![false; index.definitions.len()];
+                    for (ids, segment) in [(&segments, true), (&outcomes, false)] {
+                        for id in ids {
+                            let Some(&position) = index.by_id.get(id) else {
+                                continue;
+                            };
+                            let stored = &index.definitions[position];
+                            let of_kind =
+                                matches!(stored.definition.details, Details::Segment { .. })
+                                    == segment;
+                            if of_kind && settles(stored) {
+                                settled[position] = true;
+                            }
+                        }
+                    }
+                    settled
+                }
+                None => Vec::new(),
+            };
+            session.has = Some(SessionHas {
+                segments,
+                outcomes,
+                settled,
+            });
+        }
+        Ok(session
+            .has
+            .as_mut()
+            .expect("what the session has was just read"))
+    }
+
+    /// The fingerprint of the session's last visit-level evaluation, read at first
+    /// need.
+    fn fingerprint(
+        &mut self,
+        transaction: &Transaction<'_>,
+        session_id: &str,
+    ) -> Result<&mut Option<String>, StoreError> {
+        let session = self.session(session_id);
+        if session.fingerprint.is_none() {
             let fingerprint: Option<String> = transaction
                 .prepare_cached(
                     "SELECT fingerprint FROM session_visit_evaluations WHERE session_id = ?1",
                 )?
                 .query_row([session_id], |row| row.get(0))
                 .optional()?;
-            let settled = match &self.index {
-                Some(index) => index
-                    .definitions
-                    .iter()
-                    .map(|stored| {
-                        settles(stored)
-                            && match stored.definition.details {
-                                Details::Segment { .. } => segments.contains(&stored.id),
-                                Details::Outcome { .. } => outcomes.contains(&stored.id),
-                            }
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            self.sessions.insert(
-                session_id.to_owned(),
-                SessionState {
-                    segments,
-                    outcomes,
-                    settled,
-                    fingerprint,
-                },
-            );
+            session.fingerprint = Some(fingerprint);
         }
-        Ok(self
-            .sessions
-            .get_mut(session_id)
-            .expect("the session's state was just made"))
+        Ok(session
+            .fingerprint
+            .as_mut()
+            .expect("the fingerprint was just read"))
+    }
+
+    /// The session's visit as of `event`, made anew only when what it is made of
+    /// differs from what the session's previous evaluated event had, with its
+    /// fingerprint and the keys of the visitor and the customer.
+    fn event_visit(
+        &mut self,
+        transaction: &Transaction<'_>,
+        session_id: &str,
+        event: &NewEvent,
+        generation: i64,
+    ) -> Result<EventVisit, StoreError> {
+        let (contact_id, authenticated) = session_identity(transaction, session_id)?;
+        let session = self.stored_facts(transaction, session_id)?;
+        let stored = session
+            .stored
+            .as_ref()
+            .expect("the session's facts were just read");
+        let visitor_key = stored.visitor_key.clone();
+        let customer_key = match &contact_id {
+            Some(contact_id) => format!("contact:{contact_id}"),
+            None => visitor_key.clone(),
+        };
+        let sources = stored.sources(event, authenticated);
+        let current = match &session.visit {
+            Some(cached) if sources.is(&cached.sources) => cached,
+            _ => {
+                let sources = sources.to_owned();
+                let visit = Visit::new(&sources);
+                let fingerprint = visit.fingerprint();
+                session.visit.insert(CachedVisit {
+                    sources,
+                    visit: Arc::new(visit),
+                    fingerprint,
+                })
+            }
+        };
+        Ok(EventVisit {
+            visit: Arc::clone(&current.visit),
+            fingerprint: format!("{generation}|{customer_key}|{}", current.fingerprint),
+            customer_key,
+            visitor_key,
+        })
+    }
+
+    /// The session's summary as of before the batch, read at first need.
+    fn stored_facts(
+        &mut self,
+        transaction: &Transaction<'_>,
+        session_id: &str,
+    ) -> Result<&mut SessionState, StoreError> {
+        let session = self.session(session_id);
+        if session.stored.is_none() {
+            session.stored = Some(StoredFacts::read(transaction, session_id)?);
+        }
+        Ok(session)
     }
 
     fn customer(
@@ -573,7 +733,8 @@ impl BatchEvaluation {
             let session = scope
                 .session_id
                 .as_ref()
-                .and_then(|session_id| self.sessions.get(session_id));
+                .and_then(|session_id| self.sessions.get(session_id))
+                .and_then(|session| session.has.as_ref());
             for (&(position, pattern), counter) in &scope.counts {
                 if !counter.dirty {
                     continue;
@@ -611,61 +772,92 @@ pub(super) fn evaluate_in_tx(
         return Ok(());
     }
     let values = index.values(event);
-    let mut candidates = index.candidates(&values);
+    // The batch's buffer, given back whatever happens.
+    let mut candidates = std::mem::take(&mut state.candidates);
+    index.collect_candidates(&values, &mut candidates);
+    let result = evaluate_candidates(
+        transaction,
+        state,
+        &index,
+        &values,
+        &mut candidates,
+        session_id,
+        event,
+        now_ms,
+    );
+    candidates.clear();
+    state.candidates = candidates;
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_candidates(
+    transaction: &Transaction<'_>,
+    state: &mut BatchEvaluation,
+    index: &Arc<Index>,
+    values: &EventValues<'_>,
+    candidates: &mut Vec<PatternRef>,
+    session_id: &str,
+    event: &NewEvent,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     let visit_level = !index.context_only.is_empty() || !index.customer_segments.is_empty();
     if candidates.is_empty() && !visit_level {
         return Ok(());
     }
     // Nothing about a definition the session already has can change: leave it out
     // before testing anything.
-    {
-        let session = state.session(transaction, session_id)?;
-        candidates.retain(|reference| !session.is_settled(reference.definition));
+    if !candidates.is_empty() {
+        let has = state.has(transaction, session_id)?;
+        candidates.retain(|reference| !has.is_settled(reference.definition));
     }
     if candidates.is_empty() && !visit_level {
         return Ok(());
     }
-    let facts = session_facts(transaction, session_id, event)?;
-    let mut visit: Option<Visit> = None;
+    let (mut visit, visit_fingerprint, customer_key, visitor_key) = if visit_level {
+        let current = state.event_visit(transaction, session_id, event, index.generation)?;
+        (
+            Some(current.visit),
+            Some(current.fingerprint),
+            current.customer_key,
+            current.visitor_key,
+        )
+    } else {
+        // Customer-scope segments make evaluation visit-level: without them, the
+        // customer's keys are never used.
+        (None, None, String::new(), String::new())
+    };
     let mut matcher = Matcher {
         transaction,
-        index: &index,
+        index,
         state,
         session_id,
-        facts: &facts,
         event,
-        values: &values,
+        values,
         now_ms,
         session_scope_key: format!("session:{session_id}"),
-        customer_key: facts.customer_key(),
+        customer_key,
+        visitor_key,
     };
 
-    if visit_level {
-        let current = Visit::new(&facts.sources);
-        let fingerprint = format!(
-            "{}|{}|{}",
-            index.generation,
-            matcher.customer_key,
-            current.fingerprint()
-        );
-        let previous = matcher
-            .state
-            .session(transaction, session_id)?
-            .fingerprint
-            .take();
+    if let Some(fingerprint) = visit_fingerprint {
+        let previous = matcher.state.fingerprint(transaction, session_id)?;
         if previous.as_deref() != Some(fingerprint.as_str()) {
             matcher.carry_customer_segments()?;
             let unsettled: Vec<usize> = {
-                let session = matcher.state.session(transaction, session_id)?;
+                let has = matcher.state.has(transaction, session_id)?;
                 index
                     .context_only
                     .iter()
                     .copied()
-                    .filter(|position| !session.is_settled(*position))
+                    .filter(|position| !has.is_settled(*position))
                     .collect()
             };
+            let visit = visit
+                .as_ref()
+                .expect("visit-level evaluation made the visit");
             for position in unsettled {
-                if index.context_matches(position, &current) {
+                if index.context_matches(position, visit) {
                     matcher.record_match(position)?;
                 }
             }
@@ -675,14 +867,13 @@ pub(super) fn evaluate_in_tx(
                      ON CONFLICT (session_id) DO UPDATE SET fingerprint = excluded.fingerprint",
                 )?
                 .execute(params![session_id, fingerprint])?;
+            *matcher.state.fingerprint(transaction, session_id)? = Some(fingerprint);
         }
-        matcher.state.session(transaction, session_id)?.fingerprint = Some(fingerprint);
-        visit = Some(current);
     }
 
     let mut matched_definitions: Vec<usize> = Vec::new();
-    for reference in candidates {
-        if !index.pattern_matches(reference, &values) {
+    for &reference in candidates.iter() {
+        if !index.pattern_matches(reference, values) {
             continue;
         }
         matcher.count(reference)?;
@@ -695,7 +886,18 @@ pub(super) fn evaluate_in_tx(
             continue;
         }
         if index.has_context(position) {
-            let visit = visit.get_or_insert_with(|| Visit::new(&facts.sources));
+            let visit = match &visit {
+                Some(visit) => visit,
+                None => {
+                    let current = matcher.state.event_visit(
+                        transaction,
+                        session_id,
+                        event,
+                        index.generation,
+                    )?;
+                    visit.insert(current.visit)
+                }
+            };
             if !index.context_matches(position, visit) {
                 continue;
             }
@@ -740,21 +942,21 @@ fn new_event_id() -> String {
 }
 
 /// What recording a match needs.
-struct Matcher<'a> {
+struct Matcher<'a, 'v> {
     transaction: &'a Transaction<'a>,
     index: &'a Index,
     state: &'a mut BatchEvaluation,
     session_id: &'a str,
-    facts: &'a SessionFacts,
     event: &'a NewEvent,
-    values: &'a EventValues<'a>,
+    values: &'a EventValues<'v>,
     now_ms: i64,
     /// The scope key of the session's counters, and the customer's key.
     session_scope_key: String,
     customer_key: String,
+    visitor_key: String,
 }
 
-impl<'a> Matcher<'a> {
+impl<'a> Matcher<'a, '_> {
     /// Where the definition's pattern counts are kept: the session, or for a
     /// Customer-scope segment, the customer.
     /// Returns the scope's counters.
@@ -860,7 +1062,7 @@ impl<'a> Matcher<'a> {
                 is_positive,
                 associated_value_field,
             } => {
-                let session = self.state.session(self.transaction, self.session_id)?;
+                let session = self.state.has(self.transaction, self.session_id)?;
                 if session.outcomes.contains(&stored.id) {
                     return Ok(());
                 }
@@ -898,7 +1100,7 @@ impl<'a> Matcher<'a> {
         color: &str,
         should_display_to_agent: bool,
     ) -> Result<(), StoreError> {
-        let session = self.state.session(self.transaction, self.session_id)?;
+        let session = self.state.has(self.transaction, self.session_id)?;
         if session.segments.contains(segment_id) {
             return Ok(());
         }
@@ -932,11 +1134,7 @@ impl<'a> Matcher<'a> {
                  ORDER BY assigned_ms, segment_id",
             )?;
             let rows = statement.query_map(
-                params![
-                    self.facts.customer_key(),
-                    self.facts.visitor_key(),
-                    self.now_ms
-                ],
+                params![self.customer_key, self.visitor_key, self.now_ms],
                 |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )?;
             rows.collect::<Result<_, _>>()?
@@ -1299,5 +1497,102 @@ mod tests {
             )
             .unwrap();
         assert_eq!(inserted, 0);
+    }
+
+    fn event(number: usize, kind: EventKind, context_lang: Option<&str>) -> NewEvent {
+        NewEvent {
+            id: format!("00000000-0000-7000-8000-{number:012}"),
+            kind,
+            name: if kind == EventKind::Pageview {
+                "page_viewed".to_owned()
+            } else {
+                "clicked".to_owned()
+            },
+            time_ms: 1_700_000_000_000 + number as i64,
+            client_time_ms: 1_700_000_000_000 + number as i64,
+            received_ms: 1_700_000_000_000 + number as i64,
+            page: (kind == EventKind::Pageview).then(|| Page {
+                url: "https://shop.example/".to_owned(),
+                ..Page::default()
+            }),
+            context: context_lang.map(|lang| Context {
+                browser_lang: lang.to_owned(),
+                ..Context::default()
+            }),
+            login_id: None,
+            attributes: Default::default(),
+            traits: Default::default(),
+            user_agent: None,
+            ip_address: None,
+            user_agent_info: None,
+            geolocation: None,
+            referrer_info: None,
+            identity_verified: false,
+        }
+    }
+
+    /// The visit can change from one event of a batch to the next (here the latest
+    /// context): context-only definitions are evaluated again then, and each match
+    /// is triggered by the event that made it, while events that change nothing
+    /// re-evaluate nothing.
+    #[test]
+    fn the_visit_changes_within_a_batch() {
+        use crate::store::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.sqlite3");
+        let store = SqliteStore::open(&path).unwrap();
+        let lang = |id: &str, prefix: &str| {
+            let body = serde_json::json!({"displayName": id, "color": "#000000",
+                "context": {"patterns": [{"criteria": [{"key": "browser.lang",
+                    "operator": "startsWith", "values": [prefix], "entityType": "visit"}]}]}});
+            (
+                id.to_owned(),
+                definition::parse(DefinitionKind::Segment, &body).unwrap(),
+            )
+        };
+        store
+            .load_configured_definitions(&[lang("german", "de"), lang("english", "en")], 0)
+            .unwrap();
+        let batch = NewBatch {
+            deployment_id: "test".to_owned(),
+            visitor_id: "0b5c8c3e-6f6e-4f7a-9d51-1d0b7f0e2a11".to_owned(),
+            events: vec![
+                event(1, EventKind::Pageview, None),
+                event(2, EventKind::Record, Some("de-DE")),
+                event(3, EventKind::Record, Some("de-AT")),
+                event(4, EventKind::Record, None),
+                event(5, EventKind::Pageview, Some("en-GB")),
+            ],
+            require_verified_identity: false,
+        };
+        store
+            .ingest(&batch, 1_700_000_001_000, 30 * 60 * 1000)
+            .unwrap();
+        let connection = Connection::open(&path).unwrap();
+        let assignments: Vec<(String, String)> = connection
+            .prepare(
+                "SELECT segment_id, trigger_event_id FROM session_segment_assignments
+                 ORDER BY trigger_event_id",
+            )
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            assignments,
+            [
+                ("german".to_owned(), batch.events[1].id.clone()),
+                ("english".to_owned(), batch.events[4].id.clone()),
+            ]
+        );
+        let fingerprint: String = connection
+            .query_row(
+                "SELECT fingerprint FROM session_visit_evaluations",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert!(fingerprint.contains("browser.lang=en-GB"), "{fingerprint}");
     }
 }
