@@ -193,15 +193,38 @@ impl DeploymentPrivacyConfig {
 pub struct IdentityVerificationConfig {
     /// The `id` of a configured deployment.
     pub deployment_id: String,
-    /// The HMAC-SHA256 key shared with the site's server, which signs the `loginId`
-    /// (or the `email` trait) of each visitor. Secret: never printed.
+    /// The HMAC-SHA256 key shared with the site's server, which signs identity tokens
+    /// (see `docs/identity.md`). At least 32 bytes. Secret: never printed.
     #[serde(default)]
     pub identity_secret: Option<String>,
-    /// When true, traits count for identity resolution only on events with a valid
-    /// `identitySignature`; unsigned identify events are stored but never link, move
-    /// or update a contact.
+    /// When true, only events with a valid identity token can link a session to a
+    /// contact; unverified traits are stored but never link anything, and a logout of a
+    /// recognised cookie needs a valid token of the cookie's contact.
     #[serde(default)]
     pub require_verified_identity: bool,
+    /// How far in the future an identity token's `exp` may be, in minutes (a token is a
+    /// credential: a short life limits what a leaked one is worth). Default 1440 (a day).
+    #[serde(default = "default_identity_token_max_lifetime_minutes")]
+    pub identity_token_max_lifetime_minutes: u64,
+}
+
+/// The shortest identity secret accepted.
+pub const MIN_IDENTITY_SECRET_BYTES: usize = 32;
+/// The longest life an identity token may be given: 30 days.
+pub const MAX_IDENTITY_TOKEN_LIFETIME_MINUTES: u64 = 30 * 1_440;
+
+fn default_identity_token_max_lifetime_minutes() -> u64 {
+    1_440
+}
+
+impl IdentityVerificationConfig {
+    pub fn max_token_lifetime_ms(&self) -> i64 {
+        i64::try_from(
+            self.identity_token_max_lifetime_minutes
+                .saturating_mul(60_000),
+        )
+        .unwrap_or(i64::MAX)
+    }
 }
 
 impl std::fmt::Debug for IdentityVerificationConfig {
@@ -213,6 +236,10 @@ impl std::fmt::Debug for IdentityVerificationConfig {
                 &self.identity_secret.as_ref().map(|_| "[hidden]"),
             )
             .field("require_verified_identity", &self.require_verified_identity)
+            .field(
+                "identity_token_max_lifetime_minutes",
+                &self.identity_token_max_lifetime_minutes,
+            )
             .finish()
     }
 }
@@ -422,9 +449,24 @@ impl Config {
                     "identity_verification has deployment {id:?} twice"
                 )));
             }
-            if identity.identity_secret.as_deref() == Some("") {
+            if identity
+                .identity_secret
+                .as_deref()
+                .is_some_and(|secret| secret.len() < MIN_IDENTITY_SECRET_BYTES)
+            {
+                // A short HMAC key can be found by brute force from one token.
                 return Err(ConfigError::Invalid(format!(
-                    "identity_verification of {id:?}: identity_secret must not be empty"
+                    "identity_verification of {id:?}: identity_secret must be at least \
+                     {MIN_IDENTITY_SECRET_BYTES} bytes (for example 64 random hex digits)"
+                )));
+            }
+            if identity.identity_token_max_lifetime_minutes == 0
+                || identity.identity_token_max_lifetime_minutes
+                    > MAX_IDENTITY_TOKEN_LIFETIME_MINUTES
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "identity_verification of {id:?}: identity_token_max_lifetime_minutes must be \
+                     between 1 and {MAX_IDENTITY_TOKEN_LIFETIME_MINUTES}"
                 )));
             }
             if identity.require_verified_identity && identity.identity_secret.is_none() {
@@ -628,18 +670,22 @@ mod tests {
             id = "shop"
             [[identity_verification]]
             deployment_id = "shop"
-            identity_secret = "hmac-s3cret"
+            identity_secret = "hmac-s3cret-hmac-s3cret-hmac-s3cret"
             require_verified_identity = true
             "#,
         )
         .unwrap();
         assert_eq!(config.default_phone_region.as_deref(), Some("GB"));
         let identity = config.identity_verification("shop").unwrap();
-        assert_eq!(identity.identity_secret.as_deref(), Some("hmac-s3cret"));
+        assert_eq!(
+            identity.identity_secret.as_deref(),
+            Some("hmac-s3cret-hmac-s3cret-hmac-s3cret")
+        );
         assert!(identity.require_verified_identity);
         assert!(config.identity_verification("other").is_none());
         let debug = format!("{config:?}");
         assert!(!debug.contains("hmac-s3cret"), "{debug}");
+        assert_eq!(identity.identity_token_max_lifetime_minutes, 1_440);
         assert!(debug.contains("[hidden]"), "{debug}");
 
         let defaults = Config::from_toml_str("").unwrap();
@@ -664,6 +710,18 @@ mod tests {
             ),
             "identity_verification of \"a\": require_verified_identity needs an identity_secret"
         );
+        // A short key can be brute-forced from one token; the message never echoes it.
+        let short = invalid(
+            "[[deployments]]\nid = \"a\"\n[[identity_verification]]\ndeployment_id = \"a\"\nidentity_secret = \"0123456789abcdef0123456789abcde\"\n",
+        );
+        assert!(
+            short.contains("at least 32 bytes") && !short.contains("0123"),
+            "{short}"
+        );
+        let forever = invalid(
+            "[[deployments]]\nid = \"a\"\n[[identity_verification]]\ndeployment_id = \"a\"\nidentity_secret = \"0123456789abcdef0123456789abcdef\"\nidentity_token_max_lifetime_minutes = 100000\n",
+        );
+        assert!(forever.contains("between 1 and 43200"), "{forever}");
     }
 
     #[test]

@@ -37,14 +37,20 @@ impl EmailAddress {
     }
 
     /// The form in which addresses are compared and kept as identifiers.
+    ///
+    /// Only ASCII letters are folded. Unicode case folding would let a visitor spoof an
+    /// address: the Kelvin sign `\u{212A}` lowercases to `k`, so `\u{212A}im@example.com`
+    /// would match `kim@example.com`. Non-ASCII characters therefore match only
+    /// themselves.
     pub fn normalized(&self) -> String {
-        self.0.to_lowercase()
+        self.0.to_ascii_lowercase()
     }
 }
 
-/// Whether two stored addresses are the same for matching purposes.
+/// Whether two stored addresses are the same for matching purposes (see
+/// [`EmailAddress::normalized`]: ASCII letters fold, nothing else does).
 pub fn same_email(a: &str, b: &str) -> bool {
-    a.to_lowercase() == b.to_lowercase()
+    a.eq_ignore_ascii_case(b)
 }
 
 /// A phone number normalised to E.164 (`+442079460018`).
@@ -371,6 +377,10 @@ mod tests {
         check("ann lee@example.com", None);
         assert!(same_email("ANN@example.com", "ann@EXAMPLE.com"));
         assert!(!same_email("ann@example.com", "anna@example.com"));
+        // Unicode case folding would make these equal; they are different addresses.
+        assert!(!same_email("\u{212A}im@example.com", "kim@example.com"));
+        let kelvin = EmailAddress::parse("\u{212A}IM@Example.com").unwrap();
+        assert_eq!(kelvin.normalized(), "\u{212A}im@example.com");
     }
 
     #[test]

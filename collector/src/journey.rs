@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use footpath_protocol::v1::{AttributeValue, Context, Page};
+use footpath_protocol::v1::{AttributeValue, Context, EventKind, Page};
 use serde::Serialize;
 
 use crate::enrich::referrer::{self as referrer_rules, Medium, ReferrerInfo};
@@ -309,7 +309,10 @@ pub struct EntityListing<T> {
 }
 
 /// `WebEventResponse`: what `POST .../webevents` answers, the event as stored, with
-/// the server's enrichment and the session it landed in.
+/// the server's enrichment, and the id of the session it landed in. The endpoint is
+/// public, so the response tells the sender nothing it did not send: the session part
+/// describes this event alone, and `authenticated` says whether this event's own
+/// identity token was valid.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebEventResponse {
@@ -379,10 +382,10 @@ pub struct DeploymentPing {
 }
 
 impl WebEventResponse {
-    /// The response for `stored`, which landed in `session`.
-    pub fn from_stored(stored: &StoredEvent, session: &StoredSession) -> WebEventResponse {
+    /// The response for `stored`: the event as received, and the id of the session it
+    /// joined. Nothing else of the session is told (see the `session` field).
+    pub fn from_stored(stored: &StoredEvent) -> WebEventResponse {
         let event = web_event(stored);
-        let session = Session::from_stored(session);
         WebEventResponse {
             customer_id: stored.visitor_id.clone(),
             customer_id_type: CUSTOMER_ID_TYPE.to_owned(),
@@ -401,18 +404,21 @@ impl WebEventResponse {
             search_query: event.search_query,
             geolocation: event.geolocation,
             mkt_campaign: event.mkt_campaign,
-            referrer: event.referrer,
+            referrer: event.referrer.clone(),
+            // Only what the sender sent: the session's own figures, its referrer and
+            // whether it is authenticated are for credentialed readers (whoever knows a
+            // visitor id can post here, see SECURITY.md).
             session: WebEventResponseSession {
-                id: session.id,
-                duration_in_seconds: session.duration_in_seconds,
-                event_count: session.event_count,
-                pageview_count: session.pageview_count,
-                referrer: session.referrer,
-                created_date: session.created_date,
+                id: stored.session_id.clone(),
+                duration_in_seconds: 0,
+                event_count: 1,
+                pageview_count: u64::from(stored.event.kind == EventKind::Pageview),
+                referrer: event.referrer,
+                created_date: format_ms(stored.event.time_ms),
             },
             attributes: event.attributes,
             traits: event.traits,
-            authenticated: event.authenticated,
+            authenticated: stored.event.identity_verified,
             external_id: non_empty(stored.event.login_id.as_deref()),
             created_date: format_ms(stored.event.time_ms),
         }

@@ -149,6 +149,7 @@ pub fn validate_event_with_cache(
             .and_then(|page| referrers.classify(page, page_url.as_ref())),
         // Decided by the batch handler, which knows the deployment's identity secret.
         identity_verified: false,
+        identity_proof: Default::default(),
     })
 }
 

@@ -37,11 +37,15 @@ use footpath_protocol::v1::{
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::AppState;
+use crate::config::IdentityVerificationConfig;
 use crate::enrich::client_ip::{client_ip, in_any};
 use crate::enrich::referrer::ReferrerCache;
 use crate::enrich::user_agent::parse_user_agent;
 use crate::error::ApiError;
-use crate::identity::{verify_identity_signature, SignatureCheck, IDENTITY_SIGNATURE_TRAIT};
+use crate::identity::{
+    verify_identity_token, IdentityProof, TokenCheck, TokenContext, IDENTITY_TOKEN_TRAIT,
+    LEGACY_SIGNATURE_TRAIT,
+};
 use crate::limits::{check_json_depth, EventLimits};
 use crate::store::{IngestOutcome, NewBatch, NewEvent};
 use crate::validate::{canonical_uuid, validate_event_with_cache, BatchContext};
@@ -190,8 +194,12 @@ async fn ingest_batch(
     };
     let event_limits = EventLimits::from_config(config);
     let identity_settings = config.identity_verification(&deployment.id);
-    let identity_secret =
-        identity_settings.and_then(|settings| settings.identity_secret.as_deref());
+    let tokens = token_context(
+        identity_settings,
+        &deployment.id,
+        &visitor_id,
+        context.now_ms,
+    );
     // One pass: valid events move into the batch to store; `rejections` keeps, per
     // event of the request, its error or `None`, for the response.
     let mut valid_events = Vec::with_capacity(batch.events.len());
@@ -206,7 +214,7 @@ async fn ingest_batch(
                 .and_then(|()| validate_event_with_cache(index, event, &context, &mut referrers));
             match checked {
                 Ok(event) => {
-                    valid_events.push(take_identity_signature(event, identity_secret));
+                    valid_events.push(take_identity_token(event, tokens));
                     None
                 }
                 Err(error) => Some(error),
@@ -307,29 +315,53 @@ pub(super) fn forwarded_for(parts: &request::Parts) -> Vec<&str> {
         .collect()
 }
 
-/// Takes the `identitySignature` trait out of the event (it is a credential, and is
-/// never stored) and records whether it was valid for the deployment's secret.
-pub(super) fn take_identity_signature(mut event: NewEvent, secret: Option<&str>) -> NewEvent {
-    let signature = match event.traits.remove(IDENTITY_SIGNATURE_TRAIT) {
-        Some(AttributeValue::String(signature)) => Some(signature),
-        // A signature that is not a string is a wrong signature, not a missing one.
+/// What the events of one request are checked against when they carry an identity
+/// token.
+pub(super) fn token_context<'a>(
+    settings: Option<&'a IdentityVerificationConfig>,
+    deployment_id: &'a str,
+    visitor_id: &'a str,
+    now_ms: i64,
+) -> TokenContext<'a> {
+    TokenContext {
+        secret: settings.and_then(|settings| settings.identity_secret.as_deref()),
+        deployment_id,
+        visitor_id,
+        login_id: None,
+        now_ms,
+        max_lifetime_ms: settings.map_or(0, IdentityVerificationConfig::max_token_lifetime_ms),
+    }
+}
+
+/// Takes the `identityToken` trait (and the old scheme's `identitySignature`) out of
+/// the event — they are credentials, never stored — and records what the token proved.
+pub(super) fn take_identity_token(mut event: NewEvent, context: TokenContext<'_>) -> NewEvent {
+    let token = match event.traits.remove(IDENTITY_TOKEN_TRAIT) {
+        Some(AttributeValue::String(token)) => Some(token),
+        // A token that is not a string is a wrong token, not a missing one.
         Some(_) => Some(String::new()),
         None => None,
     };
-    let email = match event.traits.get("email") {
-        Some(AttributeValue::String(email)) => Some(email.as_str()),
-        _ => None,
-    };
-    let check = verify_identity_signature(
-        secret,
-        event.login_id.as_deref(),
-        email,
-        signature.as_deref(),
+    let legacy = event.traits.remove(LEGACY_SIGNATURE_TRAIT).is_some();
+    let check = verify_identity_token(
+        TokenContext {
+            login_id: event.login_id.as_deref(),
+            ..context
+        },
+        token.as_deref(),
     );
-    if check == SignatureCheck::Invalid {
-        tracing::debug!(event = %event.id, "identity signature is not valid");
-    }
-    event.identity_verified = check == SignatureCheck::Valid;
+    event.identity_proof = match check {
+        TokenCheck::Valid(identity) => IdentityProof::Valid(identity),
+        TokenCheck::Invalid(reason) => {
+            tracing::debug!(event = %event.id, reason, "identity token is not valid");
+            IdentityProof::Invalid
+        }
+        // A signature of the old scheme proves nothing any more; it must not fall back
+        // to an unverified claim either.
+        TokenCheck::Missing | TokenCheck::NoSecret if legacy => IdentityProof::Invalid,
+        TokenCheck::Missing | TokenCheck::NoSecret => IdentityProof::Absent,
+    };
+    event.identity_verified = event.identity_proof.verified().is_some();
     event
 }
 

@@ -23,7 +23,7 @@ use axum::Json;
 
 use super::batch::{
     add_cors_headers, check_content_type, forwarded_for, origin_allowed_by_any_deployment,
-    read_body, socket_peer, take_identity_signature,
+    read_body, socket_peer, take_identity_token, token_context,
 };
 use super::read::QueryParameters;
 use super::AppState;
@@ -242,9 +242,13 @@ async fn record_web_event(
         .and_then(|()| validate_event(0, &wire_event, &context))
         .map_err(|error| ApiError::BadRequest(request_field_error(&error)))?;
     let identity_settings = config.identity_verification(&deployment.id);
-    let identity_secret =
-        identity_settings.and_then(|settings| settings.identity_secret.as_deref());
-    let event = take_identity_signature(event, identity_secret);
+    let tokens = token_context(
+        identity_settings,
+        &deployment.id,
+        &request.customer_cookie_id,
+        now_ms,
+    );
+    let event = take_identity_token(event, tokens);
     let new_batch = NewBatch {
         deployment_id: deployment.id.clone(),
         visitor_id: request.customer_cookie_id.clone(),
@@ -261,15 +265,8 @@ async fn record_web_event(
     let outcomes = reply.await.map_err(|_| {
         ApiError::Internal("the ingest writer dropped a web event unanswered".to_owned())
     })??;
-    let (stored, session) = state
-        .with_store_blocking(move |store| {
-            let stored = store.event(&event_id)?;
-            let session = match &stored {
-                Some(stored) => store.session(&stored.session_id)?,
-                None => None,
-            };
-            Ok((stored, session))
-        })
+    let stored = state
+        .with_store_blocking(move |store| store.event(&event_id))
         .await?;
     // Agents' desks follow web events as they follow the SDK's batches.
     crate::desk::publish_ingested(
@@ -278,7 +275,7 @@ async fn record_web_event(
         &request.customer_cookie_id,
         &outcomes,
     );
-    let (Some(stored), Some(session)) = (stored, session) else {
+    let Some(stored) = stored else {
         return Err(ApiError::Internal(
             "a stored web event could not be read back".to_owned(),
         ));
@@ -289,7 +286,7 @@ async fn record_web_event(
         session = %stored.session_id,
         "web event received"
     );
-    Ok(Some(WebEventResponse::from_stored(&stored, &session)))
+    Ok(Some(WebEventResponse::from_stored(&stored)))
 }
 
 async fn keep_alive(

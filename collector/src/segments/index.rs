@@ -814,6 +814,7 @@ mod tests {
             geolocation: None,
             referrer_info: None,
             identity_verified: false,
+            identity_proof: Default::default(),
         }
     }
 

@@ -12,7 +12,9 @@ use super::{
     StoredIdentifier,
 };
 use crate::contacts::{ContactFields, EmailAddress, PhoneNumber, CURATED};
-use crate::identity::{self, CookieChange, Decision, ResolutionInput, TraitIdentity};
+use crate::identity::{
+    self, CookieChange, Decision, IdentityProof, LinkKind, ResolutionInput, TraitIdentity,
+};
 
 /// The columns of a contact row, in the order [`contact_from_row`] reads them.
 const CONTACT_SELECT: &str = "SELECT id, contact_type, first_name, middle_name, last_name,
@@ -345,29 +347,67 @@ fn contacts_with_identifier(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// The contact the visitor's cookie belongs to, and whether the session is
-/// authenticated, in one query: this runs for every event, anonymous ones included.
-fn cookie_contact_and_session_authenticated(
+/// What identity resolution reads for every event, anonymous ones included, in one
+/// query: the contact the visitor's cookie belongs to, whether the session is
+/// authenticated, and the session's current link.
+struct IdentityState {
+    cookie_contact: Option<String>,
+    authenticated: bool,
+    session_contact: Option<String>,
+    session_link: Option<LinkKind>,
+}
+
+fn identity_state(
     connection: &Connection,
     visitor_id: &str,
     session_id: &str,
-) -> Result<(Option<String>, bool), StoreError> {
-    let (cookie, authenticated): (Option<String>, Option<bool>) = connection
+) -> Result<IdentityState, StoreError> {
+    let state = connection
         .prepare_cached(
             "SELECT (SELECT contact_id FROM contact_identifiers
                      WHERE type = 'Cookie' AND value = ?1),
-                    (SELECT authenticated FROM sessions WHERE id = ?2)",
+                    s.authenticated, s.contact_id, s.contact_link
+             FROM sessions s WHERE s.id = ?2",
         )?
         .query_row([visitor_id, session_id], |row| {
-            Ok((row.get(0)?, row.get(1)?))
+            Ok(IdentityState {
+                cookie_contact: row.get(0)?,
+                authenticated: row.get(1)?,
+                session_contact: row.get(2)?,
+                session_link: row
+                    .get::<_, Option<String>>(3)?
+                    .as_deref()
+                    .and_then(LinkKind::parse),
+            })
         })?;
-    // The caller has created the session; its absence is a bug, reported as before.
-    let authenticated = authenticated.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-    Ok((cookie, authenticated))
+    Ok(state)
+}
+
+/// The contacts that an email and a phone point at, each list oldest first.
+fn contacts_matching(
+    connection: &Connection,
+    email: Option<&EmailAddress>,
+    phone: Option<&PhoneNumber>,
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    let by_email = match email {
+        Some(email) => {
+            contacts_with_identifier(connection, IdentifierKind::Email, &email.normalized())?
+        }
+        None => Vec::new(),
+    };
+    let by_phone = match phone {
+        Some(phone) => contacts_with_identifier(connection, IdentifierKind::Phone, &phone.e164)?,
+        None => Vec::new(),
+    };
+    Ok((by_email, by_phone))
 }
 
 /// Runs the identity rules for one stored-to-be event of the batch, in the ingest
 /// transaction, and returns whether the session is authenticated after it.
+///
+/// Which identifiers count (see [`crate::identity`]): with a valid token, only its
+/// signed claims; with an invalid token, none; without a token, the traits, unless the
+/// deployment requires verified identity.
 pub(super) fn resolve_identity(
     connection: &Connection,
     batch: &NewBatch,
@@ -375,48 +415,41 @@ pub(super) fn resolve_identity(
     event: &NewEvent,
     now_ms: i64,
 ) -> Result<bool, StoreError> {
-    let traits = TraitIdentity::from_traits(&event.traits);
-    let traits_trusted = !batch.require_verified_identity || event.identity_verified;
-    let (cookie, authenticated_before) =
-        cookie_contact_and_session_authenticated(connection, &batch.visitor_id, session_id)?;
-    let (by_email, by_phone) = if traits_trusted && traits.has_identifiers() {
-        let by_email = match &traits.email {
-            Some(email) => contacts_with_identifier(
-                connection,
-                IdentifierKind::Email,
-                &EmailAddress::normalized(email),
-            )?,
-            None => Vec::new(),
-        };
-        let by_phone = match &traits.phone {
-            Some(phone) => {
-                contacts_with_identifier(connection, IdentifierKind::Phone, &phone.e164)?
+    let state = identity_state(connection, &batch.visitor_id, session_id)?;
+    let cookie = state.cookie_contact.as_deref();
+    let (by_email, by_phone) = match &event.identity_proof {
+        IdentityProof::Valid(claims) if claims.has_identifiers() => {
+            contacts_matching(connection, claims.email.as_ref(), claims.phone.as_ref())?
+        }
+        IdentityProof::Absent if !batch.require_verified_identity => {
+            let traits = TraitIdentity::from_traits(&event.traits);
+            if traits.has_identifiers() && cookie.is_none() {
+                contacts_matching(connection, traits.email.as_ref(), traits.phone.as_ref())?
+            } else {
+                (Vec::new(), Vec::new())
             }
-            None => Vec::new(),
-        };
-        (by_email, by_phone)
-    } else {
-        (Vec::new(), Vec::new())
+        }
+        _ => (Vec::new(), Vec::new()),
     };
-    let claimed = identity::choose_claimed_contact(cookie.as_deref(), &by_email, &by_phone);
+    let claimed = identity::choose_claimed_contact(cookie, &by_email, &by_phone);
     let decision = identity::decide(ResolutionInput {
         kind: event.kind,
-        cookie_contact: cookie.as_deref(),
+        cookie_contact: cookie,
+        session_link: state.session_contact.as_deref().zip(state.session_link),
+        verified: event.identity_proof.verified().is_some(),
         claimed_contact: claimed,
-        traits_trusted,
+        proof_required: batch.require_verified_identity,
     });
-    apply_decision(
-        connection, batch, session_id, event, &traits, &decision, now_ms,
-    )?;
+    apply_decision(connection, batch, session_id, event, &decision, now_ms)?;
     // Nothing but this statement sets `sessions.authenticated` (`apply_decision` does
     // not touch it, and no trigger does), and nothing clears it, so the value after
     // the event follows from the one read before it without reading it again.
-    if event.identity_verified && !authenticated_before {
+    if event.identity_verified && !state.authenticated {
         connection
             .prepare_cached("UPDATE sessions SET authenticated = 1 WHERE id = ?1")?
             .execute([session_id])?;
     }
-    Ok(authenticated_before || event.identity_verified)
+    Ok(state.authenticated || event.identity_verified)
 }
 
 fn apply_decision(
@@ -424,7 +457,6 @@ fn apply_decision(
     batch: &NewBatch,
     session_id: &str,
     event: &NewEvent,
-    traits: &TraitIdentity,
     decision: &Decision,
     now_ms: i64,
 ) -> Result<(), StoreError> {
@@ -453,14 +485,16 @@ fn apply_decision(
         }
         CookieChange::RemoveFrom(_) => remove_cookie()?,
     }
-    if let Some(contact_id) = &decision.link_session_to {
+    if let Some((contact_id, link)) = &decision.link_session_to {
         connection
-            .prepare_cached("UPDATE sessions SET contact_id = ?2 WHERE id = ?1")?
-            .execute(params![session_id, contact_id])?;
+            .prepare_cached("UPDATE sessions SET contact_id = ?2, contact_link = ?3 WHERE id = ?1")?
+            .execute(params![session_id, contact_id, link.as_str()])?;
     }
-    if let Some(contact_id) = &decision.apply_traits_to {
+    if let (Some(contact_id), Some(claims)) =
+        (&decision.apply_claims_to, event.identity_proof.verified())
+    {
         if let Some(contact) = load_contact(connection, contact_id)? {
-            if let Some(updated) = identity::apply_traits(&contact.fields, traits) {
+            if let Some(updated) = identity::apply_verified_claims(&contact.fields, claims) {
                 update_contact(connection, contact_id, &updated, now_ms)?;
             }
         }

@@ -58,9 +58,12 @@ pub struct NewEvent {
     pub geolocation: Option<Geolocation>,
     /// The classification of the page's referrer, when it has one.
     pub referrer_info: Option<ReferrerInfo>,
-    /// Whether the event carried a valid identity signature (the signature itself is
-    /// taken out of the traits and never stored).
+    /// Whether the event carried a valid identity token (the token itself is taken out
+    /// of the traits and never stored). Stored with the event.
     pub identity_verified: bool,
+    /// What the event's token proved; set with `identity_verified` on the ingest path
+    /// only (the claims are not stored as such, so events read back have `Absent`).
+    pub identity_proof: crate::identity::IdentityProof,
 }
 
 /// The validated events of one batch, all from one visitor of one deployment.

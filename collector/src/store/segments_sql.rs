@@ -1528,6 +1528,7 @@ mod tests {
             geolocation: None,
             referrer_info: None,
             identity_verified: false,
+            identity_proof: Default::default(),
         }
     }
 

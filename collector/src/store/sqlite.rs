@@ -49,6 +49,9 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!(
         "../../migrations/sqlite/0005_match_storage.sql"
     )),
+    M::up(include_str!(
+        "../../migrations/sqlite/0006_contact_link.sql"
+    )),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -1287,6 +1290,7 @@ fn event_from_row(row: &Row<'_>) -> Result<EventRow, StoreError> {
         user_agent: row.get(20)?,
         ip_address: row.get(21)?,
         identity_verified: row.get(23)?,
+        identity_proof: Default::default(),
         user_agent_info: from_json(row.get(24)?)?,
         geolocation: from_json(row.get(25)?)?,
         referrer_info: from_json(row.get(26)?)?,
@@ -1503,6 +1507,7 @@ mod tests {
             geolocation: None,
             referrer_info: None,
             identity_verified: false,
+            identity_proof: Default::default(),
         }
     }
 

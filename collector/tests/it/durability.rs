@@ -318,6 +318,7 @@ fn new_batch(visitor: &str, first: u32, count: u32) -> NewBatch {
             geolocation: None,
             referrer_info: None,
             identity_verified: false,
+            identity_proof: Default::default(),
         })
         .collect();
     NewBatch {

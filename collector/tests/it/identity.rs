@@ -3,11 +3,34 @@
 use serde_json::{json, Value};
 
 use footpath_collector::config::IdentityVerificationConfig;
-use footpath_collector::identity::sign_identity;
+use footpath_collector::identity::sign_identity_token;
 
 use crate::support::*;
 
-const SECRET: &str = "site-secret-for-tests";
+pub const SECRET: &str = "site-secret-for-tests-0123456789abcdef";
+
+/// An identity token for the test deployment, valid for an hour from `T0`, with the
+/// given claims added.
+pub fn token(claims: Value) -> String {
+    token_for(DEPLOYMENT, SECRET, claims)
+}
+
+/// The same, valid for an hour from `now_ms`.
+pub fn token_valid_at(now_ms: i64, claims: Value) -> String {
+    sign(DEPLOYMENT, SECRET, now_ms, claims)
+}
+
+pub fn token_for(deployment: &str, secret: &str, claims: Value) -> String {
+    sign(deployment, secret, T0, claims)
+}
+
+fn sign(deployment: &str, secret: &str, now_ms: i64, claims: Value) -> String {
+    let mut all = json!({"aud": deployment, "exp": now_ms / 1000 + 3600});
+    all.as_object_mut()
+        .unwrap()
+        .extend(claims.as_object().unwrap().clone());
+    sign_identity_token(secret, all.as_object().unwrap())
+}
 
 fn contact_sessions_uri(contact_id: &str) -> String {
     format!("/api/v2/externalcontacts/contacts/{contact_id}/journey/sessions")
@@ -26,12 +49,13 @@ fn linked_contact(session: &Value) -> Option<&str> {
         .map(|contact| contact["id"].as_str().unwrap())
 }
 
-fn with_identity_verification(require_verified_identity: bool) -> TestApp {
+pub fn with_identity_verification(require_verified_identity: bool) -> TestApp {
     TestApp::with_config(|config| {
         config.identity_verification = vec![IdentityVerificationConfig {
             deployment_id: DEPLOYMENT.to_owned(),
             identity_secret: Some(SECRET.to_owned()),
             require_verified_identity,
+            identity_token_max_lifetime_minutes: 1_440,
         }]
     })
 }
@@ -68,8 +92,8 @@ async fn anonymous_visitor_stays_unlinked_and_no_contact_is_created() {
 }
 
 #[tokio::test]
-async fn identify_by_email_links_the_session_and_the_cookie_links_later_visits() {
-    let app = TestApp::new();
+async fn an_unverified_email_links_the_session_only_and_a_token_links_the_cookie() {
+    let app = with_identity_verification(false);
     let ann = contact_with(
         &app,
         json!({"firstName": "Ann", "workEmail": "Ann@Example.com"}),
@@ -84,7 +108,7 @@ async fn identify_by_email_links_the_session_and_the_cookie_links_later_visits()
                 2,
                 T0 - SECOND,
                 Some("user-42"),
-                json!({"email": "ANN@example.COM"}),
+                json!({"email": "ANN@example.COM", "firstName": "Mallory"}),
             ),
         ],
     ))
@@ -93,21 +117,16 @@ async fn identify_by_email_links_the_session_and_the_cookie_links_later_visits()
     let session = app.only_session_of(VISITOR).await;
     assert_eq!(linked_contact(&session), Some(ann.as_str()));
     assert_eq!(session["authenticated"], false);
+    // A claim puts nothing on the contact: no cookie, no field.
     let contact = app.contact(&ann).await;
     assert_eq!(
         identifiers(&contact),
-        pairs(&[("Email", "ann@example.com"), ("Cookie", VISITOR)])
+        pairs(&[("Email", "ann@example.com")])
     );
-    assert_eq!(
-        contact["identifiers"][1]["dateCreated"],
-        "2026-11-24T06:15:14.123Z"
-    );
-    // The email was already the contact's: nothing else changed.
-    assert_eq!(contact.get("personalEmail"), None);
+    assert_eq!(contact["firstName"], "Ann");
     assert_eq!(contact["modifyDate"], contact["createDate"]);
 
-    // A later visit with no traits at all is linked by the cookie alone, from its
-    // first event on.
+    // So a later visit with no traits is not recognised.
     app.clock.advance_ms(2 * TIMEOUT);
     let now = app.clock.now_ms();
     app.post_batch(&batch(
@@ -119,11 +138,48 @@ async fn identify_by_email_links_the_session_and_the_cookie_links_later_visits()
     .ok_json();
     let sessions = app.sessions_of(VISITOR).await;
     assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0].get("externalContact"), None);
+
+    // A verified identity puts the cookie on the contact ...
+    let signed = token_valid_at(now, json!({"sub": "user-42", "email": "ann@example.com"}));
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![identify(
+            4,
+            now,
+            Some("user-42"),
+            json!({"identityToken": signed}),
+        )],
+    ))
+    .await
+    .ok_json();
+    let contact = app.contact(&ann).await;
+    assert_eq!(
+        identifiers(&contact),
+        pairs(&[("Email", "ann@example.com"), ("Cookie", VISITOR)])
+    );
+    assert_eq!(
+        contact["identifiers"][1]["dateCreated"],
+        "2026-11-24T06:55:14.123Z"
+    );
+    // ... and the next visit is linked by the cookie alone, from its first event on.
+    app.clock.advance_ms(2 * TIMEOUT);
+    let now = app.clock.now_ms();
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![pageview(5, now, "https://shop.example/")],
+    ))
+    .await
+    .ok_json();
+    let sessions = app.sessions_of(VISITOR).await;
+    assert_eq!(sessions.len(), 3);
     assert_eq!(sessions[0]["eventCount"], 1);
     assert_eq!(linked_contact(&sessions[0]), Some(ann.as_str()));
 
     // Another visitor is not affected.
-    app.post_batch(&batch(OTHER_VISITOR, now, vec![record(4, "browsed", now)]))
+    app.post_batch(&batch(OTHER_VISITOR, now, vec![record(6, "browsed", now)]))
         .await
         .ok_json();
     assert_eq!(
@@ -159,18 +215,16 @@ async fn phone_traits_match_only_in_valid_e164() {
         let session = app.only_session_of(&visitor).await;
         assert_eq!(linked_contact(&session), expected, "{name}={value}");
     }
+    // Claims link sessions only: no cookie was put on the contact.
     assert_eq!(
         identifiers(&app.contact(&carla).await),
-        pairs(&[
-            ("Phone", "+442079460018"),
-            ("Cookie", "0b7e0c2a-5b9e-4a57-9f3e-000000000004")
-        ])
+        pairs(&[("Phone", "+442079460018")])
     );
 }
 
 #[tokio::test]
-async fn identifying_as_someone_else_moves_the_cookie_and_the_session_follows() {
-    let app = TestApp::new();
+async fn a_verified_identify_as_someone_else_moves_the_cookie_and_the_session_follows() {
+    let app = with_identity_verification(false);
     let ann = contact_with(
         &app,
         json!({"firstName": "Ann", "workEmail": "ann@example.com"}),
@@ -181,14 +235,16 @@ async fn identifying_as_someone_else_moves_the_cookie_and_the_session_follows() 
         json!({"firstName": "Bob", "workEmail": "bob@example.com"}),
     )
     .await;
+    let as_ann = token(json!({"sub": "ann", "email": "ann@example.com"}));
+    let as_bob = token(json!({"sub": "bob", "email": "bob@example.com"}));
     app.post_batch(&batch(
         VISITOR,
         T0,
         vec![identify(
             1,
-            T0 - 3 * SECOND,
+            T0 - 4 * SECOND,
             Some("ann"),
-            json!({"email": "ann@example.com"}),
+            json!({"identityToken": as_ann}),
         )],
     ))
     .await
@@ -198,14 +254,16 @@ async fn identifying_as_someone_else_moves_the_cookie_and_the_session_follows() 
         Some(ann.as_str())
     );
 
-    // A custom event whose traits name Bob does not move the cookie: only an identify
-    // does. The cookie's contact wins and Bob's email is not written onto Ann.
+    // Traits that name Bob do not move the cookie: not unverified ones on an identify,
+    // and not verified ones on a custom event (only an identify moves a cookie). The
+    // cookie's contact wins and Bob's email is not written onto Ann.
     app.post_batch(&batch(
         VISITOR,
         T0,
         vec![
-            json!({"id": event_id(2), "kind": "record", "name": "clicked", "time": T0 - 2 * SECOND,
-                   "traits": {"email": "bob@example.com"}}),
+            identify(2, T0 - 3 * SECOND, Some("bob"), json!({"email": "bob@example.com"})),
+            json!({"id": event_id(3), "kind": "record", "name": "clicked", "time": T0 - 2 * SECOND,
+                   "loginId": "bob", "traits": {"email": "bob@example.com", "identityToken": as_bob}}),
         ],
     ))
     .await
@@ -220,16 +278,16 @@ async fn identifying_as_someone_else_moves_the_cookie_and_the_session_follows() 
         VISITOR,
         T0,
         vec![identify(
-            3,
+            4,
             T0 - SECOND,
             Some("bob"),
-            json!({"email": "bob@example.com"}),
+            json!({"identityToken": as_bob}),
         )],
     ))
     .await
     .ok_json();
     let session = app.only_session_of(VISITOR).await;
-    assert_eq!(session["eventCount"], 3);
+    assert_eq!(session["eventCount"], 4);
     assert_eq!(linked_contact(&session), Some(bob.as_str()));
     assert_eq!(
         identifiers(&app.contact(&ann).await),
@@ -247,8 +305,8 @@ async fn identifying_as_someone_else_moves_the_cookie_and_the_session_follows() 
 }
 
 #[tokio::test]
-async fn newer_traits_overwrite_the_linked_contacts_fields() {
-    let app = TestApp::new();
+async fn signed_claims_update_the_contact_and_unsigned_traits_never_do() {
+    let app = with_identity_verification(false);
     let ann = contact_with(
         &app,
         json!({"firstName": "Ann", "lastName": "Lee", "workEmail": "ann@work.example"}),
@@ -256,20 +314,36 @@ async fn newer_traits_overwrite_the_linked_contacts_fields() {
     .await;
     app.clock.advance_ms(MINUTE);
     let now = app.clock.now_ms();
+    // Unverified traits of a visitor who types Ann's email: linked, nothing written.
     app.post_batch(&batch(
-        VISITOR,
+        OTHER_VISITOR,
         now,
         vec![identify(
             1,
             now,
+            None,
+            json!({"email": "ann@work.example", "firstName": "Mallory", "cellPhone": "+12015550199"}),
+        )],
+    ))
+    .await
+    .ok_json();
+    let contact = app.contact(&ann).await;
+    assert_eq!(contact["firstName"], "Ann");
+    assert_eq!(contact.get("cellPhone"), None);
+    assert_eq!(contact["modifyDate"], contact["createDate"]);
+
+    // The site's signed claims do update it; unsigned traits beside them do not.
+    let claims = token(json!({"sub": "ann", "email": "ann@work.example",
+                              "given_name": "Annabel", "family_name": "Lee-Smith",
+                              "phone_number": "+12015550123"}));
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![identify(
+            2,
+            now,
             Some("ann"),
-            json!({
-                "email": "ann@work.example",
-                "givenName": "Annabel",
-                "familyName": "Lee-Smith",
-                "cellPhone": "+12015550123",
-                "plan": "gold"
-            }),
+            json!({"identityToken": claims, "firstName": "Unsigned", "plan": "gold"}),
         )],
     ))
     .await
@@ -284,18 +358,37 @@ async fn newer_traits_overwrite_the_linked_contacts_fields() {
     assert_eq!(contact["modifyDate"], "2026-11-24T06:16:14.123Z");
     assert_eq!(contact["createDate"], "2026-11-24T06:15:14.123Z");
 
-    // The cookie is linked now; a new email overwrites personalEmail and becomes an
-    // identifier; firstName/lastName win over givenName/familyName.
+    // A token whose identifiers match nobody writes onto nobody, not even onto the
+    // contact the cookie is on: the site vouched for a user, not for Ann.
     app.clock.advance_ms(MINUTE);
     let now = app.clock.now_ms();
+    let claims = token(json!({"sub": "ann", "email": "someone@else.example", "given_name": "Eve"}));
     app.post_batch(&batch(
         VISITOR,
         now,
         vec![identify(
-            2,
+            3,
             now,
             Some("ann"),
-            json!({"email": "Annabel@Home.example", "firstName": "Bel", "givenName": "Ignored"}),
+            json!({"identityToken": claims}),
+        )],
+    ))
+    .await
+    .ok_json();
+    assert_eq!(app.contact(&ann).await["firstName"], "Annabel");
+
+    // A new signed email beside a signed identifier of the contact becomes
+    // personalEmail and an identifier.
+    let claims = token(json!({"sub": "ann", "email": "Annabel@Home.example",
+                              "phone_number": "+12015550123", "given_name": "Bel"}));
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![identify(
+            4,
+            now,
+            Some("ann"),
+            json!({"identityToken": claims}),
         )],
     ))
     .await
@@ -370,10 +463,10 @@ async fn logout_closes_the_session_and_the_next_event_starts_an_unlinked_one() {
 }
 
 #[tokio::test]
-async fn signed_identify_sets_authenticated_and_the_signature_is_not_stored() {
+async fn a_valid_token_sets_authenticated_and_is_not_stored() {
     let app = with_identity_verification(false);
     let ann = contact_with(&app, json!({"workEmail": "ann@example.com"})).await;
-    let signature = sign_identity(SECRET, "user-42");
+    let signed = token(json!({"sub": "user-42", "email": "ann@example.com"}));
     app.post_batch(&batch(
         VISITOR,
         T0,
@@ -383,7 +476,7 @@ async fn signed_identify_sets_authenticated_and_the_signature_is_not_stored() {
                 2,
                 T0 - 2 * SECOND,
                 Some("user-42"),
-                json!({"email": "ann@example.com", "identitySignature": signature}),
+                json!({"email": "ann@example.com", "identityToken": signed}),
             ),
             record(3, "viewed_cart", T0 - SECOND),
         ],
@@ -404,9 +497,8 @@ async fn signed_identify_sets_authenticated_and_the_signature_is_not_stored() {
         json!({"email": {"dataType": "String", "value": "ann@example.com"}})
     );
 
-    // Without a signature the deployment (which does not require one) still links, but
-    // the session is not authenticated. A signature over the email works without a
-    // loginId.
+    // Without a token the deployment (which does not require one) still links the
+    // session, unverified. A token without a sub works when the event has no loginId.
     app.post_batch(&batch(
         OTHER_VISITOR,
         T0,
@@ -419,7 +511,6 @@ async fn signed_identify_sets_authenticated_and_the_signature_is_not_stored() {
     assert_eq!(unsigned["authenticated"], false);
 
     let third_visitor = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
-    let email_signature = sign_identity(SECRET, "ann@example.com");
     app.post_batch(&batch(
         third_visitor,
         T0,
@@ -427,7 +518,7 @@ async fn signed_identify_sets_authenticated_and_the_signature_is_not_stored() {
             5,
             T0,
             None,
-            json!({"email": "ann@example.com", "identitySignature": email_signature}),
+            json!({"identityToken": token(json!({"email": "ann@example.com"}))}),
         )],
     ))
     .await
@@ -446,7 +537,11 @@ async fn required_verification_ignores_unsigned_and_wrongly_signed_identify() {
         json!({"firstName": "Ann", "workEmail": "ann@example.com"}),
     )
     .await;
-    let forged = sign_identity("not-the-secret", "user-42");
+    let forged = token_for(
+        DEPLOYMENT,
+        "not-the-secret-but-just-as-long-0000",
+        json!({"sub": "user-42", "email": "ann@example.com"}),
+    );
     app.post_batch(&batch(
         VISITOR,
         T0,
@@ -461,7 +556,7 @@ async fn required_verification_ignores_unsigned_and_wrongly_signed_identify() {
                 2,
                 T0 - 2 * SECOND,
                 Some("user-42"),
-                json!({"email": "ann@example.com", "identitySignature": forged}),
+                json!({"email": "ann@example.com", "identityToken": forged}),
             ),
             pageview(3, T0 - SECOND, "https://shop.example/"),
         ],
@@ -485,7 +580,7 @@ async fn required_verification_ignores_unsigned_and_wrongly_signed_identify() {
         json!({"email": {"dataType": "String", "value": "ann@example.com"}})
     );
 
-    let signature = sign_identity(SECRET, "user-42");
+    let signed = token(json!({"sub": "user-42", "email": "ann@example.com"}));
     app.post_batch(&batch(
         VISITOR,
         T0,
@@ -493,7 +588,7 @@ async fn required_verification_ignores_unsigned_and_wrongly_signed_identify() {
             4,
             T0,
             Some("user-42"),
-            json!({"email": "ann@example.com", "identitySignature": signature}),
+            json!({"identityToken": signed}),
         )],
     ))
     .await
@@ -505,17 +600,41 @@ async fn required_verification_ignores_unsigned_and_wrongly_signed_identify() {
         identifiers(&app.contact(&ann).await),
         pairs(&[("Email", "ann@example.com"), ("Cookie", VISITOR)])
     );
+
+    // A logout without proof changes nothing where proof is required: the session stays
+    // open and linked, the cookie stays. With the contact's token it signs out.
+    app.post_batch(&batch(VISITOR, T0, vec![logout(5, T0 + SECOND)]))
+        .await
+        .ok_json();
+    let session = app.only_session_of(VISITOR).await;
+    assert_eq!(session.get("endedDate"), None);
+    assert_eq!(
+        identifiers(&app.contact(&ann).await),
+        pairs(&[("Email", "ann@example.com"), ("Cookie", VISITOR)])
+    );
+    let mut signed_logout = logout(6, T0 + 2 * SECOND);
+    signed_logout["traits"] = json!({"identityToken": token(json!({"email": "ann@example.com"}))});
+    app.post_batch(&batch(VISITOR, T0, vec![signed_logout]))
+        .await
+        .ok_json();
+    let session = app.only_session_of(VISITOR).await;
+    assert_eq!(session["endedDate"], "2026-11-24T06:15:16.123Z");
+    assert_eq!(
+        identifiers(&app.contact(&ann).await),
+        pairs(&[("Email", "ann@example.com")])
+    );
 }
 
 #[tokio::test]
 async fn a_contacts_sessions_are_listed_newest_first_in_pages() {
-    let app = TestApp::new();
+    let app = with_identity_verification(false);
     let ann = contact_with(&app, json!({"workEmail": "ann@example.com"})).await;
     let mut expected_ids = Vec::new();
     for n in 0..3_u32 {
         let now = app.clock.now_ms();
         let events = if n == 0 {
-            vec![identify(n, now, None, json!({"email": "ann@example.com"}))]
+            let signed = token(json!({"email": "ann@example.com"}));
+            vec![identify(n, now, None, json!({"identityToken": signed}))]
         } else {
             vec![pageview(n, now, "https://shop.example/")]
         };

@@ -200,8 +200,16 @@ async fn web_events_and_sdk_batches_share_the_session_rules() {
         .await
         .ok_json();
     assert_eq!(joined["session"]["id"], first["id"]);
-    assert_eq!(joined["session"]["eventCount"], json!(2));
-    assert_eq!(joined["session"]["durationInSeconds"], json!(300));
+    let session = app.only_session_of(VISITOR).await;
+    assert_eq!(session["eventCount"], json!(2));
+    assert_eq!(session["durationInSeconds"], json!(300));
+    // The public answer tells the sender nothing about the session it did not send
+    // itself: whoever knows a visitor id must not read the visitor's journey back.
+    assert_eq!(
+        joined["session"],
+        json!({"id": first["id"], "eventCount": 1, "pageviewCount": 0, "durationInSeconds": 0,
+               "createdDate": "2026-11-24T06:20:14.123Z"})
+    );
 
     app.clock.advance_ms(21 * MINUTE);
     let later = post(
@@ -369,7 +377,7 @@ async fn cors_follows_the_deployment_and_allows_servers() {
 
 #[tokio::test]
 async fn identity_resolution_applies_to_web_events() {
-    let app = TestApp::new();
+    let app = crate::identity::with_identity_verification(false);
     let ada = app
         .create_contact(json!({"firstName": "Ada", "workEmail": "ada@example.com"}))
         .await;
@@ -387,7 +395,9 @@ async fn identity_resolution_applies_to_web_events() {
 
     let mut identified = web_event("identified", T0 + SECOND);
     identified["externalId"] = json!("ada");
-    identified["traits"] = json!({"email": {"dataType": "String", "value": "ADA@example.com"}});
+    let signed = crate::identity::token(json!({"sub": "ada", "email": "ada@example.com"}));
+    identified["traits"] = json!({"email": {"dataType": "String", "value": "ADA@example.com"},
+                                  "identityToken": {"dataType": "String", "value": signed}});
     post(&app, identified).await.ok_json();
     let session = app
         .get(&format!("/api/v2/journey/sessions/{session_id}"))
