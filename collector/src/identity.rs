@@ -28,14 +28,17 @@
 //!    equal the event's `loginId` when it has one): identifiers in the traits beside a
 //!    valid token are ignored, so an unsigned extra identifier can link, move or modify
 //!    nothing. On a match the session is linked ([`LinkKind::Verified`]), the cookie is
-//!    put on the contact, and the signed claims update the contact: `given_name` →
+//!    put on the contact when the token is bound to the visitor (`vid`: a token
+//!    without it could be someone's own, replayed with another visitor's id), and the
+//!    signed claims update the contact: `given_name` →
 //!    `firstName`, `family_name` → `lastName`, `email` → `personalEmail` unless it is
 //!    already one of its emails, `phone_number` → `cellPhone` unless already one of its
 //!    phones. Unsigned traits are stored with the event and never written to a contact.
 //! 4. **The latest verified identity wins.** A cookie on contact A whose visitor then
 //!    identifies (an `identify` event) with a valid token matching contact B follows B:
 //!    the session links to B and the `Cookie` identifier moves from A to B. Only an
-//!    `identify` event with a valid token moves a cookie.
+//!    `identify` event with a valid token bound to the visitor moves a cookie; an
+//!    unbound token does not override a recognised browser.
 //! 5. **Logout ends the identified journey.** A `logout` event closes the session it
 //!    lands in at the logout's time and removes the visitor's `Cookie` identifier, so
 //!    that the next event starts a new, unlinked session. Where the deployment requires
@@ -117,6 +120,10 @@ pub struct VerifiedIdentity {
     pub phone: Option<PhoneNumber>,
     pub first_name: Option<String>,
     pub last_name: Option<String>,
+    /// Whether the token named this visitor (`vid`): only such a token may put the
+    /// visitor's cookie on a contact or move it, since a token without it could be
+    /// replayed with anyone's visitor id.
+    pub bound_to_visitor: bool,
 }
 
 impl VerifiedIdentity {
@@ -232,6 +239,9 @@ pub struct ResolutionInput<'a> {
     pub session_link: Option<(&'a str, LinkKind)>,
     /// Whether the event carried a valid identity token.
     pub verified: bool,
+    /// Whether that token was bound to this visitor (`vid`), which a cookie change
+    /// needs (rule 3).
+    pub bound_to_visitor: bool,
     /// The contact the event's identifiers match (see [`choose_claimed_contact`]):
     /// from the token's claims when `verified`, else from the traits when the
     /// deployment lets unverified claims link (the caller decides; rule 2).
@@ -301,7 +311,11 @@ pub fn decide(input: ResolutionInput<'_>) -> Decision {
         (cookie, Some(claimed)) if input.verified => match cookie {
             None => (
                 Some((claimed, LinkKind::Verified)),
-                CookieChange::AddTo(owned(claimed)),
+                if input.bound_to_visitor {
+                    CookieChange::AddTo(owned(claimed))
+                } else {
+                    CookieChange::Keep
+                },
                 Some(owned(claimed)),
             ),
             Some(cookie) if cookie == claimed => (
@@ -309,7 +323,7 @@ pub fn decide(input: ResolutionInput<'_>) -> Decision {
                 CookieChange::Keep,
                 Some(owned(claimed)),
             ),
-            Some(cookie) if input.kind == EventKind::Identify => (
+            Some(cookie) if input.kind == EventKind::Identify && input.bound_to_visitor => (
                 Some((claimed, LinkKind::Verified)),
                 CookieChange::Move {
                     from: owned(cookie),
@@ -317,7 +331,9 @@ pub fn decide(input: ResolutionInput<'_>) -> Decision {
                 },
                 Some(owned(claimed)),
             ),
-            // Traits ride on every event of a page; only an identify moves a cookie.
+            // Traits ride on every event of a page; only an identify moves a cookie,
+            // and only with a token bound to this visitor: an unbound token could be
+            // someone's own, replayed with another visitor's id.
             Some(cookie) => (Some((cookie, LinkKind::Cookie)), CookieChange::Keep, None),
         },
         (Some(cookie), _) => (Some((cookie, LinkKind::Cookie)), CookieChange::Keep, None),
@@ -482,11 +498,11 @@ fn check_token(
             Some(_) => Err("a claim is not a non-empty string"),
         }
     };
-    if let Some(visitor) = text("vid")? {
-        if !visitor.eq_ignore_ascii_case(context.visitor_id) {
-            return Err("vid is another visitor");
-        }
-    }
+    let bound_to_visitor = match text("vid")? {
+        Some(visitor) if visitor.eq_ignore_ascii_case(context.visitor_id) => true,
+        Some(_) => return Err("vid is another visitor"),
+        None => false,
+    };
     let login_id = text("sub")?;
     if let Some(event_login_id) = context.login_id.filter(|id| !id.is_empty()) {
         if login_id != Some(event_login_id) {
@@ -513,6 +529,7 @@ fn check_token(
         phone,
         first_name: name("given_name")?,
         last_name: name("family_name")?,
+        bound_to_visitor,
     };
     if identity.login_id.is_none() && !identity.has_identifiers() {
         return Err("names no one: no sub, email or phone_number");
@@ -605,6 +622,7 @@ mod tests {
                     phone: phone.and_then(PhoneNumber::parse_e164),
                     first_name: first.map(str::to_owned),
                     last_name: last.map(str::to_owned),
+                    bound_to_visitor: false,
                 }
             };
         let check = |claims: VerifiedIdentity, expected: Option<ContactFields>| {
@@ -653,15 +671,19 @@ mod tests {
         use CookieChange::*;
         use EventKind::{Identify, Logout, Pageview, Record};
         use LinkKind::{Cookie, Unverified, Verified};
-        // (kind, cookie contact, session link, verified token, claimed contact, proof required)
+        // (kind, cookie contact, session link, token, claimed contact, proof required)
         type Input = (
             EventKind,
             Option<&'static str>,
             Option<(&'static str, LinkKind)>,
-            bool,
+            (bool, bool),
             Option<&'static str>,
             bool,
         );
+        // (valid token, bound to the visitor)
+        const NO_TOKEN: (bool, bool) = (false, false);
+        const UNBOUND: (bool, bool) = (true, false);
+        const BOUND: (bool, bool) = (true, true);
         let s = |id: &str| id.to_owned();
         let decision =
             |link: Option<(&str, LinkKind)>, cookie, claims: Option<&str>, close| Decision {
@@ -673,32 +695,46 @@ mod tests {
         let cases: Vec<(&str, Input, Decision)> = vec![
             (
                 "anonymous",
-                (Pageview, None, None, false, None, false),
+                (Pageview, None, None, NO_TOKEN, None, false),
                 decision(None, Keep, None, false),
             ),
             (
                 "recognised cookie links the session",
-                (Pageview, Some("A"), None, false, None, false),
+                (Pageview, Some("A"), None, NO_TOKEN, None, false),
                 decision(Some(("A", Cookie)), Keep, None, false),
             ),
             (
                 "a link in place is not written again",
-                (Pageview, Some("A"), Some(("A", Cookie)), false, None, false),
+                (
+                    Pageview,
+                    Some("A"),
+                    Some(("A", Cookie)),
+                    NO_TOKEN,
+                    None,
+                    false,
+                ),
                 decision(None, Keep, None, false),
             ),
             (
                 "a verified link does not weaken to a cookie link",
-                (Record, Some("A"), Some(("A", Verified)), false, None, false),
+                (
+                    Record,
+                    Some("A"),
+                    Some(("A", Verified)),
+                    NO_TOKEN,
+                    None,
+                    false,
+                ),
                 decision(None, Keep, None, false),
             ),
             (
                 "unverified claim links the session only",
-                (Identify, None, None, false, Some("B"), false),
+                (Identify, None, None, NO_TOKEN, Some("B"), false),
                 decision(Some(("B", Unverified)), Keep, None, false),
             ),
             (
                 "unverified claim on a pageview links the session only",
-                (Pageview, None, None, false, Some("B"), false),
+                (Pageview, None, None, NO_TOKEN, Some("B"), false),
                 decision(Some(("B", Unverified)), Keep, None, false),
             ),
             (
@@ -707,7 +743,7 @@ mod tests {
                     Identify,
                     None,
                     Some(("B", Unverified)),
-                    false,
+                    NO_TOKEN,
                     Some("C"),
                     false,
                 ),
@@ -719,7 +755,7 @@ mod tests {
                     Identify,
                     None,
                     Some(("B", Verified)),
-                    false,
+                    NO_TOKEN,
                     Some("C"),
                     false,
                 ),
@@ -727,12 +763,12 @@ mod tests {
             ),
             (
                 "an unverified claim never replaces a cookie: cookie first",
-                (Identify, Some("A"), None, false, Some("B"), false),
+                (Identify, Some("A"), None, NO_TOKEN, Some("B"), false),
                 decision(Some(("A", Cookie)), Keep, None, false),
             ),
             (
                 "verified: cookie added, claims applied",
-                (Identify, None, None, true, Some("B"), true),
+                (Identify, None, None, BOUND, Some("B"), true),
                 decision(Some(("B", Verified)), AddTo(s("B")), Some("B"), false),
             ),
             (
@@ -741,7 +777,7 @@ mod tests {
                     Identify,
                     None,
                     Some(("B", Unverified)),
-                    true,
+                    BOUND,
                     Some("B"),
                     false,
                 ),
@@ -749,7 +785,7 @@ mod tests {
             ),
             (
                 "verified on a pageview (traits ride on every event)",
-                (Pageview, None, None, true, Some("B"), false),
+                (Pageview, None, None, BOUND, Some("B"), false),
                 decision(Some(("B", Verified)), AddTo(s("B")), Some("B"), false),
             ),
             (
@@ -758,7 +794,7 @@ mod tests {
                     Identify,
                     Some("A"),
                     Some(("A", Cookie)),
-                    true,
+                    BOUND,
                     Some("A"),
                     false,
                 ),
@@ -770,7 +806,7 @@ mod tests {
                     Identify,
                     Some("A"),
                     Some(("A", Verified)),
-                    true,
+                    BOUND,
                     Some("B"),
                     false,
                 ),
@@ -790,20 +826,68 @@ mod tests {
                     Record,
                     Some("A"),
                     Some(("A", Cookie)),
-                    true,
+                    BOUND,
                     Some("B"),
                     false,
                 ),
                 decision(None, Keep, None, false),
             ),
             (
+                "unbound token: the session is linked, no cookie is put on the contact",
+                (Identify, None, None, UNBOUND, Some("B"), false),
+                decision(Some(("B", Verified)), Keep, Some("B"), false),
+            ),
+            (
+                "unbound token does not override a recognised browser",
+                (
+                    Identify,
+                    Some("A"),
+                    Some(("A", Cookie)),
+                    UNBOUND,
+                    Some("B"),
+                    false,
+                ),
+                decision(None, Keep, None, false),
+            ),
+            (
+                "unbound token of the cookie's own contact verifies the link",
+                (
+                    Identify,
+                    Some("A"),
+                    Some(("A", Cookie)),
+                    UNBOUND,
+                    Some("A"),
+                    false,
+                ),
+                decision(Some(("A", Verified)), Keep, Some("A"), false),
+            ),
+            (
+                "unbound token proves a logout of its own contact",
+                (
+                    Logout,
+                    Some("A"),
+                    Some(("A", Verified)),
+                    UNBOUND,
+                    Some("A"),
+                    true,
+                ),
+                decision(None, RemoveFrom(s("A")), None, true),
+            ),
+            (
                 "verified identity that matches nobody changes nothing",
-                (Identify, None, None, true, None, true),
+                (Identify, None, None, BOUND, None, true),
                 decision(None, Keep, None, false),
             ),
             (
                 "logout without required proof",
-                (Logout, Some("A"), Some(("A", Cookie)), false, None, false),
+                (
+                    Logout,
+                    Some("A"),
+                    Some(("A", Cookie)),
+                    NO_TOKEN,
+                    None,
+                    false,
+                ),
                 decision(None, RemoveFrom(s("A")), None, true),
             ),
             (
@@ -812,7 +896,7 @@ mod tests {
                     Logout,
                     Some("A"),
                     Some(("A", Verified)),
-                    true,
+                    BOUND,
                     Some("A"),
                     true,
                 ),
@@ -820,7 +904,14 @@ mod tests {
             ),
             (
                 "logout without proof where it is required changes nothing",
-                (Logout, Some("A"), Some(("A", Verified)), false, None, true),
+                (
+                    Logout,
+                    Some("A"),
+                    Some(("A", Verified)),
+                    NO_TOKEN,
+                    None,
+                    true,
+                ),
                 decision(None, Keep, None, false),
             ),
             (
@@ -829,7 +920,7 @@ mod tests {
                     Logout,
                     Some("A"),
                     Some(("A", Verified)),
-                    true,
+                    BOUND,
                     Some("B"),
                     true,
                 ),
@@ -837,18 +928,19 @@ mod tests {
             ),
             (
                 "anonymous logout closes the session",
-                (Logout, None, None, false, None, true),
+                (Logout, None, None, NO_TOKEN, None, true),
                 decision(None, Keep, None, true),
             ),
         ];
-        for (name, (kind, cookie, session_link, verified, claimed, proof_required), expected) in
-            cases
+        for (name, (kind, cookie, session_link, token, claimed, proof_required), expected) in cases
         {
+            let (verified, bound_to_visitor) = token;
             let input = ResolutionInput {
                 kind,
                 cookie_contact: cookie,
                 session_link,
                 verified,
+                bound_to_visitor,
                 claimed_contact: claimed,
                 proof_required,
             };
@@ -941,6 +1033,7 @@ mod tests {
             phone: PhoneNumber::parse_e164("+442079460018"),
             first_name: Some("Ann".into()),
             last_name: Some("Lee".into()),
+            bound_to_visitor: false,
         });
         let mut other = good_claims();
         let exp = NOW_MS / 1000 + 3600;
@@ -1057,6 +1150,18 @@ mod tests {
                     json!({"aud": "shop", "exp": exp, "nbf": NOW_MS / 1000 + 600, "sub": "u"}),
                 )),
                 invalid("not valid yet"),
+            ),
+            (
+                "bound to this visitor",
+                context(None),
+                Some(sign(
+                    json!({"aud": "shop", "exp": exp, "sub": "u", "vid": VISITOR.to_uppercase()}),
+                )),
+                TokenCheck::Valid(VerifiedIdentity {
+                    login_id: Some("u".into()),
+                    bound_to_visitor: true,
+                    ..VerifiedIdentity::default()
+                }),
             ),
             (
                 "bound to another visitor",

@@ -4,13 +4,22 @@
 //! Pages are compiled in (`include_str!`) and share `site/layout.html`, whose
 //! `{{snippet}}` marker is replaced, per request, by the snippet from `js/snippet.min.js` with
 //! this server's collector URL and deployment id.
+//!
+//! The shop is also "the site's server" of the identity docs (`docs/identity.md`): with
+//! an identity secret, `POST /account/sign-in` signs the identity token that its
+//! sign-in page passes to `ac('identify')`, so that a sign-in links the visitor's
+//! browser to the customer as a verified identity. Being a demo, it signs in anyone
+//! who gives an email; a real site would do so only after checking a password.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
 
 /// The snippet sites paste into their pages, with placeholders.
 pub const SNIPPET: &str = include_str!("../../js/snippet.min.js");
@@ -27,17 +36,50 @@ struct Page {
 }
 
 const PAGES: &[Page] = &[
-    Page { path: "/", title: "Trailhead Outfitters — Home", keywords: "outdoor, hiking, boots", main: include_str!("../site/index.html") },
-    Page { path: "/products", title: "Products — Trailhead Outfitters", keywords: "products, boots, tents, jackets", main: include_str!("../site/products.html") },
-    Page { path: "/product", title: "Product — Trailhead Outfitters", keywords: "product", main: include_str!("../site/product.html") },
-    Page { path: "/checkout", title: "Checkout — Trailhead Outfitters", keywords: "checkout", main: include_str!("../site/checkout.html") },
-    Page { path: "/signin", title: "Sign in — Trailhead Outfitters", keywords: "account", main: include_str!("../site/signin.html") },
+    Page {
+        path: "/",
+        title: "Trailhead Outfitters — Home",
+        keywords: "outdoor, hiking, boots",
+        main: include_str!("../site/index.html"),
+    },
+    Page {
+        path: "/products",
+        title: "Products — Trailhead Outfitters",
+        keywords: "products, boots, tents, jackets",
+        main: include_str!("../site/products.html"),
+    },
+    Page {
+        path: "/product",
+        title: "Product — Trailhead Outfitters",
+        keywords: "product",
+        main: include_str!("../site/product.html"),
+    },
+    Page {
+        path: "/checkout",
+        title: "Checkout — Trailhead Outfitters",
+        keywords: "checkout",
+        main: include_str!("../site/checkout.html"),
+    },
+    Page {
+        path: "/signin",
+        title: "Sign in — Trailhead Outfitters",
+        keywords: "account",
+        main: include_str!("../site/signin.html"),
+    },
 ];
 
 /// The shop's own script and style.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("/assets/shop.js", "text/javascript; charset=utf-8", include_str!("../site/shop.js")),
-    ("/assets/shop.css", "text/css; charset=utf-8", include_str!("../site/shop.css")),
+    (
+        "/assets/shop.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../site/shop.js"),
+    ),
+    (
+        "/assets/shop.css",
+        "text/css; charset=utf-8",
+        include_str!("../site/shop.css"),
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -48,6 +90,9 @@ pub struct DemoConfig {
     /// Extra `ac('init')` options as a JavaScript object literal, e.g.
     /// `{sessionTimeoutMinutes: 1}`; tests use it.
     pub init_options: Option<String>,
+    /// The deployment's identity secret, shared with the collector: with it the shop
+    /// signs identity tokens at sign-in. Without it, sign-ins are unverified claims.
+    pub identity_secret: Option<String>,
 }
 
 impl DemoConfig {
@@ -66,7 +111,78 @@ impl DemoConfig {
 }
 
 pub fn router(config: DemoConfig) -> Router {
-    Router::new().fallback(page).with_state(Arc::new(config))
+    Router::new()
+        .route("/account/sign-in", post(sign_in))
+        .fallback(page)
+        // A sign-in form is a few hundred bytes.
+        .layer(axum::extract::DefaultBodyLimit::max(4_096))
+        .with_state(Arc::new(config))
+}
+
+/// The visitor cookie the SDK sets on the site's own domain.
+const VISITOR_COOKIE: &str = "_footpath_vid";
+/// How long a signed identity is valid.
+const TOKEN_LIFETIME_SECONDS: u64 = 3_600;
+
+#[derive(Deserialize)]
+struct SignIn {
+    email: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /account/sign-in`: signs the visitor in (anyone, it is a demo) and answers
+/// the identity token the page hands to `ac('identify')`. The token names the email,
+/// and is bound to this browser's visitor cookie when the request carries one.
+async fn sign_in(
+    State(config): State<Arc<DemoConfig>>,
+    headers: HeaderMap,
+    Json(form): Json<SignIn>,
+) -> Response {
+    let Some(secret) = &config.identity_secret else {
+        return (StatusCode::NOT_FOUND, "this demo signs no identities").into_response();
+    };
+    let email = form.email.trim();
+    if email.is_empty() || email.len() > 254 || !email.contains('@') {
+        return (StatusCode::BAD_REQUEST, "email: must be an email address").into_response();
+    }
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.as_secs())
+        + TOKEN_LIFETIME_SECONDS;
+    let mut claims = serde_json::Map::new();
+    claims.insert("aud".into(), json!(config.deployment_id));
+    claims.insert("exp".into(), json!(expires));
+    claims.insert("sub".into(), json!(email));
+    claims.insert("email".into(), json!(email));
+    if let Some(name) = form
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        claims.insert("given_name".into(), json!(name));
+    }
+    if let Some(visitor) = visitor_cookie(&headers) {
+        claims.insert("vid".into(), json!(visitor));
+    }
+    let token = footpath_collector::identity::sign_identity_token(secret, &claims);
+    Json(json!({ "identityToken": token })).into_response()
+}
+
+fn visitor_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .find_map(|cookie| {
+            cookie
+                .trim()
+                .strip_prefix(VISITOR_COOKIE)?
+                .strip_prefix('=')
+        })
+        .filter(|value| value.len() == 36)
 }
 
 async fn page(State(config): State<Arc<DemoConfig>>, uri: Uri) -> Response {
@@ -89,7 +205,14 @@ async fn page(State(config): State<Arc<DemoConfig>>, uri: Uri) -> Response {
 /// in the browser's back/forward cache, as on most real sites, which the SDK must not
 /// prevent.
 fn respond(content_type: &'static str, body: String) -> Response {
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 /// Serves the demo on `listener` until `shutdown` completes.
@@ -98,5 +221,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(config))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

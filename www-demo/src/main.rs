@@ -13,6 +13,10 @@ struct Args {
     /// The deployment id pages pass to `ac('init')`.
     #[arg(long, default_value = "demo")]
     deployment_id: String,
+    /// The deployment's identity secret (the collector's `identity_secret`); with it
+    /// the shop signs identity tokens at sign-in.
+    #[arg(long, env = "FOOTPATH_DEMO_IDENTITY_SECRET", hide_env_values = true)]
+    identity_secret: Option<String>,
 }
 
 #[tokio::main]
@@ -20,7 +24,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!("demo shop on http://{}/", listener.local_addr()?);
-    let config = DemoConfig { collector_url: args.collector_url, deployment_id: args.deployment_id, init_options: None };
+    let config = DemoConfig {
+        collector_url: args.collector_url,
+        deployment_id: args.deployment_id,
+        init_options: None,
+        identity_secret: args.identity_secret,
+    };
     footpath_demo::serve(config, listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -24,7 +24,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.first().map(String::as_str) {
         Some("setup") => setup::setup().map(|_| ()),
-        Some("sdk") => setup::setup().and_then(|tools| sdk::build(&tools)).and_then(|_| sdk::report(false)).map(|_| ()),
+        Some("sdk") => setup::setup()
+            .and_then(|tools| sdk::build(&tools))
+            .and_then(|_| sdk::report(false))
+            .map(|_| ()),
         Some("size") => sdk::check_budget(args.iter().any(|a| a == "--twiggy")),
         Some("run") => run(),
         Some("test") => test(&args[1..]),
@@ -47,7 +50,10 @@ fn main() -> ExitCode {
 }
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
 }
 
 /// Passed and failed test counts, summed over every runner's `test result:` lines.
@@ -73,7 +79,15 @@ pub fn run_tests(command: &mut Command, tally: &mut Tally) -> Result<()> {
         if let Some(rest) = line.trim().strip_prefix("test result: ") {
             let count = |word: &str| {
                 rest.split(';')
-                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse::<u64>().ok())
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
                     .unwrap_or(0)
             };
             tally.passed += count(" passed");
@@ -90,7 +104,9 @@ pub fn run_tests(command: &mut Command, tally: &mut Tally) -> Result<()> {
 /// Runs a command, echoing it, and fails unless it succeeds.
 pub fn run_checked(command: &mut Command) -> Result<()> {
     eprintln!("$ {}", describe(command));
-    let status = command.status().with_context(|| format!("could not start {}", describe(command)))?;
+    let status = command
+        .status()
+        .with_context(|| format!("could not start {}", describe(command)))?;
     if !status.success() {
         bail!("{} failed ({status})", describe(command));
     }
@@ -125,20 +141,40 @@ fn test(args: &[String]) -> Result<()> {
     let mut native = cargo();
     native.args(["test", "--workspace", "--exclude", "footpath-e2e"]);
     let outcome = run_tests(&mut native, &mut tally);
-    let outcome = outcome.and_then(|_| if with_wasm { sdk::test_in_browser(&tools, &mut tally) } else { Ok(()) });
+    let outcome = outcome.and_then(|_| {
+        if with_wasm {
+            sdk::test_in_browser(&tools, &mut tally)
+        } else {
+            Ok(())
+        }
+    });
     let outcome = outcome.and_then(|_| {
         if !with_e2e {
             return Ok(());
         }
         let mut e2e = cargo();
-        e2e.args(["test", "-p", "footpath-e2e", "--test", "it", "--", "--test-threads=1"])
-            .env("FOOTPATH_SDK_DIR", root().join("target/sdk"))
-            .env("CHROMEDRIVER", &tools.chromedriver)
-            .env("FOOTPATH_SNIPPET", root().join("js/snippet.min.js"));
+        e2e.args([
+            "test",
+            "-p",
+            "footpath-e2e",
+            "--test",
+            "it",
+            "--",
+            "--test-threads=1",
+        ])
+        .env("FOOTPATH_SDK_DIR", root().join("target/sdk"))
+        .env("CHROMEDRIVER", &tools.chromedriver)
+        .env("FOOTPATH_SNIPPET", root().join("js/snippet.min.js"));
         run_tests(&mut e2e, &mut tally)
     });
     // Each fuzz target for a few seconds (FOOTPATH_FUZZ_SECONDS), counted as one test.
-    let outcome = outcome.and_then(|_| if with_fuzz { fuzz::smoke(&mut tally) } else { Ok(()) });
+    let outcome = outcome.and_then(|_| {
+        if with_fuzz {
+            fuzz::smoke(&mut tally)
+        } else {
+            Ok(())
+        }
+    });
     // One plain closing line over every runner, for people and for CI.
     println!("{} passed, {} failed", tally.passed, tally.failed);
     outcome
@@ -153,11 +189,25 @@ fn run() -> Result<()> {
     let data = root().join("target/demo");
     std::fs::create_dir_all(&data)?;
     let token = setup::random_token()?;
+    // The demo shop's server signs identity tokens at sign-in (docs/identity.md) with a
+    // secret it shares with the collector; like the token, a new one at each start.
+    let identity_secret = setup::random_token()?;
+    let config_path = data.join("footpath.toml");
+    let example =
+        std::fs::read_to_string(root().join("footpath.toml")).context("reading footpath.toml")?;
+    std::fs::write(
+        &config_path,
+        format!(
+            "{example}\n# Added by `cargo xtask run`: the demo shop signs sign-ins with this secret.\n\
+             [[identity_verification]]\ndeployment_id = \"demo\"\nidentity_secret = \"{identity_secret}\"\n"
+        ),
+    )?;
     let collector_url = "http://127.0.0.1:8700";
     let demo_url = "http://127.0.0.1:8701";
     let mut collector = Command::new(root().join("target/debug/footpath-collector"))
         .current_dir(root())
-        .args(["--config", "footpath.toml"])
+        .arg("--config")
+        .arg(&config_path)
         .env("FOOTPATH_API_TOKEN", &token)
         .env("FOOTPATH_DATABASE_PATH", data.join("footpath.sqlite3"))
         .env("FOOTPATH_SDK_DIR", root().join("target/sdk"))
@@ -165,7 +215,15 @@ fn run() -> Result<()> {
         .context("starting the collector")?;
     let mut demo = Command::new(root().join("target/debug/footpath-demo"))
         .current_dir(root())
-        .args(["--listen", "127.0.0.1:8701", "--collector-url", collector_url, "--deployment-id", "demo"])
+        .args([
+            "--listen",
+            "127.0.0.1:8701",
+            "--collector-url",
+            collector_url,
+            "--deployment-id",
+            "demo",
+        ])
+        .env("FOOTPATH_DEMO_IDENTITY_SECRET", &identity_secret)
         .spawn()
         .context("starting the demo site")?;
     println!();
@@ -175,7 +233,10 @@ fn run() -> Result<()> {
     println!("  agents' desk      {collector_url}/desk/  (sign in with the access token {token})");
     println!("  agents' API       {collector_url}/api/v2/journey/sessions  (Authorization: Bearer {token})");
     println!("  example           curl -H 'Authorization: Bearer {token}' {collector_url}/api/v2/journey/sessions");
-    println!("  database          {}", data.join("footpath.sqlite3").display());
+    println!(
+        "  database          {}",
+        data.join("footpath.sqlite3").display()
+    );
     println!();
     let status = collector.wait()?;
     let _ = demo.kill();

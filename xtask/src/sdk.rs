@@ -38,7 +38,17 @@ fn wasm_cargo(tools: &Tools) -> Command {
             for (key, _) in std::env::vars_os() {
                 let key = key.to_string_lossy().into_owned();
                 let inherited = key.starts_with("CARGO_") && key != "CARGO_HOME";
-                if inherited || matches!(key.as_str(), "RUSTUP_TOOLCHAIN" | "RUSTC" | "RUSTDOC" | "CARGO" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER") {
+                if inherited
+                    || matches!(
+                        key.as_str(),
+                        "RUSTUP_TOOLCHAIN"
+                            | "RUSTC"
+                            | "RUSTDOC"
+                            | "CARGO"
+                            | "RUSTC_WRAPPER"
+                            | "RUSTC_WORKSPACE_WRAPPER"
+                    )
+                {
                     command.env_remove(&key);
                 }
             }
@@ -75,18 +85,36 @@ pub fn build(tools: &Tools) -> Result<()> {
     }
     let mut cargo = wasm_cargo(tools);
     cargo
-        .args(["build", "-p", "footpath-sdk", "--profile", "wasm-release", "--target", TARGET])
+        .args([
+            "build",
+            "-p",
+            "footpath-sdk",
+            "--profile",
+            "wasm-release",
+            "--target",
+            TARGET,
+        ])
         .args(build_std_args(tools, false))
         .arg("--target-dir")
         .arg(root().join("target/wasm"));
     run_checked(&mut cargo)?;
 
-    let built = root().join("target/wasm").join(TARGET).join("wasm-release/footpath_sdk.wasm");
+    let built = root()
+        .join("target/wasm")
+        .join(TARGET)
+        .join("wasm-release/footpath_sdk.wasm");
     let bindgen_dir = root().join("target/sdk-bindgen");
     run_checked(
         Command::new("wasm-bindgen")
             // `--target web`: `no-modules` refuses the module's JS snippet (`host.js`).
-            .args(["--target", "web", "--no-typescript", "--out-name", "footpath", "--out-dir"])
+            .args([
+                "--target",
+                "web",
+                "--no-typescript",
+                "--out-name",
+                "footpath",
+                "--out-dir",
+            ])
             .arg(&bindgen_dir)
             .arg(&built),
     )?;
@@ -99,14 +127,21 @@ pub fn build(tools: &Tools) -> Result<()> {
     let mut wasm_opt = Command::new(tools_bin.join("wasm-opt"));
     wasm_opt
         .args(["-Oz", "--minify-imports-and-exports-and-modules"])
-        .args(["--strip-debug", "--strip-producers", "--strip-target-features"])
+        .args([
+            "--strip-debug",
+            "--strip-producers",
+            "--strip-target-features",
+        ])
         .arg(bindgen_dir.join("footpath_bg.wasm"))
         .arg("-o")
         .arg(out.join("footpath.wasm"));
     eprintln!("$ {wasm_opt:?}");
     let optimised = wasm_opt.output().context("could not start wasm-opt")?;
     if !optimised.status.success() {
-        bail!("wasm-opt failed: {}", String::from_utf8_lossy(&optimised.stderr));
+        bail!(
+            "wasm-opt failed: {}",
+            String::from_utf8_lossy(&optimised.stderr)
+        );
     }
     let renames = Renames::parse(&String::from_utf8_lossy(&optimised.stdout))?;
 
@@ -139,21 +174,37 @@ struct Renames {
 
 impl Renames {
     fn parse(json: &str) -> Result<Renames> {
-        let mut renames = Renames { imports: Vec::new(), exports: Vec::new() };
+        let mut renames = Renames {
+            imports: Vec::new(),
+            exports: Vec::new(),
+        };
         let mut section = "";
         for line in json.lines() {
             let line = line.trim();
             if line.starts_with("\"imports\"") || line.starts_with("\"exports\"") {
-                section = if line.starts_with("\"imports\"") { "imports" } else { "exports" };
+                section = if line.starts_with("\"imports\"") {
+                    "imports"
+                } else {
+                    "exports"
+                };
                 continue;
             }
             if !line.starts_with('[') {
                 continue;
             }
             // `["a", "b", "c"],`: the strings sit between every other quote.
-            let strings: Vec<String> = line.split('"').skip(1).step_by(2).map(str::to_owned).collect();
+            let strings: Vec<String> = line
+                .split('"')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect();
             match (section, strings.as_slice()) {
-                ("imports", [module, name, new]) => renames.imports.push((module.clone(), name.clone(), new.clone())),
+                ("imports", [module, name, new]) => {
+                    renames
+                        .imports
+                        .push((module.clone(), name.clone(), new.clone()))
+                }
                 ("exports", [name, new]) => renames.exports.push((name.clone(), new.clone())),
                 _ => bail!("unexpected line in wasm-opt's renames: {line}"),
             }
@@ -214,11 +265,15 @@ fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<S
                 let mut names = Vec::new();
                 for snippet_line in text.lines() {
                     if let Some(function) = snippet_line.strip_prefix("export function ") {
-                        let name: String =
-                            function.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        let name: String = function
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
                         names.push(name);
                         code.push_str(&snippet_line["export ".len()..]);
-                    } else if snippet_line.starts_with("export") || snippet_line.starts_with("import") {
+                    } else if snippet_line.starts_with("export")
+                        || snippet_line.starts_with("import")
+                    {
                         bail!("{path}: only `export function` is supported: {snippet_line}");
                     } else {
                         code.push_str(snippet_line);
@@ -233,10 +288,17 @@ fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<S
         }
         // The glue's `export {...}`, and its imports object's entries for the snippets.
         let trimmed = line.trim_start();
-        if line.starts_with("export {") || (trimmed.starts_with("\"./snippets/") && trimmed.contains("\": import")) {
+        if line.starts_with("export {")
+            || (trimmed.starts_with("\"./snippets/") && trimmed.contains("\": import"))
+        {
             continue;
         }
-        body.push_str(&line.strip_prefix("export ").unwrap_or(line).replace("import.meta.url", "location.href"));
+        body.push_str(
+            &line
+                .strip_prefix("export ")
+                .unwrap_or(line)
+                .replace("import.meta.url", "location.href"),
+        );
         body.push('\n');
     }
     // The module imports everything from `a` now: the glue's own functions, renamed,
@@ -244,26 +306,51 @@ fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<S
     let mut direct = Vec::new();
     for (module, name, new) in &renames.imports {
         if module == "./footpath_bg.js" {
-            body = replace_once(&body, &format!("        {name}: function"), &format!("        {new}: function"), "import")?;
-        } else if snippets.iter().any(|(path, names)| path == module && names.contains(name)) {
+            body = replace_once(
+                &body,
+                &format!("        {name}: function"),
+                &format!("        {new}: function"),
+                "import",
+            )?;
+        } else if snippets
+            .iter()
+            .any(|(path, names)| path == module && names.contains(name))
+        {
             direct.push(format!("{new}: {name}"));
         } else {
             bail!("the module imports {module} {name}, which the glue does not provide");
         }
     }
-    code.push_str(&format!("const __fp_direct = {{ {} }};\n", direct.join(", ")));
-    body = replace_once(&body, "\"./footpath_bg.js\": import0,", "a: Object.assign(import0, __fp_direct),", "imports")?;
+    code.push_str(&format!(
+        "const __fp_direct = {{ {} }};\n",
+        direct.join(", ")
+    ));
+    body = replace_once(
+        &body,
+        "\"./footpath_bg.js\": import0,",
+        "a: Object.assign(import0, __fp_direct),",
+        "imports",
+    )?;
     let mut exports = renames.exports.clone();
     exports.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
     for (name, new) in &exports {
         body = rename_export(&body, name, new);
     }
-    for used in ["function __wbg_get_imports(", "function __wbg_finalize_init(instance, module)"] {
+    for used in [
+        "function __wbg_get_imports(",
+        "function __wbg_finalize_init(instance, module)",
+    ] {
         if !body.contains(used) {
-            bail!("js/loader.js calls the glue's `{used}`, which this wasm-bindgen does not define");
+            bail!(
+                "js/loader.js calls the glue's `{used}`, which this wasm-bindgen does not define"
+            );
         }
     }
-    if body.contains("import.meta") || body.lines().any(|line| line.starts_with("export") || line.starts_with("import ")) {
+    if body.contains("import.meta")
+        || body
+            .lines()
+            .any(|line| line.starts_with("export") || line.starts_with("import "))
+    {
         bail!("the glue still has module syntax after inlining");
     }
     code.push_str(&body);
@@ -291,7 +378,11 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 fn brotli(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    let params = brotli::enc::BrotliEncoderParams { quality: 11, lgwin: 22, ..Default::default() };
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
     brotli::BrotliCompress(&mut &data[..], &mut out, &params).expect("writing to memory");
     out
 }
@@ -304,10 +395,14 @@ pub fn report(twiggy: bool) -> Result<usize> {
     let mut rows = vec![("snippet (inline, js/snippet.min.js)".to_owned(), snippet)];
     for name in ["footpath.js", "footpath.wasm"] {
         let path = out.join(name);
-        let data = std::fs::read(&path).with_context(|| format!("{} is missing: run `cargo xtask sdk`", path.display()))?;
+        let data = std::fs::read(&path)
+            .with_context(|| format!("{} is missing: run `cargo xtask sdk`", path.display()))?;
         rows.push((name.to_owned(), data));
     }
-    println!("{:<38} {:>9} {:>9} {:>9}", "what a page downloads", "raw", "gzip", "brotli");
+    println!(
+        "{:<38} {:>9} {:>9} {:>9}",
+        "what a page downloads", "raw", "gzip", "brotli"
+    );
     let (mut raw, mut gz, mut br) = (0, 0, 0);
     for (name, data) in &rows {
         let (g, b) = (gzip(data).len(), brotli(data).len());
@@ -317,7 +412,10 @@ pub fn report(twiggy: bool) -> Result<usize> {
         br += b;
     }
     println!("{:<38} {raw:>9} {gz:>9} {br:>9}", "total");
-    println!("gzip budget: {GZIP_BUDGET_BYTES} bytes ({} left)", GZIP_BUDGET_BYTES as i64 - gz as i64);
+    println!(
+        "gzip budget: {GZIP_BUDGET_BYTES} bytes ({} left)",
+        GZIP_BUDGET_BYTES as i64 - gz as i64
+    );
     if twiggy {
         let wasm = root().join("target/sdk-bindgen/footpath_bg.wasm");
         run_checked(Command::new("twiggy").args(["top", "-n", "25"]).arg(&wasm))
@@ -337,10 +435,21 @@ pub fn check_budget(twiggy: bool) -> Result<()> {
 
 /// The SDK's `wasm_bindgen_test`s, in headless Chromium through chromedriver.
 pub fn test_in_browser(tools: &Tools, tally: &mut crate::Tally) -> Result<()> {
-    require(&tools.chromedriver.to_string_lossy(), "Debian's chromium-driver")?;
+    require(
+        &tools.chromedriver.to_string_lossy(),
+        "Debian's chromium-driver",
+    )?;
     let mut cargo = wasm_cargo(tools);
     cargo
-        .args(["test", "-p", "footpath-sdk", "--test", "browser", "--target", TARGET])
+        .args([
+            "test",
+            "-p",
+            "footpath-sdk",
+            "--test",
+            "browser",
+            "--target",
+            TARGET,
+        ])
         .args(build_std_args(tools, true))
         .arg("--target-dir")
         .arg(root().join("target/wasm"))

@@ -27,11 +27,21 @@ pub struct Tools {
     pub chromedriver: PathBuf,
 }
 
-const DEBIAN_RUST: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "rust-web-llvm", "lld-22"];
+const DEBIAN_RUST: &[&str] = &[
+    "rustc-web",
+    "cargo-web",
+    "rust-web-src",
+    "rust-web-llvm",
+    "lld-22",
+];
 const ALWAYS: &[&str] = &["chromium", "chromium-driver"];
 
 pub fn setup() -> Result<Tools> {
-    let wasm = if rustup_has_wasm32() { WasmToolchain::Rustup } else { WasmToolchain::DebianBuildStd };
+    let wasm = if rustup_has_wasm32() {
+        WasmToolchain::Rustup
+    } else {
+        WasmToolchain::DebianBuildStd
+    };
     let mut wanted: Vec<&str> = ALWAYS.to_vec();
     if wasm == WasmToolchain::DebianBuildStd {
         wanted.extend_from_slice(DEBIAN_RUST);
@@ -39,25 +49,39 @@ pub fn setup() -> Result<Tools> {
     if !command_works("node") || !command_works("npm") {
         wanted.extend_from_slice(&["nodejs", "npm"]);
     }
+    // The identity docs' PHP example is run by a test (Python and Node are run too).
+    if !command_works("php") {
+        wanted.push("php-cli");
+    }
     // libfuzzer-sys compiles libFuzzer's C++ sources for the fuzz targets.
     if !command_works("c++") {
         wanted.push("g++");
     }
-    let missing: Vec<&str> = wanted.into_iter().filter(|p| !debian_package_installed(p)).collect();
+    let missing: Vec<&str> = wanted
+        .into_iter()
+        .filter(|p| !debian_package_installed(p))
+        .collect();
     if !missing.is_empty() {
         apt_install(&missing)?;
     }
     install_wasm_bindgen_cli()?;
     install_cargo_fuzz()?;
     install_js_tools()?;
-    Ok(Tools { wasm, chromedriver: PathBuf::from("/usr/bin/chromedriver") })
+    Ok(Tools {
+        wasm,
+        chromedriver: PathBuf::from("/usr/bin/chromedriver"),
+    })
 }
 
 fn rustup_has_wasm32() -> bool {
     Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown"))
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == "wasm32-unknown-unknown")
+        })
         .unwrap_or(false)
 }
 
@@ -71,7 +95,11 @@ fn debian_package_installed(package: &str) -> bool {
 
 fn apt_install(packages: &[&str]) -> Result<()> {
     eprintln!("xtask: installing Debian packages: {}", packages.join(" "));
-    let is_root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false);
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
     let apt = |args: &[&str]| {
         let mut command = if is_root {
             Command::new("apt-get")
@@ -94,7 +122,8 @@ fn apt_install(packages: &[&str]) -> Result<()> {
 /// Cargo.lock: the two agree on a private format.
 fn install_wasm_bindgen_cli() -> Result<()> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
-    let version = locked_version(&lock, "wasm-bindgen").context("wasm-bindgen is not in Cargo.lock")?;
+    let version =
+        locked_version(&lock, "wasm-bindgen").context("wasm-bindgen is not in Cargo.lock")?;
     let installed = Command::new("wasm-bindgen")
         .arg("--version")
         .output()
@@ -124,11 +153,20 @@ pub fn install_cargo_fuzz() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing cargo-fuzz {CARGO_FUZZ_VERSION} (found: {installed:?}); this takes a minute");
-    run_checked(Command::new(&cargo).args(["install", "cargo-fuzz", "--locked", "--version", CARGO_FUZZ_VERSION]))
+    run_checked(Command::new(&cargo).args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
 }
 
 fn command_works(program: &str) -> bool {
-    Command::new(program).arg("--version").output().is_ok_and(|out| out.status.success())
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success())
 }
 
 /// wasm-opt (binaryen) and terser from the npm registry, at the versions pinned in
@@ -142,17 +180,26 @@ fn install_js_tools() -> Result<()> {
         (Ok(stamp), Ok(lock)) => stamp.modified()? >= lock.modified()?,
         _ => false,
     };
-    if fresh && js.join("node_modules/.bin/wasm-opt").exists() && js.join("node_modules/.bin/terser").exists() {
+    if fresh
+        && js.join("node_modules/.bin/wasm-opt").exists()
+        && js.join("node_modules/.bin/terser").exists()
+    {
         return Ok(());
     }
-    run_checked(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&js))
+    run_checked(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&js),
+    )
 }
 
 pub fn locked_version(lock: &str, package: &str) -> Option<String> {
     let needle = format!("name = \"{package}\"\n");
     let start = lock.find(&needle)? + needle.len();
     let line = lock[start..].lines().next()?;
-    line.strip_prefix("version = \"")?.strip_suffix('"').map(str::to_owned)
+    line.strip_prefix("version = \"")?
+        .strip_suffix('"')
+        .map(str::to_owned)
 }
 
 /// A random bearer token for the demo's agents' API.

@@ -437,6 +437,10 @@ pub(super) fn resolve_identity(
         cookie_contact: cookie,
         session_link: state.session_contact.as_deref().zip(state.session_link),
         verified: event.identity_proof.verified().is_some(),
+        bound_to_visitor: event
+            .identity_proof
+            .verified()
+            .is_some_and(|claims| claims.bound_to_visitor),
         claimed_contact: claimed,
         proof_required: batch.require_verified_identity,
     });

@@ -9,19 +9,29 @@ use crate::support::*;
 
 pub const SECRET: &str = "site-secret-for-tests-0123456789abcdef";
 
-/// An identity token for the test deployment, valid for an hour from `T0`, with the
-/// given claims added.
+/// An identity token for the test deployment and `VISITOR` (`vid`), valid for an hour
+/// from `T0`, with the given claims added.
 pub fn token(claims: Value) -> String {
-    token_for(DEPLOYMENT, SECRET, claims)
+    token_for(DEPLOYMENT, SECRET, with_visitor(claims))
 }
 
 /// The same, valid for an hour from `now_ms`.
 pub fn token_valid_at(now_ms: i64, claims: Value) -> String {
-    sign(DEPLOYMENT, SECRET, now_ms, claims)
+    sign(DEPLOYMENT, SECRET, now_ms, with_visitor(claims))
+}
+
+/// A token bound to no visitor: it verifies a session, and moves no cookie.
+pub fn unbound_token(claims: Value) -> String {
+    token_for(DEPLOYMENT, SECRET, claims)
 }
 
 pub fn token_for(deployment: &str, secret: &str, claims: Value) -> String {
     sign(deployment, secret, T0, claims)
+}
+
+fn with_visitor(mut claims: Value) -> Value {
+    claims["vid"] = json!(VISITOR);
+    claims
 }
 
 fn sign(deployment: &str, secret: &str, now_ms: i64, claims: Value) -> String {
@@ -518,15 +528,18 @@ async fn a_valid_token_sets_authenticated_and_is_not_stored() {
             5,
             T0,
             None,
-            json!({"identityToken": token(json!({"email": "ann@example.com"}))}),
+            json!({"identityToken": unbound_token(json!({"email": "ann@example.com"}))}),
         )],
     ))
     .await
     .ok_json();
-    assert_eq!(
-        app.only_session_of(third_visitor).await["authenticated"],
-        true
-    );
+    let third = app.only_session_of(third_visitor).await;
+    assert_eq!(third["authenticated"], true);
+    assert_eq!(linked_contact(&third), Some(ann.as_str()));
+    // A token bound to no visitor verifies the session, and puts no cookie on Ann.
+    assert!(!identifiers(&app.contact(&ann).await)
+        .iter()
+        .any(|(_, value)| value == third_visitor));
 }
 
 #[tokio::test]
@@ -613,7 +626,8 @@ async fn required_verification_ignores_unsigned_and_wrongly_signed_identify() {
         pairs(&[("Email", "ann@example.com"), ("Cookie", VISITOR)])
     );
     let mut signed_logout = logout(6, T0 + 2 * SECOND);
-    signed_logout["traits"] = json!({"identityToken": token(json!({"email": "ann@example.com"}))});
+    signed_logout["traits"] =
+        json!({"identityToken": unbound_token(json!({"email": "ann@example.com"}))});
     app.post_batch(&batch(VISITOR, T0, vec![signed_logout]))
         .await
         .ok_json();

@@ -11,6 +11,7 @@ mod durability;
 mod enrichment;
 mod geolocation;
 mod identity;
+mod identity_docs;
 mod ingest;
 mod limits;
 mod mmdb;

@@ -3,7 +3,8 @@
 //!
 //! - An anonymous visit stays "Unknown": its session has no `externalContact`.
 //! - Signing in with the email of an existing contact links the session to it and adds
-//!   the visitor's cookie to the contact's identifiers.
+//!   the visitor's cookie to the contact's identifiers: the demo shop's server signs an
+//!   identity token for the sign-in (docs/identity.md), so the link is verified.
 //! - A later visit of the same browser (a new session, after the clock moved past the
 //!   session timeout) is linked by the cookie alone, before any identify call.
 //! - Signing out removes the cookie; the next page view starts a session that is not
@@ -164,6 +165,11 @@ async fn sign_in_and_out(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     )
     .await?;
     let signed_in_id = signed_in["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        signed_in["authenticated"],
+        json!(true),
+        "the shop's server signed the sign-in: {signed_in:#}"
+    );
     let names = event_names(&env.events_of(&signed_in_id).await?);
     assert_eq!(names, ["page_viewed", "identified"], "{signed_in:#}");
     let contact_now = contact(env, ada).await?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use fantoccini::{Client, ClientBuilder, Locator};
 use footpath_collector::clock::{Clock, ManualClock, SystemClock};
-use footpath_collector::config::{Config, DeploymentConfig};
+use footpath_collector::config::{Config, DeploymentConfig, IdentityVerificationConfig};
 use footpath_collector::AppState;
 use footpath_demo::DemoConfig;
 use serde_json::{json, Value};
@@ -22,6 +22,9 @@ use tokio::sync::oneshot;
 
 pub const TOKEN: &str = "e2e-read-token";
 pub const DEPLOYMENT: &str = "demo";
+/// The demo deployment's identity secret, shared by the collector and the demo shop's
+/// server, which signs identity tokens at sign-in as a real site's server would.
+pub const IDENTITY_SECRET: &str = "e2e-identity-secret-0123456789abcdef";
 /// How long a test waits for something the browser, the SDK or the collector should do.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -144,6 +147,12 @@ impl Env {
                 id: DEPLOYMENT.to_owned(),
                 allowed_origins: vec![demo_url.clone()],
             }],
+            identity_verification: vec![IdentityVerificationConfig {
+                deployment_id: DEPLOYMENT.to_owned(),
+                identity_secret: Some(IDENTITY_SECRET.to_owned()),
+                require_verified_identity: false,
+                identity_token_max_lifetime_minutes: 60,
+            }],
             ..Config::default()
         };
         if let Some(configure) = options.configure {
@@ -164,6 +173,7 @@ impl Env {
             collector_url: collector_url.clone(),
             deployment_id: DEPLOYMENT.to_owned(),
             init_options: options.init_options,
+            identity_secret: Some(IDENTITY_SECRET.to_owned()),
         };
         tokio::spawn(async move {
             let shutdown = async move {
