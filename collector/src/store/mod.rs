@@ -149,7 +149,9 @@ pub struct StoredSession {
     pub landing_referrer: Option<ReferrerInfo>,
     /// The external contact identity resolution linked the session to.
     pub contact_id: Option<String>,
-    /// Whether an event of the session carried a valid identity signature.
+    /// How that link was made (a token, a recognised cookie, or unverified traits).
+    pub contact_link: Option<crate::identity::LinkKind>,
+    /// Whether an event of the session carried a valid identity token.
     pub authenticated: bool,
     /// Segments assigned and outcomes achieved in the session, oldest first (see
     /// `crate::segments`).

@@ -1310,7 +1310,7 @@ const SESSION_SELECT: &str = "SELECT
     fp.page_search_query, fp.campaign_json,
     ce.context_json,
     s.contact_id, s.authenticated,
-    s.user_agent_json, s.geolocation_json, fp.referrer_json
+    s.user_agent_json, s.geolocation_json, fp.referrer_json, s.contact_link
     FROM sessions s
     LEFT JOIN events le ON le.id = s.last_event_id
     LEFT JOIN events lp ON lp.id = s.last_pageview_id
@@ -1349,6 +1349,10 @@ fn session_from_row(row: &Row<'_>) -> Result<StoredSession, StoreError> {
         user_agent_info: from_json(row.get(32)?)?,
         geolocation: from_json(row.get(33)?)?,
         landing_referrer: from_json(row.get(34)?)?,
+        contact_link: row
+            .get::<_, Option<String>>(35)?
+            .as_deref()
+            .and_then(crate::identity::LinkKind::parse),
         // Filled by segments_sql::attach_assignments.
         segment_assignments: Vec::new(),
         outcome_achievements: Vec::new(),

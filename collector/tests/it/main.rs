@@ -10,6 +10,7 @@ mod desk;
 mod durability;
 mod enrichment;
 mod geolocation;
+mod hostile_identity;
 mod identity;
 mod identity_docs;
 mod ingest;

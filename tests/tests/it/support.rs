@@ -151,7 +151,7 @@ impl Env {
                 deployment_id: DEPLOYMENT.to_owned(),
                 identity_secret: Some(IDENTITY_SECRET.to_owned()),
                 require_verified_identity: false,
-                identity_token_max_lifetime_minutes: 60,
+                identity_token_max_lifetime_minutes: 1_440,
             }],
             ..Config::default()
         };
