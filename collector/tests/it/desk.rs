@@ -589,8 +589,14 @@ async fn a_session_ends_when_its_token_leaves_the_configuration() {
     }
     let sessions_file = app.dir.path().join("test.sqlite3.desk-sessions.json");
     let saved = std::fs::read_to_string(&sessions_file).unwrap();
-    assert!(!saved.contains(AGENT_TOKEN), "tokens are not kept in clear: {saved}");
-    assert!(!saved.contains(TOKEN), "tokens are not kept in clear: {saved}");
+    assert!(
+        !saved.contains(AGENT_TOKEN),
+        "tokens are not kept in clear: {saved}"
+    );
+    assert!(
+        !saved.contains(TOKEN),
+        "tokens are not kept in clear: {saved}"
+    );
 
     // The operator removes the agent token and restarts the collector over the same
     // database folder.
@@ -627,7 +633,11 @@ async fn page_urls_are_links_only_on_the_deployments_own_origins() {
     let app = desk_app();
     let cases = [
         (VISITOR, "https://shop.example/products/boots", true),
-        (OTHER_VISITOR, "https://shop.example.evil.example/login", false),
+        (
+            OTHER_VISITOR,
+            "https://shop.example.evil.example/login",
+            false,
+        ),
         (THIRD_VISITOR, "http://shop.example/cart", false),
     ];
     for (n, (visitor, url, _)) in cases.iter().enumerate() {
@@ -656,7 +666,11 @@ async fn page_urls_are_links_only_on_the_deployments_own_origins() {
         assert_eq!(card["journey"][1]["page"]["linkable"], json!(linkable));
     }
     // A deployment that accepts any origin vouches for none of its pages.
-    let mut open = batch(VISITOR, T0, vec![pageview(9, T0 - 500, "https://shop.example/")]);
+    let mut open = batch(
+        VISITOR,
+        T0,
+        vec![pageview(9, T0 - 500, "https://shop.example/")],
+    );
     open["deploymentId"] = json!(crate::support::OPEN_DEPLOYMENT);
     open["visitorId"] = json!("7a1b2c3d-0000-4000-8000-0000000000aa");
     assert_eq!(app.post_batch(&open).await.status, StatusCode::OK);
@@ -671,7 +685,10 @@ async fn page_urls_are_links_only_on_the_deployments_own_origins() {
 
     // The browser code draws a link only where the server says so.
     let script = get(&app, "/desk/assets/desk.js", None).await.text();
-    assert!(script.contains("page.linkable === true"), "desk.js checks linkable");
+    assert!(
+        script.contains("page.linkable === true"),
+        "desk.js checks linkable"
+    );
 }
 
 #[tokio::test]
@@ -693,7 +710,9 @@ async fn sign_in_is_rate_limited_per_client_address_even_for_the_right_token() {
         let peer: std::net::IpAddr = peer.parse().unwrap();
         request
             .extensions_mut()
-            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(peer, 50_000)));
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+                peer, 50_000,
+            )));
         request
     };
     for _ in 0..3 {
@@ -702,7 +721,12 @@ async fn sign_in_is_rate_limited_per_client_address_even_for_the_right_token() {
     }
     // The right token from the limited address: refused like a wrong one.
     let reply = send(&app, attempt(TOKEN, "203.0.113.5", None)).await;
-    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS, "{}", reply.text());
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.text()
+    );
     assert_eq!(reply.header("retry-after"), Some("20"));
     assert_eq!(reply.header("set-cookie"), None);
     let body: Value = serde_json::from_slice(&reply.body).unwrap();
@@ -765,7 +789,13 @@ async fn sign_in_and_sign_out_from_the_desk_page_pass_the_cross_site_check() {
         .unwrap();
     let reply = send(&app, request).await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
-    let cookie = reply.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let cookie = reply
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
 
     // The same form posted by another site's page.
     let request = Request::post("/desk/signin")
@@ -804,7 +834,11 @@ async fn sign_in_and_sign_out_from_the_desk_page_pass_the_cross_site_check() {
         StatusCode::OK,
         "still signed in"
     );
-    let signed_out = send(&app, sign_out("http://collector.example:8700", "same-origin")).await;
+    let signed_out = send(
+        &app,
+        sign_out("http://collector.example:8700", "same-origin"),
+    )
+    .await;
     assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
     assert_eq!(
         get(&app, "/desk/api/sessions", Some(&cookie)).await.status,

@@ -303,7 +303,11 @@ async fn excluded_traffic_spends_no_rate_allowance() {
             record(10 * n + 2, "product_added", T0),
         ];
         let response = app
-            .send(batch_request_from("81.2.69.142", &[], batch(VISITOR, T0, events)))
+            .send(batch_request_from(
+                "81.2.69.142",
+                &[],
+                batch(VISITOR, T0, events),
+            ))
             .await;
         assert_eq!(response.status, StatusCode::NO_CONTENT, "batch {n}");
     }
@@ -312,7 +316,11 @@ async fn excluded_traffic_spends_no_rate_allowance() {
         record(102, "product_added", T0),
     ];
     let response = app
-        .send(batch_request_from("81.2.69.143", &[], batch(VISITOR, T0, events)))
+        .send(batch_request_from(
+            "81.2.69.143",
+            &[],
+            batch(VISITOR, T0, events),
+        ))
         .await;
     assert_eq!(response.ok_json()["accepted"], 2);
 }

@@ -10,6 +10,7 @@ mod desk;
 mod durability;
 mod enrichment;
 mod geolocation;
+mod hostile_desk;
 mod identity;
 mod ingest;
 mod limits;
