@@ -299,10 +299,7 @@ mod tests {
         assert!(!AgentSessions::load(Some(file.clone()), 2_000, &both).is_valid(&by_a, 2_000));
 
         // A file written without token hashes (an older collector) signs nobody in.
-        let legacy = format!(
-            "[{{\"sha256\":\"{}\",\"expiresMs\":9000}}]",
-            digest(&by_b)
-        );
+        let legacy = format!("[{{\"sha256\":\"{}\",\"expiresMs\":9000}}]", digest(&by_b));
         std::fs::write(&file, legacy).unwrap();
         let reloaded = AgentSessions::load(Some(file), 2_000, &both);
         assert!(!reloaded.is_valid(&by_b, 2_000));

@@ -535,9 +535,7 @@ fn journey_item(
             .as_ref()
             .and_then(|page| page.search_query.clone())
             .filter(|query| !query.is_empty()),
-        page: page
-            .as_ref()
-            .map(|page| page_ref(page, allowed_origins)),
+        page: page.as_ref().map(|page| page_ref(page, allowed_origins)),
         attributes: attributes
             .into_iter()
             .map(|(_, _, _, attribute)| attribute)

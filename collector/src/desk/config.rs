@@ -37,8 +37,8 @@ const MAX_TEXT_CHARS: usize = 100;
 /// step). A configured icon must be one of them: anything else would reach agents'
 /// browsers as text chosen by whoever holds an API token.
 pub const BUILT_IN_ICONS: &[&str] = &[
-    "web", "start", "end", "page", "search", "custom", "form", "identify", "logout",
-    "segment", "outcome", "cart", "order", "star", "video", "alert", "check",
+    "web", "start", "end", "page", "search", "custom", "form", "identify", "logout", "segment",
+    "outcome", "cart", "order", "star", "video", "alert", "check",
 ];
 
 /// `[desk]`: every field is optional.
@@ -302,7 +302,10 @@ mod tests {
         assert_eq!(cart.attributes[0].label.as_deref(), Some("Product code"));
         assert!(cart.attributes[1].hidden);
         let debug = format!("{config:?}");
-        assert!(!debug.contains("0123456789abcdef0123456789abcdef-agent"), "{debug}");
+        assert!(
+            !debug.contains("0123456789abcdef0123456789abcdef-agent"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -330,7 +333,10 @@ mod tests {
         ] {
             let text = format!("public_origin = \"{origin}\"");
             assert!(
-                parse(&text).validate().unwrap_err().starts_with("desk.public_origin: "),
+                parse(&text)
+                    .validate()
+                    .unwrap_err()
+                    .starts_with("desk.public_origin: "),
                 "{origin}"
             );
         }

@@ -123,8 +123,7 @@ fn own_origin(
     // A host with a path, credentials or a query is not a host: the parsed URL would
     // not be `scheme://host/`.
     let url = url::Url::parse(&format!("{scheme}://{host}/")).ok()?;
-    (url.path() == "/" && url.username().is_empty() && url.query().is_none())
-        .then(|| url.origin())
+    (url.path() == "/" && url.username().is_empty() && url.query().is_none()).then(|| url.origin())
 }
 
 /// The injected clock as a `governor` clock: nanoseconds since the epoch.
@@ -219,7 +218,8 @@ mod tests {
         let proxy: IpAddr = "10.0.0.5".parse().unwrap();
         let configured = crate::desk::config::public_origin("https://desk.example").unwrap();
         // (headers, socket peer, configured origin, allowed)
-        let table: &[(&[(&str, &str)], IpAddr, bool, bool)] = &[
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let table: &[(Headers, IpAddr, bool, bool)] = &[
             // A command-line client: neither header.
             (&[("host", "c.example:8700")], direct, false, true),
             (&[("sec-fetch-site", "same-origin")], direct, false, true),
@@ -228,19 +228,97 @@ mod tests {
             (&[("sec-fetch-site", "same-site")], direct, false, false),
             (&[("sec-fetch-site", "SAME-ORIGIN")], direct, false, false),
             // Origin against Host, with http.
-            (&[("host", "c.example:8700"), ("origin", "http://c.example:8700")], direct, false, true),
-            (&[("host", "C.Example:8700"), ("origin", "http://c.example:8700")], direct, false, true),
-            (&[("host", "c.example"), ("origin", "http://c.example:80")], direct, false, true),
-            (&[("host", "c.example:8700"), ("origin", "http://evil.example")], direct, false, false),
-            (&[("host", "c.example:8700"), ("origin", "https://c.example:8700")], direct, false, false),
-            (&[("host", "c.example:8700"), ("origin", "null")], direct, false, false),
+            (
+                &[
+                    ("host", "c.example:8700"),
+                    ("origin", "http://c.example:8700"),
+                ],
+                direct,
+                false,
+                true,
+            ),
+            (
+                &[
+                    ("host", "C.Example:8700"),
+                    ("origin", "http://c.example:8700"),
+                ],
+                direct,
+                false,
+                true,
+            ),
+            (
+                &[("host", "c.example"), ("origin", "http://c.example:80")],
+                direct,
+                false,
+                true,
+            ),
+            (
+                &[
+                    ("host", "c.example:8700"),
+                    ("origin", "http://evil.example"),
+                ],
+                direct,
+                false,
+                false,
+            ),
+            (
+                &[
+                    ("host", "c.example:8700"),
+                    ("origin", "https://c.example:8700"),
+                ],
+                direct,
+                false,
+                false,
+            ),
+            (
+                &[("host", "c.example:8700"), ("origin", "null")],
+                direct,
+                false,
+                false,
+            ),
             (&[("origin", "http://c.example:8700")], direct, false, false),
             // Forwarded headers count only from a trusted proxy.
-            (&[("host", "10.0.0.2:8700"), ("x-forwarded-host", "desk.example"), ("x-forwarded-proto", "https"), ("origin", "https://desk.example")], proxy, false, true),
-            (&[("host", "10.0.0.2:8700"), ("x-forwarded-host", "desk.example"), ("x-forwarded-proto", "https"), ("origin", "https://desk.example")], direct, false, false),
+            (
+                &[
+                    ("host", "10.0.0.2:8700"),
+                    ("x-forwarded-host", "desk.example"),
+                    ("x-forwarded-proto", "https"),
+                    ("origin", "https://desk.example"),
+                ],
+                proxy,
+                false,
+                true,
+            ),
+            (
+                &[
+                    ("host", "10.0.0.2:8700"),
+                    ("x-forwarded-host", "desk.example"),
+                    ("x-forwarded-proto", "https"),
+                    ("origin", "https://desk.example"),
+                ],
+                direct,
+                false,
+                false,
+            ),
             // A configured origin is the only one.
-            (&[("host", "10.0.0.2:8700"), ("origin", "https://desk.example")], direct, true, true),
-            (&[("host", "10.0.0.2:8700"), ("origin", "http://10.0.0.2:8700")], direct, true, false),
+            (
+                &[
+                    ("host", "10.0.0.2:8700"),
+                    ("origin", "https://desk.example"),
+                ],
+                direct,
+                true,
+                true,
+            ),
+            (
+                &[
+                    ("host", "10.0.0.2:8700"),
+                    ("origin", "http://10.0.0.2:8700"),
+                ],
+                direct,
+                true,
+                false,
+            ),
         ];
         for (pairs, peer, use_configured, allowed) in table {
             let result = check_same_origin(
@@ -250,10 +328,17 @@ mod tests {
                 &proxies,
                 use_configured.then_some(&configured),
             );
-            assert_eq!(result.is_ok(), *allowed, "{pairs:?} from {peer}: {result:?}");
+            assert_eq!(
+                result.is_ok(),
+                *allowed,
+                "{pairs:?} from {peer}: {result:?}"
+            );
             if let Err(error) = result {
                 assert_eq!(error.status(), axum::http::StatusCode::FORBIDDEN);
-                assert!(error.to_string().starts_with("sign-in refused: "), "{error}");
+                assert!(
+                    error.to_string().starts_with("sign-in refused: "),
+                    "{error}"
+                );
             }
         }
     }
@@ -277,7 +362,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(limiter.take(Some(two)).is_ok(), "another address is not limited");
+        assert!(
+            limiter.take(Some(two)).is_ok(),
+            "another address is not limited"
+        );
         clock.advance_ms(10_000);
         assert!(limiter.take(Some(one)).is_ok());
         assert!(limiter.take(Some(one)).is_err());

@@ -260,10 +260,7 @@ where
                     "/api/v2/footpath/desk/config",
                     get(get_presentation).put(put_presentation),
                 )
-                .route_layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    require_admin,
-                )),
+                .route_layer(middleware::from_fn_with_state(state.clone(), require_admin)),
         )
         .layer(headers)
         .with_state(DeskState { app: state, desk })
@@ -300,7 +297,11 @@ async fn require_admin(
 
 /// Reads a small body within `body_read_timeout_seconds`: 413 past `limit` bytes, 408
 /// when it does not arrive in time.
-async fn read_small_body(body: Body, limit: usize, timeout_seconds: u64) -> Result<Bytes, ApiError> {
+async fn read_small_body(
+    body: Body,
+    limit: usize,
+    timeout_seconds: u64,
+) -> Result<Bytes, ApiError> {
     let read = Limited::new(body, limit).collect();
     match tokio::time::timeout(Duration::from_secs(timeout_seconds), read).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
