@@ -235,9 +235,13 @@ where
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
+        // `same-origin`, not `no-referrer`: no desk URL leaves for another origin,
+        // but the desk's own form posts keep a real `Origin` header (under
+        // `no-referrer` browsers send `Origin: null`, which the cross-site check of
+        // sign-in and sign-out must refuse).
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
