@@ -253,7 +253,11 @@ async fn every_desk_response_carries_the_content_security_policy() {
         assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{uri}");
         // Nothing of the desk's URLs leaves for other origins, while its own form
         // posts keep their real Origin (no-referrer would make it `null`).
-        assert_eq!(reply.header("referrer-policy"), Some("same-origin"), "{uri}");
+        assert_eq!(
+            reply.header("referrer-policy"),
+            Some("same-origin"),
+            "{uri}"
+        );
     }
     let api = get(&app, "/desk/api/sessions", Some(&cookie)).await;
     assert_eq!(api.header("cache-control"), Some("no-store"));
