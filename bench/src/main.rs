@@ -35,7 +35,8 @@ const DEPLOYMENT: &str = "bench";
 const ORIGIN: &str = "http://bench.localhost";
 const VISITORS: usize = 10_000;
 /// The read and admin API's bearer token in the bench's configuration.
-const API_TOKEN: &str = "bench-token-0123456789abcdef";
+/// At least 32 characters, as the collector requires of every token.
+const API_TOKEN: &str = "bench-token-0123456789abcdef0123456789";
 /// With `--definitions`, a browser User-Agent per visitor (even: desktop, odd: mobile)
 /// so that visits have a `device.category` for context criteria to test.
 const DESKTOP_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \

@@ -4,15 +4,16 @@
 // Security rule of this file: everything in the JSON we fetch came, directly or not,
 // from website visitors, and is untrusted. The DOM is built with createElement and
 // textContent only: never innerHTML, never a visitor's text in an attribute that the
-// browser interprets (href only for http(s) URLs). The page's Content-Security-Policy
+// browser interprets (href only for http(s) URLs that the server marked `linkable`: the
+// deployment's own origins). The page's Content-Security-Policy
 // forbids inline script as a second line of defence.
 (function () {
   'use strict';
 
   var SVG_NS = 'http://www.w3.org/2000/svg';
 
-  // Built-in icons: stroked paths on a 24×24 grid. Configured icons name one of these,
-  // or are a short Unicode symbol shown as text.
+  // Built-in icons: stroked paths on a 24×24 grid. Configured icons name one of these
+  // (the server refuses others; collector/src/desk/config.rs lists the same names).
   var ICONS = {
     web: ['M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18z', 'M3 12h18', 'M12 3c3.5 3.5 3.5 14.5 0 18', 'M12 3c-3.5 3.5-3.5 14.5 0 18'],
     start: ['M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18z', 'M10 8l6 4-6 4z'],
@@ -61,15 +62,10 @@
     return parent;
   }
 
-  // An icon with an accessible name: a built-in SVG, or a configured symbol as text.
+  // An icon with an accessible name: a built-in SVG (an unknown name draws `custom`).
   function icon(name, label) {
+    if (!Object.prototype.hasOwnProperty.call(ICONS, name)) name = 'custom';
     var paths = ICONS[name];
-    if (!paths) {
-      var symbol = el('span', 'icon icon-text', name);
-      symbol.setAttribute('role', 'img');
-      symbol.setAttribute('aria-label', label);
-      return symbol;
-    }
     var svg = document.createElementNS(SVG_NS, 'svg');
     svg.setAttribute('class', 'icon icon-' + name);
     svg.setAttribute('viewBox', '0 0 24 24');
@@ -245,8 +241,11 @@
 
   function quiet(text) { return el('p', 'quiet', text); }
 
-  function urlElement(url) {
-    if (/^https?:\/\//i.test(url)) {
+  // A page's URL: a link only when the server vouches for it (`linkable`: an origin of
+  // the deployment's own) and it is http(s); text otherwise.
+  function urlElement(page) {
+    var url = page.url;
+    if (page.linkable === true && /^https?:\/\//i.test(url)) {
       var link = el('a', 'url', url);
       link.href = url;
       link.target = '_blank';
@@ -350,7 +349,7 @@
     if (session.currentPage) {
       var title = el('p', 'page-title', session.currentPage.title || '(no title)');
       title.id = 'card-page-title';
-      var url = urlElement(session.currentPage.url);
+      var url = urlElement(session.currentPage);
       url.id = 'card-page-url';
       append(current, [title, url]);
     } else {

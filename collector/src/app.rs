@@ -88,7 +88,7 @@ impl AppState {
         // The configuration file's `[[segments]]` and `[[outcomes]]`, created or updated
         // by id (see crate::segments).
         store.load_configured_definitions(&config.configured_definitions()?, clock.now_ms())?;
-        let desk = Arc::new(crate::desk::Desk::new(&config, clock.now_ms()));
+        let desk = Arc::new(crate::desk::Desk::new(&config, Arc::clone(&clock)));
         let rate_limits = Arc::new(RateLimits::new(&config, Arc::clone(&clock)));
         let ingest_permits = Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_ingest_requests,
@@ -379,6 +379,7 @@ async fn sweep_idle_sessions(state: AppState) {
     loop {
         interval.tick().await;
         state.rate_limits.forget_idle_keys();
+        state.desk.forget_idle_sign_in_limits();
         let now_ms = state.clock.now_ms();
         let timeout_ms = state.config.session_timeout_ms();
         let swept = state

@@ -7,7 +7,9 @@
 //! ```toml
 //! listen_addr = "127.0.0.1:8700"
 //! database_path = "footpath.sqlite3"
-//! api_tokens = ["change-me"]
+//! # At least 32 characters each (`openssl rand -hex 16`); shorter tokens are refused
+//! # at startup.
+//! api_tokens = ["replace-with-32-or-more-random-characters"]
 //!
 //! default_phone_region = "GB"
 //! # How often clients of the Journey API's ping are told to ping again.
@@ -66,6 +68,28 @@ use crate::enrich::client_ip::IpRange;
 /// Most entries of a deployment's `ip_exclusions`.
 pub const MAX_IP_EXCLUSIONS: usize = 10;
 
+/// Fewest characters of an `api_tokens` or `[desk] agent_tokens` entry. A token is a
+/// password that nobody types twice: 32 random hex characters are 128 bits, out of
+/// reach of guessing even without the desk's sign-in rate limit.
+pub const MIN_TOKEN_CHARS: usize = 32;
+
+/// Checks that every token of `field` has at least [`MIN_TOKEN_CHARS`] characters. The
+/// message names the field and the token's position, never the token itself, since
+/// startup errors end up in logs.
+pub fn check_token_lengths(field: &str, tokens: &[String]) -> Result<(), String> {
+    match tokens
+        .iter()
+        .position(|token| token.chars().count() < MIN_TOKEN_CHARS)
+    {
+        Some(position) => Err(format!(
+            "{field}: token {} of {} is shorter than {MIN_TOKEN_CHARS} characters; every token needs at least {MIN_TOKEN_CHARS} (for example the output of `openssl rand -hex 16`)",
+            position + 1,
+            tokens.len()
+        )),
+        None => Ok(()),
+    }
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -85,7 +109,9 @@ pub struct Config {
     pub max_events_per_batch: usize,
     /// Events whose (clock-corrected) time is older than this are rejected.
     pub max_event_age_hours: u64,
-    /// Bearer tokens that grant access to the read API. Secret: never printed.
+    /// Bearer tokens that grant access to the read API (and sign agents in to the
+    /// desk). At least [`MIN_TOKEN_CHARS`] characters each, or the collector does not
+    /// start. Secret: never printed.
     pub api_tokens: Vec<String>,
     /// The sites allowed to send events.
     pub deployments: Vec<DeploymentConfig>,
@@ -414,9 +440,7 @@ impl Config {
         self.validate_limits()?;
         self.desk.validate().map_err(ConfigError::Invalid)?;
         self.configured_definitions()?;
-        if self.api_tokens.iter().any(|token| token.is_empty()) {
-            return invalid("api_tokens must not contain an empty token");
-        }
+        check_token_lengths("api_tokens", &self.api_tokens).map_err(ConfigError::Invalid)?;
         let mut seen = HashSet::new();
         for deployment in &self.deployments {
             if deployment.id.is_empty() {
@@ -643,7 +667,7 @@ mod tests {
     fn parses_deployments_and_hides_tokens() {
         let config = Config::from_toml_str(
             r#"
-            api_tokens = ["s3cret"]
+            api_tokens = ["s3cret-0123456789abcdef0123456789"]
             session_timeout_seconds = 60
             [[deployments]]
             id = "shop"
@@ -659,6 +683,25 @@ mod tests {
         let debug = format!("{config:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("1 hidden"), "{debug}");
+    }
+
+    #[test]
+    fn short_tokens_are_refused_without_being_echoed() {
+        let long = "a".repeat(MIN_TOKEN_CHARS);
+        let short = "hunter2-is-not-a-token-0123456"; // 30 characters
+        let error = Config::from_toml_str(&format!("api_tokens = [\"{long}\", \"{short}\"]"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "invalid configuration: api_tokens: token 2 of 2 is shorter than 32 characters; every token needs at least 32 (for example the output of `openssl rand -hex 16`)"
+        );
+        assert!(!error.contains(short), "{error}");
+        assert!(Config::from_toml_str("api_tokens = [\"\"]").is_err());
+        assert!(Config::from_toml_str(&format!("api_tokens = [\"{long}\"]")).is_ok());
+        // Characters, not bytes: 31 two-byte characters are still too short.
+        let accented = "é".repeat(MIN_TOKEN_CHARS - 1);
+        assert!(Config::from_toml_str(&format!("api_tokens = [\"{accented}\"]")).is_err());
     }
 
     #[test]

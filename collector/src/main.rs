@@ -46,8 +46,9 @@ struct Cli {
     #[arg(long, env = "FOOTPATH_GEOIP_DATABASE_PATH", value_name = "FILE")]
     geoip_database_path: Option<PathBuf>,
 
-    /// Bearer token for the read API; repeat the flag, or separate tokens with commas
-    /// in the environment variable. Replaces the tokens of the configuration file.
+    /// Bearer token for the read API, at least 32 characters; repeat the flag, or
+    /// separate tokens with commas in the environment variable. Replaces the tokens of
+    /// the configuration file.
     #[arg(
         long = "api-token",
         env = "FOOTPATH_API_TOKEN",

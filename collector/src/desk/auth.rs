@@ -9,11 +9,16 @@
 //!   `Path=/desk`, `Secure` when configured). The browser's scripts cannot read it and
 //!   other sites cannot make the browser send it.
 //! - The server keeps only the SHA-256 of each session id with its expiry time (by the
-//!   injected clock), in memory and in a small file next to the database, so that
-//!   agents stay signed in across a collector restart while the file holds nothing an
-//!   attacker could present. Signing out deletes the entry.
+//!   injected clock) and the SHA-256 of the token it was signed in with, in memory and
+//!   in a small file next to the database, so that agents stay signed in across a
+//!   collector restart while the file holds nothing an attacker could present.
+//!   Signing out deletes the entry.
+//! - A session lasts only as long as its token: one whose token is no longer among the
+//!   configured `api_tokens` or `agent_tokens` (the configuration was edited and the
+//!   collector restarted) is refused and deleted. Entries saved without a token hash
+//!   (by an older collector) are dropped the same way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -24,63 +29,117 @@ use sha2::{Digest, Sha256};
 
 pub const COOKIE_NAME: &str = "footpath_desk";
 
+/// One signed-in agent's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    expires_ms: i64,
+    /// The SHA-256 (hex) of the token the agent signed in with.
+    token_sha256: String,
+}
+
 /// The signed-in agents' sessions, by the hash of their ids.
 pub struct AgentSessions {
-    sessions: Mutex<HashMap<String, i64>>,
+    sessions: Mutex<HashMap<String, Entry>>,
     /// Where the sessions survive restarts; `None` keeps them in memory only.
     file: Option<PathBuf>,
+    /// The SHA-256 (hex) of every token that may sign in with this configuration.
+    allowed_tokens: HashSet<String>,
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct SavedSession {
     sha256: String,
-    #[serde(rename = "expiresMs")]
     expires_ms: i64,
+    #[serde(default)]
+    token_sha256: Option<String>,
 }
 
 impl AgentSessions {
-    /// Loads the sessions saved in `file` (if any) that have not expired by `now_ms`.
-    pub fn load(file: Option<PathBuf>, now_ms: i64) -> AgentSessions {
+    /// Loads the sessions saved in `file` (if any) that have not expired by `now_ms`
+    /// and were signed in with one of `tokens`; the file is rewritten without the
+    /// others.
+    pub fn load<'a>(
+        file: Option<PathBuf>,
+        now_ms: i64,
+        tokens: impl IntoIterator<Item = &'a String>,
+    ) -> AgentSessions {
+        let allowed_tokens: HashSet<String> = tokens.into_iter().map(|t| digest(t)).collect();
         let mut sessions = HashMap::new();
+        let mut dropped = 0_usize;
         if let Some(path) = &file {
             if let Ok(text) = std::fs::read_to_string(path) {
                 match serde_json::from_str::<Vec<SavedSession>>(&text) {
-                    Ok(saved) => sessions.extend(
-                        saved
-                            .into_iter()
-                            .filter(|session| session.expires_ms > now_ms)
-                            .map(|session| (session.sha256, session.expires_ms)),
-                    ),
+                    Ok(saved) => {
+                        for session in saved {
+                            match session.token_sha256 {
+                                Some(token_sha256)
+                                    if session.expires_ms > now_ms
+                                        && allowed_tokens.contains(&token_sha256) =>
+                                {
+                                    let entry = Entry {
+                                        expires_ms: session.expires_ms,
+                                        token_sha256,
+                                    };
+                                    sessions.insert(session.sha256, entry);
+                                }
+                                _ => dropped += 1,
+                            }
+                        }
+                    }
                     Err(error) => {
                         tracing::warn!(path = %path.display(), %error, "ignoring unreadable desk sessions file")
                     }
                 }
             }
         }
-        AgentSessions {
+        let agents = AgentSessions {
             sessions: Mutex::new(sessions),
             file,
+            allowed_tokens,
+        };
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                "desk sessions ended: expired, or their token is no longer configured"
+            );
+            agents.save(&agents.lock());
         }
+        agents
     }
 
-    /// Starts a session that lasts until `expires_ms` and returns its id.
-    pub fn create(&self, now_ms: i64, expires_ms: i64) -> String {
+    /// Starts a session for an agent who presented `token` (already checked), lasting
+    /// until `expires_ms`, and returns its id.
+    pub fn create(&self, token: &str, now_ms: i64, expires_ms: i64) -> String {
         let mut bytes = [0_u8; 32];
         // ThreadRng is a CSPRNG seeded (and reseeded) from the operating system.
         rand::rng().fill_bytes(&mut bytes);
         let id = hex::encode(bytes);
         let mut sessions = self.lock();
-        sessions.retain(|_, expiry| *expiry > now_ms);
-        sessions.insert(digest(&id), expires_ms);
+        sessions.retain(|_, entry| entry.expires_ms > now_ms);
+        let entry = Entry {
+            expires_ms,
+            token_sha256: digest(token),
+        };
+        sessions.insert(digest(&id), entry);
         self.save(&sessions);
         id
     }
 
-    /// Whether `id` names a session that has not expired by `now_ms`.
+    /// Whether `id` names a session that has not expired by `now_ms` and whose token
+    /// may still sign in. A session whose token may not is deleted.
     pub fn is_valid(&self, id: &str, now_ms: i64) -> bool {
-        self.lock()
-            .get(&digest(id))
-            .is_some_and(|expires_ms| *expires_ms > now_ms)
+        let key = digest(id);
+        let mut sessions = self.lock();
+        let Some(entry) = sessions.get(&key) else {
+            return false;
+        };
+        if !self.allowed_tokens.contains(&entry.token_sha256) {
+            sessions.remove(&key);
+            self.save(&sessions);
+            return false;
+        }
+        entry.expires_ms > now_ms
     }
 
     pub fn remove(&self, id: &str) {
@@ -90,7 +149,16 @@ impl AgentSessions {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+    /// How many sessions are kept (expired ones included until the next sign-in).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // A panic while holding the lock leaves a consistent map: every update is one
         // insert or remove.
         self.sessions
@@ -100,13 +168,14 @@ impl AgentSessions {
 
     /// Writes the file atomically (a temporary file renamed over it). A failure costs
     /// only sign-ins at the next restart, so it is logged rather than returned.
-    fn save(&self, sessions: &HashMap<String, i64>) {
+    fn save(&self, sessions: &HashMap<String, Entry>) {
         let Some(path) = &self.file else { return };
         let saved: Vec<SavedSession> = sessions
             .iter()
-            .map(|(sha256, expires_ms)| SavedSession {
+            .map(|(sha256, entry)| SavedSession {
                 sha256: sha256.clone(),
-                expires_ms: *expires_ms,
+                expires_ms: entry.expires_ms,
+                token_sha256: Some(entry.token_sha256.clone()),
             })
             .collect();
         let temporary = path.with_extension("tmp");
@@ -179,26 +248,62 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 mod tests {
     use super::*;
 
+    const TOKEN_A: &str = "token-a-0123456789abcdef0123456789";
+    const TOKEN_B: &str = "token-b-0123456789abcdef0123456789";
+
     #[test]
     fn sessions_expire_survive_restarts_and_end_on_sign_out() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("desk-sessions.json");
-        let sessions = AgentSessions::load(Some(file.clone()), 1_000);
-        let id = sessions.create(1_000, 5_000);
+        let tokens = vec![TOKEN_A.to_owned(), TOKEN_B.to_owned()];
+        let sessions = AgentSessions::load(Some(file.clone()), 1_000, &tokens);
+        let id = sessions.create(TOKEN_A, 1_000, 5_000);
         assert_eq!(id.len(), 64);
         assert!(sessions.is_valid(&id, 4_999));
         assert!(!sessions.is_valid(&id, 5_000));
         assert!(!sessions.is_valid("not-a-session", 1_000));
-        assert_ne!(sessions.create(1_000, 5_000), id, "ids are random");
+        assert_ne!(sessions.create(TOKEN_A, 1_000, 5_000), id, "ids are random");
 
         // The file holds hashes only, and a restart keeps the session.
         let saved = std::fs::read_to_string(&file).unwrap();
         assert!(!saved.contains(&id), "{saved}");
-        let reloaded = AgentSessions::load(Some(file.clone()), 2_000);
+        assert!(!saved.contains(TOKEN_A), "{saved}");
+        assert!(saved.contains(&digest(TOKEN_A)), "{saved}");
+        let reloaded = AgentSessions::load(Some(file.clone()), 2_000, &tokens);
         assert!(reloaded.is_valid(&id, 2_000));
         reloaded.remove(&id);
         assert!(!reloaded.is_valid(&id, 2_000));
-        assert!(!AgentSessions::load(Some(file), 2_000).is_valid(&id, 2_000));
+        assert!(!AgentSessions::load(Some(file), 2_000, &tokens).is_valid(&id, 2_000));
+    }
+
+    #[test]
+    fn a_session_ends_with_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("desk-sessions.json");
+        let both = vec![TOKEN_A.to_owned(), TOKEN_B.to_owned()];
+        let sessions = AgentSessions::load(Some(file.clone()), 1_000, &both);
+        let by_a = sessions.create(TOKEN_A, 1_000, 9_000);
+        let by_b = sessions.create(TOKEN_B, 1_000, 9_000);
+        drop(sessions);
+
+        // Restarted with token A removed: A's session is refused and gone from the
+        // file; B's lives on.
+        let only_b = vec![TOKEN_B.to_owned()];
+        let reloaded = AgentSessions::load(Some(file.clone()), 2_000, &only_b);
+        assert!(!reloaded.is_valid(&by_a, 2_000));
+        assert!(reloaded.is_valid(&by_b, 2_000));
+        assert_eq!(reloaded.len(), 1);
+        let saved = std::fs::read_to_string(&file).unwrap();
+        assert!(!saved.contains(&digest(TOKEN_A)), "{saved}");
+        // Putting the token back does not revive the deleted session.
+        assert!(!AgentSessions::load(Some(file.clone()), 2_000, &both).is_valid(&by_a, 2_000));
+
+        // A file written without token hashes (an older collector) signs nobody in.
+        let legacy = format!("[{{\"sha256\":\"{}\",\"expiresMs\":9000}}]", digest(&by_b));
+        std::fs::write(&file, legacy).unwrap();
+        let reloaded = AgentSessions::load(Some(file), 2_000, &both);
+        assert!(!reloaded.is_valid(&by_b, 2_000));
+        assert!(reloaded.is_empty());
     }
 
     #[test]

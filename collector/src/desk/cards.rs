@@ -47,6 +47,32 @@ pub struct PageRef {
     pub url: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// Whether the desk may show the URL as a link (see [`is_linkable`]); otherwise
+    /// it shows it as text only.
+    pub linkable: bool,
+}
+
+/// Whether an agent may be offered `url` as a link: an `http`/`https` URL without
+/// credentials whose origin is exactly one of the deployment's `allowed_origins`. The
+/// page URL is whatever the visitor's browser (or anyone posting events) said, so a
+/// link elsewhere (`javascript:`, `data:`, a look-alike site) would be a trap set for
+/// agents. `"*"` allows any origin to send events and so vouches for none.
+pub fn is_linkable(url: &str, allowed_origins: &[String]) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    if !matches!(parsed.scheme(), "http" | "https")
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
+        return false;
+    }
+    let origin = parsed.origin();
+    allowed_origins
+        .iter()
+        .filter(|allowed| allowed.as_str() != "*")
+        .filter_map(|allowed| url::Url::parse(allowed).ok())
+        .any(|allowed| allowed.origin() == origin)
 }
 
 /// The whole card of one session.
@@ -208,11 +234,14 @@ pub fn customer_name(contact: Option<&StoredContact>) -> String {
     }
 }
 
+/// The session's line in the list; `allowed_origins` are its deployment's (for
+/// [`is_linkable`]).
 pub fn summary(
     session: &StoredSession,
     contact: Option<&StoredContact>,
     now_ms: i64,
     timeout_ms: i64,
+    allowed_origins: &[String],
 ) -> SessionSummary {
     SessionSummary {
         id: session.id.clone(),
@@ -228,7 +257,7 @@ pub fn summary(
         current_page: session
             .last_page
             .as_ref()
-            .map(|page| page_ref(&journey::journey_page(page))),
+            .map(|page| page_ref(&journey::journey_page(page), allowed_origins)),
         event_count: session.event_count,
         pageview_count: session.pageview_count,
     }
@@ -268,6 +297,7 @@ pub fn matches_search(
         })
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn card(
     title: &str,
     presentation: &Presentation,
@@ -276,12 +306,13 @@ pub fn card(
     events: &[StoredEvent],
     now_ms: i64,
     timeout_ms: i64,
+    allowed_origins: &[String],
 ) -> SessionCard {
     let journey_session = journey::Session::from_stored(session);
     let mut journey_items = Vec::with_capacity(events.len() + 2);
     journey_items.push(marker(ItemKind::SessionStart, "start", session.first_ms));
     for event in events {
-        journey_items.push(journey_item(presentation, event));
+        journey_items.push(journey_item(presentation, event, allowed_origins));
         // The segments and outcomes this event completed follow it.
         journey_items.extend(match_items(session, &event.event.id));
     }
@@ -291,7 +322,7 @@ pub fn card(
     SessionCard {
         title: title.to_owned(),
         now_ms,
-        session: summary(session, contact, now_ms, timeout_ms),
+        session: summary(session, contact, now_ms, timeout_ms, allowed_origins),
         info: session_info(&journey_session),
         searches: session.search_terms.clone(),
         segments: session
@@ -394,10 +425,11 @@ fn match_items(session: &StoredSession, event_id: &str) -> Vec<JourneyItem> {
     segments.chain(outcomes).collect()
 }
 
-fn page_ref(page: &JourneyPage) -> PageRef {
+fn page_ref(page: &JourneyPage, allowed_origins: &[String]) -> PageRef {
     PageRef {
         url: page.url.clone(),
         title: page.title.clone(),
+        linkable: is_linkable(&page.url, allowed_origins),
     }
 }
 
@@ -432,7 +464,11 @@ pub fn item_kind(event: &StoredEvent) -> ItemKind {
     }
 }
 
-fn journey_item(presentation: &Presentation, stored: &StoredEvent) -> JourneyItem {
+fn journey_item(
+    presentation: &Presentation,
+    stored: &StoredEvent,
+    allowed_origins: &[String],
+) -> JourneyItem {
     let event = &stored.event;
     let kind = item_kind(stored);
     let display = presentation.event(&event.name);
@@ -499,7 +535,7 @@ fn journey_item(presentation: &Presentation, stored: &StoredEvent) -> JourneyIte
             .as_ref()
             .and_then(|page| page.search_query.clone())
             .filter(|query| !query.is_empty()),
-        page: page.as_ref().map(page_ref),
+        page: page.as_ref().map(|page| page_ref(page, allowed_origins)),
         attributes: attributes
             .into_iter()
             .map(|(_, _, _, attribute)| attribute)
@@ -595,5 +631,46 @@ fn session_info(session: &journey::Session) -> SessionInfo {
         campaign,
         short_id: session.short_id.clone(),
         authenticated: session.authenticated,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pages_of_the_deployments_own_origins_are_links() {
+        let allowed = vec![
+            "https://shop.example".to_owned(),
+            "http://127.0.0.1:8080".to_owned(),
+            "*".to_owned(),
+        ];
+        let table: &[(&str, bool)] = &[
+            ("https://shop.example/", true),
+            ("https://shop.example/products?q=boots#top", true),
+            ("HTTPS://SHOP.EXAMPLE:443/cart", true),
+            ("http://127.0.0.1:8080/", true),
+            // Another scheme, port or host is another origin.
+            ("http://shop.example/", false),
+            ("https://shop.example:8443/", false),
+            ("https://www.shop.example/", false),
+            ("https://shop.example.evil.example/", false),
+            ("https://shop.example@evil.example/", false),
+            ("https://agent:secret@shop.example/", false),
+            ("http://127.0.0.1:8081/", false),
+            // Never a link, whatever the list says.
+            ("javascript:alert(document.cookie)", false),
+            ("JavaScript://shop.example/%0aalert(1)", false),
+            ("data:text/html,<script>alert(1)</script>", false),
+            ("file:///etc/passwd", false),
+            ("/relative/path", false),
+            ("", false),
+        ];
+        for (url, expected) in table {
+            assert_eq!(is_linkable(url, &allowed), *expected, "{url}");
+        }
+        // "*" alone vouches for nothing.
+        assert!(!is_linkable("https://shop.example/", &["*".to_owned()]));
+        assert!(!is_linkable("https://shop.example/", &[]));
     }
 }

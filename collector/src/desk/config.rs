@@ -4,14 +4,16 @@
 //! ```toml
 //! [desk]
 //! title = "Web Visit"                 # the title of every session card
-//! agent_tokens = ["a-long-random-token"]  # desk-only sign-in tokens (secret)
+//! agent_tokens = ["at-least-32-random-characters-each"]  # desk-only sign-in tokens (secret)
 //! sign_in_minutes = 480                # how long an agent stays signed in
 //! secure_cookie = false                # true when the desk is served over HTTPS
+//! sign_in_attempts_per_minute = 10     # per client address; 0: no limit
+//! public_origin = "https://desk.example"  # optional: the desk's origin as browsers see it
 //!
 //! [[desk.events]]
 //! name = "cart_added"                  # the event name the site records
 //! display_name = "Added to cart"       # what agents read instead
-//! icon = "cart"                        # a built-in icon name, or one Unicode symbol
+//! icon = "cart"                        # one of BUILT_IN_ICONS
 //!
 //! [[desk.events.attributes]]
 //! name = "sku"
@@ -31,8 +33,13 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_TITLE: &str = "Web Visit";
 /// Longest title, display name or label, in characters.
 const MAX_TEXT_CHARS: usize = 100;
-/// Longest icon value: a built-in name or a short Unicode symbol.
-const MAX_ICON_CHARS: usize = 32;
+/// The icons that `desk.js` draws (its `ICONS` table; a unit test keeps the two in
+/// step). A configured icon must be one of them: anything else would reach agents'
+/// browsers as text chosen by whoever holds an API token.
+pub const BUILT_IN_ICONS: &[&str] = &[
+    "web", "start", "end", "page", "search", "custom", "form", "identify", "logout", "segment",
+    "outcome", "cart", "order", "star", "video", "alert", "check",
+];
 
 /// `[desk]`: every field is optional.
 #[derive(Clone, Deserialize)]
@@ -41,13 +48,26 @@ pub struct DeskConfig {
     /// The title shown on every web session card.
     pub title: String,
     /// Tokens that let agents sign in to the desk and nothing else. The read API's
-    /// `api_tokens` sign in too. Secret: never printed.
+    /// `api_tokens` sign in too. At least 32 characters each
+    /// ([`crate::config::MIN_TOKEN_CHARS`]). Removing a token ends, at the next
+    /// start, every desk session that was signed in with it. Secret: never printed.
     pub agent_tokens: Vec<String>,
     /// How long a desk sign-in lasts; the agent signs in again afterwards.
     pub sign_in_minutes: u64,
     /// Adds `Secure` to the desk's session cookie: set it when the desk is reached
     /// over HTTPS (browsers drop a `Secure` cookie sent over plain HTTP).
     pub secure_cookie: bool,
+    /// Sign-in attempts (`POST /desk/signin`, right token or wrong) one client address
+    /// (after `trusted_proxies`) may make per minute; a minute's allowance may come at
+    /// once, then it refills evenly. More are answered 429 with `Retry-After`, even
+    /// with a valid token. Agents behind one NAT address share it. 0: no limit.
+    pub sign_in_attempts_per_minute: u32,
+    /// The desk's origin as agents' browsers see it (`https://desk.example`, no path),
+    /// for the cross-site check of sign-in and sign-out: a request's `Origin` header
+    /// must equal it. Unset: the origin is rebuilt from the request, `Host` (or, from a
+    /// trusted proxy, `X-Forwarded-Host`) with `http` (or, from a trusted proxy,
+    /// `X-Forwarded-Proto`). Set it when a proxy rewrites the host and is not trusted.
+    pub public_origin: Option<String>,
     /// How events and their attributes are shown to agents.
     pub events: Vec<EventDisplay>,
 }
@@ -59,6 +79,8 @@ impl Default for DeskConfig {
             agent_tokens: Vec::new(),
             sign_in_minutes: 8 * 60,
             secure_cookie: false,
+            sign_in_attempts_per_minute: 10,
+            public_origin: None,
             events: Vec::new(),
         }
     }
@@ -74,6 +96,11 @@ impl std::fmt::Debug for DeskConfig {
             )
             .field("sign_in_minutes", &self.sign_in_minutes)
             .field("secure_cookie", &self.secure_cookie)
+            .field(
+                "sign_in_attempts_per_minute",
+                &self.sign_in_attempts_per_minute,
+            )
+            .field("public_origin", &self.public_origin)
             .field("events", &self.events)
             .finish()
     }
@@ -85,8 +112,9 @@ impl DeskConfig {
         if self.sign_in_minutes == 0 {
             return Err("desk.sign_in_minutes must be at least 1".to_owned());
         }
-        if self.agent_tokens.iter().any(|token| token.len() < 16) {
-            return Err("desk.agent_tokens: every token needs at least 16 characters".to_owned());
+        crate::config::check_token_lengths("desk.agent_tokens", &self.agent_tokens)?;
+        if let Some(origin) = &self.public_origin {
+            public_origin(origin)?;
         }
         self.presentation()
             .validate()
@@ -126,9 +154,9 @@ pub struct EventDisplay {
         skip_serializing_if = "Option::is_none"
     )]
     pub display_name: Option<String>,
-    /// A built-in icon name (see `desk.js`: `cart`, `order`, `star`, `video`,
-    /// `alert`, `page`, `search`, `form`, `identify`, ...) or a short Unicode symbol.
-    /// Unset: the icon of the event's kind.
+    /// One of the built-in icons, [`BUILT_IN_ICONS`] (`cart`, `order`, `star`,
+    /// `video`, `alert`, `page`, `search`, `form`, `identify`, ...). Unset: the icon
+    /// of the event's kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icon: Option<String>,
     #[serde(default)]
@@ -173,7 +201,13 @@ impl Presentation {
                 )?;
             }
             if let Some(icon) = &event.icon {
-                check_text(&format!("{field}.icon"), icon, MAX_ICON_CHARS)?;
+                if !BUILT_IN_ICONS.contains(&icon.as_str()) {
+                    return Err(format!(
+                        "{field}.icon: {:?} is not a built-in icon; use one of {}",
+                        icon.chars().take(MAX_TEXT_CHARS).collect::<String>(),
+                        BUILT_IN_ICONS.join(", ")
+                    ));
+                }
             }
             let mut attribute_names = HashSet::new();
             for (position, attribute) in event.attributes.iter().enumerate() {
@@ -196,6 +230,24 @@ impl Presentation {
     pub fn event(&self, name: &str) -> Option<&EventDisplay> {
         self.events.iter().find(|event| event.name == name)
     }
+}
+
+/// The origin that `public_origin` names: `http` or `https`, a host, and no path,
+/// query or credentials.
+pub fn public_origin(text: &str) -> Result<url::Origin, String> {
+    let invalid = || {
+        format!("desk.public_origin: {text:?} is not an origin such as \"https://desk.example\"")
+    };
+    let url = url::Url::parse(text).map_err(|_| invalid())?;
+    let bare = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() || !bare {
+        return Err(invalid());
+    }
+    Ok(url.origin())
 }
 
 fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), String> {
@@ -225,11 +277,12 @@ mod tests {
         assert_eq!(defaults.title, "Web Visit");
         assert_eq!(defaults.sign_in_minutes, 480);
         assert!(defaults.validate().is_ok());
+        assert_eq!(defaults.sign_in_attempts_per_minute, 10);
 
         let config = parse(
             r#"
             title = "Shop visit"
-            agent_tokens = ["0123456789abcdef-agent"]
+            agent_tokens = ["0123456789abcdef0123456789abcdef-agent"]
             [[events]]
             name = "cart_added"
             display_name = "Added to cart"
@@ -249,7 +302,10 @@ mod tests {
         assert_eq!(cart.attributes[0].label.as_deref(), Some("Product code"));
         assert!(cart.attributes[1].hidden);
         let debug = format!("{config:?}");
-        assert!(!debug.contains("0123456789abcdef-agent"), "{debug}");
+        assert!(
+            !debug.contains("0123456789abcdef0123456789abcdef-agent"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -262,9 +318,31 @@ mod tests {
             "desk.sign_in_minutes must be at least 1",
         );
         check(
-            "agent_tokens = [\"short\"]",
-            "desk.agent_tokens: every token needs at least 16 characters",
+            "agent_tokens = [\"0123456789abcdef-agent\"]",
+            "desk.agent_tokens: token 1 of 1 is shorter than 32 characters; every token needs at least 32 (for example the output of `openssl rand -hex 16`)",
         );
+        check(
+            "[[events]]\nname = \"a\"\nicon = \"rocket\"\n",
+            "desk.events[0].icon: \"rocket\" is not a built-in icon; use one of web, start, end, page, search, custom, form, identify, logout, segment, outcome, cart, order, star, video, alert, check",
+        );
+        for origin in [
+            "desk.example",
+            "https://desk.example/desk",
+            "javascript:alert(1)",
+            "https://agent@desk.example",
+        ] {
+            let text = format!("public_origin = \"{origin}\"");
+            assert!(
+                parse(&text)
+                    .validate()
+                    .unwrap_err()
+                    .starts_with("desk.public_origin: "),
+                "{origin}"
+            );
+        }
+        assert!(parse("public_origin = \"https://desk.example:8443\"")
+            .validate()
+            .is_ok());
         check("title = \" \"", "desk.title: must not be empty");
         check(
             "[[events]]\nname = \"a\"\n[[events]]\nname = \"a\"\n",
@@ -274,5 +352,19 @@ mod tests {
             "[[events]]\nname = \"a\"\n[[events.attributes]]\nname = \"x\"\n[[events.attributes]]\nname = \"x\"\n",
             "desk.events[0].attributes[1].name: \"x\" is configured twice",
         );
+    }
+
+    #[test]
+    fn built_in_icons_are_the_ones_desk_js_draws() {
+        let script = include_str!("../../desk/desk.js");
+        let table = &script[script.find("var ICONS = {").unwrap()..];
+        let table = &table[..table.find("};").unwrap()];
+        let drawn: Vec<&str> = table
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.trim().split_once(": ["))
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(drawn, BUILT_IN_ICONS);
     }
 }

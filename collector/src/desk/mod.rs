@@ -5,6 +5,8 @@
 //! - [`config`]: the `[desk]` settings and the runtime-replaceable [`config::Presentation`]
 //!   (card title, per-event display names, icons and attribute labels/order/hiding).
 //! - [`auth`]: agents' sign-in (a token), server-side sessions, the cookie.
+//! - [`guard`]: the cross-site check of sign-in and sign-out, and the sign-in rate
+//!   limit per client address.
 //! - [`cards`]: the list's session summaries and the session cards, built from stored
 //!   rows with the presentation applied (hidden attributes are dropped here).
 //! - [`live`]: the broadcast channel that ingest publishes to, and the SSE stream.
@@ -14,13 +16,13 @@
 //! | route | status codes |
 //! |---|---|
 //! | `GET /desk`, `GET /desk/` (the desk; signed out: 303 to the sign-in page) | 200, 303 |
-//! | `GET /desk/signin`, `POST /desk/signin` (form field `token`) | 200, 303, 400, 401 |
-//! | `POST /desk/signout` | 303 |
+//! | `GET /desk/signin`, `POST /desk/signin` (form field `token`; 403 cross-site, 429 with `Retry-After` past `sign_in_attempts_per_minute`) | 200, 303, 401, 403, 408, 413, 429 |
+//! | `POST /desk/signout` (403 cross-site) | 303, 403 |
 //! | `GET /desk/assets/{desk.css,desk.js}` | 200, 404 |
 //! | `GET /desk/api/sessions?status=all\|active\|ended&q=` | 200, 400, 401 |
 //! | `GET /desk/api/sessions/{sessionId}` | 200, 401, 404 |
 //! | `GET /desk/api/stream` (`text/event-stream`) | 200, 401 |
-//! | `GET`/`PUT /api/v2/footpath/desk/config` (bearer `api_tokens`) | 200, 400, 401 |
+//! | `GET`/`PUT /api/v2/footpath/desk/config` (bearer `api_tokens`, checked before the body is read) | 200, 400, 401 |
 //!
 //! Every desk response carries a Content-Security-Policy that allows scripts, styles
 //! and connections from the collector only and no framing, and `nosniff`. The browser
@@ -35,18 +37,23 @@
 pub mod auth;
 pub mod cards;
 pub mod config;
+pub mod guard;
 pub mod live;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::sync::broadcast;
 use tower::ServiceBuilder;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -70,24 +77,51 @@ const LIST_LIMIT: usize = 300;
 /// Most events a card's journey map shows.
 const JOURNEY_LIMIT: usize = 2_000;
 const PAGE_SIZE: usize = 100;
+/// Largest sign-in form body: one token field, with room to spare.
+const MAX_SIGN_IN_BODY_BYTES: usize = 4096;
 
 /// The desk's shared state for one collector.
 pub struct Desk {
     presentation: RwLock<Presentation>,
     agents: auth::AgentSessions,
+    sign_in_limiter: guard::SignInLimiter,
+    /// `[desk] public_origin`, parsed: the only origin sign-in and sign-out accept.
+    public_origin: Option<url::Origin>,
     live: broadcast::Sender<live::SessionChanged>,
     /// Set once, when the collector begins to shut down: ends every live stream.
     closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Desk {
-    pub(crate) fn new(config: &crate::config::Config, now_ms: i64) -> Desk {
+    pub(crate) fn new(config: &crate::config::Config, clock: Arc<dyn crate::clock::Clock>) -> Desk {
+        let tokens = config.api_tokens.iter().chain(&config.desk.agent_tokens);
         Desk {
             presentation: RwLock::new(config.desk.presentation()),
-            agents: auth::AgentSessions::load(sessions_file(config), now_ms),
+            agents: auth::AgentSessions::load(sessions_file(config), clock.now_ms(), tokens),
+            sign_in_limiter: guard::SignInLimiter::new(
+                config.desk.sign_in_attempts_per_minute,
+                clock,
+            ),
+            public_origin: config
+                .desk
+                .public_origin
+                .as_deref()
+                .and_then(|origin| config::public_origin(origin).ok()),
             live: live::channel(),
             closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// How many agents' sessions the desk keeps (expired ones until the next
+    /// sign-in); for tests and monitoring.
+    pub fn agent_session_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Forgets the sign-in rate limits of addresses that are quiet again; called by
+    /// the collector's periodic sweep.
+    pub fn forget_idle_sign_in_limits(&self) {
+        self.sign_in_limiter.forget_idle_addresses();
     }
 
     /// Ends every open live stream; called when the collector stops accepting.
@@ -153,11 +187,28 @@ impl DeskState {
         self.agent_session(headers).ok_or(ApiError::Unauthorized)
     }
 
-    fn require_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        match auth::bearer_token(headers) {
-            Some(token) if auth::is_known_token(&self.app.config().api_tokens, token) => Ok(()),
-            _ => Err(ApiError::Unauthorized),
-        }
+    /// Refuses sign-in and sign-out requests that another site made (see [`guard`]).
+    fn require_same_origin(
+        &self,
+        action: &str,
+        headers: &HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<(), ApiError> {
+        guard::check_same_origin(
+            action,
+            headers,
+            peer,
+            &self.app.config().trusted_proxies,
+            self.desk.public_origin.as_ref(),
+        )
+    }
+
+    /// The allowed origins of a deployment: the pages the desk may link to.
+    fn allowed_origins(&self, deployment_id: &str) -> &[String] {
+        self.app
+            .config()
+            .deployment(deployment_id)
+            .map_or(&[], |deployment| deployment.allowed_origins.as_slice())
     }
 
     fn timeout_ms(&self) -> i64 {
@@ -184,9 +235,13 @@ where
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
+        // `same-origin`, not `no-referrer`: no desk URL leaves for another origin,
+        // but the desk's own form posts keep a real `Origin` header (under
+        // `no-referrer` browsers send `Origin: null`, which the cross-site check of
+        // sign-in and sign-out must refuse).
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
@@ -201,9 +256,15 @@ where
         .route("/desk/api/sessions", get(list_sessions))
         .route("/desk/api/sessions/{session_id}", get(session_card))
         .route("/desk/api/stream", get(stream))
-        .route(
-            "/api/v2/footpath/desk/config",
-            get(get_presentation).put(put_presentation),
+        .merge(
+            // The token is checked by a route layer, before any extractor reads the
+            // body: a stranger's upload is refused at its first byte.
+            Router::new()
+                .route(
+                    "/api/v2/footpath/desk/config",
+                    get(get_presentation).put(put_presentation),
+                )
+                .route_layer(middleware::from_fn_with_state(state.clone(), require_admin)),
         )
         .layer(headers)
         .with_state(DeskState { app: state, desk })
@@ -223,14 +284,67 @@ async fn signin_page(State(state): State<DeskState>, headers: HeaderMap) -> Resp
     }
 }
 
+/// Lets `GET`/`PUT /api/v2/footpath/desk/config` through only with a bearer token of
+/// `api_tokens` (agents' desk tokens do not administer the desk).
+async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    match auth::bearer_token(request.headers()) {
+        Some(token) if auth::is_known_token(&state.config().api_tokens, token) => {
+            Ok(next.run(request).await)
+        }
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// Reads a small body within `body_read_timeout_seconds`: 413 past `limit` bytes, 408
+/// when it does not arrive in time.
+async fn read_small_body(
+    body: Body,
+    limit: usize,
+    timeout_seconds: u64,
+) -> Result<Bytes, ApiError> {
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(Duration::from_secs(timeout_seconds), read).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Ok(Err(error)) => Err(ApiError::BadRequest(format!(
+            "the request body could not be read: {error}"
+        ))),
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {timeout_seconds} s"
+        ))),
+    }
+}
+
 /// `POST /desk/signin` with the form field `token`: a valid token gets the session
-/// cookie and a redirect to the desk; anything else gets the form again with 401.
-async fn signin(State(state): State<DeskState>, body: Bytes) -> Response {
+/// cookie and a redirect to the desk; a wrong one gets the form again with 401.
+///
+/// In this order, each before the body is read: a cross-site request is refused
+/// (403), then the attempt is counted against the client address's allowance (429
+/// once it is spent, whatever the token). Cross-site requests are refused first so
+/// that another site cannot spend the allowance of the agents' address.
+async fn signin(State(state): State<DeskState>, request: Request) -> Result<Response, ApiError> {
+    let config = state.app.config();
+    let (parts, body) = request.into_parts();
+    let peer = guard::socket_peer(&parts.extensions);
+    state.require_same_origin("sign-in", &parts.headers, peer)?;
+    let client = guard::client_address(&parts.headers, peer, &config.trusted_proxies);
+    state.desk.sign_in_limiter.take(client)?;
+    let body = read_small_body(
+        body,
+        MAX_SIGN_IN_BODY_BYTES,
+        config.body_read_timeout_seconds,
+    )
+    .await?;
     let token = url::form_urlencoded::parse(&body)
         .find(|(name, _)| name == "token")
         .map(|(_, value)| value.trim().to_owned())
         .unwrap_or_default();
-    let config = state.app.config();
     let known = !token.is_empty()
         && auth::is_known_token(
             config.api_tokens.iter().chain(&config.desk.agent_tokens),
@@ -242,24 +356,29 @@ async fn signin(State(state): State<DeskState>, body: Bytes) -> Response {
             "<p id=\"signin-error\" class=\"error\" hidden>",
             "<p id=\"signin-error\" class=\"error\" role=\"alert\">",
         );
-        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+        return Ok((StatusCode::UNAUTHORIZED, Html(page)).into_response());
     }
     let now_ms = state.app.clock().now_ms();
     let lifetime_seconds = config.desk.sign_in_minutes.saturating_mul(60);
     let expires_ms = now_ms
         .saturating_add(i64::try_from(lifetime_seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
-    let id = state.desk.agents.create(now_ms, expires_ms);
+    let id = state.desk.agents.create(&token, now_ms, expires_ms);
     tracing::info!("desk sign-in");
     let cookie = auth::session_cookie_header(&id, lifetime_seconds, config.desk.secure_cookie);
     let mut response = Redirect::to("/desk/").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
-    response
+    Ok(response)
 }
 
-async fn signout(State(state): State<DeskState>, headers: HeaderMap) -> Response {
-    if let Some(id) = auth::session_cookie(&headers) {
+/// `POST /desk/signout`: ends the session on the server and clears the cookie. Refused
+/// (403) when another site sent it, so that no page can sign an agent out.
+async fn signout(State(state): State<DeskState>, request: Request) -> Result<Response, ApiError> {
+    let peer = guard::socket_peer(request.extensions());
+    let headers = request.headers();
+    state.require_same_origin("sign-out", headers, peer)?;
+    if let Some(id) = auth::session_cookie(headers) {
         state.desk.agents.remove(&id);
     }
     let cookie = auth::cleared_cookie_header(state.app.config().desk.secure_cookie);
@@ -267,7 +386,7 @@ async fn signout(State(state): State<DeskState>, headers: HeaderMap) -> Response
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
     }
-    response
+    Ok(response)
 }
 
 /// The desk's CSS and JS: public, since they hold no data (the sign-in page needs the
@@ -359,7 +478,13 @@ async fn list_sessions(
         .iter()
         .filter_map(|session| {
             let contact = session.contact_id.as_ref().and_then(|id| contacts.get(id));
-            let summary = cards::summary(session, contact, now_ms, timeout_ms);
+            let summary = cards::summary(
+                session,
+                contact,
+                now_ms,
+                timeout_ms,
+                state.allowed_origins(&session.deployment_id),
+            );
             let wanted = match status {
                 StatusFilter::All => true,
                 StatusFilter::Active => summary.live,
@@ -436,6 +561,7 @@ async fn session_card(
         &events,
         state.app.clock().now_ms(),
         state.timeout_ms(),
+        state.allowed_origins(&session.deployment_id),
     )))
 }
 
@@ -446,12 +572,8 @@ async fn stream(State(state): State<DeskState>, headers: HeaderMap) -> Result<Re
 }
 
 /// `GET /api/v2/footpath/desk/config`: the presentation settings in effect.
-async fn get_presentation(
-    State(state): State<DeskState>,
-    headers: HeaderMap,
-) -> Result<Json<Presentation>, ApiError> {
-    state.require_admin(&headers)?;
-    Ok(Json(state.desk.presentation()))
+async fn get_presentation(State(state): State<DeskState>) -> Json<Presentation> {
+    Json(state.desk.presentation())
 }
 
 /// `PUT /api/v2/footpath/desk/config`: replaces the presentation settings until the
@@ -459,10 +581,8 @@ async fn get_presentation(
 /// Open desks show the change at their next refresh.
 async fn put_presentation(
     State(state): State<DeskState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Presentation>, ApiError> {
-    state.require_admin(&headers)?;
     let presentation: Presentation = serde_json::from_slice(&body)
         .map_err(|error| ApiError::BadRequest(format!("invalid desk configuration: {error}")))?;
     presentation.validate().map_err(ApiError::BadRequest)?;

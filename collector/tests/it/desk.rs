@@ -16,7 +16,8 @@ use crate::support::{
     batch, identify, pageview, record, TestApp, MINUTE, OTHER_VISITOR, SECOND, T0, TOKEN, VISITOR,
 };
 
-const AGENT_TOKEN: &str = "agent-token-0123456789";
+const AGENT_TOKEN: &str = "agent-token-0123456789abcdef0123456789";
+const THIRD_VISITOR: &str = "1c2d3e4f-0000-4000-8000-0000000000c3";
 
 /// The desk's own requests go straight to the router, so that these tests do not
 /// depend on helpers that check the Journey API's documented shapes.
@@ -250,6 +251,13 @@ async fn every_desk_response_carries_the_content_security_policy() {
             "{uri}"
         );
         assert_eq!(reply.header("x-frame-options"), Some("DENY"), "{uri}");
+        // Nothing of the desk's URLs leaves for other origins, while its own form
+        // posts keep their real Origin (no-referrer would make it `null`).
+        assert_eq!(
+            reply.header("referrer-policy"),
+            Some("same-origin"),
+            "{uri}"
+        );
     }
     let api = get(&app, "/desk/api/sessions", Some(&cookie)).await;
     assert_eq!(api.header("cache-control"), Some("no-store"));
@@ -568,4 +576,279 @@ fn the_demo_configuration_configures_the_desk() {
         .attributes
         .iter()
         .any(|attribute| attribute.name == "orderId" && attribute.hidden));
+}
+
+#[tokio::test]
+async fn a_session_ends_when_its_token_leaves_the_configuration() {
+    let app = desk_app();
+    let agent_cookie = {
+        let reply = sign_in_with(&app, AGENT_TOKEN).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+        let set_cookie = reply.header("set-cookie").unwrap();
+        set_cookie.split(';').next().unwrap().trim().to_owned()
+    };
+    let api_cookie = sign_in(&app).await;
+    for cookie in [&agent_cookie, &api_cookie] {
+        assert_eq!(
+            get(&app, "/desk/api/sessions", Some(cookie)).await.status,
+            StatusCode::OK
+        );
+    }
+    let sessions_file = app.dir.path().join("test.sqlite3.desk-sessions.json");
+    let saved = std::fs::read_to_string(&sessions_file).unwrap();
+    assert!(
+        !saved.contains(AGENT_TOKEN),
+        "tokens are not kept in clear: {saved}"
+    );
+    assert!(
+        !saved.contains(TOKEN),
+        "tokens are not kept in clear: {saved}"
+    );
+
+    // The operator removes the agent token and restarts the collector over the same
+    // database folder.
+    let TestApp { clock, state, dir } = app;
+    drop(state);
+    let config = crate::support::test_config(dir.path());
+    assert!(config.desk.agent_tokens.is_empty());
+    let state = footpath_collector::AppState::new(config, clock.clone()).unwrap();
+    let app = TestApp { clock, state, dir };
+    assert_eq!(app.state.desk().agent_session_count(), 1, "deleted at load");
+    assert_eq!(
+        get(&app, "/desk/api/sessions", Some(&agent_cookie))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    let page = get(&app, "/desk/", Some(&agent_cookie)).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.header("location"), Some("/desk/signin"));
+    // The session signed in with a token that is still configured lives on.
+    assert_eq!(
+        get(&app, "/desk/api/sessions", Some(&api_cookie))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let saved = std::fs::read_to_string(&sessions_file).unwrap();
+    let saved: Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(saved.as_array().unwrap().len(), 1, "{saved:#}");
+}
+
+#[tokio::test]
+async fn page_urls_are_links_only_on_the_deployments_own_origins() {
+    let app = desk_app();
+    let cases = [
+        (VISITOR, "https://shop.example/products/boots", true),
+        (
+            OTHER_VISITOR,
+            "https://shop.example.evil.example/login",
+            false,
+        ),
+        (THIRD_VISITOR, "http://shop.example/cart", false),
+    ];
+    for (n, (visitor, url, _)) in cases.iter().enumerate() {
+        let n = u32::try_from(n).unwrap() + 1;
+        let response = app
+            .post_batch(&batch(visitor, T0, vec![pageview(n, T0 - 1000, url)]))
+            .await;
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    let cookie = sign_in(&app).await;
+    let list = get(&app, "/desk/api/sessions", Some(&cookie)).await.json();
+    for (visitor, url, linkable) in cases {
+        let summary = list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|summary| summary["customerId"] == json!(visitor))
+            .unwrap();
+        assert_eq!(summary["currentPage"]["url"], json!(url));
+        assert_eq!(summary["currentPage"]["linkable"], json!(linkable), "{url}");
+        let id = summary["id"].as_str().unwrap();
+        let card = get(&app, &format!("/desk/api/sessions/{id}"), Some(&cookie))
+            .await
+            .json();
+        assert_eq!(card["session"]["currentPage"]["linkable"], json!(linkable));
+        assert_eq!(card["journey"][1]["page"]["linkable"], json!(linkable));
+    }
+    // A deployment that accepts any origin vouches for none of its pages.
+    let mut open = batch(
+        VISITOR,
+        T0,
+        vec![pageview(9, T0 - 500, "https://shop.example/")],
+    );
+    open["deploymentId"] = json!(crate::support::OPEN_DEPLOYMENT);
+    open["visitorId"] = json!("7a1b2c3d-0000-4000-8000-0000000000aa");
+    assert_eq!(app.post_batch(&open).await.status, StatusCode::OK);
+    let list = get(&app, "/desk/api/sessions", Some(&cookie)).await.json();
+    let summary = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|summary| summary["customerId"] == json!("7a1b2c3d-0000-4000-8000-0000000000aa"))
+        .unwrap();
+    assert_eq!(summary["currentPage"]["linkable"], json!(false));
+
+    // The browser code draws a link only where the server says so.
+    let script = get(&app, "/desk/assets/desk.js", None).await.text();
+    assert!(
+        script.contains("page.linkable === true"),
+        "desk.js checks linkable"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_is_rate_limited_per_client_address_even_for_the_right_token() {
+    let app = TestApp::with_config(|config| {
+        config.desk.sign_in_attempts_per_minute = 3;
+        config.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+    });
+    let attempt = |token: &str, peer: &str, forwarded_for: Option<&str>| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", token)
+            .finish();
+        let mut request = Request::post("/desk/signin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(forwarded_for) = forwarded_for {
+            request = request.header("x-forwarded-for", forwarded_for);
+        }
+        let mut request = request.body(Body::from(body)).unwrap();
+        let peer: std::net::IpAddr = peer.parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(
+                peer, 50_000,
+            )));
+        request
+    };
+    for _ in 0..3 {
+        let reply = send(&app, attempt("wrong", "203.0.113.5", None)).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    // The right token from the limited address: refused like a wrong one.
+    let reply = send(&app, attempt(TOKEN, "203.0.113.5", None)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        reply.text()
+    );
+    assert_eq!(reply.header("retry-after"), Some("20"));
+    assert_eq!(reply.header("set-cookie"), None);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["code"], json!("rate.limited"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many sign-in attempts from this address"),
+        "{body:#}"
+    );
+    assert_eq!(app.state.desk().agent_session_count(), 0);
+
+    // Another address is not limited; behind a trusted proxy the forwarded client
+    // counts, so two clients of one proxy do not share an allowance.
+    assert_eq!(
+        send(&app, attempt(TOKEN, "203.0.113.6", None)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    for _ in 0..3 {
+        let reply = send(&app, attempt("wrong", "10.0.0.1", Some("198.51.100.1"))).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(
+        send(&app, attempt("wrong", "10.0.0.1", Some("198.51.100.1")))
+            .await
+            .status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send(&app, attempt(TOKEN, "10.0.0.1", Some("198.51.100.2")))
+            .await
+            .status,
+        StatusCode::SEE_OTHER
+    );
+
+    // The allowance refills by the server's clock: one attempt per 20 s.
+    app.clock.advance_ms(20 * SECOND);
+    assert_eq!(
+        send(&app, attempt(TOKEN, "203.0.113.5", None)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        send(&app, attempt(TOKEN, "203.0.113.5", None)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test]
+async fn sign_in_and_sign_out_from_the_desk_page_pass_the_cross_site_check() {
+    let app = desk_app();
+    // What a browser sends when the sign-in form of the desk's own page is submitted.
+    let body = format!("token={TOKEN}");
+    let request = Request::post("/desk/signin")
+        .header(header::HOST, "collector.example:8700")
+        .header(header::ORIGIN, "http://collector.example:8700")
+        .header("sec-fetch-site", "same-origin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    let reply = send(&app, request).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text());
+    let cookie = reply
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // The same form posted by another site's page.
+    let request = Request::post("/desk/signin")
+        .header(header::HOST, "collector.example:8700")
+        .header(header::ORIGIN, "https://attacker.example")
+        .header("sec-fetch-site", "cross-site")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let reply = send(&app, request).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let error: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(error["code"], json!("origin.not.allowed"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("sign-in refused: the browser says the request came from another site"),
+        "{error:#}"
+    );
+    assert_eq!(app.state.desk().agent_session_count(), 1);
+
+    let sign_out = |origin: &str, site: &str| {
+        Request::post("/desk/signout")
+            .header(header::HOST, "collector.example:8700")
+            .header(header::ORIGIN, origin)
+            .header("sec-fetch-site", site)
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let refused = send(&app, sign_out("https://attacker.example", "cross-site")).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        get(&app, "/desk/api/sessions", Some(&cookie)).await.status,
+        StatusCode::OK,
+        "still signed in"
+    );
+    let signed_out = send(
+        &app,
+        sign_out("http://collector.example:8700", "same-origin"),
+    )
+    .await;
+    assert_eq!(signed_out.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        get(&app, "/desk/api/sessions", Some(&cookie)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

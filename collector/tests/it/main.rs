@@ -10,6 +10,7 @@ mod desk;
 mod durability;
 mod enrichment;
 mod geolocation;
+mod hostile_desk;
 mod hostile_identity;
 mod identity;
 mod identity_docs;

@@ -31,7 +31,7 @@ async fn read_api_needs_a_valid_bearer_token() {
             "{refused:?}"
         );
     }
-    for accepted in [format!("Bearer {TOKEN}"), "bearer second-token".to_owned()] {
+    for accepted in [format!("Bearer {TOKEN}"), format!("bearer {SECOND_TOKEN}")] {
         let response = app.send(with_authorization(Some(&accepted))).await;
         assert_eq!(response.status, StatusCode::OK, "{accepted}");
     }

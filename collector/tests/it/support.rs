@@ -19,7 +19,10 @@ pub const SECOND: i64 = 1_000;
 pub const MINUTE: i64 = 60 * SECOND;
 pub const TIMEOUT: i64 = 20 * MINUTE;
 
-pub const TOKEN: &str = "read-token-for-tests";
+/// At least 32 characters, as the collector requires of every token.
+pub const TOKEN: &str = "read-token-for-tests-0123456789abcdef";
+/// A second configured API token.
+pub const SECOND_TOKEN: &str = "second-token-for-tests-0123456789abcdef";
 pub const DEPLOYMENT: &str = "shop";
 /// A deployment that accepts any origin.
 pub const OPEN_DEPLOYMENT: &str = "open";
@@ -39,7 +42,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     Config {
         database_path: dir.join("test.sqlite3"),
         sdk_dir: dir.join("sdk"),
-        api_tokens: vec![TOKEN.to_owned(), "second-token".to_owned()],
+        api_tokens: vec![TOKEN.to_owned(), SECOND_TOKEN.to_owned()],
         deployments: vec![
             DeploymentConfig {
                 id: DEPLOYMENT.to_owned(),

@@ -20,7 +20,8 @@ use footpath_demo::DemoConfig;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-pub const TOKEN: &str = "e2e-read-token";
+/// At least 32 characters, as the collector requires of every token.
+pub const TOKEN: &str = "e2e-read-token-0123456789abcdef0123";
 pub const DEPLOYMENT: &str = "demo";
 /// The demo deployment's identity secret, shared by the collector and the demo shop's
 /// server, which signs identity tokens at sign-in as a real site's server would.

@@ -1,0 +1,374 @@
+//! What keeps sign-in and sign-out to the desk's own page and to a human's pace.
+//!
+//! - [`check_same_origin`]: sign-in and sign-out refuse requests that another site
+//!   made the agent's browser send (403). `Sec-Fetch-Site` must be `same-origin` or
+//!   `none` (typed or bookmarked) when the browser sends it; `same-site` is refused
+//!   too, since a sibling subdomain may be a different party. When an `Origin` header
+//!   is present it must be the desk's own origin: `[desk] public_origin` when
+//!   configured, otherwise rebuilt from the request (`Host` and `http`, or, only when
+//!   the socket peer is one of `trusted_proxies`, `X-Forwarded-Host` and
+//!   `X-Forwarded-Proto`). Requests with neither header (command-line clients) pass:
+//!   browsers always send one of them on a cross-site form post, and the session
+//!   cookie is `SameSite=Strict` besides.
+//! - [`SignInLimiter`]: sign-in attempts per client address (after trusted proxies),
+//!   a keyed `governor` limiter on the injected clock. Every attempt counts, right
+//!   token or wrong, and a limited address is refused before its token is looked at,
+//!   so that the answer never tells whether a guess was right.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use axum::http::{header, Extensions, HeaderMap};
+use governor::clock::Clock as GovernorClock;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::clock::Clock;
+use crate::enrich::client_ip::{client_ip, in_any, IpRange};
+use crate::error::ApiError;
+
+/// The socket peer of a request, as `app::serve` records it in its extensions.
+pub fn socket_peer(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// The client's address by the rules of `enrich::client_ip`.
+pub fn client_address(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted_proxies: &[IpRange],
+) -> Option<IpAddr> {
+    let forwarded_for: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    client_ip(peer, &forwarded_for, trusted_proxies)
+}
+
+/// Refuses a request that a browser sent on another site's behalf; `action` names
+/// what was refused in the message ("sign-in", "sign-out").
+pub fn check_same_origin(
+    action: &str,
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted_proxies: &[IpRange],
+    public_origin: Option<&url::Origin>,
+) -> Result<(), ApiError> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("");
+        if !matches!(site, "same-origin" | "none") {
+            return Err(ApiError::OriginNotAllowed(format!(
+                "{action} refused: the browser says the request came from another site \
+                 (Sec-Fetch-Site: {site}); {action} works only from the desk's own pages"
+            )));
+        }
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin_text = origin.to_str().unwrap_or("");
+    let presented = url::Url::parse(origin_text).ok().map(|url| url.origin());
+    let own = match public_origin {
+        Some(configured) => Some(configured.clone()),
+        None => own_origin(headers, peer, trusted_proxies),
+    };
+    let Some(own) = own else {
+        return Err(ApiError::OriginNotAllowed(format!(
+            "{action} refused: the collector cannot tell its own origin (no Host header) \
+             to compare with Origin: {origin_text}; set [desk] public_origin"
+        )));
+    };
+    match presented {
+        Some(presented) if presented.is_tuple() && presented == own => Ok(()),
+        _ => Err(ApiError::OriginNotAllowed(format!(
+            "{action} refused: Origin {origin_text} is not the desk's own origin {}; \
+             {action} works only from the desk's own pages",
+            own.ascii_serialization()
+        ))),
+    }
+}
+
+/// The collector's origin as the browser sees it, rebuilt from the request.
+fn own_origin(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted_proxies: &[IpRange],
+) -> Option<url::Origin> {
+    let first_value = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(',').next())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    };
+    let behind_trusted_proxy = peer.is_some_and(|peer| in_any(trusted_proxies, peer));
+    let (scheme, forwarded_host) = if behind_trusted_proxy {
+        let scheme = first_value("x-forwarded-proto")
+            .map(str::to_ascii_lowercase)
+            .filter(|scheme| scheme == "https" || scheme == "http")
+            .unwrap_or_else(|| "http".to_owned());
+        (scheme, first_value("x-forwarded-host"))
+    } else {
+        ("http".to_owned(), None)
+    };
+    let host = forwarded_host.or_else(|| first_value(header::HOST.as_str()))?;
+    // A host with a path, credentials or a query is not a host: the parsed URL would
+    // not be `scheme://host/`.
+    let url = url::Url::parse(&format!("{scheme}://{host}/")).ok()?;
+    (url.path() == "/" && url.username().is_empty() && url.query().is_none()).then(|| url.origin())
+}
+
+/// The injected clock as a `governor` clock: nanoseconds since the epoch.
+#[derive(Clone)]
+struct InjectedClock(Arc<dyn Clock>);
+
+impl GovernorClock for InjectedClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        let ms = u64::try_from(self.0.now_ms()).unwrap_or(0);
+        Nanos::from(ms.saturating_mul(1_000_000))
+    }
+}
+
+type KeyedLimiter =
+    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, InjectedClock, NoOpMiddleware<Nanos>>;
+
+/// Sign-in attempts per client address (`[desk] sign_in_attempts_per_minute`).
+pub struct SignInLimiter {
+    clock: InjectedClock,
+    /// `None` when the limit is 0 (off).
+    limiter: Option<(u32, KeyedLimiter)>,
+}
+
+impl SignInLimiter {
+    pub fn new(per_minute: u32, clock: Arc<dyn Clock>) -> SignInLimiter {
+        let clock = InjectedClock(clock);
+        let limiter = NonZeroU32::new(per_minute).map(|rate| {
+            let limiter = RateLimiter::new(
+                Quota::per_minute(rate),
+                DefaultKeyedStateStore::default(),
+                clock.clone(),
+            );
+            (per_minute, limiter)
+        });
+        SignInLimiter { clock, limiter }
+    }
+
+    /// Counts one attempt from `address`, or answers 429 with the time until the next
+    /// one is allowed. Requests whose address is unknown (no socket peer, as in tests
+    /// that call the router directly) share one allowance rather than none.
+    pub fn take(&self, address: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some((per_minute, limiter)) = &self.limiter else {
+            return Ok(());
+        };
+        let key = address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let Err(not_until) = limiter.check_key(&key) else {
+            return Ok(());
+        };
+        let wait = not_until.wait_time_from(self.clock.now());
+        let retry_after_seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        tracing::warn!(client = %key, "desk sign-in rate limited");
+        Err(ApiError::RateLimited {
+            message: format!(
+                "too many sign-in attempts from this address (the limit is {per_minute} per \
+                 minute); try again in {retry_after_seconds} s"
+            ),
+            retry_after_seconds,
+        })
+    }
+
+    /// Forgets addresses whose allowance is full again, so that memory follows the
+    /// addresses that are signing in now.
+    pub fn forget_idle_addresses(&self) {
+        if let Some((_, limiter)) = &self.limiter {
+            limiter.retain_recent();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn same_origin_rules() {
+        let proxies: Vec<IpRange> = vec!["10.0.0.0/8".parse().unwrap()];
+        let direct: IpAddr = "198.51.100.9".parse().unwrap();
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let configured = crate::desk::config::public_origin("https://desk.example").unwrap();
+        // (headers, socket peer, configured origin, allowed)
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let table: &[(Headers, IpAddr, bool, bool)] = &[
+            // A command-line client: neither header.
+            (&[("host", "c.example:8700")], direct, false, true),
+            (&[("sec-fetch-site", "same-origin")], direct, false, true),
+            (&[("sec-fetch-site", "none")], direct, false, true),
+            (&[("sec-fetch-site", "cross-site")], direct, false, false),
+            (&[("sec-fetch-site", "same-site")], direct, false, false),
+            (&[("sec-fetch-site", "SAME-ORIGIN")], direct, false, false),
+            // Origin against Host, with http.
+            (
+                &[
+                    ("host", "c.example:8700"),
+                    ("origin", "http://c.example:8700"),
+                ],
+                direct,
+                false,
+                true,
+            ),
+            (
+                &[
+                    ("host", "C.Example:8700"),
+                    ("origin", "http://c.example:8700"),
+                ],
+                direct,
+                false,
+                true,
+            ),
+            (
+                &[("host", "c.example"), ("origin", "http://c.example:80")],
+                direct,
+                false,
+                true,
+            ),
+            (
+                &[
+                    ("host", "c.example:8700"),
+                    ("origin", "http://evil.example"),
+                ],
+                direct,
+                false,
+                false,
+            ),
+            (
+                &[
+                    ("host", "c.example:8700"),
+                    ("origin", "https://c.example:8700"),
+                ],
+                direct,
+                false,
+                false,
+            ),
+            (
+                &[("host", "c.example:8700"), ("origin", "null")],
+                direct,
+                false,
+                false,
+            ),
+            (&[("origin", "http://c.example:8700")], direct, false, false),
+            // Forwarded headers count only from a trusted proxy.
+            (
+                &[
+                    ("host", "10.0.0.2:8700"),
+                    ("x-forwarded-host", "desk.example"),
+                    ("x-forwarded-proto", "https"),
+                    ("origin", "https://desk.example"),
+                ],
+                proxy,
+                false,
+                true,
+            ),
+            (
+                &[
+                    ("host", "10.0.0.2:8700"),
+                    ("x-forwarded-host", "desk.example"),
+                    ("x-forwarded-proto", "https"),
+                    ("origin", "https://desk.example"),
+                ],
+                direct,
+                false,
+                false,
+            ),
+            // A configured origin is the only one.
+            (
+                &[
+                    ("host", "10.0.0.2:8700"),
+                    ("origin", "https://desk.example"),
+                ],
+                direct,
+                true,
+                true,
+            ),
+            (
+                &[
+                    ("host", "10.0.0.2:8700"),
+                    ("origin", "http://10.0.0.2:8700"),
+                ],
+                direct,
+                true,
+                false,
+            ),
+        ];
+        for (pairs, peer, use_configured, allowed) in table {
+            let result = check_same_origin(
+                "sign-in",
+                &headers(pairs),
+                Some(*peer),
+                &proxies,
+                use_configured.then_some(&configured),
+            );
+            assert_eq!(
+                result.is_ok(),
+                *allowed,
+                "{pairs:?} from {peer}: {result:?}"
+            );
+            if let Err(error) = result {
+                assert_eq!(error.status(), axum::http::StatusCode::FORBIDDEN);
+                assert!(
+                    error.to_string().starts_with("sign-in refused: "),
+                    "{error}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn attempts_are_limited_per_address_by_the_injected_clock() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let limiter = SignInLimiter::new(6, clock.clone());
+        let one: IpAddr = "203.0.113.1".parse().unwrap();
+        let two: IpAddr = "203.0.113.2".parse().unwrap();
+        for _ in 0..6 {
+            assert!(limiter.take(Some(one)).is_ok());
+        }
+        match limiter.take(Some(one)) {
+            Err(ApiError::RateLimited {
+                retry_after_seconds,
+                message,
+            }) => {
+                assert_eq!(retry_after_seconds, 10, "one attempt per 10 s refills");
+                assert!(message.contains("6 per minute"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            limiter.take(Some(two)).is_ok(),
+            "another address is not limited"
+        );
+        clock.advance_ms(10_000);
+        assert!(limiter.take(Some(one)).is_ok());
+        assert!(limiter.take(Some(one)).is_err());
+        assert!(SignInLimiter::new(0, clock).take(Some(one)).is_ok());
+    }
+}
