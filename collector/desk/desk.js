@@ -369,6 +369,7 @@
       ['Campaign', info.campaign, 'campaign'],
       ['Short id', info.shortId, 'short-id'],
       ['Authenticated', info.authenticated ? 'Yes' : 'No', 'authenticated'],
+      ['Identified by', info.identifiedBy, 'identified-by'],
       ['Events', String(session.eventCount) + ' (' + session.pageviewCount + ' page views)', 'events']
     ], 'info-list'));
     container.appendChild(infoSection);

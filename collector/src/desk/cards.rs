@@ -11,6 +11,7 @@ use footpath_protocol::v1::{AttributeValue, EventKind};
 use serde::Serialize;
 
 use super::config::Presentation;
+use crate::identity::LinkKind;
 use crate::journey::{self, JourneyPage};
 use crate::store::{StoredContact, StoredEvent, StoredSession};
 
@@ -135,6 +136,10 @@ pub struct SessionInfo {
     pub campaign: Option<String>,
     pub short_id: String,
     pub authenticated: bool,
+    /// How the customer was identified, for agents to weigh what the card says: a
+    /// verified sign-in, a recognised browser, or traits typed into the page (a claim).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identified_by: Option<&'static str>,
 }
 
 /// The kinds of journey-map items; each has its own icon.
@@ -323,7 +328,14 @@ pub fn card(
         title: title.to_owned(),
         now_ms,
         session: summary(session, contact, now_ms, timeout_ms, allowed_origins),
-        info: session_info(&journey_session),
+        info: SessionInfo {
+            identified_by: session
+                .contact_id
+                .as_ref()
+                .and(session.contact_link)
+                .map(identified_by),
+            ..session_info(&journey_session)
+        },
         searches: session.search_terms.clone(),
         segments: session
             .segment_assignments
@@ -631,6 +643,15 @@ fn session_info(session: &journey::Session) -> SessionInfo {
         campaign,
         short_id: session.short_id.clone(),
         authenticated: session.authenticated,
+        identified_by: None,
+    }
+}
+
+fn identified_by(link: LinkKind) -> &'static str {
+    match link {
+        LinkKind::Verified => "Verified sign-in",
+        LinkKind::Cookie => "Recognised browser",
+        LinkKind::Unverified => "Unverified (typed in the page)",
     }
 }
 

@@ -341,6 +341,8 @@ async fn cards_apply_the_configuration_and_hidden_attributes_never_leave_the_ser
     assert_eq!(card["outcomes"], json!([]));
     assert_eq!(card["info"]["shortId"], summary["shortId"]);
     assert_eq!(card["info"]["authenticated"], json!(false));
+    // An unknown visitor: nothing to say about how they were identified.
+    assert_eq!(card["info"].get("identifiedBy"), None, "{card:#}");
     let kinds: Vec<&str> = card["journey"]
         .as_array()
         .unwrap()
@@ -851,4 +853,65 @@ async fn sign_in_and_sign_out_from_the_desk_page_pass_the_cross_site_check() {
         get(&app, "/desk/api/sessions", Some(&cookie)).await.status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+/// Agents see how a customer was identified: an unverified claim is told apart from a
+/// verified sign-in and from a recognised browser.
+#[tokio::test]
+async fn cards_say_whether_the_customer_was_identified_by_a_claim_or_a_proof() {
+    let app = crate::identity::with_identity_verification(false);
+    app.create_contact(json!({"firstName": "Ann", "workEmail": "ann@example.com"}))
+        .await;
+    let claimed = "0b7e0c2a-5b9e-4a57-9f3e-0000000c1a1d";
+    app.post_batch(&batch(
+        claimed,
+        T0,
+        vec![identify(1, T0, None, json!({"email": "ann@example.com"}))],
+    ))
+    .await
+    .ok_json();
+    let signed = crate::identity::token(json!({"email": "ann@example.com"}));
+    app.post_batch(&batch(
+        VISITOR,
+        T0,
+        vec![identify(
+            2,
+            T0 - 60_000,
+            None,
+            json!({"identityToken": signed}),
+        )],
+    ))
+    .await
+    .ok_json();
+    // The verified sign-in put VISITOR's cookie on Ann: the next visit is recognised.
+    app.clock.advance_ms(2 * crate::support::TIMEOUT);
+    let now = app.clock.now_ms();
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![pageview(3, now, "https://shop.example/")],
+    ))
+    .await
+    .ok_json();
+
+    let cookie = sign_in(&app).await;
+    let identified_by = |visitor: &'static str, index: usize| {
+        let app = &app;
+        let cookie = cookie.clone();
+        async move {
+            let session = &app.sessions_of(visitor).await[index];
+            let id = session["id"].as_str().unwrap().to_owned();
+            let card = get(app, &format!("/desk/api/sessions/{id}"), Some(&cookie))
+                .await
+                .json();
+            assert_eq!(card["session"]["customerName"], json!("Ann"), "{card:#}");
+            card["info"]["identifiedBy"].clone()
+        }
+    };
+    assert_eq!(
+        identified_by(claimed, 0).await,
+        json!("Unverified (typed in the page)")
+    );
+    assert_eq!(identified_by(VISITOR, 1).await, json!("Verified sign-in"));
+    assert_eq!(identified_by(VISITOR, 0).await, json!("Recognised browser"));
 }
