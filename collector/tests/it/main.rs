@@ -10,6 +10,7 @@ mod desk;
 mod durability;
 mod enrichment;
 mod geolocation;
+mod hostile_limits;
 mod identity;
 mod ingest;
 mod limits;
