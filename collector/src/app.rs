@@ -7,6 +7,7 @@
 mod auth;
 mod batch;
 mod contacts;
+mod deadline;
 mod read;
 mod webevents;
 // Segment and outcome definitions (crate::segments).
@@ -32,7 +33,7 @@ use crate::enrich::geo::GeoIpDatabase;
 use crate::enrich::user_agent;
 use crate::error::ApiError;
 use crate::limits::RateLimits;
-use crate::store::{IngestQueueSettings, SqliteStore, Store};
+use crate::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
 
 /// Everything a handler needs. Cheap to clone: every field is shared.
 #[derive(Clone)]
@@ -48,6 +49,8 @@ pub struct AppState {
     desk: Arc<crate::desk::Desk>,
     /// Events-per-minute limits per visitor and per client address.
     rate_limits: Arc<RateLimits>,
+    /// Pings-per-minute limits per visitor and per client address.
+    ping_rate_limits: Arc<RateLimits>,
     /// One permit per ingest request in flight (`max_concurrent_ingest_requests`).
     ingest_permits: Arc<tokio::sync::Semaphore>,
 }
@@ -61,7 +64,12 @@ impl AppState {
             capacity_batches: config.ingest_queue_capacity_batches,
             max_batches_per_transaction: config.max_batches_per_transaction,
         };
-        let store = SqliteStore::open_with(&config.database_path, queue)?;
+        let limits = SessionLimits {
+            max_events_per_session: config.max_events_per_session,
+            max_search_terms_per_session: config.max_search_terms_per_session,
+            ..SessionLimits::default()
+        };
+        let store = SqliteStore::open_with(&config.database_path, queue, limits)?;
         AppState::with_store(config, clock, Arc::new(store))
     }
 
@@ -90,6 +98,7 @@ impl AppState {
         store.load_configured_definitions(&config.configured_definitions()?, clock.now_ms())?;
         let desk = Arc::new(crate::desk::Desk::new(&config, Arc::clone(&clock)));
         let rate_limits = Arc::new(RateLimits::new(&config, Arc::clone(&clock)));
+        let ping_rate_limits = Arc::new(RateLimits::for_pings(&config, Arc::clone(&clock)));
         let ingest_permits = Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_ingest_requests,
         ));
@@ -101,6 +110,7 @@ impl AppState {
             excluded_events: Arc::new(AtomicU64::new(0)),
             desk,
             rate_limits,
+            ping_rate_limits,
             ingest_permits,
         })
     }
@@ -131,8 +141,14 @@ impl AppState {
         &self.rate_limits
     }
 
-    /// A place among the ingest requests in flight, or 503 when all are taken: the
-    /// request is shed before it reads its body, rather than queued without bound.
+    fn ping_rate_limits(&self) -> &RateLimits {
+        &self.ping_rate_limits
+    }
+
+    /// A place among the ingest requests in flight, or 503 when all are taken: taken
+    /// once the body has fully arrived (so that slow clients hold connections, which
+    /// `max_open_connections` caps, but never this), then held through validation and
+    /// the commit, rather than queued without bound.
     fn ingest_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         Arc::clone(&self.ingest_permits)
             .try_acquire_owned()
@@ -189,8 +205,11 @@ impl AppState {
 /// | `GET`/`POST /api/v2/journey/{segments,outcomes}`, `GET`/`PATCH`/`DELETE .../{id}` (see `app/segments.rs`) | 200, 201, 204, 400, 401, 404 |
 /// | `POST /api/v2/journey/deployments/{deploymentId}/webevents` (public; 204: dropped by IP exclusions) | 200, 204, 400, 403, 404, 408, 413, 415, 429, 500, 503 |
 /// | `OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents` (CORS preflight) | 204, 403, 404 |
-/// | `GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping` (public) | 200, 400, 403, 404 |
+/// | `GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping` (public; 429 with `Retry-After`) | 200, 400, 403, 404, 429 |
 /// | `GET /api/v2/footpath/openapi.json` (public: the OpenAPI document of all of this) | 200 |
+///
+/// Every request that may carry a body must have sent all of it within
+/// `body_read_timeout_seconds` of its head (see `app/deadline.rs`).
 ///
 /// The OpenAPI document (`collector/openapi.json`, see [`crate::openapi`]) describes
 /// every route, and the integration tests check every response they see against it.
@@ -286,6 +305,10 @@ pub fn router(state: AppState) -> Router {
         .merge(read_api)
         .merge(crate::desk::router(state.clone()))
         .fallback(|| async { ApiError::NotFound("no such resource".to_owned()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            deadline::body_deadline,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -299,7 +322,11 @@ pub fn router(state: AppState) -> Router {
 ///
 /// The loop is hyper's own HTTP/1 connection builder rather than `axum::serve`, for
 /// `header_read_timeout`: a client that trickles its request head is disconnected
-/// after `header_read_timeout_seconds`.
+/// after `header_read_timeout_seconds`; and for `max_buf_size`: a request head larger
+/// than `max_request_head_bytes` is answered 431. At most `max_open_connections` are
+/// open at once: a connection accepted past the cap is closed at once (the client sees
+/// the connection reset or closed, and retries), so that idle or slow connections
+/// cannot take every file descriptor, and those already open keep being served.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
@@ -314,7 +341,11 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(
             state.config.header_read_timeout_seconds,
-        ));
+        ))
+        .max_buf_size(state.config.max_request_head_bytes);
+    let open_connections = Arc::new(tokio::sync::Semaphore::new(
+        state.config.max_open_connections,
+    ));
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -329,6 +360,15 @@ pub async fn serve(
                 }
             },
             () = &mut shutdown => break,
+        };
+        let Ok(open_connection) = Arc::clone(&open_connections).try_acquire_owned() else {
+            tracing::debug!(
+                %peer,
+                max_open_connections = state.config.max_open_connections,
+                "too many open connections; closing a new one"
+            );
+            drop(stream);
+            continue;
         };
         // Responses are small and written at once; waiting for more (Nagle) would only
         // add latency.
@@ -345,6 +385,7 @@ pub async fn serve(
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
+            drop(open_connection);
         });
     }
     drop(listener);
@@ -380,6 +421,7 @@ async fn sweep_idle_sessions(state: AppState) {
         interval.tick().await;
         state.rate_limits.forget_idle_keys();
         state.desk.forget_idle_sign_in_limits();
+        state.ping_rate_limits.forget_idle_keys();
         let now_ms = state.clock.now_ms();
         let timeout_ms = state.config.session_timeout_ms();
         let swept = state

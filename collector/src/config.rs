@@ -44,6 +44,15 @@
 //! ingest_queue_capacity_batches = 1024
 //! max_batches_per_transaction = 256
 //! shutdown_grace_seconds = 30
+//! max_user_agent_bytes = 512
+//! max_page_url_bytes = 4096
+//! max_page_text_bytes = 1024
+//! max_events_per_session = 2000
+//! max_search_terms_per_session = 20
+//! visitor_ping_rate_limit_per_minute = 30
+//! client_ip_ping_rate_limit_per_minute = 600
+//! max_open_connections = 4096
+//! max_request_head_bytes = 16384
 //!
 //! # Privacy settings of a deployment: optional.
 //! [[deployment_privacy]]
@@ -178,6 +187,36 @@ pub struct Config {
     /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before
     /// the server stops anyway.
     pub shutdown_grace_seconds: u64,
+    /// Longest `User-Agent` (the header, or a web event's `userAgentString`) that is
+    /// parsed and stored. A longer one is cut at the last character boundary within
+    /// the limit rather than refused: real browsers send fewer than 400 bytes, and
+    /// refusing would drop a real visitor's events for what their extensions added.
+    pub max_user_agent_bytes: usize,
+    /// Longest `page.url` and `page.referrer` of an event; a longer one rejects the
+    /// event (`events[i].page.url: is longer than ...`).
+    pub max_page_url_bytes: usize,
+    /// Longest `page.title`, `page.keywords`, `page.searchQuery` and campaign value of
+    /// an event; a longer one rejects the event.
+    pub max_page_text_bytes: usize,
+    /// Most events one session holds. Further events that would join it are rejected
+    /// one by one (`events[i]: its session already holds ... events`), so that one
+    /// visitor cannot grow a session (and its card) without bound.
+    pub max_events_per_session: u64,
+    /// Most distinct search terms a session's summary keeps: the first ones, in time
+    /// order. Later terms are still stored on their events.
+    pub max_search_terms_per_session: usize,
+    /// Pings per minute one visitor (`customerCookieId`) may send; more are answered
+    /// 429 with `Retry-After`. 0: no limit.
+    pub visitor_ping_rate_limit_per_minute: u32,
+    /// Pings per minute one client address may send; more are answered 429. 0: no
+    /// limit.
+    pub client_ip_ping_rate_limit_per_minute: u32,
+    /// Connections open at once. A connection accepted past this cap is closed at
+    /// once, without a response, until others end.
+    pub max_open_connections: usize,
+    /// Largest request head (request line and headers) hyper reads; a larger one is
+    /// answered 431 and the connection closed. At least 8192.
+    pub max_request_head_bytes: usize,
 }
 
 /// What a deployment's traffic the collector drops or forgets.
@@ -324,6 +363,15 @@ impl Default for Config {
             ingest_queue_capacity_batches: 1024,
             max_batches_per_transaction: 256,
             shutdown_grace_seconds: 30,
+            max_user_agent_bytes: 512,
+            max_page_url_bytes: 4096,
+            max_page_text_bytes: 1024,
+            max_events_per_session: 2000,
+            max_search_terms_per_session: 20,
+            visitor_ping_rate_limit_per_minute: 30,
+            client_ip_ping_rate_limit_per_minute: 600,
+            max_open_connections: 4096,
+            max_request_head_bytes: 16 * 1024,
         }
     }
 }
@@ -388,6 +436,24 @@ impl std::fmt::Debug for Config {
                 &self.max_batches_per_transaction,
             )
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
+            .field("max_user_agent_bytes", &self.max_user_agent_bytes)
+            .field("max_page_url_bytes", &self.max_page_url_bytes)
+            .field("max_page_text_bytes", &self.max_page_text_bytes)
+            .field("max_events_per_session", &self.max_events_per_session)
+            .field(
+                "max_search_terms_per_session",
+                &self.max_search_terms_per_session,
+            )
+            .field(
+                "visitor_ping_rate_limit_per_minute",
+                &self.visitor_ping_rate_limit_per_minute,
+            )
+            .field(
+                "client_ip_ping_rate_limit_per_minute",
+                &self.client_ip_ping_rate_limit_per_minute,
+            )
+            .field("max_open_connections", &self.max_open_connections)
+            .field("max_request_head_bytes", &self.max_request_head_bytes)
             .finish()
     }
 }
@@ -581,6 +647,34 @@ impl Config {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
+        }
+        // Request-head and field limits: room for what real browsers send, and no
+        // more than a body could carry anyway.
+        within("max_user_agent_bytes", self.max_user_agent_bytes, 64, 8192)?;
+        within("max_page_url_bytes", self.max_page_url_bytes, 256, 65_536)?;
+        within("max_page_text_bytes", self.max_page_text_bytes, 64, 65_536)?;
+        within(
+            "max_search_terms_per_session",
+            self.max_search_terms_per_session,
+            0,
+            1000,
+        )?;
+        within(
+            "max_open_connections",
+            self.max_open_connections,
+            1,
+            1_000_000,
+        )?;
+        within(
+            "max_request_head_bytes",
+            self.max_request_head_bytes,
+            8192,
+            1024 * 1024,
+        )?;
+        if self.max_events_per_session == 0 {
+            return Err(ConfigError::Invalid(
+                "max_events_per_session must be at least 1".to_owned(),
+            ));
         }
         Ok(())
     }

@@ -43,21 +43,23 @@ pub enum ApiError {
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     /// 415 `unsupported.media.type`: the batch is neither `text/plain` nor
-    /// `application/json`.
+    /// `application/json`, or has a `Content-Encoding` (bodies are read unencoded).
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 408 `request.timeout`: the body did not arrive within `body_read_timeout_seconds`.
+    /// 408 `request.timeout`: the body did not arrive within `body_read_timeout_seconds`
+    /// of the request head.
     #[error("{0}")]
     RequestTimeout(String),
-    /// 429 `rate.limited`: the visitor or the client address sent more events than its
-    /// rate limit allows. The response carries `Retry-After` (whole seconds).
+    /// 429 `rate.limited`: the visitor or the client address sent more events (or
+    /// pings) than its rate limit allows. The response carries `Retry-After` (whole
+    /// seconds).
     #[error("{message}")]
     RateLimited {
         message: String,
         retry_after_seconds: u64,
     },
     /// 503 `service.unavailable`: too many requests in flight, or the ingest queue is
-    /// full; the request was shed before doing any work. The response carries
+    /// full; the request was shed once its body had arrived, before any other work. The response carries
     /// `Retry-After` (whole seconds).
     #[error("{message}")]
     Unavailable {

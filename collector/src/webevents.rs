@@ -136,8 +136,8 @@ impl WebEventRequest {
         let browser = match object_field(object, "", "browser")? {
             None => RequestBrowser::default(),
             Some(browser) => RequestBrowser {
-                family: text(browser, "browser.", "family")?,
-                version: text(browser, "browser.", "version")?,
+                family: short_text(browser, "browser.", "family")?,
+                version: short_text(browser, "browser.", "version")?,
                 lang: text(browser, "browser.", "lang")?,
             },
         };
@@ -150,14 +150,14 @@ impl WebEventRequest {
                         "device.category: must be desktop, mobile, tablet or other".to_owned()
                     })?),
                 },
-                device_type: text(device, "device.", "type")?,
+                device_type: short_text(device, "device.", "type")?,
                 is_mobile: boolean(device, "device.", "isMobile")?,
                 screen_height: whole_number(device, "device.", "screenHeight")?,
                 screen_width: whole_number(device, "device.", "screenWidth")?,
                 screen_density: whole_number(device, "device.", "screenDensity")?,
-                os_family: text(device, "device.", "osFamily")?,
-                os_version: text(device, "device.", "osVersion")?,
-                manufacturer: text(device, "device.", "manufacturer")?,
+                os_family: short_text(device, "device.", "osFamily")?,
+                os_version: short_text(device, "device.", "osVersion")?,
+                manufacturer: short_text(device, "device.", "manufacturer")?,
             },
         };
         let ip_address = match text(object, "", "ipAddress")? {
@@ -303,6 +303,9 @@ pub fn request_field_error(message: &str) -> String {
         ("name:", "eventName:"),
         ("time:", "createdDate:"),
         ("loginId:", "externalId:"),
+        ("page.referrer:", "referrerUrl:"),
+        ("page.searchQuery:", "searchQuery:"),
+        ("context.browserLang:", "browser.lang:"),
     ];
     for (from, to) in renamed {
         if let Some(reason) = rest.strip_prefix(from) {
@@ -340,6 +343,24 @@ fn parse_device_category(text: &str) -> Option<DeviceCategory> {
 }
 
 /// A string field; `null` and empty (after trimming) strings count as absent.
+/// Longest browser or device description (`browser.family`, `device.osVersion`...):
+/// they are stored with every event, in place of a parsed user agent.
+pub const MAX_DESCRIPTION_BYTES: usize = 128;
+
+/// [`text`] of at most [`MAX_DESCRIPTION_BYTES`].
+fn short_text(object: &Object, prefix: &str, name: &str) -> Result<Option<String>, String> {
+    let value = text(object, prefix, name)?;
+    if value
+        .as_ref()
+        .is_some_and(|value| value.len() > MAX_DESCRIPTION_BYTES)
+    {
+        return Err(format!(
+            "{prefix}{name}: is longer than {MAX_DESCRIPTION_BYTES} bytes"
+        ));
+    }
+    Ok(value)
+}
+
 fn text(object: &Object, prefix: &str, name: &str) -> Result<Option<String>, String> {
     match object.get(name) {
         None | Some(Value::Null) => Ok(None),

@@ -13,13 +13,17 @@
 //! every event "rejected" keeps it from reporting errors to the site's developers for
 //! what is a deliberate setting.
 //!
-//! Limits (see `crate::limits` and the `Config` fields named in each): a request is shed
-//! with 503 when `max_concurrent_ingest_requests` are in flight or the writer's queue is
-//! full; its body must arrive within `body_read_timeout_seconds` (408) and fit in
-//! `max_body_bytes` (413); JSON nested deeper than `max_json_nesting_levels` is refused
-//! (400) before it is parsed; a batch has at most `max_events_per_batch` events (400);
-//! the visitor's and the client address's events-per-minute limits answer 429. Each
-//! event is then checked against the per-event size limits on its own.
+//! Limits (see `crate::limits` and the `Config` fields named in each): an `Origin` or
+//! `X-Forwarded-For` over its size limit is refused (400) and a `User-Agent` over
+//! `max_user_agent_bytes` is cut before it is parsed; the body must arrive within
+//! `body_read_timeout_seconds` (408) and fit in `max_body_bytes` (413); only then is a
+//! place among the `max_concurrent_ingest_requests` taken (503 when none is free, as
+//! when the writer's queue is full), so that slow senders cannot hold them; JSON nested
+//! deeper than `max_json_nesting_levels` is refused (400) before it is parsed; a batch
+//! has at most `max_events_per_batch` events (400); the visitor's and the client
+//! address's events-per-minute limits answer 429. Each event is then checked against
+//! the per-event size limits (names, values, page fields) on its own, and an event that
+//! would join a session already holding `max_events_per_session` events is rejected.
 //!
 //! A 200 means committed: the handler answers only after the writer's transaction that
 //! holds the batch has committed (`Store::enqueue_ingest`).
@@ -46,7 +50,7 @@ use crate::identity::{
     verify_identity_token, IdentityProof, TokenCheck, TokenContext, IDENTITY_TOKEN_TRAIT,
     LEGACY_SIGNATURE_TRAIT,
 };
-use crate::limits::{check_json_depth, EventLimits};
+use crate::limits::{bounded_user_agent, check_json_depth, check_request_headers, EventLimits};
 use crate::store::{IngestOutcome, NewBatch, NewEvent};
 use crate::validate::{canonical_uuid, validate_event_with_cache, BatchContext};
 
@@ -55,10 +59,7 @@ pub(super) async fn receive_batch(State(state): State<AppState>, request: Reques
     // Before the body names the deployment, errors are readable by any origin that some
     // deployment allows; afterwards, only by the deployment's own origins.
     let mut cors_origin = origin_allowed_by_any_deployment(&state, &parts.headers);
-    let result = match state.ingest_permit() {
-        Ok(_permit) => ingest_batch(&state, &parts, body, &mut cors_origin).await,
-        Err(error) => Err(error),
-    };
+    let result = ingest_batch(&state, &parts, body, &mut cors_origin).await;
     let mut response = match result {
         Ok(BatchOutcome::Ingested(batch_response)) => Json(batch_response).into_response(),
         Ok(BatchOutcome::Excluded) => StatusCode::NO_CONTENT.into_response(),
@@ -106,8 +107,11 @@ async fn ingest_batch(
     cors_origin: &mut Option<HeaderValue>,
 ) -> Result<BatchOutcome, ApiError> {
     let config = state.config();
+    check_request_headers(&parts.headers)?;
     check_content_type(&parts.headers)?;
     let bytes = read_body(body, config).await?;
+    // Held until the answer: the body is in, what is left is work for the collector.
+    let _permit = state.ingest_permit()?;
     check_json_depth(&bytes, config.max_json_nesting_levels)
         .map_err(|too_deep| too_deep.into_api_error())?;
     let batch: Batch = serde_json::from_slice(&bytes)
@@ -171,11 +175,8 @@ async fn ingest_batch(
     state
         .rate_limits()
         .check(&visitor_id, client_address, batch.events.len())?;
-    let user_agent = parts
-        .headers
-        .get(header::USER_AGENT)
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    let user_agent =
+        bounded_user_agent(&parts.headers, config.max_user_agent_bytes).map(str::to_owned);
     let user_agent_info = user_agent.as_deref().and_then(parse_user_agent);
     // Located before the address is possibly forgotten, so that a deployment that
     // does not store addresses still gets locations.
@@ -252,12 +253,16 @@ async fn ingest_batch(
         rejected: 0,
         results: Vec::with_capacity(batch.events.len()),
     };
-    for (event, rejection) in batch.events.iter().zip(rejections) {
+    for (index, (event, rejection)) in batch.events.iter().zip(rejections).enumerate() {
         let (status, error) = match rejection {
             Some(error) => (EventStatus::Rejected, Some(error)),
             None => match outcomes.next() {
                 Some(IngestOutcome::Accepted) => (EventStatus::Accepted, None),
                 Some(IngestOutcome::Duplicate) => (EventStatus::Duplicate, None),
+                Some(IngestOutcome::SessionFull) => (
+                    EventStatus::Rejected,
+                    Some(session_full_error(index, config.max_events_per_session)),
+                ),
                 None => {
                     return Err(ApiError::Internal(
                         "store returned fewer outcomes than events".to_owned(),
@@ -294,6 +299,14 @@ async fn ingest_batch(
         });
     }
     Ok(BatchOutcome::Ingested(response))
+}
+
+/// Why an event was not stored: its session is full.
+pub(super) fn session_full_error(index: usize, max_events_per_session: u64) -> String {
+    format!(
+        "events[{index}]: its session already holds {max_events_per_session} events, \
+         the most one session may hold"
+    )
 }
 
 /// The socket address of the client (or of the proxy in front of it), when the server
@@ -365,8 +378,17 @@ pub(super) fn take_identity_token(mut event: NewEvent, context: TokenContext<'_>
     event
 }
 
-/// `text/plain` (what the SDK sends, in any charset) or `application/json`.
+/// `text/plain` (what the SDK sends, in any charset) or `application/json`, not
+/// encoded: the collector does not decompress, and a body that a proxy might decode
+/// while the collector does not would be read differently by each.
 pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    for encoding in headers.get_all(header::CONTENT_ENCODING) {
+        if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+            return Err(ApiError::UnsupportedMediaType(
+                "Content-Encoding is not supported: send the body unencoded".to_owned(),
+            ));
+        }
+    }
     // Two Content-Types are a request that proxies and the collector could read
     // differently: refuse rather than pick one.
     if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
@@ -394,7 +416,8 @@ pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the whole body, refusing more than `max_body_bytes` (413) and a body that
-/// takes longer than `body_read_timeout_seconds` to arrive (408).
+/// takes longer than `body_read_timeout_seconds` to arrive (408: by this timeout, or by
+/// the router's deadline on every body, see `app/deadline.rs`).
 pub(super) async fn read_body(
     body: Body,
     config: &crate::config::Config,
@@ -413,6 +436,12 @@ pub(super) async fn read_body(
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(error) if super::deadline::is_deadline_elapsed(error.as_ref()) => {
+            Err(ApiError::RequestTimeout(format!(
+                "the request body did not arrive within {} seconds",
+                config.body_read_timeout_seconds
+            )))
         }
         Err(error) => Err(ApiError::BadRequest(format!(
             "could not read the request body: {error}"

@@ -7,7 +7,14 @@
 //!   answered `204 No Content` and stored nowhere, as for batches.
 //! - `GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping`
 //!   keeps the visitor's live session alive without an event and answers a
-//!   `DeploymentPing`.
+//!   `DeploymentPing`. Pings are rate limited per visitor and per client address
+//!   (`visitor_ping_rate_limit_per_minute`, `client_ip_ping_rate_limit_per_minute`:
+//!   429 with `Retry-After`) and are only recorded in memory
+//!   ([`crate::store::Store::record_ping`]): they never wait for the database nor take
+//!   its writer for a commit of their own, so a flood of pings cannot delay batches.
+//!
+//! The web event takes its place among the `max_concurrent_ingest_requests` only once
+//! its body has arrived, as batches do.
 //!
 //! Both are public, like the SDK's batch endpoint. CORS is per deployment: a request
 //! with an `Origin` must come from one of the deployment's `allowed_origins` (else
@@ -32,8 +39,11 @@ use crate::enrich::client_ip::{client_ip, in_any};
 use crate::enrich::user_agent::parse_user_agent;
 use crate::error::ApiError;
 use crate::journey::{DeploymentPing, WebEventResponse};
-use crate::limits::{check_json_depth, EventLimits};
-use crate::store::NewBatch;
+use crate::limits::{
+    bounded_user_agent, check_json_depth, check_request_headers, truncate_at_char_boundary,
+    EventLimits,
+};
+use crate::store::{IngestOutcome, NewBatch};
 use crate::validate::{canonical_uuid, validate_event, BatchContext};
 use crate::webevents::{check_created_date, event_id_at, request_field_error, WebEventRequest};
 
@@ -45,12 +55,7 @@ pub(super) async fn receive_web_event(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let mut cors_origin = None;
-    let result = match state.ingest_permit() {
-        Ok(_permit) => {
-            record_web_event(&state, &deployment_id, &parts, body, &mut cors_origin).await
-        }
-        Err(error) => Err(error),
-    };
+    let result = record_web_event(&state, &deployment_id, &parts, body, &mut cors_origin).await;
     let mut response = match result {
         Ok(Some(web_event)) => Json(web_event).into_response(),
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
@@ -100,27 +105,30 @@ pub(super) async fn web_event_preflight(
 /// `GET .../customers/{customerCookieId}/ping?dl=&dt=&sessionId=&sinceLastBeaconMilliseconds=&appNamespace=`
 ///
 /// Moves the last activity of the visitor's live session (see
-/// [`crate::store::Store::touch_live_session`]) to now, so that a visitor who reads a
-/// long page without clicking keeps their session. It never creates a session or an
-/// event, and a visitor without a live session is left alone. `dl` (page URL), `dt`
+/// [`crate::store::Store::record_ping`]) to now, so that a visitor who reads a long
+/// page without clicking keeps their session. It never creates a session or an event,
+/// and a visitor without a live session is left alone. The move is written with the
+/// visitor's next event or by the next sweep (within `sweep_interval_seconds`), not
+/// before the answer; the answer is the same whether the visitor has a live session
+/// or not, so it tells the sender nothing about the session. `dl` (page URL), `dt`
 /// (page title), `sessionId` and `appNamespace` are accepted and not used: the session
 /// is the collector's own, found by the cookie.
 pub(super) async fn ping(
     State(state): State<AppState>,
     Path((deployment_id, customer_cookie_id)): Path<(String, String)>,
-    headers: HeaderMap,
     RawQuery(query): RawQuery,
+    request: Request,
 ) -> Response {
+    let (parts, _body) = request.into_parts();
     let mut cors_origin = None;
     let result = keep_alive(
         &state,
         &deployment_id,
         &customer_cookie_id,
-        &headers,
+        &parts,
         query.as_deref(),
         &mut cors_origin,
-    )
-    .await;
+    );
     let mut response = match result {
         Ok(ping) => Json(ping).into_response(),
         Err(error) => error.into_response(),
@@ -172,10 +180,13 @@ async fn record_web_event(
     cors_origin: &mut Option<HeaderValue>,
 ) -> Result<Option<WebEventResponse>, ApiError> {
     let config = state.config();
+    check_request_headers(&parts.headers)?;
     let deployment =
         check_deployment_and_origin(state, deployment_id, &parts.headers, cors_origin)?;
     check_content_type(&parts.headers)?;
     let bytes = read_body(body, config).await?;
+    // Held until the answer: the body is in, what is left is work for the collector.
+    let _permit = state.ingest_permit()?;
     check_json_depth(&bytes, config.max_json_nesting_levels)
         .map_err(|too_deep| too_deep.into_api_error())?;
     let json: serde_json::Value = serde_json::from_slice(&bytes)
@@ -208,15 +219,14 @@ async fn record_web_event(
     // The request's own `User-Agent` stands in only when the body says nothing about
     // the browser: a site's server calling for a visitor sends its own.
     let described = request.described_user_agent();
-    let user_agent = request.user_agent_string.clone().or_else(|| {
-        described.is_none().then(|| {
-            parts
-                .headers
-                .get(header::USER_AGENT)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        })?
-    });
+    let max_user_agent_bytes = config.max_user_agent_bytes;
+    let user_agent = match &request.user_agent_string {
+        Some(text) => Some(truncate_at_char_boundary(text, max_user_agent_bytes).to_owned()),
+        None if described.is_none() => {
+            bounded_user_agent(&parts.headers, max_user_agent_bytes).map(str::to_owned)
+        }
+        None => None,
+    };
     let user_agent_info = user_agent
         .as_deref()
         .and_then(parse_user_agent)
@@ -265,6 +275,13 @@ async fn record_web_event(
     let outcomes = reply.await.map_err(|_| {
         ApiError::Internal("the ingest writer dropped a web event unanswered".to_owned())
     })??;
+    if outcomes.contains(&IngestOutcome::SessionFull) {
+        return Err(ApiError::BadRequest(format!(
+            "customerCookieId: the visitor's session already holds {} events, the most one \
+             session may hold",
+            config.max_events_per_session
+        )));
+    }
     let stored = state
         .with_store_blocking(move |store| store.event(&event_id))
         .await?;
@@ -289,16 +306,18 @@ async fn record_web_event(
     Ok(Some(WebEventResponse::from_stored(&stored)))
 }
 
-async fn keep_alive(
+fn keep_alive(
     state: &AppState,
     deployment_id: &str,
     customer_cookie_id: &str,
-    headers: &HeaderMap,
+    parts: &request::Parts,
     query: Option<&str>,
     cors_origin: &mut Option<HeaderValue>,
 ) -> Result<DeploymentPing, ApiError> {
     let config = state.config();
-    let deployment = check_deployment_and_origin(state, deployment_id, headers, cors_origin)?;
+    check_request_headers(&parts.headers)?;
+    let deployment =
+        check_deployment_and_origin(state, deployment_id, &parts.headers, cors_origin)?;
     let visitor_id = canonical_uuid(customer_cookie_id)
         .ok_or_else(|| ApiError::BadRequest("customerCookieId: must be a UUID".to_owned()))?;
     let parameters = QueryParameters::parse(query);
@@ -309,15 +328,22 @@ async fn keep_alive(
             )));
         }
     }
-    let deployment_id = deployment.id.clone();
+    let client_address = client_ip(
+        socket_peer(parts),
+        &forwarded_for(parts),
+        &config.trusted_proxies,
+    );
+    state
+        .ping_rate_limits()
+        .check(&visitor_id, client_address, 1)?;
     let now_ms = state.clock().now_ms();
     let timeout_ms = config.session_timeout_ms();
-    let touched = state
-        .with_store_blocking(move |store| {
-            store.touch_live_session(&deployment_id, &visitor_id, now_ms, timeout_ms)
-        })
-        .await?;
-    tracing::debug!(deployment = %deployment.id, session = ?touched, "ping");
+    let recorded = state
+        .store()
+        .record_ping(&deployment.id, &visitor_id, now_ms, timeout_ms);
+    if !recorded {
+        tracing::debug!(deployment = %deployment.id, "ping dropped: too many pings waiting");
+    }
     Ok(DeploymentPing {
         actions: Vec::new(),
         poll_interval_milliseconds: i64::try_from(config.ping_poll_interval_milliseconds)

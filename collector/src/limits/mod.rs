@@ -4,21 +4,30 @@
 //!
 //! - [`check_json_depth`]: a pre-scan of the raw body that refuses deeply nested JSON
 //!   before serde builds anything from it.
-//! - [`EventLimits`]: attributes per event, name and string value lengths, as
-//!   configured (never looser than the protocol's own limits, which the SDK checks
-//!   before sending).
-//! - [`RateLimits`]: events per minute per visitor and per client address, with
-//!   `governor`'s keyed GCRA limiters driven by the injected [`Clock`], so that tests
-//!   move time instead of sleeping.
+//! - [`EventLimits`]: attributes per event, name and string value lengths, and the
+//!   lengths of the page fields (URL, referrer, title, keywords, search term, campaign
+//!   values, language tags), as configured (never looser than the protocol's own
+//!   limits, which the SDK checks before sending).
+//! - [`check_request_headers`] and [`bounded_user_agent`]: the headers ingest parses.
+//!   An oversized `Origin` or `X-Forwarded-For` refuses the request (400); an
+//!   oversized `User-Agent` is cut to `max_user_agent_bytes` before it is parsed and
+//!   stored (see the field's documentation for why it is not refused).
+//! - [`RateLimits`]: events (or, for the ping endpoint, pings) per minute per visitor
+//!   and per client address, with `governor`'s keyed GCRA limiters driven by the
+//!   injected [`Clock`], so that tests move time instead of sleeping.
 //!
-//! Body size, events per batch, read timeouts and the cap on concurrent requests are
-//! enforced in the HTTP layer (`app`), with the values of [`crate::config::Config`].
+//! Body size, events per batch, read timeouts, the request-head size, the caps on open
+//! connections and on concurrent ingest requests are enforced in the HTTP layer
+//! (`app`); what one session may accumulate (events, search terms) and the short-id
+//! space are enforced by the store. All take their values from
+//! [`crate::config::Config`].
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use footpath_protocol::v1::{AttributeValue, Event, Map};
+use axum::http::{header, HeaderMap};
+use footpath_protocol::v1::{AttributeValue, Event, Map, Page, CAMPAIGN_PARAMETERS};
 use governor::clock::Clock as GovernorClock;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -78,12 +87,28 @@ impl TooDeep {
     }
 }
 
+/// Longest language tag (`page.lang`, `context.browserLang`): BCP 47 tags in use are
+/// far shorter.
+pub const MAX_LANGUAGE_TAG_BYTES: usize = 64;
+
+/// Longest `Origin` header ingest reads. An origin is a scheme, a host (at most 253
+/// bytes) and a port.
+pub const MAX_ORIGIN_BYTES: usize = 512;
+
+/// Most bytes of all `X-Forwarded-For` headers of a request together: room for a
+/// chain of dozens of proxies.
+pub const MAX_FORWARDED_FOR_BYTES: usize = 1024;
+
 /// Per-event size limits, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventLimits {
     pub max_attributes_per_event: usize,
     pub max_name_bytes: usize,
     pub max_value_bytes: usize,
+    /// `page.url` and `page.referrer`.
+    pub max_page_url_bytes: usize,
+    /// `page.title`, `page.keywords`, `page.searchQuery` and campaign values.
+    pub max_page_text_bytes: usize,
 }
 
 impl EventLimits {
@@ -92,6 +117,8 @@ impl EventLimits {
             max_attributes_per_event: config.max_attributes_per_event,
             max_name_bytes: config.max_name_bytes,
             max_value_bytes: config.max_value_bytes,
+            max_page_url_bytes: config.max_page_url_bytes,
+            max_page_text_bytes: config.max_page_text_bytes,
         }
     }
 
@@ -112,6 +139,60 @@ impl EventLimits {
             if login_id.len() > self.max_value_bytes {
                 let reason = format!("is longer than {} bytes", self.max_value_bytes);
                 return Err(field("loginId", reason));
+            }
+        }
+        if let Some(page) = &event.page {
+            self.check_page(page)
+                .map_err(|(name, reason)| field(&format!("page.{name}"), reason))?;
+        }
+        if let Some(context) = &event.context {
+            if context.browser_lang.len() > MAX_LANGUAGE_TAG_BYTES {
+                let reason = format!("is longer than {MAX_LANGUAGE_TAG_BYTES} bytes");
+                return Err(field("context.browserLang", reason));
+            }
+        }
+        Ok(())
+    }
+
+    /// Only lengths are compared here, so a valid page costs no allocation; the error
+    /// is the field's name within `page` and the reason.
+    fn check_page(&self, page: &Page) -> Result<(), (String, String)> {
+        let too_long =
+            |name: &str, limit: usize| (name.to_owned(), format!("is longer than {limit} bytes"));
+        let urls = [("url", &page.url), ("referrer", &page.referrer)];
+        for (name, value) in urls {
+            if value.len() > self.max_page_url_bytes {
+                return Err(too_long(name, self.max_page_url_bytes));
+            }
+        }
+        let search_query = page.search_query.as_deref().unwrap_or("");
+        let texts = [
+            ("title", page.title.as_str()),
+            ("keywords", page.keywords.as_str()),
+            ("searchQuery", search_query),
+        ];
+        for (name, value) in texts {
+            if value.len() > self.max_page_text_bytes {
+                return Err(too_long(name, self.max_page_text_bytes));
+            }
+        }
+        if page.lang.len() > MAX_LANGUAGE_TAG_BYTES {
+            return Err(too_long("lang", MAX_LANGUAGE_TAG_BYTES));
+        }
+        if page.campaign.len() > CAMPAIGN_PARAMETERS.len() {
+            let reason = format!("has more than {} entries", CAMPAIGN_PARAMETERS.len());
+            return Err(("campaign".to_owned(), reason));
+        }
+        for (name, value) in page.campaign.iter() {
+            if name.len() > self.max_name_bytes {
+                let reason = format!("name is longer than {} bytes", self.max_name_bytes);
+                return Err(("campaign".to_owned(), reason));
+            }
+            if value.len() > self.max_page_text_bytes {
+                return Err(too_long(
+                    &format!("campaign.{name}"),
+                    self.max_page_text_bytes,
+                ));
             }
         }
         Ok(())
@@ -138,6 +219,56 @@ impl EventLimits {
     }
 }
 
+/// `text` cut to at most `max_bytes`, at the last character boundary within them.
+pub fn truncate_at_char_boundary(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The request's `User-Agent`, cut to `max_bytes` (see `Config::max_user_agent_bytes`);
+/// `None` when absent or not visible ASCII/Latin-1 text that `to_str` accepts.
+pub fn bounded_user_agent(headers: &HeaderMap, max_bytes: usize) -> Option<&str> {
+    let user_agent = headers.get(header::USER_AGENT)?.to_str().ok()?;
+    Some(truncate_at_char_boundary(user_agent, max_bytes))
+}
+
+/// Refuses (400) a request whose `Origin` is longer than [`MAX_ORIGIN_BYTES`] or given
+/// more than once, or whose `X-Forwarded-For` headers together are longer than
+/// [`MAX_FORWARDED_FOR_BYTES`]: both are parsed or compared, and an origin is echoed
+/// in error messages. Counting lengths allocates nothing.
+pub fn check_request_headers(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut origins = headers.get_all(header::ORIGIN).iter();
+    if let Some(origin) = origins.next() {
+        if origin.len() > MAX_ORIGIN_BYTES {
+            return Err(ApiError::BadRequest(format!(
+                "Origin: is longer than {MAX_ORIGIN_BYTES} bytes"
+            )));
+        }
+        if origins.next().is_some() {
+            return Err(ApiError::BadRequest(
+                "Origin: must be given once".to_owned(),
+            ));
+        }
+    }
+    let forwarded_for: usize = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|value| value.len())
+        .sum();
+    if forwarded_for > MAX_FORWARDED_FOR_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "X-Forwarded-For: is longer than {MAX_FORWARDED_FOR_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
 /// The injected clock as a `governor` clock: nanoseconds since the epoch.
 #[derive(Clone)]
 struct InjectedClock(Arc<dyn Clock>);
@@ -154,9 +285,12 @@ impl GovernorClock for InjectedClock {
 type KeyedLimiter<K> =
     RateLimiter<K, DefaultKeyedStateStore<K>, InjectedClock, NoOpMiddleware<Nanos>>;
 
-/// Events-per-minute limits per visitor and per client address. A limit of 0 is off.
+/// Per-minute limits per visitor and per client address, of events or of pings. A
+/// limit of 0 is off.
 pub struct RateLimits {
     clock: InjectedClock,
+    /// What is counted, for messages: "events" or "pings".
+    unit: &'static str,
     visitor: Option<(u32, KeyedLimiter<String>)>,
     client_ip: Option<(u32, KeyedLimiter<IpAddr>)>,
 }
@@ -164,12 +298,10 @@ pub struct RateLimits {
 impl std::fmt::Debug for RateLimits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimits")
+            .field("unit", &self.unit)
+            .field("visitor_per_minute", &self.visitor.as_ref().map(|v| v.0))
             .field(
-                "visitor_events_per_minute",
-                &self.visitor.as_ref().map(|v| v.0),
-            )
-            .field(
-                "client_ip_events_per_minute",
+                "client_ip_per_minute",
                 &self.client_ip.as_ref().map(|v| v.0),
             )
             .finish()
@@ -177,7 +309,34 @@ impl std::fmt::Debug for RateLimits {
 }
 
 impl RateLimits {
+    /// Events per minute (`visitor_rate_limit_events_per_minute`,
+    /// `client_ip_rate_limit_events_per_minute`).
     pub fn new(config: &Config, clock: Arc<dyn Clock>) -> RateLimits {
+        RateLimits::per_minute(
+            "events",
+            config.visitor_rate_limit_events_per_minute,
+            config.client_ip_rate_limit_events_per_minute,
+            clock,
+        )
+    }
+
+    /// Pings per minute (`visitor_ping_rate_limit_per_minute`,
+    /// `client_ip_ping_rate_limit_per_minute`).
+    pub fn for_pings(config: &Config, clock: Arc<dyn Clock>) -> RateLimits {
+        RateLimits::per_minute(
+            "pings",
+            config.visitor_ping_rate_limit_per_minute,
+            config.client_ip_ping_rate_limit_per_minute,
+            clock,
+        )
+    }
+
+    fn per_minute(
+        unit: &'static str,
+        visitor_per_minute: u32,
+        client_ip_per_minute: u32,
+        clock: Arc<dyn Clock>,
+    ) -> RateLimits {
         let clock = InjectedClock(clock);
         fn limiter<K: Clone + std::hash::Hash + Eq>(
             per_minute: u32,
@@ -191,13 +350,15 @@ impl RateLimits {
             Some((per_minute, RateLimiter::new(quota, state, clock.clone())))
         }
         RateLimits {
-            visitor: limiter(config.visitor_rate_limit_events_per_minute, &clock),
-            client_ip: limiter(config.client_ip_rate_limit_events_per_minute, &clock),
+            unit,
+            visitor: limiter(visitor_per_minute, &clock),
+            client_ip: limiter(client_ip_per_minute, &clock),
             clock,
         }
     }
 
-    /// Takes `events` from the visitor's and the address's allowance, or answers 429
+    /// Takes `events` (events or pings) from the visitor's and the address's
+    /// allowance, or answers 429
     /// with the time until the request would fit.
     pub fn check(
         &self,
@@ -234,9 +395,10 @@ impl RateLimits {
             Err(_) => std::time::Duration::from_secs(60),
         };
         let retry_after_seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let unit = self.unit;
         Err(ApiError::RateLimited {
             message: format!(
-                "the {whose} sent more than {per_minute} events per minute; retry in {retry_after_seconds} s"
+                "the {whose} sent more than {per_minute} {unit} per minute; retry in {retry_after_seconds} s"
             ),
             retry_after_seconds: retry_after_seconds.max(1),
         })
@@ -268,6 +430,112 @@ mod tests {
         assert!(check(r#"{"a":"[[[[\"{{{{"}"#, 1));
         assert!(!check(&"[".repeat(10_000), 64));
         assert!(check("", 1));
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        assert_eq!(truncate_at_char_boundary("abc", 5), "abc");
+        assert_eq!(truncate_at_char_boundary("abcdef", 3), "abc");
+        // "é" is two bytes: cutting inside it keeps the text before it.
+        assert_eq!(truncate_at_char_boundary("aé", 2), "a");
+        assert_eq!(truncate_at_char_boundary("aé", 3), "aé");
+        assert_eq!(truncate_at_char_boundary("é", 0), "");
+    }
+
+    #[test]
+    fn page_fields_have_limits_with_field_paths() {
+        let limits = EventLimits::from_config(&Config::default());
+        let event = |page: Page| Event {
+            id: "x".into(),
+            kind: footpath_protocol::v1::EventKind::Pageview,
+            name: "page_viewed".into(),
+            time: 0,
+            session_id: None,
+            page: Some(page),
+            context: None,
+            login_id: None,
+            attributes: Map::new(),
+            traits: Map::new(),
+        };
+        let check = |page: Page| limits.check_event(2, &event(page)).err();
+        let url = "https://a.example/".to_owned();
+        assert_eq!(
+            check(Page {
+                url: url.clone(),
+                ..Page::default()
+            }),
+            None
+        );
+        let long_url = format!("{url}{}", "a".repeat(4096));
+        assert_eq!(
+            check(Page {
+                url: long_url.clone(),
+                ..Page::default()
+            })
+            .as_deref(),
+            Some("events[2].page.url: is longer than 4096 bytes")
+        );
+        assert_eq!(
+            check(Page {
+                url: url.clone(),
+                referrer: long_url,
+                ..Page::default()
+            })
+            .as_deref(),
+            Some("events[2].page.referrer: is longer than 4096 bytes")
+        );
+        assert_eq!(
+            check(Page {
+                url: url.clone(),
+                title: "t".repeat(1025),
+                ..Page::default()
+            })
+            .as_deref(),
+            Some("events[2].page.title: is longer than 1024 bytes")
+        );
+        assert_eq!(
+            check(Page {
+                url: url.clone(),
+                search_query: Some("q".repeat(1025)),
+                ..Page::default()
+            })
+            .as_deref(),
+            Some("events[2].page.searchQuery: is longer than 1024 bytes")
+        );
+        assert_eq!(
+            check(Page {
+                url: url.clone(),
+                lang: "x".repeat(65),
+                ..Page::default()
+            })
+            .as_deref(),
+            Some("events[2].page.lang: is longer than 64 bytes")
+        );
+        let mut campaign = Map::new();
+        campaign.insert("utm_source".to_owned(), "s".repeat(1025));
+        assert_eq!(
+            check(Page {
+                url,
+                campaign,
+                ..Page::default()
+            })
+            .as_deref(),
+            Some("events[2].page.campaign.utm_source: is longer than 1024 bytes")
+        );
+    }
+
+    #[test]
+    fn oversized_origin_and_forwarded_for_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ORIGIN, "https://a.example".parse().unwrap());
+        headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.1".parse().unwrap());
+        assert!(check_request_headers(&headers).is_ok());
+        headers.append("x-forwarded-for", "1".repeat(1024).parse().unwrap());
+        assert!(check_request_headers(&headers).is_err());
+        let mut headers = HeaderMap::new();
+        let origin = format!("https://{}.example", "a".repeat(600));
+        headers.insert(header::ORIGIN, origin.parse().unwrap());
+        assert!(check_request_headers(&headers).is_err());
     }
 
     #[test]

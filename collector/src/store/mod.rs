@@ -22,7 +22,7 @@ use crate::enrich::geo::Geolocation;
 use crate::enrich::referrer::ReferrerInfo;
 use crate::enrich::user_agent::UserAgentInfo;
 
-pub use sqlite::{IngestQueueSettings, SqliteStore};
+pub use sqlite::{IngestQueueSettings, SessionLimits, SqliteStore};
 
 /// The answer to a queued ingest (see [`Store::enqueue_ingest`]): one outcome per event
 /// once the transaction that holds the batch has committed.
@@ -85,6 +85,9 @@ pub enum IngestOutcome {
     Accepted,
     /// An event with this id was stored before (a retried batch); not stored again.
     Duplicate,
+    /// Not stored: the session the event would join already holds
+    /// `max_events_per_session` events.
+    SessionFull,
 }
 
 /// An event as read back, with its session and its place in the session.
@@ -260,8 +263,6 @@ pub enum StoreError {
     /// A pagination cursor that names no item of the listing: a client error.
     #[error("unknown cursor")]
     UnknownCursor,
-    #[error("could not find a free short id for a new session")]
-    ShortIdsExhausted,
     /// The ingest queue is full: the caller should shed the request (503) rather than
     /// wait.
     #[error("the ingest queue is full")]
@@ -322,8 +323,9 @@ pub trait Store: crate::segments::DefinitionStore + Send + Sync {
         limit: usize,
     ) -> Result<Listing<StoredSession>, StoreError>;
 
-    /// Ends every open session whose last event is at least `timeout_ms` before
-    /// `now_ms`, and returns how many were ended.
+    /// Writes the pings recorded so far ([`Store::record_ping`]), then ends every open
+    /// session whose last activity is at least `timeout_ms` before `now_ms`, and
+    /// returns how many were ended.
     fn close_idle_sessions(&self, now_ms: i64, timeout_ms: i64) -> Result<usize, StoreError>;
 
     /// Creates a `Curated` contact with the identifiers of its emails and phones.
@@ -356,14 +358,17 @@ pub trait Store: crate::segments::DefinitionStore + Send + Sync {
 
     /// Keeps the visitor's live session alive without an event (a ping): the latest
     /// session of the visitor that is neither ended nor closed by a logout, and whose
-    /// last activity is less than `timeout_ms` before `now_ms`, gets `now_ms` as its
-    /// last activity. Returns that session's id, or `None` when the visitor has no
-    /// live session; nothing is created.
-    fn touch_live_session(
+    /// last activity is less than `timeout_ms` before `now_ms`, is to get `now_ms` as
+    /// its last activity. Nothing is created. The ping is only recorded here, in
+    /// memory, without waiting for the database: it is written with the visitor's next
+    /// batch, or by the next [`Store::close_idle_sessions`] (before it ends anything),
+    /// whichever comes first, so that pings never take the writer for a commit of their
+    /// own. Returns false when too many pings are waiting and this one was dropped.
+    fn record_ping(
         &self,
         deployment_id: &str,
         visitor_id: &str,
         now_ms: i64,
         timeout_ms: i64,
-    ) -> Result<Option<String>, StoreError>;
+    ) -> bool;
 }

@@ -16,7 +16,7 @@
 //! the WAL into the database file every few milliseconds, and the writer steps in
 //! only when the WAL grows past a cap ([`WAL_CAP_FRAMES`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{
@@ -75,8 +75,174 @@ const WAL_CAP_FRAMES: i64 = 16_384;
 /// than rusqlite's default of 16, which would prepare some of them again per event.
 const STATEMENT_CACHE_CAPACITY: usize = 128;
 
-/// Short ids must be unique among the sessions of this period.
+/// Short ids are unique among the deployment's sessions active in this period, while
+/// the space is not crowded.
 const SHORT_ID_UNIQUE_FOR_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// When the last 24 hours use too much of the short-id space (a flood of new sessions),
+/// a new id is unique among the sessions active in the last hour instead, and then
+/// among the live ones (see [`allocate_short_id`]).
+const SHORT_ID_CROWDED_UNIQUE_FOR_MS: i64 = 60 * 60 * 1000;
+
+/// Random draws per uniqueness period before the next, shorter, period is tried.
+const SHORT_ID_DRAWS: usize = 32;
+
+/// Pings waiting to be written (see [`PendingPings`]); past this, pings are dropped
+/// until the next sweep writes them (about 150 bytes each).
+const MAX_PENDING_PINGS: usize = 100_000;
+
+/// Pings the sweep writes per transaction, releasing the writer in between so that
+/// batches are not held up behind a long run of them.
+const PINGS_PER_TRANSACTION: usize = 500;
+
+/// What one session may accumulate, and the short-id space (see the `Config` fields of
+/// the same names, and [`allocate_short_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Events that would join a session holding this many are refused
+    /// ([`IngestOutcome::SessionFull`]).
+    pub max_events_per_session: u64,
+    /// The session summary keeps the first this many distinct search terms.
+    pub max_search_terms_per_session: usize,
+    /// Short ids are drawn from these numbers (inclusive); the Journey API promises 4
+    /// to 6 digits. Smaller spaces are for tests.
+    pub short_id_space: (u32, u32),
+}
+
+impl Default for SessionLimits {
+    fn default() -> SessionLimits {
+        SessionLimits {
+            max_events_per_session: 2000,
+            max_search_terms_per_session: 20,
+            short_id_space: (100_000, 999_999),
+        }
+    }
+}
+
+/// Pings recorded but not written yet: per deployment and visitor, the latest ping's
+/// time and the session timeout it was made under. A ping is written with the next
+/// batch of its visitor (before that batch's events choose their session) or by the
+/// next sweep, whichever comes first; so a ping never takes the writer for a commit of
+/// its own, and a flood of pings costs the writer at most one indexed update per
+/// visitor per sweep.
+#[derive(Debug, Default)]
+struct PendingPings {
+    inner: Mutex<PendingPingsInner>,
+}
+
+#[derive(Debug, Default)]
+struct PendingPingsInner {
+    /// deployment → visitor → (ping time, session timeout).
+    by_deployment: HashMap<String, HashMap<String, (i64, i64)>>,
+    len: usize,
+}
+
+/// One ping to write: deployment, visitor, ping time, session timeout.
+type PendingPing = (String, String, i64, i64);
+
+impl PendingPings {
+    fn lock(&self) -> MutexGuard<'_, PendingPingsInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// False when the table is full and the ping was dropped.
+    fn record(&self, deployment_id: &str, visitor_id: &str, now_ms: i64, timeout_ms: i64) -> bool {
+        let mut inner = self.lock();
+        let full = inner.len >= MAX_PENDING_PINGS;
+        let visitors = match inner.by_deployment.get_mut(deployment_id) {
+            Some(visitors) => visitors,
+            None if full => return false,
+            None => inner
+                .by_deployment
+                .entry(deployment_id.to_owned())
+                .or_default(),
+        };
+        if let Some(pending) = visitors.get_mut(visitor_id) {
+            pending.0 = pending.0.max(now_ms);
+            pending.1 = timeout_ms;
+            return true;
+        }
+        if full {
+            return false;
+        }
+        visitors.insert(visitor_id.to_owned(), (now_ms, timeout_ms));
+        inner.len += 1;
+        true
+    }
+
+    /// Takes the pings of the visitors of these batches.
+    fn take_for(&self, batches: &[(&NewBatch, i64, i64)]) -> Vec<PendingPing> {
+        let mut inner = self.lock();
+        if inner.len == 0 {
+            return Vec::new();
+        }
+        let mut taken = Vec::new();
+        for (batch, _, _) in batches {
+            let Some(visitors) = inner.by_deployment.get_mut(&batch.deployment_id) else {
+                continue;
+            };
+            if let Some((ping_ms, timeout_ms)) = visitors.remove(&batch.visitor_id) {
+                taken.push((
+                    batch.deployment_id.clone(),
+                    batch.visitor_id.clone(),
+                    ping_ms,
+                    timeout_ms,
+                ));
+            }
+        }
+        inner.len -= taken.len();
+        taken
+    }
+
+    /// Takes at most `limit` pings, whichever.
+    fn take_some(&self, limit: usize) -> Vec<PendingPing> {
+        let mut inner = self.lock();
+        let mut taken = Vec::new();
+        for (deployment_id, visitors) in &mut inner.by_deployment {
+            let visitor_ids: Vec<String> =
+                visitors.keys().take(limit - taken.len()).cloned().collect();
+            for visitor_id in visitor_ids {
+                if let Some((ping_ms, timeout_ms)) = visitors.remove(&visitor_id) {
+                    taken.push((deployment_id.clone(), visitor_id, ping_ms, timeout_ms));
+                }
+            }
+            if taken.len() >= limit {
+                break;
+            }
+        }
+        inner
+            .by_deployment
+            .retain(|_, visitors| !visitors.is_empty());
+        inner.len -= taken.len();
+        taken
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len
+    }
+}
+
+/// Writes one ping: the visitor's session that was live at the ping's time (neither
+/// ended nor closed, last activity less than the timeout before it) gets the ping's
+/// time as its last activity, never an earlier one.
+fn write_ping(transaction: &Transaction<'_>, ping: &PendingPing) -> Result<(), StoreError> {
+    let (deployment_id, visitor_id, ping_ms, timeout_ms) = ping;
+    transaction
+        .prepare_cached(
+            "UPDATE sessions SET last_ms = MAX(last_ms, ?3)
+             WHERE id = (SELECT id FROM sessions
+                         WHERE deployment_id = ?1 AND visitor_id = ?2 AND last_ms > ?4
+                           AND ended_ms IS NULL AND closed = 0
+                         ORDER BY last_ms DESC, first_ms DESC LIMIT 1)",
+        )?
+        .execute(params![
+            deployment_id,
+            visitor_id,
+            ping_ms,
+            ping_ms.saturating_sub(*timeout_ms)
+        ])?;
+    Ok(())
+}
 
 /// How the group-committing writer queues and groups batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +278,8 @@ pub struct SqliteStore {
     ingest_queue: Option<SyncSender<IngestJob>>,
     writer_thread: Option<JoinHandle<()>>,
     checkpointer: Checkpointer,
+    limits: SessionLimits,
+    pending_pings: Arc<PendingPings>,
 }
 
 impl Drop for SqliteStore {
@@ -199,13 +367,18 @@ impl SqliteStore {
     /// Opens (or creates) the database file and brings its schema up to date. The path
     /// must be a file: the read connection is a second connection to it.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
-        SqliteStore::open_with(path, IngestQueueSettings::default())
+        SqliteStore::open_with(
+            path,
+            IngestQueueSettings::default(),
+            SessionLimits::default(),
+        )
     }
 
-    /// [`SqliteStore::open`] with the ingest queue's settings.
+    /// [`SqliteStore::open`] with the ingest queue's settings and the session limits.
     pub fn open_with(
         path: impl AsRef<Path>,
         queue: IngestQueueSettings,
+        limits: SessionLimits,
     ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref();
         let mut writer = Connection::open(path)?;
@@ -218,13 +391,22 @@ impl SqliteStore {
         reader.pragma_update(None, "query_only", true)?;
         let writer = Arc::new(Mutex::new(writer));
         let (sender, receiver) = sync_channel(queue.capacity_batches.max(1));
+        let pending_pings = Arc::new(PendingPings::default());
         let writer_thread = std::thread::Builder::new()
             .name("footpath-ingest-writer".to_owned())
             .spawn({
                 let writer = Arc::clone(&writer);
                 let max_batches = queue.max_batches_per_transaction.max(1);
                 let wal_over_cap = Arc::clone(&checkpointer.wal_over_cap);
-                move || run_ingest_writer(&writer, &receiver, max_batches, &wal_over_cap)
+                let pending_pings = Arc::clone(&pending_pings);
+                move || {
+                    let group_settings = GroupSettings {
+                        wal_over_cap: &wal_over_cap,
+                        limits: &limits,
+                        pending_pings: &pending_pings,
+                    };
+                    run_ingest_writer(&writer, &receiver, max_batches, &group_settings);
+                }
             })
             .map_err(|error| StoreError::WriterFailed(format!("cannot start: {error}")))?;
         Ok(SqliteStore {
@@ -233,6 +415,8 @@ impl SqliteStore {
             ingest_queue: Some(sender),
             writer_thread: Some(writer_thread),
             checkpointer,
+            limits,
+            pending_pings,
         })
     }
 
@@ -251,7 +435,12 @@ impl SqliteStore {
             .iter()
             .map(|batch| (batch, now_ms, timeout_ms))
             .collect();
-        ingest_group(&mut connection, &jobs, &self.checkpointer.wal_over_cap)
+        let settings = GroupSettings {
+            wal_over_cap: &self.checkpointer.wal_over_cap,
+            limits: &self.limits,
+            pending_pings: &self.pending_pings,
+        };
+        ingest_group(&mut connection, &jobs, &settings)
     }
 
     // A panic while holding a connection leaves no half-done work behind (an open
@@ -277,7 +466,7 @@ fn run_ingest_writer(
     connection: &Mutex<Connection>,
     queue: &Receiver<IngestJob>,
     max_batches: usize,
-    wal_over_cap: &AtomicBool,
+    settings: &GroupSettings<'_>,
 ) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
@@ -291,7 +480,7 @@ fn run_ingest_writer(
             .iter()
             .map(|job| (&job.batch, job.now_ms, job.timeout_ms))
             .collect();
-        let results = ingest_group(&mut lock_connection(connection), &group, wal_over_cap);
+        let results = ingest_group(&mut lock_connection(connection), &group, settings);
         for (job, result) in jobs.into_iter().zip(results) {
             // A requester that went away (a closed connection) still had its batch
             // stored; its retry will be answered "duplicate".
@@ -300,12 +489,20 @@ fn run_ingest_writer(
     }
 }
 
+/// What every group of batches is stored with.
+struct GroupSettings<'a> {
+    wal_over_cap: &'a AtomicBool,
+    limits: &'a SessionLimits,
+    pending_pings: &'a PendingPings,
+}
+
 /// One transaction for every batch of the group, a savepoint per batch. Nothing is
-/// reported as stored before the commit succeeds.
+/// reported as stored before the commit succeeds. The pings of the group's visitors
+/// are written first, so that their events see the sessions the pings kept alive.
 fn ingest_group(
     connection: &mut Connection,
     jobs: &[(&NewBatch, i64, i64)],
-    wal_over_cap: &AtomicBool,
+    settings: &GroupSettings<'_>,
 ) -> Vec<Result<Vec<IngestOutcome>, StoreError>> {
     let everyone_failed = |error: &dyn std::fmt::Display| {
         let message = error.to_string();
@@ -319,14 +516,26 @@ fn ingest_group(
         Ok(transaction) => transaction,
         Err(error) => return everyone_failed(&error),
     };
+    for ping in settings.pending_pings.take_for(jobs) {
+        // A ping is best effort: one that cannot be written is not worth a batch.
+        if let Err(error) = write_ping(&transaction, &ping) {
+            tracing::warn!(%error, "could not write a ping");
+        }
+    }
     let mut results = Vec::with_capacity(jobs.len());
     for &(batch, now_ms, timeout_ms) in jobs {
-        results.push(ingest_in_savepoint(&transaction, batch, now_ms, timeout_ms));
+        results.push(ingest_in_savepoint(
+            &transaction,
+            batch,
+            now_ms,
+            timeout_ms,
+            settings.limits,
+        ));
     }
     if let Err(error) = transaction.commit() {
         return everyone_failed(&error);
     }
-    if wal_over_cap.swap(false, Ordering::Relaxed) {
+    if settings.wal_over_cap.swap(false, Ordering::Relaxed) {
         // Between two transactions nothing is appended while this runs, so it copies
         // the rest of the WAL and the next transaction starts the WAL over.
         if let Err(error) = checkpoint(connection) {
@@ -341,13 +550,14 @@ fn ingest_in_savepoint(
     batch: &NewBatch,
     now_ms: i64,
     timeout_ms: i64,
+    limits: &SessionLimits,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     // Plain SQL savepoints rather than rusqlite's `Savepoint`, so that the per-batch
     // code keeps working on the `Transaction`.
     transaction
         .prepare_cached("SAVEPOINT ingest_batch")?
         .execute([])?;
-    match ingest_in_transaction(transaction, batch, now_ms, timeout_ms) {
+    match ingest_in_transaction(transaction, batch, now_ms, timeout_ms, limits) {
         Ok(outcomes) => {
             transaction
                 .prepare_cached("RELEASE ingest_batch")?
@@ -404,6 +614,7 @@ fn ingest_in_transaction(
     batch: &NewBatch,
     now_ms: i64,
     timeout_ms: i64,
+    limits: &SessionLimits,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(batch.events.len());
     let mut visitor_sessions = VisitorSessions::load(transaction, batch, timeout_ms)?;
@@ -417,8 +628,32 @@ fn ingest_in_transaction(
             outcomes.push(IngestOutcome::Duplicate);
             continue;
         }
-        let session_id =
-            visitor_sessions.assign(transaction, batch, event.time_ms, now_ms, timeout_ms)?;
+        // The session's summary is read before the event joins it: a session that
+        // holds `max_events_per_session` events takes no more.
+        let (session_id, summary_index) = match visitor_sessions.choose(event.time_ms, timeout_ms) {
+            Some(index) => {
+                let session_id = visitor_sessions.sessions[index].id.clone();
+                let summary_index = summary_index(transaction, &mut summaries, &session_id)?;
+                if summaries[summary_index].events_held >= limits.max_events_per_session {
+                    outcomes.push(IngestOutcome::SessionFull);
+                    continue;
+                }
+                visitor_sessions.join(index, event.time_ms, now_ms, timeout_ms);
+                (session_id, summary_index)
+            }
+            None => {
+                let session_id = visitor_sessions.create(
+                    transaction,
+                    batch,
+                    event.time_ms,
+                    now_ms,
+                    timeout_ms,
+                    limits.short_id_space,
+                )?;
+                let summary_index = summary_index(transaction, &mut summaries, &session_id)?;
+                (session_id, summary_index)
+            }
+        };
         let logout = event.kind == EventKind::Logout;
         if logout {
             // A logout closes its session (`identity::decide`) and sets its end: the
@@ -445,25 +680,31 @@ fn ingest_in_transaction(
             event,
             now_ms,
         )?;
-        let index = match summaries
-            .iter()
-            .position(|summary| summary.session_id == session_id)
-        {
-            Some(index) => index,
-            None => {
-                summaries.push(SessionSummary::load(transaction, &session_id)?);
-                summaries.len() - 1
-            }
-        };
-        summaries[index].add(event, &json);
+        summaries[summary_index].add(event, &json, limits.max_search_terms_per_session);
         outcomes.push(IngestOutcome::Accepted);
     }
     segment_evaluation.finish(transaction)?;
     visitor_sessions.write_spans(transaction)?;
     for summary in &summaries {
-        summary.write(transaction)?;
+        summary.write(transaction, limits.max_search_terms_per_session)?;
     }
     Ok(outcomes)
+}
+
+/// Where the batch's summary of the session is, read on first use.
+fn summary_index(
+    transaction: &Transaction<'_>,
+    summaries: &mut Vec<SessionSummary>,
+    session_id: &str,
+) -> Result<usize, StoreError> {
+    if let Some(index) = summaries
+        .iter()
+        .position(|summary| summary.session_id == session_id)
+    {
+        return Ok(index);
+    }
+    summaries.push(SessionSummary::load(transaction, session_id)?);
+    Ok(summaries.len() - 1)
 }
 
 impl Store for SqliteStore {
@@ -477,7 +718,8 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front, so the transaction cannot fail
         // half-way for lack of it after having read the sessions it is about to change.
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcomes = ingest_in_transaction(&transaction, batch, now_ms, timeout_ms)?;
+        let outcomes =
+            ingest_in_transaction(&transaction, batch, now_ms, timeout_ms, &self.limits)?;
         transaction.commit()?;
         Ok(outcomes)
     }
@@ -644,6 +886,25 @@ impl Store for SqliteStore {
     }
 
     fn close_idle_sessions(&self, now_ms: i64, timeout_ms: i64) -> Result<usize, StoreError> {
+        // Pings first, so that a session they kept alive is not ended. At most what was
+        // waiting when the sweep began, so that a flood cannot keep the sweep going.
+        let mut waiting = self.pending_pings.len();
+        while waiting > 0 {
+            let pings = self
+                .pending_pings
+                .take_some(waiting.min(PINGS_PER_TRANSACTION));
+            if pings.is_empty() {
+                break;
+            }
+            waiting = waiting.saturating_sub(pings.len());
+            let mut connection = self.writer();
+            let transaction =
+                connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for ping in &pings {
+                write_ping(&transaction, ping)?;
+            }
+            transaction.commit()?;
+        }
         let connection = self.writer();
         // `last_ms <= now - timeout` is `sessions::is_idle` written so that the partial
         // index on open sessions' last_ms can be used.
@@ -740,37 +1001,15 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn touch_live_session(
+    fn record_ping(
         &self,
         deployment_id: &str,
         visitor_id: &str,
         now_ms: i64,
         timeout_ms: i64,
-    ) -> Result<Option<String>, StoreError> {
-        let mut connection = self.writer();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // "Live" is `!sessions::is_idle(last_ms, now_ms, timeout_ms)`, written so that
-        // the index on (deployment_id, visitor_id, last_ms) can be used.
-        let session_id: Option<String> = transaction
-            .prepare_cached(
-                "SELECT id FROM sessions
-                 WHERE deployment_id = ?1 AND visitor_id = ?2 AND last_ms > ?3
-                   AND ended_ms IS NULL AND closed = 0
-                 ORDER BY last_ms DESC, first_ms DESC LIMIT 1",
-            )?
-            .query_row(
-                params![deployment_id, visitor_id, now_ms.saturating_sub(timeout_ms)],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if let Some(session_id) = &session_id {
-            // Never moves the last activity back (an event may carry a later time).
-            transaction
-                .prepare_cached("UPDATE sessions SET last_ms = MAX(last_ms, ?2) WHERE id = ?1")?
-                .execute(params![session_id, now_ms])?;
-        }
-        transaction.commit()?;
-        Ok(session_id)
+    ) -> bool {
+        self.pending_pings
+            .record(deployment_id, visitor_id, now_ms, timeout_ms)
     }
 }
 
@@ -856,33 +1095,47 @@ impl VisitorSessions {
         Ok(VisitorSessions { sessions })
     }
 
-    /// Finds the session the event joins, per [`sessions::choose_session`], and widens
-    /// its span; or creates a new session. Returns the session id.
-    fn assign(
+    /// The session an event at `time_ms` joins, per [`sessions::choose_session`], if
+    /// any: an index into `sessions`.
+    fn choose(&self, time_ms: i64, timeout_ms: i64) -> Option<usize> {
+        let spans: Vec<SessionSpan> = self.sessions.iter().map(|session| session.span).collect();
+        sessions::choose_session(&spans, time_ms, timeout_ms)
+    }
+
+    /// Widens the span of the session at `index` (from [`VisitorSessions::choose`]) to
+    /// an event at `time_ms`.
+    fn join(&mut self, index: usize, time_ms: i64, now_ms: i64, timeout_ms: i64) {
+        let session = &mut self.sessions[index];
+        let before = (session.span, session.ended_ms);
+        session.span.include(time_ms);
+        // A late event can land in a session that the sweep already ended. If it
+        // moves the session's last activity, the end moves with it, or the session
+        // reopens when the new last activity is within the timeout.
+        let last_ms = session.span.last_ms;
+        session.ended_ms = session
+            .ended_ms
+            .and_then(|_| sessions::is_idle(last_ms, now_ms, timeout_ms).then_some(last_ms));
+        session.changed |= (session.span, session.ended_ms) != before;
+    }
+
+    /// Creates a session for an event at `time_ms` that joins none. Returns its id.
+    fn create(
         &mut self,
         transaction: &Transaction<'_>,
         batch: &NewBatch,
         time_ms: i64,
         now_ms: i64,
         timeout_ms: i64,
+        short_id_space: (u32, u32),
     ) -> Result<String, StoreError> {
-        let spans: Vec<SessionSpan> = self.sessions.iter().map(|session| session.span).collect();
-        if let Some(index) = sessions::choose_session(&spans, time_ms, timeout_ms) {
-            let session = &mut self.sessions[index];
-            let before = (session.span, session.ended_ms);
-            session.span.include(time_ms);
-            // A late event can land in a session that the sweep already ended. If it
-            // moves the session's last activity, the end moves with it, or the session
-            // reopens when the new last activity is within the timeout.
-            let last_ms = session.span.last_ms;
-            session.ended_ms = session
-                .ended_ms
-                .and_then(|_| sessions::is_idle(last_ms, now_ms, timeout_ms).then_some(last_ms));
-            session.changed |= (session.span, session.ended_ms) != before;
-            return Ok(session.id.clone());
-        }
         let session_id = uuid::Uuid::now_v7().to_string();
-        let short_id = allocate_short_id(transaction, &batch.deployment_id, now_ms)?;
+        let short_id = allocate_short_id(
+            transaction,
+            &batch.deployment_id,
+            now_ms,
+            timeout_ms,
+            short_id_space,
+        )?;
         transaction
             .prepare_cached(
                 "INSERT INTO sessions (id, short_id, deployment_id, visitor_id, first_ms, last_ms)
@@ -974,26 +1227,56 @@ fn write_session_span(
     Ok(())
 }
 
-/// A random 6-digit number not used by the deployment's sessions of the last 24 hours.
-/// With 900 000 numbers, a deployment needs tens of thousands of sessions a day before
-/// retries become common.
+/// A random number of `space` (6 digits unless a test says otherwise) for a new
+/// session's short id, which agents ask visitors to read out.
+///
+/// It is unique among the deployment's sessions active in the last 24 hours. With
+/// 900,000 numbers that is easy for any real traffic, but a flood of new sessions (a
+/// script with fresh visitor ids) could fill it, and creating a session must never
+/// fail. So when [`SHORT_ID_DRAWS`] random draws find no free number, the id need only
+/// be unique among the sessions active in the last hour, then among the live ones (last
+/// activity within the session timeout); and if even those fill the space, a random
+/// number is used anyway (logged), since an ambiguous short id costs an agent one more
+/// question while a refused session loses the visitor's events. The Journey API
+/// promises 4 to 6 digits, so the id does not grow instead.
 fn allocate_short_id(
     transaction: &Transaction<'_>,
     deployment_id: &str,
     now_ms: i64,
+    timeout_ms: i64,
+    space: (u32, u32),
 ) -> Result<String, StoreError> {
     let mut taken = transaction.prepare_cached(
         "SELECT 1 FROM sessions WHERE deployment_id = ?1 AND short_id = ?2 AND last_ms >= ?3",
     )?;
     let mut random = rand::rng();
-    for _ in 0..100 {
-        let short_id = random.random_range(100_000..=999_999_u32).to_string();
-        let since_ms = now_ms.saturating_sub(SHORT_ID_UNIQUE_FOR_MS);
-        if !taken.exists(params![deployment_id, short_id, since_ms])? {
-            return Ok(short_id);
+    let (low, high) = (space.0.min(space.1), space.0.max(space.1));
+    let periods = [
+        SHORT_ID_UNIQUE_FOR_MS,
+        SHORT_ID_CROWDED_UNIQUE_FOR_MS,
+        timeout_ms,
+    ];
+    for (crowded, period_ms) in periods.into_iter().enumerate() {
+        let since_ms = now_ms.saturating_sub(period_ms);
+        for _ in 0..SHORT_ID_DRAWS {
+            let short_id = random.random_range(low..=high).to_string();
+            if !taken.exists(params![deployment_id, short_id, since_ms])? {
+                if crowded > 0 {
+                    tracing::warn!(
+                        deployment = deployment_id,
+                        unique_for_ms = period_ms,
+                        "the short-id space is crowded; new ids are unique over a shorter period"
+                    );
+                }
+                return Ok(short_id);
+            }
         }
     }
-    Err(StoreError::ShortIdsExhausted)
+    tracing::warn!(
+        deployment = deployment_id,
+        "every short id is taken by a live session; reusing one"
+    );
+    Ok(random.random_range(low..=high).to_string())
 }
 
 fn insert_event(
@@ -1104,6 +1387,9 @@ struct SessionSummary {
     geolocation_json: Option<String>,
     /// A late event joined: recompute from the events.
     recompute: bool,
+    /// Events the session holds, counted even when `recompute` stops the rest of the
+    /// summary from following: what `max_events_per_session` is checked against.
+    events_held: u64,
 }
 
 impl SessionSummary {
@@ -1138,11 +1424,14 @@ impl SessionSummary {
             search_terms: serde_json::from_str(&row.get::<_, String>(7)?)?,
             user_agent_json: row.get(8)?,
             geolocation_json: row.get(9)?,
+            events_held: u64::try_from(event_count).unwrap_or(0),
         })
     }
 
-    /// Takes in an event just stored in the session.
-    fn add(&mut self, event: &NewEvent, json: &EventJson) {
+    /// Takes in an event just stored in the session. The search terms keep the first
+    /// `max_search_terms` distinct ones.
+    fn add(&mut self, event: &NewEvent, json: &EventJson, max_search_terms: usize) {
+        self.events_held += 1;
         if self.recompute {
             return;
         }
@@ -1169,7 +1458,7 @@ impl SessionSummary {
             .as_ref()
             .and_then(|page| page.search_query.as_ref());
         if let Some(term) = term.filter(|term| !term.is_empty()) {
-            if !self.search_terms.contains(term) {
+            if self.search_terms.len() < max_search_terms && !self.search_terms.contains(term) {
                 self.search_terms.push(term.clone());
             }
         }
@@ -1181,9 +1470,13 @@ impl SessionSummary {
         }
     }
 
-    fn write(&self, transaction: &Transaction<'_>) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        transaction: &Transaction<'_>,
+        max_search_terms: usize,
+    ) -> Result<(), StoreError> {
         if self.recompute {
-            return refresh_session_summary(transaction, &self.session_id);
+            return refresh_session_summary(transaction, &self.session_id, max_search_terms);
         }
         transaction
             .prepare_cached(
@@ -1215,9 +1508,10 @@ impl SessionSummary {
 fn refresh_session_summary(
     transaction: &Transaction<'_>,
     session_id: &str,
+    max_search_terms: usize,
 ) -> Result<(), StoreError> {
     let mut search_terms: Vec<String> = Vec::new();
-    {
+    if max_search_terms > 0 {
         let mut statement = transaction.prepare_cached(
             "SELECT page_search_query FROM events
              WHERE session_id = ?1 AND page_search_query <> ''
@@ -1228,6 +1522,9 @@ fn refresh_session_summary(
             let term: String = row.get(0)?;
             if !search_terms.contains(&term) {
                 search_terms.push(term);
+                if search_terms.len() == max_search_terms {
+                    break;
+                }
             }
         }
     }
@@ -1633,7 +1930,7 @@ mod tests {
             assert!(incremental.len() >= 2, "seed {seed}: {incremental:?}");
             let transaction = connection.transaction().unwrap();
             for session in &incremental {
-                refresh_session_summary(&transaction, session[0].as_deref().unwrap()).unwrap();
+                refresh_session_summary(&transaction, session[0].as_deref().unwrap(), 20).unwrap();
             }
             let recomputed = summaries(&transaction);
             assert_eq!(incremental, recomputed, "seed {seed}");
@@ -1791,7 +2088,12 @@ mod tests {
                 })
                 .collect();
             let flag = AtomicBool::new(over_cap);
-            let results = ingest_group(connection, &[(&batch(events), T0, TIMEOUT)], &flag);
+            let settings = GroupSettings {
+                wal_over_cap: &flag,
+                limits: &SessionLimits::default(),
+                pending_pings: &PendingPings::default(),
+            };
+            let results = ingest_group(connection, &[(&batch(events), T0, TIMEOUT)], &settings);
             assert!(results.iter().all(Result::is_ok));
             assert!(
                 !flag.load(Ordering::Relaxed),

@@ -190,14 +190,40 @@ async fn a_body_that_does_not_arrive_in_time_gets_408() {
     assert_eq!(message, "the request body did not arrive within 1 seconds");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_requests_over_the_concurrency_cap_are_shed_with_503() {
     let app = TestApp::with_config(|config| config.max_concurrent_ingest_requests = 1);
-    let (body, release) = stalled_body("{\"v\":1,".to_owned());
+    // A body that has not arrived holds no place among the ingest requests: the
+    // permit is taken once the body is in.
+    let (slow_body, release_slow) = stalled_body("{\"v\":1,".to_owned());
+    let slow = {
+        let state = app.state.clone();
+        tokio::spawn(async move {
+            use tower::ServiceExt;
+            footpath_collector::router(state)
+                .oneshot(batch_request(slow_body, "text/plain", Some(ORIGIN)))
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        app.post_batch(&batch(VISITOR, T0, records(1, 1)))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    // A request waiting for its commit holds the only place: another connection
+    // holds the database's write lock, so the writer stalls.
+    let blocker = rusqlite::Connection::open(app.dir.path().join("test.sqlite3")).unwrap();
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let holder = {
         let state = app.state.clone();
         tokio::spawn(async move {
             use tower::ServiceExt;
+            let body = batch(OTHER_VISITOR, T0, records(10, 1)).to_string();
             footpath_collector::router(state)
                 .oneshot(batch_request(body, "text/plain", Some(ORIGIN)))
                 .await
@@ -205,20 +231,24 @@ async fn ingest_requests_over_the_concurrency_cap_are_shed_with_503() {
                 .status()
         })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let shed = app.post_batch(&batch(VISITOR, T0, records(1, 1))).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let shed = app.post_batch(&batch(VISITOR, T0, records(2, 1))).await;
     let message = shed.assert_error(StatusCode::SERVICE_UNAVAILABLE, "service.unavailable");
     assert!(message.contains("more than 1 ingest requests"), "{message}");
     assert_eq!(shed.header("retry-after"), Some("1"));
-    release.send(()).unwrap();
-    // The held request ends (its body is cut short: 400), and its permit is returned.
-    assert_eq!(holder.await.unwrap(), StatusCode::BAD_REQUEST);
+    blocker.execute_batch("ROLLBACK").unwrap();
+    // The held request is committed and answered, and its permit is returned.
+    assert_eq!(holder.await.unwrap(), StatusCode::OK);
     assert_eq!(
-        app.post_batch(&batch(VISITOR, T0, records(1, 1)))
+        app.post_batch(&batch(VISITOR, T0, records(2, 1)))
             .await
             .status,
         StatusCode::OK
     );
+    assert_eq!(stored_events(&app), 3);
+    // The slow body, cut short, is refused without ever having taken the place.
+    release_slow.send(()).unwrap();
+    assert_eq!(slow.await.unwrap(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,9 +320,59 @@ fn limits_are_validated() {
         invalid("ingest_queue_capacity_batches = 0"),
         "invalid configuration: ingest_queue_capacity_batches must be at least 1"
     );
+    assert_eq!(
+        invalid("max_request_head_bytes = 4096"),
+        "invalid configuration: max_request_head_bytes must be from 8192 to 1048576, not 4096"
+    );
+    assert_eq!(
+        invalid("max_user_agent_bytes = 10"),
+        "invalid configuration: max_user_agent_bytes must be from 64 to 8192, not 10"
+    );
+    assert_eq!(
+        invalid("max_events_per_session = 0"),
+        "invalid configuration: max_events_per_session must be at least 1"
+    );
+    assert_eq!(
+        invalid("max_open_connections = 0"),
+        "invalid configuration: max_open_connections must be from 1 to 1000000, not 0"
+    );
     let defaults = Config::from_toml_str("").unwrap();
+    assert_eq!(defaults.max_user_agent_bytes, 512);
+    assert_eq!(defaults.max_page_url_bytes, 4096);
+    assert_eq!(defaults.max_page_text_bytes, 1024);
+    assert_eq!(defaults.max_events_per_session, 2000);
+    assert_eq!(defaults.max_search_terms_per_session, 20);
+    assert_eq!(defaults.visitor_ping_rate_limit_per_minute, 30);
+    assert_eq!(defaults.client_ip_ping_rate_limit_per_minute, 600);
+    assert_eq!(defaults.max_open_connections, 4096);
+    assert_eq!(defaults.max_request_head_bytes, 16 * 1024);
     assert_eq!(defaults.visitor_rate_limit_events_per_minute, 300);
     assert_eq!(defaults.client_ip_rate_limit_events_per_minute, 1200);
     assert_eq!(defaults.max_body_bytes, 64 * 1024);
     assert_eq!(defaults.max_events_per_batch, 100);
+}
+
+/// Routes that read their body with axum's extractors (contacts, segments, the desk's
+/// configuration) get the same whole-body deadline: a stalled body ends the request
+/// instead of holding it, and nothing is created.
+#[tokio::test]
+async fn a_stalled_body_on_an_authenticated_route_is_cut_at_the_deadline() {
+    use tower::ServiceExt;
+    let app = TestApp::with_config(|config| config.body_read_timeout_seconds = 1);
+    let (body, _release) = stalled_body("{\"firstName\":".to_owned());
+    let request = axum::http::Request::post("/api/v2/externalcontacts/contacts")
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .unwrap();
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        footpath_collector::router(app.state.clone()).oneshot(request),
+    )
+    .await
+    .expect("the request ends at the body deadline")
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let listing = app.get("/api/v2/externalcontacts/contacts").await.ok_json();
+    assert_eq!(listing["entities"], json!([]), "{listing:#}");
 }

@@ -12,6 +12,7 @@ mod enrichment;
 mod geolocation;
 mod hostile_desk;
 mod hostile_identity;
+mod hostile_limits;
 mod identity;
 mod identity_docs;
 mod ingest;

@@ -501,6 +501,13 @@ async fn a_ping_keeps_the_live_session_alive() {
         json!({"actions": [], "pollIntervalMilliseconds": 10000})
     );
     assert_eq!(response.header("cache-control"), Some("no-store"));
+    // The ping is written by the next sweep (or the visitor's next batch), not by the
+    // ping itself.
+    assert_eq!(
+        app.only_session_of(VISITOR).await["durationInSeconds"],
+        json!(0)
+    );
+    assert_eq!(app.sweep(), 0);
     let session = app.only_session_of(VISITOR).await;
     assert_eq!(session["durationInSeconds"], json!(15 * 60), "{session:#}");
     assert_eq!(session["eventCount"], json!(1), "a ping is not an event");
