@@ -30,6 +30,7 @@ use tower_http::trace::TraceLayer;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::enrich::geo::GeoIpDatabase;
+use crate::enrich::referrer::ReferrerList;
 use crate::enrich::user_agent;
 use crate::error::ApiError;
 use crate::limits::RateLimits;
@@ -43,6 +44,9 @@ pub struct AppState {
     store: Arc<dyn Store>,
     /// Open when `geoip_database_path` is configured.
     geoip: Option<Arc<GeoIpDatabase>>,
+    /// The embedded referrer list with `referrer_list_path`'s file added, when one is
+    /// configured; `None`: the embedded list alone.
+    referrer_list: Option<Arc<ReferrerList>>,
     /// Events dropped by deployments' IP exclusions since startup.
     excluded_events: Arc<AtomicU64>,
     /// The agents' desk: sign-ins, live channel, presentation settings.
@@ -74,7 +78,8 @@ impl AppState {
     }
 
     /// State over any store: the seam where another backend plugs in. Fails when the
-    /// configured GeoIP database cannot be read, or the user-agent rules do not load.
+    /// configured GeoIP database or referrer list cannot be read, or the user-agent
+    /// rules do not load.
     pub fn with_store(
         config: Config,
         clock: Arc<dyn Clock>,
@@ -93,6 +98,18 @@ impl AppState {
             }
             None => None,
         };
+        let referrer_list = match &config.referrer_list_path {
+            Some(path) => {
+                let list = ReferrerList::embedded_with_file(path)?;
+                tracing::info!(
+                    path = %path.display(),
+                    known_hosts = list.len(),
+                    "loaded the referrer list"
+                );
+                Some(Arc::new(list))
+            }
+            None => None,
+        };
         // The configuration file's `[[segments]]` and `[[outcomes]]`, created or updated
         // by id (see crate::segments).
         store.load_configured_definitions(&config.configured_definitions()?, clock.now_ms())?;
@@ -107,6 +124,7 @@ impl AppState {
             clock,
             store,
             geoip,
+            referrer_list,
             excluded_events: Arc::new(AtomicU64::new(0)),
             desk,
             rate_limits,
@@ -163,6 +181,13 @@ impl AppState {
 
     fn geoip(&self) -> Option<&GeoIpDatabase> {
         self.geoip.as_deref()
+    }
+
+    /// The referrers that events are classified by.
+    pub fn referrer_list(&self) -> &ReferrerList {
+        self.referrer_list
+            .as_deref()
+            .unwrap_or_else(|| ReferrerList::embedded())
     }
 
     /// The store, for tests and tools that drive it directly (such as calling

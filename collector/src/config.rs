@@ -27,6 +27,7 @@
 //!
 //! # Enrichment (see `enrich`): optional.
 //! geoip_database_path = "/var/lib/GeoIP/GeoLite2-City.mmdb"
+//! referrer_list_path = "/etc/footpath/referrers.json"
 //! trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
 //!
 //! # Limits (defaults shown; see `limits`): 0 turns a rate limit off.
@@ -132,6 +133,13 @@ pub struct Config {
     /// A MaxMind-format database in the GeoIP2/GeoLite2 City layout. Unset: events get
     /// no geolocation.
     pub geoip_database_path: Option<PathBuf>,
+    /// A JSON file of known referrers in the shape of the embedded list
+    /// (`collector/data/referrers/referrers.json`; see
+    /// [`crate::enrich::referrer::ReferrerList`]), read at startup: its hosts are added
+    /// to the embedded list, and where both know a host the file's entry wins. A file
+    /// that cannot be read or used stops the collector at startup. Unset: the embedded
+    /// list alone.
+    pub referrer_list_path: Option<PathBuf>,
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` header is
     /// believed. Empty: the socket's peer is always the client.
     pub trusted_proxies: Vec<IpRange>,
@@ -345,6 +353,7 @@ impl Default for Config {
             default_phone_region: None,
             identity_verification: Vec::new(),
             geoip_database_path: None,
+            referrer_list_path: None,
             trusted_proxies: Vec::new(),
             deployment_privacy: Vec::new(),
             ping_poll_interval_milliseconds: 10_000,
@@ -397,6 +406,7 @@ impl std::fmt::Debug for Config {
             .field("default_phone_region", &self.default_phone_region)
             .field("identity_verification", &self.identity_verification)
             .field("geoip_database_path", &self.geoip_database_path)
+            .field("referrer_list_path", &self.referrer_list_path)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("deployment_privacy", &self.deployment_privacy)
             .field(
@@ -866,6 +876,7 @@ mod tests {
         let config = Config::from_toml_str(
             r#"
             geoip_database_path = "/data/GeoLite2-City.mmdb"
+            referrer_list_path = "/etc/footpath/referrers.json"
             trusted_proxies = ["10.0.0.0/8", "127.0.0.1", "2001:db8::/32"]
             [[deployments]]
             id = "demo"
@@ -881,6 +892,10 @@ mod tests {
         assert_eq!(
             config.geoip_database_path.as_deref(),
             Some(Path::new("/data/GeoLite2-City.mmdb"))
+        );
+        assert_eq!(
+            config.referrer_list_path.as_deref(),
+            Some(Path::new("/etc/footpath/referrers.json"))
         );
         let proxies: Vec<String> = config
             .trusted_proxies
@@ -903,6 +918,7 @@ mod tests {
 
         let defaults = Config::from_toml_str("").unwrap();
         assert_eq!(defaults.geoip_database_path, None);
+        assert_eq!(defaults.referrer_list_path, None);
         assert!(defaults.trusted_proxies.is_empty());
         assert!(defaults.deployment_privacy.is_empty());
 

@@ -46,6 +46,11 @@ struct Cli {
     #[arg(long, env = "FOOTPATH_GEOIP_DATABASE_PATH", value_name = "FILE")]
     geoip_database_path: Option<PathBuf>,
 
+    /// JSON file of known referrers, added to the embedded list (same shape as
+    /// collector/data/referrers/referrers.json) [default: none, the embedded list].
+    #[arg(long, env = "FOOTPATH_REFERRER_LIST_PATH", value_name = "FILE")]
+    referrer_list_path: Option<PathBuf>,
+
     /// Bearer token for the read API, at least 32 characters; repeat the flag, or
     /// separate tokens with commas in the environment variable. Replaces the tokens of
     /// the configuration file.
@@ -80,6 +85,9 @@ impl Cli {
         if let Some(path) = self.geoip_database_path {
             config.geoip_database_path = Some(path);
         }
+        if let Some(path) = self.referrer_list_path {
+            config.referrer_list_path = Some(path);
+        }
         if !self.api_tokens.is_empty() {
             config.api_tokens = self.api_tokens;
         }
@@ -105,7 +113,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
     let address = listener.local_addr()?;
-    let state = AppState::new(config, Arc::new(SystemClock)).context("cannot open the database")?;
+    // Opening the database, the GeoIP file or the referrer list may fail; each error
+    // names its file.
+    let state = AppState::new(config, Arc::new(SystemClock)).context("cannot start")?;
     tracing::info!("listening on http://{address}");
     serve(state, listener, shutdown_signal()).await?;
     tracing::info!("stopped");

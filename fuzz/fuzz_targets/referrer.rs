@@ -1,4 +1,4 @@
-//! Referrer URLs → name, medium and search terms (Snowplow's referer-parser list and
+//! Referrer URLs → name, medium and search terms (the collector's own referrer list and
 //! the collector's rules for internal, paid and email traffic), and the referrer parts
 //! the Journey API shows.
 //!

@@ -1,16 +1,19 @@
 //! `cargo xtask <command>`: the project's build automation.
 //!
 //! - `setup`: installs what this machine lacks (Debian packages, wasm-bindgen-cli,
-//!   cargo-fuzz).
+//!   cargo-fuzz, cargo-deny).
 //! - `sdk`:   builds the browser SDK into `target/sdk/` and prints its sizes.
 //! - `size`:  prints raw, gzip and brotli sizes of everything a page downloads.
 //! - `run`:   README command 1: collector, demo site and agents' API, with URLs.
 //! - `test`:  README command 2: every test (native, wasm in Chromium, end-to-end), then
-//!   a short run of each fuzz target.
+//!   a short run of each fuzz target, and the licence, ban and source check of every
+//!   crate (`cargo deny`, by `deny.toml`).
 //! - `fuzz`:  longer runs of the fuzz targets in `fuzz/` (cargo-fuzz, libFuzzer).
+//! - `deny`:  the dependency check of `test` alone.
 //!
 //! Every step checks before it acts, so a second run reuses what is installed and built.
 
+mod deny;
 mod fuzz;
 mod sdk;
 mod setup;
@@ -32,10 +35,11 @@ fn main() -> ExitCode {
         Some("run") => run(),
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
+        Some("deny") => setup::install_cargo_deny().and_then(|()| deny::check(&mut Tally::default())),
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup|sdk|size [--twiggy]|run|test [--no-wasm] [--no-e2e] [--no-fuzz]\
-                 |fuzz [--seconds N] [target] [--replay FILE]>"
+                 |fuzz [--seconds N] [target] [--replay FILE]|deny>"
             );
             return ExitCode::from(2);
         }
@@ -175,6 +179,11 @@ fn test(args: &[String]) -> Result<()> {
             Ok(())
         }
     });
+    // The licences, bans and sources of every crate (deny.toml), one test per check. It
+    // takes seconds and runs whatever the tests above found: a licence that came in
+    // with a dependency is reported even when a test fails.
+    let dependencies = deny::check(&mut tally);
+    let outcome = outcome.and(dependencies);
     // One plain closing line over every runner, for people and for CI.
     println!("{} passed, {} failed", tally.passed, tally.failed);
     outcome

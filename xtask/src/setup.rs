@@ -66,6 +66,7 @@ pub fn setup() -> Result<Tools> {
     }
     install_wasm_bindgen_cli()?;
     install_cargo_fuzz()?;
+    install_cargo_deny()?;
     install_js_tools()?;
     Ok(Tools {
         wasm,
@@ -160,6 +161,26 @@ pub fn install_cargo_fuzz() -> Result<()> {
         "--version",
         CARGO_FUZZ_VERSION,
     ]))
+}
+
+/// cargo-deny, which checks the licences and sources of every crate in Cargo.lock
+/// (see `deny.rs` and `deny.toml`).
+pub const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// Installs cargo-deny at [`CARGO_DENY_VERSION`] beside cargo-fuzz, unless that version
+/// is there. It compiles from source: a few minutes on two cores, once per machine.
+pub fn install_cargo_deny() -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let installed = Command::new(&cargo)
+        .args(["deny", "--version"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if installed == format!("cargo-deny {CARGO_DENY_VERSION}") {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-deny {CARGO_DENY_VERSION} (found: {installed:?}); this takes a few minutes");
+    run_checked(Command::new(&cargo).args(["install", "cargo-deny", "--locked", "--version", CARGO_DENY_VERSION]))
 }
 
 fn command_works(program: &str) -> bool {

@@ -204,7 +204,7 @@ async fn ingest_batch(
     // One pass: valid events move into the batch to store; `rejections` keeps, per
     // event of the request, its error or `None`, for the response.
     let mut valid_events = Vec::with_capacity(batch.events.len());
-    let mut referrers = ReferrerCache::default();
+    let mut referrers = ReferrerCache::new(state.referrer_list());
     let rejections: Vec<Option<String>> = batch
         .events
         .iter()

@@ -36,6 +36,7 @@ use super::read::QueryParameters;
 use super::AppState;
 use crate::config::DeploymentConfig;
 use crate::enrich::client_ip::{client_ip, in_any};
+use crate::enrich::referrer::ReferrerCache;
 use crate::enrich::user_agent::parse_user_agent;
 use crate::error::ApiError;
 use crate::journey::{DeploymentPing, WebEventResponse};
@@ -44,7 +45,7 @@ use crate::limits::{
     EventLimits,
 };
 use crate::store::{IngestOutcome, NewBatch};
-use crate::validate::{canonical_uuid, validate_event, BatchContext};
+use crate::validate::{canonical_uuid, validate_event_with_cache, BatchContext};
 use crate::webevents::{check_created_date, event_id_at, request_field_error, WebEventRequest};
 
 /// `POST .../webevents`.
@@ -249,7 +250,10 @@ async fn record_web_event(
     let wire_event = request.to_wire_event(&event_id, time_ms);
     let event = EventLimits::from_config(config)
         .check_event(0, &wire_event)
-        .and_then(|()| validate_event(0, &wire_event, &context))
+        .and_then(|()| {
+            let mut referrers = ReferrerCache::new(state.referrer_list());
+            validate_event_with_cache(0, &wire_event, &context, &mut referrers)
+        })
         .map_err(|error| ApiError::BadRequest(request_field_error(&error)))?;
     let identity_settings = config.identity_verification(&deployment.id);
     let tokens = token_context(

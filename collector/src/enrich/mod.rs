@@ -4,21 +4,22 @@
 //! - [`user_agent`]: the `User-Agent` header → browser family and version, operating
 //!   system, device category, type and manufacturer (uap-core rules).
 //! - [`referrer`]: a referrer URL → its name and medium (search, social, email,
-//!   internal, paid, unknown) and the search terms it carries (Snowplow's
-//!   referer-parser list).
+//!   internal, paid, unknown) and the search terms it carries (Footpath's own list,
+//!   plus an operator's file when `referrer_list_path` is set).
 //! - [`geo`]: the client's IP address → country, region, city and coordinates, from a
 //!   MaxMind-format (GeoIP2/GeoLite2 City) database file when one is configured.
 //! - [`client_ip`]: which IP address is the client's (the socket peer, or the
 //!   `X-Forwarded-For` hop that trusted proxies vouch for), and IP ranges as
 //!   configured for trusted proxies and per-deployment exclusions.
 //!
-//! Everything here is pure except opening the GeoIP file. The batch handler computes
-//! the request-level results (user agent, client IP, geolocation) once per request;
-//! the referrer, which depends on each event's page, is classified per event. The
-//! results are stored with each event, so that a later update of the vendored lists
-//! or of the GeoIP file does not rewrite history.
+//! Everything here is pure except reading the GeoIP file and the operator's referrer
+//! list, both at startup. The batch handler computes the request-level results (user
+//! agent, client IP, geolocation) once per request; the referrer, which depends on
+//! each event's page, is classified per event. The results are stored with each
+//! event, so that a later update of the lists or of the GeoIP file does not rewrite
+//! history.
 //!
-//! The vendored data files and their sources and licences are described in
+//! The data files compiled in, their sources and licences are described in
 //! `collector/data/README.md`.
 
 pub mod client_ip;

@@ -324,3 +324,150 @@ async fn excluded_traffic_spends_no_rate_allowance() {
         .await;
     assert_eq!(response.ok_json()["accepted"], 2);
 }
+
+/// A page view of the shop whose referrer is `referrer`.
+fn pageview_from(n: u32, referrer: &str) -> Value {
+    json!({
+        "id": event_id(n),
+        "kind": "pageview",
+        "name": "page_viewed",
+        "time": T0 - 10 * SECOND,
+        "page": { "url": "https://www.shop.example/shoes", "referrer": referrer }
+    })
+}
+
+/// The name, medium and search terms of the referrer that `app` stores for a visitor's
+/// first page view (event `n`) from `referrer`, read back through the Journey API.
+async fn stored_referrer(app: &TestApp, visitor: &str, n: u32, referrer: &str) -> Value {
+    let request = batch_request_from(
+        "203.0.113.7",
+        &[],
+        batch(visitor, T0, vec![pageview_from(n, referrer)]),
+    );
+    let response = app.send(request).await.ok_json();
+    assert_eq!(response["accepted"], 1, "{response:#}");
+    let session = app.only_session_of(visitor).await;
+    let stored = &session["referrer"];
+    json!({
+        "name": stored["name"],
+        "medium": stored["medium"],
+        "keywords": stored["keywords"],
+    })
+}
+
+#[tokio::test]
+async fn the_embedded_referrer_list_names_search_social_and_email_referrers() {
+    let app = TestApp::new();
+    // (referrer, name, medium, search terms)
+    let table = [
+        (
+            "https://www.google.co.uk/search?q=red+shoes",
+            json!("Google"),
+            "search",
+            json!("red shoes"),
+        ),
+        (
+            "https://www.bing.com/search?q=running%20shoes",
+            json!("Bing"),
+            "search",
+            json!("running shoes"),
+        ),
+        (
+            "https://l.facebook.com/l.php?u=x",
+            json!("Facebook"),
+            "social",
+            Value::Null,
+        ),
+        (
+            "https://mail.google.com/mail/u/0/",
+            json!("Gmail"),
+            "email",
+            Value::Null,
+        ),
+        (
+            "https://search.example/?k=boots",
+            Value::Null,
+            "unknown",
+            Value::Null,
+        ),
+    ];
+    for (n, (referrer, name, medium, keywords)) in (1..).zip(table) {
+        let visitor = format!("0190a1b2-c3d4-7e5f-8a9b-{n:012}");
+        assert_eq!(
+            stored_referrer(&app, &visitor, n, referrer).await,
+            json!({ "name": name, "medium": medium, "keywords": keywords }),
+            "{referrer}"
+        );
+    }
+}
+
+/// An operator's fuller list, given at startup, adds hosts that the embedded list
+/// lacks, for the SDK's batches and for the Journey API's web events alike.
+#[tokio::test]
+async fn a_referrer_list_file_adds_hosts_to_the_embedded_list() {
+    let list_dir = tempfile::tempdir().unwrap();
+    let path = list_dir.path().join("referrers.json");
+    std::fs::write(
+        &path,
+        r#"{ "search": { "Example Search": { "domains": ["search.example"], "parameters": ["k"] } } }"#,
+    )
+    .unwrap();
+    let app = TestApp::with_config(|config| config.referrer_list_path = Some(path));
+    assert_eq!(
+        stored_referrer(&app, VISITOR, 1, "https://search.example/?k=boots").await,
+        json!({ "name": "Example Search", "medium": "search", "keywords": "boots" })
+    );
+    // The embedded list still counts.
+    assert_eq!(
+        stored_referrer(
+            &app,
+            OTHER_VISITOR,
+            2,
+            "https://www.bing.com/search?q=boots"
+        )
+        .await,
+        json!({ "name": "Bing", "medium": "search", "keywords": "boots" })
+    );
+
+    let visitor = "0190a1b2-c3d4-7e5f-8a9b-00000000000e";
+    let response = app
+        .send(crate::openapi::web_event_request(json!({
+            "customerCookieId": visitor,
+            "eventName": "page_viewed",
+            "page": { "url": "https://www.shop.example/shoes" },
+            "referrerUrl": "https://www.search.example/?k=trail+shoes",
+        })))
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{:?}", response.body);
+    let session = app.only_session_of(visitor).await;
+    assert_eq!(session["referrer"]["name"], "Example Search", "{session:#}");
+    assert_eq!(session["referrer"]["keywords"], "trail shoes");
+}
+
+#[test]
+fn a_malformed_referrer_list_file_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("referrers.json");
+    std::fs::write(
+        &path,
+        r#"{ "social": { "Example": { "domains": "social.example" } } }"#,
+    )
+    .unwrap();
+    let result = footpath_collector::AppState::new(
+        footpath_collector::config::Config {
+            referrer_list_path: Some(path.clone()),
+            ..test_config(dir.path())
+        },
+        std::sync::Arc::new(footpath_collector::clock::ManualClock::new(T0)),
+    );
+    let error = result
+        .err()
+        .expect("a malformed referrer list must stop the collector")
+        .to_string();
+    let expected_start = format!("cannot load the referrer list {}: ", path.display());
+    assert!(error.starts_with(&expected_start), "{error}");
+    assert!(
+        error.contains("invalid type: string \"social.example\", expected a sequence"),
+        "{error}"
+    );
+}
