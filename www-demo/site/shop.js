@@ -86,7 +86,7 @@
       fetch('/account/sign-in', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
-        body: JSON.stringify({ email: email, name: name })
+        body: JSON.stringify({ email: email })
       }).then(function (response) {
         return response.ok ? response.json() : {};
       }, function () {

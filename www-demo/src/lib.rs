@@ -124,11 +124,12 @@ const VISITOR_COOKIE: &str = "_footpath_vid";
 /// How long a signed identity is valid.
 const TOKEN_LIFETIME_SECONDS: u64 = 3_600;
 
+/// The sign-in form. Its one name field is a display name, not a given and a family
+/// name, so the token carries no name claims: a contact's names stay as the CRM has
+/// them. Unknown fields (the page sends only the email) are ignored.
 #[derive(Deserialize)]
 struct SignIn {
     email: String,
-    #[serde(default)]
-    name: Option<String>,
 }
 
 /// `POST /account/sign-in`: signs the visitor in (anyone, it is a demo) and answers
@@ -155,14 +156,6 @@ async fn sign_in(
     claims.insert("exp".into(), json!(expires));
     claims.insert("sub".into(), json!(email));
     claims.insert("email".into(), json!(email));
-    if let Some(name) = form
-        .name
-        .as_deref()
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-    {
-        claims.insert("given_name".into(), json!(name));
-    }
     if let Some(visitor) = visitor_cookie(&headers) {
         claims.insert("vid".into(), json!(visitor));
     }
