@@ -368,6 +368,22 @@ pub fn decide(input: ResolutionInput<'_>) -> Decision {
     }
 }
 
+/// Whether a verified event authenticates its session: only when, after `decision`,
+/// the session is linked to the contact the token's claims point at (or, for a
+/// signed-in user the contact centre does not know, to no one). A valid token of
+/// someone else, replayed with this visitor's id, must not make another customer's
+/// session read "Authenticated".
+pub fn authenticates(input: &ResolutionInput<'_>, decision: &Decision) -> bool {
+    if !input.verified {
+        return false;
+    }
+    let contact_after = match &decision.link_session_to {
+        Some((contact, _)) => Some(contact.as_str()),
+        None => input.session_link.map(|(contact, _)| contact),
+    };
+    contact_after == input.claimed_contact
+}
+
 /// The result of checking an event's identity token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenCheck {
@@ -1261,6 +1277,54 @@ mod tests {
                 verify_identity_token(context, token.as_deref()),
                 expected,
                 "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_token_of_the_sessions_contact_authenticates_it() {
+        use LinkKind::{Cookie, Unverified, Verified};
+        // (cookie, session link, verified, bound, claimed, expected)
+        let cases: [(
+            Option<&str>,
+            Option<(&str, LinkKind)>,
+            bool,
+            bool,
+            Option<&str>,
+            bool,
+        ); 7] = [
+            (None, None, false, false, Some("A"), false),
+            (None, None, true, true, Some("A"), true),
+            (None, Some(("A", Unverified)), true, false, Some("A"), true),
+            (Some("A"), Some(("A", Cookie)), true, false, Some("A"), true),
+            // Someone else's unbound token on a recognised browser: A stays, unproven.
+            (
+                Some("A"),
+                Some(("A", Cookie)),
+                true,
+                false,
+                Some("B"),
+                false,
+            ),
+            // A signed-in user the contact centre does not know.
+            (None, None, true, false, None, true),
+            (Some("A"), Some(("A", Verified)), true, false, None, false),
+        ];
+        for (cookie, session_link, verified, bound, claimed, expected) in cases {
+            let input = ResolutionInput {
+                kind: EventKind::Identify,
+                cookie_contact: cookie,
+                session_link,
+                verified,
+                bound_to_visitor: bound,
+                claimed_contact: claimed,
+                proof_required: false,
+            };
+            let decision = decide(input);
+            assert_eq!(
+                authenticates(&input, &decision),
+                expected,
+                "{input:?} {decision:?}"
             );
         }
     }

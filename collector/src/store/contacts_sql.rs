@@ -432,7 +432,7 @@ pub(super) fn resolve_identity(
         _ => (Vec::new(), Vec::new()),
     };
     let claimed = identity::choose_claimed_contact(cookie, &by_email, &by_phone);
-    let decision = identity::decide(ResolutionInput {
+    let input = ResolutionInput {
         kind: event.kind,
         cookie_contact: cookie,
         session_link: state.session_contact.as_deref().zip(state.session_link),
@@ -443,17 +443,19 @@ pub(super) fn resolve_identity(
             .is_some_and(|claims| claims.bound_to_visitor),
         claimed_contact: claimed,
         proof_required: batch.require_verified_identity,
-    });
+    };
+    let decision = identity::decide(input);
+    let authenticates = identity::authenticates(&input, &decision);
     apply_decision(connection, batch, session_id, event, &decision, now_ms)?;
     // Nothing but this statement sets `sessions.authenticated` (`apply_decision` does
     // not touch it, and no trigger does), and nothing clears it, so the value after
     // the event follows from the one read before it without reading it again.
-    if event.identity_verified && !state.authenticated {
+    if authenticates && !state.authenticated {
         connection
             .prepare_cached("UPDATE sessions SET authenticated = 1 WHERE id = ?1")?
             .execute([session_id])?;
     }
-    Ok(state.authenticated || event.identity_verified)
+    Ok(state.authenticated || authenticates)
 }
 
 fn apply_decision(

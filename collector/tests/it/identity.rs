@@ -711,3 +711,52 @@ async fn a_contacts_sessions_are_listed_newest_first_in_pages() {
         .await
         .assert_error(axum::http::StatusCode::NOT_FOUND, "not.found");
 }
+
+#[tokio::test]
+async fn someone_elses_token_on_a_recognised_browser_does_not_authenticate_it() {
+    let app = with_identity_verification(false);
+    let ann = contact_with(&app, json!({"workEmail": "ann@example.com"})).await;
+    contact_with(&app, json!({"workEmail": "bob@example.com"})).await;
+    app.post_batch(&batch(
+        VISITOR,
+        T0,
+        vec![identify(
+            1,
+            T0,
+            None,
+            json!({"identityToken": token(json!({"email": "ann@example.com"}))}),
+        )],
+    ))
+    .await
+    .ok_json();
+    // Ann's next visit: recognised by the cookie, not (yet) authenticated.
+    app.clock.advance_ms(2 * TIMEOUT);
+    let now = app.clock.now_ms();
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![pageview(2, now, "https://shop.example/")],
+    ))
+    .await
+    .ok_json();
+    // Bob, who knows Ann's visitor id, sends his own valid (unbound) token with it.
+    let bobs = unbound_token(json!({"sub": "bob", "email": "bob@example.com"}));
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![identify(
+            3,
+            now + SECOND,
+            Some("bob"),
+            json!({"identityToken": bobs}),
+        )],
+    ))
+    .await
+    .ok_json();
+    let session = &app.sessions_of(VISITOR).await[0];
+    assert_eq!(linked_contact(session), Some(ann.as_str()));
+    assert_eq!(
+        session["authenticated"], false,
+        "Bob's token proves nothing about Ann: {session:#}"
+    );
+}
