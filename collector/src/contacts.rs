@@ -43,8 +43,15 @@ impl EmailAddress {
     /// would match `kim@example.com`. Non-ASCII characters therefore match only
     /// themselves.
     pub fn normalized(&self) -> String {
-        self.0.to_ascii_lowercase()
+        email_identifier(&self.0)
     }
+}
+
+/// The form in which an address is kept as a contact's `Email` identifier and looked
+/// up: ASCII letters lowercased, nothing else changed (see [`EmailAddress::normalized`]).
+/// Identifiers and look-ups must share it, or a claim could match what it is not.
+pub fn email_identifier(address: &str) -> String {
+    address.to_ascii_lowercase()
 }
 
 /// Whether two stored addresses are the same for matching purposes (see

@@ -300,15 +300,35 @@ pub fn decide(input: ResolutionInput<'_>) -> Decision {
                     }
                 }
             }
-            None => Decision {
-                close_session: true,
-                ..Decision::nothing()
+            // A session verified by a token that put no cookie anywhere (one not bound
+            // to the visitor) needs the same proof to be signed out.
+            None => match input.session_link {
+                Some((contact, LinkKind::Verified))
+                    if input.proof_required
+                        && !(input.verified && input.claimed_contact == Some(contact)) =>
+                {
+                    Decision::nothing()
+                }
+                _ => Decision {
+                    close_session: true,
+                    ..Decision::nothing()
+                },
             },
         };
     }
     // The link the rules want, before comparing it with the session's current one.
     let (wanted, cookie, apply_claims_to) = match (input.cookie_contact, input.claimed_contact) {
         (cookie, Some(claimed)) if input.verified => match cookie {
+            // A token not bound to this visitor could be someone's own, replayed with
+            // this visitor's id: it may link a session that is linked to no one, and
+            // never take one over from another contact.
+            None if !input.bound_to_visitor
+                && input
+                    .session_link
+                    .is_some_and(|(current, _)| current != claimed) =>
+            {
+                (None, CookieChange::Keep, None)
+            }
             None => (
                 Some((claimed, LinkKind::Verified)),
                 if input.bound_to_visitor {
@@ -368,20 +388,29 @@ pub fn decide(input: ResolutionInput<'_>) -> Decision {
     }
 }
 
-/// Whether a verified event authenticates its session: only when, after `decision`,
-/// the session is linked to the contact the token's claims point at (or, for a
-/// signed-in user the contact centre does not know, to no one). A valid token of
-/// someone else, replayed with this visitor's id, must not make another customer's
-/// session read "Authenticated".
-pub fn authenticates(input: &ResolutionInput<'_>, decision: &Decision) -> bool {
-    if !input.verified {
-        return false;
-    }
+/// Whether the session is authenticated after the event, given whether it was before:
+/// "Authenticated" belongs to the session's current contact link. A verified event
+/// authenticates only when, after `decision`, the session is linked to the contact its
+/// claims point at (or, for a signed-in user the contact centre does not know, to no
+/// one): a valid token of someone else, replayed with this visitor's id, must not make
+/// another customer's session read "Authenticated". And when the event moves the
+/// session to another contact, what was proven for the old one no longer counts.
+pub fn authenticated_after(
+    input: &ResolutionInput<'_>,
+    decision: &Decision,
+    authenticated_before: bool,
+) -> bool {
+    let contact_before = input.session_link.map(|(contact, _)| contact);
     let contact_after = match &decision.link_session_to {
         Some((contact, _)) => Some(contact.as_str()),
-        None => input.session_link.map(|(contact, _)| contact),
+        None => contact_before,
     };
-    contact_after == input.claimed_contact
+    let proven_now = input.verified && contact_after == input.claimed_contact;
+    if contact_after == contact_before {
+        authenticated_before || proven_now
+    } else {
+        proven_now
+    }
 }
 
 /// The result of checking an event's identity token.
@@ -890,6 +919,47 @@ mod tests {
                 decision(None, RemoveFrom(s("A")), None, true),
             ),
             (
+                "unbound token does not take a session over from another contact",
+                (
+                    Identify,
+                    None,
+                    Some(("A", Verified)),
+                    UNBOUND,
+                    Some("B"),
+                    false,
+                ),
+                decision(None, Keep, None, false),
+            ),
+            (
+                "bound token does",
+                (
+                    Identify,
+                    None,
+                    Some(("A", Verified)),
+                    BOUND,
+                    Some("B"),
+                    false,
+                ),
+                decision(Some(("B", Verified)), AddTo(s("B")), Some("B"), false),
+            ),
+            (
+                "logout of a session verified without a cookie needs proof where required",
+                (Logout, None, Some(("A", Verified)), NO_TOKEN, None, true),
+                decision(None, Keep, None, false),
+            ),
+            (
+                "... and works with it",
+                (
+                    Logout,
+                    None,
+                    Some(("A", Verified)),
+                    UNBOUND,
+                    Some("A"),
+                    true,
+                ),
+                decision(None, Keep, None, true),
+            ),
+            (
                 "verified identity that matches nobody changes nothing",
                 (Identify, None, None, BOUND, None, true),
                 decision(None, Keep, None, false),
@@ -1282,35 +1352,28 @@ mod tests {
     }
 
     #[test]
-    fn only_a_token_of_the_sessions_contact_authenticates_it() {
+    fn authenticated_belongs_to_the_current_link() {
         use LinkKind::{Cookie, Unverified, Verified};
-        // (cookie, session link, verified, bound, claimed, expected)
-        let cases: [(
-            Option<&str>,
-            Option<(&str, LinkKind)>,
-            bool,
-            bool,
-            Option<&str>,
-            bool,
-        ); 7] = [
-            (None, None, false, false, Some("A"), false),
-            (None, None, true, true, Some("A"), true),
-            (None, Some(("A", Unverified)), true, false, Some("A"), true),
-            (Some("A"), Some(("A", Cookie)), true, false, Some("A"), true),
+        // (cookie, session link, authenticated before, verified, bound, claimed, after)
+        #[rustfmt::skip]
+        let cases: [(Option<&str>, Option<(&str, LinkKind)>, bool, bool, bool, Option<&str>, bool); 10] = [
+            (None, None, false, false, false, Some("A"), false),
+            (None, None, false, true, true, Some("A"), true),
+            (None, Some(("A", Unverified)), false, true, false, Some("A"), true),
+            (Some("A"), Some(("A", Cookie)), false, true, false, Some("A"), true),
             // Someone else's unbound token on a recognised browser: A stays, unproven.
-            (
-                Some("A"),
-                Some(("A", Cookie)),
-                true,
-                false,
-                Some("B"),
-                false,
-            ),
+            (Some("A"), Some(("A", Cookie)), false, true, false, Some("B"), false),
             // A signed-in user the contact centre does not know.
-            (None, None, true, false, None, true),
-            (Some("A"), Some(("A", Verified)), true, false, None, false),
+            (None, None, false, true, false, None, true),
+            (Some("A"), Some(("A", Verified)), false, true, false, None, false),
+            // Still A, proven before: stays authenticated.
+            (Some("A"), Some(("A", Verified)), true, false, false, None, true),
+            // An unknown signed-in user then claims A by a typed email: not proven.
+            (None, None, true, false, false, Some("A"), false),
+            // A bound token of B moves the session: proven for B.
+            (Some("A"), Some(("A", Verified)), true, true, true, Some("B"), true),
         ];
-        for (cookie, session_link, verified, bound, claimed, expected) in cases {
+        for (cookie, session_link, before, verified, bound, claimed, expected) in cases {
             let input = ResolutionInput {
                 kind: EventKind::Identify,
                 cookie_contact: cookie,
@@ -1322,9 +1385,9 @@ mod tests {
             };
             let decision = decide(input);
             assert_eq!(
-                authenticates(&input, &decision),
+                authenticated_after(&input, &decision, before),
                 expected,
-                "{input:?} {decision:?}"
+                "{input:?} before {before}: {decision:?}"
             );
         }
     }

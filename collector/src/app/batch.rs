@@ -369,9 +369,11 @@ pub(super) fn take_identity_token(mut event: NewEvent, context: TokenContext<'_>
             tracing::debug!(event = %event.id, reason, "identity token is not valid");
             IdentityProof::Invalid
         }
-        // A signature of the old scheme proves nothing any more; it must not fall back
-        // to an unverified claim either.
-        TokenCheck::Missing | TokenCheck::NoSecret if legacy => IdentityProof::Invalid,
+        // A signature of the old scheme proves nothing any more, and a token sent to a
+        // deployment without a secret can prove nothing: neither falls back to an
+        // unverified claim.
+        TokenCheck::Missing if legacy => IdentityProof::Invalid,
+        TokenCheck::NoSecret if legacy || token.is_some() => IdentityProof::Invalid,
         TokenCheck::Missing | TokenCheck::NoSecret => IdentityProof::Absent,
     };
     event.identity_verified = event.identity_proof.verified().is_some();

@@ -11,7 +11,7 @@ use super::{
     ContactPage, ContactQuery, IdentifierKind, NewBatch, NewEvent, StoreError, StoredContact,
     StoredIdentifier,
 };
-use crate::contacts::{ContactFields, EmailAddress, PhoneNumber, CURATED};
+use crate::contacts::{email_identifier, ContactFields, EmailAddress, PhoneNumber, CURATED};
 use crate::identity::{
     self, CookieChange, Decision, IdentityProof, LinkKind, ResolutionInput, TraitIdentity,
 };
@@ -166,7 +166,8 @@ fn write_fields(
     Ok(true)
 }
 
-/// Email and Phone identifiers are exactly the contact's emails (lowercased) and
+/// Email and Phone identifiers are exactly the contact's emails (ASCII-folded, see
+/// [`email_identifier`]) and
 /// phones (E.164); the ones that stay keep their `dateCreated`.
 fn sync_identifiers(
     connection: &Connection,
@@ -176,7 +177,7 @@ fn sync_identifiers(
 ) -> Result<(), StoreError> {
     let wanted: Vec<(IdentifierKind, String)> = fields
         .emails()
-        .map(|email| (IdentifierKind::Email, email.to_lowercase()))
+        .map(|email| (IdentifierKind::Email, email_identifier(email)))
         .chain(
             fields
                 .phones()
@@ -445,17 +446,17 @@ pub(super) fn resolve_identity(
         proof_required: batch.require_verified_identity,
     };
     let decision = identity::decide(input);
-    let authenticates = identity::authenticates(&input, &decision);
+    let authenticated = identity::authenticated_after(&input, &decision, state.authenticated);
     apply_decision(connection, batch, session_id, event, &decision, now_ms)?;
-    // Nothing but this statement sets `sessions.authenticated` (`apply_decision` does
-    // not touch it, and no trigger does), and nothing clears it, so the value after
-    // the event follows from the one read before it without reading it again.
-    if authenticates && !state.authenticated {
+    // Nothing but this statement writes `sessions.authenticated` (`apply_decision` does
+    // not touch it, and no trigger does), so the value after the event follows from
+    // the one read before it without reading it again.
+    if authenticated != state.authenticated {
         connection
-            .prepare_cached("UPDATE sessions SET authenticated = 1 WHERE id = ?1")?
-            .execute([session_id])?;
+            .prepare_cached("UPDATE sessions SET authenticated = ?2 WHERE id = ?1")?
+            .execute(params![session_id, authenticated])?;
     }
-    Ok(state.authenticated || authenticates)
+    Ok(authenticated)
 }
 
 fn apply_decision(

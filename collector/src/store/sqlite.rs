@@ -52,6 +52,9 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!(
         "../../migrations/sqlite/0006_contact_link.sql"
     )),
+    M::up(include_str!(
+        "../../migrations/sqlite/0007_email_identifiers_ascii.sql"
+    )),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -2130,6 +2133,50 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         MIGRATIONS.validate().unwrap();
+    }
+
+    #[test]
+    fn email_identifiers_are_recomputed_with_ascii_folding() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        MIGRATIONS.to_version(&mut connection, 6).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO contacts (id, contact_type, work_email, personal_email, create_ms, modify_ms)
+                     VALUES ('mallory', 'Curated', '\u{212A}ate@Example.com', 'Mal@Example.com', 1, 2),
+                            ('kate', 'Curated', 'kate@example.com', NULL, 3, 4);
+                 -- As the old code kept them: Unicode-lowercased.
+                 INSERT INTO contact_identifiers (contact_id, type, value, created_ms)
+                     VALUES ('mallory', 'Email', 'kate@example.com', 5),
+                            ('mallory', 'Email', 'mal@example.com', 6),
+                            ('mallory', 'Cookie', 'c00c1e', 7),
+                            ('kate', 'Email', 'kate@example.com', 8);",
+            )
+            .unwrap();
+        MIGRATIONS.to_latest(&mut connection).unwrap();
+        let rows: Vec<(String, String, String, i64)> = connection
+            .prepare("SELECT contact_id, type, value, created_ms FROM contact_identifiers ORDER BY contact_id, type, value")
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let row = |contact: &str, kind: &str, value: &str, created: i64| {
+            (
+                contact.to_owned(),
+                kind.to_owned(),
+                value.to_owned(),
+                created,
+            )
+        };
+        assert_eq!(
+            rows,
+            [
+                row("kate", "Email", "kate@example.com", 8),
+                row("mallory", "Cookie", "c00c1e", 7),
+                row("mallory", "Email", "mal@example.com", 6),
+                row("mallory", "Email", "\u{212A}ate@example.com", 2),
+            ]
+        );
     }
 
     #[test]

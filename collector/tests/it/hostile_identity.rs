@@ -203,6 +203,25 @@ fn cases() -> Vec<Case> {
             None,
             false,
         ),
+        ok(
+            "own valid token of someone unknown, then a customer's email typed on the same page",
+            false,
+            batch_from(
+                ATTACKER,
+                vec![
+                    identify(
+                        93,
+                        T0 - 2 * SECOND,
+                        Some("mallory"),
+                        json!({
+                   "identityToken": token_for(DEPLOYMENT, SECRET, json!({"sub": "mallory", "email": "mallory@evil.example", "vid": ATTACKER}))}),
+                    ),
+                    identify(94, T0 - SECOND, None, json!({"email": "kate@example.com"})),
+                ],
+            ),
+            kate,
+            false,
+        ),
         // --- Tokens that must not verify anything ---
         ok(
             "own valid token plus a customer's email as an unsigned trait",

@@ -760,3 +760,146 @@ async fn someone_elses_token_on_a_recognised_browser_does_not_authenticate_it() 
         "Bob's token proves nothing about Ann: {session:#}"
     );
 }
+
+/// A look-alike address signed for one customer must not become another's identifier:
+/// identifiers are kept with ASCII folding only, like the look-ups.
+#[tokio::test]
+async fn a_signed_look_alike_email_does_not_take_over_another_customers_address() {
+    let app = with_identity_verification(false);
+    // Mallory is a known customer (older contact, found by her phone).
+    let mallory = contact_with(
+        &app,
+        json!({"firstName": "Mallory", "cellPhone": "+442079460999"}),
+    )
+    .await;
+    app.clock.advance_ms(SECOND);
+    let kate = contact_with(
+        &app,
+        json!({"firstName": "Kate", "workEmail": "kate@example.com"}),
+    )
+    .await;
+    // The site let Mallory register "\u{212A}ate@example.com" (a Kelvin sign, so not the
+    // same string as kate@example.com) and signs it.
+    let attacker = "a77ac4e2-0000-4000-8000-0000000000a1";
+    let own = token_for(
+        DEPLOYMENT,
+        SECRET,
+        json!({"sub": "mallory", "phone_number": "+442079460999",
+               "email": "\u{212A}ate@example.com", "vid": attacker}),
+    );
+    app.post_batch(&batch(
+        attacker,
+        T0,
+        vec![identify(
+            1,
+            T0 - SECOND,
+            Some("mallory"),
+            json!({"identityToken": own}),
+        )],
+    ))
+    .await
+    .ok_json();
+    let identifiers_of_mallory = identifiers(&app.contact(&mallory).await);
+    assert!(
+        identifiers_of_mallory
+            .contains(&("Email".to_owned(), "\u{212A}ate@example.com".to_owned())),
+        "{identifiers_of_mallory:?}"
+    );
+    assert!(!identifiers_of_mallory.contains(&("Email".to_owned(), "kate@example.com".to_owned())));
+    // Kate signs in on her own browser: she is Kate, and her cookie goes on her contact.
+    let kates = token(json!({"sub": "kate", "email": "kate@example.com"}));
+    app.post_batch(&batch(
+        VISITOR,
+        T0,
+        vec![identify(
+            2,
+            T0 - SECOND,
+            Some("kate"),
+            json!({"identityToken": kates}),
+        )],
+    ))
+    .await
+    .ok_json();
+    assert_eq!(
+        linked_contact(&app.only_session_of(VISITOR).await),
+        Some(kate.as_str())
+    );
+    assert!(
+        identifiers(&app.contact(&kate).await).contains(&("Cookie".to_owned(), VISITOR.to_owned()))
+    );
+}
+
+/// A token not bound to the visitor, replayed with another visitor's id, cannot take
+/// that visitor's session over from the customer it is linked to.
+#[tokio::test]
+async fn a_replayed_unbound_token_does_not_take_over_a_linked_session() {
+    let app = with_identity_verification(false);
+    let kate = contact_with(
+        &app,
+        json!({"firstName": "Kate", "workEmail": "kate@example.com"}),
+    )
+    .await;
+    contact_with(
+        &app,
+        json!({"firstName": "Bob", "workEmail": "bob@example.com"}),
+    )
+    .await;
+    // Kate's site does not bind its tokens.
+    let kates = unbound_token(json!({"sub": "kate", "email": "kate@example.com"}));
+    app.post_batch(&batch(
+        VISITOR,
+        T0,
+        vec![identify(
+            1,
+            T0 - 2 * SECOND,
+            Some("kate"),
+            json!({"identityToken": kates}),
+        )],
+    ))
+    .await
+    .ok_json();
+    // Bob, knowing Kate's visitor id, replays his own unbound token on it.
+    let bobs = unbound_token(json!({"sub": "bob", "email": "bob@example.com"}));
+    app.post_batch(&batch(
+        VISITOR,
+        T0,
+        vec![identify(
+            2,
+            T0 - SECOND,
+            Some("bob"),
+            json!({"identityToken": bobs}),
+        )],
+    ))
+    .await
+    .ok_json();
+    let session = app.only_session_of(VISITOR).await;
+    assert_eq!(linked_contact(&session), Some(kate.as_str()));
+    assert_eq!(
+        session["authenticated"], true,
+        "Kate's own proof still stands"
+    );
+}
+
+/// A deployment without an identity secret can verify nothing: a token sent to it is a
+/// failed proof, and claims nothing (no fallback to the traits beside it).
+#[tokio::test]
+async fn a_token_sent_to_a_deployment_without_a_secret_claims_nothing() {
+    let app = TestApp::new();
+    contact_with(&app, json!({"workEmail": "ann@example.com"})).await;
+    let signed = token(json!({"email": "ann@example.com"}));
+    app.post_batch(&batch(
+        VISITOR,
+        T0,
+        vec![identify(
+            1,
+            T0,
+            None,
+            json!({"email": "ann@example.com", "identityToken": signed}),
+        )],
+    ))
+    .await
+    .ok_json();
+    let session = app.only_session_of(VISITOR).await;
+    assert_eq!(linked_contact(&session), None, "{session:#}");
+    assert_eq!(session["authenticated"], false);
+}
