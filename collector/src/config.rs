@@ -206,9 +206,10 @@ pub struct Config {
     /// Longest `page.title`, `page.keywords`, `page.searchQuery` and campaign value of
     /// an event; a longer one rejects the event.
     pub max_page_text_bytes: usize,
-    /// Most events one session holds. Further events that would join it are rejected
-    /// one by one (`events[i]: its session already holds ... events`), so that one
-    /// visitor cannot grow a session (and its card) without bound.
+    /// Most events one session holds. The next event that would join a full session
+    /// closes it (ended at its last activity) and starts a new one, so that nobody can
+    /// grow one session (and its card) without bound, nor lock a visitor's own events
+    /// (a sign-in, a logout) out of their session by filling it.
     pub max_events_per_session: u64,
     /// Most distinct search terms a session's summary keeps: the first ones, in time
     /// order. Later terms are still stored on their events.

@@ -22,8 +22,9 @@
 //! deeper than `max_json_nesting_levels` is refused (400) before it is parsed; a batch
 //! has at most `max_events_per_batch` events (400); the visitor's and the client
 //! address's events-per-minute limits answer 429. Each event is then checked against
-//! the per-event size limits (names, values, page fields) on its own, and an event that
-//! would join a session already holding `max_events_per_session` events is rejected.
+//! the per-event size limits (names, values, page fields) on its own. An event that
+//! would join a session already holding `max_events_per_session` events starts a new
+//! session (the full one is closed).
 //!
 //! A 200 means committed: the handler answers only after the writer's transaction that
 //! holds the batch has committed (`Store::enqueue_ingest`).
@@ -253,16 +254,12 @@ async fn ingest_batch(
         rejected: 0,
         results: Vec::with_capacity(batch.events.len()),
     };
-    for (index, (event, rejection)) in batch.events.iter().zip(rejections).enumerate() {
+    for (event, rejection) in batch.events.iter().zip(rejections) {
         let (status, error) = match rejection {
             Some(error) => (EventStatus::Rejected, Some(error)),
             None => match outcomes.next() {
                 Some(IngestOutcome::Accepted) => (EventStatus::Accepted, None),
                 Some(IngestOutcome::Duplicate) => (EventStatus::Duplicate, None),
-                Some(IngestOutcome::SessionFull) => (
-                    EventStatus::Rejected,
-                    Some(session_full_error(index, config.max_events_per_session)),
-                ),
                 None => {
                     return Err(ApiError::Internal(
                         "store returned fewer outcomes than events".to_owned(),
@@ -299,14 +296,6 @@ async fn ingest_batch(
         });
     }
     Ok(BatchOutcome::Ingested(response))
-}
-
-/// Why an event was not stored: its session is full.
-pub(super) fn session_full_error(index: usize, max_events_per_session: u64) -> String {
-    format!(
-        "events[{index}]: its session already holds {max_events_per_session} events, \
-         the most one session may hold"
-    )
 }
 
 /// The socket address of the client (or of the proxy in front of it), when the server

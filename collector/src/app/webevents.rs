@@ -44,7 +44,7 @@ use crate::limits::{
     bounded_user_agent, check_json_depth, check_request_headers, truncate_at_char_boundary,
     EventLimits,
 };
-use crate::store::{IngestOutcome, NewBatch};
+use crate::store::NewBatch;
 use crate::validate::{canonical_uuid, validate_event_with_cache, BatchContext};
 use crate::webevents::{check_created_date, event_id_at, request_field_error, WebEventRequest};
 
@@ -279,13 +279,6 @@ async fn record_web_event(
     let outcomes = reply.await.map_err(|_| {
         ApiError::Internal("the ingest writer dropped a web event unanswered".to_owned())
     })??;
-    if outcomes.contains(&IngestOutcome::SessionFull) {
-        return Err(ApiError::BadRequest(format!(
-            "customerCookieId: the visitor's session already holds {} events, the most one \
-             session may hold",
-            config.max_events_per_session
-        )));
-    }
     let stored = state
         .with_store_blocking(move |store| store.event(&event_id))
         .await?;

@@ -369,12 +369,14 @@ impl RateLimits {
         let Some(events) = u32::try_from(events).ok().and_then(NonZeroU32::new) else {
             return Ok(());
         };
+        // The address first: a client over its own allowance must not spend the
+        // allowance of a visitor whose id it knows (and lock that visitor out).
+        if let (Some((per_minute, limiter)), Some(address)) = (&self.client_ip, client_ip) {
+            self.take(limiter, &address, events, *per_minute, "client address")?;
+        }
         if let Some((per_minute, limiter)) = &self.visitor {
             let key = visitor_id.to_owned();
             self.take(limiter, &key, events, *per_minute, "visitor")?;
-        }
-        if let (Some((per_minute, limiter)), Some(address)) = (&self.client_ip, client_ip) {
-            self.take(limiter, &address, events, *per_minute, "client address")?;
         }
         Ok(())
     }

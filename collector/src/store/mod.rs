@@ -85,9 +85,6 @@ pub enum IngestOutcome {
     Accepted,
     /// An event with this id was stored before (a retried batch); not stored again.
     Duplicate,
-    /// Not stored: the session the event would join already holds
-    /// `max_events_per_session` events.
-    SessionFull,
 }
 
 /// An event as read back, with its session and its place in the session.

@@ -103,7 +103,7 @@ const PINGS_PER_TRANSACTION: usize = 500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLimits {
     /// Events that would join a session holding this many are refused
-    /// ([`IngestOutcome::SessionFull`]).
+    /// (a full session is closed and the next event starts a new one).
     pub max_events_per_session: u64,
     /// The session summary keeps the first this many distinct search terms.
     pub max_search_terms_per_session: usize,
@@ -631,19 +631,23 @@ fn ingest_in_transaction(
             outcomes.push(IngestOutcome::Duplicate);
             continue;
         }
-        // The session's summary is read before the event joins it: a session that
-        // holds `max_events_per_session` events takes no more.
-        let (session_id, summary_index) = match visitor_sessions.choose(event.time_ms, timeout_ms) {
-            Some(index) => {
-                let session_id = visitor_sessions.sessions[index].id.clone();
-                let summary_index = summary_index(transaction, &mut summaries, &session_id)?;
-                if summaries[summary_index].events_held >= limits.max_events_per_session {
-                    outcomes.push(IngestOutcome::SessionFull);
-                    continue;
-                }
+        // The session's summary is read before the event joins it. A session that holds
+        // `max_events_per_session` events is closed, and the event starts a new one:
+        // whoever fills a visitor's session (a visitor id is all it takes) can neither
+        // grow one card without bound nor lock the visitor's own sign-in out of it.
+        let mut joined = None;
+        if let Some(index) = visitor_sessions.choose(event.time_ms, timeout_ms) {
+            let session_id = visitor_sessions.sessions[index].id.clone();
+            let summary_index = summary_index(transaction, &mut summaries, &session_id)?;
+            if summaries[summary_index].events_held >= limits.max_events_per_session {
+                visitor_sessions.close_full(transaction, &session_id)?;
+            } else {
                 visitor_sessions.join(index, event.time_ms, now_ms, timeout_ms);
-                (session_id, summary_index)
+                joined = Some((session_id, summary_index));
             }
+        }
+        let (session_id, summary_index) = match joined {
+            Some(joined) => joined,
             None => {
                 let session_id = visitor_sessions.create(
                     transaction,
@@ -1174,6 +1178,21 @@ impl VisitorSessions {
         {
             write_session_span(transaction, session)?;
         }
+        Ok(())
+    }
+
+    /// Closes a session that holds the most events a session may: its span is written,
+    /// it ends at its last activity, takes no more events, and leaves the candidates.
+    fn close_full(
+        &mut self,
+        transaction: &Transaction<'_>,
+        session_id: &str,
+    ) -> Result<(), StoreError> {
+        self.write_span(transaction, session_id)?;
+        transaction
+            .prepare_cached("UPDATE sessions SET closed = 1, ended_ms = last_ms WHERE id = ?1")?
+            .execute([session_id])?;
+        self.sessions.retain(|session| session.id != session_id);
         Ok(())
     }
 

@@ -313,23 +313,31 @@ fn table() -> Vec<Case> {
             }),
             ..case("60 search terms in one session", post(batch(VISITOR, T0, search_terms).to_string()), StatusCode::OK, "")
         },
-        // Events past max_events_per_session: refused one by one, the session unchanged.
+        // Events past max_events_per_session: the full session is closed at its last
+        // activity and holds no more; they start a new session (a card stays bounded,
+        // and filling a visitor's session cannot lock the visitor's own events out).
         Case {
             config: |config| config.max_events_per_session = 5,
             setup: vec![records(VISITOR, 1, 5)],
-            stored: (5, 1),
+            stored: (8, 2),
             check: Some(|db| {
-                let count: i64 = db.query_row("SELECT event_count FROM sessions", [], |row| row.get(0)).unwrap();
-                assert_eq!(count, 5);
+                let counts: Vec<(i64, bool)> = db
+                    .prepare("SELECT event_count, closed FROM sessions ORDER BY first_ms, event_count DESC")
+                    .unwrap()
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                assert_eq!(counts, [(5, true), (3, false)]);
             }),
-            ..bad("events past the per-session bound", post(records(VISITOR, 10, 3).to_string()))
+            ..case("events past the per-session bound", post(records(VISITOR, 10, 3).to_string()), StatusCode::OK, "")
         },
         // The same through the web event endpoint.
         Case {
             config: |config| config.max_events_per_session = 5,
             setup: vec![records(VISITOR, 1, 5)],
-            stored: (5, 1),
-            ..bad("web event past the per-session bound", web_event(json!({"customerCookieId": VISITOR, "eventName": "clicked"})))
+            stored: (6, 2),
+            ..case("web event past the per-session bound", web_event(json!({"customerCookieId": VISITOR, "eventName": "clicked"})), StatusCode::OK, "")
         },
 
         // --- Pings ---

@@ -903,3 +903,48 @@ async fn a_token_sent_to_a_deployment_without_a_secret_claims_nothing() {
     assert_eq!(linked_contact(&session), None, "{session:#}");
     assert_eq!(session["authenticated"], false);
 }
+
+/// Whoever fills a visitor's session (a visitor id is all it takes) cannot lock the
+/// customer's own sign-in out: the full session is closed and the sign-in starts a new,
+/// verified one.
+#[tokio::test]
+async fn a_full_session_does_not_lock_the_customers_sign_in_out() {
+    let app = TestApp::with_config(|config| {
+        config.max_events_per_session = 5;
+        config.identity_verification = vec![IdentityVerificationConfig {
+            deployment_id: DEPLOYMENT.to_owned(),
+            identity_secret: Some(SECRET.to_owned()),
+            require_verified_identity: false,
+            identity_token_max_lifetime_minutes: 1_440,
+        }];
+    });
+    let kate = contact_with(&app, json!({"workEmail": "kate@example.com"})).await;
+    let junk: Vec<Value> = (1..=5)
+        .map(|n| record(n, "junk", T0 - 10 * SECOND))
+        .collect();
+    app.post_batch(&batch(VISITOR, T0, junk)).await.ok_json();
+    let signed = token(json!({"sub": "kate", "email": "kate@example.com"}));
+    let answer = app
+        .post_batch(&batch(
+            VISITOR,
+            T0,
+            vec![identify(
+                6,
+                T0 - SECOND,
+                Some("kate"),
+                json!({"identityToken": signed}),
+            )],
+        ))
+        .await
+        .ok_json();
+    assert_eq!(answer["accepted"], 1, "{answer:#}");
+    let sessions = app.sessions_of(VISITOR).await;
+    assert_eq!(sessions.len(), 2, "{sessions:#?}");
+    assert_eq!(linked_contact(&sessions[0]), Some(kate.as_str()));
+    assert_eq!(sessions[0]["authenticated"], true);
+    assert_eq!(sessions[1]["eventCount"], 5);
+    assert!(
+        sessions[1]["endedDate"].is_string(),
+        "the full session is closed"
+    );
+}
