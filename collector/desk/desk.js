@@ -379,6 +379,9 @@
     map.setAttribute('aria-label', 'Journey map, oldest first');
     card.journey.forEach(function (item, index) { map.appendChild(journeyItem(item, index)); });
     journey.appendChild(map);
+    if (card.journeyOmitted) {
+      journey.appendChild(quiet(card.journeyOmitted + ' more events are not shown: the card is at its size limit.'));
+    }
     container.appendChild(journey);
 
     var searches = section('Searches performed', 'card-searches');

@@ -92,6 +92,21 @@ pub struct SessionCard {
     /// The journey map, oldest first, between a session-start and (once ended) a
     /// session-end marker.
     pub journey: Vec<JourneyItem>,
+    /// Events left out of the journey map because the card reached
+    /// [`CARD_JOURNEY_BUDGET_BYTES`]; 0 (and absent) when none were.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub journey_omitted: usize,
+}
+
+/// The most bytes of JSON a card's journey map may take: visitors choose what their
+/// events carry, and a card is built in memory and sent to an agent's browser.
+pub const CARD_JOURNEY_BUDGET_BYTES: usize = 2 * 1024 * 1024;
+/// The most characters of one attribute value a card shows; the rest is cut (with an
+/// ellipsis) and stays on the server.
+pub const MAX_SHOWN_VALUE_CHARS: usize = 256;
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 /// A segment of the card's "Segments matched", as it was when assigned.
@@ -316,8 +331,17 @@ pub fn card(
     let journey_session = journey::Session::from_stored(session);
     let mut journey_items = Vec::with_capacity(events.len() + 2);
     journey_items.push(marker(ItemKind::SessionStart, "start", session.first_ms));
+    let mut journey_bytes = 0;
+    let mut journey_omitted = 0;
     for event in events {
-        journey_items.push(journey_item(presentation, event, allowed_origins));
+        let item = journey_item(presentation, event, allowed_origins);
+        let item_bytes = serde_json::to_vec(&item).map_or(usize::MAX, |json| json.len());
+        if journey_omitted > 0 || journey_bytes + item_bytes > CARD_JOURNEY_BUDGET_BYTES {
+            journey_omitted += 1;
+            continue;
+        }
+        journey_bytes += item_bytes;
+        journey_items.push(item);
         // The segments and outcomes this event completed follow it.
         journey_items.extend(match_items(session, &event.event.id));
     }
@@ -358,6 +382,7 @@ pub fn card(
             })
             .collect(),
         journey: journey_items,
+        journey_omitted,
     }
 }
 
@@ -561,7 +586,10 @@ fn attribute_text(value: &AttributeValue) -> String {
     match value {
         AttributeValue::Bool(flag) => flag.to_string(),
         AttributeValue::Number(number) => number.as_str().to_owned(),
-        AttributeValue::String(text) => text.clone(),
+        AttributeValue::String(text) => match text.char_indices().nth(MAX_SHOWN_VALUE_CHARS) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.clone(),
+        },
     }
 }
 

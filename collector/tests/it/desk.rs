@@ -915,3 +915,44 @@ async fn cards_say_whether_the_customer_was_identified_by_a_claim_or_a_proof() {
     assert_eq!(identified_by(VISITOR, 1).await, json!("Verified sign-in"));
     assert_eq!(identified_by(VISITOR, 0).await, json!("Recognised browser"));
 }
+
+/// Visitors choose what their events carry: a card stays within its byte budget, long
+/// values are cut, and the card says how many events it left out.
+#[tokio::test]
+async fn a_card_stays_within_its_size_budget() {
+    let app = desk_app();
+    let big: serde_json::Map<String, Value> = (0..40)
+        .map(|n| (format!("field{n:02}"), json!("x".repeat(1_000))))
+        .collect();
+    // One event a batch: a batch body is at most 64 KiB.
+    for n in 0..250_u32 {
+        let mut event = record(n + 1, "stuffed", T0 - 60_000 + i64::from(n));
+        event["attributes"] = Value::Object(big.clone());
+        let answer = app.post_batch(&batch(VISITOR, T0, vec![event])).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let cookie = sign_in(&app).await;
+    let id = app.only_session_of(VISITOR).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let reply = get(&app, &format!("/desk/api/sessions/{id}"), Some(&cookie)).await;
+    let bytes = reply.body.len();
+    let card = reply.json();
+    let budget = footpath_collector::desk::cards::CARD_JOURNEY_BUDGET_BYTES;
+    assert!(bytes < budget + 64 * 1024, "a card of {bytes} bytes");
+    let shown = card["journey"].as_array().unwrap().len() - 1; // less the start marker
+    let omitted = card["journeyOmitted"].as_u64().unwrap() as usize;
+    assert!(omitted > 0 && shown > 0, "shown {shown}, omitted {omitted}");
+    assert_eq!(shown + omitted, 250);
+    let value = card["journey"][1]["attributes"][0]["value"]
+        .as_str()
+        .unwrap();
+    assert_eq!(value.chars().count(), 257, "256 characters and an ellipsis");
+    assert!(value.ends_with('…'));
+}
