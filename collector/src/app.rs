@@ -8,13 +8,14 @@ mod auth;
 mod batch;
 mod contacts;
 mod deadline;
+mod ops;
 mod read;
 mod webevents;
 // Segment and outcome definitions (crate::segments).
 mod segments;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use crate::enrich::referrer::ReferrerList;
 use crate::enrich::user_agent;
 use crate::error::ApiError;
 use crate::limits::RateLimits;
+use crate::metrics::Metrics;
 use crate::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
 
 /// Everything a handler needs. Cheap to clone: every field is shared.
@@ -57,6 +59,10 @@ pub struct AppState {
     ping_rate_limits: Arc<RateLimits>,
     /// One permit per ingest request in flight (`max_concurrent_ingest_requests`).
     ingest_permits: Arc<tokio::sync::Semaphore>,
+    /// What `GET /metrics` serves (see [`crate::metrics`]).
+    metrics: Arc<Metrics>,
+    /// Set by [`serve`] once its shutdown signal has come: `/readyz` answers 503.
+    shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -119,6 +125,7 @@ impl AppState {
         let ingest_permits = Arc::new(tokio::sync::Semaphore::new(
             config.max_concurrent_ingest_requests,
         ));
+        let metrics = Arc::new(Metrics::new(store.writer_metrics()));
         Ok(AppState {
             config: Arc::new(config),
             clock,
@@ -130,6 +137,8 @@ impl AppState {
             rate_limits,
             ping_rate_limits,
             ingest_permits,
+            metrics,
+            shutting_down: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -153,6 +162,16 @@ impl AppState {
 
     fn count_excluded_events(&self, events: u64) {
         self.excluded_events.fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// The collector's metrics, which ingest counts into.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Whether [`serve`] has had its shutdown signal (`/readyz` then answers 503).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
     }
 
     fn rate_limits(&self) -> &RateLimits {
@@ -216,7 +235,9 @@ impl AppState {
 /// | `POST /sdk/v1/batch` (204: dropped by the deployment's IP exclusions; 429, 503 with `Retry-After`) | 200, 204, 400, 403, 404, 408, 413, 415, 429, 500, 503 |
 /// | `OPTIONS /sdk/v1/batch` (CORS preflight) | 204, 403 |
 /// | `GET /sdk/{*file}` (the SDK's files) | 200, 304, 404 |
-/// | `GET /healthz` | 200 |
+/// | `GET /healthz` (liveness) | 200 |
+/// | `GET /readyz` (readiness: database reachable and migrated, not shutting down) | 200, 503 |
+/// | `GET /metrics` (Prometheus text; bearer token unless `metrics_require_token = false`) | 200, 401 |
 /// | `GET /api/v2/journey/sessions` (Footpath extension) | 200, 400, 401 |
 /// | `GET /api/v2/journey/sessions/{sessionId}` | 200, 401, 404 |
 /// | `GET /api/v2/journey/sessions/{sessionId}/events` | 200, 400, 401, 404 |
@@ -308,6 +329,14 @@ pub fn router(state: AppState) -> Router {
             auth::require_bearer_token,
         ));
 
+    let mut metrics = Router::new().route("/metrics", get(ops::metrics));
+    if state.config.metrics_require_token {
+        metrics = metrics.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer_token,
+        ));
+    }
+
     Router::new()
         .route(
             BATCH_PATH,
@@ -327,6 +356,8 @@ pub fn router(state: AppState) -> Router {
         )
         .nest_service("/sdk", sdk_files)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ops::readyz))
+        .merge(metrics)
         .merge(read_api)
         .merge(crate::desk::router(state.clone()))
         .fallback(|| async { ApiError::NotFound("no such resource".to_owned()) })
@@ -334,11 +365,19 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             deadline::body_deadline,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            ops::count_requests,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(ops::request_span))
+        // Outermost, so that the span above and every handler see the settled id.
+        .layer(middleware::from_fn(ops::request_id))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then stops accepting and
+/// Serves the API on `listener` until `shutdown` completes; from then on `/readyz`
+/// answers 503, the server goes on accepting for `shutdown_drain_seconds` (so that a
+/// load balancer polling `/readyz` moves traffic away first), then stops accepting and
 /// lets requests in flight finish (for at most `shutdown_grace_seconds`); a batch that
 /// was acknowledged is committed before its answer is sent, so stopping loses nothing
 /// that a client was told is stored. The socket address of each client reaches the
@@ -372,7 +411,22 @@ pub async fn serve(
         state.config.max_open_connections,
     ));
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
+    let stop_accepting = {
+        let shutting_down = Arc::clone(&state.shutting_down);
+        let drain = Duration::from_secs(state.config.shutdown_drain_seconds);
+        async move {
+            shutdown.await;
+            shutting_down.store(true, Ordering::Relaxed);
+            if !drain.is_zero() {
+                tracing::info!(
+                    drain_seconds = drain.as_secs(),
+                    "not ready; still accepting while load balancers move traffic away"
+                );
+                tokio::time::sleep(drain).await;
+            }
+        }
+    };
+    let mut shutdown = std::pin::pin!(stop_accepting);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {

@@ -55,6 +55,11 @@
 //! max_open_connections = 4096
 //! max_request_head_bytes = 16384
 //!
+//! # Operations (defaults shown; see README's "Operating Footpath").
+//! metrics_require_token = true
+//! log_format = "text"
+//! shutdown_drain_seconds = 0
+//!
 //! # Privacy settings of a deployment: optional.
 //! [[deployment_privacy]]
 //! deployment_id = "demo"
@@ -226,6 +231,33 @@ pub struct Config {
     /// Largest request head (request line and headers) hyper reads; a larger one is
     /// answered 431 and the connection closed. At least 8192.
     pub max_request_head_bytes: usize,
+
+    // Operations (see `crate::metrics` and `app/ops.rs`).
+    /// Whether `GET /metrics` needs `Authorization: Bearer` with one of `api_tokens`,
+    /// like the read API. Its counts show each deployment's traffic, so the default is
+    /// yes; set false only where the port is reachable by the monitoring system alone.
+    pub metrics_require_token: bool,
+    /// How log lines are written to standard output: `"text"` (for people) or
+    /// `"json"` (one JSON object per line, for log collectors). Also `--log-format`
+    /// and `FOOTPATH_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// After SIGTERM or Ctrl-C, how long the collector goes on accepting requests
+    /// while `/readyz` answers 503, so that a load balancer that polls it stops sending
+    /// traffic before connections are refused. Then `shutdown_grace_seconds` applies.
+    /// 0: stop accepting at once.
+    pub shutdown_drain_seconds: u64,
+}
+
+/// `log_format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields` (with `message`),
+    /// `target`, and `span` / `spans` with the request's `request_id`.
+    Json,
 }
 
 /// What a deployment's traffic the collector drops or forgets.
@@ -382,6 +414,9 @@ impl Default for Config {
             client_ip_ping_rate_limit_per_minute: 600,
             max_open_connections: 4096,
             max_request_head_bytes: 16 * 1024,
+            metrics_require_token: true,
+            log_format: LogFormat::Text,
+            shutdown_drain_seconds: 0,
         }
     }
 }
@@ -465,6 +500,9 @@ impl std::fmt::Debug for Config {
             )
             .field("max_open_connections", &self.max_open_connections)
             .field("max_request_head_bytes", &self.max_request_head_bytes)
+            .field("metrics_require_token", &self.metrics_require_token)
+            .field("log_format", &self.log_format)
+            .field("shutdown_drain_seconds", &self.shutdown_drain_seconds)
             .finish()
     }
 }

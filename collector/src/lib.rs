@@ -37,6 +37,8 @@
 //!   batches), `app/webevents.rs` (the Journey API's public webevents and ping),
 //!   `app/read.rs` and `app/contacts.rs` (the bearer-token read and admin API).
 //! - [`error`]: the API error type shared by every handler.
+//! - [`metrics`]: the operator's metrics (`GET /metrics`, Prometheus text), counted
+//!   on atomics by ingest; `app/ops.rs` serves them, `/readyz`, and request ids.
 //! - [`desk`]: the agents' desk (`/desk/`): live session cards, sign-in, SSE.
 //! - [`segments`]: segment and outcome definitions, their criteria, and the index
 //!   that evaluates them on ingest (the SQL is `store/segments_sql.rs`, the routes
@@ -52,6 +54,7 @@ pub mod error;
 pub mod identity;
 pub mod journey;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod segments;
 pub mod sessions;

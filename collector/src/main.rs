@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser;
 use footpath_collector::clock::SystemClock;
-use footpath_collector::config::Config;
+use footpath_collector::config::{Config, LogFormat};
 use footpath_collector::{serve, AppState};
 use tracing_subscriber::EnvFilter;
 
@@ -17,7 +17,8 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Settings come from the TOML file given with --config (deployments can only be
 /// configured there), then from FOOTPATH_* environment variables, then from flags;
-/// later sources override earlier ones. Log verbosity follows RUST_LOG (default: info).
+/// later sources override earlier ones. Log verbosity follows RUST_LOG (default: info);
+/// at info and above, logs carry no visitor's data (ids, addresses, user agents, pages).
 #[derive(Parser)]
 #[command(name = "footpath-collector", version)]
 struct Cli {
@@ -62,6 +63,11 @@ struct Cli {
         hide_env_values = true
     )]
     api_tokens: Vec<String>,
+
+    /// How log lines are written: text, or json (one object per line, with the
+    /// request's `request_id`) [default: text].
+    #[arg(long, env = "FOOTPATH_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
 }
 
 impl Cli {
@@ -91,6 +97,9 @@ impl Cli {
         if !self.api_tokens.is_empty() {
             config.api_tokens = self.api_tokens;
         }
+        if let Some(log_format) = self.log_format {
+            config.log_format = log_format;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -99,11 +108,18 @@ impl Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Cli::parse().into_config()?;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Spans as well as events: the request span's `request_id` is in every line
+        // logged while a request is handled.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init(),
+    }
     tracing::info!(?config, "starting");
     if config.deployments.is_empty() {
         tracing::warn!("no deployments are configured: every batch will be refused");

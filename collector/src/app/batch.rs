@@ -52,19 +52,37 @@ use crate::identity::{
     LEGACY_SIGNATURE_TRAIT,
 };
 use crate::limits::{bounded_user_agent, check_json_depth, check_request_headers, EventLimits};
+use crate::metrics::{IngestEndpoint, RefusalCounts, RefusalReason};
 use crate::store::{IngestOutcome, NewBatch, NewEvent};
 use crate::validate::{canonical_uuid, validate_event_with_cache, BatchContext};
 
 pub(super) async fn receive_batch(State(state): State<AppState>, request: Request) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     // Before the body names the deployment, errors are readable by any origin that some
     // deployment allows; afterwards, only by the deployment's own origins.
     let mut cors_origin = origin_allowed_by_any_deployment(&state, &parts.headers);
-    let result = ingest_batch(&state, &parts, body, &mut cors_origin).await;
+    let mut uncounted_events = None;
+    let result = ingest_batch(
+        &state,
+        &parts,
+        body,
+        &mut cors_origin,
+        &mut uncounted_events,
+    )
+    .await;
     let mut response = match result {
-        Ok(BatchOutcome::Ingested(batch_response)) => Json(batch_response).into_response(),
+        Ok(BatchOutcome::Ingested(batch_response)) => {
+            state
+                .metrics()
+                .observe_ingest(IngestEndpoint::Batch, started.elapsed());
+            Json(batch_response).into_response()
+        }
         Ok(BatchOutcome::Excluded) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => {
+            count_refused_request(&state, &error, uncounted_events);
+            error.into_response()
+        }
     };
     add_cors_headers(response.headers_mut(), cors_origin);
     response
@@ -95,17 +113,29 @@ pub(super) async fn preflight(State(state): State<AppState>, headers: HeaderMap)
     response
 }
 
+/// Counts the events of a request refused as a whole, once they were read (`events`
+/// is `None` before that, and once ingest counted them itself).
+pub(super) fn count_refused_request(state: &AppState, error: &ApiError, events: Option<u64>) {
+    if let (Some(events), Some(reason)) = (events, RefusalReason::of_error(error)) {
+        state.metrics().count_refused(reason, events);
+    }
+}
+
 enum BatchOutcome {
     Ingested(BatchResponse),
     /// Dropped by the deployment's IP exclusions.
     Excluded,
 }
 
+/// `uncounted_events` is set to the batch's event count once the batch is read, and
+/// back to `None` once its events are counted in the metrics; the caller counts
+/// what is left by the error it answers.
 async fn ingest_batch(
     state: &AppState,
     parts: &request::Parts,
     body: Body,
     cors_origin: &mut Option<HeaderValue>,
+    uncounted_events: &mut Option<u64>,
 ) -> Result<BatchOutcome, ApiError> {
     let config = state.config();
     check_request_headers(&parts.headers)?;
@@ -117,6 +147,7 @@ async fn ingest_batch(
         .map_err(|too_deep| too_deep.into_api_error())?;
     let batch: Batch = serde_json::from_slice(&bytes)
         .map_err(|error| ApiError::BadRequest(format!("invalid batch: {error}")))?;
+    *uncounted_events = Some(u64::try_from(batch.events.len()).unwrap_or(u64::MAX));
     if batch.v != VERSION {
         return Err(ApiError::BadRequest(format!(
             "v: must be {VERSION}, not {}",
@@ -170,6 +201,10 @@ async fn ingest_batch(
     if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
         let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
         state.count_excluded_events(events);
+        state
+            .metrics()
+            .count_refused(RefusalReason::IpExcluded, events);
+        *uncounted_events = None;
         tracing::debug!(deployment = %deployment.id, events, "batch dropped by IP exclusion");
         return Ok(BatchOutcome::Excluded);
     }
@@ -206,20 +241,26 @@ async fn ingest_batch(
     // event of the request, its error or `None`, for the response.
     let mut valid_events = Vec::with_capacity(batch.events.len());
     let mut referrers = ReferrerCache::new(state.referrer_list());
+    let mut refused = RefusalCounts::default();
     let rejections: Vec<Option<String>> = batch
         .events
         .iter()
         .enumerate()
         .map(|(index, event)| {
-            let checked = event_limits
-                .check_event(index, event)
-                .and_then(|()| validate_event_with_cache(index, event, &context, &mut referrers));
+            let checked = match event_limits.check_event(index, event) {
+                Err(error) => Err((RefusalReason::TooLarge, error)),
+                Ok(()) => validate_event_with_cache(index, event, &context, &mut referrers)
+                    .map_err(|error| (RefusalReason::Invalid, error)),
+            };
             match checked {
                 Ok(event) => {
                     valid_events.push(take_identity_token(event, tokens));
                     None
                 }
-                Err(error) => Some(error),
+                Err((reason, error)) => {
+                    refused.add(reason, 1);
+                    Some(error)
+                }
             }
         })
         .collect();
@@ -278,6 +319,12 @@ async fn ingest_batch(
             error,
         });
     }
+    state.metrics().count_events(
+        u64::from(response.accepted),
+        u64::from(response.duplicates),
+        &refused,
+    );
+    *uncounted_events = None;
     tracing::debug!(
         deployment = %deployment.id,
         accepted = response.accepted,

@@ -29,8 +29,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::batch::{
-    add_cors_headers, check_content_type, forwarded_for, origin_allowed_by_any_deployment,
-    read_body, socket_peer, take_identity_token, token_context,
+    add_cors_headers, check_content_type, count_refused_request, forwarded_for,
+    origin_allowed_by_any_deployment, read_body, socket_peer, take_identity_token, token_context,
 };
 use super::read::QueryParameters;
 use super::AppState;
@@ -44,7 +44,8 @@ use crate::limits::{
     bounded_user_agent, check_json_depth, check_request_headers, truncate_at_char_boundary,
     EventLimits,
 };
-use crate::store::NewBatch;
+use crate::metrics::{IngestEndpoint, RefusalCounts, RefusalReason};
+use crate::store::{IngestOutcome, NewBatch};
 use crate::validate::{canonical_uuid, validate_event_with_cache, BatchContext};
 use crate::webevents::{check_created_date, event_id_at, request_field_error, WebEventRequest};
 
@@ -54,13 +55,31 @@ pub(super) async fn receive_web_event(
     Path(deployment_id): Path<String>,
     request: Request,
 ) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let mut cors_origin = None;
-    let result = record_web_event(&state, &deployment_id, &parts, body, &mut cors_origin).await;
+    let mut uncounted_events = None;
+    let result = record_web_event(
+        &state,
+        &deployment_id,
+        &parts,
+        body,
+        &mut cors_origin,
+        &mut uncounted_events,
+    )
+    .await;
     let mut response = match result {
-        Ok(Some(web_event)) => Json(web_event).into_response(),
+        Ok(Some(web_event)) => {
+            state
+                .metrics()
+                .observe_ingest(IngestEndpoint::WebEvent, started.elapsed());
+            Json(web_event).into_response()
+        }
         Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => {
+            count_refused_request(&state, &error, uncounted_events);
+            error.into_response()
+        }
     };
     add_cors_headers(response.headers_mut(), cors_origin);
     response
@@ -172,13 +191,15 @@ fn check_deployment_and_origin<'a>(
 }
 
 /// Validates, enriches, resolves and stores one web event. `None`: dropped by the
-/// deployment's IP exclusions.
+/// deployment's IP exclusions. `uncounted_events` is `Some(1)` from when the body is
+/// read as JSON until the event is counted in the metrics (as for batches).
 async fn record_web_event(
     state: &AppState,
     deployment_id: &str,
     parts: &request::Parts,
     body: Body,
     cors_origin: &mut Option<HeaderValue>,
+    uncounted_events: &mut Option<u64>,
 ) -> Result<Option<WebEventResponse>, ApiError> {
     let config = state.config();
     check_request_headers(&parts.headers)?;
@@ -192,6 +213,7 @@ async fn record_web_event(
         .map_err(|too_deep| too_deep.into_api_error())?;
     let json: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|error| ApiError::BadRequest(format!("body: is not valid JSON: {error}")))?;
+    *uncounted_events = Some(1);
     let request = WebEventRequest::parse(&json).map_err(ApiError::BadRequest)?;
 
     let now_ms = state.clock().now_ms();
@@ -210,6 +232,8 @@ async fn record_web_event(
     let privacy = config.deployment_privacy(&deployment.id);
     if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
         state.count_excluded_events(1);
+        state.metrics().count_refused(RefusalReason::IpExcluded, 1);
+        *uncounted_events = None;
         tracing::debug!(deployment = %deployment.id, "web event dropped by IP exclusion");
         return Ok(None);
     }
@@ -248,13 +272,18 @@ async fn record_web_event(
     };
     let event_id = event_id_at(time_ms);
     let wire_event = request.to_wire_event(&event_id, time_ms);
-    let event = EventLimits::from_config(config)
-        .check_event(0, &wire_event)
-        .and_then(|()| {
+    let event = match EventLimits::from_config(config).check_event(0, &wire_event) {
+        Err(error) => {
+            state.metrics().count_refused(RefusalReason::TooLarge, 1);
+            *uncounted_events = None;
+            Err(error)
+        }
+        Ok(()) => {
             let mut referrers = ReferrerCache::new(state.referrer_list());
             validate_event_with_cache(0, &wire_event, &context, &mut referrers)
-        })
-        .map_err(|error| ApiError::BadRequest(request_field_error(&error)))?;
+        }
+    }
+    .map_err(|error| ApiError::BadRequest(request_field_error(&error)))?;
     let identity_settings = config.identity_verification(&deployment.id);
     let tokens = token_context(
         identity_settings,
@@ -279,6 +308,16 @@ async fn record_web_event(
     let outcomes = reply.await.map_err(|_| {
         ApiError::Internal("the ingest writer dropped a web event unanswered".to_owned())
     })??;
+    let refused = RefusalCounts::default();
+    let (mut accepted, mut duplicates) = (0, 0);
+    for outcome in &outcomes {
+        match outcome {
+            IngestOutcome::Accepted => accepted += 1,
+            IngestOutcome::Duplicate => duplicates += 1,
+        }
+    }
+    state.metrics().count_events(accepted, duplicates, &refused);
+    *uncounted_events = None;
     let stored = state
         .with_store_blocking(move |store| store.event(&event_id))
         .await?;

@@ -176,7 +176,9 @@ impl SignInLimiter {
         };
         let wait = not_until.wait_time_from(self.clock.now());
         let retry_after_seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-        tracing::warn!(client = %key, "desk sign-in rate limited");
+        // The address is a person's: only at debug level.
+        tracing::debug!(client = %key, "desk sign-in rate limited (address)");
+        tracing::warn!("desk sign-in rate limited");
         Err(ApiError::RateLimited {
             message: format!(
                 "too many sign-in attempts from this address (the limit is {per_minute} per \

@@ -124,6 +124,11 @@ impl Desk {
         self.sign_in_limiter.forget_idle_addresses();
     }
 
+    /// How many live streams are open (each holds one receiver of the channel).
+    pub fn open_streams(&self) -> usize {
+        self.live.receiver_count()
+    }
+
     /// Ends every open live stream; called when the collector stops accepting.
     pub fn close_streams(&self) {
         self.closing.send_replace(true);

@@ -88,7 +88,9 @@ impl GeoIpDatabase {
             Ok(Some(city)) => city,
             Ok(None) => return None,
             Err(error) => {
-                tracing::warn!(%address, %error, "GeoIP lookup failed");
+                // The address is a visitor's: only at debug level.
+                tracing::debug!(%address, "GeoIP lookup failed for this address");
+                tracing::warn!(%error, "GeoIP lookup failed");
                 return None;
             }
         };

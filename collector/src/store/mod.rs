@@ -301,6 +301,26 @@ pub trait Store: crate::segments::DefinitionStore + Send + Sync {
         Ok(receiver)
     }
 
+    /// The writer's queue depth and batches-per-commit handles, which the operator's
+    /// metrics register (see `crate::metrics`). The default is a pair that never
+    /// moves, for a backend without a queued writer.
+    fn writer_metrics(&self) -> crate::metrics::WriterMetrics {
+        crate::metrics::WriterMetrics::default()
+    }
+
+    /// What `GET /metrics` reads when scraped: the sessions neither ended nor idle for
+    /// `timeout_ms` at `now_ms`, and the database's size on disk. Cheap: one indexed
+    /// count and file sizes.
+    fn gauges(
+        &self,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> Result<crate::metrics::StoreGauges, StoreError>;
+
+    /// `GET /readyz`'s question: the database answers a query, its schema is the one
+    /// this collector migrates to, and the ingest writer runs.
+    fn check_ready(&self) -> Result<(), StoreError>;
+
     fn session(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError>;
 
     /// A session's events, oldest first, after the event whose id is `after`. `None`

@@ -17,7 +17,7 @@
 //! only when the WAL grows past a cap ([`WAL_CAP_FRAMES`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{
     sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
@@ -38,6 +38,7 @@ use super::{
     SessionFilter, Store, StoreError, StoredContact, StoredEvent, StoredSession,
 };
 use crate::contacts::ContactFields;
+use crate::metrics::{StoreGauges, WriterMetrics};
 use crate::sessions::{self, SessionSpan};
 
 /// The schema, one file per version. Never edit a released migration: add a new file.
@@ -283,6 +284,10 @@ pub struct SqliteStore {
     checkpointer: Checkpointer,
     limits: SessionLimits,
     pending_pings: Arc<PendingPings>,
+    /// The database file, measured for the operator's metrics.
+    path: PathBuf,
+    /// The writer's queue depth and batches per commit, for the operator's metrics.
+    writer_metrics: WriterMetrics,
 }
 
 impl Drop for SqliteStore {
@@ -395,6 +400,7 @@ impl SqliteStore {
         let writer = Arc::new(Mutex::new(writer));
         let (sender, receiver) = sync_channel(queue.capacity_batches.max(1));
         let pending_pings = Arc::new(PendingPings::default());
+        let writer_metrics = WriterMetrics::default();
         let writer_thread = std::thread::Builder::new()
             .name("footpath-ingest-writer".to_owned())
             .spawn({
@@ -402,11 +408,13 @@ impl SqliteStore {
                 let max_batches = queue.max_batches_per_transaction.max(1);
                 let wal_over_cap = Arc::clone(&checkpointer.wal_over_cap);
                 let pending_pings = Arc::clone(&pending_pings);
+                let writer_metrics = writer_metrics.clone();
                 move || {
                     let group_settings = GroupSettings {
                         wal_over_cap: &wal_over_cap,
                         limits: &limits,
                         pending_pings: &pending_pings,
+                        metrics: &writer_metrics,
                     };
                     run_ingest_writer(&writer, &receiver, max_batches, &group_settings);
                 }
@@ -420,6 +428,8 @@ impl SqliteStore {
             checkpointer,
             limits,
             pending_pings,
+            path: path.to_owned(),
+            writer_metrics,
         })
     }
 
@@ -442,6 +452,7 @@ impl SqliteStore {
             wal_over_cap: &self.checkpointer.wal_over_cap,
             limits: &self.limits,
             pending_pings: &self.pending_pings,
+            metrics: &self.writer_metrics,
         };
         ingest_group(&mut connection, &jobs, &settings)
     }
@@ -479,6 +490,10 @@ fn run_ingest_writer(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
+        settings
+            .metrics
+            .queued_batches
+            .dec_by(i64::try_from(jobs.len()).unwrap_or(i64::MAX));
         let group: Vec<(&NewBatch, i64, i64)> = jobs
             .iter()
             .map(|job| (&job.batch, job.now_ms, job.timeout_ms))
@@ -497,6 +512,7 @@ struct GroupSettings<'a> {
     wal_over_cap: &'a AtomicBool,
     limits: &'a SessionLimits,
     pending_pings: &'a PendingPings,
+    metrics: &'a WriterMetrics,
 }
 
 /// One transaction for every batch of the group, a savepoint per batch. Nothing is
@@ -538,6 +554,10 @@ fn ingest_group(
     if let Err(error) = transaction.commit() {
         return everyone_failed(&error);
     }
+    settings
+        .metrics
+        .batches_per_commit
+        .observe(jobs.len() as f64);
     if settings.wal_over_cap.swap(false, Ordering::Relaxed) {
         // Between two transactions nothing is appended while this runs, so it copies
         // the rest of the WAL and the next transaction starts the WAL over.
@@ -748,13 +768,67 @@ impl Store for SqliteStore {
             .ingest_queue
             .as_ref()
             .ok_or_else(|| StoreError::WriterFailed("the store is closing".to_owned()))?;
-        match queue.try_send(job) {
+        // Counted before it can be taken, so that the gauge never goes below zero.
+        self.writer_metrics.queued_batches.inc();
+        let sent = queue.try_send(job);
+        if sent.is_err() {
+            self.writer_metrics.queued_batches.dec();
+        }
+        match sent {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(StoreError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::WriterFailed(
                 "the writer thread stopped".to_owned(),
             )),
         }
+    }
+
+    fn writer_metrics(&self) -> WriterMetrics {
+        self.writer_metrics.clone()
+    }
+
+    fn gauges(&self, now_ms: i64, timeout_ms: i64) -> Result<StoreGauges, StoreError> {
+        // Served by the partial index on open sessions' last_ms; the open sessions are
+        // at most those of the last timeout and sweep interval.
+        let live_sessions: i64 = self
+            .reader()
+            .prepare_cached(
+                "SELECT COUNT(*) FROM sessions WHERE ended_ms IS NULL AND last_ms > ?1",
+            )?
+            .query_row([now_ms.saturating_sub(timeout_ms)], |row| row.get(0))?;
+        let file_size = |path: &Path| std::fs::metadata(path).map(|metadata| metadata.len());
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let database_size_bytes = file_size(&self.path)
+            .ok()
+            .map(|bytes| bytes + file_size(Path::new(&wal)).unwrap_or(0));
+        Ok(StoreGauges {
+            live_sessions: to_count(live_sessions)?,
+            database_size_bytes,
+        })
+    }
+
+    fn check_ready(&self) -> Result<(), StoreError> {
+        if self
+            .writer_thread
+            .as_ref()
+            .is_none_or(JoinHandle::is_finished)
+        {
+            return Err(StoreError::WriterFailed(
+                "the writer thread stopped".to_owned(),
+            ));
+        }
+        // rusqlite_migration keeps the schema's version in user_version.
+        let version: i64 = self
+            .reader()
+            .query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if usize::try_from(version).ok() != Some(MIGRATION_LIST.len()) {
+            return Err(StoreError::Corrupt(format!(
+                "the schema is at version {version}, this collector's is {}",
+                MIGRATION_LIST.len()
+            )));
+        }
+        Ok(())
     }
 
     fn session(&self, session_id: &str) -> Result<Option<StoredSession>, StoreError> {
@@ -2114,6 +2188,7 @@ mod tests {
                 wal_over_cap: &flag,
                 limits: &SessionLimits::default(),
                 pending_pings: &PendingPings::default(),
+                metrics: &WriterMetrics::default(),
             };
             let results = ingest_group(connection, &[(&batch(events), T0, TIMEOUT)], &settings);
             assert!(results.iter().all(Result::is_ok));

@@ -19,6 +19,7 @@ mod ingest;
 mod limits;
 mod mmdb;
 mod openapi;
+mod operations;
 mod read_api;
 mod segments;
 mod serve_loop;

@@ -354,6 +354,8 @@ async fn the_document_is_served_and_lists_every_route() {
             "GET /api/v2/journey/sessions/{sessionId}",
             "GET /api/v2/journey/sessions/{sessionId}/events",
             "GET /healthz",
+            "GET /metrics",
+            "GET /readyz",
             "GET /sdk/{file}",
             "OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents",
             "OPTIONS /sdk/v1/batch",
