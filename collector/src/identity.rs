@@ -1355,8 +1355,17 @@ mod tests {
     fn authenticated_belongs_to_the_current_link() {
         use LinkKind::{Cookie, Unverified, Verified};
         // (cookie, session link, authenticated before, verified, bound, claimed, after)
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<(&'a str, LinkKind)>,
+            bool,
+            bool,
+            bool,
+            Option<&'a str>,
+            bool,
+        );
         #[rustfmt::skip]
-        let cases: [(Option<&str>, Option<(&str, LinkKind)>, bool, bool, bool, Option<&str>, bool); 10] = [
+        let cases: [Case<'_>; 10] = [
             (None, None, false, false, false, Some("A"), false),
             (None, None, false, true, true, Some("A"), true),
             (None, Some(("A", Unverified)), false, true, false, Some("A"), true),
