@@ -6,6 +6,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
+use crate::desk::auth::is_known_token;
 use crate::error::ApiError;
 
 /// Lets the request through only with `Authorization: Bearer <token>` naming one of
@@ -28,26 +29,6 @@ pub(super) async fn require_bearer_token(
         }
         _ => Err(ApiError::Unauthorized),
     }
-}
-
-/// Compares against every token without stopping early, and compares each in constant
-/// time, so that response times do not reveal how much of a token was right.
-fn is_known_token(tokens: &[String], presented: &str) -> bool {
-    tokens.iter().fold(false, |found, token| {
-        found | constant_time_eq(token.as_bytes(), presented.as_bytes())
-    })
-}
-
-/// Equality whose duration depends only on the lengths. Lengths themselves are not
-/// secret enough to hide: tokens are long random strings.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter()
-        .zip(b)
-        .fold(0_u8, |difference, (x, y)| difference | (x ^ y))
-        == 0
 }
 
 #[cfg(test)]

@@ -193,22 +193,20 @@ fn digest(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
 }
 
-/// Whether `presented` is one of `tokens`. Every token is compared, each in constant
-/// time, so that the response time does not tell how much of a guess was right.
+/// Whether `presented` is one of `tokens`; the one check of every bearer and desk
+/// token. Every token is compared, and each comparison is of SHA-256 digests in
+/// constant time, so that the response time tells neither how much of a guess was right
+/// nor how long the tokens are.
 pub fn is_known_token<'a>(tokens: impl IntoIterator<Item = &'a String>, presented: &str) -> bool {
+    let presented = Sha256::digest(presented.as_bytes());
     tokens.into_iter().fold(false, |found, token| {
-        found | constant_time_eq(token.as_bytes(), presented.as_bytes())
+        let token = Sha256::digest(token.as_bytes());
+        let difference = token
+            .iter()
+            .zip(presented.iter())
+            .fold(0_u8, |difference, (x, y)| difference | (x ^ y));
+        found | (difference == 0)
     })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter()
-        .zip(b)
-        .fold(0_u8, |difference, (x, y)| difference | (x ^ y))
-        == 0
 }
 
 /// The value of the desk's cookie in the request, if any.

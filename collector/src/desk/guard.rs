@@ -170,7 +170,10 @@ impl SignInLimiter {
         let Some((per_minute, limiter)) = &self.limiter else {
             return Ok(());
         };
-        let key = address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let key = address.map_or(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            crate::limits::rate_limit_key,
+        );
         let Err(not_until) = limiter.check_key(&key) else {
             return Ok(());
         };

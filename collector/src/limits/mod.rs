@@ -372,7 +372,8 @@ impl RateLimits {
         // The address first: a client over its own allowance must not spend the
         // allowance of a visitor whose id it knows (and lock that visitor out).
         if let (Some((per_minute, limiter)), Some(address)) = (&self.client_ip, client_ip) {
-            self.take(limiter, &address, events, *per_minute, "client address")?;
+            let key = rate_limit_key(address);
+            self.take(limiter, &key, events, *per_minute, "client address")?;
         }
         if let Some((per_minute, limiter)) = &self.visitor {
             let key = visitor_id.to_owned();
@@ -561,5 +562,37 @@ mod tests {
         clock.advance_ms(1_000);
         assert!(limits.check("v", None, 1).is_ok());
         assert!(limits.check("v", None, 1).is_err());
+    }
+}
+
+/// The key a client address is limited by: an IPv4 address itself (an IPv4-mapped IPv6
+/// address as its IPv4 address), an IPv6 address by its /64 network, since one host is
+/// commonly given a whole /64 and could otherwise take a new address for each request.
+pub fn rate_limit_key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let network = u128::from(v6) & !((1_u128 << 64) - 1);
+                IpAddr::V6(std::net::Ipv6Addr::from(network))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod rate_limit_key_tests {
+    use super::rate_limit_key;
+    use std::net::IpAddr;
+
+    #[test]
+    fn ipv6_is_limited_by_its_64_network() {
+        let key = |text: &str| rate_limit_key(text.parse::<IpAddr>().unwrap()).to_string();
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }

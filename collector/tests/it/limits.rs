@@ -161,6 +161,51 @@ async fn a_client_address_over_its_rate_limit_gets_429() {
     assert_eq!(from_elsewhere.status, StatusCode::OK);
 }
 
+/// One host is commonly given a whole IPv6 /64: it is limited as one address, or it
+/// could take a new address for every request.
+#[tokio::test]
+async fn an_ipv6_client_is_limited_by_its_64_network() {
+    let app = TestApp::with_config(|config| {
+        config.visitor_rate_limit_events_per_minute = 0;
+        config.client_ip_rate_limit_events_per_minute = 50;
+    });
+    let visitors = [
+        "6e6e6e6e-0000-4000-8000-000000000001",
+        "6e6e6e6e-0000-4000-8000-000000000002",
+        "6e6e6e6e-0000-4000-8000-000000000003",
+    ];
+    let peers = ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"];
+    let mut statuses = Vec::new();
+    for (n, (visitor, peer)) in visitors.into_iter().zip(peers).enumerate() {
+        let first = u32::try_from(n).unwrap() * 20 + 1;
+        let response = app
+            .send(batch_request_from(
+                peer,
+                &[],
+                batch(visitor, T0, records(first, 20)),
+            ))
+            .await;
+        statuses.push(response.status);
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+    // Another /64 has its own allowance.
+    let elsewhere = app
+        .send(batch_request_from(
+            "2001:db8:1:3::1",
+            &[],
+            batch(visitors[2], T0, records(41, 20)),
+        ))
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::OK);
+}
+
 /// A request body that sends `first` and then never ends (until `release` fires).
 fn stalled_body(first: String) -> (Body, tokio::sync::oneshot::Sender<()>) {
     let (release, released) = tokio::sync::oneshot::channel::<()>();
