@@ -14,6 +14,7 @@ mod webevents;
 // Segment and outcome definitions (crate::segments).
 mod segments;
 
+use crate::limits::ConnectionsPerAddress;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -410,6 +411,7 @@ pub async fn serve(
     let open_connections = Arc::new(tokio::sync::Semaphore::new(
         state.config.max_open_connections,
     ));
+    let connections_per_address = Arc::new(ConnectionsPerAddress::default());
     let connections = hyper_util::server::graceful::GracefulShutdown::new();
     let stop_accepting = {
         let shutting_down = Arc::clone(&state.shutting_down);
@@ -449,6 +451,26 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        // One host must not take every place: each address holds at most its share
+        // (trusted proxies, which speak for many clients, are exempt).
+        let per_address = state.config.max_connections_per_address;
+        let address_place = if per_address == 0
+            || crate::enrich::client_ip::in_any(&state.config.trusted_proxies, peer.ip())
+        {
+            None
+        } else {
+            match ConnectionsPerAddress::take(&connections_per_address, peer.ip(), per_address) {
+                Some(place) => Some(place),
+                None => {
+                    tracing::debug!(
+                        max_connections_per_address = per_address,
+                        "too many open connections from one address; closing a new one"
+                    );
+                    drop(stream);
+                    continue;
+                }
+            }
+        };
         // Responses are small and written at once; waiting for more (Nagle) would only
         // add latency.
         let _ = stream.set_nodelay(true);
@@ -465,6 +487,7 @@ pub async fn serve(
                 tracing::debug!(%error, %peer, "connection ended with an error");
             }
             drop(open_connection);
+            drop(address_place);
         });
     }
     drop(listener);

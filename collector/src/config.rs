@@ -53,6 +53,7 @@
 //! visitor_ping_rate_limit_per_minute = 30
 //! client_ip_ping_rate_limit_per_minute = 600
 //! max_open_connections = 4096
+//! max_connections_per_address = 256
 //! max_request_head_bytes = 16384
 //!
 //! # Operations (defaults shown; see README's "Operating Footpath").
@@ -228,6 +229,10 @@ pub struct Config {
     /// Connections open at once. A connection accepted past this cap is closed at
     /// once, without a response, until others end.
     pub max_open_connections: usize,
+    /// Connections one client address (an IPv6 client by its /64) may hold open at
+    /// once, so that one host cannot take every place of `max_open_connections`.
+    /// Trusted proxies are exempt: behind one, enforce this at the proxy. 0: no cap.
+    pub max_connections_per_address: usize,
     /// Largest request head (request line and headers) hyper reads; a larger one is
     /// answered 431 and the connection closed. At least 8192.
     pub max_request_head_bytes: usize,
@@ -413,6 +418,7 @@ impl Default for Config {
             visitor_ping_rate_limit_per_minute: 30,
             client_ip_ping_rate_limit_per_minute: 600,
             max_open_connections: 4096,
+            max_connections_per_address: 256,
             max_request_head_bytes: 16 * 1024,
             metrics_require_token: true,
             log_format: LogFormat::Text,
@@ -499,6 +505,10 @@ impl std::fmt::Debug for Config {
                 &self.client_ip_ping_rate_limit_per_minute,
             )
             .field("max_open_connections", &self.max_open_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
             .field("max_request_head_bytes", &self.max_request_head_bytes)
             .field("metrics_require_token", &self.metrics_require_token)
             .field("log_format", &self.log_format)

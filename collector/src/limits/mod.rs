@@ -596,3 +596,79 @@ mod rate_limit_key_tests {
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 }
+
+/// Open connections per client address (see [`rate_limit_key`]), for the accept loop:
+/// a place is taken when a connection is accepted and given back when it ends.
+#[derive(Debug, Default)]
+pub struct ConnectionsPerAddress {
+    open: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place, given back when dropped.
+#[must_use]
+pub struct ConnectionPlace {
+    connections: std::sync::Arc<ConnectionsPerAddress>,
+    key: IpAddr,
+}
+
+impl ConnectionsPerAddress {
+    /// A place for a connection from `address`, or `None` when the address already
+    /// holds `max` connections.
+    pub fn take(
+        connections: &std::sync::Arc<ConnectionsPerAddress>,
+        address: IpAddr,
+        max: usize,
+    ) -> Option<ConnectionPlace> {
+        let key = rate_limit_key(address);
+        let mut open = connections
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(key).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ConnectionPlace {
+            connections: std::sync::Arc::clone(connections),
+            key,
+        })
+    }
+}
+
+impl Drop for ConnectionPlace {
+    fn drop(&mut self) {
+        let mut open = self
+            .connections
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod connections_per_address_tests {
+    use super::ConnectionsPerAddress;
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    #[test]
+    fn places_are_counted_per_address_and_given_back() {
+        let connections = Arc::new(ConnectionsPerAddress::default());
+        let one: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::2".parse().unwrap();
+        let other: IpAddr = "203.0.113.9".parse().unwrap();
+        let first = ConnectionsPerAddress::take(&connections, one, 2).unwrap();
+        let _second = ConnectionsPerAddress::take(&connections, same_64, 2).unwrap();
+        assert!(ConnectionsPerAddress::take(&connections, one, 2).is_none());
+        let _elsewhere = ConnectionsPerAddress::take(&connections, other, 2).unwrap();
+        drop(first);
+        assert!(ConnectionsPerAddress::take(&connections, one, 2).is_some());
+    }
+}

@@ -794,3 +794,49 @@ async fn short_ids_never_run_out() {
         assert!(short_ids.insert(short_id.clone()), "{short_id} given twice");
     }
 }
+
+/// One host cannot take every connection: past `max_connections_per_address` its new
+/// connections are closed without an answer, while another address is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let app = TestApp::with_config(|config| config.max_connections_per_address = 2);
+    let (address, stop) = start_server(app.state.clone()).await;
+    let idle = [
+        TcpStream::connect(address).await.unwrap(),
+        TcpStream::connect(address).await.unwrap(),
+    ];
+    let body = one_event_batch().to_string();
+    assert_eq!(
+        exchange(address, &raw_batch("", &body)).await,
+        None,
+        "a third from 127.0.0.1"
+    );
+
+    // 127.0.0.2 is another address on the loopback interface.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(address).await.unwrap();
+    other.write_all(&raw_batch("", &body)).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), other.read_to_end(&mut response))
+        .await
+        .expect("the server answers")
+        .unwrap();
+    assert_eq!(
+        parse_raw(&String::from_utf8_lossy(&response)).0,
+        StatusCode::OK
+    );
+
+    // Once the first address's connections close, it is served again.
+    drop(idle);
+    let mut recovered = None;
+    for _ in 0..100 {
+        if let Some(raw) = exchange(address, &raw_batch("", &body)).await {
+            recovered = Some(parse_raw(&raw).0);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(recovered, Some(StatusCode::OK));
+    let _ = stop.send(());
+}
