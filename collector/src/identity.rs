@@ -38,12 +38,15 @@
 //!    identifies (an `identify` event) with a valid token matching contact B follows B:
 //!    the session links to B and the `Cookie` identifier moves from A to B. Only an
 //!    `identify` event with a valid token bound to the visitor moves a cookie; an
-//!    unbound token does not override a recognised browser.
+//!    unbound token neither overrides a recognised browser nor takes a linked session
+//!    over from another contact. "Authenticated" belongs to the current link
+//!    ([`authenticated_after`]).
 //! 5. **Logout ends the identified journey.** A `logout` event closes the session it
 //!    lands in at the logout's time and removes the visitor's `Cookie` identifier, so
 //!    that the next event starts a new, unlinked session. Where the deployment requires
-//!    verified identity, a logout of a recognised cookie needs the same proof as the
-//!    link: a valid token that resolves to the cookie's contact. Without it the logout
+//!    verified identity, a logout of a recognised cookie (or of a session verified by a
+//!    token that put no cookie anywhere) needs the same proof as the link: a valid
+//!    token that resolves to that contact. Without it the logout
 //!    is stored as an event and changes nothing, so whoever knows only a visitor id
 //!    cannot sign a customer out or split their session.
 //!
