@@ -22,14 +22,13 @@ use std::sync::Arc;
 use axum::extract::ConnectInfo;
 use axum::http::{header, Extensions, HeaderMap};
 use governor::clock::Clock as GovernorClock;
-use governor::middleware::NoOpMiddleware;
-use governor::nanos::Nanos;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::clock::Clock;
 use crate::enrich::client_ip::{client_ip, in_any, IpRange};
 use crate::error::ApiError;
+use crate::limits::{InjectedClock, KeyedLimiter};
 
 /// The socket peer of a request, as `app::serve` records it in its extensions.
 pub fn socket_peer(extensions: &Extensions) -> Option<IpAddr> {
@@ -126,27 +125,11 @@ fn own_origin(
     (url.path() == "/" && url.username().is_empty() && url.query().is_none()).then(|| url.origin())
 }
 
-/// The injected clock as a `governor` clock: nanoseconds since the epoch.
-#[derive(Clone)]
-struct InjectedClock(Arc<dyn Clock>);
-
-impl GovernorClock for InjectedClock {
-    type Instant = Nanos;
-
-    fn now(&self) -> Nanos {
-        let ms = u64::try_from(self.0.now_ms()).unwrap_or(0);
-        Nanos::from(ms.saturating_mul(1_000_000))
-    }
-}
-
-type KeyedLimiter =
-    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, InjectedClock, NoOpMiddleware<Nanos>>;
-
 /// Sign-in attempts per client address (`[desk] sign_in_attempts_per_minute`).
 pub struct SignInLimiter {
     clock: InjectedClock,
     /// `None` when the limit is 0 (off).
-    limiter: Option<(u32, KeyedLimiter)>,
+    limiter: Option<(u32, KeyedLimiter<IpAddr>)>,
 }
 
 impl SignInLimiter {

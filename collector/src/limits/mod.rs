@@ -269,9 +269,10 @@ pub fn check_request_headers(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The injected clock as a `governor` clock: nanoseconds since the epoch.
+/// The injected clock as a `governor` clock: nanoseconds since the epoch. Every keyed
+/// limit of the collector (events, pings, desk sign-ins) runs on it.
 #[derive(Clone)]
-struct InjectedClock(Arc<dyn Clock>);
+pub(crate) struct InjectedClock(pub(crate) Arc<dyn Clock>);
 
 impl GovernorClock for InjectedClock {
     type Instant = Nanos;
@@ -282,7 +283,7 @@ impl GovernorClock for InjectedClock {
     }
 }
 
-type KeyedLimiter<K> =
+pub(crate) type KeyedLimiter<K> =
     RateLimiter<K, DefaultKeyedStateStore<K>, InjectedClock, NoOpMiddleware<Nanos>>;
 
 /// Per-minute limits per visitor and per client address, of events or of pings. A

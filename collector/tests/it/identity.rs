@@ -61,13 +61,18 @@ fn linked_contact(session: &Value) -> Option<&str> {
 
 pub fn with_identity_verification(require_verified_identity: bool) -> TestApp {
     TestApp::with_config(|config| {
-        config.identity_verification = vec![IdentityVerificationConfig {
-            deployment_id: DEPLOYMENT.to_owned(),
-            identity_secret: Some(SECRET.to_owned()),
-            require_verified_identity,
-            identity_token_max_lifetime_minutes: 1_440,
-        }]
+        config.identity_verification = vec![identity_verification(require_verified_identity)]
     })
+}
+
+/// The test deployment's identity settings, signed with [`SECRET`].
+pub fn identity_verification(require_verified_identity: bool) -> IdentityVerificationConfig {
+    IdentityVerificationConfig {
+        deployment_id: DEPLOYMENT.to_owned(),
+        identity_secret: Some(SECRET.to_owned()),
+        require_verified_identity,
+        identity_token_max_lifetime_minutes: 1_440,
+    }
 }
 
 #[tokio::test]
@@ -911,12 +916,7 @@ async fn a_token_sent_to_a_deployment_without_a_secret_claims_nothing() {
 async fn a_full_session_does_not_lock_the_customers_sign_in_out() {
     let app = TestApp::with_config(|config| {
         config.max_events_per_session = 5;
-        config.identity_verification = vec![IdentityVerificationConfig {
-            deployment_id: DEPLOYMENT.to_owned(),
-            identity_secret: Some(SECRET.to_owned()),
-            require_verified_identity: false,
-            identity_token_max_lifetime_minutes: 1_440,
-        }];
+        config.identity_verification = vec![identity_verification(false)];
     });
     let kate = contact_with(&app, json!({"workEmail": "kate@example.com"})).await;
     let junk: Vec<Value> = (1..=5)
