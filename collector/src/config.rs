@@ -1,5 +1,6 @@
 //! The collector's configuration: one struct, filled from a TOML file and then
-//! overridden by environment variables and command-line flags (see `main.rs`).
+//! overridden by environment variables and command-line flags, every setting under one
+//! naming rule (see [`sources`]).
 //!
 //! Every field has a default, so an empty file is a valid configuration; units are part
 //! of the field names.
@@ -80,6 +81,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::enrich::client_ip::IpRange;
+
+pub mod sources;
 
 /// Most entries of a deployment's `ip_exclusions`.
 pub const MAX_IP_EXCLUSIONS: usize = 10;

@@ -689,3 +689,183 @@ async fn open_desk_streams_are_counted_while_open() {
     drop(second);
     assert_eq!(scrape(&app).await["footpath_desk_streams_open"], 0.0);
 }
+
+/// Starts the real binary with `args` and `envs` (and no configuration file, no
+/// inherited `FOOTPATH_*` or `RUST_LOG`), and waits until it listens on the returned
+/// address, or returns what it printed when it exited first.
+async fn start_binary(
+    args: &[String],
+    envs: &[(&str, String)],
+) -> Result<
+    (
+        std::process::Child,
+        SocketAddr,
+        std::sync::mpsc::Receiver<String>,
+    ),
+    String,
+> {
+    let address = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let mut command = Command::new(env!("CARGO_BIN_EXE_footpath-collector"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FOOTPATH_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .args(["--listen-addr".to_owned(), address.to_string()])
+        .args(args)
+        .envs(envs.iter().map(|(name, value)| (*name, value)))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ] {
+        let sender = lines_sender.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        if child.try_wait().unwrap().is_some() {
+            // Both pipes close at exit; collect everything that was printed.
+            drop(lines_sender);
+            return Err(lines.iter().collect::<Vec<_>>().join("\n"));
+        }
+        assert!(Instant::now() < deadline, "the collector did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok((child, address, lines))
+}
+
+fn stop_binary(mut child: std::process::Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+}
+
+/// Every setting can come from an environment variable or a flag under one naming rule
+/// (`collector/src/config/sources.rs`): a collector configured without any file takes
+/// its database, deployments, limits, tokens and metrics setting from them, tells what
+/// it ignored, and refuses a value a setting cannot take, naming where it came from.
+#[tokio::test]
+async fn settings_come_from_the_environment_and_flags_without_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("sdk")).unwrap();
+    let envs = [
+        (
+            "FOOTPATH_DATABASE_PATH",
+            dir.path().join("env.sqlite3").display().to_string(),
+        ),
+        (
+            "FOOTPATH_SDK_DIR",
+            dir.path().join("sdk").display().to_string(),
+        ),
+        (
+            "FOOTPATH_DEPLOYMENTS",
+            format!("[{{ id = \"{DEPLOYMENT}\", allowed_origins = [\"{ORIGIN}\"] }}]"),
+        ),
+        ("FOOTPATH_MAX_BODY_BYTES", "2048".to_owned()),
+        // Overridden by the flag below: flags win.
+        ("FOOTPATH_METRICS_REQUIRE_TOKEN", "true".to_owned()),
+        ("FOOTPATH_SESION_TIMEOUT_SECONDS", "60".to_owned()),
+    ];
+    let args = [
+        "--api-tokens".to_owned(),
+        TOKEN.to_owned(),
+        "--metrics-require-token=false".to_owned(),
+        "--desk.title".to_owned(),
+        "Flag Visit".to_owned(),
+    ];
+    let (child, address, lines) = start_binary(&args, &envs).await.unwrap();
+
+    let now = now_ms();
+    let send = |body: String| async move {
+        let raw = format!(
+            "POST /sdk/v1/batch HTTP/1.1\r\nHost: {address}\r\nOrigin: {ORIGIN}\r\n\
+             User-Agent: {USER_AGENT}\r\nContent-Type: text/plain\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        raw_exchange(address, &raw).await
+    };
+    let visitor = "7f0c2a55-1d0e-4a57-9f3e-00000000beef";
+    let small = batch(
+        visitor,
+        now,
+        vec![pageview(1, now, "https://shop.example/")],
+    )
+    .to_string();
+    let response = send(small).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let long_page = format!("https://shop.example/{}", "a".repeat(2100));
+    let large = batch(visitor, now, vec![pageview(2, now, &long_page)]).to_string();
+    assert!(large.len() > 2048);
+    let response = send(large).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    let (status, _) = http_get(address, "/metrics").await;
+    assert_eq!(status, StatusCode::OK, "--metrics-require-token=false");
+    let read = format!(
+        "GET /api/v2/journey/sessions HTTP/1.1\r\nHost: {address}\r\n\
+         Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    let response = raw_exchange(address, &read).await;
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "the flag's token: {response}"
+    );
+    stop_binary(child);
+    let printed: Vec<String> = lines.try_iter().collect();
+    assert!(
+        printed
+            .iter()
+            .any(|line| line.contains("FOOTPATH_SESION_TIMEOUT_SECONDS")
+                && line.contains("not a setting")),
+        "{printed:#?}"
+    );
+    assert!(
+        printed.iter().any(|line| line.contains("Flag Visit")),
+        "the desk title in the logged configuration: {printed:#?}"
+    );
+
+    for (envs, args, expected) in [
+        (
+            vec![("FOOTPATH_SESSION_TIMEOUT_SECONDS", "soon".to_owned())],
+            vec![],
+            "FOOTPATH_SESSION_TIMEOUT_SECONDS: invalid type: string \"soon\"",
+        ),
+        (
+            vec![],
+            vec!["--max-body-bytes".to_owned(), "-1".to_owned()],
+            "--max-body-bytes: invalid type: string \"-1\"",
+        ),
+        (
+            vec![],
+            vec!["--no-such-setting".to_owned()],
+            "--no-such-setting",
+        ),
+    ] {
+        match start_binary(&args, &envs).await {
+            Ok((child, ..)) => {
+                stop_binary(child);
+                panic!("started with {envs:?} {args:?}");
+            }
+            Err(printed) => assert!(printed.contains(expected), "{expected}: {printed}"),
+        }
+    }
+}
