@@ -10,11 +10,14 @@
 //!   crate (`cargo deny`, by `deny.toml`).
 //! - `fuzz`:  longer runs of the fuzz targets in `fuzz/` (cargo-fuzz, libFuzzer).
 //! - `deny`:  the dependency check of `test` alone.
+//! - `postgres`: a PostgreSQL server of one's own in `target/postgres/`, in the
+//!   foreground until Ctrl-C (for trying the server backend by hand).
 //!
 //! Every step checks before it acts, so a second run reuses what is installed and built.
 
 mod deny;
 mod fuzz;
+mod postgres;
 mod sdk;
 mod setup;
 
@@ -35,13 +38,14 @@ fn main() -> ExitCode {
         Some("run") => run(),
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
+        Some("postgres") => setup::setup().and_then(|_| postgres::command(&args[1..])),
         Some("deny") => {
             setup::install_cargo_deny().and_then(|()| deny::check(&mut Tally::default()))
         }
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup|sdk|size [--twiggy]|run|test [--no-wasm] [--no-e2e] [--no-fuzz]\
-                 |fuzz [--seconds N] [target] [--replay FILE]|deny>"
+                 |fuzz [--seconds N] [target] [--replay FILE]|deny|postgres [--port N]>"
             );
             return ExitCode::from(2);
         }

@@ -53,6 +53,11 @@ pub fn setup() -> Result<Tools> {
     if !command_works("php") {
         wanted.push("php-cli");
     }
+    // The server backend's tests start PostgreSQL clusters of their own
+    // (`footpath-pgcluster`), from the server programs of Debian's package.
+    if footpath_pgcluster::server_bin_dir().is_none() {
+        wanted.push("postgresql");
+    }
     // libfuzzer-sys compiles libFuzzer's C++ sources for the fuzz targets.
     if !command_works("c++") {
         wanted.push("g++");
