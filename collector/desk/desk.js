@@ -464,6 +464,11 @@
       refreshList();
       if (state.openCard && state.openCard.session.customerId === change.customerId) refreshCard();
     });
+    // The presentation (card title, how events look) was changed through the admin API.
+    source.addEventListener('presentation', function () {
+      refreshList();
+      refreshCard();
+    });
     source.addEventListener('resync', function () {
       refreshList();
       refreshCard();

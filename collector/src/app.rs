@@ -120,7 +120,12 @@ impl AppState {
         // The configuration file's `[[segments]]` and `[[outcomes]]`, created or updated
         // by id (see crate::segments).
         store.load_configured_definitions(&config.configured_definitions()?, clock.now_ms())?;
-        let desk = Arc::new(crate::desk::Desk::new(&config, Arc::clone(&clock)));
+        let presentation = crate::desk::Desk::startup_presentation(&config, store.as_ref())?;
+        let desk = Arc::new(crate::desk::Desk::new(
+            &config,
+            Arc::clone(&clock),
+            presentation,
+        ));
         let rate_limits = Arc::new(RateLimits::new(&config, Arc::clone(&clock)));
         let ping_rate_limits = Arc::new(RateLimits::for_pings(&config, Arc::clone(&clock)));
         let ingest_permits = Arc::new(tokio::sync::Semaphore::new(

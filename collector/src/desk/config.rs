@@ -263,6 +263,48 @@ fn check_text(field: &str, text: &str, max_chars: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// What the desk shows at startup, from the file's `[desk]` presentation and the one
+/// saved through `PUT /api/v2/footpath/desk/config` (with the file's presentation at
+/// the time it was saved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupPresentation {
+    /// Nothing saved: the file's.
+    File,
+    /// The saved one: the file is as it was when it was saved, so the later change is
+    /// the API's.
+    Saved(Presentation),
+    /// The file was edited after the API's change: the later change is the file's,
+    /// and the saved one is to be forgotten.
+    FileEditedSinceSaved,
+    /// The saved text cannot be used any more (written by another version, or
+    /// damaged): the file's, and the saved one is to be forgotten. The reason, for the
+    /// log.
+    SavedUnusable(String),
+}
+
+/// The rule: the most recent change wins, the file's or the API's.
+pub fn startup_presentation(
+    file: &Presentation,
+    saved: Option<&crate::store::SavedPresentation>,
+) -> StartupPresentation {
+    let Some(saved) = saved else {
+        return StartupPresentation::File;
+    };
+    match serde_json::from_str::<Presentation>(&saved.file_presentation_json) {
+        Ok(file_then) if &file_then == file => {}
+        // A file presentation that no longer parses was written by another version:
+        // whatever it said, the file is not provably unchanged.
+        _ => return StartupPresentation::FileEditedSinceSaved,
+    }
+    match serde_json::from_str::<Presentation>(&saved.presentation_json) {
+        Ok(presentation) => match presentation.validate() {
+            Ok(()) => StartupPresentation::Saved(presentation),
+            Err(message) => StartupPresentation::SavedUnusable(message),
+        },
+        Err(error) => StartupPresentation::SavedUnusable(error.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +408,73 @@ mod tests {
             .map(|(name, _)| name)
             .collect();
         assert_eq!(drawn, BUILT_IN_ICONS);
+    }
+
+    #[test]
+    fn the_most_recent_change_wins_at_startup() {
+        use crate::store::SavedPresentation;
+        let file = Presentation {
+            title: "From the file".to_owned(),
+            events: Vec::new(),
+        };
+        let api = Presentation {
+            title: "From the API".to_owned(),
+            events: Vec::new(),
+        };
+        let edited_file = Presentation {
+            title: "Edited file".to_owned(),
+            events: Vec::new(),
+        };
+        let json = |presentation: &Presentation| serde_json::to_string(presentation).unwrap();
+        let saved = |presentation: String, file_then: String| SavedPresentation {
+            presentation_json: presentation,
+            file_presentation_json: file_then,
+            saved_ms: 1,
+        };
+        let invalid = Presentation {
+            title: String::new(),
+            events: Vec::new(),
+        };
+        let cases = [
+            (None, StartupPresentation::File),
+            (
+                Some(saved(json(&api), json(&file))),
+                StartupPresentation::Saved(api.clone()),
+            ),
+            // The file was edited after the API's change.
+            (
+                Some(saved(json(&api), json(&edited_file))),
+                StartupPresentation::FileEditedSinceSaved,
+            ),
+            // Formatting of the stored text does not matter, only its meaning.
+            (
+                Some(saved(
+                    json(&api),
+                    "{ \"events\": [], \"title\": \"From the file\" }".to_owned(),
+                )),
+                StartupPresentation::Saved(api.clone()),
+            ),
+            (
+                Some(saved(json(&api), "not json".to_owned())),
+                StartupPresentation::FileEditedSinceSaved,
+            ),
+            (
+                Some(saved("{\"title\": 3}".to_owned(), json(&file))),
+                StartupPresentation::SavedUnusable(
+                    "invalid type: integer `3`, expected a string at line 1 column 11".to_owned(),
+                ),
+            ),
+            (
+                Some(saved(json(&invalid), json(&file))),
+                StartupPresentation::SavedUnusable(invalid.validate().unwrap_err()),
+            ),
+        ];
+        for (saved, expected) in cases {
+            assert_eq!(
+                startup_presentation(&file, saved.as_ref()),
+                expected,
+                "{saved:?}"
+            );
+        }
     }
 }

@@ -33,7 +33,8 @@ pub fn channel() -> broadcast::Sender<SessionChanged> {
 
 /// The stream of one signed-in desk: `ready` first (the desk then reloads what it
 /// shows, which also covers what it missed while disconnected), then `visitor` per
-/// change, or `resync` when it fell behind. It ends when the agent's sign-in does, and
+/// change, `presentation` when the presentation was changed through the admin API
+/// (the desk reloads what it shows), or `resync` when it fell behind. It ends when the agent's sign-in does, and
 /// when the collector begins to shut down ([`Desk::close_streams`]): an open desk must
 /// not hold a graceful shutdown for its whole grace period. The browser's EventSource
 /// then reconnects by itself to the next collector.
@@ -44,41 +45,56 @@ pub fn stream(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let receiver = desk.live.subscribe();
     let closing = desk.closing.subscribe();
+    let mut presentation = desk.presentation_version.subscribe();
+    presentation.mark_unchanged();
     let ready = stream::once(async { Ok(Event::default().event("ready").data("{}")) });
-    let changes = stream::unfold((receiver, closing), move |(mut receiver, mut closing)| {
-        let state = state.clone();
-        let desk = Arc::clone(&desk);
-        let agent_session = agent_session.clone();
-        async move {
-            loop {
-                if *closing.borrow_and_update() {
-                    return None;
-                }
-                let received = tokio::select! {
-                    received = receiver.recv() => Some(received),
-                    () = tokio::time::sleep(SIGN_IN_CHECK) => None,
-                    _ = closing.changed() => return None,
-                };
-                if !desk.agents.is_valid(&agent_session, state.clock().now_ms()) {
-                    return None;
-                }
-                let event = match received {
-                    None => continue,
-                    Some(Ok(change)) => Event::default()
-                        .event("visitor")
-                        .json_data(serde_json::json!({
-                            "customerId": change.visitor_id,
-                            "deploymentId": change.deployment_id,
-                        }))
-                        .unwrap_or_else(|_| Event::default().event("resync").data("{}")),
-                    Some(Err(broadcast::error::RecvError::Lagged(_))) => {
-                        Event::default().event("resync").data("{}")
+    let changes = stream::unfold(
+        (receiver, closing, presentation),
+        move |(mut receiver, mut closing, mut presentation)| {
+            let state = state.clone();
+            let desk = Arc::clone(&desk);
+            let agent_session = agent_session.clone();
+            async move {
+                loop {
+                    if *closing.borrow_and_update() {
+                        return None;
                     }
-                    Some(Err(broadcast::error::RecvError::Closed)) => return None,
-                };
-                return Some((Ok(event), (receiver, closing)));
+                    let received = tokio::select! {
+                        received = receiver.recv() => Some(received),
+                        () = tokio::time::sleep(SIGN_IN_CHECK) => None,
+                        _ = closing.changed() => return None,
+                        changed = presentation.changed() => {
+                            if changed.is_err() {
+                                return None;
+                            }
+                            if !desk.agents.is_valid(&agent_session, state.clock().now_ms()) {
+                                return None;
+                            }
+                            let event = Event::default().event("presentation").data("{}");
+                            return Some((Ok(event), (receiver, closing, presentation)));
+                        }
+                    };
+                    if !desk.agents.is_valid(&agent_session, state.clock().now_ms()) {
+                        return None;
+                    }
+                    let event = match received {
+                        None => continue,
+                        Some(Ok(change)) => Event::default()
+                            .event("visitor")
+                            .json_data(serde_json::json!({
+                                "customerId": change.visitor_id,
+                                "deploymentId": change.deployment_id,
+                            }))
+                            .unwrap_or_else(|_| Event::default().event("resync").data("{}")),
+                        Some(Err(broadcast::error::RecvError::Lagged(_))) => {
+                            Event::default().event("resync").data("{}")
+                        }
+                        Some(Err(broadcast::error::RecvError::Closed)) => return None,
+                    };
+                    return Some((Ok(event), (receiver, closing, presentation)));
+                }
             }
-        }
-    });
+        },
+    );
     Sse::new(ready.chain(changes)).keep_alive(KeepAlive::default())
 }

@@ -22,7 +22,7 @@
 //! | `GET /desk/api/sessions?status=all\|active\|ended&q=` | 200, 400, 401 |
 //! | `GET /desk/api/sessions/{sessionId}` | 200, 401, 404 |
 //! | `GET /desk/api/stream` (`text/event-stream`) | 200, 401 |
-//! | `GET`/`PUT /api/v2/footpath/desk/config` (bearer `api_tokens`, checked before the body is read) | 200, 400, 401 |
+//! | `GET`/`PUT /api/v2/footpath/desk/config` (bearer `api_tokens`, checked before the body is read; a change is saved in the database and pushed to open desks) | 200, 400, 401 |
 //!
 //! Every desk response carries a Content-Security-Policy that allows scripts, styles
 //! and connections from the collector only and no framing, and `nosniff`. The browser
@@ -83,6 +83,15 @@ const MAX_SIGN_IN_BODY_BYTES: usize = 4096;
 /// The desk's shared state for one collector.
 pub struct Desk {
     presentation: RwLock<Presentation>,
+    /// The file's `[desk]` presentation, saved beside an API change so that a later
+    /// start can tell whether the file was edited since (see
+    /// [`config::startup_presentation`]).
+    file_presentation: Presentation,
+    /// Held while a change is saved and applied, so that the stored and the shown
+    /// presentation are the same one when two changes race.
+    presentation_change: tokio::sync::Mutex<()>,
+    /// Bumped on every change through the API: open desks reload what they show.
+    presentation_version: tokio::sync::watch::Sender<u64>,
     agents: auth::AgentSessions,
     sign_in_limiter: guard::SignInLimiter,
     /// `[desk] public_origin`, parsed: the only origin sign-in and sign-out accept.
@@ -93,10 +102,19 @@ pub struct Desk {
 }
 
 impl Desk {
-    pub(crate) fn new(config: &crate::config::Config, clock: Arc<dyn crate::clock::Clock>) -> Desk {
+    /// The desk of a collector, showing `presentation` (see
+    /// [`Desk::startup_presentation`]).
+    pub(crate) fn new(
+        config: &crate::config::Config,
+        clock: Arc<dyn crate::clock::Clock>,
+        presentation: Presentation,
+    ) -> Desk {
         let tokens = config.api_tokens.iter().chain(&config.desk.agent_tokens);
         Desk {
-            presentation: RwLock::new(config.desk.presentation()),
+            presentation: RwLock::new(presentation),
+            file_presentation: config.desk.presentation(),
+            presentation_change: tokio::sync::Mutex::new(()),
+            presentation_version: tokio::sync::watch::Sender::new(0),
             agents: auth::AgentSessions::load(sessions_file(config), clock.now_ms(), tokens),
             sign_in_limiter: guard::SignInLimiter::new(
                 config.desk.sign_in_attempts_per_minute,
@@ -110,6 +128,37 @@ impl Desk {
             live: live::channel(),
             closing: tokio::sync::watch::Sender::new(false),
         }
+    }
+
+    /// The presentation to start with: the file's, or the one saved through the API
+    /// when it is the more recent change. A saved one that no longer applies is
+    /// forgotten here, so that it cannot come back when the file is reverted.
+    pub(crate) fn startup_presentation(
+        config: &crate::config::Config,
+        store: &dyn Store,
+    ) -> Result<Presentation, StoreError> {
+        use config::StartupPresentation;
+        let file = config.desk.presentation();
+        let saved = store.saved_desk_presentation()?;
+        Ok(match config::startup_presentation(&file, saved.as_ref()) {
+            StartupPresentation::File => file,
+            StartupPresentation::Saved(presentation) => {
+                tracing::info!("desk presentation: the one saved through the API");
+                presentation
+            }
+            StartupPresentation::FileEditedSinceSaved => {
+                tracing::info!(
+                    "desk presentation: the file's, edited since the one saved through the API"
+                );
+                store.save_desk_presentation(None)?;
+                file
+            }
+            StartupPresentation::SavedUnusable(reason) => {
+                tracing::warn!(%reason, "desk presentation: the saved one cannot be used; the file's");
+                store.save_desk_presentation(None)?;
+                file
+            }
+        })
     }
 
     /// How many agents' sessions the desk keeps (expired ones until the next
@@ -581,9 +630,10 @@ async fn get_presentation(State(state): State<DeskState>) -> Json<Presentation> 
     Json(state.desk.presentation())
 }
 
-/// `PUT /api/v2/footpath/desk/config`: replaces the presentation settings until the
-/// collector restarts (the file's `[desk]` section is the lasting configuration).
-/// Open desks show the change at their next refresh.
+/// `PUT /api/v2/footpath/desk/config`: replaces the presentation settings. The change
+/// is saved in the database, so it outlives a restart, until the file's `[desk]`
+/// section is edited (the most recent change wins; see
+/// [`config::startup_presentation`]). Open desks are told at once and reload.
 async fn put_presentation(
     State(state): State<DeskState>,
     body: Bytes,
@@ -591,11 +641,27 @@ async fn put_presentation(
     let presentation: Presentation = serde_json::from_slice(&body)
         .map_err(|error| ApiError::BadRequest(format!("invalid desk configuration: {error}")))?;
     presentation.validate().map_err(ApiError::BadRequest)?;
+    let saved = crate::store::SavedPresentation {
+        presentation_json: serde_json::to_string(&presentation)
+            .map_err(|error| ApiError::Internal(error.to_string()))?,
+        file_presentation_json: serde_json::to_string(&state.desk.file_presentation)
+            .map_err(|error| ApiError::Internal(error.to_string()))?,
+        saved_ms: state.app.clock().now_ms(),
+    };
+    let _change = state.desk.presentation_change.lock().await;
+    with_store(&state.app, move |store| {
+        store.save_desk_presentation(Some(&saved))
+    })
+    .await?;
     *state
         .desk
         .presentation
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = presentation.clone();
+    state
+        .desk
+        .presentation_version
+        .send_modify(|version| *version += 1);
     tracing::info!(
         events = presentation.events.len(),
         "desk presentation replaced"

@@ -239,6 +239,17 @@ pub struct ContactPage {
     pub total: u64,
 }
 
+/// The desk presentation as saved through the admin API (see
+/// `desk::config::effective_presentation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedPresentation {
+    /// The `Presentation` put through the API, as JSON.
+    pub presentation_json: String,
+    /// The file's `[desk]` presentation when it was put, as JSON.
+    pub file_presentation_json: String,
+    pub saved_ms: i64,
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listing<T> {
@@ -372,6 +383,14 @@ pub trait Store: crate::segments::DefinitionStore + Send + Sync {
     /// One event with its session and its place in the session; `None` when no event
     /// has this id.
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// The desk presentation last saved through the admin API, if any. The store keeps
+    /// the JSON texts as given; `desk::config` decides what they mean.
+    fn saved_desk_presentation(&self) -> Result<Option<SavedPresentation>, StoreError>;
+
+    /// Saves the desk presentation (replacing the one saved before), or forgets it
+    /// (`None`).
+    fn save_desk_presentation(&self, saved: Option<&SavedPresentation>) -> Result<(), StoreError>;
 
     /// Keeps the visitor's live session alive without an event (a ping): the latest
     /// session of the visitor that is neither ended nor closed by a logout, and whose

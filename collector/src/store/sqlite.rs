@@ -35,7 +35,7 @@ use super::contacts_sql;
 use super::segments_sql;
 use super::{
     ContactPage, ContactQuery, IngestOutcome, IngestReply, LastEvent, Listing, NewBatch, NewEvent,
-    SessionFilter, Store, StoreError, StoredContact, StoredEvent, StoredSession,
+    SavedPresentation, SessionFilter, Store, StoreError, StoredContact, StoredEvent, StoredSession,
 };
 use crate::contacts::ContactFields;
 use crate::metrics::{StoreGauges, WriterMetrics};
@@ -55,6 +55,9 @@ const MIGRATION_LIST: &[M<'static>] = &[
     )),
     M::up(include_str!(
         "../../migrations/sqlite/0007_email_identifiers_ascii.sql"
+    )),
+    M::up(include_str!(
+        "../../migrations/sqlite/0008_desk_presentation.sql"
     )),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
@@ -1047,6 +1050,46 @@ impl Store for SqliteStore {
         let deleted = contacts_sql::delete_contact(&transaction, contact_id)?;
         transaction.commit()?;
         Ok(deleted)
+    }
+
+    fn saved_desk_presentation(&self) -> Result<Option<SavedPresentation>, StoreError> {
+        let connection = self.reader();
+        let saved = connection
+            .prepare_cached(
+                "SELECT presentation_json, file_presentation_json, saved_ms
+                 FROM desk_presentation WHERE id = 1",
+            )?
+            .query_row([], |row| {
+                Ok(SavedPresentation {
+                    presentation_json: row.get(0)?,
+                    file_presentation_json: row.get(1)?,
+                    saved_ms: row.get(2)?,
+                })
+            })
+            .optional()?;
+        Ok(saved)
+    }
+
+    fn save_desk_presentation(&self, saved: Option<&SavedPresentation>) -> Result<(), StoreError> {
+        let connection = self.writer();
+        match saved {
+            Some(saved) => connection.execute(
+                "INSERT INTO desk_presentation
+                     (id, presentation_json, file_presentation_json, saved_ms)
+                 VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET
+                     presentation_json = excluded.presentation_json,
+                     file_presentation_json = excluded.file_presentation_json,
+                     saved_ms = excluded.saved_ms",
+                rusqlite::params![
+                    saved.presentation_json,
+                    saved.file_presentation_json,
+                    saved.saved_ms
+                ],
+            )?,
+            None => connection.execute("DELETE FROM desk_presentation", [])?,
+        };
+        Ok(())
     }
 
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>, StoreError> {

@@ -83,26 +83,8 @@ async fn sign_in(app: &TestApp) -> String {
 
 fn desk_app() -> TestApp {
     TestApp::with_config(|config: &mut Config| {
-        config.desk.agent_tokens = vec![AGENT_TOKEN.to_owned()];
-        config.desk.events = vec![EventDisplay {
-            name: "cart_added".to_owned(),
-            display_name: Some("Added to cart".to_owned()),
-            icon: Some("cart".to_owned()),
-            attributes: vec![
-                AttributeDisplay {
-                    name: "sku".to_owned(),
-                    label: Some("Product code".to_owned()),
-                    order: Some(1),
-                    hidden: false,
-                },
-                AttributeDisplay {
-                    name: "price".to_owned(),
-                    label: None,
-                    order: None,
-                    hidden: true,
-                },
-            ],
-        }];
+        let dir = config.database_path.parent().unwrap().to_owned();
+        *config = desk_app_config(&dir);
     })
 }
 
@@ -955,4 +937,113 @@ async fn a_card_stays_within_its_size_budget() {
         .unwrap();
     assert_eq!(value.chars().count(), 257, "256 characters and an ellipsis");
     assert!(value.ends_with('…'));
+}
+
+/// A presentation put through the admin API reaches open desks at once, is saved in
+/// the database so that it outlives a restart, and gives way to the file once the
+/// file's `[desk]` section is edited after it (the most recent change wins).
+#[tokio::test]
+async fn a_presentation_put_through_the_api_is_pushed_and_outlives_a_restart() {
+    let app = desk_app();
+    let cookie = sign_in(&app).await;
+    let request = Request::get("/desk/api/stream")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let response = router(app.state.clone()).oneshot(request).await.unwrap();
+    let mut body = response.into_body();
+    assert!(next_event(&mut body).await.starts_with("event: ready\n"));
+
+    let put = |title: &str| {
+        Request::put("/api/v2/footpath/desk/config")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                json!({"title": title, "events": [{"name": "cart_added", "displayName": "Basket"}]})
+                    .to_string(),
+            ))
+            .unwrap()
+    };
+    let title_of = |app: &TestApp| {
+        let app_state = app.state.clone();
+        let cookie = cookie.clone();
+        async move {
+            let request = Request::get("/desk/api/sessions")
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .unwrap();
+            let response = router(app_state).oneshot(request).await.unwrap();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()["title"].clone()
+        }
+    };
+    assert_eq!(title_of(&app).await, json!("Web Visit"));
+    let reply = send(&app, put("Shop visit")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let pushed = next_event(&mut body).await;
+    assert!(pushed.starts_with("event: presentation\n"), "{pushed}");
+    assert_eq!(title_of(&app).await, json!("Shop visit"));
+    // A refused change is neither applied nor announced.
+    let refused = send(&app, put("")).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    let reply = send(&app, put("Second visit")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let pushed = next_event(&mut body).await;
+    assert!(pushed.starts_with("event: presentation\n"), "{pushed}");
+    drop(body);
+
+    // Restarted over the same database with the same file: the API's change stays.
+    let restart = |app: TestApp, adjust: &dyn Fn(&mut Config)| {
+        let TestApp { clock, state, dir } = app;
+        drop(state);
+        let mut config = desk_app_config(dir.path());
+        adjust(&mut config);
+        let state = footpath_collector::AppState::new(config, clock.clone()).unwrap();
+        TestApp { clock, state, dir }
+    };
+    let app = restart(app, &|_| {});
+    assert_eq!(title_of(&app).await, json!("Second visit"));
+    let config = send(
+        &app,
+        Request::get("/api/v2/footpath/desk/config")
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .json();
+    assert_eq!(config["events"][0]["displayName"], json!("Basket"));
+
+    // The file is edited after the API's change: the file wins, and keeps winning
+    // when it is edited back (the API's change is forgotten, not shadowed).
+    let app = restart(app, &|config| config.desk.title = "Edited file".to_owned());
+    assert_eq!(title_of(&app).await, json!("Edited file"));
+    let app = restart(app, &|_| {});
+    assert_eq!(title_of(&app).await, json!("Web Visit"));
+}
+
+/// `desk_app`'s configuration over an existing folder (for restarts).
+fn desk_app_config(dir: &std::path::Path) -> Config {
+    let mut config = crate::support::test_config(dir);
+    config.desk.agent_tokens = vec![AGENT_TOKEN.to_owned()];
+    config.desk.events = vec![EventDisplay {
+        name: "cart_added".to_owned(),
+        display_name: Some("Added to cart".to_owned()),
+        icon: Some("cart".to_owned()),
+        attributes: vec![
+            AttributeDisplay {
+                name: "sku".to_owned(),
+                label: Some("Product code".to_owned()),
+                order: Some(1),
+                hidden: false,
+            },
+            AttributeDisplay {
+                name: "price".to_owned(),
+                label: None,
+                order: None,
+                hidden: true,
+            },
+        ],
+    }];
+    config
 }
