@@ -55,6 +55,7 @@ pub mod identity;
 pub mod journey;
 pub mod limits;
 pub mod metrics;
+pub mod model;
 pub mod openapi;
 pub mod segments;
 pub mod sessions;

@@ -41,6 +41,18 @@ use crate::contacts::ContactFields;
 use crate::metrics::{StoreGauges, WriterMetrics};
 use crate::sessions::{self, SessionSpan};
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Backend(Box::new(error))
+    }
+}
+
+impl From<rusqlite_migration::Error> for StoreError {
+    fn from(error: rusqlite_migration::Error) -> StoreError {
+        StoreError::Schema(error.to_string())
+    }
+}
+
 /// The schema, one file per version. Never edit a released migration: add a new file.
 const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!("../../migrations/sqlite/0001_init.sql")),
