@@ -52,6 +52,7 @@ pub mod desk;
 pub mod enrich;
 pub mod error;
 pub mod identity;
+pub mod ingest;
 pub mod journey;
 pub mod limits;
 pub mod metrics;

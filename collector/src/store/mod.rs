@@ -12,6 +12,7 @@ mod contacts_sql;
 // Segments and outcomes: definitions and their evaluation on ingest (crate::segments).
 mod segments_sql;
 mod sqlite;
+mod sqlite_ingest;
 
 // The domain types used to live here; they are re-exported so that their old paths
 // keep working.
