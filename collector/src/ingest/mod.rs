@@ -20,7 +20,7 @@ pub mod summary;
 use rand::Rng;
 
 pub use store::IngestTransaction;
-use store::{CandidateSession, NewSession, SpanUpdate, SummaryFacts};
+use store::{CandidateSession, NewSession, SpanUpdate, SummaryEvent};
 use summary::SessionSummary;
 
 use crate::identity::{self, CookieChange, IdentityProof, ResolutionInput, TraitIdentity};
@@ -135,10 +135,7 @@ pub fn ingest_batch<T: IngestTransaction>(
         // is never stored without its assignments, or the other way round.
         // They read the session's summary as it was before this batch.
         transaction.evaluate_segments(batch, &session_id, event, now_ms)?;
-        summaries[summary_index].add(
-            &SummaryFacts::of(event),
-            limits.max_search_terms_per_session,
-        );
+        summaries[summary_index].add(SummaryEvent::of(event), limits.max_search_terms_per_session);
         outcomes.push(IngestOutcome::Accepted);
     }
     transaction.finish_segments()?;

@@ -73,19 +73,46 @@ pub struct SummaryFacts {
 }
 
 impl SummaryFacts {
-    /// The facts of an event about to be stored.
-    pub fn of(event: &NewEvent) -> SummaryFacts {
-        SummaryFacts {
-            id: event.id.clone(),
+    /// The facts as [`SummaryEvent`] borrows them.
+    pub fn as_event(&self) -> SummaryEvent<'_> {
+        SummaryEvent {
+            id: &self.id,
+            time_ms: self.time_ms,
+            kind: self.kind,
+            has_context: self.has_context,
+            search_query: self.search_query.as_deref(),
+            user_agent_info: self.user_agent_info.as_ref(),
+            geolocation: self.geolocation.as_ref(),
+        }
+    }
+}
+
+/// [`SummaryFacts`] borrowed from a stored row or from an event about to be stored,
+/// so that following a batch's events copies only what the summary keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SummaryEvent<'a> {
+    pub id: &'a str,
+    pub time_ms: i64,
+    pub kind: EventKind,
+    pub has_context: bool,
+    pub search_query: Option<&'a str>,
+    pub user_agent_info: Option<&'a UserAgentInfo>,
+    pub geolocation: Option<&'a Geolocation>,
+}
+
+impl<'a> SummaryEvent<'a> {
+    pub fn of(event: &'a NewEvent) -> SummaryEvent<'a> {
+        SummaryEvent {
+            id: &event.id,
             time_ms: event.time_ms,
             kind: event.kind,
             has_context: event.context.is_some(),
             search_query: event
                 .page
                 .as_ref()
-                .and_then(|page| page.search_query.clone()),
-            user_agent_info: event.user_agent_info.clone(),
-            geolocation: event.geolocation.clone(),
+                .and_then(|page| page.search_query.as_deref()),
+            user_agent_info: event.user_agent_info.as_ref(),
+            geolocation: event.geolocation.as_ref(),
         }
     }
 }

@@ -12,7 +12,7 @@
 
 use footpath_protocol::v1::EventKind;
 
-use super::store::{SummaryFacts, SummaryRow};
+use super::store::{SummaryEvent, SummaryFacts, SummaryRow};
 use crate::model::SessionId;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -40,40 +40,42 @@ impl SessionSummary {
 
     /// Takes in an event just stored in the session. The search terms keep the first
     /// `max_search_terms` distinct ones.
-    pub fn add(&mut self, event: &SummaryFacts, max_search_terms: usize) {
+    pub fn add(&mut self, event: SummaryEvent<'_>, max_search_terms: usize) {
         self.events_held += 1;
         if self.recompute {
             return;
         }
         let row = &mut self.row;
         if let Some((time_ms, id)) = &row.last_event {
-            if (event.time_ms, event.id.as_str()) < (*time_ms, id.as_str()) {
+            if (event.time_ms, event.id) < (*time_ms, id.as_str()) {
                 self.recompute = true;
                 return;
             }
         }
         row.event_count += 1;
-        row.last_event = Some((event.time_ms, event.id.clone()));
+        row.last_event = Some((event.time_ms, event.id.to_owned()));
         if event.kind == EventKind::Pageview {
             row.pageview_count += 1;
-            row.last_pageview_id = Some(event.id.clone());
+            row.last_pageview_id = Some(event.id.to_owned());
             if row.landing_pageview_id.is_none() {
-                row.landing_pageview_id = Some(event.id.clone());
+                row.landing_pageview_id = Some(event.id.to_owned());
             }
         }
         if event.has_context {
-            row.context_event_id = Some(event.id.clone());
+            row.context_event_id = Some(event.id.to_owned());
         }
-        if let Some(term) = event.search_query.as_ref().filter(|term| !term.is_empty()) {
-            if row.search_terms.len() < max_search_terms && !row.search_terms.contains(term) {
-                row.search_terms.push(term.clone());
+        if let Some(term) = event.search_query.filter(|term| !term.is_empty()) {
+            if row.search_terms.len() < max_search_terms
+                && !row.search_terms.iter().any(|known| known == term)
+            {
+                row.search_terms.push(term.to_owned());
             }
         }
         if row.user_agent_info.is_none() {
-            row.user_agent_info.clone_from(&event.user_agent_info);
+            row.user_agent_info = event.user_agent_info.cloned();
         }
         if row.geolocation.is_none() {
-            row.geolocation.clone_from(&event.geolocation);
+            row.geolocation = event.geolocation.cloned();
         }
     }
 
@@ -81,7 +83,7 @@ impl SessionSummary {
     pub fn recompute(events: &[SummaryFacts], max_search_terms: usize) -> SummaryRow {
         let mut summary = SessionSummary::loaded(SessionId::new(""), SummaryRow::default());
         for event in events {
-            summary.add(event, max_search_terms);
+            summary.add(event.as_event(), max_search_terms);
         }
         summary.row
     }
@@ -113,7 +115,7 @@ mod tests {
         ];
         let mut summary = SessionSummary::loaded(SessionId::new("s"), SummaryRow::default());
         for event in &events {
-            summary.add(event, 1);
+            summary.add(event.as_event(), 1);
         }
         let expected = SummaryRow {
             event_count: 4,
@@ -133,7 +135,7 @@ mod tests {
         );
         assert_eq!(SessionSummary::recompute(&events, 1), expected);
 
-        summary.add(&facts("0", 5, EventKind::Pageview, None), 1);
+        summary.add(facts("0", 5, EventKind::Pageview, None).as_event(), 1);
         assert!(summary.recompute);
         assert_eq!(summary.events_held, 5);
     }
