@@ -31,7 +31,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use rusqlite_migration::{Migrations, M};
 
 use super::contacts_sql;
-use super::segments_sql;
+use super::segments_sql::{self, IndexCache};
 use super::sqlite_ingest::SqliteIngest;
 use super::{
     ContactPage, ContactQuery, IngestOutcome, IngestReply, LastEvent, Listing, NewBatch, NewEvent,
@@ -260,6 +260,9 @@ pub struct SqliteStore {
     checkpointer: Checkpointer,
     limits: SessionLimits,
     pending_pings: Arc<PendingPings>,
+    /// The index of the active segments and outcomes, rebuilt when the database's
+    /// definitions generation moves.
+    index_cache: Arc<IndexCache>,
     /// The database file, measured for the operator's metrics.
     path: PathBuf,
     /// The writer's queue depth and batches per commit, for the operator's metrics.
@@ -376,6 +379,7 @@ impl SqliteStore {
         let writer = Arc::new(Mutex::new(writer));
         let (sender, receiver) = sync_channel(queue.capacity_batches.max(1));
         let pending_pings = Arc::new(PendingPings::default());
+        let index_cache = Arc::new(IndexCache::default());
         let writer_metrics = WriterMetrics::default();
         let writer_thread = std::thread::Builder::new()
             .name("footpath-ingest-writer".to_owned())
@@ -384,11 +388,13 @@ impl SqliteStore {
                 let max_batches = queue.max_batches_per_transaction.max(1);
                 let wal_over_cap = Arc::clone(&checkpointer.wal_over_cap);
                 let pending_pings = Arc::clone(&pending_pings);
+                let index_cache = Arc::clone(&index_cache);
                 let writer_metrics = writer_metrics.clone();
                 move || {
                     let group_settings = GroupSettings {
                         wal_over_cap: &wal_over_cap,
                         limits: &limits,
+                        index_cache: &index_cache,
                         pending_pings: &pending_pings,
                         metrics: &writer_metrics,
                     };
@@ -404,6 +410,7 @@ impl SqliteStore {
             checkpointer,
             limits,
             pending_pings,
+            index_cache,
             path: path.to_owned(),
             writer_metrics,
         })
@@ -427,6 +434,7 @@ impl SqliteStore {
         let settings = GroupSettings {
             wal_over_cap: &self.checkpointer.wal_over_cap,
             limits: &self.limits,
+            index_cache: &self.index_cache,
             pending_pings: &self.pending_pings,
             metrics: &self.writer_metrics,
         };
@@ -487,6 +495,7 @@ fn run_ingest_writer(
 struct GroupSettings<'a> {
     wal_over_cap: &'a AtomicBool,
     limits: &'a SessionLimits,
+    index_cache: &'a IndexCache,
     pending_pings: &'a PendingPings,
     metrics: &'a WriterMetrics,
 }
@@ -524,7 +533,7 @@ fn ingest_group(
             batch,
             now_ms,
             timeout_ms,
-            settings.limits,
+            settings,
         ));
     }
     if let Err(error) = transaction.commit() {
@@ -549,14 +558,20 @@ fn ingest_in_savepoint(
     batch: &NewBatch,
     now_ms: i64,
     timeout_ms: i64,
-    limits: &SessionLimits,
+    settings: &GroupSettings<'_>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     // Plain SQL savepoints rather than rusqlite's `Savepoint`, so that the per-batch
     // code keeps working on the `Transaction`.
     transaction
         .prepare_cached("SAVEPOINT ingest_batch")?
         .execute([])?;
-    match ingest_in_transaction(transaction, batch, now_ms, timeout_ms, limits) {
+    match ingest_in_transaction(
+        transaction,
+        batch,
+        (now_ms, timeout_ms),
+        settings.limits,
+        settings.index_cache,
+    ) {
         Ok(outcomes) => {
             transaction
                 .prepare_cached("RELEASE ingest_batch")?
@@ -608,11 +623,11 @@ fn configure(connection: &Connection) -> Result<(), StoreError> {
 fn ingest_in_transaction(
     transaction: &Transaction<'_>,
     batch: &NewBatch,
-    now_ms: i64,
-    timeout_ms: i64,
+    (now_ms, timeout_ms): (i64, i64),
     limits: &SessionLimits,
+    index_cache: &IndexCache,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    let mut rows = SqliteIngest::new(transaction);
+    let mut rows = SqliteIngest::new(transaction, index_cache);
     crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits)
 }
 
@@ -627,8 +642,13 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front, so the transaction cannot fail
         // half-way for lack of it after having read the sessions it is about to change.
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcomes =
-            ingest_in_transaction(&transaction, batch, now_ms, timeout_ms, &self.limits)?;
+        let outcomes = ingest_in_transaction(
+            &transaction,
+            batch,
+            (now_ms, timeout_ms),
+            &self.limits,
+            &self.index_cache,
+        )?;
         transaction.commit()?;
         Ok(outcomes)
     }
@@ -1450,7 +1470,7 @@ mod tests {
             for session in &incremental {
                 let session_id = crate::model::SessionId::new(session[0].clone().unwrap());
                 crate::ingest::recompute_summary(
-                    &mut SqliteIngest::new(&transaction),
+                    &mut SqliteIngest::new(&transaction, &IndexCache::default()),
                     &session_id,
                     20,
                 )
@@ -1615,6 +1635,7 @@ mod tests {
             let settings = GroupSettings {
                 wal_over_cap: &flag,
                 limits: &SessionLimits::default(),
+                index_cache: &IndexCache::default(),
                 pending_pings: &PendingPings::default(),
                 metrics: &WriterMetrics::default(),
             };

@@ -8,7 +8,7 @@
 use rusqlite::{params, Row, Transaction};
 
 use super::contacts_sql;
-use super::segments_sql;
+use super::segments_sql::{self, IndexCache};
 use super::sqlite::{from_json, insert_event, parse_kind, to_json, EventJson};
 use crate::contacts::ContactFields;
 use crate::identity::LinkKind;
@@ -27,13 +27,19 @@ use crate::sessions::SessionSpan;
 pub(super) struct SqliteIngest<'t, 'c> {
     transaction: &'t Transaction<'c>,
     segments: Option<segments_sql::BatchEvaluation>,
+    /// The store's index of the active definitions.
+    index_cache: &'t IndexCache,
 }
 
 impl<'t, 'c> SqliteIngest<'t, 'c> {
-    pub(super) fn new(transaction: &'t Transaction<'c>) -> SqliteIngest<'t, 'c> {
+    pub(super) fn new(
+        transaction: &'t Transaction<'c>,
+        index_cache: &'t IndexCache,
+    ) -> SqliteIngest<'t, 'c> {
         SqliteIngest {
             transaction,
             segments: Some(segments_sql::BatchEvaluation::default()),
+            index_cache,
         }
     }
 }
@@ -362,6 +368,7 @@ impl IngestTransaction for SqliteIngest<'_, '_> {
             self.transaction,
             batch,
             state,
+            self.index_cache,
             session_id.as_str(),
             event,
             now_ms,
