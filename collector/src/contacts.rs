@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::store::StoredContact;
+use crate::model::StoredContact;
 use crate::timefmt::format_ms;
 
 /// The `type` of every contact created through the API.

@@ -15,7 +15,7 @@ use footpath_protocol::v1::{
 use crate::enrich::geo::Geolocation;
 use crate::enrich::referrer::ReferrerCache;
 use crate::enrich::user_agent::UserAgentInfo;
-use crate::store::NewEvent;
+use crate::model::NewEvent;
 
 /// How far an event's device time may lie after the batch's `sentAt`: a little slack
 /// for the time between building and sending the batch, no more.

@@ -1,12 +1,11 @@
 //! Bearer-token authentication of the read API.
 
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
-use crate::desk::auth::is_known_token;
+use crate::desk::auth::{bearer_token, is_known_token};
 use crate::error::ApiError;
 
 /// Lets the request through only with `Authorization: Bearer <token>` naming one of
@@ -16,14 +15,8 @@ pub(super) async fn require_bearer_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match presented {
+    // The desk's parsing and check of the same header: one of each in the crate.
+    match bearer_token(request.headers()) {
         Some(token) if is_known_token(&state.config.api_tokens, token) => {
             Ok(next.run(request).await)
         }

@@ -143,7 +143,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
             tracing::warn!(%error, "not ready");
             Some(match error {
                 StoreError::WriterFailed(_) => "the ingest writer has stopped",
-                StoreError::Corrupt(_) | StoreError::Migration(_) => {
+                StoreError::Corrupt(_) | StoreError::Schema(_) => {
                     "the database is not at this collector's schema version"
                 }
                 _ => "the database does not answer",

@@ -44,7 +44,7 @@ use crate::enrich::geo::Geolocation;
 use crate::enrich::referrer::ReferrerInfo;
 use crate::enrich::user_agent::UserAgentInfo;
 use crate::journey;
-use crate::store::NewEvent;
+use crate::model::NewEvent;
 
 /// One journey pattern of one definition: `definitions[definition].journey[pattern]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -46,7 +46,7 @@ pub use definition::{Definition, DefinitionKind, Details, Scope};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::store::StoreError;
+use crate::model::StoreError;
 use crate::timefmt::format_ms;
 
 /// Most segments per collector, and most outcomes.

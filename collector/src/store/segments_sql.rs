@@ -24,7 +24,7 @@
 //! fingerprint changes.
 
 use foldhash::{HashMap, HashMapExt, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use footpath_protocol::v1::{Context, EventKind, Map, Page};
 use rusqlite::types::Value;
@@ -44,40 +44,36 @@ use crate::segments::{
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
-/// The index of each database file's definitions, by the file's path. Every change of
-/// a definition moves the database's generation, which tells [`current_index`] to
-/// rebuild.
-static INDEXES: LazyLock<Mutex<HashMap<String, Arc<Index>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The index of the active definitions, kept by the store that owns the database (one
+/// per `SqliteStore`, not per process): every change of a definition moves the
+/// database's generation, which tells [`IndexCache::current`] to rebuild, so that
+/// several stores and processes on one database apply the same definitions.
+#[derive(Default)]
+pub(super) struct IndexCache {
+    index: Mutex<Option<Arc<Index>>>,
+}
 
-/// The index of the active definitions, rebuilt when they changed.
-fn current_index(connection: &Connection) -> Result<Arc<Index>, StoreError> {
-    let generation: i64 = connection
-        .prepare_cached("SELECT generation FROM journey_definitions_generation WHERE one = 1")?
-        .query_row([], |row| row.get(0))?;
-    let path = connection
-        .path()
-        .filter(|path| !path.is_empty())
-        .map(str::to_owned);
-    if let Some(path) = &path {
-        let indexes = INDEXES.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(index) = indexes
-            .get(path)
+impl IndexCache {
+    /// The index of the active definitions, rebuilt when they changed.
+    fn current(&self, connection: &Connection) -> Result<Arc<Index>, StoreError> {
+        let generation: i64 = connection
+            .prepare_cached("SELECT generation FROM journey_definitions_generation WHERE one = 1")?
+            .query_row([], |row| row.get(0))?;
+        if let Some(index) = self
+            .index
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
             .filter(|index| index.generation == generation)
         {
             return Ok(Arc::clone(index));
         }
+        let mut definitions = load_definitions(connection, DefinitionKind::Segment)?;
+        definitions.extend(load_definitions(connection, DefinitionKind::Outcome)?);
+        let index = Arc::new(Index::build(generation, definitions));
+        *self.index.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&index));
+        Ok(index)
     }
-    let mut definitions = load_definitions(connection, DefinitionKind::Segment)?;
-    definitions.extend(load_definitions(connection, DefinitionKind::Outcome)?);
-    let index = Arc::new(Index::build(generation, definitions));
-    if let Some(path) = path {
-        INDEXES
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(path, Arc::clone(&index));
-    }
-    Ok(index)
 }
 
 fn bump_generation(transaction: &Transaction<'_>) -> Result<(), StoreError> {
@@ -493,11 +489,15 @@ struct Counter {
 }
 
 impl BatchEvaluation {
-    fn index(&mut self, connection: &Connection) -> Result<Arc<Index>, StoreError> {
+    fn index(
+        &mut self,
+        connection: &Connection,
+        cache: &IndexCache,
+    ) -> Result<Arc<Index>, StoreError> {
         if let Some(index) = &self.index {
             return Ok(Arc::clone(index));
         }
-        let index = current_index(connection)?;
+        let index = cache.current(connection)?;
         self.index = Some(Arc::clone(&index));
         Ok(index)
     }
@@ -763,11 +763,12 @@ pub(super) fn evaluate_in_tx(
     transaction: &Transaction<'_>,
     _batch: &NewBatch,
     state: &mut BatchEvaluation,
+    cache: &IndexCache,
     session_id: &str,
     event: &NewEvent,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let index = state.index(transaction)?;
+    let index = state.index(transaction, cache)?;
     if index.is_empty() {
         return Ok(());
     }

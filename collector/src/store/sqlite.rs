@@ -27,19 +27,31 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use footpath_protocol::v1::{AttributeValue, Context, EventKind, Map, Number, Page};
-use rand::Rng;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use rusqlite_migration::{Migrations, M};
 
 use super::contacts_sql;
-use super::segments_sql;
+use super::segments_sql::{self, IndexCache};
+use super::sqlite_ingest::SqliteIngest;
 use super::{
     ContactPage, ContactQuery, IngestOutcome, IngestReply, LastEvent, Listing, NewBatch, NewEvent,
     SavedPresentation, SessionFilter, Store, StoreError, StoredContact, StoredEvent, StoredSession,
 };
 use crate::contacts::ContactFields;
+pub use crate::ingest::SessionLimits;
 use crate::metrics::{StoreGauges, WriterMetrics};
-use crate::sessions::{self, SessionSpan};
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Backend(Box::new(error))
+    }
+}
+
+impl From<rusqlite_migration::Error> for StoreError {
+    fn from(error: rusqlite_migration::Error) -> StoreError {
+        StoreError::Schema(error.to_string())
+    }
+}
 
 /// The schema, one file per version. Never edit a released migration: add a new file.
 const MIGRATION_LIST: &[M<'static>] = &[
@@ -82,18 +94,6 @@ const WAL_CAP_FRAMES: i64 = 16_384;
 /// than rusqlite's default of 16, which would prepare some of them again per event.
 const STATEMENT_CACHE_CAPACITY: usize = 128;
 
-/// Short ids are unique among the deployment's sessions active in this period, while
-/// the space is not crowded.
-const SHORT_ID_UNIQUE_FOR_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// When the last 24 hours use too much of the short-id space (a flood of new sessions),
-/// a new id is unique among the sessions active in the last hour instead, and then
-/// among the live ones (see [`allocate_short_id`]).
-const SHORT_ID_CROWDED_UNIQUE_FOR_MS: i64 = 60 * 60 * 1000;
-
-/// Random draws per uniqueness period before the next, shorter, period is tried.
-const SHORT_ID_DRAWS: usize = 32;
-
 /// Pings waiting to be written (see [`PendingPings`]); past this, pings are dropped
 /// until the next sweep writes them (about 150 bytes each).
 const MAX_PENDING_PINGS: usize = 100_000;
@@ -101,30 +101,6 @@ const MAX_PENDING_PINGS: usize = 100_000;
 /// Pings the sweep writes per transaction, releasing the writer in between so that
 /// batches are not held up behind a long run of them.
 const PINGS_PER_TRANSACTION: usize = 500;
-
-/// What one session may accumulate, and the short-id space (see the `Config` fields of
-/// the same names, and [`allocate_short_id`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionLimits {
-    /// Events that would join a session holding this many are refused
-    /// (a full session is closed and the next event starts a new one).
-    pub max_events_per_session: u64,
-    /// The session summary keeps the first this many distinct search terms.
-    pub max_search_terms_per_session: usize,
-    /// Short ids are drawn from these numbers (inclusive); the Journey API promises 4
-    /// to 6 digits. Smaller spaces are for tests.
-    pub short_id_space: (u32, u32),
-}
-
-impl Default for SessionLimits {
-    fn default() -> SessionLimits {
-        SessionLimits {
-            max_events_per_session: 2000,
-            max_search_terms_per_session: 20,
-            short_id_space: (100_000, 999_999),
-        }
-    }
-}
 
 /// Pings recorded but not written yet: per deployment and visitor, the latest ping's
 /// time and the session timeout it was made under. A ping is written with the next
@@ -287,6 +263,9 @@ pub struct SqliteStore {
     checkpointer: Checkpointer,
     limits: SessionLimits,
     pending_pings: Arc<PendingPings>,
+    /// The index of the active segments and outcomes, rebuilt when the database's
+    /// definitions generation moves.
+    index_cache: Arc<IndexCache>,
     /// The database file, measured for the operator's metrics.
     path: PathBuf,
     /// The writer's queue depth and batches per commit, for the operator's metrics.
@@ -403,6 +382,7 @@ impl SqliteStore {
         let writer = Arc::new(Mutex::new(writer));
         let (sender, receiver) = sync_channel(queue.capacity_batches.max(1));
         let pending_pings = Arc::new(PendingPings::default());
+        let index_cache = Arc::new(IndexCache::default());
         let writer_metrics = WriterMetrics::default();
         let writer_thread = std::thread::Builder::new()
             .name("footpath-ingest-writer".to_owned())
@@ -411,11 +391,13 @@ impl SqliteStore {
                 let max_batches = queue.max_batches_per_transaction.max(1);
                 let wal_over_cap = Arc::clone(&checkpointer.wal_over_cap);
                 let pending_pings = Arc::clone(&pending_pings);
+                let index_cache = Arc::clone(&index_cache);
                 let writer_metrics = writer_metrics.clone();
                 move || {
                     let group_settings = GroupSettings {
                         wal_over_cap: &wal_over_cap,
                         limits: &limits,
+                        index_cache: &index_cache,
                         pending_pings: &pending_pings,
                         metrics: &writer_metrics,
                     };
@@ -431,6 +413,7 @@ impl SqliteStore {
             checkpointer,
             limits,
             pending_pings,
+            index_cache,
             path: path.to_owned(),
             writer_metrics,
         })
@@ -454,6 +437,7 @@ impl SqliteStore {
         let settings = GroupSettings {
             wal_over_cap: &self.checkpointer.wal_over_cap,
             limits: &self.limits,
+            index_cache: &self.index_cache,
             pending_pings: &self.pending_pings,
             metrics: &self.writer_metrics,
         };
@@ -514,6 +498,7 @@ fn run_ingest_writer(
 struct GroupSettings<'a> {
     wal_over_cap: &'a AtomicBool,
     limits: &'a SessionLimits,
+    index_cache: &'a IndexCache,
     pending_pings: &'a PendingPings,
     metrics: &'a WriterMetrics,
 }
@@ -551,7 +536,7 @@ fn ingest_group(
             batch,
             now_ms,
             timeout_ms,
-            settings.limits,
+            settings,
         ));
     }
     if let Err(error) = transaction.commit() {
@@ -576,14 +561,20 @@ fn ingest_in_savepoint(
     batch: &NewBatch,
     now_ms: i64,
     timeout_ms: i64,
-    limits: &SessionLimits,
+    settings: &GroupSettings<'_>,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     // Plain SQL savepoints rather than rusqlite's `Savepoint`, so that the per-batch
     // code keeps working on the `Transaction`.
     transaction
         .prepare_cached("SAVEPOINT ingest_batch")?
         .execute([])?;
-    match ingest_in_transaction(transaction, batch, now_ms, timeout_ms, limits) {
+    match ingest_in_transaction(
+        transaction,
+        batch,
+        (now_ms, timeout_ms),
+        settings.limits,
+        settings.index_cache,
+    ) {
         Ok(outcomes) => {
             transaction
                 .prepare_cached("RELEASE ingest_batch")?
@@ -629,112 +620,18 @@ fn configure(connection: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Stores one batch inside the caller's transaction: dedupe by event id, sessions,
-/// identity, session summaries. The caller commits (or rolls back to its savepoint).
-///
-/// Work that does not have to be per event is per batch: the visitor's sessions are
-/// read once and followed in memory ([`VisitorSessions`]), and each touched session's
-/// span and summary are written once, at the end ([`SessionSummary`]).
+/// Stores one batch inside the caller's transaction: the ingest core
+/// ([`crate::ingest::ingest_batch`]) over SQLite's row operations. The caller commits
+/// (or rolls back to its savepoint).
 fn ingest_in_transaction(
     transaction: &Transaction<'_>,
     batch: &NewBatch,
-    now_ms: i64,
-    timeout_ms: i64,
+    (now_ms, timeout_ms): (i64, i64),
     limits: &SessionLimits,
+    index_cache: &IndexCache,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    let mut outcomes = Vec::with_capacity(batch.events.len());
-    let mut visitor_sessions = VisitorSessions::load(transaction, batch, timeout_ms)?;
-    let mut summaries: Vec<SessionSummary> = Vec::new();
-    let mut segment_evaluation = segments_sql::BatchEvaluation::default();
-    for event in &batch.events {
-        let already_stored = transaction
-            .prepare_cached("SELECT 1 FROM events WHERE id = ?1")?
-            .exists([&event.id])?;
-        if already_stored {
-            outcomes.push(IngestOutcome::Duplicate);
-            continue;
-        }
-        // The session's summary is read before the event joins it. A session that holds
-        // `max_events_per_session` events is closed, and the event starts a new one:
-        // whoever fills a visitor's session (a visitor id is all it takes) can neither
-        // grow one card without bound nor lock the visitor's own sign-in out of it.
-        let mut joined = None;
-        if let Some(index) = visitor_sessions.choose(event.time_ms, timeout_ms) {
-            let session_id = visitor_sessions.sessions[index].id.clone();
-            let summary_index = summary_index(transaction, &mut summaries, &session_id)?;
-            if summaries[summary_index].events_held >= limits.max_events_per_session {
-                visitor_sessions.close_full(transaction, &session_id)?;
-            } else {
-                visitor_sessions.join(index, event.time_ms, now_ms, timeout_ms);
-                joined = Some((session_id, summary_index));
-            }
-        }
-        let (session_id, summary_index) = match joined {
-            Some(joined) => joined,
-            None => {
-                let session_id = visitor_sessions.create(
-                    transaction,
-                    batch,
-                    event.time_ms,
-                    now_ms,
-                    timeout_ms,
-                    limits.short_id_space,
-                )?;
-                let summary_index = summary_index(transaction, &mut summaries, &session_id)?;
-                (session_id, summary_index)
-            }
-        };
-        let logout = event.kind == EventKind::Logout;
-        if logout {
-            // A logout closes its session (`identity::decide`) and sets its end: the
-            // span this batch gave the session is written first, as it was before.
-            visitor_sessions.write_span(transaction, &session_id)?;
-        }
-        // Identity is resolved per event, in order, in this same transaction: a
-        // batch that identifies and then logs out must see each step.
-        let authenticated =
-            contacts_sql::resolve_identity(transaction, batch, &session_id, event, now_ms)?;
-        if logout {
-            visitor_sessions.forget_if_closed(transaction, &session_id)?;
-        }
-        let json = EventJson::new(event)?;
-        insert_event(transaction, batch, &session_id, event, authenticated, &json)?;
-        // Segments and outcomes are evaluated in this same transaction, so that an event
-        // is never stored without its assignments, or the other way round.
-        // They read the session's summary as it was before this batch.
-        segments_sql::evaluate_in_tx(
-            transaction,
-            batch,
-            &mut segment_evaluation,
-            &session_id,
-            event,
-            now_ms,
-        )?;
-        summaries[summary_index].add(event, &json, limits.max_search_terms_per_session);
-        outcomes.push(IngestOutcome::Accepted);
-    }
-    segment_evaluation.finish(transaction)?;
-    visitor_sessions.write_spans(transaction)?;
-    for summary in &summaries {
-        summary.write(transaction, limits.max_search_terms_per_session)?;
-    }
-    Ok(outcomes)
-}
-
-/// Where the batch's summary of the session is, read on first use.
-fn summary_index(
-    transaction: &Transaction<'_>,
-    summaries: &mut Vec<SessionSummary>,
-    session_id: &str,
-) -> Result<usize, StoreError> {
-    if let Some(index) = summaries
-        .iter()
-        .position(|summary| summary.session_id == session_id)
-    {
-        return Ok(index);
-    }
-    summaries.push(SessionSummary::load(transaction, session_id)?);
-    Ok(summaries.len() - 1)
+    let mut rows = SqliteIngest::new(transaction, index_cache);
+    crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits)
 }
 
 impl Store for SqliteStore {
@@ -748,8 +645,13 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock up front, so the transaction cannot fail
         // half-way for lack of it after having read the sessions it is about to change.
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let outcomes =
-            ingest_in_transaction(&transaction, batch, now_ms, timeout_ms, &self.limits)?;
+        let outcomes = ingest_in_transaction(
+            &transaction,
+            batch,
+            (now_ms, timeout_ms),
+            &self.limits,
+            &self.index_cache,
+        )?;
         transaction.commit()?;
         Ok(outcomes)
     }
@@ -1152,273 +1054,7 @@ fn to_count(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value}")))
 }
 
-/// One of the batch's visitor's sessions, as the batch has changed it so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct VisitorSession {
-    id: String,
-    span: SessionSpan,
-    ended_ms: Option<i64>,
-    /// The first_ms the database holds.
-    stored_first_ms: i64,
-    /// The span or the end moved and is not written yet.
-    changed: bool,
-}
-
-/// The sessions of a batch's visitor that any of the batch's events could join, read
-/// once per batch and kept up to date in memory as events join them, so that choosing
-/// a session is [`sessions::choose_session`] over memory rather than a query and an
-/// update per event. Spans are written back by [`VisitorSessions::write_spans`].
-///
-/// Reading once is enough: an event at `t` can only join a session with
-/// `last_ms > t - timeout` and `first_ms < t + timeout` (the rule's bounds). Over the
-/// batch's time range that is what [`VisitorSessions::load`] reads, and a session
-/// outside it could only come within reach by taking an event of the batch first.
-/// Sessions the batch creates are added as they are created; a session that a logout
-/// closes is dropped ([`VisitorSessions::forget_if_closed`]).
-#[derive(Debug, Default)]
-struct VisitorSessions {
-    sessions: Vec<VisitorSession>,
-}
-
-impl VisitorSessions {
-    fn load(
-        transaction: &Transaction<'_>,
-        batch: &NewBatch,
-        timeout_ms: i64,
-    ) -> Result<VisitorSessions, StoreError> {
-        let times = batch.events.iter().map(|event| event.time_ms);
-        let (Some(earliest_ms), Some(latest_ms)) = (times.clone().min(), times.max()) else {
-            return Ok(VisitorSessions::default());
-        };
-        let mut statement = transaction.prepare_cached(
-            // A session that a logout closed takes no more events, whatever their time.
-            "SELECT id, first_ms, last_ms, ended_ms FROM sessions
-             WHERE deployment_id = ?1 AND visitor_id = ?2 AND last_ms > ?3 AND first_ms < ?4
-               AND closed = 0",
-        )?;
-        let mut rows = statement.query(params![
-            batch.deployment_id,
-            batch.visitor_id,
-            sessions::candidate_last_ms_after(earliest_ms, timeout_ms),
-            latest_ms.saturating_add(timeout_ms),
-        ])?;
-        let mut sessions = Vec::new();
-        while let Some(row) = rows.next()? {
-            let first_ms = row.get(1)?;
-            sessions.push(VisitorSession {
-                id: row.get(0)?,
-                span: SessionSpan {
-                    first_ms,
-                    last_ms: row.get(2)?,
-                },
-                ended_ms: row.get(3)?,
-                stored_first_ms: first_ms,
-                changed: false,
-            });
-        }
-        Ok(VisitorSessions { sessions })
-    }
-
-    /// The session an event at `time_ms` joins, per [`sessions::choose_session`], if
-    /// any: an index into `sessions`.
-    fn choose(&self, time_ms: i64, timeout_ms: i64) -> Option<usize> {
-        let spans: Vec<SessionSpan> = self.sessions.iter().map(|session| session.span).collect();
-        sessions::choose_session(&spans, time_ms, timeout_ms)
-    }
-
-    /// Widens the span of the session at `index` (from [`VisitorSessions::choose`]) to
-    /// an event at `time_ms`.
-    fn join(&mut self, index: usize, time_ms: i64, now_ms: i64, timeout_ms: i64) {
-        let session = &mut self.sessions[index];
-        let before = (session.span, session.ended_ms);
-        session.span.include(time_ms);
-        // A late event can land in a session that the sweep already ended. If it
-        // moves the session's last activity, the end moves with it, or the session
-        // reopens when the new last activity is within the timeout.
-        let last_ms = session.span.last_ms;
-        session.ended_ms = session
-            .ended_ms
-            .and_then(|_| sessions::is_idle(last_ms, now_ms, timeout_ms).then_some(last_ms));
-        session.changed |= (session.span, session.ended_ms) != before;
-    }
-
-    /// Creates a session for an event at `time_ms` that joins none. Returns its id.
-    fn create(
-        &mut self,
-        transaction: &Transaction<'_>,
-        batch: &NewBatch,
-        time_ms: i64,
-        now_ms: i64,
-        timeout_ms: i64,
-        short_id_space: (u32, u32),
-    ) -> Result<String, StoreError> {
-        let session_id = uuid::Uuid::now_v7().to_string();
-        let short_id = allocate_short_id(
-            transaction,
-            &batch.deployment_id,
-            now_ms,
-            timeout_ms,
-            short_id_space,
-        )?;
-        transaction
-            .prepare_cached(
-                "INSERT INTO sessions (id, short_id, deployment_id, visitor_id, first_ms, last_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            )?
-            .execute(params![
-                session_id,
-                short_id,
-                batch.deployment_id,
-                batch.visitor_id,
-                time_ms
-            ])?;
-        self.sessions.push(VisitorSession {
-            id: session_id.clone(),
-            span: SessionSpan::starting_at(time_ms),
-            ended_ms: None,
-            stored_first_ms: time_ms,
-            changed: false,
-        });
-        Ok(session_id)
-    }
-
-    /// Writes the span of one session now, if the batch moved it.
-    fn write_span(
-        &mut self,
-        transaction: &Transaction<'_>,
-        session_id: &str,
-    ) -> Result<(), StoreError> {
-        if let Some(session) = self
-            .sessions
-            .iter_mut()
-            .find(|session| session.id == session_id)
-        {
-            write_session_span(transaction, session)?;
-        }
-        Ok(())
-    }
-
-    /// Closes a session that holds the most events a session may: its span is written,
-    /// it ends at its last activity, takes no more events, and leaves the candidates.
-    fn close_full(
-        &mut self,
-        transaction: &Transaction<'_>,
-        session_id: &str,
-    ) -> Result<(), StoreError> {
-        self.write_span(transaction, session_id)?;
-        transaction
-            .prepare_cached("UPDATE sessions SET closed = 1, ended_ms = last_ms WHERE id = ?1")?
-            .execute([session_id])?;
-        self.sessions.retain(|session| session.id != session_id);
-        Ok(())
-    }
-
-    /// Drops the session from the batch's candidates when it is closed (by a logout).
-    fn forget_if_closed(
-        &mut self,
-        transaction: &Transaction<'_>,
-        session_id: &str,
-    ) -> Result<(), StoreError> {
-        let closed: bool = transaction
-            .prepare_cached("SELECT closed FROM sessions WHERE id = ?1")?
-            .query_row([session_id], |row| row.get(0))?;
-        if closed {
-            self.sessions.retain(|session| session.id != session_id);
-        }
-        Ok(())
-    }
-
-    /// Writes every span the batch moved.
-    fn write_spans(&mut self, transaction: &Transaction<'_>) -> Result<(), StoreError> {
-        for session in &mut self.sessions {
-            write_session_span(transaction, session)?;
-        }
-        Ok(())
-    }
-}
-
-fn write_session_span(
-    transaction: &Transaction<'_>,
-    session: &mut VisitorSession,
-) -> Result<(), StoreError> {
-    if session.changed {
-        // Setting first_ms rewrites the entries of the indexes that hold it, even with
-        // the same value: only late events move it.
-        if session.span.first_ms == session.stored_first_ms {
-            transaction
-                .prepare_cached("UPDATE sessions SET last_ms = ?2, ended_ms = ?3 WHERE id = ?1")?
-                .execute(params![session.id, session.span.last_ms, session.ended_ms])?;
-        } else {
-            transaction
-                .prepare_cached(
-                    "UPDATE sessions SET first_ms = ?2, last_ms = ?3, ended_ms = ?4 WHERE id = ?1",
-                )?
-                .execute(params![
-                    session.id,
-                    session.span.first_ms,
-                    session.span.last_ms,
-                    session.ended_ms
-                ])?;
-        }
-        session.stored_first_ms = session.span.first_ms;
-        session.changed = false;
-    }
-    Ok(())
-}
-
-/// A random number of `space` (6 digits unless a test says otherwise) for a new
-/// session's short id, which agents ask visitors to read out.
-///
-/// It is unique among the deployment's sessions active in the last 24 hours. With
-/// 900,000 numbers that is easy for any real traffic, but a flood of new sessions (a
-/// script with fresh visitor ids) could fill it, and creating a session must never
-/// fail. So when [`SHORT_ID_DRAWS`] random draws find no free number, the id need only
-/// be unique among the sessions active in the last hour, then among the live ones (last
-/// activity within the session timeout); and if even those fill the space, a random
-/// number is used anyway (logged), since an ambiguous short id costs an agent one more
-/// question while a refused session loses the visitor's events. The Journey API
-/// promises 4 to 6 digits, so the id does not grow instead.
-fn allocate_short_id(
-    transaction: &Transaction<'_>,
-    deployment_id: &str,
-    now_ms: i64,
-    timeout_ms: i64,
-    space: (u32, u32),
-) -> Result<String, StoreError> {
-    let mut taken = transaction.prepare_cached(
-        "SELECT 1 FROM sessions WHERE deployment_id = ?1 AND short_id = ?2 AND last_ms >= ?3",
-    )?;
-    let mut random = rand::rng();
-    let (low, high) = (space.0.min(space.1), space.0.max(space.1));
-    let periods = [
-        SHORT_ID_UNIQUE_FOR_MS,
-        SHORT_ID_CROWDED_UNIQUE_FOR_MS,
-        timeout_ms,
-    ];
-    for (crowded, period_ms) in periods.into_iter().enumerate() {
-        let since_ms = now_ms.saturating_sub(period_ms);
-        for _ in 0..SHORT_ID_DRAWS {
-            let short_id = random.random_range(low..=high).to_string();
-            if !taken.exists(params![deployment_id, short_id, since_ms])? {
-                if crowded > 0 {
-                    tracing::warn!(
-                        deployment = deployment_id,
-                        unique_for_ms = period_ms,
-                        "the short-id space is crowded; new ids are unique over a shorter period"
-                    );
-                }
-                return Ok(short_id);
-            }
-        }
-    }
-    tracing::warn!(
-        deployment = deployment_id,
-        "every short id is taken by a live session; reusing one"
-    );
-    Ok(random.random_range(low..=high).to_string())
-}
-
-fn insert_event(
+pub(super) fn insert_event(
     transaction: &Transaction<'_>,
     batch: &NewBatch,
     session_id: &str,
@@ -1472,7 +1108,7 @@ fn insert_event(
 }
 
 /// The JSON columns of an event row, serialised once for the row and the summary.
-struct EventJson {
+pub(super) struct EventJson {
     campaign: Option<String>,
     context: Option<String>,
     attributes: String,
@@ -1483,7 +1119,7 @@ struct EventJson {
 }
 
 impl EventJson {
-    fn new(event: &NewEvent) -> Result<EventJson, StoreError> {
+    pub(super) fn new(event: &NewEvent) -> Result<EventJson, StoreError> {
         let campaign = match &event.page {
             Some(page) if !page.campaign.is_empty() => Some(serde_json::to_string(&page.campaign)?),
             _ => None,
@@ -1498,203 +1134,6 @@ impl EventJson {
             referrer: to_json(event.referrer_info.as_ref())?,
         })
     }
-}
-
-/// What a session card shows that depends on the session's events, kept up to date
-/// event by event while a batch is stored and written once at its end.
-///
-/// An event later (by time, then id) than every event of the session changes it in a
-/// simple way: counts go up, it is the last event (and the last pageview, and the
-/// latest context, when it has them), it is the landing pageview and the source of the
-/// user agent and geolocation only when the session had none, and its search term is
-/// appended unless already there. An earlier ("late") event can change the order of
-/// search terms or which event is first, so then the summary is recomputed from the
-/// events instead ([`refresh_session_summary`]); that is rare, and gives the same
-/// result by definition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SessionSummary {
-    session_id: String,
-    event_count: i64,
-    pageview_count: i64,
-    /// `(time_ms, id)` of the latest event.
-    last_event: Option<(i64, String)>,
-    last_pageview_id: Option<String>,
-    landing_pageview_id: Option<String>,
-    context_event_id: Option<String>,
-    search_terms: Vec<String>,
-    user_agent_json: Option<String>,
-    geolocation_json: Option<String>,
-    /// A late event joined: recompute from the events.
-    recompute: bool,
-    /// Events the session holds, counted even when `recompute` stops the rest of the
-    /// summary from following: what `max_events_per_session` is checked against.
-    events_held: u64,
-}
-
-impl SessionSummary {
-    fn load(transaction: &Transaction<'_>, session_id: &str) -> Result<SessionSummary, StoreError> {
-        let mut statement = transaction.prepare_cached(
-            "SELECT s.event_count, s.pageview_count, s.last_event_id, le.time_ms,
-                    s.last_pageview_id, s.landing_pageview_id, s.context_event_id,
-                    s.search_terms_json, s.user_agent_json, s.geolocation_json
-             FROM sessions s LEFT JOIN events le ON le.id = s.last_event_id
-             WHERE s.id = ?1",
-        )?;
-        let mut rows = statement.query([session_id])?;
-        let row = rows
-            .next()?
-            .ok_or_else(|| StoreError::Corrupt(format!("session {session_id} vanished")))?;
-        let event_count: i64 = row.get(0)?;
-        let last_event_id: Option<String> = row.get(2)?;
-        let last_event_time_ms: Option<i64> = row.get(3)?;
-        let last_event = last_event_id
-            .zip(last_event_time_ms)
-            .map(|(id, time_ms)| (time_ms, id));
-        Ok(SessionSummary {
-            session_id: session_id.to_owned(),
-            event_count,
-            pageview_count: row.get(1)?,
-            // A summary that does not point at its latest event is not one to build on.
-            recompute: event_count > 0 && last_event.is_none(),
-            last_event,
-            last_pageview_id: row.get(4)?,
-            landing_pageview_id: row.get(5)?,
-            context_event_id: row.get(6)?,
-            search_terms: serde_json::from_str(&row.get::<_, String>(7)?)?,
-            user_agent_json: row.get(8)?,
-            geolocation_json: row.get(9)?,
-            events_held: u64::try_from(event_count).unwrap_or(0),
-        })
-    }
-
-    /// Takes in an event just stored in the session. The search terms keep the first
-    /// `max_search_terms` distinct ones.
-    fn add(&mut self, event: &NewEvent, json: &EventJson, max_search_terms: usize) {
-        self.events_held += 1;
-        if self.recompute {
-            return;
-        }
-        if let Some((time_ms, id)) = &self.last_event {
-            if (event.time_ms, event.id.as_str()) < (*time_ms, id.as_str()) {
-                self.recompute = true;
-                return;
-            }
-        }
-        self.event_count += 1;
-        self.last_event = Some((event.time_ms, event.id.clone()));
-        if event.kind == EventKind::Pageview {
-            self.pageview_count += 1;
-            self.last_pageview_id = Some(event.id.clone());
-            if self.landing_pageview_id.is_none() {
-                self.landing_pageview_id = Some(event.id.clone());
-            }
-        }
-        if json.context.is_some() {
-            self.context_event_id = Some(event.id.clone());
-        }
-        let term = event
-            .page
-            .as_ref()
-            .and_then(|page| page.search_query.as_ref());
-        if let Some(term) = term.filter(|term| !term.is_empty()) {
-            if self.search_terms.len() < max_search_terms && !self.search_terms.contains(term) {
-                self.search_terms.push(term.clone());
-            }
-        }
-        if self.user_agent_json.is_none() {
-            self.user_agent_json.clone_from(&json.user_agent);
-        }
-        if self.geolocation_json.is_none() {
-            self.geolocation_json.clone_from(&json.geolocation);
-        }
-    }
-
-    fn write(
-        &self,
-        transaction: &Transaction<'_>,
-        max_search_terms: usize,
-    ) -> Result<(), StoreError> {
-        if self.recompute {
-            return refresh_session_summary(transaction, &self.session_id, max_search_terms);
-        }
-        transaction
-            .prepare_cached(
-                "UPDATE sessions SET
-                    event_count = ?2, pageview_count = ?3, last_event_id = ?4,
-                    last_pageview_id = ?5, landing_pageview_id = ?6, context_event_id = ?7,
-                    search_terms_json = ?8, user_agent_json = ?9, geolocation_json = ?10
-                 WHERE id = ?1",
-            )?
-            .execute(params![
-                self.session_id,
-                self.event_count,
-                self.pageview_count,
-                self.last_event.as_ref().map(|(_, id)| id),
-                self.last_pageview_id,
-                self.landing_pageview_id,
-                self.context_event_id,
-                serde_json::to_string(&self.search_terms)?,
-                self.user_agent_json,
-                self.geolocation_json,
-            ])?;
-        Ok(())
-    }
-}
-
-/// Recomputes what a session card shows from the session's events: what
-/// [`SessionSummary`] falls back on when late events (which can change the first
-/// pageview or the order of search terms) join a session.
-fn refresh_session_summary(
-    transaction: &Transaction<'_>,
-    session_id: &str,
-    max_search_terms: usize,
-) -> Result<(), StoreError> {
-    let mut search_terms: Vec<String> = Vec::new();
-    if max_search_terms > 0 {
-        let mut statement = transaction.prepare_cached(
-            "SELECT page_search_query FROM events
-             WHERE session_id = ?1 AND page_search_query <> ''
-             ORDER BY time_ms, id",
-        )?;
-        let mut rows = statement.query([session_id])?;
-        while let Some(row) = rows.next()? {
-            let term: String = row.get(0)?;
-            if !search_terms.contains(&term) {
-                search_terms.push(term);
-                if search_terms.len() == max_search_terms {
-                    break;
-                }
-            }
-        }
-    }
-    transaction
-        .prepare_cached(
-            "UPDATE sessions SET
-                event_count = (SELECT COUNT(*) FROM events WHERE session_id = ?1),
-                pageview_count = (SELECT COUNT(*) FROM events
-                                  WHERE session_id = ?1 AND kind = 'pageview'),
-                last_event_id = (SELECT id FROM events WHERE session_id = ?1
-                                 ORDER BY time_ms DESC, id DESC LIMIT 1),
-                last_pageview_id = (SELECT id FROM events
-                                    WHERE session_id = ?1 AND kind = 'pageview'
-                                    ORDER BY time_ms DESC, id DESC LIMIT 1),
-                landing_pageview_id = (SELECT id FROM events
-                                       WHERE session_id = ?1 AND kind = 'pageview'
-                                       ORDER BY time_ms, id LIMIT 1),
-                context_event_id = (SELECT id FROM events
-                                    WHERE session_id = ?1 AND context_json IS NOT NULL
-                                    ORDER BY time_ms DESC, id DESC LIMIT 1),
-                search_terms_json = ?2,
-                user_agent_json = (SELECT user_agent_json FROM events
-                                   WHERE session_id = ?1 AND user_agent_json IS NOT NULL
-                                   ORDER BY time_ms, id LIMIT 1),
-                geolocation_json = (SELECT geolocation_json FROM events
-                                    WHERE session_id = ?1 AND geolocation_json IS NOT NULL
-                                    ORDER BY time_ms, id LIMIT 1)
-             WHERE id = ?1",
-        )?
-        .execute(params![session_id, serde_json::to_string(&search_terms)?])?;
-    Ok(())
 }
 
 /// The columns of an event row, in the order [`event_from_row`] reads them.
@@ -1820,11 +1259,13 @@ fn page_from_row(row: &Row<'_>, start: usize) -> Result<Option<Page>, StoreError
     }))
 }
 
-fn to_json<T: serde::Serialize>(value: Option<&T>) -> Result<Option<String>, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(
+    value: Option<&T>,
+) -> Result<Option<String>, StoreError> {
     Ok(value.map(serde_json::to_string).transpose()?)
 }
 
-fn from_json<T: serde::de::DeserializeOwned>(
+pub(super) fn from_json<T: serde::de::DeserializeOwned>(
     json: Option<String>,
 ) -> Result<Option<T>, StoreError> {
     Ok(json.map(|json| serde_json::from_str(&json)).transpose()?)
@@ -1834,7 +1275,7 @@ fn context_from_json(json: Option<String>) -> Result<Option<Context>, StoreError
     Ok(json.map(|json| serde_json::from_str(&json)).transpose()?)
 }
 
-fn parse_kind(kind: &str) -> Result<EventKind, StoreError> {
+pub(super) fn parse_kind(kind: &str) -> Result<EventKind, StoreError> {
     [
         EventKind::Pageview,
         EventKind::Record,
@@ -1913,6 +1354,7 @@ fn attributes_from_json(json: &str) -> Result<BTreeMap<String, AttributeValue>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sessions::{self, SessionSpan};
 
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
@@ -2069,7 +1511,13 @@ mod tests {
             assert!(incremental.len() >= 2, "seed {seed}: {incremental:?}");
             let transaction = connection.transaction().unwrap();
             for session in &incremental {
-                refresh_session_summary(&transaction, session[0].as_deref().unwrap(), 20).unwrap();
+                let session_id = crate::model::SessionId::new(session[0].clone().unwrap());
+                crate::ingest::recompute_summary(
+                    &mut SqliteIngest::new(&transaction, &IndexCache::default()),
+                    &session_id,
+                    20,
+                )
+                .unwrap();
             }
             let recomputed = summaries(&transaction);
             assert_eq!(incremental, recomputed, "seed {seed}");
@@ -2230,6 +1678,7 @@ mod tests {
             let settings = GroupSettings {
                 wal_over_cap: &flag,
                 limits: &SessionLimits::default(),
+                index_cache: &IndexCache::default(),
                 pending_pings: &PendingPings::default(),
                 metrics: &WriterMetrics::default(),
             };

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod contacts_api;
+mod contract;
 mod desk;
 mod durability;
 mod enrichment;

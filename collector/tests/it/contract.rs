@@ -1,0 +1,415 @@
+//! The store contract: behaviour every backend must show, written against the `Store`
+//! interface (and through it the ingest core), not against a backend's tables.
+//!
+//! Each case is a plain function over `&dyn Store`; [`BACKENDS`] lists how to open
+//! each backend on a fresh database, and every test runs its case on every backend,
+//! naming the backend when it fails. A new backend (PostgreSQL, issue 12) adds one line
+//! to [`BACKENDS`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use footpath_collector::contacts::ContactFields;
+use footpath_collector::identity::LinkKind;
+use footpath_collector::model::{IngestOutcome, NewBatch, NewEvent, SessionFilter, StoredSession};
+use footpath_collector::segments::{definition, DefinitionKind, DefinitionWrite};
+use footpath_collector::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
+use footpath_protocol::v1::{AttributeValue, EventKind, Map, Page};
+use serde_json::json;
+
+const MINUTE: i64 = 60_000;
+const TIMEOUT: i64 = 20 * MINUTE;
+const T0: i64 = 1_795_500_000_000;
+const DEPLOYMENT: &str = "contract";
+
+/// Opens a backend on a fresh database in `dir`, with these session limits.
+type Open = fn(&Path, SessionLimits) -> Arc<dyn Store>;
+
+fn open_sqlite(dir: &Path, limits: SessionLimits) -> Arc<dyn Store> {
+    Arc::new(
+        SqliteStore::open_with(
+            dir.join("contract.sqlite3"),
+            IngestQueueSettings::default(),
+            limits,
+        )
+        .unwrap(),
+    )
+}
+
+const BACKENDS: &[(&str, Open)] = &[("sqlite", open_sqlite)];
+
+/// Runs `case` on every backend, each on a database of its own.
+fn on_every_backend(limits: SessionLimits, case: impl Fn(&dyn Store)) {
+    for (name, open) in BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), limits);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&*store)));
+        if let Err(panic) = result {
+            eprintln!("the contract case failed on the {name} backend");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+fn minutes(count: i64) -> i64 {
+    T0 + count * MINUTE
+}
+
+fn visitor(number: u32) -> String {
+    format!("0b7e0c2a-5b9e-4a57-9f3e-{number:012}")
+}
+
+fn event(number: u32, kind: EventKind, time_ms: i64) -> NewEvent {
+    NewEvent {
+        id: format!("00000000-0000-7000-8000-{number:012}"),
+        kind,
+        name: if kind == EventKind::Pageview {
+            "page_viewed".to_owned()
+        } else {
+            "order_completed".to_owned()
+        },
+        time_ms,
+        client_time_ms: time_ms,
+        received_ms: time_ms,
+        page: (kind == EventKind::Pageview).then(|| Page {
+            url: format!("https://shop.example/{number}"),
+            title: String::new(),
+            referrer: String::new(),
+            lang: String::new(),
+            keywords: String::new(),
+            search_query: None,
+            campaign: Map::new(),
+        }),
+        context: None,
+        login_id: None,
+        attributes: BTreeMap::new(),
+        traits: BTreeMap::new(),
+        user_agent: None,
+        ip_address: None,
+        user_agent_info: None,
+        geolocation: None,
+        referrer_info: None,
+        identity_verified: false,
+        identity_proof: Default::default(),
+    }
+}
+
+fn batch(visitor_number: u32, events: Vec<NewEvent>) -> NewBatch {
+    NewBatch {
+        deployment_id: DEPLOYMENT.to_owned(),
+        visitor_id: visitor(visitor_number),
+        events,
+        require_verified_identity: false,
+    }
+}
+
+fn ingest(store: &dyn Store, batch: &NewBatch, now_ms: i64) -> Vec<IngestOutcome> {
+    store.ingest(batch, now_ms, TIMEOUT).unwrap()
+}
+
+/// The visitor's sessions, oldest first.
+fn sessions_of(store: &dyn Store, visitor_number: u32) -> Vec<StoredSession> {
+    let filter = SessionFilter {
+        visitor_id: Some(visitor(visitor_number)),
+        ..SessionFilter::default()
+    };
+    let mut sessions = store.sessions(&filter, None, 1000).unwrap().items;
+    sessions.reverse();
+    sessions
+}
+
+/// The ids of a session's events, in time order.
+fn event_ids(store: &dyn Store, session: &StoredSession) -> Vec<String> {
+    store
+        .session_events(&session.id, None, 1000)
+        .unwrap()
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|stored| stored.event.id)
+        .collect()
+}
+
+fn id(number: u32) -> String {
+    event(number, EventKind::Pageview, 0).id
+}
+
+#[test]
+fn sessions_are_cut_by_event_time_not_arrival() {
+    on_every_backend(SessionLimits::default(), |store| {
+        // Arrival order is not time order; the 20-minute rule works on event time.
+        let events = vec![
+            event(3, EventKind::Pageview, minutes(50)),
+            event(1, EventKind::Pageview, minutes(0)),
+            event(2, EventKind::Pageview, minutes(19)),
+        ];
+        let outcomes = ingest(store, &batch(1, events), minutes(60));
+        assert_eq!(outcomes, [IngestOutcome::Accepted; 3]);
+        let sessions = sessions_of(store, 1);
+        let spans: Vec<(i64, i64, u64)> = sessions
+            .iter()
+            .map(|session| (session.first_ms, session.last_ms, session.event_count))
+            .collect();
+        assert_eq!(
+            spans,
+            [(minutes(0), minutes(19), 2), (minutes(50), minutes(50), 1)]
+        );
+        assert_eq!(event_ids(store, &sessions[0]), [id(1), id(2)]);
+    });
+}
+
+#[test]
+fn a_late_event_lands_where_its_time_belongs_and_moves_the_summary() {
+    on_every_backend(SessionLimits::default(), |store| {
+        ingest(
+            store,
+            &batch(
+                1,
+                vec![
+                    event(1, EventKind::Pageview, minutes(10)),
+                    event(2, EventKind::Pageview, minutes(20)),
+                    event(3, EventKind::Pageview, minutes(60)),
+                ],
+            ),
+            minutes(61),
+        );
+        // Earlier than every event of the first session, within its timeout.
+        ingest(
+            store,
+            &batch(1, vec![event(4, EventKind::Pageview, minutes(-5))]),
+            minutes(62),
+        );
+        let sessions = sessions_of(store, 1);
+        assert_eq!(sessions.len(), 2);
+        let first = &sessions[0];
+        assert_eq!((first.first_ms, first.last_ms), (minutes(-5), minutes(20)));
+        assert_eq!(first.event_count, 3);
+        // The late pageview is the session's landing page now; the last stays.
+        assert_eq!(
+            first.landing_page.as_ref().map(|page| page.url.as_str()),
+            Some("https://shop.example/4")
+        );
+        assert_eq!(
+            first.last_event.as_ref().map(|last| last.id.as_str()),
+            Some(id(2).as_str())
+        );
+        assert_eq!(event_ids(store, first), [id(4), id(1), id(2)]);
+    });
+}
+
+#[test]
+fn a_resent_event_is_stored_once() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let first = batch(1, vec![event(1, EventKind::Pageview, minutes(0))]);
+        assert_eq!(ingest(store, &first, minutes(1)), [IngestOutcome::Accepted]);
+        let resent = batch(
+            1,
+            vec![
+                event(1, EventKind::Pageview, minutes(0)),
+                event(2, EventKind::Pageview, minutes(1)),
+                // The same id twice in one batch.
+                event(2, EventKind::Pageview, minutes(1)),
+            ],
+        );
+        assert_eq!(
+            ingest(store, &resent, minutes(2)),
+            [
+                IngestOutcome::Duplicate,
+                IngestOutcome::Accepted,
+                IngestOutcome::Duplicate
+            ]
+        );
+        let sessions = sessions_of(store, 1);
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(event_ids(store, &sessions[0]), [id(1), id(2)]);
+    });
+}
+
+#[test]
+fn concurrent_duplicates_are_stored_once() {
+    on_every_backend(SessionLimits::default(), |store| {
+        // The same batch from eight requests at once (a retry racing its original),
+        // through the queue the HTTP handlers use.
+        let events: Vec<NewEvent> = (1..=20)
+            .map(|number| event(number, EventKind::Pageview, minutes(i64::from(number))))
+            .collect();
+        let the_batch = batch(1, events);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let outcomes: Vec<Vec<IngestOutcome>> = std::thread::scope(|scope| {
+            let senders: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        store
+                            .enqueue_ingest(the_batch.clone(), minutes(30), TIMEOUT)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            senders
+                .into_iter()
+                .map(|sender| {
+                    let reply = sender.join().unwrap();
+                    runtime.block_on(reply).unwrap().unwrap()
+                })
+                .collect()
+        });
+        for position in 0..20 {
+            let accepted = outcomes
+                .iter()
+                .filter(|outcome| outcome[position] == IngestOutcome::Accepted)
+                .count();
+            assert_eq!(accepted, 1, "event {position}: {outcomes:?}");
+        }
+        let sessions = sessions_of(store, 1);
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].event_count, 20);
+        assert_eq!(event_ids(store, &sessions[0]).len(), 20);
+    });
+}
+
+#[test]
+fn a_logout_closes_its_session_and_the_next_event_starts_another() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let events = vec![
+            event(1, EventKind::Pageview, minutes(0)),
+            event(2, EventKind::Logout, minutes(1)),
+            event(3, EventKind::Pageview, minutes(2)),
+        ];
+        ingest(store, &batch(1, events), minutes(3));
+        let sessions = sessions_of(store, 1);
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(sessions[0].ended_ms, Some(minutes(1)));
+        assert_eq!(event_ids(store, &sessions[0]), [id(1), id(2)]);
+        assert_eq!(event_ids(store, &sessions[1]), [id(3)]);
+    });
+}
+
+#[test]
+fn a_full_session_closes_and_the_next_event_starts_another() {
+    let limits = SessionLimits {
+        max_events_per_session: 3,
+        ..SessionLimits::default()
+    };
+    on_every_backend(limits, |store| {
+        let events = (1..=5)
+            .map(|number| event(number, EventKind::Pageview, minutes(i64::from(number))))
+            .collect();
+        ingest(store, &batch(1, events), minutes(6));
+        let sessions = sessions_of(store, 1);
+        let counts: Vec<u64> = sessions.iter().map(|session| session.event_count).collect();
+        assert_eq!(counts, [3, 2]);
+        assert_eq!(sessions[0].ended_ms, Some(minutes(3)));
+    });
+}
+
+#[test]
+fn unverified_traits_link_the_session_to_the_matching_contact() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let ada = store
+            .create_contact(
+                &ContactFields {
+                    first_name: Some("Ada".to_owned()),
+                    work_email: Some("ada@example.com".to_owned()),
+                    ..ContactFields::default()
+                },
+                T0,
+            )
+            .unwrap();
+        let mut identify = event(1, EventKind::Identify, minutes(0));
+        identify.traits.insert(
+            "email".to_owned(),
+            AttributeValue::String("ADA@example.com".to_owned()),
+        );
+        ingest(store, &batch(1, vec![identify]), minutes(1));
+        let session = &sessions_of(store, 1)[0];
+        assert_eq!(session.contact_id.as_deref(), Some(ada.id.as_str()));
+        assert_eq!(session.contact_link, Some(LinkKind::Unverified));
+        assert!(!session.authenticated);
+        // Unverified traits write nothing to the contact: no cookie identifier.
+        let contact = store.contact(&ada.id).unwrap().unwrap();
+        assert_eq!(contact.identifiers, ada.identifiers);
+    });
+}
+
+#[test]
+fn a_segment_is_assigned_once_its_pattern_is_met() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let definition = definition::parse(
+            DefinitionKind::Segment,
+            &json!({
+                "displayName": "Two pages",
+                "color": "#1f77b4",
+                "scope": "Session",
+                "journey": {"patterns": [{"eventName": "page_viewed", "count": 2}]},
+            }),
+        )
+        .unwrap();
+        let DefinitionWrite::Written(segment) = store.create_definition(&definition, T0).unwrap()
+        else {
+            panic!("not written");
+        };
+        ingest(
+            store,
+            &batch(1, vec![event(1, EventKind::Pageview, minutes(0))]),
+            minutes(1),
+        );
+        assert!(sessions_of(store, 1)[0].segment_assignments.is_empty());
+        ingest(
+            store,
+            &batch(1, vec![event(2, EventKind::Pageview, minutes(1))]),
+            minutes(2),
+        );
+        ingest(
+            store,
+            &batch(1, vec![event(3, EventKind::Pageview, minutes(2))]),
+            minutes(3),
+        );
+        let session = &sessions_of(store, 1)[0];
+        let assigned: Vec<(&str, &str)> = session
+            .segment_assignments
+            .iter()
+            .map(|assignment| {
+                (
+                    assignment.segment_id.as_str(),
+                    assignment.trigger_event_id.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(assigned, [(segment.id.as_str(), id(2).as_str())]);
+    });
+}
+
+#[test]
+fn short_ids_are_unique_among_the_deployments_recent_sessions() {
+    // Eight sessions in a space of ten numbers: the draws must find free ones (the
+    // last session still has three free numbers, so 96 draws miss them all with a
+    // probability of 0.7^96).
+    let limits = SessionLimits {
+        short_id_space: (1000, 1009),
+        ..SessionLimits::default()
+    };
+    on_every_backend(limits, |store| {
+        for number in 1..=8 {
+            ingest(
+                store,
+                &batch(number, vec![event(number, EventKind::Pageview, minutes(0))]),
+                minutes(1),
+            );
+        }
+        let filter = SessionFilter::default();
+        let mut short_ids: Vec<u32> = store
+            .sessions(&filter, None, 100)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|session| session.short_id.parse().unwrap())
+            .collect();
+        short_ids.sort_unstable();
+        short_ids.dedup();
+        assert_eq!(short_ids.len(), 8, "{short_ids:?}");
+        assert!(short_ids.iter().all(|id| (1000..=1009).contains(id)));
+    });
+}
