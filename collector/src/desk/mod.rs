@@ -16,7 +16,7 @@
 //! | route | status codes |
 //! |---|---|
 //! | `GET /desk`, `GET /desk/` (the desk; signed out: 303 to the sign-in page) | 200, 303 |
-//! | `GET /desk/signin`, `POST /desk/signin` (form field `token`; 403 cross-site, 429 with `Retry-After` past `sign_in_attempts_per_minute`) | 200, 303, 401, 403, 408, 413, 429 |
+//! | `GET /desk/signin`, `POST /desk/signin` (form field `token`; 403 cross-site, 429 with `Retry-After` past `sign_in_attempts_per_minute`; refusals are the sign-in page with the reason for `Accept: text/html`, JSON otherwise) | 200, 303, 401, 403, 408, 413, 429 |
 //! | `POST /desk/signout` (403 cross-site) | 303, 403 |
 //! | `GET /desk/assets/{desk.css,desk.js}` | 200, 404 |
 //! | `GET /desk/api/sessions?status=all\|active\|ended&q=` | 200, 400, 401 |
@@ -382,7 +382,50 @@ async fn read_small_body(
 /// (403), then the attempt is counted against the client address's allowance (429
 /// once it is spent, whatever the token). Cross-site requests are refused first so
 /// that another site cannot spend the allowance of the agents' address.
-async fn signin(State(state): State<DeskState>, request: Request) -> Result<Response, ApiError> {
+///
+/// A refusal is JSON like every other error, except for a browser's form submission
+/// (`Accept: text/html`): it gets the sign-in page again, with the same status and
+/// headers (`Retry-After`) and a sentence that says what to do, instead of raw JSON.
+async fn signin(State(state): State<DeskState>, request: Request) -> Response {
+    let wants_html = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|accept| accept.contains("text/html"));
+    match signin_checked(state, request).await {
+        Ok(response) => response,
+        Err(error) if wants_html => signin_refused_page(error),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The sign-in page with the reason of a refusal: what the agent can do about it.
+fn signin_refused_page(error: ApiError) -> Response {
+    let sentence = match &error {
+        ApiError::RateLimited { .. } => {
+            "Too many sign-in attempts from your network. Wait a minute, then try again."
+        }
+        ApiError::OriginNotAllowed(_) => {
+            "This sign-in did not come from the desk's own page. Open the desk's address \
+             directly and sign in there."
+        }
+        ApiError::PayloadTooLarge(_) => "That is not an access token. Check it and try again.",
+        ApiError::RequestTimeout(_) => "The sign-in took too long to arrive. Try again.",
+        _ => "The sign-in failed. Try again in a moment.",
+    };
+    let (mut parts, _) = error.into_response().into_parts();
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    // The sentences are fixed text: nothing of the request is echoed into the page.
+    let page = SIGNIN_HTML.replace(
+        "<p id=\"signin-error\" class=\"error\" hidden>That token is not valid. Check it and try again.</p>",
+        &format!("<p id=\"signin-error\" class=\"error\" role=\"alert\">{sentence}</p>"),
+    );
+    (parts, Html(page)).into_response()
+}
+
+async fn signin_checked(state: DeskState, request: Request) -> Result<Response, ApiError> {
     let config = state.app.config();
     let (parts, body) = request.into_parts();
     let peer = guard::socket_peer(&parts.extensions);

@@ -1047,3 +1047,72 @@ fn desk_app_config(dir: &std::path::Path) -> Config {
     }];
     config
 }
+
+/// A browser's refused sign-in (`Accept: text/html`, as a form submission sends) gets
+/// the sign-in page with a sentence saying what to do, with the refusal's status and
+/// `Retry-After`; API clients keep the JSON error.
+#[tokio::test]
+async fn a_browser_sees_why_its_sign_in_was_refused() {
+    let app = TestApp::with_config(|config| config.desk.sign_in_attempts_per_minute = 1);
+    let attempt = |accept: Option<&str>, extra: Option<(&str, &str)>| {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", "wrong-token-0123456789abcdef0123456789")
+            .finish();
+        let mut request = Request::post("/desk/signin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
+        request.body(Body::from(body)).unwrap()
+    };
+    const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    // Cross-site: refused before the allowance is spent.
+    let reply = send(
+        &app,
+        attempt(Some(BROWSER), Some(("sec-fetch-site", "cross-site"))),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(
+        reply
+            .text()
+            .contains("did not come from the desk's own page"),
+        "{}",
+        reply.text()
+    );
+    assert!(!reply.text().contains("origin.not.allowed"));
+    // The one attempt of the minute: a wrong token.
+    let reply = send(&app, attempt(Some(BROWSER), None)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.text().contains("That token is not valid"));
+    // Past the allowance.
+    let reply = send(&app, attempt(Some(BROWSER), None)).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(reply.header("retry-after"), Some("60"));
+    assert!(reply
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    let page = reply.text();
+    assert!(
+        page.contains("<form method=\"post\" action=\"/desk/signin\">"),
+        "{page}"
+    );
+    assert!(
+        page.contains("role=\"alert\">Too many sign-in attempts from your network."),
+        "{page}"
+    );
+    assert!(!page.contains("rate.limited"), "{page}");
+    // An API client still gets JSON.
+    let reply = send(&app, attempt(Some("application/json"), None)).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["code"], json!("rate.limited"));
+}
