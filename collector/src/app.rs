@@ -273,6 +273,12 @@ pub fn router(state: AppState) -> Router {
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
         ))
+        // A cross-origin isolated page (`Cross-Origin-Embedder-Policy: require-corp`)
+        // loads the snippet's `<script>` without CORS: it runs only with this header.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("cross-origin"),
+        ))
         .service(
             ServeDir::new(&state.config.sdk_dir)
                 .precompressed_gzip()
