@@ -6,6 +6,7 @@
 
 mod auth;
 mod batch;
+mod compressed;
 mod contacts;
 mod deadline;
 mod ops;
