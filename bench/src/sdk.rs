@@ -39,17 +39,21 @@ const PATIENCE: Duration = Duration::from_secs(300);
 const PAGE: &str = r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>SDK bench</title>
 <script>
-window.__wire = { requests: 0, beacons: 0, bytes: 0 };
+window.__wire = { requests: 0, beacons: 0, bytes: 0, waited: 0 };
 (function () {
   const size = (body) => body == null ? 0 : typeof body == 'string' ? new TextEncoder().encode(body).length
     : body.size !== undefined ? body.size : body.byteLength || 0;
   const realFetch = window.fetch;
   window.fetch = function (url, init) {
-    if (String(url).indexOf('/sdk/v1/batch') >= 0) {
-      window.__wire.requests++;
-      window.__wire.bytes += size(init && init.body);
-    }
-    return realFetch.apply(this, arguments);
+    if (String(url).indexOf('/sdk/v1/batch') < 0) return realFetch.apply(this, arguments);
+    const wire = window.__wire;
+    wire.requests++;
+    wire.bytes += size(init && init.body);
+    const sent = performance.now();
+    const done = () => { wire.waited += performance.now() - sent; };
+    const answer = realFetch.apply(this, arguments);
+    answer.then(done, done);
+    return answer;
   };
   const realBeacon = navigator.sendBeacon.bind(navigator);
   navigator.sendBeacon = function (url, body) {
@@ -387,7 +391,7 @@ async fn measure(
     .await?;
     eval(
         client,
-        "window.__wire = { requests: 0, beacons: 0, bytes: 0 };",
+        "window.__wire = { requests: 0, beacons: 0, bytes: 0, waited: 0 };",
     )
     .await?;
     cdp(driver, session, "Performance.enable", json!({})).await?;
@@ -469,6 +473,10 @@ async fn measure(
         per_event(requests) * 100.0,
         wire["requests"],
         wire["beacons"]
+    );
+    println!(
+        "request round trip:          {:.1} ms on average (fetch to answer headers)",
+        wire["waited"].as_f64().unwrap_or(0.0) / wire["requests"].as_f64().unwrap_or(0.0).max(1.0)
     );
     println!(
         "wire bytes per event:        {:.1} (request bodies)",
