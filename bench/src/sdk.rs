@@ -23,7 +23,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
-use fantoccini::{Client, ClientBuilder};
 use serde_json::{json, Value};
 
 use crate::{free_address, start_collector, API_TOKEN};
@@ -228,20 +227,62 @@ async fn start_browser(profile: &Path) -> anyhow::Result<(Driver, Client, String
             ],
         },
     });
-    let Value::Object(capabilities) = capabilities else {
-        unreachable!("a JSON object")
-    };
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let client = ClientBuilder::new(connector)
-        .capabilities(capabilities)
-        .connect(&driver.url)
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{}/session", driver.url))
+        .json(&json!({"capabilities": {"alwaysMatch": capabilities}}))
+        .send()
         .await
-        .context("cannot open a WebDriver session")?;
-    let session = client
-        .session_id()
-        .await?
-        .ok_or_else(|| anyhow!("the WebDriver session has no id"))?;
+        .context("cannot open a WebDriver session")?
+        .json()
+        .await?;
+    let session = created["value"]["sessionId"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no WebDriver session: {created}"))?
+        .to_owned();
+    let client = Client {
+        http,
+        session_url: format!("{}/session/{session}", driver.url),
+    };
     Ok((driver, client, session))
+}
+
+/// A WebDriver session spoken to in plain HTTP (W3C WebDriver): the three commands the
+/// bench needs. fantoccini, which the end-to-end tests use as a dev-dependency, would
+/// bring an MPL-2.0 crate (`webdriver`) into a binary of the workspace.
+struct Client {
+    http: reqwest::Client,
+    session_url: String,
+}
+
+impl Client {
+    async fn command(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}/{path}", self.session_url))
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let answer: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("WebDriver {path}: {status}: {answer}");
+        }
+        Ok(answer["value"].clone())
+    }
+
+    async fn goto(&self, url: &str) -> anyhow::Result<()> {
+        self.command("url", json!({ "url": url })).await.map(drop)
+    }
+
+    async fn execute(&self, script: &str) -> anyhow::Result<Value> {
+        self.command("execute/sync", json!({ "script": script, "args": [] }))
+            .await
+    }
+
+    async fn close(&self) {
+        let _ = self.http.delete(&self.session_url).send().await;
+    }
 }
 
 /// One Chrome DevTools Protocol command on the current tab, through chromedriver.
@@ -276,7 +317,7 @@ async fn metric(driver: &Driver, session: &str, name: &str) -> anyhow::Result<f6
 
 async fn eval(client: &Client, script: &str) -> anyhow::Result<Value> {
     client
-        .execute(script, vec![])
+        .execute(script)
         .await
         .with_context(|| format!("run {script}"))
 }
@@ -354,7 +395,7 @@ pub async fn sdk(calls: usize, sdk_dir: PathBuf, profile: bool) -> anyhow::Resul
         &driver, &client, &session, &page_url, &database, calls, profile,
     )
     .await;
-    let _ = client.close().await;
+    client.close().await;
     drop(driver);
     collector.kill()?;
     collector.wait()?;
