@@ -21,6 +21,8 @@ var footpathScript = document.currentScript;
     return WebAssembly.instantiate(bytes, __wbg_get_imports());
   }).then(function (wasm) {
     __wbg_finalize_init(wasm.instance, wasm.module);
+    // Timers, requests and page hiding call the module back through its `wake`.
+    fp_init(wake);
     start(src);
     var stub = w[name];
     var queue = (stub && stub.q) || [];

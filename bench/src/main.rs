@@ -15,6 +15,8 @@
 //!   the collector is killed with SIGKILL once `--events` are acknowledged, restarted
 //!   on the same database, and every acknowledged id is checked to be stored exactly
 //!   once (the database opened read-only).
+//! - `sdk`: what the browser SDK's `record` costs a page, in headless Chromium against
+//!   the release collector (see [`sdk`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,8 @@ use footpath_collector::validate::{validate_event, BatchContext};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
+
+mod sdk;
 
 const DEPLOYMENT: &str = "bench";
 const ORIGIN: &str = "http://bench.localhost";
@@ -93,6 +97,19 @@ enum Bench {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// The browser SDK's `record` in a cross-origin isolated page in headless Chromium.
+    Sdk {
+        /// `record` calls, in batches of 100.
+        #[arg(long, default_value_t = 10_000)]
+        calls: usize,
+        /// The built SDK (`cargo xtask sdk`).
+        #[arg(long, default_value = "target/sdk")]
+        sdk_dir: PathBuf,
+        /// Also print where the main thread's time went during the calls (CDP
+        /// `Profiler`, self time by function).
+        #[arg(long)]
+        profile: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -124,6 +141,11 @@ fn main() -> anyhow::Result<()> {
             events,
             concurrency,
         } => runtime.block_on(crash(events, concurrency)),
+        Bench::Sdk {
+            calls,
+            sdk_dir,
+            profile,
+        } => runtime.block_on(sdk::sdk(calls, sdk_dir, profile)),
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod auth;
 mod batch;
+mod compressed;
 mod contacts;
 mod deadline;
 mod ops;
@@ -277,6 +278,12 @@ pub fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::overriding(
             header::ACCESS_CONTROL_ALLOW_ORIGIN,
             HeaderValue::from_static("*"),
+        ))
+        // A cross-origin isolated page (`Cross-Origin-Embedder-Policy: require-corp`)
+        // loads the snippet's `<script>` without CORS: it runs only with this header.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::HeaderName::from_static("cross-origin-resource-policy"),
+            HeaderValue::from_static("cross-origin"),
         ))
         .service(
             ServeDir::new(&state.config.sdk_dir)

@@ -74,7 +74,8 @@ pub struct Tally {
 }
 
 /// Runs a test command, copying its output through and counting the `test result:`
-/// lines of cargo's and wasm-bindgen's runners; fails unless the command succeeds.
+/// lines of cargo's and wasm-bindgen's runners and the `# pass N` / `# fail N` lines of
+/// Node's (TAP); fails unless the command succeeds.
 pub fn run_tests(command: &mut Command, tally: &mut Tally) -> Result<()> {
     use std::io::{BufRead, BufReader};
     eprintln!("$ {}", describe(command));
@@ -86,6 +87,9 @@ pub fn run_tests(command: &mut Command, tally: &mut Tally) -> Result<()> {
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         println!("{line}");
+        let node_count = |prefix: &str| line.strip_prefix(prefix)?.trim().parse::<u64>().ok();
+        tally.passed += node_count("# pass ").unwrap_or(0);
+        tally.failed += node_count("# fail ").unwrap_or(0);
         if let Some(rest) = line.trim().strip_prefix("test result: ") {
             let count = |word: &str| {
                 rest.split(';')
@@ -151,6 +155,14 @@ fn test(args: &[String]) -> Result<()> {
     let mut native = cargo();
     native.args(["test", "--workspace", "--exclude", "footpath-e2e"]);
     let outcome = run_tests(&mut native, &mut tally);
+    // The pure parts of the SDK's `host.js`, with Node's built-in test runner, against
+    // vectors the Rust encoder wrote (`sdk-wasm/tests/queue_vectors.rs`).
+    let outcome = outcome.and_then(|_| {
+        let mut node = Command::new("node");
+        node.args(["--test", "--test-reporter=tap", "sdk-wasm/tests/"])
+            .current_dir(root());
+        run_tests(&mut node, &mut tally).context("the SDK's host.js tests (Node)")
+    });
     let outcome = outcome.and_then(|_| {
         if with_wasm {
             sdk::test_in_browser(&tools, &mut tally)

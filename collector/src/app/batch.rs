@@ -139,8 +139,10 @@ async fn ingest_batch(
 ) -> Result<BatchOutcome, ApiError> {
     let config = state.config();
     check_request_headers(&parts.headers)?;
-    check_content_type(&parts.headers)?;
+    let encoding = super::compressed::declared_encoding(&parts.headers)?;
+    check_media_type(&parts.headers)?;
     let bytes = read_body(body, config).await?;
+    let bytes = super::compressed::decode_body(bytes, encoding, config.max_body_bytes)?;
     // Held until the answer: the body is in, what is left is work for the collector.
     let _permit = state.ingest_permit()?;
     check_json_depth(&bytes, config.max_json_nesting_levels)
@@ -417,8 +419,9 @@ pub(super) fn take_identity_token(mut event: NewEvent, context: TokenContext<'_>
 }
 
 /// `text/plain` (what the SDK sends, in any charset) or `application/json`, not
-/// encoded: the collector does not decompress, and a body that a proxy might decode
-/// while the collector does not would be read differently by each.
+/// encoded: for the routes that do not decompress (a batch may be gzip, see
+/// `compressed.rs`), a body that a proxy might decode while the collector does not
+/// would be read differently by each.
 pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     for encoding in headers.get_all(header::CONTENT_ENCODING) {
         if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
@@ -427,6 +430,11 @@ pub(super) fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
             ));
         }
     }
+    check_media_type(headers)
+}
+
+/// `text/plain` (in any charset) or `application/json`, given once.
+pub(super) fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     // Two Content-Types are a request that proxies and the collector could read
     // differently: refuse rather than pick one.
     if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {

@@ -215,6 +215,12 @@ fn table() -> Vec<Case> {
     };
     // A gzip member header and deflate bytes: what a compressed batch starts with.
     let gzip_json = [&[0x1f_u8, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0x03][..], &[0xab; 64][..]].concat();
+    let gzip_bomb = {
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(&vec![0_u8; 32 << 20]).unwrap();
+        encoder.finish().unwrap()
+    };
 
     vec![
         // --- Headers ---
@@ -397,10 +403,17 @@ fn table() -> Vec<Case> {
         bad("web event screenWidth out of range", web_event(json!({"customerCookieId": VISITOR, "eventName": "clicked", "device": {"screenWidth": 1_u64 << 40}}))),
         // A form post instead of JSON.
         case("wrong Content-Type", Send::Router(batch_request(one.clone(), "application/x-www-form-urlencoded", Some(ORIGIN))), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported.media.type"),
-        // A plain body that claims to be gzip (a proxy could decode what the collector reads raw).
-        case("Content-Encoding gzip over plain JSON", batch_with_headers(one.clone(), &[("content-encoding", "gzip")]), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported.media.type"),
-        // A gzip body, which the collector does not decompress.
-        case("gzip body", batch_with_headers(gzip_json, &[("content-encoding", "gzip")]), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported.media.type"),
+        // A plain body that claims to be gzip: read as gzip, which it is not.
+        bad("Content-Encoding gzip over plain JSON", batch_with_headers(one.clone(), &[("content-encoding", "gzip")])),
+        // gzip's header, then bytes that do not inflate.
+        bad("gzip body that does not inflate", batch_with_headers(gzip_json.clone(), &[("content-encoding", "gzip")])),
+        bad("gzip magic bytes that do not inflate", batch_with_headers(gzip_json, &[])),
+        // An encoding the collector does not read.
+        case("Content-Encoding br", batch_with_headers(one.clone(), &[("content-encoding", "br")]), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported.media.type"),
+        // A decompression bomb: 32 MiB of zeros in about 32 KB, declared or by its magic
+        // bytes (as the SDK's beacons send); refused before it is inflated past the limit.
+        case("gzip bomb with Content-Encoding", batch_with_headers(gzip_bomb.clone(), &[("content-encoding", "gzip")]), StatusCode::PAYLOAD_TOO_LARGE, "payload.too.large"),
+        case("gzip bomb by magic bytes", batch_with_headers(gzip_bomb, &[]), StatusCode::PAYLOAD_TOO_LARGE, "payload.too.large"),
 
         // --- Paths and identities ---
         // A trailing slash on the batch path: not the batch route (the SDK files' folder

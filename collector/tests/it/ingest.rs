@@ -234,6 +234,36 @@ async fn retried_batch_is_reported_duplicate_and_stored_once() {
     assert_eq!(events["entities"].as_array().unwrap().len(), 2);
 }
 
+/// The batch's text, gzip-compressed as the SDK's `CompressionStream` does.
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_batches_are_stored_by_header_or_by_magic_bytes() {
+    // The SDK's beacons cannot set Content-Encoding: the collector knows gzip by its
+    // first bytes; other senders may say it.
+    for (visitor, declared) in [(VISITOR, false), (OTHER_VISITOR, true)] {
+        let app = TestApp::new();
+        let mut request = batch_request(
+            gzip(&batch(visitor, T0, vec![record(1, "clicked", T0)]).to_string()),
+            "text/plain;charset=UTF-8",
+            Some(ORIGIN),
+        );
+        if declared {
+            request
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        }
+        let body = app.send(request).await.ok_json();
+        assert_eq!(body["accepted"], 1, "declared {declared}: {body}");
+        assert_eq!(app.only_session_of(visitor).await["eventCount"], 1);
+    }
+}
+
 #[tokio::test]
 async fn the_same_event_twice_in_one_batch_is_stored_once() {
     let app = TestApp::new();

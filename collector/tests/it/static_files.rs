@@ -26,6 +26,11 @@ async fn sdk_files_are_served_cross_origin_with_caching() {
     assert_eq!(wasm.header("content-type"), Some("application/wasm"));
     assert_eq!(wasm.header("cache-control"), Some("public, max-age=300"));
     assert_eq!(wasm.header("access-control-allow-origin"), Some("*"));
+    // Without it, a cross-origin isolated page could not run the snippet's script.
+    assert_eq!(
+        wasm.header("cross-origin-resource-policy"),
+        Some("cross-origin")
+    );
     assert_eq!(&wasm.body[..], b"\0asm\x01\0\0\0");
 
     let plain = app.send(get("/sdk/footpath.js", None)).await;

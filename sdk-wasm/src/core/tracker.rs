@@ -11,6 +11,9 @@ use super::ids::{uuid_v4, uuid_v7};
 use super::session::{SessionRecord, SESSION_KEY};
 use super::{Options, Platform};
 
+/// How old the shared session record may be before an event writes it again.
+pub const SESSION_WRITE_INTERVAL_MS: i64 = 1_000;
+
 /// Lifecycle changes the page can subscribe to with `ac('on', ...)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -186,8 +189,11 @@ impl<P: Platform> Tracker<P> {
     /// one, and record the activity for every tab.
     fn touch_session(&mut self, now: i64) -> Vec<Notice> {
         let mut notices = Vec::new();
-        let id = match self.shared_session() {
-            Some(shared) if shared.is_live_at(now, self.options.session_timeout_ms) => shared.id,
+        let shared = self
+            .shared_session()
+            .filter(|shared| shared.is_live_at(now, self.options.session_timeout_ms));
+        let id = match &shared {
+            Some(shared) => shared.id.clone(),
             _ => {
                 let mut random = [0u8; 16];
                 self.platform.fill_random(&mut random);
@@ -201,14 +207,22 @@ impl<P: Platform> Tracker<P> {
                 notices.insert(0, Notice::SessionEnded(previous));
             }
         }
-        self.platform.save(
-            SESSION_KEY,
-            &SessionRecord {
-                id: id.clone(),
-                last_activity_ms: now,
-            }
-            .to_text(),
-        );
+        // A burst of events writes the shared record once a second, not once per event:
+        // a record at most a second old keeps the session alive just as well (the
+        // timeout is minutes), and every write costs the page a storage call.
+        let fresh = shared.is_some_and(|shared| {
+            shared.id == id && now - shared.last_activity_ms < SESSION_WRITE_INTERVAL_MS
+        });
+        if !fresh {
+            self.platform.save(
+                SESSION_KEY,
+                &SessionRecord {
+                    id: id.clone(),
+                    last_activity_ms: now,
+                }
+                .to_text(),
+            );
+        }
         self.session_id = Some(id);
         notices
     }
@@ -259,6 +273,27 @@ mod tests {
         let expected = format!("{{\"v\":1,\"deploymentId\":\"demo\",\"visitorId\":\"visitor\",\"sentAt\":0,\"events\":[{event}");
         assert!(tracked.text.starts_with(&expected), "{}", tracked.text);
         assert!(tracked.text.ends_with("}]}"), "{}", tracked.text);
+    }
+
+    #[test]
+    fn a_burst_writes_the_session_record_once_a_second() {
+        let platform = FakePlatform::new(1_000_000);
+        let mut t = tracker(&platform);
+        record(&mut t, "a");
+        let id = t.session_id().unwrap().to_owned();
+        platform.advance(SESSION_WRITE_INTERVAL_MS - 1);
+        record(&mut t, "b");
+        assert_eq!(
+            platform.load(SESSION_KEY).unwrap(),
+            format!("{id}|1000000"),
+            "not written again within the interval"
+        );
+        platform.advance(1);
+        record(&mut t, "c");
+        assert_eq!(
+            platform.load(SESSION_KEY).unwrap(),
+            format!("{id}|{}", 1_000_000 + SESSION_WRITE_INTERVAL_MS)
+        );
     }
 
     #[test]

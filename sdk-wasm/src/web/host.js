@@ -38,24 +38,67 @@ export function fp_init(wake) {
   });
 }
 
+// How much the queue holds, and how much one request carries. The bound keeps a page
+// from filling the visitor's storage (browsers give an origin about 5 million UTF-16
+// units of `localStorage`) while holding a burst that the collector takes a few
+// seconds to absorb.
+const MAX_QUEUED_EVENTS = 4000;
+// UTF-16 units, one per byte of ASCII JSON.
+const MAX_QUEUED_CHARS = 2e6;
+// The collector's own default limit of events per batch.
+const MAX_EVENTS_PER_REQUEST = 100;
+// Browsers refuse keepalive requests and beacons over 64 KiB in flight.
+const MAX_KEEPALIVE_BYTES = 6e4;
+// What one request may hold before compression, when it is compressed: the collector
+// takes up to 16 times its body limit once inflated.
+const MAX_INFLATED_BYTES = 5e5;
+const REQUEST_TIMEOUT_MS = 3e4;
+// Requests on their way at once: more than one only for a backlog of full requests,
+// so that a burst drains while the collector commits the previous ones.
+const MAX_REQUESTS_IN_FLIGHT = 6;
+// An event waits at most this long for others to go with it.
+const SEND_DELAY_MS = 1e3;
+// ... unless this many are waiting.
+const SEND_NOW_EVENTS = 10;
+
 // The send queue: the events of this page that the collector has not judged yet, each
 // the text of a batch of one (`Tracked::text` in the module), oldest first. It lives
 // here rather than in the module because this is cheaper in bytes, and its rules are
-// few: it is saved in `localStorage` under this page's own key after every change, so
-// that it outlives a reload, a crash or a closed tab, and the next page of the site
-// adopts the keys of pages that are gone (`fp_setup`). Each event keeps its id through
-// every retry and reload; the collector deduplicates by id.
+// few: it is saved in `localStorage` under this page's own keys, so that it outlives a
+// reload, a crash or a closed tab, and the next page of the site adopts the keys of
+// pages that are gone (`fp_setup`). Each event keeps its id through every retry and
+// reload; the collector deduplicates by id.
+//
+// Saving is coalesced and incremental, so that `record` costs the same whatever the
+// queue holds: the events queued in one task are written once, at the end of the task
+// (a microtask), as one chunk under `<page key>.<n>`, one event per line; a chunk is
+// rewritten when some of its events are settled and removed when all are. A page that
+// navigates away in the same task as it records still saves first: the microtask runs
+// before the task ends (and `pagehide` beacons the events).
 let fpQueue = [];
-let fpKey = '_footpath_q';
+// The queue's size as saved: its entries' lengths plus one separator each.
+let fpChars = 0;
+let fpSaving;
+// Entries not saved yet, in order; the chunk of each saved one; chunks to rewrite.
+const fpUnsaved = new Set();
+const fpChunkOf = new Map();
+const fpDirty = new Set();
+let fpChunks = 0;
+const QUEUE_KEY = '_footpath_q';
+let fpKey = QUEUE_KEY;
 let fpUrl;
-// The entries of the one request on its way (sends are one at a time, in order).
-let fpSending;
+// The entries on their way, and how many requests carry them.
+const fpOut = new Set();
+let fpInFlight = 0;
 // Waiting out a retry delay: only the module's retry timer (`fp_flush`) or the
 // browser coming back online ends it.
 let fpPaused;
 let fpSoon;
+// Whether `fpSoon` is the timer for "send now".
+let fpSoonNow;
 let fpDropped = [];
-const fpLocks = navigator.locks;
+// (Guarded so that Node's test runner can load the pure functions of this file.)
+const fpLocks = typeof navigator == 'object' && navigator.locks;
 // Resolving these lets go of the locks this page holds.
 let fpHeld = [];
 
@@ -67,20 +110,21 @@ function fpLock() {
   if (fpLocks) fpLocks.request(fpKey, fpHold);
 }
 
-// At most 1,000 events and about 1 MB (UTF-16 units, one per byte of ASCII JSON): the
+// At most 4,000 events and about 2 MB (UTF-16 units, one per byte of ASCII JSON): the
 // oldest go first, and the module hears which (their callbacks get an error, the
 // page's `on('error')` handlers one report per task). Events on their way stay, since
 // the collector's verdict on them is coming: the queue is over the bound by at most
-// one request until then.
+// the requests in flight until then.
 function fpBound() {
-  for (let size = fpQueue.join().length, i = 0; fpQueue[i] && (fpQueue.length > 1000 || size > 1e6); ) {
+  for (let i = 0; fpQueue[i] && (fpQueue.length > MAX_QUEUED_EVENTS || fpChars > MAX_QUEUED_CHARS); ) {
     const entry = fpQueue[i];
-    if ((fpSending || []).includes(entry)) {
+    if (fpOut.has(entry)) {
       i++;
       continue;
     }
     fpQueue.splice(i, 1);
-    size -= entry.length + 1;
+    fpChars -= entry.length + 1;
+    fpForget(entry);
     if (fpDropped.push(fpId(entry)) < 2) {
       setTimeout(() => {
         fpWake(7, fpDropped.map((id) => id + '\x01!queue full: dropped ' + fpDropped.length + ' oldest events').join('\x01'));
@@ -88,35 +132,89 @@ function fpBound() {
       });
     }
   }
-  fp_save(fpKey, fpQueue.join('\n'));
+  fpSaveSoon();
 }
 
-function fpId(entry) {
+// One save at the end of this task, whatever changed in it.
+function fpSaveSoon() {
+  if (!fpSaving) {
+    fpSaving = 1;
+    queueMicrotask(fpSaveNow);
+  }
+}
+
+// Writes what changed: the unsaved entries as a new chunk, and the chunks that lost
+// entries, without them (an empty value removes the key).
+function fpSaveNow() {
+  fpSaving = 0;
+  if (fpUnsaved.size) {
+    const chunk = { key: fpKey + '.' + fpChunks++, entries: [...fpUnsaved] };
+    fpUnsaved.clear();
+    for (const entry of chunk.entries) fpChunkOf.set(entry, chunk);
+    fpDirty.add(chunk);
+  }
+  for (const chunk of fpDirty) {
+    chunk.entries = chunk.entries.filter((entry) => fpChunkOf.get(entry) == chunk);
+    fp_save(chunk.key, chunk.entries.join('\n'));
+  }
+  fpDirty.clear();
+}
+
+// An entry left the queue (settled or dropped): its chunk is rewritten at the save.
+function fpForget(entry) {
+  const chunk = fpChunkOf.get(entry);
+  fpUnsaved.delete(entry);
+  fpChunkOf.delete(entry);
+  if (chunk) fpDirty.add(chunk);
+  fpSaveSoon();
+}
+
+// Where a stored key's chunk comes in its page's order (a whole queue saved by an
+// older version of the SDK, without a number, first).
+export function fpChunkNumber(key) {
+  return key.includes('.') ? +key.split('.')[1] : -1;
+}
+
+// The queue's new content, `list`, with its size kept up to date.
+function fpReplace(list) {
+  fpQueue = list;
+  fpChars = list.reduce((chars, entry) => chars + entry.length + 1, 0);
+}
+
+// Bytes of `text` in UTF-8; the module's JSON is almost always ASCII, whose length is
+// its size, so the encoder runs only when it is not.
+export function utf8Bytes(text) {
+  return /^[\x00-\x7f]*$/.test(text) ? text.length : new TextEncoder().encode(text).length;
+}
+
+export function fpId(entry) {
   return entry.substr(entry.indexOf('"events":[') + 17, 36);
 }
 
 // Up to `,"sentAt"`, comma included: inside a JSON string a quote is always escaped,
 // so a deployment id such as `a"sentAt` cannot end the head early.
-function fpHead(entry) {
+export function fpHead(entry) {
   return entry.slice(0, entry.indexOf(',"sentAt"'));
 }
 
 // The longest run from the start of `list` that can go in one request: entries of the
-// same deployment and visitor, at most 50 events (the collector takes 100) and 60,000
-// bytes (browsers refuse keepalive requests and beacons over 64 KiB in flight). A
-// first entry bigger than that goes alone, by plain fetch.
-function fpTake(list) {
+// same deployment and visitor, at most `MAX_EVENTS_PER_REQUEST` events and `maxBytes`
+// bytes of text. A first entry bigger than that goes alone, by plain fetch. So a
+// backlog drains a hundred events a request, and an uncompressed request or beacon
+// stays within the keepalive limit.
+export function fpTake(list, maxBytes) {
   const batch = [];
+  const head = list[0] && fpHead(list[0]);
   let size = 0;
   for (const entry of list) {
-    if (batch.length > 49 || fpHead(entry) != fpHead(list[0]) || ((size += new Blob([entry]).size) > 6e4 && batch[0])) break;
+    if (batch.length >= MAX_EVENTS_PER_REQUEST || fpHead(entry) != head || ((size += utf8Bytes(entry) + 1) > maxBytes && batch[0])) break;
     batch.push(entry);
   }
   return batch;
 }
 
 // The batches of one merged into one, stamped with the time it is sent.
-function fpBody(batch) {
+export function fpBody(batch) {
   return fpHead(batch[0]) + ',"sentAt":' + Date.now() + ',"events":[' + batch.map((entry) => entry.slice(entry.indexOf('"events":[') + 10, -2)) + ']}';
 }
 
@@ -133,24 +231,32 @@ export function fp_setup(url) {
   fpKey += fp_random();
   fpLock();
   try {
+    // Other pages' chunk keys, by page key (the name of the page's lock).
+    const pages = {};
     for (const key of Object.keys(localStorage)) {
-      if (!key.indexOf('_footpath_q') && key != fpKey) {
-        const adopt = () => {
-          const text = fp_load(key);
-          if (text) {
-            // Saved under this page's key before the dead page's key goes, so that a
-            // crash in between loses nothing; and again after, in case the storage was
-            // too full for both.
-            fpQueue = text.split('\n').concat(fpQueue);
-            fpBound();
-            fp_save(key, '');
-            fpBound();
-            setTimeout(fpFlush);
-          }
-          return fpHold();
-        };
-        fpLocks ? fpLocks.request(key, { ifAvailable: true }, (lock) => lock && adopt()) : adopt();
-      }
+      const page = key.split('.')[0];
+      if (!key.indexOf(QUEUE_KEY) && page != fpKey) (pages[page] = pages[page] || []).push(key);
+    }
+    for (const page in pages) {
+      const keys = pages[page].sort((a, b) => fpChunkNumber(a) - fpChunkNumber(b));
+      const adopt = () => {
+        const entries = [];
+        for (const key of keys) entries.push(...(fp_load(key) || '').split('\n').filter(Boolean));
+        // Saved under this page's key before the dead page's keys go, so that a crash
+        // in between loses nothing; and again after, in case the storage was too full
+        // for both.
+        fpReplace(entries.concat(fpQueue));
+        for (const entry of entries) fpUnsaved.add(entry);
+        fpBound();
+        fpSaveNow();
+        for (const key of keys) fp_save(key, '');
+        for (const entry of entries) fpDirty.add(fpChunkOf.get(entry));
+        fpDirty.delete(undefined);
+        fpSaveNow();
+        setTimeout(fpFlush);
+        return fpHold();
+      };
+      fpLocks ? fpLocks.request(page, { ifAvailable: true }, (lock) => lock && adopt()) : adopt();
     }
   } catch (e) {}
 }
@@ -159,10 +265,15 @@ export function fp_setup(url) {
 // are waiting.
 export function fp_queue(text) {
   fpQueue.push(text);
+  fpChars += text.length + 1;
+  fpUnsaved.add(text);
   fpBound();
-  if (!fpSoon || fpQueue.length > 9) {
+  // The flush timer is set once, and moved forward once when enough are waiting.
+  const now = fpQueue.length >= SEND_NOW_EVENTS;
+  if (!fpSoon || (now && !fpSoonNow)) {
     clearTimeout(fpSoon);
-    fpSoon = setTimeout(fpFlush, fpQueue.length > 9 ? 0 : 1e3);
+    fpSoon = setTimeout(fpFlush, now ? 0 : SEND_DELAY_MS);
+    fpSoonNow = now;
   }
 }
 
@@ -172,9 +283,36 @@ export function fp_flush() {
   fpFlush();
 }
 
+// Sends the oldest events not on their way: one request, and while at least a full
+// request's worth waits, more, up to `MAX_REQUESTS_IN_FLIGHT`.
 function fpFlush() {
   fpSoon = 0;
-  if (!fpSending && !fpPaused && fpQueue[0]) fpSend((fpSending = fpTake(fpQueue)));
+  while (!fpPaused && fpInFlight < MAX_REQUESTS_IN_FLIGHT) {
+    const idle = fpQueue.filter((entry) => !fpOut.has(entry));
+    if (!idle[0] || (fpInFlight && idle.length < MAX_EVENTS_PER_REQUEST)) return;
+    const batch = fpTake(idle, globalThis.CompressionStream ? MAX_INFLATED_BYTES : MAX_KEEPALIVE_BYTES);
+    for (const entry of batch) fpOut.add(entry);
+    fpInFlight++;
+    fpSend(batch);
+  }
+}
+
+// The body as gzip where the browser can compress (the collector knows it by its first
+// bytes, so no header is needed and the request stays free of a CORS preflight), or as
+// it is. Compressing is asynchronous: `send` gets the body when it is ready, at once
+// without compression.
+export function fpCompress(text, send) {
+  try {
+    if (globalThis.CompressionStream) {
+      // text/plain, as a string body would be: a CORS "simple" request.
+      return new Response(new Blob([text]).stream().pipeThrough(new CompressionStream('gzip')), { headers: { 'content-type': 'text/plain' } })
+        .blob()
+        .then(send, () => send(text));
+    }
+  } catch (error) {
+    // Sent as it is, below.
+  }
+  send(text);
 }
 
 // One request, with keepalive when small enough so that it survives the page. The
@@ -185,22 +323,22 @@ function fpFlush() {
 // verdict". 429, 5xx and network failures keep them and ask the module how long to
 // wait (with Retry-After for 429 and 503). So does a request or answer still
 // incomplete after 30 s, which would otherwise hold up every later one, and anything
-// that throws while the answer is read: whatever happens, `fpSending` is cleared.
+// that throws while the answer is read: whatever happens, the events are no longer
+// on their way afterwards. Requests in flight together may be answered in any order;
+// the first failure pauses sending, the others' answers are taken as they come.
 function fpSend(batch) {
-  const body = fpBody(batch);
-  const retry = (after) => {
-    fpSending = 0;
-    fpPaused = 1;
-    fpWake(6, after || '');
+  const landed = () => {
+    for (const entry of batch) fpOut.delete(entry);
+    fpInFlight--;
   };
-  fetch(fpUrl, {
-    method: 'POST',
-    body,
-    mode: 'cors',
-    credentials: 'omit',
-    keepalive: new Blob([body]).size < 6e4,
-    signal: self.AbortSignal && AbortSignal.timeout && AbortSignal.timeout(3e4),
-  })
+  const retry = (after) => {
+    landed();
+    if (!fpPaused) {
+      fpPaused = 1;
+      fpWake(6, after || '');
+    }
+  };
+  fpCompress(fpBody(batch), (body) => fpFetch(body)
     .then((response) => {
       const status = response.status;
       if (status == 429 || status > 499) return retry((status == 429 || status == 503) && response.headers.get('retry-after'));
@@ -222,14 +360,34 @@ function fpSend(batch) {
               return id + '\x01' + (result ? (result.error == null ? '' : '!' + result.error) : '!' + (answer.message || 'no verdict'));
             })
             .join('\x01');
-          fpSending = 0;
-          fpQueue = fpQueue.filter((entry) => !batch.includes(entry));
+          landed();
+          const settled = new Set(batch);
+          for (const entry of batch) fpForget(entry);
+          fpReplace(fpQueue.filter((entry) => !settled.has(entry)));
           fpBound();
           fpWake(4, text);
           fpFlush();
         });
     })
-    .catch(() => retry());
+    .catch(() => retry()));
+}
+
+// A request that outlives the page (keepalive) when it is small enough that all the
+// requests in flight stay within the browser's quota for those; a bigger one is sent
+// again by the next page if this one goes first.
+function fpFetch(body) {
+  try {
+    return fetch(fpUrl, {
+      method: 'POST',
+      body,
+      mode: 'cors',
+      credentials: 'omit',
+      keepalive: (body.size || utf8Bytes(body)) * MAX_REQUESTS_IN_FLIGHT < MAX_KEEPALIVE_BYTES,
+      signal: globalThis.AbortSignal && AbortSignal.timeout && AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+  } catch (error) {
+    return Promise.reject(error);
+  }
 }
 
 // The page is being hidden, left or closed: what is not on its way already goes out
@@ -243,13 +401,14 @@ let fpBeaconed = [];
 
 // The queue's entries that are not on their way and not in `list`.
 function fpIdle(list) {
-  return fpQueue.filter((entry) => !(fpSending || []).includes(entry) && !list.includes(entry));
+  return fpQueue.filter((entry) => !fpOut.has(entry) && !list.includes(entry));
 }
 
 function fpHide() {
   let rest = fpIdle(fpBeaconed);
   try {
-    for (let batch; rest[0] && navigator.sendBeacon(fpUrl, fpBody((batch = fpTake(rest)))); ) rest = rest.slice(batch.length);
+    // Uncompressed: a page that is going away gives no time to compress.
+    for (let batch; rest[0] && navigator.sendBeacon(fpUrl, fpBody((batch = fpTake(rest, MAX_KEEPALIVE_BYTES)))); ) rest = rest.slice(batch.length);
   } catch (e) {}
   // Those still queued that a beacon took, now or before: all but what is left.
   fpBeaconed = fpIdle(rest);

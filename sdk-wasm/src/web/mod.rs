@@ -58,7 +58,7 @@ const ERROR: u8 = 3;
 
 #[wasm_bindgen(module = "/src/web/host.js")]
 extern "C" {
-    fn fp_init(wake: &Closure<dyn Fn(u32, String)>);
+    fn fp_init(wake: &JsValue);
     fn fp_args(list: &JsValue) -> u32;
     fn fp_kind(index: u32) -> u32;
     fn fp_text(index: u32) -> String;
@@ -133,8 +133,6 @@ struct Handler {
 }
 
 struct Sdk {
-    /// Whether `host.js` has the wake-up function yet.
-    awake: bool,
     /// Where the SDK was loaded from: the default collector.
     script_url: String,
     tracker: Option<Tracker<Browser>>,
@@ -153,7 +151,6 @@ struct Sdk {
 thread_local! {
     static SDK: RefCell<Sdk> = const {
         RefCell::new(Sdk {
-            awake: false,
             script_url: String::new(),
             tracker: None,
             handlers: Vec::new(),
@@ -170,14 +167,6 @@ thread_local! {
 fn with_sdk(f: &mut dyn FnMut(&mut Sdk)) {
     let calls = SDK.with(|sdk| {
         let mut sdk = sdk.borrow_mut();
-        if !sdk.awake {
-            // Timers, requests and page hiding call back through this, for the page's
-            // lifetime.
-            sdk.awake = true;
-            let wake = Closure::<dyn Fn(u32, String)>::own_aborting(wake);
-            fp_init(&wake);
-            wake.forget();
-        }
         f(&mut sdk);
         std::mem::take(&mut sdk.calls)
     });
@@ -216,8 +205,10 @@ pub fn command(arguments: JsValue) {
     });
 }
 
-/// Timers and the send queue's news.
-fn wake(kind: u32, text: String) {
+/// Timers and the send queue's news: `host.js` calls this export (the loader hands it
+/// over with `fp_init`), which costs far less glue than a `Closure` would.
+#[wasm_bindgen]
+pub fn wake(kind: u32, text: String) {
     with_sdk(&mut |sdk| match kind {
         WAKE_FLUSH => {
             sdk.retry_timer = None;
@@ -445,7 +436,11 @@ impl Sdk {
             self.callbacks.push((tracked.event_id, callback));
         }
         self.notices(tracked.notices);
-        self.idle_timer = Some(Timer::new(WAKE_IDLE, timeout as f64));
+        // One timer for the page, not one per event: when it fires, `check_idle` waits
+        // again for whatever is left of the timeout since the last activity.
+        if self.idle_timer.is_none() {
+            self.idle_timer = Some(Timer::new(WAKE_IDLE, timeout as f64));
+        }
         Ok(())
     }
 
@@ -500,6 +495,13 @@ impl Sdk {
             String::new(),
         ));
     }
+}
+
+/// For the browser tests, which have no loader: hands [`wake`], as a JavaScript
+/// function, to `host.js`. Not exported to JavaScript, so not in the shipped module.
+#[doc(hidden)]
+pub fn __footpath_connect(wake: &JsValue) {
+    fp_init(wake);
 }
 
 /// Test hooks for the browser tests in `tests/`: not part of the page-facing API.

@@ -209,6 +209,37 @@ async fn leaving(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     expect_stored(env, &visitor, &[("page_viewed", 1), ("left_in_a_hurry", 1)]).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_recorded_in_the_same_task_as_a_navigation_is_sent_by_the_next_page(
+) -> anyhow::Result<()> {
+    let env = Env::start(EnvOptions::default()).await?;
+    let browser = Browser::start().await?;
+    let result = same_task_navigation(&env, &browser).await;
+    browser.finish(result).await
+}
+
+/// The SDK saves its queue once per task, at the end of it: an event recorded in the
+/// task that navigates must still be saved, and the next page must send it. This page
+/// can send nothing (its requests hang and the browser refuses its beacons), so only
+/// the saved queue can deliver the event.
+async fn same_task_navigation(env: &Env, browser: &Browser) -> anyhow::Result<()> {
+    let visitor = first_page(env, browser).await?;
+    run(
+        browser,
+        "navigator.sendBeacon = () => false; \
+         window.fetch = () => new Promise(() => {}); \
+         ac('record', 'recorded_while_leaving'); \
+         location.href = '/products';",
+    )
+    .await?;
+    expect_stored(
+        env,
+        &visitor,
+        &[("page_viewed", 2), ("recorded_while_leaving", 1)],
+    )
+    .await
+}
+
 /// Records, in the page, the ids of the events in every request body it sends
 /// (fetch and beacon), in `window.__wire`.
 const WIRE_LOG: &str = r#"

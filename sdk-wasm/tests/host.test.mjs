@@ -1,0 +1,75 @@
+// The pure parts of `host.js` (the send queue's reading and merging of event texts),
+// with Node's built-in test runner: `node --test sdk-wasm/tests/` (run by
+// `cargo xtask test`). The vectors come from the Rust encoder (`queue_vectors.rs`
+// keeps them equal to what it writes), so these tests break when either side changes
+// the shape the other relies on.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+
+import { fpBody, fpCompress, fpHead, fpId, fpTake, utf8Bytes } from '../src/web/host.js';
+
+const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
+
+test('an event text gives its id', () => {
+  assert.deepEqual(vectors.entries.map(fpId), vectors.ids);
+});
+
+test("a head ends before sentAt, whatever the deployment id holds", () => {
+  // The deployment id is `demo"sentAt`: an escaped quote cannot end the head early.
+  const head = fpHead(vectors.entries[0]);
+  assert.ok(head.endsWith('"visitorId":"0b7e0c2a-5b9e-4a57-9f3e-1c2d3e4f5a6b"'), head);
+  assert.equal(new Set(vectors.entries.map(fpHead)).size, 1);
+});
+
+test('merged texts are the batch the encoder writes', () => {
+  const realNow = Date.now;
+  Date.now = () => vectors.sentAt;
+  try {
+    assert.equal(fpBody(vectors.entries), vectors.body);
+  } finally {
+    Date.now = realNow;
+  }
+  assert.deepEqual(JSON.parse(vectors.body).events.map((event) => event.id), vectors.ids);
+});
+
+test('a request takes a run of the same head, within its limits', () => {
+  const [a, b, c] = vectors.entries;
+  const other = a.replace('"visitorId":"0b7e', '"visitorId":"1b7e');
+  const cases = [
+    // [list, byte limit, how many go]
+    [[a, b, c], 1e6, 3],
+    [[a, b, other, c], 1e6, 2],
+    // A first entry over the limit still goes, alone.
+    [[a, b], 10, 1],
+    [[a, b, c], utf8Bytes(a) + 1 + utf8Bytes(b) + 1, 2],
+    [Array(250).fill(c), 1e9, 100],
+    [[], 1e6, 0],
+  ];
+  for (const [list, limit, expected] of cases) assert.equal(fpTake(list, limit).length, expected);
+});
+
+test('sizes are UTF-8 bytes', () => {
+  for (const [text, bytes] of [['', 0], ['abc', 3], ['café', 5], ['—', 3], ['😀', 4]]) {
+    assert.equal(utf8Bytes(text), bytes, text);
+  }
+});
+
+test('bodies are gzip where CompressionStream exists, as they are otherwise', async () => {
+  const body = vectors.body;
+  const gzip = await new Promise((resolve) => fpCompress(body, resolve));
+  assert.equal(gzip.type, 'text/plain');
+  const bytes = Buffer.from(await gzip.arrayBuffer());
+  // The collector recognises gzip by these bytes (beacons cannot say Content-Encoding).
+  assert.deepEqual([...bytes.subarray(0, 3)], [0x1f, 0x8b, 0x08]);
+  assert.equal(gunzipSync(bytes).toString('utf8'), body);
+  const saved = globalThis.CompressionStream;
+  globalThis.CompressionStream = undefined;
+  try {
+    assert.equal(await new Promise((resolve) => fpCompress(body, resolve)), body);
+  } finally {
+    globalThis.CompressionStream = saved;
+  }
+});

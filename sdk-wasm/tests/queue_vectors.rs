@@ -1,0 +1,126 @@
+//! Test vectors shared by the Rust encoder and the send queue in `host.js`.
+//!
+//! The module hands `host.js` each event as the text of a batch of one; `host.js` reads
+//! its id and head from the text and merges runs of them into one request body
+//! (`fpId`, `fpHead`, `fpBody`), without a JSON parser. `vectors/queue.json` holds such
+//! texts, written by the real encoder, and the body the encoder itself writes for all
+//! of them in one batch. This test keeps the file equal to what the encoder writes
+//! (`FOOTPATH_UPDATE_VECTORS=1` rewrites it); `host.test.mjs` (Node's test runner, in
+//! `cargo xtask test`) checks that `host.js` merges the texts into exactly that body.
+#![cfg(not(target_arch = "wasm32"))]
+
+use footpath_protocol::v1::{
+    encode_batch, AttributeValue, Batch, Context, Event, EventKind, Map, Number, Page, VERSION,
+};
+
+const SENT_AT: i64 = 1_795_500_914_999;
+
+fn events() -> Vec<Event> {
+    let mut attributes = Map::new();
+    // Quotes, a deployment-id-like text and non-ASCII, which the queue must not misread.
+    attributes.insert(
+        "note".to_owned(),
+        AttributeValue::String("say \"hi\"\n,\"sentAt\":1 — café".to_owned()),
+    );
+    attributes.insert(
+        "price".to_owned(),
+        AttributeValue::Number(Number::parse("12.5").unwrap()),
+    );
+    attributes.insert("in_stock".to_owned(), AttributeValue::Bool(true));
+    let mut traits = Map::new();
+    traits.insert(
+        "email".to_owned(),
+        AttributeValue::String("ada@example.com".to_owned()),
+    );
+    let page = Page {
+        url: "https://shop.example/p?q=shoes".to_owned(),
+        title: "Shoes – Shop".to_owned(),
+        referrer: String::new(),
+        lang: "en".to_owned(),
+        keywords: String::new(),
+        search_query: Some("shoes".to_owned()),
+        campaign: Map::new(),
+    };
+    let context = Context {
+        browser_lang: "en-GB".to_owned(),
+        screen_width: 1280,
+        screen_height: 800,
+        screen_density: 200,
+        viewport_width: 1200,
+        viewport_height: 700,
+    };
+    let event = |n: u8, kind, name: &str| Event {
+        id: format!("0193a5c0-0000-7000-8000-00000000000{n}"),
+        kind,
+        name: name.to_owned(),
+        time: 1_795_500_914_000 + i64::from(n),
+        session_id: Some("5d3c1b2a-0000-4000-8000-00000000beef".to_owned()),
+        page: Some(page.clone()),
+        context: Some(context.clone()),
+        login_id: None,
+        attributes: Map::new(),
+        traits: Map::new(),
+    };
+    let mut recorded = event(1, EventKind::Record, "order_completed");
+    recorded.attributes = attributes;
+    let mut identified = event(2, EventKind::Identify, "identified");
+    identified.login_id = Some("ada".to_owned());
+    identified.traits = traits;
+    let plain = event(3, EventKind::Pageview, "page_viewed");
+    vec![recorded, identified, plain]
+}
+
+fn batch(sent_at: i64, events: Vec<Event>) -> Batch {
+    Batch {
+        v: VERSION,
+        deployment_id: "demo\"sentAt".to_owned(),
+        visitor_id: "0b7e0c2a-5b9e-4a57-9f3e-1c2d3e4f5a6b".to_owned(),
+        sent_at,
+        events,
+    }
+}
+
+/// A JSON string literal (the vectors file is written without serde, which the SDK
+/// crate does not depend on).
+fn quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn vectors() -> String {
+    let events = events();
+    let entries: Vec<String> = events
+        .iter()
+        .map(|event| quoted(&encode_batch(&batch(0, vec![event.clone()]))))
+        .collect();
+    let ids: Vec<String> = events.iter().map(|event| quoted(&event.id)).collect();
+    format!(
+        "{{\n  \"sentAt\": {SENT_AT},\n  \"ids\": [{}],\n  \"entries\": [\n    {}\n  ],\n  \"body\": {}\n}}\n",
+        ids.join(", "),
+        entries.join(",\n    "),
+        quoted(&encode_batch(&batch(SENT_AT, events))),
+    )
+}
+
+#[test]
+fn the_queue_vectors_are_what_the_encoder_writes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/queue.json");
+    let expected = vectors();
+    if std::env::var_os("FOOTPATH_UPDATE_VECTORS").is_some() {
+        std::fs::write(path, &expected).unwrap();
+    }
+    let stored = std::fs::read_to_string(path).unwrap_or_default();
+    assert_eq!(
+        stored, expected,
+        "{path} is not what the encoder writes: rerun with FOOTPATH_UPDATE_VECTORS=1 and check host.test.mjs"
+    );
+}
