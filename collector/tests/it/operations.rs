@@ -704,6 +704,30 @@ async fn start_binary(
     ),
     String,
 > {
+    // The free port is found by binding and letting go; a test running alongside may
+    // take it before the collector binds it. Then the collector says so and exits, and
+    // another port is tried.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match start_binary_once(args, envs).await {
+            Err(printed) if printed.contains("cannot listen on") && attempts < 5 => continue,
+            result => return result,
+        }
+    }
+}
+
+async fn start_binary_once(
+    args: &[String],
+    envs: &[(&str, String)],
+) -> Result<
+    (
+        std::process::Child,
+        SocketAddr,
+        std::sync::mpsc::Receiver<String>,
+    ),
+    String,
+> {
     let address = {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap()
