@@ -9,6 +9,8 @@ mod batch;
 mod contacts;
 mod deadline;
 mod ops;
+// Erasing and exporting one person's data (crate::privacy).
+mod privacy;
 mod read;
 mod webevents;
 // Segment and outcome definitions (crate::segments).
@@ -249,6 +251,8 @@ impl AppState {
 /// | `DELETE /api/v2/externalcontacts/contacts/{contactId}` | 204, 401, 404 |
 /// | `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions` | 200, 400, 401, 404 |
 /// | `GET /api/v2/footpath/stats` (Footpath extension: `{"excludedEventsTotal"}`) | 200, 401 |
+/// | `POST /api/v2/footpath/privacy/contacts/{contactId}/erase`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/erase` (see `crate::privacy`) | 200, 400, 401, 404 |
+/// | `GET /api/v2/footpath/privacy/contacts/{contactId}/export`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/export` | 200, 400, 401, 404 |
 /// | `GET`/`POST /api/v2/journey/{segments,outcomes}`, `GET`/`PATCH`/`DELETE .../{id}` (see `app/segments.rs`) | 200, 201, 204, 400, 401, 404 |
 /// | `POST /api/v2/journey/deployments/{deploymentId}/webevents` (public; 204: dropped by IP exclusions) | 200, 204, 400, 403, 404, 408, 413, 415, 429, 500, 503 |
 /// | `OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents` (CORS preflight) | 204, 403, 404 |
@@ -304,6 +308,23 @@ pub fn router(state: AppState) -> Router {
             get(contacts::list_contact_sessions),
         )
         .route("/api/v2/footpath/stats", get(read::stats))
+        // Data rights (app/privacy.rs).
+        .route(
+            "/api/v2/footpath/privacy/contacts/{contact_id}/erase",
+            post(privacy::erase_contact),
+        )
+        .route(
+            "/api/v2/footpath/privacy/contacts/{contact_id}/export",
+            get(privacy::export_contact),
+        )
+        .route(
+            "/api/v2/footpath/privacy/deployments/{deployment_id}/visitors/{customer_cookie_id}/erase",
+            post(privacy::erase_visitor),
+        )
+        .route(
+            "/api/v2/footpath/privacy/deployments/{deployment_id}/visitors/{customer_cookie_id}/export",
+            get(privacy::export_visitor),
+        )
         // Segment and outcome definitions (app/segments.rs).
         .route(
             "/api/v2/journey/segments",

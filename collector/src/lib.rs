@@ -40,6 +40,9 @@
 //! - [`metrics`]: the operator's metrics (`GET /metrics`, Prometheus text), counted
 //!   on atomics by ingest; `app/ops.rs` serves them, `/readyz`, and request ids.
 //! - [`desk`]: the agents' desk (`/desk/`): live session cards, sign-in, SSE.
+//! - [`privacy`]: data rights and retention: what erasing a contact or a visitor
+//!   removes and keeps, exports, and deleting sessions by age (the SQL is
+//!   `store/privacy_sql.rs`, the routes `app/privacy.rs`).
 //! - [`segments`]: segment and outcome definitions, their criteria, and the index
 //!   that evaluates them on ingest (the SQL is `store/segments_sql.rs`, the routes
 //!   `app/segments.rs`).
@@ -56,6 +59,7 @@ pub mod journey;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod privacy;
 pub mod segments;
 pub mod sessions;
 pub mod store;

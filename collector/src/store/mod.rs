@@ -9,6 +9,8 @@
 //! them through `tokio::task::spawn_blocking`.
 
 mod contacts_sql;
+// Data rights and retention: erasing, exporting, deleting by age (crate::privacy).
+mod privacy_sql;
 // Segments and outcomes: definitions and their evaluation on ingest (crate::segments).
 mod segments_sql;
 mod sqlite;
@@ -271,8 +273,11 @@ pub enum StoreError {
 }
 
 /// Every store also keeps segment and outcome definitions
-/// ([`crate::segments::DefinitionStore`]).
-pub trait Store: crate::segments::DefinitionStore + Send + Sync {
+/// ([`crate::segments::DefinitionStore`]), and erases, exports and deletes by age
+/// ([`crate::privacy::PrivacyStore`]).
+pub trait Store:
+    crate::segments::DefinitionStore + crate::privacy::PrivacyStore + Send + Sync
+{
     /// Stores a batch's events in one transaction, assigns each new event to a session
     /// (creating or extending sessions) and returns one outcome per event, in order.
     /// When this returns, the transaction is committed.

@@ -20,6 +20,7 @@ mod limits;
 mod mmdb;
 mod openapi;
 mod operations;
+mod privacy;
 mod read_api;
 mod segments;
 mod serve_loop;

@@ -1,0 +1,504 @@
+//! Data rights: erasing and exporting a contact's or a visitor's data, seen from the
+//! outside (the Journey API, the desk, the export), and who may do either.
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use crate::identity::{token_valid_at, with_identity_verification};
+use crate::support::*;
+
+/// Everything personal the visit below sends, each of which must be gone after an
+/// erase, from every answer.
+const PERSONAL: &[&str] = &[
+    VISITOR,
+    "ada@example.com",
+    "Ada",
+    "Lovelace",
+    "user-42",
+    "203.0.113.7",
+    "TestBrowser",
+    "X11",
+    "reset-token-9f8e",
+    "/account/",
+    "blue boots",
+    "Ada's account",
+    "newsletter-ada",
+    "search.example",
+    "en-GB",
+    "ORD-77",
+    "+442079460018",
+];
+
+fn erase_visitor_uri(deployment: &str, visitor: &str) -> String {
+    format!("/api/v2/footpath/privacy/deployments/{deployment}/visitors/{visitor}/erase")
+}
+
+fn export_visitor_uri(deployment: &str, visitor: &str) -> String {
+    format!("/api/v2/footpath/privacy/deployments/{deployment}/visitors/{visitor}/export")
+}
+
+fn erase_contact_uri(contact: &str) -> String {
+    format!("/api/v2/footpath/privacy/contacts/{contact}/erase")
+}
+
+fn export_contact_uri(contact: &str) -> String {
+    format!("/api/v2/footpath/privacy/contacts/{contact}/export")
+}
+
+/// Ada's contact, and two sessions of her cookie: an anonymous one, then one in which
+/// she signs in with a token bound to the cookie (which links the cookie to her). A
+/// stranger's session alongside. Returns Ada's contact id.
+async fn ada_visits(app: &TestApp) -> String {
+    let ada = app
+        .create_contact(json!({
+            "firstName": "Ada", "lastName": "Lovelace", "workEmail": "ada@example.com",
+            "cellPhone": "+442079460018"
+        }))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let now = app.clock.now_ms();
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![pageview(1, now - SECOND, "https://shop.example/")],
+    ))
+    .await
+    .ok_json();
+    app.clock.advance_ms(2 * TIMEOUT);
+    let now = app.clock.now_ms();
+    let mut landing = pageview(
+        2,
+        now - 3 * SECOND,
+        "https://shop.example/account/reset-token-9f8e?utm_source=newsletter-ada",
+    );
+    landing["page"]["title"] = json!("Ada's account");
+    landing["page"]["referrer"] = json!("https://search.example/?q=ada@example.com");
+    landing["page"]["lang"] = json!("en-GB");
+    landing["context"] = json!({"browserLang": "en-GB", "screenWidth": 1280, "screenHeight": 800});
+    let mut search = pageview(
+        3,
+        now - 2 * SECOND,
+        "https://shop.example/search?q=blue+boots",
+    );
+    search["page"]["searchQuery"] = json!("blue boots");
+    let mut order = record(4, "order_completed", now - SECOND);
+    order["attributes"] = json!({"orderId": "ORD-77", "email": "ada@example.com"});
+    let signed = token_valid_at(now, json!({"sub": "user-42", "email": "ada@example.com"}));
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![
+            landing,
+            search,
+            order,
+            identify(
+                5,
+                now,
+                Some("user-42"),
+                json!({"identityToken": signed, "firstName": "Ada"}),
+            ),
+        ],
+    ))
+    .await
+    .ok_json();
+    app.post_batch(&batch(
+        OTHER_VISITOR,
+        now,
+        vec![pageview(6, now, "https://shop.example/other?x=1")],
+    ))
+    .await
+    .ok_json();
+    ada
+}
+
+fn privacy_app() -> TestApp {
+    with_identity_verification(false)
+}
+
+/// Every session in the collector with its events, as the Journey API shows them.
+async fn everything(app: &TestApp) -> Vec<(Value, Vec<Value>)> {
+    let listing = app
+        .get("/api/v2/journey/sessions?pageSize=100")
+        .await
+        .ok_json();
+    let mut all = Vec::new();
+    for session in listing["entities"].as_array().unwrap() {
+        let id = session["id"].as_str().unwrap();
+        all.push((session.clone(), app.events_of(id).await));
+    }
+    all
+}
+
+/// The personal values that occur in `value`'s JSON text.
+fn personal_in(value: &Value) -> Vec<&'static str> {
+    let text = value.to_string();
+    PERSONAL
+        .iter()
+        .copied()
+        .filter(|personal| text.contains(personal))
+        .collect()
+}
+
+/// (sessions, events, pageviews) over the whole collector.
+fn counts(all: &[(Value, Vec<Value>)]) -> (usize, u64, u64) {
+    let events = all
+        .iter()
+        .map(|(session, _)| session["eventCount"].as_u64().unwrap())
+        .sum();
+    let pageviews = all
+        .iter()
+        .map(|(session, _)| session["pageviewCount"].as_u64().unwrap())
+        .sum();
+    (all.len(), events, pageviews)
+}
+
+async fn post(app: &TestApp, uri: &str) -> TestResponse {
+    app.send_json("POST", uri, None).await
+}
+
+#[tokio::test]
+async fn an_export_holds_everything_stored_about_the_contact() {
+    let app = privacy_app();
+    let ada = ada_visits(&app).await;
+    let export = app.get(&export_contact_uri(&ada)).await.ok_json();
+    assert_eq!(export["contact"]["id"], json!(ada));
+    assert_eq!(export["contact"]["firstName"], "Ada");
+    let sessions = export["sessions"].as_array().unwrap();
+    // Both sessions of her cookie, the anonymous one too; not the stranger's.
+    assert_eq!(sessions.len(), 2, "{export:#}");
+    assert_eq!(sessions[0]["events"].as_array().unwrap().len(), 4);
+    assert_eq!(sessions[1]["events"].as_array().unwrap().len(), 1);
+    let text = export.to_string();
+    for expected in [
+        VISITOR,
+        "user-42",
+        "203.0.113.7",
+        "TestBrowser",
+        "reset-token-9f8e",
+        "ORD-77",
+        "blue boots",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected} missing from {export:#}"
+        );
+    }
+    assert!(!text.contains(OTHER_VISITOR));
+    let identify = &sessions[0]["events"][3];
+    assert_eq!(identify["loginId"], "user-42");
+
+    // The visitor's own export names the contact its cookie is linked to.
+    let visitor = app
+        .get(&export_visitor_uri(DEPLOYMENT, VISITOR))
+        .await
+        .ok_json();
+    assert_eq!(visitor["visitor"]["customerCookieId"], VISITOR);
+    assert_eq!(visitor["visitor"]["externalContactId"], json!(ada));
+    assert_eq!(visitor["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(visitor.get("contact"), None);
+}
+
+#[tokio::test]
+async fn erasing_a_contact_leaves_shells_that_count_and_name_nobody() {
+    let app = privacy_app();
+    let ada = ada_visits(&app).await;
+    let before = everything(&app).await;
+    assert!(!personal_in(&json!(before)).is_empty());
+
+    let erased = post(&app, &erase_contact_uri(&ada)).await.ok_json();
+    assert_eq!(
+        erased,
+        json!({"sessionsErased": 2, "eventsErased": 5, "cookieLinksRemoved": 1, "contactDeleted": true})
+    );
+
+    // Counts stay; nothing personal is left in any session or event.
+    let after = everything(&app).await;
+    assert_eq!(counts(&after), counts(&before));
+    let shells: Vec<&(Value, Vec<Value>)> = after
+        .iter()
+        .filter(|(session, _)| session["customerId"] != OTHER_VISITOR)
+        .collect();
+    assert_eq!(shells.len(), 2);
+    for (session, events) in &shells {
+        assert_eq!(personal_in(session), Vec::<&str>::new(), "{session:#}");
+        assert_eq!(
+            personal_in(&json!(events)),
+            Vec::<&str>::new(),
+            "{:#}",
+            json!(events)
+        );
+        assert_eq!(session.get("externalContact"), None);
+        assert!(
+            session.get("endedDate").is_some(),
+            "a shell is ended: {session:#}"
+        );
+        for event in events.iter() {
+            let web_event = &event["webEvent"];
+            assert_eq!(web_event["attributes"], json!({}));
+            assert_eq!(web_event["traits"], json!({}));
+            if let Some(page) = web_event.get("page") {
+                assert_eq!(page["url"], "https://shop.example/", "{event:#}");
+            }
+        }
+    }
+    // The two shells are not linked to each other by a common visitor id.
+    assert_ne!(shells[0].0["customerId"], shells[1].0["customerId"]);
+    // The stranger's session is untouched.
+    let stranger = app.only_session_of(OTHER_VISITOR).await;
+    assert_eq!(
+        stranger["lastPage"]["url"],
+        "https://shop.example/other?x=1"
+    );
+
+    // The contact, its identifiers and its cookie are gone everywhere.
+    app.get(&format!("/api/v2/externalcontacts/contacts/{ada}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not.found");
+    let search = app
+        .get("/api/v2/externalcontacts/contacts?q=ada")
+        .await
+        .ok_json();
+    assert_eq!(search["total"], 0);
+    assert!(app.sessions_of(VISITOR).await.is_empty());
+    app.get(&export_contact_uri(&ada))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not.found");
+    app.get(&export_visitor_uri(DEPLOYMENT, VISITOR))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not.found");
+
+    // A second erase finds nothing and changes nothing.
+    post(&app, &erase_contact_uri(&ada))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not.found");
+    assert_eq!(everything(&app).await, after);
+
+    // The same cookie coming back is a new visitor: a new session, no link.
+    let now = app.clock.now_ms();
+    app.post_batch(&batch(VISITOR, now, vec![record(7, "came_back", now)]))
+        .await
+        .ok_json();
+    let session = app.only_session_of(VISITOR).await;
+    assert_eq!(session["eventCount"], 1);
+    assert_eq!(session.get("externalContact"), None);
+}
+
+#[tokio::test]
+async fn erasing_a_visitor_keeps_the_contact_but_not_the_cookie_link() {
+    let app = privacy_app();
+    let ada = ada_visits(&app).await;
+    let before = everything(&app).await;
+
+    let erased = post(&app, &erase_visitor_uri(DEPLOYMENT, VISITOR))
+        .await
+        .ok_json();
+    assert_eq!(
+        erased,
+        json!({"sessionsErased": 2, "eventsErased": 5, "cookieLinksRemoved": 1, "contactDeleted": false})
+    );
+    let after = everything(&app).await;
+    assert_eq!(counts(&after), counts(&before));
+    for (session, events) in &after {
+        if session["customerId"] == OTHER_VISITOR {
+            continue;
+        }
+        // The contact's own record stays; nothing of the visit names it or the visitor.
+        let personal = personal_in(&json!([session, events]));
+        assert_eq!(
+            personal,
+            Vec::<&str>::new(),
+            "{session:#} {:#}",
+            json!(events)
+        );
+    }
+    let contact = app.contact(&ada).await;
+    assert_eq!(
+        identifiers(&contact),
+        pairs(&[("Email", "ada@example.com"), ("Phone", "+442079460018")])
+    );
+    let contact_sessions = app
+        .get(&format!(
+            "/api/v2/externalcontacts/contacts/{ada}/journey/sessions"
+        ))
+        .await
+        .ok_json();
+    assert_eq!(contact_sessions["entities"], json!([]));
+    // The uppercase spelling of the same cookie is the same cookie: nothing left.
+    post(
+        &app,
+        &erase_visitor_uri(DEPLOYMENT, &VISITOR.to_uppercase()),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "not.found");
+    assert_eq!(everything(&app).await, after);
+}
+
+/// What the desk shows of an erased session: a card with nothing personal in it.
+#[tokio::test]
+async fn the_desk_shows_nothing_personal_after_an_erase() {
+    let app = privacy_app();
+    let ada = ada_visits(&app).await;
+    post(&app, &erase_contact_uri(&ada)).await.ok_json();
+    let cookie = desk_sign_in(&app).await;
+    let listing = desk_get(&app, "/desk/api/sessions", &cookie).await;
+    let cards = listing.to_string();
+    assert!(cards.contains(OTHER_VISITOR), "{listing:#}");
+    let mut checked = 0;
+    for session in everything(&app).await {
+        let id = session.0["id"].as_str().unwrap();
+        if session.0["customerId"] == OTHER_VISITOR {
+            continue;
+        }
+        let card = desk_get(&app, &format!("/desk/api/sessions/{id}"), &cookie).await;
+        assert_eq!(personal_in(&card), Vec::<&str>::new(), "{card:#}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+    // The stranger's card has the same browser and address; nothing of Ada's is left.
+    for personal in [
+        VISITOR,
+        "ada@example.com",
+        "Lovelace",
+        "user-42",
+        "reset-token-9f8e",
+    ] {
+        assert!(!cards.contains(personal), "{personal} in {listing:#}");
+    }
+}
+
+async fn desk_sign_in(app: &TestApp) -> String {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", TOKEN)
+        .finish();
+    let request = Request::post("/desk/signin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let response = footpath_collector::router(app.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().trim().to_owned()
+}
+
+async fn desk_get(app: &TestApp, uri: &str, cookie: &str) -> Value {
+    let request = Request::get(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    let response = footpath_collector::router(app.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{uri}");
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// Ids that are not ids are 400, unknown ones 404; nothing without a configured token
+/// erases or exports anything, or learns whether an id is known.
+#[tokio::test]
+async fn bad_ids_unknown_ids_and_strangers() {
+    let app = privacy_app();
+    let ada = ada_visits(&app).await;
+    let unknown = "7f3c1b2a-0000-4000-8000-000000000000";
+    let table: &[(&str, String, StatusCode)] = &[
+        (
+            "POST",
+            erase_contact_uri("not-a-uuid"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            export_contact_uri("not-a-uuid"),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("POST", erase_contact_uri(unknown), StatusCode::NOT_FOUND),
+        ("GET", export_contact_uri(unknown), StatusCode::NOT_FOUND),
+        (
+            "POST",
+            erase_visitor_uri(DEPLOYMENT, "x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            export_visitor_uri(DEPLOYMENT, "x"),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            erase_visitor_uri(DEPLOYMENT, unknown),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "GET",
+            export_visitor_uri(DEPLOYMENT, unknown),
+            StatusCode::NOT_FOUND,
+        ),
+        // The stranger's sessions are the shop's, not another deployment's.
+        (
+            "POST",
+            erase_visitor_uri(OPEN_DEPLOYMENT, OTHER_VISITOR),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            erase_visitor_uri(&"d".repeat(129), VISITOR),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, uri, expected) in table {
+        let response = app.send_json(method, uri, None).await;
+        assert_eq!(response.status, *expected, "{method} {uri}");
+    }
+
+    let targets = [
+        ("POST", erase_contact_uri(&ada)),
+        ("GET", export_contact_uri(&ada)),
+        ("POST", erase_visitor_uri(DEPLOYMENT, VISITOR)),
+        ("GET", export_visitor_uri(DEPLOYMENT, VISITOR)),
+        ("POST", erase_contact_uri(unknown)),
+    ];
+    let desk_cookie = desk_sign_in(&app).await;
+    let strangers: [(&str, Option<String>); 5] = [
+        ("no token", None),
+        (
+            "a wrong token",
+            Some("Bearer wrong-token-0123456789abcdef0123456789".to_owned()),
+        ),
+        ("a token's prefix", Some(format!("Bearer {}", &TOKEN[..20]))),
+        ("a basic scheme", Some(format!("Basic {TOKEN}"))),
+        ("a desk session", None),
+    ];
+    for (method, uri) in &targets {
+        for (who, authorization) in &strangers {
+            let mut request = Request::builder().method(*method).uri(uri);
+            if let Some(authorization) = authorization {
+                request = request.header(header::AUTHORIZATION, authorization);
+            }
+            if *who == "a desk session" {
+                request = request.header(header::COOKIE, &desk_cookie);
+            }
+            let response = app.send(request.body(Body::empty()).unwrap()).await;
+            // The same answer whether the id is known or not.
+            response.assert_error(StatusCode::UNAUTHORIZED, "authentication.required");
+            assert_eq!(response.header("www-authenticate"), Some("Bearer"), "{who}");
+        }
+    }
+    // None of that erased anything.
+    assert_eq!(app.contact(&ada).await["firstName"], "Ada");
+    assert_eq!(app.sessions_of(VISITOR).await.len(), 2);
+    // The second configured token works like the first.
+    let request = Request::get(export_contact_uri(&ada))
+        .header(header::AUTHORIZATION, format!("Bearer {SECOND_TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(request).await.status, StatusCode::OK);
+}
