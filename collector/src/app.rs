@@ -8,6 +8,8 @@ mod auth;
 mod batch;
 mod contacts;
 mod deadline;
+// Retention and usage counts, in the background (crate::privacy).
+mod housekeeping;
 mod ops;
 // Erasing and exporting one person's data (crate::privacy).
 mod privacy;
@@ -404,7 +406,8 @@ pub fn router(state: AppState) -> Router {
 /// was acknowledged is committed before its answer is sent, so stopping loses nothing
 /// that a client was told is stored. The socket address of each client reaches the
 /// handlers (events record the client's IP). A background task ends idle sessions
-/// every `sweep_interval_seconds`, by the state's clock.
+/// every `sweep_interval_seconds`, by the state's clock; another applies deployments'
+/// retention (`app/housekeeping.rs`).
 ///
 /// The loop is hyper's own HTTP/1 connection builder rather than `axum::serve`, for
 /// `header_read_timeout`: a client that trickles its request head is disconnected
@@ -422,6 +425,7 @@ pub async fn serve(
     use tower::ServiceExt as _;
 
     let sweeper = tokio::spawn(sweep_idle_sessions(state.clone()));
+    let housekeeper = tokio::spawn(housekeeping::run(state.clone()));
     let app = router(state.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -528,6 +532,7 @@ pub async fn serve(
         );
     }
     sweeper.abort();
+    housekeeper.abort();
     tracing::info!(
         excluded_events_total = state.excluded_events_total(),
         "server stopped"

@@ -289,12 +289,12 @@ impl PrivacyStore for SqliteStore {
     ) -> Result<RetentionRun, StoreError> {
         let mut connection = self.writer();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // By creation time first (the sessions_by_created index), since a session's
-        // last activity is never before its first.
+        // Oldest first by the (deployment_id, first_ms, id) index: a session's last
+        // activity is never before its first.
         let session_ids: Vec<String> = transaction
             .prepare_cached(
-                "SELECT id FROM sessions
-                 WHERE first_ms < ?2 AND last_ms < ?2 AND deployment_id = ?1
+                "SELECT id FROM sessions INDEXED BY sessions_by_deployment_created
+                 WHERE deployment_id = ?1 AND first_ms < ?2 AND last_ms < ?2
                  ORDER BY first_ms, id LIMIT ?3",
             )?
             .query_map(

@@ -56,6 +56,9 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!(
         "../../migrations/sqlite/0007_email_identifiers_ascii.sql"
     )),
+    // Data rights and retention (src/privacy.rs); 0008 and 0009 are left to the
+    // ingest core's work.
+    M::up(include_str!("../../migrations/sqlite/0010_retention.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 

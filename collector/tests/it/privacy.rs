@@ -502,3 +502,125 @@ async fn bad_ids_unknown_ids_and_strangers() {
         .unwrap();
     assert_eq!(app.send(request).await.status, StatusCode::OK);
 }
+
+const DAY: i64 = 24 * 60 * MINUTE;
+
+fn retention_app(days: u32) -> TestApp {
+    TestApp::with_config(|config| {
+        config.deployment_privacy = vec![footpath_collector::config::DeploymentPrivacyConfig {
+            retention_days: Some(days),
+            ..footpath_collector::config::DeploymentPrivacyConfig::default_for(DEPLOYMENT)
+        }];
+    })
+}
+
+/// A session of `visitor` in `deployment` now: a pageview and a custom event.
+async fn visit(app: &TestApp, deployment: &str, visitor: &str, first_event: u32) {
+    let now = app.clock.now_ms();
+    let mut body = batch(
+        visitor,
+        now,
+        vec![
+            pageview(first_event, now - SECOND, "https://shop.example/"),
+            record(first_event + 1, "cart_added", now),
+        ],
+    );
+    body["deploymentId"] = json!(deployment);
+    app.post_batch(&body).await.ok_json();
+}
+
+/// Every session of a deployment is whole: as many events as its card counts.
+async fn assert_whole(app: &TestApp) -> usize {
+    let all = everything(app).await;
+    for (session, events) in &all {
+        assert_eq!(
+            session["eventCount"].as_u64().unwrap(),
+            events
+                .iter()
+                .filter(|event| event["eventType"] == "WebEvent")
+                .count() as u64,
+            "{session:#}"
+        );
+    }
+    all.len()
+}
+
+#[tokio::test]
+async fn retention_deletes_whole_sessions_past_the_deployments_days_only() {
+    let app = retention_app(2);
+    // A segment, so that sessions have matches and visit evaluations to go with them.
+    crate::segments::define(
+        &app,
+        "segments",
+        json!({"displayName": "Viewers", "color": "#1f77b4",
+               "journey": {"patterns": [{"eventName": "page_viewed", "count": 1}]}}),
+    )
+    .await;
+    visit(&app, DEPLOYMENT, VISITOR, 1).await;
+    visit(&app, OPEN_DEPLOYMENT, VISITOR, 3).await;
+    let listing = app
+        .get(&format!(
+            "/api/v2/journey/sessions?deploymentId={DEPLOYMENT}&customerCookieId={VISITOR}"
+        ))
+        .await
+        .ok_json();
+    let old = &listing["entities"][0];
+    assert_eq!(
+        old["segmentAssignments"].as_array().unwrap().len(),
+        1,
+        "{old:#}"
+    );
+    let old_id = old["id"].as_str().unwrap().to_owned();
+    app.clock.advance_ms(DAY);
+    visit(&app, DEPLOYMENT, OTHER_VISITOR, 5).await;
+    assert_eq!(assert_whole(&app).await, 3);
+
+    // Two days after its last event, less a second: kept.
+    app.clock.set_ms(T0 + 2 * DAY - 2 * SECOND);
+    let kept = app.state.apply_retention(200, 10).unwrap();
+    assert_eq!((kept.sessions, kept.events), (0, 0));
+    app.clock.set_ms(T0 + 2 * DAY + SECOND);
+    let run = app.state.apply_retention(200, 10).unwrap();
+    assert_eq!((run.sessions, run.events), (1, 2));
+    app.get(&format!("/api/v2/journey/sessions/{old_id}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not.found");
+    app.get(&format!("/api/v2/journey/sessions/{old_id}/events"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not.found");
+    // The other deployment keeps everything; the newer session stays.
+    assert_eq!(assert_whole(&app).await, 2);
+    let left: Vec<Value> = everything(&app).await.into_iter().map(|(s, _)| s).collect();
+    assert!(left.iter().any(|s| s["customerId"] == OTHER_VISITOR));
+    assert!(left.iter().any(|s| s["customerId"] == VISITOR));
+    // A second run finds nothing.
+    let again = app.state.apply_retention(200, 10).unwrap();
+    assert_eq!((again.sessions, again.events), (0, 0));
+    // The visitor's next event starts a new session, as for a new visitor.
+    visit(&app, DEPLOYMENT, VISITOR, 7).await;
+    assert_eq!(app.sessions_of(VISITOR).await.len(), 2);
+}
+
+#[tokio::test]
+async fn retention_works_in_bounded_chunks_of_whole_sessions() {
+    let app = retention_app(1);
+    let visitors = [
+        "00000000-0000-4000-8000-000000000001",
+        "00000000-0000-4000-8000-000000000002",
+        "00000000-0000-4000-8000-000000000003",
+    ];
+    for (n, visitor) in visitors.iter().enumerate() {
+        visit(&app, DEPLOYMENT, visitor, 10 * n as u32 + 1).await;
+        app.clock.advance_ms(MINUTE);
+    }
+    app.clock.advance_ms(2 * DAY);
+    // One session per transaction, two transactions: one old session is left, whole.
+    let run = app.state.apply_retention(1, 2).unwrap();
+    assert_eq!((run.sessions, run.events), (2, 4));
+    assert_eq!(assert_whole(&app).await, 1);
+    // The oldest went first.
+    assert_eq!(app.sessions_of(visitors[2]).await.len(), 1);
+    let run = app.state.apply_retention(1, 2).unwrap();
+    assert_eq!((run.sessions, run.events), (1, 2));
+    assert_eq!(assert_whole(&app).await, 0);
+}
