@@ -14,6 +14,8 @@ mod ops;
 // Erasing and exporting one person's data (crate::privacy).
 mod privacy;
 mod read;
+// Usage per deployment and day (crate::usage).
+mod usage;
 mod webevents;
 // Segment and outcome definitions (crate::segments).
 mod segments;
@@ -68,6 +70,8 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     /// Set by [`serve`] once its shutdown signal has come: `/readyz` answers 503.
     shutting_down: Arc<AtomicBool>,
+    /// Refused events per deployment and day, until housekeeping stores them.
+    refusal_tally: Arc<crate::usage::RefusalTally>,
 }
 
 impl AppState {
@@ -144,6 +148,7 @@ impl AppState {
             ingest_permits,
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            refusal_tally: Arc::default(),
         })
     }
 
@@ -253,6 +258,7 @@ impl AppState {
 /// | `DELETE /api/v2/externalcontacts/contacts/{contactId}` | 204, 401, 404 |
 /// | `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions` | 200, 400, 401, 404 |
 /// | `GET /api/v2/footpath/stats` (Footpath extension: `{"excludedEventsTotal"}`) | 200, 401 |
+/// | `GET /api/v2/footpath/usage` (`from`, `to`, `deploymentId`; see `crate::usage`) | 200, 400, 401 |
 /// | `POST /api/v2/footpath/privacy/contacts/{contactId}/erase`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/erase` (see `crate::privacy`) | 200, 400, 401, 404 |
 /// | `GET /api/v2/footpath/privacy/contacts/{contactId}/export`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/export` | 200, 400, 401, 404 |
 /// | `GET`/`POST /api/v2/journey/{segments,outcomes}`, `GET`/`PATCH`/`DELETE .../{id}` (see `app/segments.rs`) | 200, 201, 204, 400, 401, 404 |
@@ -310,6 +316,7 @@ pub fn router(state: AppState) -> Router {
             get(contacts::list_contact_sessions),
         )
         .route("/api/v2/footpath/stats", get(read::stats))
+        .route("/api/v2/footpath/usage", get(usage::get_usage))
         // Data rights (app/privacy.rs).
         .route(
             "/api/v2/footpath/privacy/contacts/{contact_id}/erase",
@@ -533,6 +540,7 @@ pub async fn serve(
     }
     sweeper.abort();
     housekeeper.abort();
+    housekeeping::flush_refusals(&state).await;
     tracing::info!(
         excluded_events_total = state.excluded_events_total(),
         "server stopped"

@@ -43,6 +43,9 @@
 //! - [`privacy`]: data rights and retention: what erasing a contact or a visitor
 //!   removes and keeps, exports, and deleting sessions by age (the SQL is
 //!   `store/privacy_sql.rs`, the routes `app/privacy.rs`).
+//! - [`usage`]: usage per deployment and UTC day (events accepted by kind and
+//!   refused by reason, sessions), summarised from stored rows by a daily job; the
+//!   SQL is `store/usage_sql.rs`, the route `app/usage.rs`.
 //! - [`segments`]: segment and outcome definitions, their criteria, and the index
 //!   that evaluates them on ingest (the SQL is `store/segments_sql.rs`, the routes
 //!   `app/segments.rs`).
@@ -64,6 +67,7 @@ pub mod segments;
 pub mod sessions;
 pub mod store;
 pub mod timefmt;
+pub mod usage;
 pub mod validate;
 pub mod webevents;
 

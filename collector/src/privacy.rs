@@ -11,8 +11,10 @@
 //!   links); for a visitor, deletes the cookie's link to a contact;
 //! - turns each of the subject's sessions into a *shell*: its visitor id is replaced by
 //!   a fresh random UUID (one per session, so the shells of one person are not linked
-//!   to each other), its contact link, search terms, parsed user agent and
-//!   geolocation are cleared, and it is ended and closed (no later event joins it);
+//!   to each other), its contact, search terms, parsed user agent and geolocation are
+//!   cleared (the kind of link that had been made, such as `Verified`, stays without
+//!   the contact: the usage figures count identified sessions by it), and it is ended
+//!   and closed (no later event joins it);
 //! - keeps each event of those sessions as a shell too, with [`ERASED_EVENT_FIELDS`]
 //!   cleared and the page URL cut to its origin ([`erased_page_url`]);
 //! - deletes the sessions' segment assignments (a segment is a profile of the person),
@@ -21,7 +23,8 @@
 //!   without their associated value.
 //!
 //! What remains is what counts need and what names nobody: per session its id, short
-//! id, deployment, times, event and pageview counts, whether it was authenticated; per
+//! id, deployment, times, event and pageview counts, whether it was authenticated and
+//! by which kind of link it had been identified; per
 //! event its id, kind, name, times, and its page's origin. Events are kept so that the
 //! counts of sessions and events, and the usage figures, do not change.
 //!

@@ -165,7 +165,9 @@ fn erase_session(connection: &Connection, session_id: &str) -> Result<u64, Store
     }
     connection
         .prepare_cached(
-            "UPDATE sessions SET visitor_id = ?2, contact_id = NULL, contact_link = NULL,
+            // contact_link stays: how a link had been made ('Verified', 'Cookie'),
+            // without whom, which the usage figures count as an identified session.
+            "UPDATE sessions SET visitor_id = ?2, contact_id = NULL,
                  search_terms_json = '[]', user_agent_json = NULL, geolocation_json = NULL,
                  ended_ms = COALESCE(ended_ms, last_ms), closed = 1
              WHERE id = ?1",
@@ -289,19 +291,31 @@ impl PrivacyStore for SqliteStore {
     ) -> Result<RetentionRun, StoreError> {
         let mut connection = self.writer();
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A session with an event received on a day that the usage figures do not
+        // hold yet stays until they do (crate::usage).
+        let summarised_until_ms: i64 = transaction
+            .prepare_cached("SELECT summarised_until_day FROM usage_summary_state WHERE one = 1")?
+            .query_row([], |row| row.get::<_, i64>(0))
+            .optional()?
+            .map_or(i64::MIN, |day| {
+                day.saturating_mul(privacy::MILLISECONDS_PER_DAY)
+            });
         // Oldest first by the (deployment_id, first_ms, id) index: a session's last
         // activity is never before its first.
         let session_ids: Vec<String> = transaction
             .prepare_cached(
                 "SELECT id FROM sessions INDEXED BY sessions_by_deployment_created
                  WHERE deployment_id = ?1 AND first_ms < ?2 AND last_ms < ?2
+                   AND NOT EXISTS (SELECT 1 FROM events
+                                   WHERE session_id = sessions.id AND received_ms >= ?4)
                  ORDER BY first_ms, id LIMIT ?3",
             )?
             .query_map(
                 params![
                     deployment_id,
                     before_ms,
-                    i64::try_from(max_sessions).unwrap_or(i64::MAX)
+                    i64::try_from(max_sessions).unwrap_or(i64::MAX),
+                    summarised_until_ms
                 ],
                 |row| row.get(0),
             )?

@@ -59,6 +59,7 @@ const MIGRATION_LIST: &[M<'static>] = &[
     // Data rights and retention (src/privacy.rs); 0008 and 0009 are left to the
     // ingest core's work.
     M::up(include_str!("../../migrations/sqlite/0010_retention.sql")),
+    M::up(include_str!("../../migrations/sqlite/0011_usage.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 

@@ -27,4 +27,5 @@ mod serve_loop;
 mod session_lifecycle;
 mod static_files;
 mod support;
+mod usage;
 mod webevents;

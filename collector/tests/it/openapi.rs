@@ -347,6 +347,7 @@ async fn the_document_is_served_and_lists_every_route() {
             "GET /api/v2/footpath/privacy/contacts/{contactId}/export",
             "GET /api/v2/footpath/privacy/deployments/{deploymentId}/visitors/{customerCookieId}/export",
             "GET /api/v2/footpath/stats",
+            "GET /api/v2/footpath/usage",
             "GET /api/v2/journey/deployments/{deploymentId}/customers/{customerCookieId}/ping",
             "GET /api/v2/journey/outcomes",
             "GET /api/v2/journey/outcomes/{outcomeId}",
