@@ -14,8 +14,8 @@ mod ops;
 // Erasing and exporting one person's data (crate::privacy).
 mod privacy;
 mod read;
-// Usage per deployment and day (crate::usage).
-mod usage;
+// Usage per deployment and day (crate::usage); the desk's usage page reads it too.
+pub(crate) mod usage;
 mod webevents;
 // Segment and outcome definitions (crate::segments).
 mod segments;

@@ -2,8 +2,10 @@
 //! the housekeeping runs, across midnight, an erase and retention.
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use tower::ServiceExt;
 
 use crate::identity::{identity_verification, token_valid_at};
 use crate::support::*;
@@ -214,4 +216,113 @@ async fn usage_ranges_are_checked_and_need_a_token() {
         )
         .await;
     anonymous.assert_error(StatusCode::UNAUTHORIZED, "authentication.required");
+}
+
+const AGENT_TOKEN: &str = "agent-token-0123456789abcdef0123456789";
+
+async fn desk_sign_in(app: &TestApp, token: &str) -> String {
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", token)
+        .finish();
+    let request = Request::post("/desk/signin")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(body))
+        .unwrap();
+    let response = footpath_collector::router(app.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().trim().to_owned()
+}
+
+/// (status, Location, CSP, body) of a desk page.
+async fn desk_page(
+    app: &TestApp,
+    uri: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, Option<String>, Option<String>, String) {
+    let mut request = Request::get(uri);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    let response = footpath_collector::router(app.state.clone())
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let header_text = |name: header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    let location = header_text(header::LOCATION);
+    let csp = header_text(header::CONTENT_SECURITY_POLICY);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        location,
+        csp,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_desk_usage_page_is_for_administrators_and_escapes_what_it_shows() {
+    let app = TestApp::with_config(|config| {
+        config.desk.agent_tokens = vec![AGENT_TOKEN.to_owned()];
+    });
+    let now = app.clock.now_ms();
+    app.post_batch(&batch(
+        VISITOR,
+        now,
+        vec![pageview(1, now, "https://shop.example/")],
+    ))
+    .await
+    .ok_json();
+    app.clock.advance_ms(DAY);
+    app.state.run_housekeeping().unwrap();
+
+    let (status, location, _, body) = desk_page(&app, "/desk/usage", None).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (StatusCode::SEE_OTHER, Some("/desk/signin"))
+    );
+    assert!(!body.contains("Page views"));
+
+    let agent = desk_sign_in(&app, AGENT_TOKEN).await;
+    let (status, _, _, body) = desk_page(&app, "/desk/usage", Some(&agent)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!body.contains("<table"), "{body}");
+
+    let admin = desk_sign_in(&app, TOKEN).await;
+    let (status, _, csp, body) = desk_page(
+        &app,
+        "/desk/usage?from=2026-11-24&to=2026-11-25",
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(csp.unwrap().contains("script-src 'self'"));
+    assert!(
+        body.contains("<tr><td>shop</td><td>2026-11-24</td><td>1</td><td>0</td><td>0</td><td>0</td><td></td><td></td><td>1</td><td>1</td><td>0</td></tr>"),
+        "{body}"
+    );
+    assert!(!body.contains("<script"), "{body}");
+
+    // What a request sends comes back escaped.
+    let (status, _, _, body) = desk_page(
+        &app,
+        "/desk/usage?from=%3Cscript%3Ealert(1)%3C/script%3E",
+        Some(&admin),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{body}"
+    );
+    assert!(!body.contains("<script>"), "{body}");
 }
