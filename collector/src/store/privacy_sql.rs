@@ -211,6 +211,22 @@ fn delete_session(connection: &Connection, session_id: &str) -> Result<u64, Stor
     Ok(events as u64)
 }
 
+/// Runs `work` with SQLite's `secure_delete` on, so that what an erase or retention
+/// removes is overwritten with zeros in the database file rather than left in free
+/// space. Only for these writes: ingest's many small updates do not pay for it. Older
+/// copies of the pages stay in the write-ahead log until it is reused.
+fn with_secure_delete<T>(
+    connection: &mut Connection,
+    work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    connection.pragma_update(None, "secure_delete", true)?;
+    let result = work(connection);
+    let reset = connection.pragma_update(None, "secure_delete", false);
+    let value = result?;
+    reset?;
+    Ok(value)
+}
+
 impl PrivacyStore for SqliteStore {
     fn subject_sessions(
         &self,
@@ -229,58 +245,9 @@ impl PrivacyStore for SqliteStore {
     }
 
     fn erase_subject(&self, subject: &DataSubject) -> Result<Option<ErasureReport>, StoreError> {
-        let mut connection = self.writer();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let Some((sessions, _)) = find_subject(&transaction, subject)? else {
-            return Ok(None);
-        };
-        let mut report = ErasureReport::default();
-        let mut visitors: Vec<(String, String)> = Vec::new();
-        for session in &sessions {
-            report.events += erase_session(&transaction, &session.id)?;
-            report.sessions += 1;
-            visitors.push((session.deployment_id.clone(), session.visitor_id.clone()));
-        }
-        let contact_id = match subject {
-            DataSubject::Contact { contact_id } => {
-                report.cookie_links = transaction
-                    .prepare_cached(
-                        "SELECT COUNT(*) FROM contact_identifiers
-                         WHERE contact_id = ?1 AND type = 'Cookie'",
-                    )?
-                    .query_row([contact_id], |row| row.get::<_, i64>(0))?
-                    .try_into()
-                    .unwrap_or_default();
-                // Its identifiers go with it (ON DELETE CASCADE).
-                report.contact_deleted = transaction
-                    .prepare_cached("DELETE FROM contacts WHERE id = ?1")?
-                    .execute([contact_id])?
-                    > 0;
-                Some(contact_id.as_str())
-            }
-            DataSubject::Visitor {
-                deployment_id,
-                visitor_id,
-            } => {
-                visitors.push((deployment_id.clone(), visitor_id.clone()));
-                report.cookie_links = transaction
-                    .prepare_cached(
-                        "DELETE FROM contact_identifiers WHERE type = 'Cookie' AND value = ?1",
-                    )?
-                    .execute([visitor_id])? as u64;
-                None
-            }
-        };
-        for key in privacy::customer_keys(contact_id, &visitors) {
-            transaction
-                .prepare_cached("DELETE FROM customer_segment_assignments WHERE customer_key = ?1")?
-                .execute([&key])?;
-            transaction
-                .prepare_cached("DELETE FROM journey_pattern_counts WHERE scope_key = ?1")?
-                .execute([&key])?;
-        }
-        transaction.commit()?;
-        Ok(Some(report))
+        with_secure_delete(&mut self.writer(), |connection| {
+            erase_in_transaction(connection, subject)
+        })
     }
 
     fn delete_sessions_before(
@@ -289,43 +256,110 @@ impl PrivacyStore for SqliteStore {
         before_ms: i64,
         max_sessions: usize,
     ) -> Result<RetentionRun, StoreError> {
-        let mut connection = self.writer();
-        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // A session with an event received on a day that the usage figures do not
-        // hold yet stays until they do (crate::usage).
-        let summarised_until_ms: i64 = transaction
-            .prepare_cached("SELECT summarised_until_day FROM usage_summary_state WHERE one = 1")?
-            .query_row([], |row| row.get::<_, i64>(0))
-            .optional()?
-            .map_or(i64::MIN, |day| {
-                day.saturating_mul(privacy::MILLISECONDS_PER_DAY)
-            });
-        // Oldest first by the (deployment_id, first_ms, id) index: a session's last
-        // activity is never before its first.
-        let session_ids: Vec<String> = transaction
-            .prepare_cached(
-                "SELECT id FROM sessions INDEXED BY sessions_by_deployment_created
+        with_secure_delete(&mut self.writer(), |connection| {
+            delete_before_in_transaction(connection, deployment_id, before_ms, max_sessions)
+        })
+    }
+}
+
+fn erase_in_transaction(
+    connection: &mut Connection,
+    subject: &DataSubject,
+) -> Result<Option<ErasureReport>, StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some((sessions, _)) = find_subject(&transaction, subject)? else {
+        return Ok(None);
+    };
+    let mut report = ErasureReport::default();
+    let mut visitors: Vec<(String, String)> = Vec::new();
+    for session in &sessions {
+        report.events += erase_session(&transaction, &session.id)?;
+        report.sessions += 1;
+        visitors.push((session.deployment_id.clone(), session.visitor_id.clone()));
+    }
+    let contact_id = match subject {
+        DataSubject::Contact { contact_id } => {
+            report.cookie_links = transaction
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM contact_identifiers
+                         WHERE contact_id = ?1 AND type = 'Cookie'",
+                )?
+                .query_row([contact_id], |row| row.get::<_, i64>(0))?
+                .try_into()
+                .unwrap_or_default();
+            // Its identifiers go with it (ON DELETE CASCADE).
+            report.contact_deleted = transaction
+                .prepare_cached("DELETE FROM contacts WHERE id = ?1")?
+                .execute([contact_id])?
+                > 0;
+            Some(contact_id.as_str())
+        }
+        DataSubject::Visitor {
+            deployment_id,
+            visitor_id,
+        } => {
+            visitors.push((deployment_id.clone(), visitor_id.clone()));
+            report.cookie_links = transaction
+                .prepare_cached(
+                    "DELETE FROM contact_identifiers WHERE type = 'Cookie' AND value = ?1",
+                )?
+                .execute([visitor_id])? as u64;
+            None
+        }
+    };
+    for key in privacy::customer_keys(contact_id, &visitors) {
+        transaction
+            .prepare_cached("DELETE FROM customer_segment_assignments WHERE customer_key = ?1")?
+            .execute([&key])?;
+        transaction
+            .prepare_cached("DELETE FROM journey_pattern_counts WHERE scope_key = ?1")?
+            .execute([&key])?;
+    }
+    transaction.commit()?;
+    Ok(Some(report))
+}
+
+fn delete_before_in_transaction(
+    connection: &mut Connection,
+    deployment_id: &str,
+    before_ms: i64,
+    max_sessions: usize,
+) -> Result<RetentionRun, StoreError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // A session with an event received on a day that the usage figures do not
+    // hold yet stays until they do (crate::usage).
+    let summarised_until_ms: i64 = transaction
+        .prepare_cached("SELECT summarised_until_day FROM usage_summary_state WHERE one = 1")?
+        .query_row([], |row| row.get::<_, i64>(0))
+        .optional()?
+        .map_or(i64::MIN, |day| {
+            day.saturating_mul(privacy::MILLISECONDS_PER_DAY)
+        });
+    // Oldest first by the (deployment_id, first_ms, id) index: a session's last
+    // activity is never before its first.
+    let session_ids: Vec<String> = transaction
+        .prepare_cached(
+            "SELECT id FROM sessions INDEXED BY sessions_by_deployment_created
                  WHERE deployment_id = ?1 AND first_ms < ?2 AND last_ms < ?2
                    AND NOT EXISTS (SELECT 1 FROM events
                                    WHERE session_id = sessions.id AND received_ms >= ?4)
                  ORDER BY first_ms, id LIMIT ?3",
-            )?
-            .query_map(
-                params![
-                    deployment_id,
-                    before_ms,
-                    i64::try_from(max_sessions).unwrap_or(i64::MAX),
-                    summarised_until_ms
-                ],
-                |row| row.get(0),
-            )?
-            .collect::<Result<_, _>>()?;
-        let mut run = RetentionRun::default();
-        for session_id in &session_ids {
-            run.events += delete_session(&transaction, session_id)?;
-            run.sessions += 1;
-        }
-        transaction.commit()?;
-        Ok(run)
+        )?
+        .query_map(
+            params![
+                deployment_id,
+                before_ms,
+                i64::try_from(max_sessions).unwrap_or(i64::MAX),
+                summarised_until_ms
+            ],
+            |row| row.get(0),
+        )?
+        .collect::<Result<_, _>>()?;
+    let mut run = RetentionRun::default();
+    for session_id in &session_ids {
+        run.events += delete_session(&transaction, session_id)?;
+        run.sessions += 1;
     }
+    transaction.commit()?;
+    Ok(run)
 }

@@ -471,6 +471,15 @@ impl SqliteStore {
     pub(super) fn reader(&self) -> MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// A read-only connection of its own, for a long scan (the daily usage summary)
+    /// that must not hold up the read API's connection.
+    pub(super) fn open_scan_reader(&self) -> Result<Connection, StoreError> {
+        let connection = Connection::open(&self.path)?;
+        configure(&connection)?;
+        connection.pragma_update(None, "query_only", true)?;
+        Ok(connection)
+    }
 }
 
 fn lock_connection(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {

@@ -111,8 +111,13 @@ impl UsageStore for SqliteStore {
         // The scan runs on the read connection's snapshot, without holding the writer:
         // days before today get no new rows (events are received now), and neither an
         // erase nor retention (which waits for the summary) changes what is counted.
+        if summarised_until(&self.reader())?.is_some_and(|from| from >= today) {
+            return Ok(0);
+        }
+        // A day's scan reads every event of the day: on a connection of its own, so
+        // that the read API's waits for none of it.
         let (from, counts) = {
-            let mut connection = self.reader();
+            let mut connection = self.open_scan_reader()?;
             let transaction = connection.transaction()?;
             let from = summarised_until(&transaction)?;
             if from.is_some_and(|from| from >= today) {

@@ -624,3 +624,85 @@ async fn retention_works_in_bounded_chunks_of_whole_sessions() {
     assert_eq!((run.sessions, run.events), (1, 2));
     assert_eq!(assert_whole(&app).await, 0);
 }
+
+/// Ada's values that nobody else's rows share (the stranger has the same address and
+/// browser).
+const ADA_ONLY: &[&str] = &[
+    VISITOR,
+    "ada@example.com",
+    "Lovelace",
+    "user-42",
+    "reset-token-9f8e",
+    "blue boots",
+    "ORD-77",
+    "newsletter-ada",
+    "442079460018",
+];
+
+/// Below the API: no table holds any of Ada's values after her erase, and once the
+/// write-ahead log is checkpointed, neither do the bytes of the database file (the
+/// erase overwrites what it removes instead of leaving it in free space).
+#[tokio::test]
+async fn after_an_erase_the_database_file_holds_nothing_of_the_contact() {
+    let app = privacy_app();
+    let ada = ada_visits(&app).await;
+    let path = app.dir.path().join("test.sqlite3");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let found = |connection: &rusqlite::Connection| -> Vec<String> {
+        let tables: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut found = Vec::new();
+        for table in tables {
+            let mut statement = connection
+                .prepare(&format!("SELECT * FROM \"{table}\""))
+                .unwrap();
+            let columns = statement.column_count();
+            let mut rows = statement.query([]).unwrap();
+            while let Some(row) = rows.next().unwrap() {
+                for index in 0..columns {
+                    let text = match row.get_ref(index).unwrap() {
+                        rusqlite::types::ValueRef::Text(bytes)
+                        | rusqlite::types::ValueRef::Blob(bytes) => {
+                            String::from_utf8_lossy(bytes).into_owned()
+                        }
+                        _ => continue,
+                    };
+                    for personal in ADA_ONLY {
+                        if text.contains(personal) {
+                            found.push(format!("{table}: {personal}"));
+                        }
+                    }
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    };
+    assert!(
+        !found(&connection).is_empty(),
+        "the check sees Ada before the erase"
+    );
+    post(&app, &erase_contact_uri(&ada)).await.ok_json();
+    assert_eq!(found(&connection), Vec::<String>::new());
+
+    connection
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            let busy: i64 = row.get(0)?;
+            assert_eq!(busy, 0, "the checkpoint was blocked");
+            Ok(())
+        })
+        .unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    let left: Vec<&&str> = ADA_ONLY
+        .iter()
+        .filter(|personal| text.contains(**personal))
+        .collect();
+    assert_eq!(left, Vec::<&&str>::new());
+}
