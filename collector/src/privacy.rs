@@ -105,6 +105,19 @@ pub struct ErasureReport {
 pub struct SubjectSessions {
     pub session_ids: Vec<String>,
     pub linked_contact_id: Option<String>,
+    /// The customer-scope segments the subject holds (as the contact, or as one of
+    /// its cookies), oldest first.
+    pub customer_segments: Vec<StoredCustomerSegment>,
+}
+
+/// A customer-scope segment assigned to a contact or a cookie (see `crate::segments`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCustomerSegment {
+    pub segment_id: String,
+    pub display_name: String,
+    pub assigned_ms: i64,
+    /// `None`: it never expires.
+    pub expires_ms: Option<i64>,
 }
 
 /// The event columns an erase sets to NULL (or, for the JSON maps, to `{}`): what the

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::AppState;
 use crate::contacts::ExternalContact;
 use crate::error::ApiError;
-use crate::journey::{Event, Session};
+use crate::journey::{EntityRef, Event, Session};
 use crate::privacy::{DataSubject, ErasureReport};
 use crate::timefmt::format_ms;
 use crate::validate::canonical_uuid;
@@ -59,8 +59,20 @@ pub struct PersonalDataExport {
     /// The visitor (a visitor's export).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub visitor: Option<ExportedVisitor>,
+    /// The customer-scope segments the contact or cookie holds, oldest first.
+    pub customer_segments: Vec<ExportedCustomerSegment>,
     /// Newest first.
     pub sessions: Vec<ExportedSession>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportedCustomerSegment {
+    pub segment: EntityRef,
+    pub display_name: String,
+    pub assigned_date: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_date: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -212,10 +224,23 @@ async fn export(
                     sessions.push(session);
                 }
             }
+            let customer_segments = found
+                .customer_segments
+                .iter()
+                .map(|segment| ExportedCustomerSegment {
+                    segment: EntityRef {
+                        id: segment.segment_id.clone(),
+                    },
+                    display_name: segment.display_name.clone(),
+                    assigned_date: format_ms(segment.assigned_ms),
+                    expires_date: segment.expires_ms.map(format_ms),
+                })
+                .collect();
             Ok(Some(PersonalDataExport {
                 exported_date: format_ms(now_ms),
                 contact,
                 visitor,
+                customer_segments,
                 sessions,
             }))
         })

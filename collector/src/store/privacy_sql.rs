@@ -6,8 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use super::sqlite::SqliteStore;
 use super::StoreError;
 use crate::privacy::{
-    self, DataSubject, ErasureReport, PrivacyStore, RetentionRun, SubjectSessions,
-    EMPTIED_EVENT_MAPS, ERASED_EVENT_FIELDS,
+    self, DataSubject, ErasureReport, PrivacyStore, RetentionRun, StoredCustomerSegment,
+    SubjectSessions, EMPTIED_EVENT_MAPS, ERASED_EVENT_FIELDS,
 };
 
 /// A session of a subject, with the ids it had before an erase.
@@ -128,6 +128,28 @@ fn deployments_with_sessions(connection: &Connection) -> Result<Vec<String>, Sto
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The contact and the (deployment, visitor id) pairs whose customer keys belong to
+/// the subject: its own, and those of its sessions (a contact's cookies).
+fn subject_keys<'a>(
+    subject: &'a DataSubject,
+    sessions: &[SubjectSession],
+) -> (Option<&'a str>, Vec<(String, String)>) {
+    let mut visitors: Vec<(String, String)> = sessions
+        .iter()
+        .map(|session| (session.deployment_id.clone(), session.visitor_id.clone()))
+        .collect();
+    match subject {
+        DataSubject::Contact { contact_id } => (Some(contact_id.as_str()), visitors),
+        DataSubject::Visitor {
+            deployment_id,
+            visitor_id,
+        } => {
+            visitors.push((deployment_id.clone(), visitor_id.clone()));
+            (None, visitors)
+        }
+    }
+}
+
 /// Turns one session and its events into shells (see [`crate::privacy`]); returns
 /// how many events it has.
 fn erase_session(connection: &Connection, session_id: &str) -> Result<u64, StoreError> {
@@ -234,14 +256,38 @@ impl PrivacyStore for SqliteStore {
     ) -> Result<Option<SubjectSessions>, StoreError> {
         let mut connection = self.reader();
         let transaction = connection.transaction()?;
-        Ok(
-            find_subject(&transaction, subject)?.map(|(sessions, linked_contact_id)| {
-                SubjectSessions {
-                    session_ids: sessions.into_iter().map(|session| session.id).collect(),
-                    linked_contact_id,
+        let Some((sessions, linked_contact_id)) = find_subject(&transaction, subject)? else {
+            return Ok(None);
+        };
+        let (contact_id, visitors) = subject_keys(subject, &sessions);
+        let mut customer_segments = Vec::new();
+        {
+            let mut statement = transaction.prepare_cached(
+                "SELECT segment_id, display_name, assigned_ms, expires_ms
+                 FROM customer_segment_assignments WHERE customer_key = ?1
+                 ORDER BY assigned_ms, segment_id",
+            )?;
+            for key in privacy::customer_keys(contact_id, &visitors) {
+                let rows = statement.query_map([&key], |row| {
+                    Ok(StoredCustomerSegment {
+                        segment_id: row.get(0)?,
+                        display_name: row.get(1)?,
+                        assigned_ms: row.get(2)?,
+                        expires_ms: row.get(3)?,
+                    })
+                })?;
+                for row in rows {
+                    customer_segments.push(row?);
                 }
-            }),
-        )
+            }
+        }
+        customer_segments
+            .sort_by(|a, b| (a.assigned_ms, &a.segment_id).cmp(&(b.assigned_ms, &b.segment_id)));
+        Ok(Some(SubjectSessions {
+            session_ids: sessions.into_iter().map(|session| session.id).collect(),
+            linked_contact_id,
+            customer_segments,
+        }))
     }
 
     fn erase_subject(&self, subject: &DataSubject) -> Result<Option<ErasureReport>, StoreError> {

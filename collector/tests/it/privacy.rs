@@ -161,9 +161,21 @@ async fn post(app: &TestApp, uri: &str) -> TestResponse {
     app.send_json("POST", uri, None).await
 }
 
+/// A Customer-scope segment that every page view earns.
+async fn define_customer_segment(app: &TestApp) {
+    crate::segments::define(
+        app,
+        "segments",
+        json!({"displayName": "Browsers", "color": "#1f77b4", "scope": "Customer",
+               "journey": {"patterns": [{"eventName": "page_viewed", "count": 1}]}}),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn an_export_holds_everything_stored_about_the_contact() {
     let app = privacy_app();
+    define_customer_segment(&app).await;
     let ada = ada_visits(&app).await;
     let export = app.get(&export_contact_uri(&ada)).await.ok_json();
     assert_eq!(export["contact"]["id"], json!(ada));
@@ -171,8 +183,22 @@ async fn an_export_holds_everything_stored_about_the_contact() {
     let sessions = export["sessions"].as_array().unwrap();
     // Both sessions of her cookie, the anonymous one too; not the stranger's.
     assert_eq!(sessions.len(), 2, "{export:#}");
-    assert_eq!(sessions[0]["events"].as_array().unwrap().len(), 4);
-    assert_eq!(sessions[1]["events"].as_array().unwrap().len(), 1);
+    // Web events, with the segment events in their place beside them.
+    let web_events = |session: &Value| -> Vec<Value> {
+        session["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|exported| exported["event"]["eventType"] == "WebEvent")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(web_events(&sessions[0]).len(), 4);
+    assert_eq!(web_events(&sessions[1]).len(), 1);
+    assert!(
+        sessions[1]["events"].as_array().unwrap().len() > 1,
+        "{export:#}"
+    );
     let text = export.to_string();
     for expected in [
         VISITOR,
@@ -189,8 +215,20 @@ async fn an_export_holds_everything_stored_about_the_contact() {
         );
     }
     assert!(!text.contains(OTHER_VISITOR));
-    let identify = &sessions[0]["events"][3];
+    let identify = &web_events(&sessions[0])[3];
     assert_eq!(identify["loginId"], "user-42");
+    // The Customer-scope segment her cookie earned.
+    let segments: Vec<&str> = export["customerSegments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|segment| segment["displayName"].as_str().unwrap())
+        .collect();
+    assert!(!segments.is_empty(), "{export:#}");
+    assert!(
+        segments.iter().all(|name| *name == "Browsers"),
+        "{export:#}"
+    );
 
     // The visitor's own export names the contact its cookie is linked to.
     let visitor = app
@@ -645,6 +683,8 @@ const ADA_ONLY: &[&str] = &[
 #[tokio::test]
 async fn after_an_erase_the_database_file_holds_nothing_of_the_contact() {
     let app = privacy_app();
+    // Its assignments are kept under keys that name the cookie and the contact.
+    define_customer_segment(&app).await;
     let ada = ada_visits(&app).await;
     let path = app.dir.path().join("test.sqlite3");
     let connection = rusqlite::Connection::open(&path).unwrap();
@@ -691,13 +731,25 @@ async fn after_an_erase_the_database_file_holds_nothing_of_the_contact() {
     post(&app, &erase_contact_uri(&ada)).await.ok_json();
     assert_eq!(found(&connection), Vec::<String>::new());
 
+    // The collector is stopped first: its own checkpointer, which runs every few
+    // milliseconds, would otherwise now and then hold the checkpoint lock (which
+    // SQLite reports at once as busy instead of waiting for it).
+    let TestApp {
+        state, dir: _dir, ..
+    } = app;
+    drop(state);
     connection
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-            let busy: i64 = row.get(0)?;
-            assert_eq!(busy, 0, "the checkpoint was blocked");
-            Ok(())
-        })
+        .busy_timeout(std::time::Duration::from_secs(5))
         .unwrap();
+    let checkpointed = (0..20).any(|_| {
+        connection
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .unwrap()
+            == 0
+    });
+    assert!(checkpointed, "the checkpoint was blocked");
     let bytes = std::fs::read(&path).unwrap();
     let text = String::from_utf8_lossy(&bytes);
     let left: Vec<&&str> = ADA_ONLY
