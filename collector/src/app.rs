@@ -9,8 +9,14 @@ mod batch;
 mod compressed;
 mod contacts;
 mod deadline;
+// Retention and usage counts, in the background (crate::privacy).
+mod housekeeping;
 mod ops;
+// Erasing and exporting one person's data (crate::privacy).
+mod privacy;
 mod read;
+// Usage per deployment and day (crate::usage); the desk's usage page reads it too.
+pub(crate) mod usage;
 mod webevents;
 // Segment and outcome definitions (crate::segments).
 mod segments;
@@ -65,6 +71,8 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     /// Set by [`serve`] once its shutdown signal has come: `/readyz` answers 503.
     shutting_down: Arc<AtomicBool>,
+    /// Refused events per deployment and day, until housekeeping stores them.
+    refusal_tally: Arc<crate::usage::RefusalTally>,
 }
 
 impl AppState {
@@ -146,6 +154,7 @@ impl AppState {
             ingest_permits,
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            refusal_tally: Arc::default(),
         })
     }
 
@@ -255,6 +264,9 @@ impl AppState {
 /// | `DELETE /api/v2/externalcontacts/contacts/{contactId}` | 204, 401, 404 |
 /// | `GET /api/v2/externalcontacts/contacts/{contactId}/journey/sessions` | 200, 400, 401, 404 |
 /// | `GET /api/v2/footpath/stats` (Footpath extension: `{"excludedEventsTotal"}`) | 200, 401 |
+/// | `GET /api/v2/footpath/usage` (`from`, `to`, `deploymentId`; see `crate::usage`) | 200, 400, 401 |
+/// | `POST /api/v2/footpath/privacy/contacts/{contactId}/erase`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/erase` (see `crate::privacy`) | 200, 400, 401, 404 |
+/// | `GET /api/v2/footpath/privacy/contacts/{contactId}/export`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/export` | 200, 400, 401, 404 |
 /// | `GET`/`POST /api/v2/journey/{segments,outcomes}`, `GET`/`PATCH`/`DELETE .../{id}` (see `app/segments.rs`) | 200, 201, 204, 400, 401, 404 |
 /// | `POST /api/v2/journey/deployments/{deploymentId}/webevents` (public; 204: dropped by IP exclusions) | 200, 204, 400, 403, 404, 408, 413, 415, 429, 500, 503 |
 /// | `OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents` (CORS preflight) | 204, 403, 404 |
@@ -316,6 +328,24 @@ pub fn router(state: AppState) -> Router {
             get(contacts::list_contact_sessions),
         )
         .route("/api/v2/footpath/stats", get(read::stats))
+        .route("/api/v2/footpath/usage", get(usage::get_usage))
+        // Data rights (app/privacy.rs).
+        .route(
+            "/api/v2/footpath/privacy/contacts/{contact_id}/erase",
+            post(privacy::erase_contact),
+        )
+        .route(
+            "/api/v2/footpath/privacy/contacts/{contact_id}/export",
+            get(privacy::export_contact),
+        )
+        .route(
+            "/api/v2/footpath/privacy/deployments/{deployment_id}/visitors/{customer_cookie_id}/erase",
+            post(privacy::erase_visitor),
+        )
+        .route(
+            "/api/v2/footpath/privacy/deployments/{deployment_id}/visitors/{customer_cookie_id}/export",
+            get(privacy::export_visitor),
+        )
         // Segment and outcome definitions (app/segments.rs).
         .route(
             "/api/v2/journey/segments",
@@ -395,7 +425,8 @@ pub fn router(state: AppState) -> Router {
 /// was acknowledged is committed before its answer is sent, so stopping loses nothing
 /// that a client was told is stored. The socket address of each client reaches the
 /// handlers (events record the client's IP). A background task ends idle sessions
-/// every `sweep_interval_seconds`, by the state's clock.
+/// every `sweep_interval_seconds`, by the state's clock; another applies deployments'
+/// retention (`app/housekeeping.rs`).
 ///
 /// The loop is hyper's own HTTP/1 connection builder rather than `axum::serve`, for
 /// `header_read_timeout`: a client that trickles its request head is disconnected
@@ -413,6 +444,7 @@ pub async fn serve(
     use tower::ServiceExt as _;
 
     let sweeper = tokio::spawn(sweep_idle_sessions(state.clone()));
+    let housekeeper = tokio::spawn(housekeeping::run(state.clone()));
     let app = router(state.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -519,6 +551,8 @@ pub async fn serve(
         );
     }
     sweeper.abort();
+    housekeeper.abort();
+    housekeeping::flush_refusals(&state).await;
     tracing::info!(
         excluded_events_total = state.excluded_events_total(),
         "server stopped"

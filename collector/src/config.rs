@@ -67,6 +67,7 @@
 //! deployment_id = "demo"
 //! ip_exclusions = ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32"]
 //! store_ip_address = false
+//! retention_days = 90          # absent: keep everything
 //! ```
 //!
 //! The identity and privacy settings of a deployment live in their own tables
@@ -284,7 +285,16 @@ pub struct DeploymentPrivacyConfig {
     /// computed from it first.
     #[serde(default = "default_true")]
     pub store_ip_address: bool,
+    /// How many days of sessions the deployment keeps: a session whose last activity
+    /// is older is deleted with all its events by a background task (see
+    /// `crate::privacy`). Absent (the default): everything is kept. From 1 to
+    /// [`MAX_RETENTION_DAYS`].
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
+
+/// A hundred years: more is a typo, not a policy.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 fn default_true() -> bool {
     true
@@ -297,6 +307,7 @@ impl DeploymentPrivacyConfig {
             deployment_id: deployment_id.to_owned(),
             ip_exclusions: Vec::new(),
             store_ip_address: true,
+            retention_days: None,
         }
     }
 }
@@ -646,6 +657,13 @@ impl Config {
                     privacy.ip_exclusions.len()
                 )));
             }
+            if let Some(days) = privacy.retention_days {
+                if !(1..=MAX_RETENTION_DAYS).contains(&days) {
+                    return Err(ConfigError::Invalid(format!(
+                        "deployment_privacy of {id:?}: retention_days must be between 1 and {MAX_RETENTION_DAYS}"
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -938,6 +956,7 @@ mod tests {
             deployment_id = "demo"
             ip_exclusions = ["203.0.113.7", "198.51.100.0/24", "2001:db8:abcd::/48"]
             store_ip_address = false
+            retention_days = 30
             "#,
         )
         .unwrap();
@@ -957,6 +976,8 @@ mod tests {
         assert_eq!(proxies, ["10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32"]);
         let demo = config.deployment_privacy("demo");
         assert!(!demo.store_ip_address);
+        assert_eq!(demo.retention_days, Some(30));
+        assert_eq!(config.deployment_privacy("other").retention_days, None);
         let exclusions: Vec<String> = demo.ip_exclusions.iter().map(ToString::to_string).collect();
         assert_eq!(
             exclusions,
@@ -996,6 +1017,25 @@ mod tests {
             invalid("[[deployment_privacy]]\ndeployment_id = \"ghost\"\n"),
             "deployment_privacy names deployment \"ghost\", which is not configured"
         );
+        for (days, valid) in [("0", false), ("1", true), ("36500", true), ("36501", false)] {
+            let text = format!(
+                "[[deployments]]\nid = \"demo\"\n[[deployment_privacy]]\ndeployment_id = \"demo\"\nretention_days = {days}\n"
+            );
+            match Config::from_toml_str(&text) {
+                Ok(_) => assert!(valid, "{days}"),
+                Err(error) => {
+                    assert!(!valid, "{days}: {error}");
+                    assert_eq!(
+                        error.to_string(),
+                        ConfigError::Invalid(
+                            "deployment_privacy of \"demo\": retention_days must be between 1 and 36500"
+                                .to_owned()
+                        )
+                        .to_string()
+                    );
+                }
+            }
+        }
         // A malformed range is a parse error that names it.
         let error = Config::from_toml_str("trusted_proxies = [\"10.0.0.0/99\"]")
             .unwrap_err()

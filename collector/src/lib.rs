@@ -40,6 +40,12 @@
 //! - [`metrics`]: the operator's metrics (`GET /metrics`, Prometheus text), counted
 //!   on atomics by ingest; `app/ops.rs` serves them, `/readyz`, and request ids.
 //! - [`desk`]: the agents' desk (`/desk/`): live session cards, sign-in, SSE.
+//! - [`privacy`]: data rights and retention: what erasing a contact or a visitor
+//!   removes and keeps, exports, and deleting sessions by age (the SQL is
+//!   `store/privacy_sql.rs`, the routes `app/privacy.rs`).
+//! - [`usage`]: usage per deployment and UTC day (events accepted by kind and
+//!   refused by reason, sessions), summarised from stored rows by a daily job; the
+//!   SQL is `store/usage_sql.rs`, the route `app/usage.rs`.
 //! - [`segments`]: segment and outcome definitions, their criteria, and the index
 //!   that evaluates them on ingest (the SQL is `store/segments_sql.rs`, the routes
 //!   `app/segments.rs`).
@@ -58,10 +64,12 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod privacy;
 pub mod segments;
 pub mod sessions;
 pub mod store;
 pub mod timefmt;
+pub mod usage;
 pub mod validate;
 pub mod webevents;
 

@@ -133,6 +133,11 @@ impl RefusalCounts {
     pub fn add(&mut self, reason: RefusalReason, events: u64) {
         self.0[reason.index()] += events;
     }
+
+    /// The events refused for `reason` (the usage counts take them per deployment).
+    pub fn get(&self, reason: RefusalReason) -> u64 {
+        self.0[reason.index()]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -206,13 +206,18 @@ async fn ingest_batch(
         state
             .metrics()
             .count_refused(RefusalReason::IpExcluded, events);
+        state.count_refused_for(&deployment.id, RefusalReason::IpExcluded, events);
         *uncounted_events = None;
         tracing::debug!(deployment = %deployment.id, events, "batch dropped by IP exclusion");
         return Ok(BatchOutcome::Excluded);
     }
     state
         .rate_limits()
-        .check(&visitor_id, client_address, batch.events.len())?;
+        .check(&visitor_id, client_address, batch.events.len())
+        .inspect_err(|_| {
+            let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
+            state.count_refused_for(&deployment.id, RefusalReason::RateLimited, events);
+        })?;
     let user_agent =
         bounded_user_agent(&parts.headers, config.max_user_agent_bytes).map(str::to_owned);
     let user_agent_info = user_agent.as_deref().and_then(parse_user_agent);
@@ -326,6 +331,7 @@ async fn ingest_batch(
         u64::from(response.duplicates),
         &refused,
     );
+    state.count_all_refused_for(&deployment.id, &refused);
     *uncounted_events = None;
     tracing::debug!(
         deployment = %deployment.id,

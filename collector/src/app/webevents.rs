@@ -233,13 +233,15 @@ async fn record_web_event(
     if client_address.is_some_and(|address| in_any(&privacy.ip_exclusions, address)) {
         state.count_excluded_events(1);
         state.metrics().count_refused(RefusalReason::IpExcluded, 1);
+        state.count_refused_for(&deployment.id, RefusalReason::IpExcluded, 1);
         *uncounted_events = None;
         tracing::debug!(deployment = %deployment.id, "web event dropped by IP exclusion");
         return Ok(None);
     }
     state
         .rate_limits()
-        .check(&request.customer_cookie_id, client_address, 1)?;
+        .check(&request.customer_cookie_id, client_address, 1)
+        .inspect_err(|_| state.count_refused_for(&deployment.id, RefusalReason::RateLimited, 1))?;
 
     // The request's own `User-Agent` stands in only when the body says nothing about
     // the browser: a site's server calling for a visitor sends its own.
@@ -275,6 +277,7 @@ async fn record_web_event(
     let event = match EventLimits::from_config(config).check_event(0, &wire_event) {
         Err(error) => {
             state.metrics().count_refused(RefusalReason::TooLarge, 1);
+            state.count_refused_for(&deployment.id, RefusalReason::TooLarge, 1);
             *uncounted_events = None;
             Err(error)
         }

@@ -142,6 +142,24 @@ impl AgentSessions {
         entry.expires_ms > now_ms
     }
 
+    /// Whether `id` names a valid session (see [`AgentSessions::is_valid`]) that was
+    /// signed in with one of `tokens`: the desk's administrators are those who signed
+    /// in with an API token rather than an agent's.
+    pub fn signed_in_with_one_of<'a>(
+        &self,
+        id: &str,
+        now_ms: i64,
+        tokens: impl IntoIterator<Item = &'a String>,
+    ) -> bool {
+        if !self.is_valid(id, now_ms) {
+            return false;
+        }
+        let wanted: HashSet<String> = tokens.into_iter().map(|token| digest(token)).collect();
+        self.lock()
+            .get(&digest(id))
+            .is_some_and(|entry| wanted.contains(&entry.token_sha256))
+    }
+
     pub fn remove(&self, id: &str) {
         let mut sessions = self.lock();
         if sessions.remove(&digest(id)).is_some() {

@@ -22,6 +22,7 @@
 //! | `GET /desk/api/sessions?status=all\|active\|ended&q=` | 200, 400, 401 |
 //! | `GET /desk/api/sessions/{sessionId}` | 200, 401, 404 |
 //! | `GET /desk/api/stream` (`text/event-stream`) | 200, 401 |
+//! | `GET /desk/usage?from=&to=` (HTML; signed in with an API token; agents 403, signed out 303) | 200, 303, 400, 403 |
 //! | `GET`/`PUT /api/v2/footpath/desk/config` (bearer `api_tokens`, checked before the body is read; a change is saved in the database and pushed to open desks) | 200, 400, 401 |
 //!
 //! Every desk response carries a Content-Security-Policy that allows scripts, styles
@@ -39,6 +40,8 @@ pub mod cards;
 pub mod config;
 pub mod guard;
 pub mod live;
+// The administrators' usage page.
+mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -310,6 +313,7 @@ where
         .route("/desk/api/sessions", get(list_sessions))
         .route("/desk/api/sessions/{session_id}", get(session_card))
         .route("/desk/api/stream", get(stream))
+        .route("/desk/usage", get(usage::usage_page))
         .merge(
             // The token is checked by a route layer, before any extractor reads the
             // body: a stranger's upload is refused at its first byte.

@@ -9,6 +9,10 @@
 //! them through `tokio::task::spawn_blocking`.
 
 mod contacts_sql;
+// Data rights and retention: erasing, exporting, deleting by age (crate::privacy).
+mod privacy_sql;
+// Usage figures per deployment and day (crate::usage).
+mod usage_sql;
 // Segments and outcomes: definitions and their evaluation on ingest (crate::segments).
 mod segments_sql;
 mod sqlite;
@@ -42,8 +46,16 @@ pub struct SavedPresentation {
 }
 
 /// Every store also keeps segment and outcome definitions
-/// ([`crate::segments::DefinitionStore`]).
-pub trait Store: crate::segments::DefinitionStore + Send + Sync {
+/// ([`crate::segments::DefinitionStore`]), and erases, exports and deletes by age
+/// ([`crate::privacy::PrivacyStore`]), and keeps usage figures
+/// ([`crate::usage::UsageStore`]).
+pub trait Store:
+    crate::segments::DefinitionStore
+    + crate::privacy::PrivacyStore
+    + crate::usage::UsageStore
+    + Send
+    + Sync
+{
     /// Stores a batch's events in one transaction, assigns each new event to a session
     /// (creating or extending sessions) and returns one outcome per event, in order.
     /// When this returns, the transaction is committed.

@@ -71,6 +71,9 @@ const MIGRATION_LIST: &[M<'static>] = &[
     M::up(include_str!(
         "../../migrations/sqlite/0008_desk_presentation.sql"
     )),
+    // Data rights and retention (src/privacy.rs), usage (src/usage.rs).
+    M::up(include_str!("../../migrations/sqlite/0009_retention.sql")),
+    M::up(include_str!("../../migrations/sqlite/0010_usage.sql")),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 
@@ -453,6 +456,15 @@ impl SqliteStore {
 
     pub(super) fn reader(&self) -> MutexGuard<'_, Connection> {
         self.reader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A read-only connection of its own, for a long scan (the daily usage summary)
+    /// that must not hold up the read API's connection.
+    pub(super) fn open_scan_reader(&self) -> Result<Connection, StoreError> {
+        let connection = Connection::open(&self.path)?;
+        configure(&connection)?;
+        connection.pragma_update(None, "query_only", true)?;
+        Ok(connection)
     }
 }
 

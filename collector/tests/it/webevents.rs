@@ -472,6 +472,7 @@ async fn ip_address_is_believed_only_from_trusted_proxies() {
             deployment_id: DEPLOYMENT.to_owned(),
             ip_exclusions: vec![claimed.parse().unwrap()],
             store_ip_address: true,
+            retention_days: None,
         }];
     });
     let dropped = post(&app, body()).await;

@@ -1,0 +1,264 @@
+//! Data rights and retention: the rules of erasing and exporting one person's data, and
+//! of deleting what is older than a deployment keeps. The SQL that applies them is
+//! `store/privacy_sql.rs`; the routes are `app/privacy.rs`.
+//!
+//! # What an erase removes
+//!
+//! A *data subject* is a contact (an external contact and every visitor cookie linked
+//! to it) or one visitor cookie of one deployment. Erasing one:
+//!
+//! - deletes the contact record with all its identifiers (emails, phones, cookie
+//!   links); for a visitor, deletes the cookie's link to a contact;
+//! - turns each of the subject's sessions into a *shell*: its visitor id is replaced by
+//!   a fresh random UUID (one per session, so the shells of one person are not linked
+//!   to each other), its contact, search terms, parsed user agent and geolocation are
+//!   cleared (the kind of link that had been made, such as `Verified`, stays without
+//!   the contact: the usage figures count identified sessions by it), and it is ended
+//!   and closed (no later event joins it);
+//! - keeps each event of those sessions as a shell too, with [`ERASED_EVENT_FIELDS`]
+//!   cleared and the page URL cut to its origin ([`erased_page_url`]);
+//! - deletes the sessions' segment assignments (a segment is a profile of the person),
+//!   the session's and the customer's pattern counters and customer-scope segments;
+//!   keeps their outcome achievements (a conversion is counted like the events are)
+//!   without their associated value.
+//!
+//! What remains is what counts need and what names nobody: per session its id, short
+//! id, deployment, times, event and pageview counts, whether it was authenticated and
+//! by which kind of link it had been identified; per
+//! event its id, kind, name, times, and its page's origin. Events are kept so that the
+//! counts of sessions and events, and the usage figures, do not change.
+//!
+//! A cookie link names a visitor id without its deployment (identity resolution keeps
+//! it so), so a visitor's erase in one deployment removes the link of that id
+//! wherever it was made; ids are random UUIDs, so the same id is the same browser.
+//!
+//! An erase does not stop a browser that still holds the cookie from sending new
+//! events: that is the SDK's consent and opt-out (new data starts new sessions).
+
+use uuid::Uuid;
+
+use crate::store::StoreError;
+
+/// Erasure, export and retention: part of every [`crate::store::Store`]. Each write
+/// runs in one transaction, so that readers see a subject either untouched or fully
+/// erased, and a session either whole or gone.
+pub trait PrivacyStore {
+    /// The subject's sessions and cookie link; `None` when nothing is stored under the
+    /// subject's id (for a contact: no contact record; for a visitor: no session of
+    /// the deployment and no cookie link).
+    fn subject_sessions(
+        &self,
+        subject: &DataSubject,
+    ) -> Result<Option<SubjectSessions>, StoreError>;
+
+    /// Erases the subject (see the module documentation); `None` when nothing is
+    /// stored under its id, which is also the answer to a second erase.
+    fn erase_subject(&self, subject: &DataSubject) -> Result<Option<ErasureReport>, StoreError>;
+
+    /// Deletes at most `max_sessions` sessions of the deployment whose last activity is
+    /// before `before_ms`, each with all its events and matches, in one transaction.
+    /// Returns how many sessions and events went; fewer sessions than `max_sessions`
+    /// means none is left to delete.
+    fn delete_sessions_before(
+        &self,
+        deployment_id: &str,
+        before_ms: i64,
+        max_sessions: usize,
+    ) -> Result<RetentionRun, StoreError>;
+}
+
+/// What one chunk of retention deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionRun {
+    pub sessions: u64,
+    pub events: u64,
+}
+
+/// Whose data an erase or export is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSubject {
+    /// An external contact, with every visitor cookie linked to it.
+    Contact { contact_id: String },
+    /// One visitor cookie of one deployment.
+    Visitor {
+        deployment_id: String,
+        visitor_id: String,
+    },
+}
+
+/// What an erase changed. Counts of rows, for the answer and the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ErasureReport {
+    /// Sessions turned into shells.
+    pub sessions: u64,
+    /// Events turned into shells.
+    pub events: u64,
+    /// Links from a visitor cookie to a contact that were removed.
+    pub cookie_links: u64,
+    /// Whether a contact record was deleted.
+    pub contact_deleted: bool,
+}
+
+/// What the store holds about a subject, for an export: the sessions (newest first),
+/// and, for a visitor, the contact its cookie is linked to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectSessions {
+    pub session_ids: Vec<String>,
+    pub linked_contact_id: Option<String>,
+    /// The customer-scope segments the subject holds (as the contact, or as one of
+    /// its cookies), oldest first.
+    pub customer_segments: Vec<StoredCustomerSegment>,
+}
+
+/// A customer-scope segment assigned to a contact or a cookie (see `crate::segments`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCustomerSegment {
+    pub segment_id: String,
+    pub display_name: String,
+    pub assigned_ms: i64,
+    /// `None`: it never expires.
+    pub expires_ms: Option<i64>,
+}
+
+/// The event columns an erase sets to NULL (or, for the JSON maps, to `{}`): what the
+/// visitor typed or was shown, and what identifies the device or the place. Kept in
+/// one list so that the SQL and the documentation cannot drift apart.
+pub const ERASED_EVENT_FIELDS: &[&str] = &[
+    "page_title",
+    "page_referrer",
+    "page_lang",
+    "page_keywords",
+    "page_search_query",
+    "campaign_json",
+    "context_json",
+    "login_id",
+    "user_agent",
+    "ip_address",
+    "user_agent_json",
+    "geolocation_json",
+    "referrer_json",
+];
+
+/// The event columns of JSON maps an erase empties (`{}`): custom attributes and
+/// identify traits.
+pub const EMPTIED_EVENT_MAPS: &[&str] = &["attributes_json", "traits_json"];
+
+/// What remains of a page URL after an erase: its origin (`https://shop.example/`).
+/// A path can name a person (`/account/ada`, a reset token, an order number) as much
+/// as a query string can, so only the site is kept. `None` (the event keeps no page)
+/// when the URL does not parse or has no host.
+pub fn erased_page_url(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let host = parsed.host_str()?;
+    let port = parsed
+        .port()
+        .map(|port| format!(":{port}"))
+        .unwrap_or_default();
+    Some(format!("{}://{host}{port}/", parsed.scheme()))
+}
+
+/// The visitor id a session shell gets: random, so that it links to nothing.
+pub fn shell_visitor_id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// The customer keys of segment evaluation (`store/segments_sql.rs`) that belong to a
+/// subject with these visitor cookies.
+pub fn customer_keys(contact_id: Option<&str>, visitors: &[(String, String)]) -> Vec<String> {
+    let mut keys: Vec<String> = contact_id
+        .map(|id| format!("contact:{id}"))
+        .into_iter()
+        .collect();
+    keys.extend(
+        visitors
+            .iter()
+            .map(|(deployment_id, visitor_id)| format!("visitor:{deployment_id}:{visitor_id}")),
+    );
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+pub const MILLISECONDS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
+
+/// The time before which a deployment that keeps `retention_days` days deletes
+/// sessions: a session goes once its last activity is older than that. `None` keeps
+/// everything (no retention configured).
+pub fn retention_cutoff_ms(now_ms: i64, retention_days: Option<u32>) -> Option<i64> {
+    retention_days.map(|days| now_ms.saturating_sub(i64::from(days) * MILLISECONDS_PER_DAY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_urls_keep_their_origin_only() {
+        let check = |url: &str, expected: Option<&str>| {
+            assert_eq!(erased_page_url(url).as_deref(), expected, "{url}");
+        };
+        check("https://shop.example/", Some("https://shop.example/"));
+        check(
+            "https://shop.example/account/ada?email=ada@example.com#x",
+            Some("https://shop.example/"),
+        );
+        check(
+            "http://localhost:8080/reset/secret-token",
+            Some("http://localhost:8080/"),
+        );
+        check(
+            "https://user:pw@shop.example/",
+            Some("https://shop.example/"),
+        );
+        check("https://shop.example:443/a", Some("https://shop.example/"));
+        check("not a url", None);
+        check("mailto:ada@example.com", None);
+        check("", None);
+    }
+
+    #[test]
+    fn customer_keys_name_the_contact_and_each_cookie_once() {
+        let visitors = vec![
+            ("shop".to_owned(), "v1".to_owned()),
+            ("shop".to_owned(), "v1".to_owned()),
+            ("blog".to_owned(), "v2".to_owned()),
+        ];
+        assert_eq!(
+            customer_keys(Some("c1"), &visitors),
+            ["contact:c1", "visitor:blog:v2", "visitor:shop:v1"]
+        );
+        assert_eq!(customer_keys(None, &[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn retention_cutoffs() {
+        let table: &[(i64, Option<u32>, Option<i64>)] = &[
+            (10 * MILLISECONDS_PER_DAY, None, None),
+            (
+                10 * MILLISECONDS_PER_DAY,
+                Some(0),
+                Some(10 * MILLISECONDS_PER_DAY),
+            ),
+            (
+                10 * MILLISECONDS_PER_DAY,
+                Some(3),
+                Some(7 * MILLISECONDS_PER_DAY),
+            ),
+            (i64::MIN + 1, Some(u32::MAX), Some(i64::MIN)),
+        ];
+        for &(now_ms, days, expected) in table {
+            assert_eq!(
+                retention_cutoff_ms(now_ms, days),
+                expected,
+                "{now_ms} {days:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn shells_get_distinct_random_visitor_ids() {
+        let first = shell_visitor_id();
+        assert_ne!(first, shell_visitor_id());
+        assert_eq!(Uuid::parse_str(&first).unwrap().get_version_num(), 4);
+    }
+}
