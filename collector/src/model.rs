@@ -314,3 +314,37 @@ pub enum StoreError {
     #[error("the ingest transaction failed: {0}")]
     WriterFailed(String),
 }
+
+/// Why an event of a request was refused: the field (a path within the event, such as
+/// `page.url` or `attributes.price`) and the reason. Displayed as the SDK's batch
+/// answer words it (`events[2].page.url: is longer than 4096 bytes`); the Journey
+/// API's webevents route names its own request fields from the same path instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFieldError {
+    /// The event's position in its batch.
+    pub index: usize,
+    pub path: String,
+    pub reason: String,
+}
+
+impl EventFieldError {
+    pub fn new(
+        index: usize,
+        path: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> EventFieldError {
+        EventFieldError {
+            index,
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for EventFieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "events[{}].{}: {}", self.index, self.path, self.reason)
+    }
+}
+
+impl std::error::Error for EventFieldError {}

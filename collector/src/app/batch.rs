@@ -259,7 +259,7 @@ async fn ingest_batch(
                 }
                 Err((reason, error)) => {
                     refused.add(reason, 1);
-                    Some(error)
+                    Some(error.to_string())
                 }
             }
         })
