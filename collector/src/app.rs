@@ -9,6 +9,7 @@ mod batch;
 mod contacts;
 mod deadline;
 mod ops;
+mod pipeline;
 mod read;
 mod webevents;
 // Segment and outcome definitions (crate::segments).
