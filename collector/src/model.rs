@@ -161,7 +161,7 @@ pub struct StoredSession {
     pub visitor_id: String,
     pub first_ms: i64,
     pub last_ms: i64,
-    /// Set by [`Store::close_idle_sessions`]; equal to `last_ms`, the time the visitor
+    /// Set by [`crate::store::Store::close_idle_sessions`]; equal to `last_ms`, the time the visitor
     /// was last active. Or set by a logout, to the logout's time.
     pub ended_ms: Option<i64>,
     pub event_count: u64,

@@ -71,7 +71,7 @@ impl Default for SessionLimits {
 /// The caller commits (or rolls back).
 ///
 /// Work that does not have to be per event is per batch: the visitor's sessions are
-/// read once and followed in memory ([`VisitorSessions`]), and each touched session's
+/// read once and followed in memory (`VisitorSessions`), and each touched session's
 /// span and summary are written once, at the end.
 pub fn ingest_batch<T: IngestTransaction>(
     transaction: &mut T,
@@ -363,7 +363,7 @@ fn write_span<T: IngestTransaction>(
 /// It is unique among the deployment's sessions active in the last 24 hours. With
 /// 900,000 numbers that is easy for any real traffic, but a flood of new sessions (a
 /// script with fresh visitor ids) could fill it, and creating a session must never
-/// fail. So when [`SHORT_ID_DRAWS`] random draws find no free number, the id need only
+/// fail. So when `SHORT_ID_DRAWS` random draws find no free number, the id need only
 /// be unique among the sessions active in the last hour, then among the live ones (last
 /// activity within the session timeout); and if even those fill the space, a random
 /// number is used anyway (logged), since an ambiguous short id costs an agent one more
