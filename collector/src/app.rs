@@ -9,6 +9,7 @@ mod batch;
 mod contacts;
 mod deadline;
 mod ops;
+mod pagination;
 mod pipeline;
 mod read;
 mod webevents;

@@ -29,11 +29,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::batch::{forwarded_for, socket_peer, take_identity_token, token_context};
+use super::pagination::QueryParameters;
 use super::pipeline::{
     add_cors_headers, ingest_response, origin_allowed_by_any_deployment, preflight_response,
     read_ingest_body, store_and_wait,
 };
-use super::read::QueryParameters;
 use super::AppState;
 use crate::config::DeploymentConfig;
 use crate::enrich::client_ip::{client_ip, in_any};
