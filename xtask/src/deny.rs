@@ -35,10 +35,7 @@ pub fn check(tally: &mut Tally) -> Result<()> {
         }
     }
     if !failed.is_empty() {
-        bail!(
-            "cargo deny found violations of deny.toml: {}",
-            failed.join(", ")
-        );
+        bail!("cargo deny found violations of deny.toml: {}", failed.join(", "));
     }
     Ok(())
 }

@@ -35,9 +35,7 @@ fn main() -> ExitCode {
         Some("run") => run(),
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
-        Some("deny") => {
-            setup::install_cargo_deny().and_then(|()| deny::check(&mut Tally::default()))
-        }
+        Some("deny") => setup::install_cargo_deny().and_then(|()| deny::check(&mut Tally::default())),
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup|sdk|size [--twiggy]|run|test [--no-wasm] [--no-e2e] [--no-fuzz]\

@@ -180,13 +180,7 @@ pub fn install_cargo_deny() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing cargo-deny {CARGO_DENY_VERSION} (found: {installed:?}); this takes a few minutes");
-    run_checked(Command::new(&cargo).args([
-        "install",
-        "cargo-deny",
-        "--locked",
-        "--version",
-        CARGO_DENY_VERSION,
-    ]))
+    run_checked(Command::new(&cargo).args(["install", "cargo-deny", "--locked", "--version", CARGO_DENY_VERSION]))
 }
 
 fn command_works(program: &str) -> bool {

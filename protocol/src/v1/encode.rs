@@ -152,9 +152,7 @@ fn push_str(out: &mut String, value: &str) {
     while i < bytes.len() {
         let b = bytes[i];
         // U+2028 and U+2029, which older JavaScript parsers refuse inside strings.
-        let separator = b == 0xe2
-            && bytes.get(i + 1) == Some(&0x80)
-            && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9));
+        let separator = b == 0xe2 && bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9));
         if b >= 0x20 && b != b'"' && b != b'\\' && !separator {
             i += 1;
             continue;
@@ -175,11 +173,7 @@ fn push_str(out: &mut String, value: &str) {
         };
         if code.is_empty() {
             // Other control characters, and the separators.
-            let code = if separator {
-                0x2028 + (bytes[i + 2] - 0xa8) as usize
-            } else {
-                b as usize
-            };
+            let code = if separator { 0x2028 + (bytes[i + 2] - 0xa8) as usize } else { b as usize };
             out.push_str("\\u");
             for shift in [12, 8, 4, 0] {
                 push_digit(out, (code >> shift) & 0xf);

@@ -113,11 +113,7 @@ mod serde_impl {
                             continue;
                         }
                         let positions = positions.get_or_insert_with(|| {
-                            map.0
-                                .iter()
-                                .enumerate()
-                                .map(|(i, (k, _))| (k.clone(), i))
-                                .collect()
+                            map.0.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect()
                         });
                         match positions.get(&key) {
                             Some(&i) => map.0[i].1 = value,
@@ -145,12 +141,7 @@ mod tests {
         map.insert("b".to_owned(), 1);
         map.insert("a".to_owned(), 2);
         map.insert("b".to_owned(), 3);
-        assert_eq!(
-            map.iter()
-                .map(|(k, v)| (k.as_str(), *v))
-                .collect::<Vec<_>>(),
-            [("b", 3), ("a", 2)]
-        );
+        assert_eq!(map.iter().map(|(k, v)| (k.as_str(), *v)).collect::<Vec<_>>(), [("b", 3), ("a", 2)]);
         assert_eq!(map.get("a"), Some(&2));
         assert_eq!(map.len(), 2);
     }

@@ -2,24 +2,12 @@ use super::*;
 
 fn sample_batch() -> Batch {
     let mut attributes = Map::new();
-    attributes.insert(
-        "sku".to_owned(),
-        AttributeValue::String("A-1 \"quoted\" \\ \n\u{1}\u{2028}é😀".to_owned()),
-    );
-    attributes.insert(
-        "price".to_owned(),
-        AttributeValue::Number(Number::parse("19.99").unwrap()),
-    );
-    attributes.insert(
-        "qty".to_owned(),
-        AttributeValue::Number(Number::parse("-3").unwrap()),
-    );
+    attributes.insert("sku".to_owned(), AttributeValue::String("A-1 \"quoted\" \\ \n\u{1}\u{2028}é😀".to_owned()));
+    attributes.insert("price".to_owned(), AttributeValue::Number(Number::parse("19.99").unwrap()));
+    attributes.insert("qty".to_owned(), AttributeValue::Number(Number::parse("-3").unwrap()));
     attributes.insert("gift".to_owned(), AttributeValue::Bool(true));
     let mut traits = Map::new();
-    traits.insert(
-        "email".to_owned(),
-        AttributeValue::String("ada@example.com".to_owned()),
-    );
+    traits.insert("email".to_owned(), AttributeValue::String("ada@example.com".to_owned()));
     let mut campaign = Map::new();
     campaign.insert("utm_source".to_owned(), "newsletter".to_owned());
     Batch {
@@ -90,44 +78,21 @@ fn encoder_agrees_with_serde_on_every_field() {
 #[test]
 fn encoder_escapes_control_and_separator_characters() {
     let json = encode_batch(&sample_batch());
-    assert!(
-        json.contains(r#"\"quoted\" \\ \n\u0001\u2028é😀"#),
-        "{json}"
-    );
+    assert!(json.contains(r#"\"quoted\" \\ \n\u0001\u2028é😀"#), "{json}");
 }
 
 #[test]
 fn decoding_rejects_malformed_batches() {
     let cases = [
-        (
-            r#"{"v":1,"deploymentId":"d","visitorId":"x","events":[]}"#,
-            "sentAt",
-        ),
-        (
-            r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":"soon","events":[]}"#,
-            "invalid type",
-        ),
-        (
-            r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"shout","name":"n","time":1}]}"#,
-            "unknown variant",
-        ),
-        (
-            r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","name":"n","time":1,"attributes":{"a":{"nested":1}}}]}"#,
-            "did not match any variant",
-        ),
-        (
-            r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","name":"n","time":1,"attributes":{"a":[1]}}]}"#,
-            "did not match any variant",
-        ),
-        (
-            r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","time":1}]}"#,
-            "name",
-        ),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","events":[]}"#, "sentAt"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":"soon","events":[]}"#, "invalid type"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"shout","name":"n","time":1}]}"#, "unknown variant"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","name":"n","time":1,"attributes":{"a":{"nested":1}}}]}"#, "did not match any variant"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","name":"n","time":1,"attributes":{"a":[1]}}]}"#, "did not match any variant"),
+        (r#"{"v":1,"deploymentId":"d","visitorId":"x","sentAt":1,"events":[{"id":"a","kind":"record","time":1}]}"#, "name"),
     ];
     for (input, expected) in cases {
-        let err = serde_json::from_str::<Batch>(input)
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<Batch>(input).unwrap_err().to_string();
         assert!(err.contains(expected), "{input}: {err}");
     }
 }
@@ -135,24 +100,9 @@ fn decoding_rejects_malformed_batches() {
 #[test]
 fn numbers_accept_json_grammar_only() {
     let cases = [
-        ("0", true),
-        ("-0", true),
-        ("12", true),
-        ("1.5", true),
-        ("1e+21", true),
-        ("2E-7", true),
-        ("-12.25e3", true),
-        ("", false),
-        ("-", false),
-        ("01", false),
-        ("1.", false),
-        (".5", false),
-        ("NaN", false),
-        ("Infinity", false),
-        ("1e", false),
-        ("0x10", false),
-        (" 1", false),
-        ("1 ", false),
+        ("0", true), ("-0", true), ("12", true), ("1.5", true), ("1e+21", true), ("2E-7", true),
+        ("-12.25e3", true), ("", false), ("-", false), ("01", false), ("1.", false), (".5", false),
+        ("NaN", false), ("Infinity", false), ("1e", false), ("0x10", false), (" 1", false), ("1 ", false),
     ];
     for (text, ok) in cases {
         assert_eq!(Number::parse(text).is_some(), ok, "{text:?}");
