@@ -12,6 +12,8 @@ mod deadline;
 // Retention and usage counts, in the background (crate::privacy).
 mod housekeeping;
 mod ops;
+mod pagination;
+mod pipeline;
 // Erasing and exporting one person's data (crate::privacy).
 mod privacy;
 mod read;

@@ -9,7 +9,7 @@
 //! - [`clock`]: the injected time source; sessions expire by it, so tests never sleep.
 //! - [`sessions`]: the pure rule that decides which session an event belongs to.
 //! - [`validate`]: per-event checks of an incoming batch, turning wire events into
-//!   [`store::NewEvent`]s.
+//!   [`model::NewEvent`]s; a refused event is a [`model::EventFieldError`].
 //! - [`enrich`]: server-side enrichment: user agent → browser and device, referrer →
 //!   name, medium and search terms, client IP (through trusted proxies) →
 //!   geolocation; the vendored data files live in `collector/data/`.
@@ -17,12 +17,19 @@
 //!   request parsing and the `ExternalContact` / `ContactListing` JSON shapes.
 //! - [`identity`]: identity resolution, the pure rules that link a session to a
 //!   contact (cookie first, then traits; the latest identity wins; logout unlinks;
-//!   verified identity by HMAC). The store applies them inside the ingest transaction.
+//!   verified identity by HMAC). [`ingest`] applies them inside the ingest transaction.
 //! - [`limits`]: what one request, visitor or client address may send: the JSON
 //!   nesting pre-scan, per-event size limits, and the per-visitor and per-address
 //!   rate limits (keyed `governor` limiters on the injected clock).
+//! - [`model`]: the domain types every module shares (events, sessions, contacts, id
+//!   newtypes, the backend-neutral `StoreError`), apart from storage.
+//! - [`ingest`]: the ingest core: dedupe, session planning, summaries, short ids and
+//!   identity orchestration as plain Rust over the row operations of one transaction
+//!   (`IngestTransaction`). **Architecture Invariant:** no product rule lives in a
+//!   backend.
 //! - [`store`]: the storage trait and its SQLite backend (group-committing writer
-//!   thread: one transaction, one savepoint per batch, answers after the commit).
+//!   thread: one transaction, one savepoint per batch, answers after the commit), which
+//!   implements `IngestTransaction`.
 //!   **Architecture Invariant:** no SQL outside this module.
 //! - [`journey`]: the Journey API's JSON shapes and their construction from stored rows.
 //! - [`webevents`]: the Journey API's `WebEventRequest` (one web event posted by a

@@ -161,7 +161,7 @@ pub struct StoredSession {
     pub visitor_id: String,
     pub first_ms: i64,
     pub last_ms: i64,
-    /// Set by [`Store::close_idle_sessions`]; equal to `last_ms`, the time the visitor
+    /// Set by [`crate::store::Store::close_idle_sessions`]; equal to `last_ms`, the time the visitor
     /// was last active. Or set by a logout, to the logout's time.
     pub ended_ms: Option<i64>,
     pub event_count: u64,
@@ -314,3 +314,37 @@ pub enum StoreError {
     #[error("the ingest transaction failed: {0}")]
     WriterFailed(String),
 }
+
+/// Why an event of a request was refused: the field (a path within the event, such as
+/// `page.url` or `attributes.price`) and the reason. Displayed as the SDK's batch
+/// answer words it (`events[2].page.url: is longer than 4096 bytes`); the Journey
+/// API's webevents route names its own request fields from the same path instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFieldError {
+    /// The event's position in its batch.
+    pub index: usize,
+    pub path: String,
+    pub reason: String,
+}
+
+impl EventFieldError {
+    pub fn new(
+        index: usize,
+        path: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> EventFieldError {
+        EventFieldError {
+            index,
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for EventFieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "events[{}].{}: {}", self.index, self.path, self.reason)
+    }
+}
+
+impl std::error::Error for EventFieldError {}

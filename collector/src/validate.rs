@@ -15,7 +15,7 @@ use footpath_protocol::v1::{
 use crate::enrich::geo::Geolocation;
 use crate::enrich::referrer::ReferrerCache;
 use crate::enrich::user_agent::UserAgentInfo;
-use crate::model::NewEvent;
+use crate::model::{EventFieldError, NewEvent};
 
 /// How far an event's device time may lie after the batch's `sentAt`: a little slack
 /// for the time between building and sending the batch, no more.
@@ -59,7 +59,7 @@ pub fn validate_event(
     index: usize,
     event: &Event,
     batch: &BatchContext,
-) -> Result<NewEvent, String> {
+) -> Result<NewEvent, EventFieldError> {
     validate_event_with_cache(index, event, batch, &mut ReferrerCache::default())
 }
 
@@ -70,8 +70,8 @@ pub fn validate_event_with_cache(
     event: &Event,
     batch: &BatchContext,
     referrers: &mut ReferrerCache,
-) -> Result<NewEvent, String> {
-    let field = |name: &str, reason: &str| format!("events[{index}].{name}: {reason}");
+) -> Result<NewEvent, EventFieldError> {
+    let field = |name: &str, reason: &str| EventFieldError::new(index, name, reason);
 
     let id = canonical_uuid(&event.id).ok_or_else(|| field("id", "must be a UUID"))?;
 
@@ -241,7 +241,11 @@ mod tests {
     /// Checks an event against the expected error, or `None` for "accepted".
     fn check(event: Event, expected_error: Option<&str>) {
         let result = validate_event(3, &event, &batch_context(NOW));
-        assert_eq!(result.err().as_deref(), expected_error, "{event:?}");
+        assert_eq!(
+            result.err().map(|error| error.to_string()).as_deref(),
+            expected_error,
+            "{event:?}"
+        );
     }
 
     #[test]
@@ -351,7 +355,9 @@ mod tests {
             ..record("ok")
         };
         assert_eq!(
-            validate_event(0, &old, &batch_context(device_now)).unwrap_err(),
+            validate_event(0, &old, &batch_context(device_now))
+                .unwrap_err()
+                .to_string(),
             "events[0].time: is more than 24 hours old"
         );
         let future = Event {
@@ -359,7 +365,9 @@ mod tests {
             ..record("ok")
         };
         assert_eq!(
-            validate_event(0, &future, &batch_context(NOW)).unwrap_err(),
+            validate_event(0, &future, &batch_context(NOW))
+                .unwrap_err()
+                .to_string(),
             "events[0].time: is more than a minute after the batch's sentAt"
         );
         let just_in_time = Event {

@@ -44,6 +44,7 @@ use footpath_protocol::v1::{
 use serde_json::Value;
 
 use crate::enrich::user_agent::{DeviceCategory, UserAgentInfo};
+use crate::model::EventFieldError;
 use crate::validate::canonical_uuid;
 
 /// How old `createdDate` may be.
@@ -293,26 +294,23 @@ pub fn event_id_at(time_ms: i64) -> String {
     uuid::Uuid::new_v7(timestamp).hyphenated().to_string()
 }
 
-/// Turns an error of [`crate::validate::validate_event`] (`events[0].name: ...`) into
-/// one that names the request's field (`eventName: ...`).
-pub fn request_field_error(message: &str) -> String {
-    let Some(rest) = message.strip_prefix("events[0].") else {
-        return message.to_owned();
-    };
+/// Words an event's validation error ([`crate::validate::validate_event`],
+/// [`crate::limits::EventLimits::check_event`]) with the request's field name
+/// (`eventName: ...` where the SDK's batch answer says `events[0].name: ...`).
+pub fn request_field_error(error: &EventFieldError) -> String {
     let renamed = [
-        ("name:", "eventName:"),
-        ("time:", "createdDate:"),
-        ("loginId:", "externalId:"),
-        ("page.referrer:", "referrerUrl:"),
-        ("page.searchQuery:", "searchQuery:"),
-        ("context.browserLang:", "browser.lang:"),
+        ("name", "eventName"),
+        ("time", "createdDate"),
+        ("loginId", "externalId"),
+        ("page.referrer", "referrerUrl"),
+        ("page.searchQuery", "searchQuery"),
+        ("context.browserLang", "browser.lang"),
     ];
-    for (from, to) in renamed {
-        if let Some(reason) = rest.strip_prefix(from) {
-            return format!("{to}{reason}");
-        }
-    }
-    rest.to_owned()
+    let field = renamed
+        .iter()
+        .find(|(from, _)| *from == error.path)
+        .map_or(error.path.as_str(), |(_, to)| to);
+    format!("{field}: {}", error.reason)
 }
 
 /// The UTM and click-id parameters of a URL, as the SDK lifts them out of the page URL.
@@ -683,7 +681,16 @@ mod tests {
 
     #[test]
     fn validation_errors_are_renamed_to_request_fields() {
-        let check = |from: &str, to: &str| assert_eq!(request_field_error(from), to);
+        // `from` is how the SDK's batch answer words the same error.
+        let check = |from: &str, to: &str| {
+            let (path, reason) = from
+                .strip_prefix("events[0].")
+                .and_then(|rest| rest.split_once(": "))
+                .unwrap();
+            let error = EventFieldError::new(0, path, reason);
+            assert_eq!(error.to_string(), from);
+            assert_eq!(request_field_error(&error), to);
+        };
         check(
             "events[0].name: may contain only letters, digits and _",
             "eventName: may contain only letters, digits and _",

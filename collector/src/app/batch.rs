@@ -33,14 +33,17 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, request, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, request, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use footpath_protocol::v1::{
     AttributeValue, Batch, BatchResponse, EventResult, EventStatus, VERSION,
 };
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use super::pipeline::{
+    ingest_response, origin_allowed_by_any_deployment, preflight_response, read_ingest_body,
+    store_and_wait, Gzip,
+};
 use super::AppState;
 use crate::config::IdentityVerificationConfig;
 use crate::enrich::client_ip::{client_ip, in_any};
@@ -51,7 +54,7 @@ use crate::identity::{
     verify_identity_token, IdentityProof, TokenCheck, TokenContext, IDENTITY_TOKEN_TRAIT,
     LEGACY_SIGNATURE_TRAIT,
 };
-use crate::limits::{bounded_user_agent, check_json_depth, check_request_headers, EventLimits};
+use crate::limits::{bounded_user_agent, check_request_headers, EventLimits};
 use crate::metrics::{IngestEndpoint, RefusalCounts, RefusalReason};
 use crate::store::{IngestOutcome, NewBatch, NewEvent};
 use crate::validate::{canonical_uuid, validate_event_with_cache, BatchContext};
@@ -71,83 +74,41 @@ pub(super) async fn receive_batch(State(state): State<AppState>, request: Reques
         &mut uncounted_events,
     )
     .await;
-    let mut response = match result {
-        Ok(BatchOutcome::Ingested(batch_response)) => {
-            state
-                .metrics()
-                .observe_ingest(IngestEndpoint::Batch, started.elapsed());
-            Json(batch_response).into_response()
-        }
-        Ok(BatchOutcome::Excluded) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => {
-            count_refused_request(&state, &error, uncounted_events);
-            error.into_response()
-        }
-    };
-    add_cors_headers(response.headers_mut(), cors_origin);
-    response
+    ingest_response(
+        &state,
+        IngestEndpoint::Batch,
+        started,
+        result,
+        uncounted_events,
+        cors_origin,
+    )
 }
 
 /// Answers the preflight a browser sends when the page's code posts the batch as
 /// `application/json` (the SDK itself does not need one).
 pub(super) async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(origin) = origin_allowed_by_any_deployment(&state, &headers) else {
-        return ApiError::OriginNotAllowed("origin is not allowed to send batches".to_owned())
-            .into_response();
-    };
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    let response_headers = response.headers_mut();
-    add_cors_headers(response_headers, Some(origin));
-    response_headers.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("POST"),
-    );
-    response_headers.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("content-type"),
-    );
-    response_headers.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-    response
-}
-
-/// Counts the events of a request refused as a whole, once they were read (`events`
-/// is `None` before that, and once ingest counted them itself).
-pub(super) fn count_refused_request(state: &AppState, error: &ApiError, events: Option<u64>) {
-    if let (Some(events), Some(reason)) = (events, RefusalReason::of_error(error)) {
-        state.metrics().count_refused(reason, events);
+    match origin_allowed_by_any_deployment(&state, &headers) {
+        Some(origin) => preflight_response(origin),
+        None => ApiError::OriginNotAllowed("origin is not allowed to send batches".to_owned())
+            .into_response(),
     }
-}
-
-enum BatchOutcome {
-    Ingested(BatchResponse),
-    /// Dropped by the deployment's IP exclusions.
-    Excluded,
 }
 
 /// `uncounted_events` is set to the batch's event count once the batch is read, and
 /// back to `None` once its events are counted in the metrics; the caller counts
-/// what is left by the error it answers.
+/// what is left by the error it answers. `None`: dropped by the deployment's IP
+/// exclusions.
 async fn ingest_batch(
     state: &AppState,
     parts: &request::Parts,
     body: Body,
     cors_origin: &mut Option<HeaderValue>,
     uncounted_events: &mut Option<u64>,
-) -> Result<BatchOutcome, ApiError> {
+) -> Result<Option<BatchResponse>, ApiError> {
     let config = state.config();
     check_request_headers(&parts.headers)?;
-    let encoding = super::compressed::declared_encoding(&parts.headers)?;
-    check_media_type(&parts.headers)?;
-    let bytes = read_body(body, config).await?;
-    let bytes = super::compressed::decode_body(bytes, encoding, config.max_body_bytes)?;
-    // Held until the answer: the body is in, what is left is work for the collector.
-    let _permit = state.ingest_permit()?;
-    check_json_depth(&bytes, config.max_json_nesting_levels)
-        .map_err(|too_deep| too_deep.into_api_error())?;
-    let batch: Batch = serde_json::from_slice(&bytes)
+    let body = read_ingest_body(state, parts, body, Gzip::Accepted).await?;
+    let batch: Batch = serde_json::from_slice(&body.bytes)
         .map_err(|error| ApiError::BadRequest(format!("invalid batch: {error}")))?;
     *uncounted_events = Some(u64::try_from(batch.events.len()).unwrap_or(u64::MAX));
     if batch.v != VERSION {
@@ -209,7 +170,7 @@ async fn ingest_batch(
         state.count_refused_for(&deployment.id, RefusalReason::IpExcluded, events);
         *uncounted_events = None;
         tracing::debug!(deployment = %deployment.id, events, "batch dropped by IP exclusion");
-        return Ok(BatchOutcome::Excluded);
+        return Ok(None);
     }
     state
         .rate_limits()
@@ -266,7 +227,7 @@ async fn ingest_batch(
                 }
                 Err((reason, error)) => {
                     refused.add(reason, 1);
-                    Some(error)
+                    Some(error.to_string())
                 }
             }
         })
@@ -282,16 +243,8 @@ async fn ingest_batch(
             require_verified_identity: identity_settings
                 .is_some_and(|settings| settings.require_verified_identity),
         };
-        let now_ms = context.now_ms;
-        let timeout_ms = config.session_timeout_ms();
-        // The response waits for the commit: an "accepted" answer means the event is
-        // on disk and the SDK may forget it.
-        let reply = state
-            .store()
-            .enqueue_ingest(new_batch, now_ms, timeout_ms)?;
-        reply.await.map_err(|_| {
-            ApiError::Internal("the ingest writer dropped a batch unanswered".to_owned())
-        })??
+        // The response waits for the commit.
+        store_and_wait(state, new_batch, context.now_ms).await?
     };
 
     crate::desk::publish_ingested(state, &deployment.id, &batch.visitor_id, &outcomes);
@@ -350,7 +303,7 @@ async fn ingest_batch(
             results: response.results,
         });
     }
-    Ok(BatchOutcome::Ingested(response))
+    Ok(Some(response))
 }
 
 /// The socket address of the client (or of the proxy in front of it), when the server
@@ -498,35 +451,5 @@ pub(super) async fn read_body(
         Err(error) => Err(ApiError::BadRequest(format!(
             "could not read the request body: {error}"
         ))),
-    }
-}
-
-/// The request's `Origin`, if at least one deployment accepts it. A deployment that
-/// allows `"*"` accepts every origin.
-pub(super) fn origin_allowed_by_any_deployment(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Option<HeaderValue> {
-    let origin = headers.get(header::ORIGIN)?;
-    let text = origin.to_str().ok()?;
-    state
-        .config()
-        .deployments
-        .iter()
-        .any(|deployment| deployment.allows_origin(Some(text)))
-        .then(|| origin.clone())
-}
-
-pub(super) fn add_cors_headers(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
-    // The answer depends on the Origin either way, so caches must key on it.
-    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-    if let Some(origin) = origin {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        // Without this, a page on another origin reads `Retry-After` as null and the
-        // SDK cannot honour it on 429 and 503.
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("Retry-After"),
-        );
     }
 }

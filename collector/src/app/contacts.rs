@@ -8,7 +8,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::read::{uri_with_query, QueryParameters};
+use super::pagination::{next_page_uri, uri_with_query, QueryParameters};
 use super::AppState;
 use crate::contacts::{ContactFields, ContactListing, ExternalContact};
 use crate::error::ApiError;
@@ -89,17 +89,7 @@ pub(super) async fn list_contacts(
 ) -> Result<Json<ContactListing>, ApiError> {
     let parameters = QueryParameters::parse(query.as_deref());
     let page_size = parameters.page_size()?;
-    let page_number = match parameters.text("pageNumber") {
-        None => 1,
-        Some(text) => match text.parse::<usize>() {
-            Ok(number) if number >= 1 => number,
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "pageNumber: must be a whole number from 1, not {text:?}"
-                )))
-            }
-        },
-    };
+    let page_number = parameters.page_number()?;
     let text = parameters.text("q");
     let contact_query = ContactQuery {
         text: text.clone(),
@@ -164,16 +154,13 @@ pub(super) async fn list_contact_sessions(
         })
         .await?
         .ok_or_else(|| contact_not_found(&contact_id))?;
-    let next_uri = match listing.items.last() {
-        Some(last) if listing.has_more => Some(uri_with_query(
-            &format!("{CONTACTS_PATH}/{contact_id}/journey/sessions"),
-            &[
-                ("pageSize", Some(page_size.to_string())),
-                ("after", Some(last.id.clone())),
-            ],
-        )),
-        _ => None,
-    };
+    let next_uri = next_page_uri(
+        &format!("{CONTACTS_PATH}/{contact_id}/journey/sessions"),
+        &[],
+        page_size,
+        listing.has_more,
+        listing.items.last().map(|last| last.id.as_str()),
+    );
     Ok(Json(EntityListing {
         entities: listing.items.iter().map(Session::from_stored).collect(),
         next_uri,

@@ -2,19 +2,15 @@
 //!
 //! Every route here sits behind [`super::auth::require_bearer_token`].
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, RawQuery, State};
 use axum::Json;
 
+use super::pagination::{next_page_uri, QueryParameters};
 use super::AppState;
 use crate::error::ApiError;
 use crate::journey::{EntityListing, Event, Session};
 use crate::store::SessionFilter;
 use crate::validate::canonical_uuid;
-
-const DEFAULT_PAGE_SIZE: usize = 25;
-const MAX_PAGE_SIZE: usize = 100;
 
 /// `GET /api/v2/journey/sessions/{sessionId}`: one session card; 404 when unknown.
 pub(super) async fn get_session(
@@ -72,18 +68,16 @@ pub(super) async fn list_sessions(
             store.sessions(&lookup_filter, lookup_after.as_deref(), page_size)
         })
         .await?;
-    let next_uri = match listing.items.last() {
-        Some(last) if listing.has_more => Some(uri_with_query(
-            "/api/v2/journey/sessions",
-            &[
-                ("deploymentId", filter.deployment_id.clone()),
-                ("customerCookieId", filter.visitor_id.clone()),
-                ("pageSize", Some(page_size.to_string())),
-                ("after", Some(last.id.clone())),
-            ],
-        )),
-        _ => None,
-    };
+    let next_uri = next_page_uri(
+        "/api/v2/journey/sessions",
+        &[
+            ("deploymentId", filter.deployment_id.clone()),
+            ("customerCookieId", filter.visitor_id.clone()),
+        ],
+        page_size,
+        listing.has_more,
+        listing.items.last().map(|last| last.id.as_str()),
+    );
     Ok(Json(EntityListing {
         entities: listing.items.iter().map(Session::from_stored).collect(),
         next_uri,
@@ -92,44 +86,6 @@ pub(super) async fn list_sessions(
 
 fn session_not_found(session_id: &str) -> ApiError {
     ApiError::NotFound(format!("session {session_id} not found"))
-}
-
-/// Query parameters, decoded by hand so that a bad value gets an error message that
-/// names the parameter. Unknown parameters are ignored; of repeated ones the last wins.
-pub(super) struct QueryParameters(HashMap<String, String>);
-
-impl QueryParameters {
-    pub(super) fn parse(query: Option<&str>) -> QueryParameters {
-        let pairs = url::form_urlencoded::parse(query.unwrap_or("").as_bytes());
-        QueryParameters(pairs.into_owned().collect())
-    }
-
-    /// A parameter's value; an empty value counts as absent.
-    pub(super) fn text(&self, name: &str) -> Option<String> {
-        self.0.get(name).filter(|value| !value.is_empty()).cloned()
-    }
-
-    pub(super) fn page_size(&self) -> Result<usize, ApiError> {
-        let Some(text) = self.text("pageSize") else {
-            return Ok(DEFAULT_PAGE_SIZE);
-        };
-        match text.parse::<usize>() {
-            Ok(size) if (1..=MAX_PAGE_SIZE).contains(&size) => Ok(size),
-            _ => Err(ApiError::BadRequest(format!(
-                "pageSize: must be a whole number from 1 to {MAX_PAGE_SIZE}, not {text:?}"
-            ))),
-        }
-    }
-}
-
-pub(super) fn uri_with_query(path: &str, parameters: &[(&str, Option<String>)]) -> String {
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    for (name, value) in parameters {
-        if let Some(value) = value {
-            query.append_pair(name, value);
-        }
-    }
-    format!("{path}?{}", query.finish())
 }
 
 /// `GET /api/v2/footpath/stats`: the collector's counters since startup (a Footpath

@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::read::{uri_with_query, QueryParameters};
+use super::pagination::{next_page_uri, uri_with_query, QueryParameters};
 use super::AppState;
 use crate::error::ApiError;
 use crate::journey::{EntityListing, Event};
@@ -57,18 +57,7 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let parameters = QueryParameters::parse(query.as_deref());
     let page_size = parameters.page_size()?;
-    let page_number = match parameters.text("pageNumber") {
-        None => 1,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "pageNumber: must be a whole number from 1, not {text:?}"
-                ))
-            })?,
-    };
+    let page_number = parameters.page_number()?;
     let (items, total) = state
         .with_store_blocking(move |store| store.definitions(kind, page_number, page_size))
         .await?;
@@ -361,15 +350,12 @@ pub(super) async fn list_session_events(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("session {session_id} not found")))?;
     let (entities, has_more) = found;
-    let next_uri = match entities.last() {
-        Some(last) if has_more => Some(uri_with_query(
-            &format!("/api/v2/journey/sessions/{session_id}/events"),
-            &[
-                ("pageSize", Some(page_size.to_string())),
-                ("after", Some(last.id.clone())),
-            ],
-        )),
-        _ => None,
-    };
+    let next_uri = next_page_uri(
+        &format!("/api/v2/journey/sessions/{session_id}/events"),
+        &[],
+        page_size,
+        has_more,
+        entities.last().map(|last| last.id.as_str()),
+    );
     Ok(Json(EntityListing { entities, next_uri }))
 }

@@ -8,7 +8,7 @@ use axum::extract::{RawQuery, State};
 use axum::Json;
 use serde::Serialize;
 
-use super::read::QueryParameters;
+use super::pagination::QueryParameters;
 use super::AppState;
 use crate::error::ApiError;
 use crate::usage::{self, Day};

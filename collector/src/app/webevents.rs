@@ -24,15 +24,16 @@
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::{header, request, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, request, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::batch::{
-    add_cors_headers, check_content_type, count_refused_request, forwarded_for,
-    origin_allowed_by_any_deployment, read_body, socket_peer, take_identity_token, token_context,
+use super::batch::{forwarded_for, socket_peer, take_identity_token, token_context};
+use super::pagination::QueryParameters;
+use super::pipeline::{
+    add_cors_headers, ingest_response, origin_allowed_by_any_deployment, preflight_response,
+    read_ingest_body, store_and_wait, Gzip,
 };
-use super::read::QueryParameters;
 use super::AppState;
 use crate::config::DeploymentConfig;
 use crate::enrich::client_ip::{client_ip, in_any};
@@ -41,8 +42,7 @@ use crate::enrich::user_agent::parse_user_agent;
 use crate::error::ApiError;
 use crate::journey::{DeploymentPing, WebEventResponse};
 use crate::limits::{
-    bounded_user_agent, check_json_depth, check_request_headers, truncate_at_char_boundary,
-    EventLimits,
+    bounded_user_agent, check_request_headers, truncate_at_char_boundary, EventLimits,
 };
 use crate::metrics::{IngestEndpoint, RefusalCounts, RefusalReason};
 use crate::store::{IngestOutcome, NewBatch};
@@ -68,21 +68,14 @@ pub(super) async fn receive_web_event(
         &mut uncounted_events,
     )
     .await;
-    let mut response = match result {
-        Ok(Some(web_event)) => {
-            state
-                .metrics()
-                .observe_ingest(IngestEndpoint::WebEvent, started.elapsed());
-            Json(web_event).into_response()
-        }
-        Ok(None) => StatusCode::NO_CONTENT.into_response(),
-        Err(error) => {
-            count_refused_request(&state, &error, uncounted_events);
-            error.into_response()
-        }
-    };
-    add_cors_headers(response.headers_mut(), cors_origin);
-    response
+    ingest_response(
+        &state,
+        IngestEndpoint::WebEvent,
+        started,
+        result,
+        uncounted_events,
+        cors_origin,
+    )
 }
 
 /// `OPTIONS .../webevents`: the preflight a browser sends before posting
@@ -94,29 +87,13 @@ pub(super) async fn web_event_preflight(
 ) -> Response {
     let mut cors_origin = None;
     let result = check_deployment_and_origin(&state, &deployment_id, &headers, &mut cors_origin);
-    let mut response = match result {
-        Ok(_) if cors_origin.is_none() => {
+    let mut response = match (result, cors_origin.clone()) {
+        (Ok(_), Some(origin)) => return preflight_response(origin),
+        (Ok(_), None) => {
             ApiError::OriginNotAllowed("a preflight request needs an Origin header".to_owned())
                 .into_response()
         }
-        Ok(_) => {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            let response_headers = response.headers_mut();
-            response_headers.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("POST"),
-            );
-            response_headers.insert(
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("content-type"),
-            );
-            response_headers.insert(
-                header::ACCESS_CONTROL_MAX_AGE,
-                HeaderValue::from_static("86400"),
-            );
-            response
-        }
-        Err(error) => error.into_response(),
+        (Err(error), _) => error.into_response(),
     };
     add_cors_headers(response.headers_mut(), cors_origin);
     response
@@ -205,13 +182,8 @@ async fn record_web_event(
     check_request_headers(&parts.headers)?;
     let deployment =
         check_deployment_and_origin(state, deployment_id, &parts.headers, cors_origin)?;
-    check_content_type(&parts.headers)?;
-    let bytes = read_body(body, config).await?;
-    // Held until the answer: the body is in, what is left is work for the collector.
-    let _permit = state.ingest_permit()?;
-    check_json_depth(&bytes, config.max_json_nesting_levels)
-        .map_err(|too_deep| too_deep.into_api_error())?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes)
+    let body = read_ingest_body(state, parts, body, Gzip::Refused).await?;
+    let json: serde_json::Value = serde_json::from_slice(&body.bytes)
         .map_err(|error| ApiError::BadRequest(format!("body: is not valid JSON: {error}")))?;
     *uncounted_events = Some(1);
     let request = WebEventRequest::parse(&json).map_err(ApiError::BadRequest)?;
@@ -302,15 +274,9 @@ async fn record_web_event(
         require_verified_identity: identity_settings
             .is_some_and(|settings| settings.require_verified_identity),
     };
-    let timeout_ms = config.session_timeout_ms();
     // The same group-committing writer as the SDK's batches: the answer waits for the
     // commit, and many concurrent web events share one transaction.
-    let reply = state
-        .store()
-        .enqueue_ingest(new_batch, now_ms, timeout_ms)?;
-    let outcomes = reply.await.map_err(|_| {
-        ApiError::Internal("the ingest writer dropped a web event unanswered".to_owned())
-    })??;
+    let outcomes = store_and_wait(state, new_batch, now_ms).await?;
     let refused = RefusalCounts::default();
     let (mut accepted, mut duplicates) = (0, 0);
     for outcome in &outcomes {

@@ -14,6 +14,8 @@
 //! decided here, once, for every backend. (Segment evaluation is the exception still
 //! to move: see [`IngestTransaction::evaluate_segments`].)
 
+#[cfg(test)]
+mod memory;
 pub mod store;
 pub mod summary;
 
@@ -71,7 +73,7 @@ impl Default for SessionLimits {
 /// The caller commits (or rolls back).
 ///
 /// Work that does not have to be per event is per batch: the visitor's sessions are
-/// read once and followed in memory ([`VisitorSessions`]), and each touched session's
+/// read once and followed in memory (`VisitorSessions`), and each touched session's
 /// span and summary are written once, at the end.
 pub fn ingest_batch<T: IngestTransaction>(
     transaction: &mut T,
@@ -363,7 +365,7 @@ fn write_span<T: IngestTransaction>(
 /// It is unique among the deployment's sessions active in the last 24 hours. With
 /// 900,000 numbers that is easy for any real traffic, but a flood of new sessions (a
 /// script with fresh visitor ids) could fill it, and creating a session must never
-/// fail. So when [`SHORT_ID_DRAWS`] random draws find no free number, the id need only
+/// fail. So when `SHORT_ID_DRAWS` random draws find no free number, the id need only
 /// be unique among the sessions active in the last hour, then among the live ones (last
 /// activity within the session timeout); and if even those fill the space, a random
 /// number is used anyway (logged), since an ambiguous short id costs an agent one more
@@ -527,4 +529,183 @@ fn contacts_matching<T: IngestTransaction>(
     let by_email = lookup(IdentifierKind::Email, email.as_deref())?;
     let by_phone = lookup(IdentifierKind::Phone, phone)?;
     Ok((by_email, by_phone))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use footpath_protocol::v1::{AttributeValue, EventKind};
+
+    use super::memory::MemoryRows;
+    use super::*;
+    use crate::identity::LinkKind;
+
+    const MINUTE: i64 = 60_000;
+    const TIMEOUT: i64 = 20 * MINUTE;
+    const T0: i64 = 1_795_500_000_000;
+    const P: EventKind = EventKind::Pageview;
+    const L: EventKind = EventKind::Logout;
+
+    fn event(number: usize, kind: EventKind, minute: i64) -> NewEvent {
+        NewEvent {
+            id: format!("00000000-0000-7000-8000-{number:012}"),
+            kind,
+            name: "page_viewed".to_owned(),
+            time_ms: T0 + minute * MINUTE,
+            client_time_ms: T0 + minute * MINUTE,
+            received_ms: T0,
+            page: None,
+            context: None,
+            login_id: None,
+            attributes: BTreeMap::new(),
+            traits: BTreeMap::new(),
+            user_agent: None,
+            ip_address: None,
+            user_agent_info: None,
+            geolocation: None,
+            referrer_info: None,
+            identity_verified: false,
+            identity_proof: IdentityProof::Absent,
+        }
+    }
+
+    fn batch(events: Vec<NewEvent>) -> NewBatch {
+        NewBatch {
+            deployment_id: "shop".to_owned(),
+            visitor_id: "0b7e0c2a-5b9e-4a57-9f3e-000000000001".to_owned(),
+            events,
+            require_verified_identity: false,
+        }
+    }
+
+    /// Ingests the batches in order (events numbered from 0 across them) and returns
+    /// the rows.
+    fn run(batches: &[&[(EventKind, i64)]], limits: &SessionLimits) -> MemoryRows {
+        let mut rows = MemoryRows::default();
+        let mut number = 0;
+        for events in batches {
+            let events = events
+                .iter()
+                .map(|&(kind, minute)| {
+                    number += 1;
+                    event(number - 1, kind, minute)
+                })
+                .collect();
+            let outcomes =
+                ingest_batch(&mut rows, &batch(events), T0 + 60 * MINUTE, TIMEOUT, limits).unwrap();
+            assert!(outcomes
+                .iter()
+                .all(|outcome| *outcome == IngestOutcome::Accepted));
+        }
+        rows
+    }
+
+    #[test]
+    fn sessions_follow_the_rule_batch_by_batch() {
+        type Case<'a> = (&'a str, &'a [&'a [(EventKind, i64)]], &'a [&'a [usize]]);
+        let cases: &[Case<'_>] = &[
+            (
+                "a gap makes two sessions",
+                &[&[(P, 0), (P, 10), (P, 40)]],
+                &[&[0, 1], &[2]],
+            ),
+            (
+                "the timeout apart starts anew",
+                &[&[(P, 0), (P, 20)]],
+                &[&[0], &[1]],
+            ),
+            ("just under it joins", &[&[(P, 0)], &[(P, 19)]], &[&[0, 1]]),
+            (
+                "a late event joins across batches",
+                &[&[(P, 10)], &[(P, -5)]],
+                &[&[0, 1]],
+            ),
+            (
+                "arrival order does not matter",
+                &[&[(P, 40), (P, 0), (P, 10)]],
+                &[&[0], &[1, 2]],
+            ),
+            (
+                "a logout closes its session",
+                &[&[(P, 0), (L, 1), (P, 2)]],
+                &[&[0, 1], &[2]],
+            ),
+            (
+                "a logout closes it for later batches",
+                &[&[(P, 0), (L, 1)], &[(P, 2)]],
+                &[&[0, 1], &[2]],
+            ),
+        ];
+        for (name, batches, expected) in cases {
+            let rows = run(batches, &SessionLimits::default());
+            let expected: Vec<Vec<usize>> =
+                expected.iter().map(|numbers| numbers.to_vec()).collect();
+            assert_eq!(rows.event_numbers_by_session(), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_full_session_is_closed_and_the_event_starts_another() {
+        let limits = SessionLimits {
+            max_events_per_session: 2,
+            ..SessionLimits::default()
+        };
+        let rows = run(&[&[(P, 0), (P, 1)], &[(P, 2), (P, 3), (P, 4)]], &limits);
+        assert_eq!(
+            rows.event_numbers_by_session(),
+            [vec![0, 1], vec![2, 3], vec![4]]
+        );
+        let first = &rows.sessions[0];
+        assert!(first.closed);
+        assert_eq!(first.ended_ms, Some(T0 + MINUTE));
+    }
+
+    #[test]
+    fn a_resent_event_is_a_duplicate_and_stored_once() {
+        let mut rows = MemoryRows::default();
+        let limits = SessionLimits::default();
+        let first = batch(vec![event(1, P, 0)]);
+        ingest_batch(&mut rows, &first, T0, TIMEOUT, &limits).unwrap();
+        let again = batch(vec![event(1, P, 0), event(2, P, 1), event(2, P, 1)]);
+        let outcomes = ingest_batch(&mut rows, &again, T0, TIMEOUT, &limits).unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                IngestOutcome::Duplicate,
+                IngestOutcome::Accepted,
+                IngestOutcome::Duplicate
+            ]
+        );
+        assert_eq!(rows.events.len(), 2);
+        // Segments are evaluated for stored events only.
+        assert_eq!(rows.segment_calls, 2);
+        assert_eq!(rows.sessions[0].summary.event_count, 2);
+    }
+
+    #[test]
+    fn unverified_traits_link_the_session_and_write_no_cookie() {
+        let mut rows = MemoryRows::default();
+        rows.add_contact("ada", "ada@example.com");
+        let mut identify = event(1, EventKind::Identify, 0);
+        identify.traits.insert(
+            "email".to_owned(),
+            AttributeValue::String("Ada@Example.com".to_owned()),
+        );
+        ingest_batch(
+            &mut rows,
+            &batch(vec![identify]),
+            T0,
+            TIMEOUT,
+            &SessionLimits::default(),
+        )
+        .unwrap();
+        let session = &rows.sessions[0];
+        assert_eq!(
+            session.contact,
+            Some((ContactId::new("ada"), LinkKind::Unverified))
+        );
+        assert!(!session.authenticated);
+        assert_eq!(rows.contacts[0].identifiers.len(), 1, "no cookie added");
+    }
 }

@@ -37,6 +37,7 @@ use governor::{Quota, RateLimiter};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::model::EventFieldError;
 
 /// Why a body was refused by [`check_json_depth`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +126,8 @@ impl EventLimits {
     /// Checks the event at `index` of its batch; the error names the field the way
     /// `validate` does (`events[2].attributes: has more than 50 entries`). The
     /// protocol's own checks (in `validate`) still run after this one.
-    pub fn check_event(&self, index: usize, event: &Event) -> Result<(), String> {
-        let field = |name: &str, reason: String| format!("events[{index}].{name}: {reason}");
+    pub fn check_event(&self, index: usize, event: &Event) -> Result<(), EventFieldError> {
+        let field = |name: &str, reason: String| EventFieldError::new(index, name, reason);
         if event.name.len() > self.max_name_bytes {
             let reason = format!("is longer than {} bytes", self.max_name_bytes);
             return Err(field("name", reason));
@@ -461,7 +462,12 @@ mod tests {
             attributes: Map::new(),
             traits: Map::new(),
         };
-        let check = |page: Page| limits.check_event(2, &event(page)).err();
+        let check = |page: Page| {
+            limits
+                .check_event(2, &event(page))
+                .err()
+                .map(|error| error.to_string())
+        };
         let url = "https://a.example/".to_owned();
         assert_eq!(
             check(Page {

@@ -5,8 +5,14 @@
 //! server backend (PostgreSQL, chosen by the database URL's scheme, with its own
 //! `migrations/postgres/` folder) can be added without touching the HTTP layer.
 //!
+//! The product's rules are not here: ingest runs [`crate::ingest::ingest_batch`] over
+//! the backend's implementation of [`crate::ingest::IngestTransaction`] (SQLite's is
+//! `sqlite_ingest.rs`), so that a backend is row operations and read queries. (Segment
+//! evaluation in `segments_sql.rs` is the part still to move.)
+//!
 //! The methods are synchronous: SQLite is an in-process library, and the handlers call
-//! them through `tokio::task::spawn_blocking`.
+//! them through `tokio::task::spawn_blocking` (see ARCHITECTURE.md, `ingest/`, for why
+//! the ingest interface is synchronous too).
 
 mod contacts_sql;
 // Data rights and retention: erasing, exporting, deleting by age (crate::privacy).

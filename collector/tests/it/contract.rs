@@ -10,9 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use footpath_collector::contacts::ContactFields;
-use footpath_collector::identity::LinkKind;
-use footpath_collector::model::{IngestOutcome, NewBatch, NewEvent, SessionFilter, StoredSession};
+use footpath_collector::contacts::{ContactFields, EmailAddress};
+use footpath_collector::identity::{IdentityProof, LinkKind, VerifiedIdentity};
+use footpath_collector::model::{
+    IdentifierKind, IngestOutcome, NewBatch, NewEvent, SessionFilter, StoredSession,
+};
 use footpath_collector::segments::{definition, DefinitionKind, DefinitionWrite};
 use footpath_collector::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
 use footpath_protocol::v1::{AttributeValue, EventKind, Map, Page};
@@ -331,6 +333,63 @@ fn unverified_traits_link_the_session_to_the_matching_contact() {
         // Unverified traits write nothing to the contact: no cookie identifier.
         let contact = store.contact(&ada.id).unwrap().unwrap();
         assert_eq!(contact.identifiers, ada.identifiers);
+    });
+}
+
+#[test]
+fn a_bound_token_links_and_authenticates_and_a_logout_unlinks_the_cookie() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let ada = store
+            .create_contact(
+                &ContactFields {
+                    work_email: Some("ada@example.com".to_owned()),
+                    ..ContactFields::default()
+                },
+                T0,
+            )
+            .unwrap();
+        let mut identify = event(1, EventKind::Identify, minutes(0));
+        identify.identity_proof = IdentityProof::Valid(VerifiedIdentity {
+            email: EmailAddress::parse("ada@example.com"),
+            first_name: Some("Ada".to_owned()),
+            bound_to_visitor: true,
+            ..VerifiedIdentity::default()
+        });
+        identify.identity_verified = true;
+        ingest(store, &batch(1, vec![identify]), minutes(1));
+        let session = &sessions_of(store, 1)[0];
+        assert_eq!(session.contact_id.as_deref(), Some(ada.id.as_str()));
+        assert_eq!(session.contact_link, Some(LinkKind::Verified));
+        assert!(session.authenticated);
+        let contact = store.contact(&ada.id).unwrap().unwrap();
+        assert_eq!(
+            contact.fields.first_name.as_deref(),
+            Some("Ada"),
+            "claims written"
+        );
+        let has_cookie = |contact: &footpath_collector::model::StoredContact| {
+            contact.identifiers.iter().any(|identifier| {
+                identifier.kind == IdentifierKind::Cookie && identifier.value == visitor(1)
+            })
+        };
+        assert!(has_cookie(&contact), "a bound token adds the cookie");
+
+        // The logout, in a later batch, closes the session and takes the cookie off.
+        ingest(
+            store,
+            &batch(1, vec![event(2, EventKind::Logout, minutes(2))]),
+            minutes(3),
+        );
+        ingest(
+            store,
+            &batch(1, vec![event(3, EventKind::Pageview, minutes(3))]),
+            minutes(4),
+        );
+        let sessions = sessions_of(store, 1);
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(sessions[0].ended_ms, Some(minutes(2)));
+        assert_eq!(sessions[1].contact_id, None, "the next session is Unknown");
+        assert!(!has_cookie(&store.contact(&ada.id).unwrap().unwrap()));
     });
 }
 
