@@ -9,6 +9,8 @@
 //! them through `tokio::task::spawn_blocking`.
 
 mod contacts_sql;
+// The PostgreSQL backend, for several collectors on one database.
+mod postgres;
 // Segments and outcomes: definitions and their evaluation on ingest (crate::segments).
 mod segments_sql;
 mod sqlite;
@@ -22,6 +24,7 @@ pub use crate::model::{
     StoredSession,
 };
 
+pub use postgres::{PostgresSettings, PostgresStore};
 pub use sqlite::{IngestQueueSettings, SessionLimits, SqliteStore};
 
 use crate::contacts::ContactFields;

@@ -15,6 +15,8 @@ use footpath_collector::identity::LinkKind;
 use footpath_collector::model::{IngestOutcome, NewBatch, NewEvent, SessionFilter, StoredSession};
 use footpath_collector::segments::{definition, DefinitionKind, DefinitionWrite};
 use footpath_collector::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
+
+use crate::postgres::open_postgres;
 use footpath_protocol::v1::{AttributeValue, EventKind, Map, Page};
 use serde_json::json;
 
@@ -37,11 +39,17 @@ fn open_sqlite(dir: &Path, limits: SessionLimits) -> Arc<dyn Store> {
     )
 }
 
-const BACKENDS: &[(&str, Open)] = &[("sqlite", open_sqlite)];
+const BACKENDS: &[(&str, Open)] = &[("sqlite", open_sqlite), ("postgres", open_postgres)];
 
 /// Runs `case` on every backend, each on a database of its own.
 fn on_every_backend(limits: SessionLimits, case: impl Fn(&dyn Store)) {
-    for (name, open) in BACKENDS {
+    on_backends_but(&[], limits, case);
+}
+
+/// Runs `case` on every backend not named in `skipped` (a gap of that backend, said
+/// where the case calls this).
+fn on_backends_but(skipped: &[&str], limits: SessionLimits, case: impl Fn(&dyn Store)) {
+    for (name, open) in BACKENDS.iter().filter(|(name, _)| !skipped.contains(name)) {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), limits);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&*store)));
@@ -336,7 +344,9 @@ fn unverified_traits_link_the_session_to_the_matching_contact() {
 
 #[test]
 fn a_segment_is_assigned_once_its_pattern_is_met() {
-    on_every_backend(SessionLimits::default(), |store| {
+    // PostgreSQL does not evaluate segments on ingest yet: the evaluation is still
+    // SQLite's own code (store/segments_sql.rs) until the ingest core owns it.
+    on_backends_but(&["postgres"], SessionLimits::default(), |store| {
         let definition = definition::parse(
             DefinitionKind::Segment,
             &json!({
