@@ -257,3 +257,28 @@ fn collectors_starting_together_migrate_once() {
         .unwrap();
     assert_eq!(applied.trim(), "1");
 }
+
+#[tokio::test]
+async fn the_collector_runs_on_postgres_by_its_database_url() {
+    use crate::support::{batch as sdk_batch, pageview, TestApp, T0 as APP_T0, VISITOR};
+    let url = fresh_database();
+    let app = TestApp::with_config(|config| config.database_url = Some(url.clone()));
+    app.post_batch(&sdk_batch(
+        VISITOR,
+        APP_T0,
+        vec![
+            pageview(1, APP_T0, "https://shop.example/"),
+            pageview(2, APP_T0 + 1000, "https://shop.example/cart"),
+        ],
+    ))
+    .await
+    .ok_json();
+    let session = app.only_session_of(VISITOR).await;
+    assert_eq!(session["eventCount"], 2, "{session:#}");
+    let ready = app.get("/readyz").await.ok_json();
+    assert_eq!(ready["status"], "ready");
+    // Nothing went to the SQLite file that `database_path` names.
+    assert!(!app.dir.path().join("test.sqlite3").exists());
+    // Dropped inside the async test: the store closes its connections off the runtime.
+    drop(app);
+}

@@ -94,7 +94,8 @@ struct Shared {
 }
 
 pub struct PostgresStore {
-    shared: Arc<Shared>,
+    /// `None` only while the store is being dropped (see its `Drop`).
+    shared: Option<Arc<Shared>>,
     /// `None` only while the store is being dropped: the writers then drain the queue
     /// and stop.
     ingest_queue: Option<SyncSender<IngestJob>>,
@@ -113,6 +114,14 @@ impl Drop for PostgresStore {
         for writer in self.writers.drain(..) {
             if writer.join().is_err() {
                 tracing::error!("a PostgreSQL ingest writer panicked");
+            }
+        }
+        // Closing a `postgres` client runs its own small runtime, which panics inside
+        // an async task (the store may be dropped in `main`'s or a test's): the pool
+        // and its connections are dropped on a thread of their own.
+        if let Some(shared) = self.shared.take() {
+            if std::thread::spawn(move || drop(shared)).join().is_err() {
+                tracing::error!("closing the PostgreSQL connections panicked");
             }
         }
     }
@@ -157,14 +166,21 @@ impl PostgresStore {
             threads.push(thread);
         }
         Ok(PostgresStore {
-            shared,
+            shared: Some(shared),
             ingest_queue: Some(sender),
             writers: threads,
         })
     }
 
+    fn shared(&self) -> &Shared {
+        // Taken only in `Drop`.
+        self.shared
+            .as_deref()
+            .expect("the store's shared state outlives every call")
+    }
+
     fn connection(&self) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
-        Ok(self.shared.pool.get()?)
+        Ok(self.shared().pool.get()?)
     }
 }
 
@@ -347,7 +363,7 @@ impl Store for PostgresStore {
         now_ms: i64,
         timeout_ms: i64,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
-        ingest(&self.shared, batch, now_ms, timeout_ms)
+        ingest(self.shared(), batch, now_ms, timeout_ms)
     }
 
     fn enqueue_ingest(
@@ -361,7 +377,7 @@ impl Store for PostgresStore {
             .ingest_queue
             .as_ref()
             .ok_or_else(|| StoreError::WriterFailed("the store is closing".to_owned()))?;
-        let metrics = &self.shared.writer_metrics;
+        let metrics = &self.shared().writer_metrics;
         // Counted before it can be taken, so that the gauge never goes below zero.
         metrics.queued_batches.inc();
         let sent = queue.try_send(IngestJob {
@@ -383,7 +399,7 @@ impl Store for PostgresStore {
     }
 
     fn writer_metrics(&self) -> WriterMetrics {
-        self.shared.writer_metrics.clone()
+        self.shared().writer_metrics.clone()
     }
 
     fn gauges(&self, now_ms: i64, timeout_ms: i64) -> Result<StoreGauges, StoreError> {
@@ -549,9 +565,9 @@ impl Store for PostgresStore {
         partitions::ensure_around(&mut connection, now_ms)?;
         // Pings first, so that a session they kept alive is not ended; each under its
         // visitor's lock, like a batch.
-        let mut waiting = self.shared.pending_pings.len();
+        let mut waiting = self.shared().pending_pings.len();
         while waiting > 0 {
-            let pings = self.shared.pending_pings.take_some(waiting.min(500));
+            let pings = self.shared().pending_pings.take_some(waiting.min(500));
             if pings.is_empty() {
                 break;
             }
@@ -704,7 +720,7 @@ impl Store for PostgresStore {
         now_ms: i64,
         timeout_ms: i64,
     ) -> bool {
-        self.shared
+        self.shared()
             .pending_pings
             .record(deployment_id, visitor_id, now_ms, timeout_ms)
     }
