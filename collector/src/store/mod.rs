@@ -1,12 +1,13 @@
 //! Storage of events and sessions.
 //!
 //! **Architecture Invariant:** no SQL outside this module. Handlers talk to the
-//! [`Store`] trait only, and the router's state holds an `Arc<dyn Store>`, so that a
-//! server backend (PostgreSQL, chosen by the database URL's scheme, with its own
-//! `migrations/postgres/` folder) can be added without touching the HTTP layer.
+//! [`Store`] trait only, and the router's state holds an `Arc<dyn Store>`: the
+//! embedded [`SqliteStore`] or the server backend [`PostgresStore`], chosen by the
+//! database URL's scheme (`Config::database`), each with its own migrations folder.
 //!
-//! The methods are synchronous: SQLite is an in-process library, and the handlers call
-//! them through `tokio::task::spawn_blocking`.
+//! The methods are synchronous: SQLite is an in-process library, PostgreSQL is reached
+//! with the synchronous `postgres` client, and the handlers call them through
+//! `tokio::task::spawn_blocking`.
 
 mod contacts_sql;
 // The PostgreSQL backend, for several collectors on one database.

@@ -282,3 +282,79 @@ async fn the_collector_runs_on_postgres_by_its_database_url() {
     // Dropped inside the async test: the store closes its connections off the runtime.
     drop(app);
 }
+
+#[test]
+fn one_customers_sign_ins_from_many_visitors_at_once_stay_consistent() {
+    use footpath_collector::contacts::{ContactFields, EmailAddress};
+    use footpath_collector::identity::{IdentityProof, LinkKind, VerifiedIdentity};
+    use footpath_collector::model::IdentifierKind;
+    // Eight browsers of one customer sign in at the same moment, each with a token
+    // bound to its visitor: each adds its cookie to the contact and rewrites the
+    // contact's fields from its claims, under the contact's lock.
+    let store = open(&fresh_database(), SessionLimits::default());
+    let ada = store
+        .create_contact(
+            &ContactFields {
+                first_name: Some("Ada".to_owned()),
+                work_email: Some("ada@example.com".to_owned()),
+                ..ContactFields::default()
+            },
+            T0,
+        )
+        .unwrap();
+    let outcomes = at_once(8, |thread| {
+        let number = u32::try_from(thread).unwrap() + 1;
+        let mut identify = event(number, T0);
+        identify.kind = EventKind::Identify;
+        identify.name = "identify".to_owned();
+        identify.identity_verified = true;
+        identify.identity_proof = IdentityProof::Valid(VerifiedIdentity {
+            login_id: Some("ada".to_owned()),
+            email: EmailAddress::parse("ada@example.com"),
+            phone: None,
+            first_name: Some(format!("Ada{number}")),
+            last_name: None,
+            bound_to_visitor: true,
+        });
+        store
+            .ingest(&batch(number, vec![identify]), T0 + MINUTE, TIMEOUT)
+            .unwrap()
+    });
+    assert!(outcomes
+        .iter()
+        .all(|outcome| *outcome == [IngestOutcome::Accepted]));
+    let contact = store.contact(&ada.id).unwrap().unwrap();
+    let cookies: BTreeSet<&str> = contact
+        .identifiers
+        .iter()
+        .filter(|identifier| identifier.kind == IdentifierKind::Cookie)
+        .map(|identifier| identifier.value.as_str())
+        .collect();
+    let expected: BTreeSet<String> = (1..=8).map(visitor).collect();
+    assert_eq!(
+        cookies,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+    let emails = contact
+        .identifiers
+        .iter()
+        .filter(|identifier| identifier.kind == IdentifierKind::Email)
+        .count();
+    assert_eq!(emails, 1, "{contact:?}");
+    let name = contact.fields.first_name.unwrap();
+    assert!(
+        (1..=8).any(|number| name == format!("Ada{number}")),
+        "{name}"
+    );
+    for number in 1..=8 {
+        let filter = SessionFilter {
+            visitor_id: Some(visitor(number)),
+            ..SessionFilter::default()
+        };
+        let sessions = store.sessions(&filter, None, 10).unwrap().items;
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].contact_id.as_deref(), Some(ada.id.as_str()));
+        assert_eq!(sessions[0].contact_link, Some(LinkKind::Verified));
+        assert!(sessions[0].authenticated);
+    }
+}
