@@ -375,7 +375,8 @@ impl Cluster {
     }
 
     /// Stops the server and removes its folder once the process `pid` has ended. A
-    /// small shell loop watches it.
+    /// small shell loop watches it; it ignores Ctrl-C and hang-ups, which end the
+    /// process it watches, so that it outlives them to clean up.
     pub fn stop_after_process(&self, pid: u32) -> Result<(), ClusterError> {
         let pg_ctl = self.bin.join("pg_ctl");
         let stop = match self.run_as {
@@ -383,7 +384,7 @@ impl Cluster {
             RunAs::Postgres(..) => format!("runuser -u {SUPERUSER} -- "),
         };
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+            "trap '' INT TERM HUP; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
              {stop}'{pg_ctl}' -D '{data}' -m immediate -w stop >/dev/null 2>&1; \
              rm -rf '{folder}'",
             pg_ctl = pg_ctl.display(),
