@@ -230,6 +230,8 @@ pub struct Config {
     /// are answered 503 with `Retry-After`.
     pub ingest_queue_capacity_batches: usize,
     /// Most batches the writer stores in one transaction (one commit, one fsync).
+    /// SQLite only: on PostgreSQL each batch is a transaction of its own, and the
+    /// server groups the WAL flushes of commits that arrive together.
     pub max_batches_per_transaction: usize,
     /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before
     /// the server stops anyway.

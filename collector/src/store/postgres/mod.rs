@@ -143,6 +143,10 @@ impl PostgresStore {
         let writers = settings.writers.max(1);
         let pool = r2d2::Pool::builder()
             .max_size(u32::try_from(writers).unwrap_or(u32::MAX) + settings.read_connections.max(1))
+            // Connections are opened as they are needed rather than all at start (r2d2
+            // keeps `max_size` idle by default), so that many collectors, or many
+            // tests, on one server do not use up its `max_connections` while idle.
+            .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(Manager::new(config))?;
         migrate(&mut *pool.get()?)?;
