@@ -358,3 +358,36 @@ fn one_customers_sign_ins_from_many_visitors_at_once_stay_consistent() {
         assert!(sessions[0].authenticated);
     }
 }
+
+#[test]
+fn a_busy_events_table_delays_new_partitions_but_not_the_sweep() {
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let store = open(&url, SessionLimits::default());
+    store
+        .ingest(&batch(1, vec![event(1, T0)]), T0, TIMEOUT)
+        .unwrap();
+    // A long read holds the events table: making a partition would wait for it.
+    let mut reader = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut long_read = reader.transaction().unwrap();
+    long_read.query("SELECT count(*) FROM events", &[]).unwrap();
+    let months_later = T0 + 62 * 24 * 60 * MINUTE;
+    let started = std::time::Instant::now();
+    assert_eq!(store.close_idle_sessions(months_later, TIMEOUT).unwrap(), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let made = || {
+        cluster()
+            .psql(
+                &database,
+                "SELECT to_regclass('events_y2027m03') IS NOT NULL",
+            )
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(made(), "f");
+    // Once the read is over, the next sweep makes it.
+    long_read.commit().unwrap();
+    store.close_idle_sessions(months_later, TIMEOUT).unwrap();
+    assert_eq!(made(), "t");
+}

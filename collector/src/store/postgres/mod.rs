@@ -565,8 +565,12 @@ impl Store for PostgresStore {
 
     fn close_idle_sessions(&self, now_ms: i64, timeout_ms: i64) -> Result<usize, StoreError> {
         let mut connection = self.connection()?;
-        // The sweep also keeps the events table's partitions ahead of time.
-        partitions::ensure_around(&mut connection, now_ms)?;
+        // The sweep also keeps the events table's partitions ahead of time; months
+        // ahead, so a sweep that cannot now (the table's lock is busy) leaves time
+        // for the next ones, and must not keep sessions from ending.
+        if let Err(error) = partitions::ensure_around(&mut connection, now_ms) {
+            tracing::warn!(%error, "could not make the events table's next partitions");
+        }
         // Pings first, so that a session they kept alive is not ended; each under its
         // visitor's lock, like a batch.
         let mut waiting = self.shared().pending_pings.len();

@@ -3,10 +3,13 @@
 //! `DROP TABLE` instead of deleting rows.
 //!
 //! Partitions are made outside ingest transactions (when the store opens, and by every
-//! idle sweep): creating one locks the parent table, which an ingest transaction must
-//! never wait for. Events whose month has no partition (far in the past or the
-//! future) go to `events_default`; a month is only ever made ahead of now, or when
-//! the store first opens, so the default never holds rows of a month made later.
+//! idle sweep), months ahead of need. Creating one takes the parent table's strongest
+//! lock: it waits for the transactions using `events` and holds new ones back for the
+//! few milliseconds of the DDL, so it gives up after [`LOCK_TIMEOUT`] rather than
+//! stall ingest behind a long read, and the next sweep tries again. Events whose month
+//! has no partition (far in the past or the future) go to `events_default`; a month is
+//! only ever made ahead of now, or when the store first opens, so the default never
+//! holds rows of a month made later.
 
 use time::{Date, Month, OffsetDateTime, Time};
 
@@ -18,6 +21,9 @@ use crate::model::StoreError;
 const MONTHS_BEFORE: i32 = 1;
 /// Months made ahead of the current one.
 const MONTHS_AHEAD: i32 = 2;
+
+/// How long making a partition waits for the events table's lock.
+const LOCK_TIMEOUT: &str = "2s";
 
 /// A month: its partition's name and its bounds in milliseconds (start inclusive, end
 /// exclusive).
@@ -60,6 +66,7 @@ pub(super) fn month_partition(time_ms: i64, offset: i32) -> Result<MonthPartitio
 pub(super) fn ensure_around(connection: &mut PgConnection, now_ms: i64) -> Result<(), StoreError> {
     let mut tx = connection.transaction(false)?;
     tx.lock(LockSpace::Partitions, "events")?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))?;
     let monthly: i64 = tx
         .query_one(
             "SELECT COUNT(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
