@@ -39,14 +39,16 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Database};
 use crate::enrich::geo::GeoIpDatabase;
 use crate::enrich::referrer::ReferrerList;
 use crate::enrich::user_agent;
 use crate::error::ApiError;
 use crate::limits::RateLimits;
 use crate::metrics::Metrics;
-use crate::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
+use crate::store::{
+    IngestQueueSettings, PostgresSettings, PostgresStore, SessionLimits, SqliteStore, Store,
+};
 
 /// Everything a handler needs. Cheap to clone: every field is shared.
 #[derive(Clone)]
@@ -78,8 +80,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Checks the configuration, opens (or creates and migrates) the SQLite database at
-    /// `config.database_path`, and opens the GeoIP database when one is configured.
+    /// Checks the configuration, opens (or creates and migrates) the database that
+    /// `config.database()` names (SQLite or PostgreSQL), and opens the GeoIP database
+    /// when one is configured.
     pub fn new(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
         config.validate()?;
         let queue = IngestQueueSettings {
@@ -91,8 +94,32 @@ impl AppState {
             max_search_terms_per_session: config.max_search_terms_per_session,
             ..SessionLimits::default()
         };
-        let store = SqliteStore::open_with(&config.database_path, queue, limits)?;
-        AppState::with_store(config, clock, Arc::new(store))
+        match config.database()? {
+            Database::Sqlite(path) => {
+                let store = SqliteStore::open_with(&path, queue, limits)?;
+                AppState::with_store(config, clock, Arc::new(store))
+            }
+            Database::Postgres(url) => {
+                let settings = PostgresSettings {
+                    queue_capacity_batches: config.ingest_queue_capacity_batches,
+                    ..PostgresSettings::default()
+                };
+                // The `postgres` client blocks on a small runtime of its own, which
+                // cannot start inside the caller's async task (`main` is one): the
+                // store is opened and first used (definitions, desk presentation) on
+                // a plain thread. Later calls come from blocking threads.
+                std::thread::scope(|scope| {
+                    scope
+                        .spawn(move || {
+                            let now_ms = clock.now_ms();
+                            let store = PostgresStore::open(&url, settings, limits, now_ms)?;
+                            AppState::with_store(config, clock, Arc::new(store))
+                        })
+                        .join()
+                })
+                .map_err(|_| anyhow::anyhow!("opening the PostgreSQL store panicked"))?
+            }
+        }
     }
 
     /// State over any store: the seam where another backend plugs in. Fails when the

@@ -8,6 +8,9 @@
 //! ```toml
 //! listen_addr = "127.0.0.1:8700"
 //! database_path = "footpath.sqlite3"
+//! # Or a database URL, which wins over database_path when set:
+//! # "sqlite://PATH" or "postgres://user:password@host:port/database".
+//! # database_url = "postgres://footpath@127.0.0.1:5432/footpath"
 //! # At least 32 characters each (`openssl rand -hex 16`); shorter tokens are refused
 //! # at startup.
 //! api_tokens = ["replace-with-32-or-more-random-characters"]
@@ -110,13 +113,40 @@ pub fn check_token_lengths(field: &str, tokens: &[String]) -> Result<(), String>
     }
 }
 
+/// Where the data lives: the store `AppState::new` opens (see `Config::database`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    /// The URL as configured, for the `postgres` client.
+    Postgres(String),
+}
+
+/// The URL with its password, if any, replaced, for logs and `Debug`.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = parsed.set_password(Some("hidden"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "[unparsable, hidden]".to_owned(),
+    }
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP server binds to.
     pub listen_addr: SocketAddr,
-    /// The SQLite database file; created, with its schema, when missing.
+    /// The SQLite database file; created, with its schema, when missing. Used when
+    /// `database_url` is not set.
     pub database_path: PathBuf,
+    /// Where the data lives, by scheme: `sqlite://PATH` (the embedded default, as
+    /// `database_path`) or `postgres://user:password@host:port/database` (any number
+    /// of collectors on one PostgreSQL server). Unset: `database_path`. A password
+    /// in it is hidden from `Debug`.
+    pub database_url: Option<String>,
     /// Folder whose files are served under `/sdk/` (the SDK's JavaScript and wasm).
     pub sdk_dir: PathBuf,
     /// A session ends after this long without activity.
@@ -201,6 +231,8 @@ pub struct Config {
     /// are answered 503 with `Retry-After`.
     pub ingest_queue_capacity_batches: usize,
     /// Most batches the writer stores in one transaction (one commit, one fsync).
+    /// SQLite only: on PostgreSQL each batch is a transaction of its own, and the
+    /// server groups the WAL flushes of commits that arrive together.
     pub max_batches_per_transaction: usize,
     /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before
     /// the server stops anyway.
@@ -394,6 +426,7 @@ impl Default for Config {
         Config {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8700)),
             database_path: PathBuf::from("footpath.sqlite3"),
+            database_url: None,
             sdk_dir: PathBuf::from("target/sdk"),
             session_timeout_seconds: 20 * 60,
             sweep_interval_seconds: 30,
@@ -448,6 +481,10 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
             .field("database_path", &self.database_path)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(without_password),
+            )
             .field("sdk_dir", &self.sdk_dir)
             .field("session_timeout_seconds", &self.session_timeout_seconds)
             .field("sweep_interval_seconds", &self.sweep_interval_seconds)
@@ -564,6 +601,7 @@ impl Config {
     /// than fail to start.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |message: &str| Err(ConfigError::Invalid(message.to_owned()));
+        self.database()?;
         if self.session_timeout_seconds == 0 {
             return invalid("session_timeout_seconds must be at least 1");
         }
@@ -666,6 +704,34 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The database `database_url` names by its scheme, or `database_path` when it is
+    /// unset.
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        let Some(url) = &self.database_url else {
+            return Ok(Database::Sqlite(self.database_path.clone()));
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            ConfigError::Invalid("database_url must start with sqlite:// or postgres://".to_owned())
+        })?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" if rest.is_empty() => Err(ConfigError::Invalid(
+                "database_url: sqlite:// needs a file path, e.g. sqlite://footpath.sqlite3"
+                    .to_owned(),
+            )),
+            "sqlite" => Ok(Database::Sqlite(PathBuf::from(rest))),
+            "postgres" | "postgresql" => {
+                // Checked here, so that a typo fails at startup with the setting's name.
+                url.parse::<postgres::Config>()
+                    .map_err(|error| ConfigError::Invalid(format!("database_url: {error}")))?;
+                Ok(Database::Postgres(url.clone()))
+            }
+            other => Err(ConfigError::Invalid(format!(
+                "database_url: the scheme {other:?} is not supported \
+                 (sqlite:// or postgres://)"
+            ))),
+        }
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
@@ -815,6 +881,68 @@ fn seconds_to_ms(seconds: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_url_selects_the_store_by_its_scheme() {
+        let check = |url: Option<&str>, expected: Result<Database, &str>| {
+            let config = Config {
+                database_path: PathBuf::from("from-path.sqlite3"),
+                database_url: url.map(str::to_owned),
+                ..Config::default()
+            };
+            let found = config.database().map_err(|error| error.to_string());
+            match (&found, &expected) {
+                (Ok(found), Ok(expected)) => assert_eq!(found, expected, "{url:?}"),
+                (Err(found), Err(expected)) => {
+                    assert!(found.contains(expected), "{url:?}: {found}");
+                }
+                _ => panic!("{url:?}: {found:?}, expected {expected:?}"),
+            }
+        };
+        let sqlite = |path: &str| Ok(Database::Sqlite(PathBuf::from(path)));
+        let postgres = |url: &str| Ok(Database::Postgres(url.to_owned()));
+        check(None, sqlite("from-path.sqlite3"));
+        check(
+            Some("sqlite://footpath.sqlite3"),
+            sqlite("footpath.sqlite3"),
+        );
+        check(
+            Some("sqlite:///var/lib/footpath/db.sqlite3"),
+            sqlite("/var/lib/footpath/db.sqlite3"),
+        );
+        check(
+            Some("postgres://footpath@127.0.0.1:5432/footpath"),
+            postgres("postgres://footpath@127.0.0.1:5432/footpath"),
+        );
+        check(
+            Some("postgresql://u:p@db.internal/footpath"),
+            postgres("postgresql://u:p@db.internal/footpath"),
+        );
+        check(Some("sqlite://"), Err("needs a file path"));
+        check(
+            Some("mysql://root@localhost/footpath"),
+            Err("the scheme \"mysql\" is not supported"),
+        );
+        check(
+            Some("footpath.sqlite3"),
+            Err("must start with sqlite:// or postgres://"),
+        );
+        check(Some("postgres://u@h:notaport/db"), Err("database_url: "));
+    }
+
+    #[test]
+    fn a_database_urls_password_is_hidden_from_debug() {
+        let config = Config {
+            database_url: Some("postgres://footpath:s3cret-pw@db.internal/footpath".to_owned()),
+            ..Config::default()
+        };
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret-pw"), "{debug}");
+        assert!(
+            debug.contains("postgres://footpath:hidden@db.internal/footpath"),
+            "{debug}"
+        );
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

@@ -74,7 +74,9 @@ fn load_config() -> anyhow::Result<(Config, Vec<String>)> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let (config, unknown_env) = load_config()?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        // refinery logs every migration's whole SQL at info; its warnings are enough.
+        .unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn"));
     match config.log_format {
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
         // Spans as well as events: the request span's `request_id` is in every line

@@ -367,6 +367,40 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Stops the server and removes its folder once this process has ended, however it
+    /// ends: for a cluster kept in a `static` (shared by a test binary's tests), whose
+    /// `Drop` never runs.
+    pub fn stop_when_process_ends(&self) -> Result<(), ClusterError> {
+        self.stop_after_process(std::process::id())
+    }
+
+    /// Stops the server and removes its folder once the process `pid` has ended. A
+    /// small shell loop watches it; it ignores Ctrl-C and hang-ups, which end the
+    /// process it watches, so that it outlives them to clean up.
+    pub fn stop_after_process(&self, pid: u32) -> Result<(), ClusterError> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = match self.run_as {
+            RunAs::CurrentUser => String::new(),
+            RunAs::Postgres(..) => format!("runuser -u {SUPERUSER} -- "),
+        };
+        let script = format!(
+            "trap '' INT TERM HUP; while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; \
+             {stop}'{pg_ctl}' -D '{data}' -m immediate -w stop >/dev/null 2>&1; \
+             rm -rf '{folder}'",
+            pg_ctl = pg_ctl.display(),
+            data = self.data_dir().display(),
+            folder = self.folder.display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(io("starting the cluster's watcher"))?;
+        Ok(())
+    }
+
     /// The server's log so far (for a test's failure message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()
@@ -458,6 +492,27 @@ mod tests {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
             "the server still listens on {port}"
         );
+    }
+
+    #[test]
+    fn a_watched_cluster_stops_once_its_process_has_ended() {
+        let cluster = Cluster::start(&target_dir()).unwrap();
+        let mut process = Command::new("sleep").arg("600").spawn().unwrap();
+        cluster.stop_after_process(process.id()).unwrap();
+        // Still serving while the process lives.
+        cluster.psql("postgres", "SELECT 1").unwrap();
+        process.kill().unwrap();
+        process.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster.folder.exists()
+            || std::net::TcpStream::connect(("127.0.0.1", cluster.port())).is_ok()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster still runs after its process ended"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     #[test]

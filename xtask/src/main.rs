@@ -4,7 +4,8 @@
 //!   cargo-fuzz, cargo-deny).
 //! - `sdk`:   builds the browser SDK into `target/sdk/` and prints its sizes.
 //! - `size`:  prints raw, gzip and brotli sizes of everything a page downloads.
-//! - `run`:   README command 1: collector, demo site and agents' API, with URLs.
+//! - `run`:   README command 1: collector, demo site and agents' API, with URLs
+//!   (`--postgres`: on a throwaway PostgreSQL cluster instead of SQLite).
 //! - `test`:  README command 2: every test (native, wasm in Chromium, end-to-end), then
 //!   a short run of each fuzz target, and the licence, ban and source check of every
 //!   crate (`cargo deny`, by `deny.toml`).
@@ -35,7 +36,7 @@ fn main() -> ExitCode {
             .and_then(|_| sdk::report(false))
             .map(|_| ()),
         Some("size") => sdk::check_budget(args.iter().any(|a| a == "--twiggy")),
-        Some("run") => run(),
+        Some("run") => run(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("postgres") => setup::setup().and_then(|_| postgres::command(&args[1..])),
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
         }
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup|sdk|size [--twiggy]|run|test [--no-wasm] [--no-e2e] [--no-fuzz]\
+                "usage: cargo xtask <setup|sdk|size [--twiggy]|run [--postgres]|test [--no-wasm] [--no-e2e] [--no-fuzz]\
                  |fuzz [--seconds N] [target] [--replay FILE]|deny|postgres [--port N]>"
             );
             return ExitCode::from(2);
@@ -207,9 +208,16 @@ fn test(args: &[String]) -> Result<()> {
     outcome
 }
 
-/// README command 1: builds everything, then runs the collector (embedded database),
-/// the demo site on a second origin, and prints where to open them.
-fn run() -> Result<()> {
+/// README command 1: builds everything, then runs the collector (embedded database,
+/// or with `--postgres` a throwaway PostgreSQL cluster in `target/demo/`, gone when
+/// this command ends), the demo site on a second origin, and prints where to open
+/// them.
+fn run(args: &[String]) -> Result<()> {
+    let on_postgres = match args {
+        [] => false,
+        [flag] if flag == "--postgres" => true,
+        _ => bail!("usage: cargo xtask run [--postgres]"),
+    };
     let tools = setup::setup()?;
     sdk::build(&tools)?;
     run_checked(cargo().args(["build", "-p", "footpath-collector", "-p", "footpath-demo"]))?;
@@ -231,16 +239,34 @@ fn run() -> Result<()> {
     )?;
     let collector_url = "http://127.0.0.1:8700";
     let demo_url = "http://127.0.0.1:8701";
-    let mut collector = Command::new(root().join("target/debug/footpath-collector"))
+    // Kept until the collector stops; Ctrl-C ends this command before `Drop` runs,
+    // so the cluster's watcher stops it then.
+    let cluster = if on_postgres {
+        let cluster = footpath_pgcluster::Cluster::start(&data)?;
+        cluster.stop_when_process_ends()?;
+        Some(cluster)
+    } else {
+        None
+    };
+    let database = match &cluster {
+        Some(cluster) => cluster.create_database("footpath")?,
+        None => format!("sqlite://{}", data.join("footpath.sqlite3").display()),
+    };
+    // Where `cargo build` put them: CARGO_TARGET_DIR when set (a shared target folder).
+    let binaries = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+        .join("debug");
+    let mut collector = Command::new(binaries.join("footpath-collector"))
         .current_dir(root())
         .arg("--config")
         .arg(&config_path)
         .env("FOOTPATH_API_TOKEN", &token)
-        .env("FOOTPATH_DATABASE_PATH", data.join("footpath.sqlite3"))
+        .env("FOOTPATH_DATABASE_URL", &database)
         .env("FOOTPATH_SDK_DIR", root().join("target/sdk"))
         .spawn()
         .context("starting the collector")?;
-    let mut demo = Command::new(root().join("target/debug/footpath-demo"))
+    let mut demo = Command::new(binaries.join("footpath-demo"))
         .current_dir(root())
         .args([
             "--listen",
@@ -260,10 +286,7 @@ fn run() -> Result<()> {
     println!("  agents' desk      {collector_url}/desk/  (sign in with the access token {token})");
     println!("  agents' API       {collector_url}/api/v2/journey/sessions  (Authorization: Bearer {token})");
     println!("  example           curl -H 'Authorization: Bearer {token}' {collector_url}/api/v2/journey/sessions");
-    println!(
-        "  database          {}",
-        data.join("footpath.sqlite3").display()
-    );
+    println!("  database          {database}");
     println!();
     let status = collector.wait()?;
     let _ = demo.kill();

@@ -33,6 +33,7 @@ use super::{Config, ConfigError};
 pub const SETTING_NAMES: &[&str] = &[
     "listen_addr",
     "database_path",
+    "database_url",
     "sdk_dir",
     "session_timeout_seconds",
     "sweep_interval_seconds",

@@ -55,7 +55,7 @@ fn phone_json(phone: Option<&PhoneNumber>) -> Result<Option<String>, StoreError>
 
 /// What the `q` search looks in: lowercased names (each, and "first last") and
 /// emails, one per line; and the digits of each E.164 number.
-fn search_columns(fields: &ContactFields) -> (String, String) {
+pub(super) fn search_columns(fields: &ContactFields) -> (String, String) {
     let mut lines: Vec<String> = [&fields.first_name, &fields.middle_name, &fields.last_name]
         .into_iter()
         .flatten()

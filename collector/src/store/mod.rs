@@ -1,20 +1,24 @@
 //! Storage of events and sessions.
 //!
 //! **Architecture Invariant:** no SQL outside this module. Handlers talk to the
-//! [`Store`] trait only, and the router's state holds an `Arc<dyn Store>`, so that a
-//! server backend (PostgreSQL, chosen by the database URL's scheme, with its own
-//! `migrations/postgres/` folder) can be added without touching the HTTP layer.
+//! [`Store`] trait only, and the router's state holds an `Arc<dyn Store>`: the
+//! embedded [`SqliteStore`] or the server backend [`PostgresStore`], chosen by the
+//! database URL's scheme (`Config::database`), each with its own migrations folder.
 //!
 //! The product's rules are not here: ingest runs [`crate::ingest::ingest_batch`] over
 //! the backend's implementation of [`crate::ingest::IngestTransaction`] (SQLite's is
-//! `sqlite_ingest.rs`), so that a backend is row operations and read queries. (Segment
-//! evaluation in `segments_sql.rs` is the part still to move.)
+//! `sqlite_ingest.rs`, PostgreSQL's `postgres/`), so that a backend is row operations
+//! and read queries. (Segment evaluation in `segments_sql.rs` is the part still to
+//! move; PostgreSQL does not evaluate segments yet.)
 //!
-//! The methods are synchronous: SQLite is an in-process library, and the handlers call
-//! them through `tokio::task::spawn_blocking` (see ARCHITECTURE.md, `ingest/`, for why
-//! the ingest interface is synchronous too).
+//! The methods are synchronous: SQLite is an in-process library, PostgreSQL is reached
+//! with the synchronous `postgres` client, and the handlers call them through
+//! `tokio::task::spawn_blocking` (see ARCHITECTURE.md, `ingest/`, for why the ingest
+//! interface is synchronous too).
 
 mod contacts_sql;
+// The PostgreSQL backend, for several collectors on one database.
+mod postgres;
 // Data rights and retention: erasing, exporting, deleting by age (crate::privacy).
 mod privacy_sql;
 // Usage figures per deployment and day (crate::usage).
@@ -32,6 +36,7 @@ pub use crate::model::{
     StoredSession,
 };
 
+pub use postgres::{PostgresSettings, PostgresStore};
 pub use sqlite::{IngestQueueSettings, SessionLimits, SqliteStore};
 
 use crate::contacts::ContactFields;

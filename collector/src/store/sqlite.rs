@@ -112,7 +112,7 @@ const PINGS_PER_TRANSACTION: usize = 500;
 /// its own, and a flood of pings costs the writer at most one indexed update per
 /// visitor per sweep.
 #[derive(Debug, Default)]
-struct PendingPings {
+pub(super) struct PendingPings {
     inner: Mutex<PendingPingsInner>,
 }
 
@@ -124,7 +124,7 @@ struct PendingPingsInner {
 }
 
 /// One ping to write: deployment, visitor, ping time, session timeout.
-type PendingPing = (String, String, i64, i64);
+pub(super) type PendingPing = (String, String, i64, i64);
 
 impl PendingPings {
     fn lock(&self) -> MutexGuard<'_, PendingPingsInner> {
@@ -132,7 +132,13 @@ impl PendingPings {
     }
 
     /// False when the table is full and the ping was dropped.
-    fn record(&self, deployment_id: &str, visitor_id: &str, now_ms: i64, timeout_ms: i64) -> bool {
+    pub(super) fn record(
+        &self,
+        deployment_id: &str,
+        visitor_id: &str,
+        now_ms: i64,
+        timeout_ms: i64,
+    ) -> bool {
         let mut inner = self.lock();
         let full = inner.len >= MAX_PENDING_PINGS;
         let visitors = match inner.by_deployment.get_mut(deployment_id) {
@@ -157,7 +163,7 @@ impl PendingPings {
     }
 
     /// Takes the pings of the visitors of these batches.
-    fn take_for(&self, batches: &[(&NewBatch, i64, i64)]) -> Vec<PendingPing> {
+    pub(super) fn take_for(&self, batches: &[(&NewBatch, i64, i64)]) -> Vec<PendingPing> {
         let mut inner = self.lock();
         if inner.len == 0 {
             return Vec::new();
@@ -181,7 +187,7 @@ impl PendingPings {
     }
 
     /// Takes at most `limit` pings, whichever.
-    fn take_some(&self, limit: usize) -> Vec<PendingPing> {
+    pub(super) fn take_some(&self, limit: usize) -> Vec<PendingPing> {
         let mut inner = self.lock();
         let mut taken = Vec::new();
         for (deployment_id, visitors) in &mut inner.by_deployment {
@@ -203,7 +209,7 @@ impl PendingPings {
         taken
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.lock().len
     }
 }
@@ -1052,17 +1058,17 @@ impl Store for SqliteStore {
 }
 
 /// Asks for one row more than the page holds, to learn whether another page follows.
-fn fetch_limit(limit: usize) -> i64 {
+pub(super) fn fetch_limit(limit: usize) -> i64 {
     i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
 }
 
-fn into_listing<T>(mut items: Vec<T>, limit: usize) -> Listing<T> {
+pub(super) fn into_listing<T>(mut items: Vec<T>, limit: usize) -> Listing<T> {
     let has_more = items.len() > limit;
     items.truncate(limit);
     Listing { items, has_more }
 }
 
-fn to_count(value: i64) -> Result<u64, StoreError> {
+pub(super) fn to_count(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative count {value}")))
 }
 
@@ -1121,13 +1127,13 @@ pub(super) fn insert_event(
 
 /// The JSON columns of an event row, serialised once for the row and the summary.
 pub(super) struct EventJson {
-    campaign: Option<String>,
-    context: Option<String>,
-    attributes: String,
-    traits: String,
-    user_agent: Option<String>,
-    geolocation: Option<String>,
-    referrer: Option<String>,
+    pub(super) campaign: Option<String>,
+    pub(super) context: Option<String>,
+    pub(super) attributes: String,
+    pub(super) traits: String,
+    pub(super) user_agent: Option<String>,
+    pub(super) geolocation: Option<String>,
+    pub(super) referrer: Option<String>,
 }
 
 impl EventJson {
@@ -1344,7 +1350,9 @@ impl serde::Serialize for StoredAttributes<'_> {
     }
 }
 
-fn attributes_from_json(json: &str) -> Result<BTreeMap<String, AttributeValue>, StoreError> {
+pub(super) fn attributes_from_json(
+    json: &str,
+) -> Result<BTreeMap<String, AttributeValue>, StoreError> {
     let stored: BTreeMap<String, StoredAttribute> = serde_json::from_str(json)?;
     stored
         .into_iter()

@@ -21,6 +21,7 @@ mod limits;
 mod mmdb;
 mod openapi;
 mod operations;
+mod postgres;
 mod privacy;
 mod read_api;
 mod segments;

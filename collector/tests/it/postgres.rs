@@ -1,0 +1,393 @@
+//! The PostgreSQL backend: the throwaway cluster the contract suite's `postgres` line
+//! runs on, and the cases where PostgreSQL differs from SQLite: several transactions
+//! (as from several collectors) at once on one database, partitions and migrations.
+//!
+//! One cluster per test binary (started on first use under Cargo's target folder and
+//! stopped when the binary ends), a fresh database per case.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+
+use footpath_collector::model::{IngestOutcome, NewBatch, NewEvent, SessionFilter};
+use footpath_collector::store::{PostgresSettings, PostgresStore, SessionLimits, Store};
+use footpath_pgcluster::Cluster;
+use footpath_protocol::v1::{EventKind, Map, Page};
+
+const MINUTE: i64 = 60_000;
+const TIMEOUT: i64 = 20 * MINUTE;
+/// 2026-11-24, as in the contract suite.
+const T0: i64 = 1_795_500_000_000;
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let cluster = Cluster::start(Path::new(env!("CARGO_TARGET_TMPDIR")))
+            .expect("a throwaway PostgreSQL cluster (`cargo xtask setup` installs PostgreSQL)");
+        // A static is never dropped: the cluster goes when the test binary ends.
+        cluster.stop_when_process_ends().unwrap();
+        cluster
+    })
+}
+
+/// The URL of a new, empty database of the shared cluster.
+fn fresh_database() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!("case_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+    cluster().create_database(&name).unwrap()
+}
+
+fn open(url: &str, limits: SessionLimits) -> PostgresStore {
+    PostgresStore::open(url, PostgresSettings::default(), limits, T0).unwrap()
+}
+
+/// The contract suite's `postgres` backend (the folder is SQLite's business).
+pub(crate) fn open_postgres(_dir: &Path, limits: SessionLimits) -> Arc<dyn Store> {
+    Arc::new(open(&fresh_database(), limits))
+}
+
+fn visitor(number: u32) -> String {
+    format!("5c0a7e55-0000-4000-8000-{number:012}")
+}
+
+fn event(number: u32, time_ms: i64) -> NewEvent {
+    NewEvent {
+        id: format!("00000000-0000-7000-8000-{number:012}"),
+        kind: EventKind::Pageview,
+        name: "page_viewed".to_owned(),
+        time_ms,
+        client_time_ms: time_ms,
+        received_ms: time_ms,
+        page: Some(Page {
+            url: format!("https://shop.example/{number}"),
+            title: String::new(),
+            referrer: String::new(),
+            lang: String::new(),
+            keywords: String::new(),
+            search_query: None,
+            campaign: Map::new(),
+        }),
+        context: None,
+        login_id: None,
+        attributes: BTreeMap::new(),
+        traits: BTreeMap::new(),
+        user_agent: None,
+        ip_address: None,
+        user_agent_info: None,
+        geolocation: None,
+        referrer_info: None,
+        identity_verified: false,
+        identity_proof: Default::default(),
+    }
+}
+
+fn batch(visitor_number: u32, events: Vec<NewEvent>) -> NewBatch {
+    NewBatch {
+        deployment_id: "pg".to_owned(),
+        visitor_id: visitor(visitor_number),
+        events,
+        require_verified_identity: false,
+    }
+}
+
+/// Runs `work(thread number)` on `threads` threads that start together.
+fn at_once<T: Send>(threads: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|number| {
+                let (barrier, work) = (&barrier, &work);
+                scope.spawn(move || {
+                    barrier.wait();
+                    work(number)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn two_batches_of_one_visitor_at_once_land_in_one_session() {
+    // Two collectors each get one event of the visitor at the same moment: without
+    // the visitor's lock both would find no session and make one each.
+    let store = open(&fresh_database(), SessionLimits::default());
+    for round in 0..20_u32 {
+        let outcomes = at_once(2, |thread| {
+            let number = round * 2 + u32::try_from(thread).unwrap() + 1;
+            let batch = batch(round, vec![event(number, T0 + i64::from(number) * 1000)]);
+            store.ingest(&batch, T0 + MINUTE, TIMEOUT).unwrap()
+        });
+        assert_eq!(
+            outcomes,
+            [[IngestOutcome::Accepted], [IngestOutcome::Accepted]]
+        );
+        let filter = SessionFilter {
+            visitor_id: Some(visitor(round)),
+            ..SessionFilter::default()
+        };
+        let sessions = store.sessions(&filter, None, 10).unwrap().items;
+        let counts: Vec<u64> = sessions.iter().map(|session| session.event_count).collect();
+        assert_eq!(counts, [2], "round {round}");
+    }
+}
+
+#[test]
+fn the_same_event_sent_twice_at_once_is_stored_once() {
+    let store = open(&fresh_database(), SessionLimits::default());
+    for round in 0..10_u32 {
+        // The same event from the same visitor (a retry racing its original), and the
+        // same event id under another visitor too, which the visitor's lock does not
+        // serialise: only the id's claim does.
+        let number = 1000 + round;
+        let outcomes = at_once(4, |thread| {
+            let visitor_number = if thread < 2 { 1 } else { 2 };
+            let batch = batch(visitor_number, vec![event(number, T0)]);
+            store.ingest(&batch, T0 + MINUTE, TIMEOUT).unwrap()[0]
+        });
+        let accepted = outcomes
+            .iter()
+            .filter(|outcome| **outcome == IngestOutcome::Accepted)
+            .count();
+        assert_eq!(accepted, 1, "round {round}: {outcomes:?}");
+        let id = event(number, T0).id;
+        let stored = store.event(&id).unwrap().unwrap();
+        assert_eq!(stored.event.id, id);
+    }
+    let total: u64 = store
+        .sessions(&SessionFilter::default(), None, 100)
+        .unwrap()
+        .items
+        .iter()
+        .map(|session| session.event_count)
+        .sum();
+    assert_eq!(total, 10);
+}
+
+#[test]
+fn short_ids_stay_unique_when_sessions_are_made_at_once() {
+    // Sixteen new sessions at once in a space of twenty numbers.
+    let limits = SessionLimits {
+        short_id_space: (1000, 1019),
+        ..SessionLimits::default()
+    };
+    let store = open(&fresh_database(), limits);
+    at_once(16, |thread| {
+        let number = u32::try_from(thread).unwrap();
+        store
+            .ingest(&batch(number, vec![event(number, T0)]), T0, TIMEOUT)
+            .unwrap()
+    });
+    let short_ids: BTreeSet<String> = store
+        .sessions(&SessionFilter::default(), None, 100)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|session| session.short_id)
+        .collect();
+    assert_eq!(short_ids.len(), 16, "{short_ids:?}");
+}
+
+#[test]
+fn events_go_to_their_months_partition() {
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let store = open(&url, SessionLimits::default());
+    // T0 is in November 2026: its month, the one before and the two after are made.
+    let in_month = |days: i64| T0 + days * 24 * 60 * MINUTE;
+    for (number, time_ms) in [(1, in_month(0)), (2, in_month(-30)), (3, in_month(20))] {
+        store
+            .ingest(
+                &batch(number, vec![event(number, time_ms)]),
+                time_ms,
+                TIMEOUT,
+            )
+            .unwrap();
+    }
+    // Far in the future: no partition of its own.
+    store
+        .ingest(&batch(4, vec![event(4, in_month(400))]), T0, TIMEOUT)
+        .unwrap();
+    let placed = cluster()
+        .psql(
+            &database,
+            "SELECT string_agg(tableoid::regclass::text, ',' ORDER BY id) FROM events",
+        )
+        .unwrap();
+    assert_eq!(
+        placed.trim(),
+        "events_y2026m11,events_y2026m10,events_y2026m12,events_default"
+    );
+    let partitions = cluster()
+        .psql(
+            &database,
+            "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass",
+        )
+        .unwrap();
+    assert_eq!(
+        partitions.trim(),
+        "events_default,events_y2026m10,events_y2026m11,events_y2026m12,events_y2027m01"
+    );
+    // The sweep makes the months ahead of a later now.
+    store.close_idle_sessions(in_month(62), TIMEOUT).unwrap();
+    let ahead = cluster()
+        .psql(
+            &database,
+            "SELECT to_regclass('events_y2027m03') IS NOT NULL",
+        )
+        .unwrap();
+    assert_eq!(ahead.trim(), "t");
+}
+
+#[test]
+fn collectors_starting_together_migrate_once() {
+    let url = fresh_database();
+    let stores = at_once(4, |_| open(&url, SessionLimits::default()));
+    for store in &stores {
+        store.check_ready().unwrap();
+    }
+    let database = url.rsplit('/').next().unwrap();
+    let applied = cluster()
+        .psql(database, "SELECT count(*) FROM footpath_schema_history")
+        .unwrap();
+    assert_eq!(applied.trim(), "1");
+}
+
+#[tokio::test]
+async fn the_collector_runs_on_postgres_by_its_database_url() {
+    use crate::support::{batch as sdk_batch, pageview, TestApp, T0 as APP_T0, VISITOR};
+    let url = fresh_database();
+    let app = TestApp::with_config(|config| config.database_url = Some(url.clone()));
+    app.post_batch(&sdk_batch(
+        VISITOR,
+        APP_T0,
+        vec![
+            pageview(1, APP_T0, "https://shop.example/"),
+            pageview(2, APP_T0 + 1000, "https://shop.example/cart"),
+        ],
+    ))
+    .await
+    .ok_json();
+    let session = app.only_session_of(VISITOR).await;
+    assert_eq!(session["eventCount"], 2, "{session:#}");
+    let ready = app.get("/readyz").await.ok_json();
+    assert_eq!(ready["status"], "ready");
+    // Nothing went to the SQLite file that `database_path` names.
+    assert!(!app.dir.path().join("test.sqlite3").exists());
+    // Dropped inside the async test: the store closes its connections off the runtime.
+    drop(app);
+}
+
+#[test]
+fn one_customers_sign_ins_from_many_visitors_at_once_stay_consistent() {
+    use footpath_collector::contacts::{ContactFields, EmailAddress};
+    use footpath_collector::identity::{IdentityProof, LinkKind, VerifiedIdentity};
+    use footpath_collector::model::IdentifierKind;
+    // Eight browsers of one customer sign in at the same moment, each with a token
+    // bound to its visitor: each adds its cookie to the contact and rewrites the
+    // contact's fields from its claims, under the contact's lock.
+    let store = open(&fresh_database(), SessionLimits::default());
+    let ada = store
+        .create_contact(
+            &ContactFields {
+                first_name: Some("Ada".to_owned()),
+                work_email: Some("ada@example.com".to_owned()),
+                ..ContactFields::default()
+            },
+            T0,
+        )
+        .unwrap();
+    let outcomes = at_once(8, |thread| {
+        let number = u32::try_from(thread).unwrap() + 1;
+        let mut identify = event(number, T0);
+        identify.kind = EventKind::Identify;
+        identify.name = "identify".to_owned();
+        identify.identity_verified = true;
+        identify.identity_proof = IdentityProof::Valid(VerifiedIdentity {
+            login_id: Some("ada".to_owned()),
+            email: EmailAddress::parse("ada@example.com"),
+            phone: None,
+            first_name: Some(format!("Ada{number}")),
+            last_name: None,
+            bound_to_visitor: true,
+        });
+        store
+            .ingest(&batch(number, vec![identify]), T0 + MINUTE, TIMEOUT)
+            .unwrap()
+    });
+    assert!(outcomes
+        .iter()
+        .all(|outcome| *outcome == [IngestOutcome::Accepted]));
+    let contact = store.contact(&ada.id).unwrap().unwrap();
+    let cookies: BTreeSet<&str> = contact
+        .identifiers
+        .iter()
+        .filter(|identifier| identifier.kind == IdentifierKind::Cookie)
+        .map(|identifier| identifier.value.as_str())
+        .collect();
+    let expected: BTreeSet<String> = (1..=8).map(visitor).collect();
+    assert_eq!(
+        cookies,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>()
+    );
+    let emails = contact
+        .identifiers
+        .iter()
+        .filter(|identifier| identifier.kind == IdentifierKind::Email)
+        .count();
+    assert_eq!(emails, 1, "{contact:?}");
+    let name = contact.fields.first_name.unwrap();
+    assert!(
+        (1..=8).any(|number| name == format!("Ada{number}")),
+        "{name}"
+    );
+    for number in 1..=8 {
+        let filter = SessionFilter {
+            visitor_id: Some(visitor(number)),
+            ..SessionFilter::default()
+        };
+        let sessions = store.sessions(&filter, None, 10).unwrap().items;
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions[0].contact_id.as_deref(), Some(ada.id.as_str()));
+        assert_eq!(sessions[0].contact_link, Some(LinkKind::Verified));
+        assert!(sessions[0].authenticated);
+    }
+}
+
+#[test]
+fn a_busy_events_table_delays_new_partitions_but_not_the_sweep() {
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let store = open(&url, SessionLimits::default());
+    store
+        .ingest(&batch(1, vec![event(1, T0)]), T0, TIMEOUT)
+        .unwrap();
+    // A long read holds the events table: making a partition would wait for it.
+    let mut reader = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut long_read = reader.transaction().unwrap();
+    long_read.query("SELECT count(*) FROM events", &[]).unwrap();
+    let months_later = T0 + 62 * 24 * 60 * MINUTE;
+    let started = std::time::Instant::now();
+    assert_eq!(store.close_idle_sessions(months_later, TIMEOUT).unwrap(), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let made = || {
+        cluster()
+            .psql(
+                &database,
+                "SELECT to_regclass('events_y2027m03') IS NOT NULL",
+            )
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(made(), "f");
+    // Once the read is over, the next sweep makes it.
+    long_read.commit().unwrap();
+    store.close_idle_sessions(months_later, TIMEOUT).unwrap();
+    assert_eq!(made(), "t");
+}
