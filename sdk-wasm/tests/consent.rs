@@ -94,9 +94,14 @@ async fn pending_then_granted_then_denied() {
         "queued while granted: {:?}",
         stored_keys()
     );
+    // The collector is unreachable now: the send fails and sending waits for a retry,
+    // which the denial cancels; a later grant must not find sending stuck.
+    eval("window.__answering = fetch; window.fetch = () => Promise.reject(new TypeError('down'))");
+    pause(1_500).await;
     let sent_before = strings("__sent").len();
     call(&[s("record"), s("just_before_denial")]);
     call(&[s("consent"), s("denied")]);
+    eval("window.fetch = __answering");
     pause(0).await;
     assert_eq!(stored_keys(), Vec::<String>::new(), "storage wiped");
     assert_eq!(cookie("_footpath_vid"), None, "{}", cookies());
@@ -127,4 +132,14 @@ async fn pending_then_granted_then_denied() {
     call(&[s("consent"), s("granted")]);
     let again = cookie("_footpath_vid").expect("a visitor cookie again");
     assert_ne!(again, visitor);
+    call(&[s("record"), s("after_regrant")]);
+    pause(1_500).await;
+    let sent = strings("__sent");
+    assert!(
+        sent[sent_before..]
+            .iter()
+            .any(|body| body.contains("after_regrant")
+                && body.contains(&format!("\"visitorId\":\"{again}\""))),
+        "sent after the new grant, as the new visitor: {sent:?}"
+    );
 }

@@ -264,6 +264,8 @@ export function fp_setup(url) {
 // Consent was denied or revoked: this page's queue is forgotten, and every key
 // Footpath keeps in `localStorage` (the queues of all pages, the session record) goes.
 export function fp_wipe() {
+  // The module cancels a pending retry: sending must not stay paused for a later grant.
+  fpPaused = 0;
   fpReplace([]);
   fpUnsaved.clear();
   fpChunkOf.clear();
