@@ -1,12 +1,16 @@
 //! The SDK's logic without a browser: ids, sessions shared across tabs, event encoding
 //! and the retry backoff.
 
+mod consent;
 mod ids;
 mod options;
 mod retry;
 mod session;
 mod tracker;
 
+pub use consent::{
+    decide, Consent, Held, Signals, CONSENT_COOKIE, MAX_HELD_EVENTS, OPT_OUT_COOKIE,
+};
 pub use ids::{is_uuid, uuid_v4, uuid_v7};
 pub use options::{Options, PageviewMode};
 pub use retry::{retry_delay_ms, MAX_BACKOFF_MS, MAX_RETRY_AFTER_MS};

@@ -1,5 +1,7 @@
 //! The options of `ac('init', deploymentId, options)`, with their defaults.
 
+use super::Consent;
+
 /// When page views are recorded without an explicit `ac('pageview')`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PageviewMode {
@@ -21,6 +23,12 @@ pub struct Options {
     pub excluded_query_parameters: Vec<String>,
     pub keep_url_fragment: bool,
     pub pageview: PageviewMode,
+    /// `consent`: `Granted` unless the site asks for its visitors' consent first.
+    pub consent: Consent,
+    /// `honorGlobalPrivacyControl` (default on) and `honorDoNotTrack` (default off):
+    /// whether the browser's signal counts as a denial.
+    pub honor_global_privacy_control: bool,
+    pub honor_do_not_track: bool,
 }
 
 impl Options {
@@ -38,6 +46,9 @@ impl Options {
             excluded_query_parameters: Vec::new(),
             keep_url_fragment: false,
             pageview: PageviewMode::Auto,
+            consent: Consent::Granted,
+            honor_global_privacy_control: true,
+            honor_do_not_track: false,
         }
     }
 }

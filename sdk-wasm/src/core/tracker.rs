@@ -40,6 +40,11 @@ pub struct Tracker<P: Platform> {
     session_id: Option<String>,
     traits: Map<AttributeValue>,
     login_id: Option<String>,
+    /// Whether the shared session record may be written: not while consent is pending
+    /// or denied, when the SDK stores nothing.
+    storing: bool,
+    /// This tab's last activity, for the record written when storing begins.
+    last_activity_ms: i64,
 }
 
 impl<P: Platform> Tracker<P> {
@@ -51,6 +56,33 @@ impl<P: Platform> Tracker<P> {
             session_id: None,
             traits: Map::new(),
             login_id: None,
+            storing: true,
+            last_activity_ms: 0,
+        }
+    }
+
+    /// Consent was granted (`true`) or is pending or denied: from a grant on, the
+    /// shared session record is written, starting with the session this page began
+    /// while it was not.
+    pub fn set_storing(&mut self, storing: bool) {
+        self.storing = storing;
+        if storing {
+            if let Some(id) = self.session_id.clone() {
+                self.save_session(id, self.last_activity_ms);
+            }
+        }
+    }
+
+    fn save_session(&self, id: String, last_activity_ms: i64) {
+        if self.storing {
+            self.platform.save(
+                SESSION_KEY,
+                &SessionRecord {
+                    id,
+                    last_activity_ms,
+                }
+                .to_text(),
+            );
         }
     }
 
@@ -60,6 +92,11 @@ impl<P: Platform> Tracker<P> {
 
     pub fn visitor_id(&self) -> &str {
         &self.visitor_id
+    }
+
+    /// A denial forgets who the visitor was: a later grant starts a new visitor.
+    pub fn set_visitor_id(&mut self, visitor_id: String) {
+        self.visitor_id = visitor_id;
     }
 
     pub fn session_id(&self) -> Option<&str> {
@@ -145,7 +182,9 @@ impl<P: Platform> Tracker<P> {
         );
         self.login_id = None;
         self.traits.clear();
-        self.platform.remove(SESSION_KEY);
+        if self.storing {
+            self.platform.remove(SESSION_KEY);
+        }
         if let Some(ended) = self.session_id.take() {
             tracked.notices.push(Notice::SessionEnded(ended));
         }
@@ -161,7 +200,7 @@ impl<P: Platform> Tracker<P> {
         };
         let now = self.platform.now_ms();
         let timeout = self.options.session_timeout_ms;
-        match self.shared_session() {
+        match self.current_session() {
             Some(shared) if shared.is_live_at(now, timeout) => {
                 let wait = shared.last_activity_ms + timeout - now;
                 if shared.id == ours {
@@ -179,7 +218,15 @@ impl<P: Platform> Tracker<P> {
         }
     }
 
-    fn shared_session(&self) -> Option<SessionRecord> {
+    /// The session as every tab sees it; or, while nothing is stored, as this tab
+    /// alone knows it.
+    fn current_session(&self) -> Option<SessionRecord> {
+        if !self.storing {
+            return self.session_id.clone().map(|id| SessionRecord {
+                id,
+                last_activity_ms: self.last_activity_ms,
+            });
+        }
         self.platform
             .load(SESSION_KEY)
             .and_then(|text| SessionRecord::parse(&text))
@@ -190,7 +237,7 @@ impl<P: Platform> Tracker<P> {
     fn touch_session(&mut self, now: i64) -> Vec<Notice> {
         let mut notices = Vec::new();
         let shared = self
-            .shared_session()
+            .current_session()
             .filter(|shared| shared.is_live_at(now, self.options.session_timeout_ms));
         let id = match &shared {
             Some(shared) => shared.id.clone(),
@@ -214,15 +261,9 @@ impl<P: Platform> Tracker<P> {
             shared.id == id && now - shared.last_activity_ms < SESSION_WRITE_INTERVAL_MS
         });
         if !fresh {
-            self.platform.save(
-                SESSION_KEY,
-                &SessionRecord {
-                    id: id.clone(),
-                    last_activity_ms: now,
-                }
-                .to_text(),
-            );
+            self.save_session(id.clone(), now);
         }
+        self.last_activity_ms = now;
         self.session_id = Some(id);
         notices
     }
@@ -294,6 +335,31 @@ mod tests {
             platform.load(SESSION_KEY).unwrap(),
             format!("{id}|{}", 1_000_000 + SESSION_WRITE_INTERVAL_MS)
         );
+    }
+
+    #[test]
+    fn without_storing_the_session_is_kept_in_the_tab_until_storing_begins() {
+        let platform = FakePlatform::new(1_000_000);
+        let mut t = tracker(&platform);
+        t.set_storing(false);
+        record(&mut t, "a");
+        assert_eq!(platform.load(SESSION_KEY), None, "nothing stored");
+        let id = t.session_id().unwrap().to_owned();
+        platform.advance(5_000);
+        assert!(
+            record(&mut t, "a2").notices.is_empty(),
+            "the tab's own session goes on"
+        );
+        assert_eq!(t.session_id(), Some(id.as_str()));
+        assert_eq!(platform.load(SESSION_KEY), None, "still nothing stored");
+        t.set_storing(true);
+        assert_eq!(
+            platform.load(SESSION_KEY).unwrap(),
+            format!("{id}|1005000"),
+            "the session of the held events, at their last activity"
+        );
+        record(&mut t, "b");
+        assert_eq!(t.session_id(), Some(id.as_str()));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use footpath_protocol::v1::{
 };
 
 use super::{cat, fp_kind, fp_number, fp_text, Func};
-use crate::core::{Options, PageviewMode};
+use crate::core::{Consent, Options, PageviewMode};
 
 /// One argument as `host.js` flattened it (see `fpPut` there).
 pub enum Val {
@@ -108,7 +108,7 @@ fn entries(value: Val, what: &str) -> Result<Vec<(String, Val)>> {
 }
 
 /// The options `ac('init')` knows, and what each must be.
-const OPTIONS: [(&str, &str); 9] = [
+const OPTIONS: [(&str, &str); 12] = [
     ("collectorUrl", "must be an http(s) URL"),
     ("cookieDomain", "must be a string"),
     ("cookieExpiryDays", "must be 1 to 3650"),
@@ -117,6 +117,9 @@ const OPTIONS: [(&str, &str); 9] = [
     ("excludedQueryParameters", "must be an array of strings"),
     ("keepUrlFragment", "must be true or false"),
     ("pageview", "must be 'auto', 'once' or 'off'"),
+    ("consent", "must be 'pending', 'granted' or 'denied'"),
+    ("honorGlobalPrivacyControl", "must be true or false"),
+    ("honorDoNotTrack", "must be true or false"),
     // Accepted for compatibility with existing snippets; trait mapping from event
     // attributes is not implemented yet, so it has no effect.
     ("globalTraitsMapper", ""),
@@ -172,9 +175,14 @@ pub fn options(
             Some(5) => string_list(value)
                 .map(|list| options.excluded_query_parameters = list)
                 .is_some(),
-            Some(6) => match value {
-                Val::Bool(keep) => {
-                    options.keep_url_fragment = *keep;
+            Some(6 | 9 | 10) => match value {
+                Val::Bool(flag) => {
+                    let field = match known {
+                        Some(6) => &mut options.keep_url_fragment,
+                        Some(9) => &mut options.honor_global_privacy_control,
+                        _ => &mut options.honor_do_not_track,
+                    };
+                    *field = *flag;
                     true
                 }
                 _ => false,
@@ -186,6 +194,10 @@ pub fn options(
                 }
                 mode == "auto" || mode == "once" || mode == "off"
             }
+            Some(8) => text
+                .and_then(|text| Consent::parse(text))
+                .map(|consent| options.consent = consent)
+                .is_some(),
             Some(_) => true,
             None => false,
         };

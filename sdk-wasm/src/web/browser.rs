@@ -3,8 +3,10 @@
 
 use footpath_protocol::v1::{Context, Page, CAMPAIGN_PARAMETERS};
 
-use super::{cat, fp_cookie, fp_load, fp_now, fp_page, fp_random, fp_save};
-use crate::core::{is_uuid, push_u64, uuid_v4, Options, Platform};
+use super::{cat, fp_cookie, fp_load, fp_now, fp_page, fp_random, fp_save, fp_signals};
+use crate::core::{
+    is_uuid, push_u64, uuid_v4, Consent, Options, Platform, Signals, CONSENT_COOKIE, OPT_OUT_COOKIE,
+};
 
 /// The first-party cookie that holds the visitor id.
 pub const VISITOR_COOKIE: &str = "_footpath_vid";
@@ -72,9 +74,9 @@ pub fn digits(text: &str) -> Option<u32> {
     Some(text.bytes().fold(0, |n, b| n * 10 + (b - b'0') as u32))
 }
 
-/// Reads the visitor cookie (once per page, at init), creating it if absent, and renews
-/// its lifetime.
-pub fn visitor_id(options: &Options) -> String {
+/// Reads the visitor cookie (once per page, at init), or makes a new id for it. The
+/// cookie is (re)written, renewing its lifetime, only once consent is granted.
+pub fn visitor_id() -> String {
     let values = fp_cookie(VISITOR_COOKIE, "");
     let mut id = None;
     for value in split(&values, 1) {
@@ -83,13 +85,25 @@ pub fn visitor_id(options: &Options) -> String {
             break;
         }
     }
-    let id = id.unwrap_or_else(|| {
-        let mut random = [0u8; 16];
-        Browser.fill_random(&mut random);
-        uuid_v4(random)
-    });
-    let mut cookie = cat(&[VISITOR_COOKIE, "=", &id, "; Max-Age="]);
-    push_u64(&mut cookie, options.cookie_expiry_days as u64 * 86_400);
+    id.unwrap_or_else(new_visitor_id)
+}
+
+pub fn new_visitor_id() -> String {
+    let mut random = [0u8; 16];
+    Browser.fill_random(&mut random);
+    uuid_v4(random)
+}
+
+/// Sets first-party cookie `name` for the visitor's lifetime, or removes it when
+/// `value` is empty.
+pub fn set_cookie(options: &Options, name: &str, value: &str) {
+    let mut cookie = cat(&[name, "=", value, "; Max-Age="]);
+    let days = if value.is_empty() {
+        0
+    } else {
+        options.cookie_expiry_days
+    };
+    push_u64(&mut cookie, days as u64 * 86_400);
     cookie.push_str("; Path=/; SameSite=Lax");
     if let Some(domain) = &options.cookie_domain {
         cookie.push_str("; Domain=");
@@ -97,7 +111,25 @@ pub fn visitor_id(options: &Options) -> String {
     }
     // `host.js` adds `Secure` on https pages.
     fp_cookie("", &cookie);
-    id
+}
+
+/// The values of the cookies called `name`.
+pub fn cookie(name: &str) -> String {
+    fp_cookie(name, "")
+}
+
+/// What decides whether this visitor may be tracked, as the page stands now: the
+/// remembered answers in their cookies and the browser's privacy signals.
+pub fn signals(options: &Options) -> Signals {
+    let browser = fp_signals();
+    let consent = cookie(CONSENT_COOKIE);
+    Signals {
+        site: options.consent,
+        remembered: split(&consent, 1).into_iter().find_map(Consent::parse),
+        opted_out: !cookie(OPT_OUT_COOKIE).is_empty(),
+        privacy_control: options.honor_global_privacy_control && browser & 1 != 0,
+        do_not_track: options.honor_do_not_track && browser & 2 != 0,
+    }
 }
 
 /// The page an event happened on (the current one, or `location` resolved against it)

@@ -261,6 +261,27 @@ export function fp_setup(url) {
   } catch (e) {}
 }
 
+// Consent was denied or revoked: this page's queue is forgotten, and every key
+// Footpath keeps in `localStorage` (the queues of all pages, the session record) goes.
+export function fp_wipe() {
+  // The module cancels a pending retry: sending must not stay paused for a later grant.
+  fpPaused = 0;
+  fpReplace([]);
+  fpUnsaved.clear();
+  fpChunkOf.clear();
+  fpDirty.clear();
+  fpBeaconed = [];
+  try {
+    for (const key of Object.keys(localStorage)) if (!key.indexOf('_footpath')) localStorage.removeItem(key);
+  } catch (e) {}
+}
+
+// The browser's privacy signals: 1 Global Privacy Control, 2 Do Not Track.
+export function fp_signals() {
+  const n = navigator;
+  return (n.globalPrivacyControl ? 1 : 0) | ((n.doNotTrack || window.doNotTrack) == '1' ? 2 : 0);
+}
+
 // An event from the module: stored at once, sent within a second, or now when ten
 // are waiting.
 export function fp_queue(text) {

@@ -31,9 +31,15 @@ use std::cell::RefCell;
 use footpath_protocol::v1::{AttributeValue, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
 use wasm_bindgen::prelude::*;
 
-use crate::core::{retry_delay_ms, Notice, PageviewMode, Tracked, Tracker};
+use crate::core::{
+    decide, retry_delay_ms, Consent, Held, Notice, PageviewMode, Signals, Tracked, Tracker,
+    CONSENT_COOKIE, OPT_OUT_COOKIE,
+};
 use args::{Args, Val};
-use browser::Browser;
+use browser::{Browser, VISITOR_COOKIE};
+
+/// What the callback of an event that was not recorded for want of consent hears.
+const NO_CONSENT: &str = "[footpath] no consent: not recorded";
 
 /// What `host.js` calls back with (see `fp_init` there).
 const WAKE_FLUSH: u32 = 1;
@@ -76,6 +82,8 @@ extern "C" {
     fn fp_cookie(name: &str, set: &str) -> String;
     fn fp_page(location: &str, names: &str, excluded: &str, keep_fragment: bool) -> Option<String>;
     fn fp_setup(batch_url: &str);
+    fn fp_signals() -> u32;
+    fn fp_wipe();
     fn fp_queue(text: &str);
     fn fp_flush();
     fn fp_timer(which: u32, ms: f64) -> u32;
@@ -146,6 +154,15 @@ struct Sdk {
     failures: u32,
     /// Page functions to call, with how and what, once the state is no longer borrowed.
     calls: Vec<(u32, u32, String, String)>,
+    /// What decides consent, and the decision in force.
+    signals: Signals,
+    consent: Consent,
+    /// Events recorded while consent is pending.
+    held: Held,
+    /// Where batches go; `host.js` is set up to send there at the first grant, so
+    /// that nothing is read from or written to its queue before.
+    batch_url: String,
+    set_up: bool,
 }
 
 thread_local! {
@@ -159,6 +176,17 @@ thread_local! {
             idle_timer: None,
             failures: 0,
             calls: Vec::new(),
+            signals: Signals {
+                site: Consent::Granted,
+                remembered: None,
+                opted_out: false,
+                privacy_control: false,
+                do_not_track: false,
+            },
+            consent: Consent::Pending,
+            held: Held::new(),
+            batch_url: String::new(),
+            set_up: false,
         })
     };
 }
@@ -250,11 +278,37 @@ impl Sdk {
         match name {
             "init" => self.init(args),
             "on" | "once" | "off" => self.subscribe(name, args),
-            "pageview" | "record" | "identify" => {
-                if self.tracker.is_none() {
+            "pageview" | "record" | "identify" | "consent" | "optOut" | "optIn" => {
+                let Some(tracker) = &self.tracker else {
                     return Err("call init first".into());
-                }
+                };
                 match name {
+                    "consent" | "optOut" | "optIn" => {
+                        let (cookie, value) = match name {
+                            "consent" => {
+                                let Val::Str(value) = args.take(1) else {
+                                    return Err("needs 'granted' or 'denied'".into());
+                                };
+                                let consent = Consent::parse(&value)
+                                    .filter(|consent| *consent != Consent::Pending)
+                                    .ok_or("needs 'granted' or 'denied'")?;
+                                self.signals.site = consent;
+                                (CONSENT_COOKIE, value)
+                            }
+                            "optOut" => {
+                                self.signals.opted_out = true;
+                                (OPT_OUT_COOKIE, "1".into())
+                            }
+                            _ => {
+                                self.signals.opted_out = false;
+                                (OPT_OUT_COOKIE, String::new())
+                            }
+                        };
+                        // Remembered for the next pages; only the answer, no identifier.
+                        browser::set_cookie(tracker.options(), cookie, &value);
+                        self.decide();
+                        Ok(())
+                    }
                     "pageview" => {
                         let (location, title, attributes) = args::pageview(args.take(1))?;
                         self.track(
@@ -349,10 +403,11 @@ impl Sdk {
         if end == 0 {
             return Err("needs collectorUrl".into());
         }
-        fp_setup(&cat(&[&options.collector_url[..end], BATCH_PATH]));
+        self.batch_url = cat(&[&options.collector_url[..end], BATCH_PATH]);
         let pageview = options.pageview;
-        let visitor_id = browser::visitor_id(&options);
-        self.tracker = Some(Tracker::new(Browser, options, visitor_id));
+        self.signals = browser::signals(&options);
+        self.tracker = Some(Tracker::new(Browser, options, browser::visitor_id()));
+        self.decide();
         for problem in problems {
             self.report("init", &problem);
         }
@@ -370,6 +425,48 @@ impl Sdk {
         // `ready` is for handlers registered before init; later ones are called at once.
         self.emit(READY, CALL_PLAIN, "", "");
         Ok(())
+    }
+
+    /// Puts the consent that the signals now lead to in force. Granting sets the
+    /// visitor cookie, lets `host.js` store and send, and queues the held events with
+    /// the real visitor id; pending stores and sends nothing; denying drops the held
+    /// events and removes the visitor cookie and everything Footpath keeps in
+    /// `localStorage`.
+    fn decide(&mut self) {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
+        let consent = decide(self.signals);
+        let was = std::mem::replace(&mut self.consent, consent);
+        let mut dropped = Vec::new();
+        match consent {
+            Consent::Granted if was != Consent::Granted => {
+                browser::set_cookie(tracker.options(), VISITOR_COOKIE, tracker.visitor_id());
+                if !self.set_up {
+                    self.set_up = true;
+                    fp_setup(&self.batch_url);
+                }
+                tracker.set_storing(true);
+                for (_, text) in self.held.take() {
+                    fp_queue(&text);
+                }
+            }
+            Consent::Granted => {}
+            Consent::Pending => tracker.set_storing(false),
+            Consent::Denied => {
+                tracker.set_storing(false);
+                tracker.set_visitor_id(browser::new_visitor_id());
+                // Also on a page that starts denied: the cookie and a queue may be
+                // left from before the visitor said no.
+                fp_wipe();
+                browser::set_cookie(tracker.options(), VISITOR_COOKIE, "");
+                self.retry_timer = None;
+                dropped = self.held.take();
+            }
+        }
+        for (id, _) in dropped {
+            self.settle(&id, Some(NO_CONSENT));
+        }
     }
 
     fn subscribe(&mut self, how: &str, args: &mut Args) -> Result<(), String> {
@@ -421,6 +518,18 @@ impl Sdk {
         let Some(tracker) = self.tracker.as_mut() else {
             return Err("not initialised".into());
         };
+        if self.consent == Consent::Denied {
+            // Not an error of the page's: nothing is reported, only the callback hears.
+            if let Some(callback) = callback {
+                self.calls.push((
+                    callback.into_handle(),
+                    CALL_FAILED | CALL_ONCE,
+                    NO_CONSENT.into(),
+                    String::new(),
+                ));
+            }
+            return Ok(());
+        }
         let (page, context) = browser::page(tracker.options(), location, title)?;
         let (page, context) = (Some(page), Some(context));
         let tracked: Tracked = match what {
@@ -431,9 +540,17 @@ impl Sdk {
             What::Logout => tracker.logout(page, context),
         };
         let timeout = tracker.options().session_timeout_ms;
-        fp_queue(&tracked.text);
+        let mut dropped = None;
         if let Some(callback) = callback {
-            self.callbacks.push((tracked.event_id, callback));
+            self.callbacks.push((tracked.event_id.clone(), callback));
+        }
+        if self.consent == Consent::Granted {
+            fp_queue(&tracked.text);
+        } else {
+            dropped = self.held.push(tracked.event_id, tracked.text);
+        }
+        if let Some(id) = dropped {
+            self.settle(&id, Some(NO_CONSENT));
         }
         self.notices(tracked.notices);
         // One timer for the page, not one per event: when it fires, `check_idle` waits
