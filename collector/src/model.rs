@@ -313,10 +313,6 @@ pub enum StoreError {
     /// stopped; nothing of the batch was stored.
     #[error("the ingest transaction failed: {0}")]
     WriterFailed(String),
-    /// The backend does not implement this part of the store yet (named in the
-    /// message); the caller gets an error instead of a silent wrong answer.
-    #[error("not available on this database backend yet: {0}")]
-    NotSupported(&'static str),
 }
 
 /// Why an event of a request was refused: the field (a path within the event, such as

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use footpath_collector::contacts::{ContactFields, EmailAddress};
 use footpath_collector::identity::{IdentityProof, LinkKind, VerifiedIdentity};
 use footpath_collector::model::{
-    IdentifierKind, IngestOutcome, NewBatch, NewEvent, SessionFilter, StoredSession,
+    IdentifierKind, IngestOutcome, NewBatch, NewEvent, SessionFilter, StoredEvent, StoredSession,
 };
+use footpath_collector::privacy::{DataSubject, ErasureReport, RetentionRun};
 use footpath_collector::segments::{definition, DefinitionKind, DefinitionWrite};
 use footpath_collector::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
+use footpath_collector::usage::{utc_day, UsageCount};
 
 use crate::postgres::open_postgres;
 use footpath_protocol::v1::{AttributeValue, EventKind, Map, Page};
@@ -711,5 +713,464 @@ fn the_desk_presentation_is_saved_and_forgotten() {
         }
         store.save_desk_presentation(None).unwrap();
         assert_eq!(store.saved_desk_presentation().unwrap(), None);
+    });
+}
+
+/// Values that name Ada in [`ada_visits`]'s rows; none may be read back after an erase.
+const ADA_VALUES: &[&str] = &[
+    "0b7e0c2a-5b9e-4a57-9f3e-000000000001", // visitor(1), her cookie
+    "ada@example.com",
+    "Lovelace",
+    "account/ada-lovelace",
+    "Ada's basket",
+    "https://mail.example/ada",
+    "ada-lang",
+    "blue boots",
+    "user-42",
+    "ORD-77",
+    "newsletter-ada",
+    "Mozilla/5.0 (ada)",
+    "203.0.113.42",
+    "Ada-upon-Thames",
+];
+
+/// Ada (a contact) browses as visitor 1: a session before she identifies herself,
+/// then one with a verified identify bound to her cookie. Visitor 2 is a stranger.
+/// Returns her contact id.
+fn ada_visits(store: &dyn Store) -> String {
+    let ada = store
+        .create_contact(
+            &ContactFields {
+                last_name: Some("Lovelace".to_owned()),
+                work_email: Some("ada@example.com".to_owned()),
+                ..ContactFields::default()
+            },
+            T0,
+        )
+        .unwrap();
+    let mut browsing = event(1, EventKind::Pageview, minutes(0));
+    let page = browsing.page.as_mut().unwrap();
+    page.url = "https://shop.example/account/ada-lovelace?order=ORD-77".to_owned();
+    page.title = "Ada's basket".to_owned();
+    page.referrer = "https://mail.example/ada".to_owned();
+    page.lang = "ada-lang".to_owned();
+    page.keywords = "blue boots".to_owned();
+    page.search_query = Some("blue boots".to_owned());
+    browsing.context = Some(footpath_protocol::v1::Context {
+        browser_lang: "ada-lang".to_owned(),
+        ..Default::default()
+    });
+    browsing.login_id = Some("user-42".to_owned());
+    browsing.attributes.insert(
+        "order".to_owned(),
+        AttributeValue::String("ORD-77".to_owned()),
+    );
+    browsing.user_agent = Some("Mozilla/5.0 (ada)".to_owned());
+    browsing.ip_address = Some("203.0.113.42".to_owned());
+    browsing.geolocation = Some(footpath_collector::enrich::geo::Geolocation {
+        locality: Some("Ada-upon-Thames".to_owned()),
+        ..Default::default()
+    });
+    let order = event(2, EventKind::Record, minutes(1));
+    ingest(store, &batch(1, vec![browsing, order]), minutes(2));
+    // Later, a new session (past the timeout): she proves who she is.
+    let mut identify = event(3, EventKind::Identify, minutes(40));
+    identify.traits.insert(
+        "campaign".to_owned(),
+        AttributeValue::String("newsletter-ada".to_owned()),
+    );
+    identify.identity_proof = IdentityProof::Valid(VerifiedIdentity {
+        email: EmailAddress::parse("ada@example.com"),
+        bound_to_visitor: true,
+        ..VerifiedIdentity::default()
+    });
+    identify.identity_verified = true;
+    ingest(store, &batch(1, vec![identify]), minutes(41));
+    ingest(
+        store,
+        &batch(2, vec![event(10, EventKind::Pageview, minutes(5))]),
+        minutes(6),
+    );
+    let sessions = sessions_of(store, 1);
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[1].contact_id.as_deref(), Some(ada.id.as_str()));
+    ada.id
+}
+
+/// Every session of the deployment with every one of its events, newest first.
+fn everything(store: &dyn Store) -> Vec<(StoredSession, Vec<StoredEvent>)> {
+    let filter = SessionFilter {
+        deployment_id: Some(DEPLOYMENT.to_owned()),
+        ..SessionFilter::default()
+    };
+    store
+        .sessions(&filter, None, 1000)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|session| {
+            let events = store
+                .session_events(&session.id, None, 1000)
+                .unwrap()
+                .unwrap()
+                .items;
+            (session, events)
+        })
+        .collect()
+}
+
+/// What of Ada's values the rows read back hold (by their debug text: every field).
+fn ada_values_in(text: &str) -> Vec<&'static str> {
+    ADA_VALUES
+        .iter()
+        .copied()
+        .filter(|value| text.contains(value))
+        .collect()
+}
+
+/// The shells of Ada's sessions after an erase: same ids and counts, no personal data.
+fn assert_shells(
+    store: &dyn Store,
+    before: &[(StoredSession, Vec<StoredEvent>)],
+    ada_sessions: &[String],
+) {
+    let after = everything(store);
+    assert_eq!(after.len(), before.len(), "no session is deleted");
+    let mut shell_visitors = Vec::new();
+    for ((old, old_events), (shell, events)) in before.iter().zip(&after) {
+        assert_eq!(old.id, shell.id);
+        if !ada_sessions.contains(&shell.id) {
+            assert_eq!(
+                (old, old_events),
+                (shell, events),
+                "a stranger is untouched"
+            );
+            continue;
+        }
+        let text = format!("{shell:?} {events:?} {:?}", store.session(&shell.id));
+        assert_eq!(ada_values_in(&text), Vec::<&str>::new(), "{text}");
+        assert_eq!(
+            (shell.event_count, shell.pageview_count, shell.first_ms),
+            (old.event_count, old.pageview_count, old.first_ms)
+        );
+        assert_eq!(shell.contact_id, None);
+        assert_eq!(
+            shell.contact_link, old.contact_link,
+            "the link's kind stays"
+        );
+        assert!(shell.ended_ms.is_some(), "a shell is ended");
+        shell_visitors.push(shell.visitor_id.clone());
+        let ids = |events: &[StoredEvent]| -> Vec<(String, EventKind, i64)> {
+            events
+                .iter()
+                .map(|stored| {
+                    (
+                        stored.event.id.clone(),
+                        stored.event.kind,
+                        stored.event.time_ms,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(ids(events), ids(old_events), "events are kept as shells");
+        for stored in events {
+            assert_eq!(stored.visitor_id, shell.visitor_id);
+            if let Some(page) = &stored.event.page {
+                assert_eq!(page.url, "https://shop.example/", "the origin only");
+            }
+            let single = store.event(&stored.event.id).unwrap().unwrap();
+            assert_eq!(ada_values_in(&format!("{single:?}")), Vec::<&str>::new());
+        }
+    }
+    shell_visitors.sort();
+    shell_visitors.dedup();
+    assert_eq!(
+        shell_visitors.len(),
+        ada_sessions.len(),
+        "one visitor id per shell"
+    );
+}
+
+#[test]
+fn erasing_a_contact_leaves_shells_that_count_and_name_nobody() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let ada = ada_visits(store);
+        let subject = DataSubject::Contact {
+            contact_id: ada.clone(),
+        };
+        let export = store.subject_sessions(&subject).unwrap().unwrap();
+        let ada_sessions: Vec<String> = sessions_of(store, 1)
+            .into_iter()
+            .rev()
+            .map(|session| session.id)
+            .collect();
+        // Newest first: the linked one, and the cookie's from before she identified.
+        assert_eq!(export.session_ids, ada_sessions);
+        let before = everything(store);
+        // The check can see every one of her values before the erase.
+        let contact = store.contact(&ada).unwrap();
+        assert_eq!(
+            ada_values_in(&format!("{before:?} {contact:?}")),
+            ADA_VALUES
+        );
+
+        let report = store.erase_subject(&subject).unwrap().unwrap();
+        assert_eq!(
+            report,
+            ErasureReport {
+                sessions: 2,
+                events: 3,
+                cookie_links: 1,
+                contact_deleted: true
+            }
+        );
+        assert_shells(store, &before, &ada_sessions);
+        assert_eq!(store.contact(&ada).unwrap(), None);
+        assert_eq!(store.subject_sessions(&subject).unwrap(), None);
+        let cookie = DataSubject::Visitor {
+            deployment_id: DEPLOYMENT.to_owned(),
+            visitor_id: visitor(1),
+        };
+        assert_eq!(store.subject_sessions(&cookie).unwrap(), None);
+        assert_eq!(
+            store.erase_subject(&subject).unwrap(),
+            None,
+            "a second erase"
+        );
+
+        // A resent copy of an erased event is still a duplicate; a new event of the
+        // cookie starts a new session that links to nobody.
+        let resent = batch(
+            1,
+            vec![
+                event(3, EventKind::Pageview, minutes(40)),
+                event(4, EventKind::Pageview, minutes(42)),
+            ],
+        );
+        assert_eq!(
+            ingest(store, &resent, minutes(43)),
+            [IngestOutcome::Duplicate, IngestOutcome::Accepted]
+        );
+        let new = sessions_of(store, 1);
+        assert_eq!(new.len(), 1);
+        assert!(!ada_sessions.contains(&new[0].id));
+        assert_eq!(new[0].contact_id, None);
+    });
+}
+
+#[test]
+fn erasing_a_visitor_keeps_the_contact_but_not_the_cookie_link() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let ada = ada_visits(store);
+        let subject = DataSubject::Visitor {
+            deployment_id: DEPLOYMENT.to_owned(),
+            visitor_id: visitor(1),
+        };
+        let export = store.subject_sessions(&subject).unwrap().unwrap();
+        assert_eq!(export.linked_contact_id.as_deref(), Some(ada.as_str()));
+        let ada_sessions: Vec<String> = sessions_of(store, 1)
+            .into_iter()
+            .rev()
+            .map(|session| session.id)
+            .collect();
+        assert_eq!(export.session_ids, ada_sessions);
+        let before = everything(store);
+
+        let report = store.erase_subject(&subject).unwrap().unwrap();
+        assert_eq!(
+            report,
+            ErasureReport {
+                sessions: 2,
+                events: 3,
+                cookie_links: 1,
+                contact_deleted: false
+            }
+        );
+        assert_shells(store, &before, &ada_sessions);
+        let contact = store.contact(&ada).unwrap().unwrap();
+        assert_eq!(contact.fields.last_name.as_deref(), Some("Lovelace"));
+        assert!(
+            contact
+                .identifiers
+                .iter()
+                .all(|identifier| identifier.kind != IdentifierKind::Cookie),
+            "{contact:?}"
+        );
+        assert_eq!(store.subject_sessions(&subject).unwrap(), None);
+        assert_eq!(
+            store.erase_subject(&subject).unwrap(),
+            None,
+            "a second erase"
+        );
+        // The contact itself is still a subject, now without sessions.
+        let as_contact = DataSubject::Contact { contact_id: ada };
+        let left = store.subject_sessions(&as_contact).unwrap().unwrap();
+        assert_eq!(left.session_ids, Vec::<String>::new());
+    });
+}
+
+const DAY: i64 = 24 * 60 * MINUTE;
+
+/// Visitor `number`'s session of two events starting at `start_ms`.
+fn two_event_session(store: &dyn Store, number: u32, start_ms: i64) {
+    let events = vec![
+        event(10 * number, EventKind::Pageview, start_ms),
+        event(10 * number + 1, EventKind::Record, start_ms + MINUTE),
+    ];
+    ingest(store, &batch(number, events), start_ms + 2 * MINUTE);
+}
+
+#[test]
+fn retention_deletes_whole_sessions_oldest_first_in_chunks() {
+    on_every_backend(SessionLimits::default(), |store| {
+        for number in 1..=3 {
+            two_event_session(store, number, minutes(i64::from(number)));
+        }
+        two_event_session(store, 4, T0 + 2 * DAY);
+        let cutoff = T0 + DAY;
+        // Nothing goes before the usage figures hold the sessions' days.
+        assert_eq!(
+            store
+                .delete_sessions_before(DEPLOYMENT, cutoff, 10)
+                .unwrap(),
+            RetentionRun::default()
+        );
+        store.summarise_usage(utc_day(T0 + DAY)).unwrap();
+        let run = store.delete_sessions_before(DEPLOYMENT, cutoff, 2).unwrap();
+        assert_eq!(
+            run,
+            RetentionRun {
+                sessions: 2,
+                events: 4
+            }
+        );
+        // The oldest went, whole; the one left is whole too.
+        assert_eq!(sessions_of(store, 1).len(), 0);
+        assert_eq!(sessions_of(store, 2).len(), 0);
+        assert_eq!(store.event(&id(10)).unwrap(), None);
+        assert_eq!(store.event(&id(21)).unwrap(), None);
+        let left = &sessions_of(store, 3)[0];
+        assert_eq!(event_ids(store, left), [id(30), id(31)]);
+        assert_eq!(left.event_count, 2);
+        // Another deployment's sessions are not this run's.
+        assert_eq!(
+            store
+                .delete_sessions_before("elsewhere", cutoff, 10)
+                .unwrap(),
+            RetentionRun::default()
+        );
+        let run = store.delete_sessions_before(DEPLOYMENT, cutoff, 2).unwrap();
+        assert_eq!(
+            run,
+            RetentionRun {
+                sessions: 1,
+                events: 2
+            }
+        );
+        assert_eq!(
+            store.delete_sessions_before(DEPLOYMENT, cutoff, 2).unwrap(),
+            RetentionRun::default()
+        );
+        // The newer session stays.
+        assert_eq!(
+            event_ids(store, &sessions_of(store, 4)[0]),
+            [id(40), id(41)]
+        );
+        // A deleted event is forgotten whole: sent again, it is stored again.
+        let again = batch(1, vec![event(10, EventKind::Pageview, T0 + 2 * DAY)]);
+        assert_eq!(
+            ingest(store, &again, T0 + 2 * DAY + MINUTE),
+            [IngestOutcome::Accepted]
+        );
+    });
+}
+
+#[test]
+fn usage_is_summarised_per_received_day_and_refusals_are_added() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let day = utc_day(T0);
+        let midnight = (day + 1) * DAY;
+        store
+            .create_contact(
+                &ContactFields {
+                    work_email: Some("ada@example.com".to_owned()),
+                    ..ContactFields::default()
+                },
+                T0,
+            )
+            .unwrap();
+        two_event_session(store, 1, minutes(0));
+        // Visitor 2's session runs over midnight: total on both days, new on the first.
+        ingest(
+            store,
+            &batch(
+                2,
+                vec![event(20, EventKind::Pageview, midnight - 5 * MINUTE)],
+            ),
+            midnight - 4 * MINUTE,
+        );
+        ingest(
+            store,
+            &batch(
+                2,
+                vec![event(21, EventKind::Pageview, midnight + 5 * MINUTE)],
+            ),
+            midnight + 6 * MINUTE,
+        );
+        let mut identify = event(30, EventKind::Identify, minutes(3));
+        identify.traits.insert(
+            "email".to_owned(),
+            AttributeValue::String("ada@example.com".to_owned()),
+        );
+        ingest(store, &batch(3, vec![identify]), minutes(4));
+
+        assert_eq!(store.usage_summarised_until().unwrap(), None);
+        assert_eq!(store.summarise_usage(day + 1).unwrap(), 1);
+        assert_eq!(store.usage_summarised_until().unwrap(), Some(day + 1));
+        assert_eq!(store.summarise_usage(day + 1).unwrap(), 0, "once a day");
+        let figure = |day: i64, metric: &str, count: u64| UsageCount {
+            deployment_id: DEPLOYMENT.to_owned(),
+            day,
+            metric: metric.to_owned(),
+            count,
+        };
+        let first_day = vec![
+            figure(day, "accepted.identify", 1),
+            figure(day, "accepted.pageview", 2),
+            figure(day, "accepted.record", 1),
+            figure(day, "sessions.identified", 1),
+            figure(day, "sessions.new", 3),
+            figure(day, "sessions.total", 3),
+        ];
+        assert_eq!(store.usage_counts(None, day, day + 5).unwrap(), first_day);
+        assert_eq!(store.summarise_usage(day + 2).unwrap(), 1);
+        let mut expected = first_day.clone();
+        expected.extend([
+            figure(day + 1, "accepted.pageview", 1),
+            figure(day + 1, "sessions.identified", 0),
+            figure(day + 1, "sessions.new", 0),
+            figure(day + 1, "sessions.total", 1),
+        ]);
+        assert_eq!(store.usage_counts(None, day, day + 5).unwrap(), expected);
+
+        // Refusals are added to what is there.
+        let refused = |count: u64| vec![figure(day + 2, "refused.rate_limited", count)];
+        store.add_usage_counts(&refused(3)).unwrap();
+        store.add_usage_counts(&refused(2)).unwrap();
+        store.add_usage_counts(&[]).unwrap();
+        assert_eq!(
+            store
+                .usage_counts(Some(DEPLOYMENT), day + 2, day + 2)
+                .unwrap(),
+            refused(5)
+        );
+        assert_eq!(
+            store.usage_counts(Some("elsewhere"), day, day + 5).unwrap(),
+            []
+        );
+        assert_eq!(
+            store.usage_counts(None, day + 1, day + 1).unwrap(),
+            expected[6..]
+        );
     });
 }

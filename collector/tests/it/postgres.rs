@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 
 use footpath_collector::model::{IngestOutcome, NewBatch, NewEvent, SessionFilter};
+use footpath_collector::privacy::{DataSubject, PrivacyStore};
 use footpath_collector::store::{PostgresSettings, PostgresStore, SessionLimits, Store};
 use footpath_pgcluster::Cluster;
 use footpath_protocol::v1::{EventKind, Map, Page};
@@ -255,7 +256,11 @@ fn collectors_starting_together_migrate_once() {
     let applied = cluster()
         .psql(database, "SELECT count(*) FROM footpath_schema_history")
         .unwrap();
-    assert_eq!(applied.trim(), "1");
+    // Each migration file once, however many collectors ran them.
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(applied.trim(), files.to_string());
 }
 
 #[tokio::test]
@@ -390,4 +395,71 @@ fn a_busy_events_table_delays_new_partitions_but_not_the_sweep() {
     long_read.commit().unwrap();
     store.close_idle_sessions(months_later, TIMEOUT).unwrap();
     assert_eq!(made(), "t");
+}
+
+#[test]
+fn an_erase_waits_for_a_batch_of_the_same_visitor() {
+    let url = fresh_database();
+    let store = open(&url, SessionLimits::default());
+    store
+        .ingest(&batch(1, vec![event(1, T0)]), T0, TIMEOUT)
+        .unwrap();
+    // Another collector's batch of the visitor, in its transaction: it holds the
+    // visitor's lock, as every batch does first (LockSpace::Visitor is 1, the key
+    // "deployment\nvisitor").
+    let mut collector = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut batch_in_progress = collector.transaction().unwrap();
+    batch_in_progress
+        .execute(
+            "SELECT pg_advisory_xact_lock(1, hashtext($1))",
+            &[&format!("pg\n{}", visitor(1))],
+        )
+        .unwrap();
+    let mut watcher = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let subject = DataSubject::Visitor {
+        deployment_id: "pg".to_owned(),
+        visitor_id: visitor(1),
+    };
+    std::thread::scope(|scope| {
+        let erase = scope.spawn(|| store.erase_subject(&subject));
+        // The erase must come to wait for that lock, not run under the batch.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let waiting: i64 = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_locks
+                     WHERE locktype = 'advisory' AND NOT granted AND classid = 1
+                       AND database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                !erase.is_finished(),
+                "the erase ran without waiting for the visitor's batch"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the erase never waited"
+            );
+            // Polling another process's state: there is no clock to inject here.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let untouched: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM sessions WHERE visitor_id = $1",
+                &[&visitor(1)],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(untouched, 1, "nothing is erased while the batch runs");
+        batch_in_progress.commit().unwrap();
+        let report = erase.join().unwrap().unwrap().unwrap();
+        assert_eq!((report.sessions, report.events), (1, 1));
+    });
+    assert_eq!(store.erase_subject(&subject).unwrap(), None);
 }

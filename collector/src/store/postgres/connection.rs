@@ -176,6 +176,8 @@ pub(super) enum LockSpace {
     Partitions = 4,
     /// Writing segment and outcome definitions (rare; the limit per kind is counted).
     Definitions = 5,
+    /// Writing the usage summary (one key): two collectors never both add a day.
+    Usage = 6,
 }
 
 /// Whether the transaction lost a race that running it again resolves: a deadlock

@@ -13,6 +13,8 @@
 //! - **Schema**: `migrations/postgres/`, run by refinery under an advisory lock so
 //!   that collectors starting together migrate once; the events table's monthly
 //!   partitions are made ahead ([`partitions`]).
+//! - **Data rights and usage**: erase, export, retention and usage figures as on
+//!   SQLite, under the same visitor and contact locks as ingest ([`privacy`]).
 //! - **Not yet**: segment and outcome evaluation on ingest (see
 //!   [`ingest::PostgresIngest`]'s `evaluate_segments`).
 
@@ -46,10 +48,16 @@ use crate::segments::{OutcomeAchievement, SegmentAssignment};
 
 /// The schema, one file per version, named as refinery wants (`V<n>__<name>`). Never
 /// edit a released migration: add a new file.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "V1__init",
-    include_str!("../../../migrations/postgres/V1__init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "V1__init",
+        include_str!("../../../migrations/postgres/V1__init.sql"),
+    ),
+    (
+        "V2__privacy_usage",
+        include_str!("../../../migrations/postgres/V2__privacy_usage.sql"),
+    ),
+];
 
 /// Where refinery records the migrations it ran.
 const MIGRATION_TABLE: &str = "footpath_schema_history";
