@@ -3,6 +3,7 @@
 //!
 //! Run with `cargo test -p footpath-e2e -- --test-threads=1` (or `cargo xtask test`).
 
+mod consent;
 mod cors;
 mod delivery;
 mod desk;
