@@ -70,6 +70,7 @@
 //! deployment_id = "demo"
 //! ip_exclusions = ["203.0.113.7", "198.51.100.0/24", "2001:db8::/32"]
 //! store_ip_address = false
+//! honor_global_privacy_control = true
 //! retention_days = 90          # absent: keep everything
 //! ```
 //!
@@ -317,6 +318,13 @@ pub struct DeploymentPrivacyConfig {
     /// computed from it first.
     #[serde(default = "default_true")]
     pub store_ip_address: bool,
+    /// When true, an SDK batch from a browser that sends Global Privacy Control
+    /// (`Sec-GPC: 1`) is dropped: answered `204 No Content`, stored nowhere, counted as
+    /// refused for `privacy_signal`. The SDK already sends nothing then unless the page
+    /// turned `honorGlobalPrivacyControl` off; this makes the deployment's choice hold
+    /// whatever its pages say.
+    #[serde(default = "default_true")]
+    pub honor_global_privacy_control: bool,
     /// How many days of sessions the deployment keeps: a session whose last activity
     /// is older is deleted with all its events by a background task (see
     /// `crate::privacy`). Absent (the default): everything is kept. From 1 to
@@ -339,6 +347,7 @@ impl DeploymentPrivacyConfig {
             deployment_id: deployment_id.to_owned(),
             ip_exclusions: Vec::new(),
             store_ip_address: true,
+            honor_global_privacy_control: true,
             retention_days: None,
         }
     }

@@ -62,6 +62,9 @@ pub enum RefusalReason {
     UnknownDeployment,
     /// Dropped by the deployment's `ip_exclusions` (answered 204).
     IpExcluded,
+    /// Dropped because the browser sent Global Privacy Control (`Sec-GPC: 1`) and the
+    /// deployment honours it (answered 204).
+    PrivacySignal,
     /// The writer's queue was full (503).
     Overloaded,
     /// The store failed (500).
@@ -69,13 +72,14 @@ pub enum RefusalReason {
 }
 
 impl RefusalReason {
-    pub const ALL: [RefusalReason; 8] = [
+    pub const ALL: [RefusalReason; 9] = [
         RefusalReason::Invalid,
         RefusalReason::TooLarge,
         RefusalReason::RateLimited,
         RefusalReason::OriginNotAllowed,
         RefusalReason::UnknownDeployment,
         RefusalReason::IpExcluded,
+        RefusalReason::PrivacySignal,
         RefusalReason::Overloaded,
         RefusalReason::Failed,
     ];
@@ -89,6 +93,7 @@ impl RefusalReason {
             RefusalReason::OriginNotAllowed => "origin_not_allowed",
             RefusalReason::UnknownDeployment => "unknown_deployment",
             RefusalReason::IpExcluded => "ip_excluded",
+            RefusalReason::PrivacySignal => "privacy_signal",
             RefusalReason::Overloaded => "overloaded",
             RefusalReason::Failed => "failed",
         }

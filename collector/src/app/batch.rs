@@ -172,6 +172,18 @@ async fn ingest_batch(
         tracing::debug!(deployment = %deployment.id, events, "batch dropped by IP exclusion");
         return Ok(None);
     }
+    // Global Privacy Control, when the deployment honours it: dropped like excluded
+    // traffic, before the rate limits, and not an error the SDK would retry.
+    if privacy.honor_global_privacy_control && sends_global_privacy_control(&parts.headers) {
+        let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
+        state
+            .metrics()
+            .count_refused(RefusalReason::PrivacySignal, events);
+        state.count_refused_for(&deployment.id, RefusalReason::PrivacySignal, events);
+        *uncounted_events = None;
+        tracing::debug!(deployment = %deployment.id, events, "batch dropped by Global Privacy Control");
+        return Ok(None);
+    }
     state
         .rate_limits()
         .check(&visitor_id, client_address, batch.events.len())
@@ -452,4 +464,12 @@ pub(super) async fn read_body(
             "could not read the request body: {error}"
         ))),
     }
+}
+
+/// Whether the request carries Global Privacy Control: `Sec-GPC: 1` (the only value
+/// the specification defines).
+fn sends_global_privacy_control(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-gpc")
+        .is_some_and(|value| value.as_bytes().trim_ascii() == b"1")
 }

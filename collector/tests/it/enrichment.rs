@@ -2,7 +2,7 @@
 //! proxies, per-deployment IP exclusions and the choice not to store IP addresses.
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{header, Request, StatusCode};
 use footpath_collector::config::DeploymentPrivacyConfig;
 use serde_json::{json, Value};
 
@@ -470,4 +470,76 @@ fn a_malformed_referrer_list_file_is_a_startup_error() {
         error.contains("invalid type: string \"social.example\", expected a sequence"),
         "{error}"
     );
+}
+
+/// A browser that sends Global Privacy Control (`Sec-GPC: 1`) is not tracked by a
+/// deployment that honours it (the default): its batch is answered 204 and stored
+/// nowhere, whatever the page's SDK options said. A deployment that turned it off
+/// stores the batch like any other.
+#[tokio::test]
+async fn global_privacy_control_is_honoured_unless_the_deployment_says_otherwise() {
+    let gpc_batch = |n: u32, value: &str| {
+        let mut request = batch_request_from(
+            "198.51.100.20",
+            &[],
+            batch(
+                VISITOR,
+                T0,
+                vec![pageview(n, T0 - 1000, "https://shop.example/")],
+            ),
+        );
+        request
+            .headers_mut()
+            .insert("sec-gpc", axum::http::HeaderValue::from_str(value).unwrap());
+        request
+    };
+    let honouring = TestApp::new();
+    let reply = honouring.send(gpc_batch(1, "1")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert!(
+        honouring.sessions_of(VISITOR).await.is_empty(),
+        "nothing stored"
+    );
+    // Any other value is not the signal.
+    let reply = honouring.send(gpc_batch(2, "0")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(honouring.sessions_of(VISITOR).await.len(), 1);
+    let metrics = honouring
+        .send(
+            Request::get("/metrics")
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let metrics = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        metrics.contains("footpath_events_refused_total{reason=\"privacy_signal\"} 1"),
+        "{metrics}"
+    );
+
+    let ignoring = TestApp::with_config(|config| {
+        config.deployment_privacy = vec![footpath_collector::config::DeploymentPrivacyConfig {
+            honor_global_privacy_control: false,
+            ..footpath_collector::config::DeploymentPrivacyConfig::default_for(DEPLOYMENT)
+        }];
+    });
+    let reply = ignoring.send(gpc_batch(1, "1")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(ignoring.sessions_of(VISITOR).await.len(), 1);
 }

@@ -231,6 +231,7 @@ async fn metrics_move_by_exactly_the_events_sent() {
         "origin_not_allowed",
         "unknown_deployment",
         "ip_excluded",
+        "privacy_signal",
         "overloaded",
         "failed",
     ] {

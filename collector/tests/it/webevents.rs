@@ -473,6 +473,7 @@ async fn ip_address_is_believed_only_from_trusted_proxies() {
             ip_exclusions: vec![claimed.parse().unwrap()],
             store_ip_address: true,
             retention_days: None,
+            honor_global_privacy_control: true,
         }];
     });
     let dropped = post(&app, body()).await;
