@@ -17,10 +17,11 @@
 //!   added to `usage_counts` every housekeeping run (a minute) and at shutdown. A
 //!   crash loses at most the refusals of the last minute. Refusals are attributed to
 //!   a deployment once the request has named a configured one; requests refused
-//!   before that (unreadable, too large, no such deployment) are only in `/metrics`,
-//!   as are, for now, a batch's whole-request refusals after that point other than
-//!   its IP exclusion and rate limit (a disallowed origin, an overloaded or failed
-//!   writer).
+//!   before that (unreadable, too large, no such deployment) are only in `/metrics`.
+//!   After that point every refusal of an SDK batch counts for its deployment: IP
+//!   exclusion, Global Privacy Control, a disallowed origin, an invalid visitor id or
+//!   too many events, the rate limit, an overloaded or failed writer, and each
+//!   rejected event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};

@@ -124,6 +124,18 @@ async fn ingest_batch(
         ))
     })?;
 
+    // From here the request names a configured deployment: whatever refuses the whole
+    // batch is counted in that deployment's usage too (by the reason `/metrics` gives
+    // it), so that a site sees what it lost. Before this point there is no deployment
+    // to count against, only `/metrics`.
+    let events_in_batch = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
+    let refuse = |error: ApiError| {
+        if let Some(reason) = RefusalReason::of_error(&error) {
+            state.count_refused_for(&deployment.id, reason, events_in_batch);
+        }
+        error
+    };
+
     let origin = parts.headers.get(header::ORIGIN);
     let origin_text = origin.and_then(|origin| origin.to_str().ok());
     if !deployment.allows_origin(origin_text) {
@@ -138,18 +150,18 @@ async fn ingest_batch(
                 deployment.id
             ),
         };
-        return Err(ApiError::OriginNotAllowed(message));
+        return Err(refuse(ApiError::OriginNotAllowed(message)));
     }
     *cors_origin = origin.cloned();
 
     let visitor_id = canonical_uuid(&batch.visitor_id)
-        .ok_or_else(|| ApiError::BadRequest("visitorId: must be a UUID".to_owned()))?;
+        .ok_or_else(|| refuse(ApiError::BadRequest("visitorId: must be a UUID".to_owned())))?;
     if batch.events.len() > config.max_events_per_batch {
-        return Err(ApiError::BadRequest(format!(
+        return Err(refuse(ApiError::BadRequest(format!(
             "events: has {} events, more than the limit of {}",
             batch.events.len(),
             config.max_events_per_batch
-        )));
+        ))));
     }
 
     // Request-level enrichment, once for all the batch's events.
@@ -187,10 +199,7 @@ async fn ingest_batch(
     state
         .rate_limits()
         .check(&visitor_id, client_address, batch.events.len())
-        .inspect_err(|_| {
-            let events = u64::try_from(batch.events.len()).unwrap_or(u64::MAX);
-            state.count_refused_for(&deployment.id, RefusalReason::RateLimited, events);
-        })?;
+        .map_err(refuse)?;
     let user_agent =
         bounded_user_agent(&parts.headers, config.max_user_agent_bytes).map(str::to_owned);
     let user_agent_info = user_agent.as_deref().and_then(parse_user_agent);
@@ -256,7 +265,9 @@ async fn ingest_batch(
                 .is_some_and(|settings| settings.require_verified_identity),
         };
         // The response waits for the commit.
-        store_and_wait(state, new_batch, context.now_ms).await?
+        store_and_wait(state, new_batch, context.now_ms)
+            .await
+            .map_err(refuse)?
     };
 
     crate::desk::publish_ingested(state, &deployment.id, &batch.visitor_id, &outcomes);

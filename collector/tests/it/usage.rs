@@ -326,3 +326,54 @@ async fn the_desk_usage_page_is_for_administrators_and_escapes_what_it_shows() {
     );
     assert!(!body.contains("<script>"), "{body}");
 }
+
+/// A whole batch refused once it named a configured deployment counts in that
+/// deployment's usage under the reason `/metrics` gives it: another site's page (the
+/// origin check), a malformed visitor id and a batch over the size limit included.
+#[tokio::test]
+async fn whole_batches_refused_for_a_known_deployment_count_in_its_usage() {
+    let app = usage_app();
+    let now = app.clock.now_ms();
+    let events = |first: u32, count: u32| -> Vec<Value> {
+        (first..first + count)
+            .map(|n| record(n, "clicked", now))
+            .collect()
+    };
+    // Two events from another site's page.
+    let foreign = Request::post("/sdk/v1/batch")
+        .header(header::CONTENT_TYPE, "text/plain;charset=UTF-8")
+        .header(header::ORIGIN, "https://elsewhere.example")
+        .body(Body::from(batch(VISITOR, now, events(1, 2)).to_string()))
+        .unwrap();
+    let response = app.send(foreign).await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+    // One event under a visitor id that is not a UUID.
+    let response = app
+        .post_batch(&batch("not-a-uuid", now, events(3, 1)))
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    // 101 events: over `max_events_per_batch`.
+    let response = app
+        .post_batch(&batch(OTHER_VISITOR, now, events(10, 101)))
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    // A deployment nobody configured counts nowhere but in /metrics.
+    let mut unknown = batch(VISITOR, now, events(200, 5));
+    unknown["deploymentId"] = json!("nobody-configured-this");
+    let response = app.post_batch(&unknown).await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+
+    app.state.run_housekeeping().unwrap();
+    let today = footpath_collector::usage::format_day(footpath_collector::usage::utc_day(now));
+    let day = shop_day(&app, &today).await.unwrap();
+    assert_eq!(
+        day["eventsRefused"],
+        json!({"origin_not_allowed": 2, "invalid": 102}),
+        "{day:#}"
+    );
+    let report = app
+        .get(&format!("/api/v2/footpath/usage?from={today}&to={today}"))
+        .await
+        .ok_json();
+    assert_eq!(report["days"].as_array().unwrap().len(), 1, "{report:#}");
+}
