@@ -11,6 +11,10 @@
 //!   through the Journey API first (see [`definitions`]), the same ones in the raw
 //!   baseline's database, and the run ends with how many assignments and achievements
 //!   it produced.
+//!   With `--postgres`, the collectors store into a throwaway PostgreSQL cluster
+//!   instead, `--collectors N` runs N of them on it with the connections spread over
+//!   them, the raw baseline is PostgreSQL's own batched insert rate of the same rows,
+//!   and the server's CPU time per event is printed beside the collectors'.
 //! - `crash`: the kill -9 proof at scale: clients record every acknowledged event id,
 //!   the collector is killed with SIGKILL once `--events` are acknowledged, restarted
 //!   on the same database, and every acknowledged id is checked to be stored exactly
@@ -33,7 +37,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
 
+mod database;
 mod sdk;
+
+use database::Database;
 
 const DEPLOYMENT: &str = "bench";
 const ORIGIN: &str = "http://bench.localhost";
@@ -88,6 +95,8 @@ enum Bench {
         /// context-only one matches half the visits.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         match_every: Option<u64>,
+        #[command(flatten)]
+        deployment: Deployment,
     },
     /// kill -9 under load, restart, and check every acknowledged event id.
     Crash {
@@ -96,6 +105,8 @@ enum Bench {
         events: usize,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        #[command(flatten)]
+        deployment: Deployment,
     },
     /// The browser SDK's `record` in a cross-origin isolated page in headless Chromium.
     Sdk {
@@ -112,6 +123,33 @@ enum Bench {
     },
 }
 
+/// What the collectors under test run on.
+#[derive(clap::Args, Clone, Copy)]
+struct Deployment {
+    /// Store into a throwaway PostgreSQL cluster (Debian's `postgresql`) instead of
+    /// SQLite.
+    #[arg(long)]
+    postgres: bool,
+    /// Collector processes on the one database, each load connection sent to one of
+    /// them in turn (more than one needs `--postgres`: SQLite is one process's).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    collectors: u8,
+}
+
+impl Deployment {
+    fn database(self, dir: &Path, name: &str) -> anyhow::Result<Database> {
+        if self.postgres {
+            Database::postgres(dir, name)
+        } else if self.collectors > 1 {
+            bail!(
+                "--collectors above 1 needs --postgres: a SQLite database belongs to one collector"
+            )
+        } else {
+            Ok(Database::sqlite(dir, name))
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -124,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             batch,
             definitions,
             match_every,
+            deployment,
         } => {
             if let Some(every) = match_every {
                 MATCH_EVERY_GIVEN
@@ -135,12 +174,14 @@ fn main() -> anyhow::Result<()> {
                 concurrency,
                 batch,
                 definitions.map(usize::from),
+                deployment,
             ))
         }
         Bench::Crash {
             events,
             concurrency,
-        } => runtime.block_on(crash(events, concurrency)),
+            deployment,
+        } => runtime.block_on(crash(events, concurrency, deployment)),
         Bench::Sdk {
             calls,
             sdk_dir,
@@ -165,16 +206,17 @@ fn collector_binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-fn write_config(dir: &Path, database: &Path) -> anyhow::Result<PathBuf> {
+fn write_config(dir: &Path, database: &Database) -> anyhow::Result<PathBuf> {
     let path = dir.join("bench.toml");
     // The load comes from one address and a few thousand visitors: rate limits off,
     // and room for every connection.
     let text = format!(
-        "database_path = {database:?}\nsdk_dir = {:?}\n\
+        "{}\nsdk_dir = {:?}\n\
          visitor_rate_limit_events_per_minute = 0\nclient_ip_rate_limit_events_per_minute = 0\n\
          max_concurrent_ingest_requests = 4096\n\
          api_tokens = [\"{API_TOKEN}\"]\n\
          [[deployments]]\nid = \"{DEPLOYMENT}\"\nallowed_origins = [\"{ORIGIN}\"]\n",
+        database.config_line(),
         dir.join("sdk")
     );
     std::fs::write(&path, text)?;
@@ -606,28 +648,63 @@ impl CpuTimes {
     /// utime + stime of a `/proc/.../stat` file (fields 14 and 15, after the command
     /// name in parentheses).
     fn ticks(stat_path: &Path) -> Option<u64> {
-        let stat = std::fs::read_to_string(stat_path).ok()?;
-        let after_name = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        CpuTimes::ticks_of_stat(&std::fs::read_to_string(stat_path).ok()?)
     }
 
-    fn of(pid: u32) -> CpuTimes {
-        let process = Path::new("/proc").join(pid.to_string());
-        let writer_ticks = std::fs::read_dir(process.join("task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|task| {
-                std::fs::read_to_string(task.path().join("comm"))
-                    .is_ok_and(|name| name.trim() == "footpath-ingest")
-            })
-            .filter_map(|task| CpuTimes::ticks(&task.path().join("stat")))
-            .sum();
-        CpuTimes {
-            process_ticks: CpuTimes::ticks(&process.join("stat")).unwrap_or(0),
-            writer_ticks,
+    /// The fields of a `/proc/.../stat` text after the command name (which may hold
+    /// spaces and parentheses), so that field 3 (state) is the first.
+    fn fields(stat: &str) -> Option<Vec<&str>> {
+        Some(stat[stat.rfind(')')? + 2..].split_whitespace().collect())
+    }
+
+    fn field(fields: &[&str], number: usize) -> Option<u64> {
+        fields.get(number - 3)?.parse().ok()
+    }
+
+    /// utime + stime (fields 14 and 15).
+    fn ticks_of_stat(stat: &str) -> Option<u64> {
+        let fields = CpuTimes::fields(stat)?;
+        Some(CpuTimes::field(&fields, 14)? + CpuTimes::field(&fields, 15)?)
+    }
+
+    /// utime + stime + cutime + cstime (fields 14 to 17): with the children the process
+    /// has waited for.
+    fn ticks_with_children(stat: &str) -> Option<u64> {
+        let fields = CpuTimes::fields(stat)?;
+        (14..=17)
+            .map(|number| CpuTimes::field(&fields, number))
+            .sum()
+    }
+
+    /// The parent's process id (field 4).
+    fn parent(stat: &str) -> Option<u32> {
+        u32::try_from(CpuTimes::field(&CpuTimes::fields(stat)?, 4)?).ok()
+    }
+
+    /// The collectors' CPU times, added up; the writer threads are SQLite's one
+    /// `footpath-ingest` thread or PostgreSQL's `footpath-pg-writer-N` threads.
+    fn of(collectors: &[Child]) -> CpuTimes {
+        let mut times = CpuTimes {
+            process_ticks: 0,
+            writer_ticks: 0,
+        };
+        for collector in collectors {
+            let process = Path::new("/proc").join(collector.id().to_string());
+            times.writer_ticks += std::fs::read_dir(process.join("task"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|task| {
+                    std::fs::read_to_string(task.path().join("comm")).is_ok_and(|name| {
+                        let name = name.trim();
+                        name == "footpath-ingest" || name.starts_with("footpath-pg-wri")
+                    })
+                })
+                .filter_map(|task| CpuTimes::ticks(&task.path().join("stat")))
+                .sum::<u64>();
+            times.process_ticks += CpuTimes::ticks(&process.join("stat")).unwrap_or(0);
         }
+        times
     }
 
     /// Prints microseconds of CPU per event since `before` (clock ticks are 10 ms).
@@ -639,10 +716,21 @@ impl CpuTimes {
             value
         };
         println!(
-            "  collector CPU {:.1} µs/event, of which the ingest writer thread {:.1} µs/event",
+            "  collector CPU {:.1} µs/event, of which the ingest writer threads {:.1} µs/event",
             per_event(self.process_ticks.saturating_sub(before.process_ticks)),
             per_event(self.writer_ticks.saturating_sub(before.writer_ticks)),
         );
+    }
+
+    /// Prints the database server's CPU per event between two readings of
+    /// [`Database::server_ticks`].
+    fn report_server(before: Option<u64>, after: Option<u64>, events: u64) {
+        if let (Some(before), Some(after)) = (before, after) {
+            #[allow(clippy::cast_precision_loss)]
+            let per_event =
+                after.saturating_sub(before).saturating_mul(10_000) as f64 / events.max(1) as f64;
+            println!("  PostgreSQL server CPU {per_event:.1} µs/event");
+        }
     }
 }
 
@@ -723,7 +811,7 @@ struct Phase {
 
 /// Closed loop: every connection posts its next batch as soon as the last is answered.
 async fn closed_loop(
-    address: SocketAddr,
+    addresses: &[SocketAddr],
     concurrency: usize,
     batch_size: usize,
     duration: Duration,
@@ -734,6 +822,7 @@ async fn closed_loop(
     let mut workers = Vec::new();
     for worker in 0..concurrency {
         let errors = Arc::clone(&errors);
+        let address = addresses[worker % addresses.len()];
         workers.push(tokio::spawn(async move {
             let mut connection = Connection::open(address).await?;
             let mut latencies = Vec::new();
@@ -779,7 +868,7 @@ async fn closed_loop(
 /// Open loop at a fixed rate: batch k is due at `k / rate`; its latency counts from
 /// that due time, so a stalled server is charged for the requests it delayed.
 async fn open_loop(
-    address: SocketAddr,
+    addresses: &[SocketAddr],
     concurrency: usize,
     batch_size: usize,
     events_per_second: f64,
@@ -795,6 +884,7 @@ async fn open_loop(
     let mut workers = Vec::new();
     for worker in 0..concurrency {
         let errors = Arc::clone(&errors);
+        let address = addresses[worker % addresses.len()];
         workers.push(tokio::spawn(async move {
             let mut connection = Connection::open(address).await?;
             let mut latencies = Vec::new();
@@ -842,30 +932,63 @@ async fn open_loop(
     })
 }
 
+/// The collectors of a run, on one database, each on its own loopback address.
+async fn start_collectors(
+    config: &Path,
+    deployment: Deployment,
+) -> anyhow::Result<(Vec<Child>, Vec<SocketAddr>)> {
+    let mut collectors = Vec::new();
+    let mut addresses = Vec::new();
+    for _ in 0..deployment.collectors {
+        let address = free_address()?;
+        collectors.push(start_collector(config, address).await?);
+        addresses.push(address);
+    }
+    Ok((collectors, addresses))
+}
+
 async fn ingest(
     seconds: u64,
     concurrency: usize,
     batch_size: usize,
     definitions: Option<usize>,
+    deployment: Deployment,
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let send_user_agent = definitions.is_some();
     let definition_count = definitions.unwrap_or(0);
-    println!(
-        "raw baseline: SqliteStore::ingest_many, 50 batches of {batch_size} per transaction, 5 s{}",
-        match definitions {
-            Some(count) => format!(", {count} segments and {count} outcomes, User-Agent sent"),
-            None => String::new(),
-        }
-    );
-    let baseline =
-        tokio::task::block_in_place(|| raw_baseline(dir.path(), batch_size, 5, definitions))?;
+    let database = deployment.database(dir.path(), "bench")?;
+    let baseline = if let Database::Postgres { cluster, .. } = &database {
+        let writers = footpath_collector::store::PostgresSettings::default().writers;
+        println!(
+            "raw baseline: PostgreSQL, {writers} connections, transactions of 50 batches of \
+             {batch_size} as multi-row INSERTs into event_ids and events, 5 s"
+        );
+        let url = cluster.create_database("raw")?;
+        tokio::task::block_in_place(|| database::raw_postgres_rate(&url, batch_size, 5, writers))?
+    } else {
+        println!(
+            "raw baseline: SqliteStore::ingest_many, 50 batches of {batch_size} per transaction, 5 s{}",
+            match definitions {
+                Some(count) => format!(", {count} segments and {count} outcomes, User-Agent sent"),
+                None => String::new(),
+            }
+        );
+        tokio::task::block_in_place(|| raw_baseline(dir.path(), batch_size, 5, definitions))?
+    };
     println!("  {baseline:.0} rows/s");
 
-    let database = dir.path().join("bench.sqlite3");
     let config = write_config(dir.path(), &database)?;
-    let address = free_address()?;
-    let mut collector = start_collector(&config, address).await?;
+    let (mut collectors, addresses) = start_collectors(&config, deployment).await?;
+    println!(
+        "{} collector(s) on {}",
+        collectors.len(),
+        if database.is_postgres() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     if let Some(count) = definitions {
         println!(
             "definitions: {count} segments and {count} outcomes through the API \
@@ -879,13 +1002,14 @@ async fn ingest(
             }
         );
         let creating = Instant::now();
-        create_definitions(address, count).await?;
+        create_definitions(addresses[0], count).await?;
         println!("  in {:.1} s", creating.elapsed().as_secs_f64());
     }
     println!("peak: closed loop, {concurrency} connections, batches of {batch_size}, {seconds} s");
-    let cpu_before = CpuTimes::of(collector.id());
+    let cpu_before = CpuTimes::of(&collectors);
+    let server_before = database.server_ticks();
     let peak = closed_loop(
-        address,
+        &addresses,
         concurrency,
         batch_size,
         Duration::from_secs(seconds),
@@ -898,14 +1022,21 @@ async fn ingest(
     );
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let peak_events = (peak.events_per_second * Duration::from_secs(seconds).as_secs_f64()) as u64;
-    CpuTimes::of(collector.id()).report_since(&cpu_before, peak_events);
+    CpuTimes::of(&collectors).report_since(&cpu_before, peak_events);
+    CpuTimes::report_server(server_before, database.server_ticks(), peak_events);
+    if database.is_postgres() {
+        println!(
+            "  Footpath reached {:.0} % of the raw insert rate",
+            peak.events_per_second / baseline * 100.0
+        );
+    }
     let half_rate = peak.events_per_second / 2.0;
     let half_seconds = (seconds / 2).max(1);
     println!(
         "half: open loop at {half_rate:.0} events/s, {concurrency} connections, {half_seconds} s"
     );
     let half = open_loop(
-        address,
+        &addresses,
         concurrency,
         batch_size,
         half_rate,
@@ -917,50 +1048,47 @@ async fn ingest(
         "  {:.0} events/s acknowledged ({} requests, {} errors), p50 {:.2} ms, p99 {:.2} ms",
         half.events_per_second, half.requests, half.errors, half.p50_ms, half.p99_ms
     );
-    let rss = peak_rss_kib(collector.id());
-    // The collector checkpoints off the commit path and caps the WAL: its size shows
-    // whether the cap holds.
-    let wal_mib = std::fs::metadata(database.with_extension("sqlite3-wal"))
-        .map(|metadata| {
-            #[allow(clippy::cast_precision_loss)]
-            let mib = metadata.len() as f64 / 1_048_576.0;
-            format!("{mib:.1} MiB")
-        })
-        .unwrap_or_else(|_| "none".to_owned());
-    println!("WAL file at the end of the run: {wal_mib}");
-    if definition_count > 0 {
-        show_sessions(address).await?;
+    let rss: Option<u64> = collectors
+        .iter()
+        .map(|collector| peak_rss_kib(collector.id()))
+        .max()
+        .flatten();
+    // The SQLite collector checkpoints off the commit path and caps the WAL: its size
+    // shows whether the cap holds.
+    if let Some(path) = database.sqlite_path() {
+        let wal_mib = std::fs::metadata(path.with_extension("sqlite3-wal"))
+            .map(|metadata| {
+                #[allow(clippy::cast_precision_loss)]
+                let mib = metadata.len() as f64 / 1_048_576.0;
+                format!("{mib:.1} MiB")
+            })
+            .unwrap_or_else(|_| "none".to_owned());
+        println!("WAL file at the end of the run: {wal_mib}");
     }
-    collector.kill()?;
-    collector.wait()?;
-    let reader = rusqlite::Connection::open_with_flags(
-        &database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
-    let count = |table: &str| -> anyhow::Result<i64> {
-        Ok(
-            reader.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
-                row.get(0)
-            })?,
-        )
-    };
-    let stored = count("events")?;
-    let sessions = count("sessions")?;
+    if definition_count > 0 {
+        show_sessions(addresses[0]).await?;
+    }
+    for collector in &mut collectors {
+        collector.kill()?;
+        collector.wait()?;
+    }
+    let stored = database.count("events")?;
+    let sessions = database.count("sessions")?;
     println!(
-        "collector peak RSS (VmHWM): {} MiB; events stored: {stored}; sessions: {sessions}",
+        "collector peak RSS (VmHWM, largest collector): {} MiB; events stored: {stored}; sessions: {sessions}",
         rss.map_or_else(
             || "?".to_owned(),
             |kib| format!("{:.1}", kib as f64 / 1024.0)
         )
     );
     let (assignments, achievements) = if definitions.is_some() {
-        let assignments = count("session_segment_assignments")?;
-        let achievements = count("session_outcome_achievements")?;
+        let assignments = database.count("session_segment_assignments")?;
+        let achievements = database.count("session_outcome_achievements")?;
         println!(
             "produced over both phases: {assignments} segment assignments, {achievements} outcome \
              achievements, {} customer assignments, {} pattern counters",
-            count("customer_segment_assignments")?,
-            count("journey_pattern_counts")?,
+            database.count("customer_segment_assignments")?,
+            database.count("journey_pattern_counts")?,
         );
         #[allow(clippy::cast_precision_loss)]
         let per_session = |rows: i64| rows as f64 / sessions.max(1) as f64;
@@ -991,12 +1119,16 @@ async fn ingest(
     Ok(())
 }
 
-async fn crash(target: usize, concurrency: usize) -> anyhow::Result<()> {
+/// kill -9 under load. On SQLite the one collector is killed, restarted on the same
+/// file, and must serve again. With `--postgres` and several collectors, the first is
+/// killed while the others go on: a connection whose collector died moves to the next
+/// one, as behind a load balancer. Either way every acknowledged id is then looked up.
+async fn crash(target: usize, concurrency: usize, deployment: Deployment) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let database = dir.path().join("crash.sqlite3");
+    let database = deployment.database(dir.path(), "crash")?;
     let config = write_config(dir.path(), &database)?;
-    let address = free_address()?;
-    let mut collector = start_collector(&config, address).await?;
+    let (mut collectors, addresses) = start_collectors(&config, deployment).await?;
+    let addresses: Arc<[SocketAddr]> = addresses.into();
 
     let acknowledged_ids = Arc::new(Mutex::new(Vec::<String>::with_capacity(target + 10_000)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -1005,14 +1137,16 @@ async fn crash(target: usize, concurrency: usize) -> anyhow::Result<()> {
     for worker in 0..concurrency {
         let acknowledged_ids = Arc::clone(&acknowledged_ids);
         let stop = Arc::clone(&stop);
+        let addresses = Arc::clone(&addresses);
         clients.push(tokio::spawn(async move {
-            let mut connection = Connection::open(address).await.ok();
+            let mut target_collector = worker % addresses.len();
+            let mut connection = Connection::open(addresses[target_collector]).await.ok();
             let mut n = worker;
             // Bounded: stops when told, or after ten minutes whatever happens.
             while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(600) {
                 let Some(open) = connection.as_mut() else {
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    connection = Connection::open(address).await.ok();
+                    connection = Connection::open(addresses[target_collector]).await.ok();
                     continue;
                 };
                 n += concurrency;
@@ -1027,8 +1161,12 @@ async fn crash(target: usize, concurrency: usize) -> anyhow::Result<()> {
                         }
                     }
                     Ok(_) => {}
-                    // The collector died under this request: not acknowledged.
-                    Err(_) => connection = None,
+                    // The collector died under this request: not acknowledged. With
+                    // several, try the next one.
+                    Err(_) => {
+                        connection = None;
+                        target_collector = (target_collector + 1) % addresses.len();
+                    }
                 }
             }
         }));
@@ -1047,9 +1185,28 @@ async fn crash(target: usize, concurrency: usize) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     // SIGKILL with requests in flight.
-    collector.kill()?;
-    collector.wait()?;
+    collectors[0].kill()?;
+    collectors[0].wait()?;
     let killed_after = started.elapsed();
+    let acknowledged_at_kill = acknowledged_ids
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .len();
+    if collectors.len() > 1 {
+        // The others keep taking the whole load for a moment.
+        let until = acknowledged_at_kill + target / 4;
+        while acknowledged_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+            < until
+        {
+            if started.elapsed() > Duration::from_secs(600) {
+                bail!("the remaining collectors stopped acknowledging");
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
     stop.store(true, Ordering::SeqCst);
     for client in clients {
         client.await?;
@@ -1059,35 +1216,27 @@ async fn crash(target: usize, concurrency: usize) -> anyhow::Result<()> {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     println!(
-        "killed the collector (SIGKILL) after {:.1} s with {} events acknowledged",
+        "killed collector 1 of {} (SIGKILL) after {:.1} s with {acknowledged_at_kill} events \
+         acknowledged; {} acknowledged in all",
+        collectors.len(),
         killed_after.as_secs_f64(),
         ids.len()
     );
 
-    // Restart on the same database: recovery, then a batch to show it serves.
-    let mut collector = start_collector(&config, address).await?;
-    let mut connection = Connection::open(address).await?;
+    // Restart the killed one on the same database: recovery, then a batch to show it
+    // serves.
+    collectors[0] = start_collector(&config, addresses[0]).await?;
+    let mut connection = Connection::open(addresses[0]).await?;
     let (batch, _) = wire_batch(&visitor(0), 1);
     let (status, _) = connection.post(Bytes::from(batch.to_string())).await?;
-    println!("restarted on the same database; a new batch got {status}");
-    collector.kill()?;
-    collector.wait()?;
-
-    let reader = rusqlite::Connection::open_with_flags(
-        &database,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
-    let mut statement = reader.prepare("SELECT COUNT(*) FROM events WHERE id = ?1")?;
-    let (mut missing, mut doubled) = (0_usize, 0_usize);
-    for id in &ids {
-        let count: i64 = statement.query_row([id], |row| row.get(0))?;
-        match count {
-            0 => missing += 1,
-            1 => {}
-            _ => doubled += 1,
-        }
+    println!("restarted the killed collector on the same database; a new batch got {status}");
+    for collector in &mut collectors {
+        collector.kill()?;
+        collector.wait()?;
     }
-    let stored: i64 = reader.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
+
+    let (missing, doubled) = database.missing_and_doubled(&ids)?;
+    let stored = database.count("events")?;
     println!(
         "checked {} acknowledged ids: {missing} missing, {doubled} stored more than once \
          ({stored} rows in all: acknowledged, plus batches committed while their answer was lost)",

@@ -330,6 +330,18 @@ impl Cluster {
         self.port
     }
 
+    /// The server's process id (the first line of `postmaster.pid`), while it runs: the
+    /// parent of every backend, so a benchmark can add up the server's CPU time.
+    pub fn server_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Creates a database (no error if it exists) and returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String, ClusterError> {
         let output = self.psql(
