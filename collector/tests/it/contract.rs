@@ -404,6 +404,63 @@ fn a_bound_token_links_and_authenticates_and_a_logout_unlinks_the_cookie() {
 }
 
 #[test]
+fn identity_changes_within_one_batch_are_seen_by_its_later_events() {
+    // A backend may answer identity reads for a batch at once (PostgreSQL keeps what
+    // it read until the transaction writes it): each step must still see the last.
+    on_every_backend(SessionLimits::default(), |store| {
+        let ada = store
+            .create_contact(
+                &ContactFields {
+                    work_email: Some("ada@example.com".to_owned()),
+                    ..ContactFields::default()
+                },
+                T0,
+            )
+            .unwrap();
+        let mut identify = event(2, EventKind::Identify, minutes(1));
+        identify.identity_proof = IdentityProof::Valid(VerifiedIdentity {
+            email: EmailAddress::parse("ada@example.com"),
+            bound_to_visitor: true,
+            ..VerifiedIdentity::default()
+        });
+        identify.identity_verified = true;
+        let outcomes = ingest(
+            store,
+            &batch(
+                1,
+                vec![
+                    event(1, EventKind::Pageview, minutes(0)),
+                    identify,
+                    event(3, EventKind::Pageview, minutes(2)),
+                    event(4, EventKind::Logout, minutes(3)),
+                    event(5, EventKind::Pageview, minutes(4)),
+                ],
+            ),
+            minutes(5),
+        );
+        assert_eq!(outcomes, [IngestOutcome::Accepted; 5]);
+        let sessions = sessions_of(store, 1);
+        assert_eq!(sessions.len(), 2, "the logout closed the first session");
+        assert_eq!(sessions[0].contact_id.as_deref(), Some(ada.id.as_str()));
+        assert_eq!(sessions[0].contact_link, Some(LinkKind::Verified));
+        assert!(sessions[0].authenticated);
+        assert_eq!(sessions[0].ended_ms, Some(minutes(3)));
+        assert_eq!(event_ids(store, &sessions[0]), [id(1), id(2), id(3), id(4)]);
+        assert_eq!(sessions[1].contact_id, None, "after the logout: Unknown");
+        assert!(!sessions[1].authenticated);
+        assert_eq!(event_ids(store, &sessions[1]), [id(5)]);
+        let contact = store.contact(&ada.id).unwrap().unwrap();
+        assert!(
+            !contact
+                .identifiers
+                .iter()
+                .any(|identifier| identifier.kind == IdentifierKind::Cookie),
+            "the logout took the cookie added earlier in the batch off again"
+        );
+    });
+}
+
+#[test]
 fn a_segment_is_assigned_once_its_pattern_is_met() {
     // PostgreSQL does not evaluate segments on ingest yet: the evaluation is still
     // SQLite's own code (store/segments_sql.rs) until the ingest core owns it.

@@ -109,11 +109,24 @@ fn count(value: u64) -> i64 {
 }
 
 /// One batch's row operations on its transaction.
+///
+/// Each statement is a round trip to the server, so two per-event reads are answered
+/// for the whole batch: the batch's event ids are claimed in one statement when the
+/// first is asked about, and a session's identity facts are read once and kept until
+/// this transaction writes any of them (only this transaction can: it holds the
+/// visitor's lock, and the session's contact and authentication are written on the
+/// ingest path only).
 pub(super) struct PostgresIngest<'t, 'c> {
     tx: &'t mut Tx<'c>,
+    batch: &'t NewBatch,
     deployment_id: &'t str,
     visitor_id: &'t str,
     pending_events: Vec<EventRow>,
+    /// The batch's ids that this transaction claimed and has not yet been asked about;
+    /// `None` until the first question.
+    claimed_ids: Option<foldhash::HashSet<String>>,
+    /// The identity facts last read, and of which visitor and session.
+    identity: Option<(String, String, IdentityFacts)>,
 }
 
 impl<'t, 'c> PostgresIngest<'t, 'c> {
@@ -121,9 +134,12 @@ impl<'t, 'c> PostgresIngest<'t, 'c> {
     pub(super) fn new(tx: &'t mut Tx<'c>, batch: &'t NewBatch) -> PostgresIngest<'t, 'c> {
         PostgresIngest {
             tx,
+            batch,
             deployment_id: &batch.deployment_id,
             visitor_id: &batch.visitor_id,
             pending_events: Vec::new(),
+            claimed_ids: None,
+            identity: None,
         }
     }
 
@@ -153,6 +169,37 @@ impl<'t, 'c> PostgresIngest<'t, 'c> {
         Ok(())
     }
 
+    /// Claims every event id of the batch in one statement (sorted, so that two
+    /// transactions claiming overlapping ids take them in one order and cannot
+    /// deadlock), and returns those this transaction claimed: the others are stored, or
+    /// claimed by a transaction that committed first. An id given twice in the batch is
+    /// claimed once.
+    fn claim_batch_ids(&mut self) -> Result<foldhash::HashSet<String>, StoreError> {
+        let mut ids: Vec<&str> = self
+            .batch
+            .events
+            .iter()
+            .map(|event| event.id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let rows = self.tx.query(
+            "INSERT INTO event_ids (id, deployment_id, visitor_id)
+             SELECT id, $2, $3 FROM unnest($1::text[]) WITH ORDINALITY AS ids(id, n)
+             ORDER BY n
+             ON CONFLICT (id) DO NOTHING RETURNING id",
+            &[&ids, &self.deployment_id, &self.visitor_id],
+        )?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<_, String>(0)?))
+            .collect()
+    }
+
+    /// Forgets the identity facts read: this transaction is about to change them.
+    fn identity_changes(&mut self) {
+        self.identity = None;
+    }
+
     /// Takes the contact's lock: what the transaction reads of the contact next is
     /// what no other transaction changes until this one ends.
     fn lock_contact(&mut self, contact_id: &ContactId) -> Result<(), StoreError> {
@@ -162,14 +209,23 @@ impl<'t, 'c> PostgresIngest<'t, 'c> {
 
 impl IngestTransaction for PostgresIngest<'_, '_> {
     fn event_exists(&mut self, event_id: &str) -> Result<bool, StoreError> {
-        // Claims the id: from here on this transaction owns it (see the module's
-        // documentation); the core stores the event whenever this says false.
-        let claimed = self.tx.execute(
-            "INSERT INTO event_ids (id, deployment_id, visitor_id) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO NOTHING",
-            &[&event_id, &self.deployment_id, &self.visitor_id],
-        )?;
-        Ok(claimed == 0)
+        // The first question claims the whole batch's ids: from then on this
+        // transaction owns those it claimed (see the module's documentation), and the
+        // core stores the event whenever this says false, which it says once per id.
+        if self.claimed_ids.is_none() {
+            self.claimed_ids = Some(self.claim_batch_ids()?);
+        }
+        let claimed = self
+            .claimed_ids
+            .as_mut()
+            .is_some_and(|ids| ids.remove(event_id));
+        if !claimed && !self.batch.events.iter().any(|event| event.id == event_id) {
+            // Not one of the batch's: the core asks only about those.
+            return Err(StoreError::Corrupt(format!(
+                "event {event_id} is not in the batch being stored"
+            )));
+        }
+        Ok(!claimed)
     }
 
     fn candidate_sessions(
@@ -390,6 +446,11 @@ impl IngestTransaction for PostgresIngest<'_, '_> {
         visitor_id: &VisitorId,
         session_id: &SessionId,
     ) -> Result<IdentityFacts, StoreError> {
+        if let Some((visitor, session, facts)) = &self.identity {
+            if visitor == visitor_id.as_str() && session == session_id.as_str() {
+                return Ok(facts.clone());
+            }
+        }
         let row = self.tx.query_one(
             "SELECT (SELECT contact_id FROM contact_identifiers
                      WHERE type = 'Cookie' AND value = $1),
@@ -397,12 +458,18 @@ impl IngestTransaction for PostgresIngest<'_, '_> {
              FROM sessions s WHERE s.id = $2",
             &[&visitor_id.as_str(), &session_id.as_str()],
         )?;
-        Ok(IdentityFacts {
+        let facts = IdentityFacts {
             cookie_contact: row.try_get::<_, Option<String>>(0)?.map(ContactId::new),
             authenticated: row.try_get(1)?,
             session_contact: row.try_get::<_, Option<String>>(2)?.map(ContactId::new),
             session_link: row.try_get::<_, Option<&str>>(3)?.and_then(LinkKind::parse),
-        })
+        };
+        self.identity = Some((
+            visitor_id.as_str().to_owned(),
+            session_id.as_str().to_owned(),
+            facts.clone(),
+        ));
+        Ok(facts)
     }
 
     fn contacts_with_identifier(
@@ -423,6 +490,7 @@ impl IngestTransaction for PostgresIngest<'_, '_> {
 
     fn remove_cookie(&mut self, visitor_id: &VisitorId) -> Result<(), StoreError> {
         // The cookie is the visitor's, whose lock this transaction holds.
+        self.identity_changes();
         self.tx.execute(
             "DELETE FROM contact_identifiers WHERE type = 'Cookie' AND value = $1",
             &[&visitor_id.as_str()],
@@ -437,6 +505,7 @@ impl IngestTransaction for PostgresIngest<'_, '_> {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         self.lock_contact(contact_id)?;
+        self.identity_changes();
         self.tx.execute(
             "INSERT INTO contact_identifiers (contact_id, type, value, created_ms)
              VALUES ($1, 'Cookie', $2, $3)",
@@ -451,6 +520,7 @@ impl IngestTransaction for PostgresIngest<'_, '_> {
         contact_id: &ContactId,
         link: LinkKind,
     ) -> Result<(), StoreError> {
+        self.identity_changes();
         self.tx.execute(
             "UPDATE sessions SET contact_id = $2, contact_link = $3 WHERE id = $1",
             &[&session_id.as_str(), &contact_id.as_str(), &link.as_str()],
@@ -463,6 +533,7 @@ impl IngestTransaction for PostgresIngest<'_, '_> {
         session_id: &SessionId,
         authenticated: bool,
     ) -> Result<(), StoreError> {
+        self.identity_changes();
         self.tx.execute(
             "UPDATE sessions SET authenticated = $2 WHERE id = $1",
             &[&session_id.as_str(), &authenticated],
