@@ -463,3 +463,59 @@ fn an_erase_waits_for_a_batch_of_the_same_visitor() {
     });
     assert_eq!(store.erase_subject(&subject).unwrap(), None);
 }
+
+#[test]
+fn the_lookup_tables_get_statistics_before_autovacuum_would() {
+    // A generic plan made while the sessions table had no statistics may find a
+    // visitor's sessions by scanning the whole deployment's: the store analyzes the
+    // lookup tables itself once they hold enough rows (see `FirstStatistics`).
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let store = open(&url, SessionLimits::default());
+    // Only the store may analyze here, not autovacuum, whenever it wakes up.
+    cluster()
+        .psql(
+            &database,
+            "ALTER TABLE sessions SET (autovacuum_enabled = false);
+             ALTER TABLE event_ids SET (autovacuum_enabled = false)",
+        )
+        .unwrap();
+    let analyzed = || {
+        cluster()
+            .psql(
+                &database,
+                "SELECT string_agg(relname::text, ',' ORDER BY relname) FROM pg_stat_user_tables
+                 WHERE relname IN ('sessions', 'event_ids') AND last_analyze IS NOT NULL",
+            )
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(
+        analyzed(),
+        "",
+        "nothing is analyzed while the tables are small"
+    );
+    at_once(4, |thread| {
+        for n in 0..400_u32 {
+            let number = u32::try_from(thread).unwrap() * 400 + n + 1;
+            let batch = batch(number, vec![event(number, T0 + i64::from(number))]);
+            store.ingest(&batch, T0 + MINUTE, TIMEOUT).unwrap();
+        }
+    });
+    // The statistics are given after the answers, by a writer thread: wait for them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while analyzed() != "event_ids,sessions" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 1,600 sessions: analyzed {:?}",
+            analyzed()
+        );
+        // One more batch gives a writer its next look.
+        for number in 0..500_u32 {
+            let number = 10_000 + number;
+            let batch = batch(number, vec![event(number, T0 + i64::from(number))]);
+            store.ingest(&batch, T0 + MINUTE, TIMEOUT).unwrap();
+        }
+    }
+}

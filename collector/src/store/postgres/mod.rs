@@ -100,6 +100,86 @@ struct Shared {
     limits: SessionLimits,
     pending_pings: PendingPings,
     writer_metrics: WriterMetrics,
+    first_statistics: FirstStatistics,
+}
+
+impl Shared {
+    /// Called after each stored batch: see [`FirstStatistics`].
+    fn after_stored(&self) {
+        if !self.first_statistics.due() {
+            return;
+        }
+        let analyzed = self
+            .pool
+            .get()
+            .map_err(StoreError::from)
+            .and_then(|mut connection| self.first_statistics.analyze_if_missing(&mut connection));
+        if let Err(error) = analyzed {
+            tracing::warn!(%error, "could not give the lookup tables statistics");
+        }
+    }
+}
+
+/// The ingest path's lookup tables, which must have planner statistics early.
+const LOOKUP_TABLES: [&str; 3] = ["sessions", "event_ids", "contact_identifiers"];
+/// Batches between two looks at whether those tables still lack statistics.
+const STATISTICS_CHECK_EVERY: u64 = 500;
+/// Rows a table holds before it is worth analyzing.
+const STATISTICS_MIN_ROWS: i64 = 1_000;
+
+/// Gives the lookup tables their first statistics sooner than autovacuum would.
+///
+/// The store's statements are prepared once per connection, and after a few runs
+/// PostgreSQL keeps a generic plan. Made while a table is new and has never been
+/// analyzed, that plan costs every index alike and can pick one that matches only the
+/// deployment, so that a visitor's sessions are found by scanning all of the
+/// deployment's (measured on a new database: 1.7 ms instead of 0.02 ms per lookup at
+/// 4,000 sessions). Autovacuum analyzes a table only after its first naptime (a
+/// minute by default) and enough changes; an ANALYZE also discards the cached plans
+/// of every connection, in every collector. So every few hundred batches a writer
+/// looks, until each table has been analyzed once, and analyzes those that hold
+/// enough rows.
+#[derive(Default)]
+struct FirstStatistics {
+    batches: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl FirstStatistics {
+    /// Whether this batch should look (never again once every table has statistics).
+    fn due(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        !self.done.load(Relaxed)
+            && self
+                .batches
+                .fetch_add(1, Relaxed)
+                .is_multiple_of(STATISTICS_CHECK_EVERY)
+    }
+
+    fn analyze_if_missing(&self, connection: &mut PgConnection) -> Result<(), StoreError> {
+        let client = connection.client();
+        let tables: Vec<(String, i64, bool)> = client
+            .query(
+                "SELECT relname::text, n_live_tup,
+                        last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL
+                 FROM pg_stat_user_tables WHERE relname::text = ANY($1::text[])",
+                &[&&LOOKUP_TABLES[..]],
+            )?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<_, StoreError>>()?;
+        if tables.len() == LOOKUP_TABLES.len() && tables.iter().all(|(_, _, analyzed)| *analyzed) {
+            self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        for (table, rows, analyzed) in tables {
+            // Only the names listed above reach the statement.
+            if !analyzed && rows >= STATISTICS_MIN_ROWS && LOOKUP_TABLES.contains(&table.as_str()) {
+                client.batch_execute(&format!("ANALYZE {table}"))?;
+                tracing::debug!(table, rows, "gave a lookup table its first statistics");
+            }
+        }
+        Ok(())
+    }
 }
 
 pub struct PostgresStore {
@@ -165,6 +245,7 @@ impl PostgresStore {
             limits,
             pending_pings: PendingPings::default(),
             writer_metrics: WriterMetrics::default(),
+            first_statistics: FirstStatistics::default(),
         });
         let (sender, receiver) = sync_channel(settings.queue_capacity_batches.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
@@ -227,12 +308,17 @@ fn run_writer(shared: &Shared, queue: &Mutex<Receiver<IngestJob>>) {
         };
         shared.writer_metrics.queued_batches.dec();
         let result = ingest(shared, &job.batch, job.now_ms, job.timeout_ms);
-        if result.is_ok() {
+        let stored = result.is_ok();
+        if stored {
             shared.writer_metrics.batches_per_commit.observe(1.0);
         }
         // A requester that went away still had its batch stored; its retry will be
         // answered "duplicate".
         let _ = job.reply.send(result);
+        // After the answer, so that no request waits for it.
+        if stored {
+            shared.after_stored();
+        }
     }
 }
 
@@ -376,7 +462,9 @@ impl Store for PostgresStore {
         now_ms: i64,
         timeout_ms: i64,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
-        ingest(self.shared(), batch, now_ms, timeout_ms)
+        let outcomes = ingest(self.shared(), batch, now_ms, timeout_ms)?;
+        self.shared().after_stored();
+        Ok(outcomes)
     }
 
     fn enqueue_ingest(
