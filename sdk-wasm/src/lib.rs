@@ -19,7 +19,10 @@ mod web;
 /// The functions the loader calls; public so that the browser tests drive the SDK
 /// exactly as a page does.
 #[cfg(target_arch = "wasm32")]
-pub use web::{__footpath_connect, __footpath_state, command, start, wake};
+pub use web::{
+    __footpath_command, __footpath_connect, __footpath_state, __footpath_state_value, command,
+    start, wake,
+};
 
 /// The standard wasm allocator (dlmalloc) is tuned for speed and costs several KB of
 /// code; the SDK allocates little, so a small free-list allocator serves it better.

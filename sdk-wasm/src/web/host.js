@@ -512,16 +512,21 @@ export function fp_same(a, b) {
   return fpFunctions[a] === fpFunctions[b];
 }
 
-// The test hook's state: empty before init (`started` false); `queued` counts this
-// page's events that the collector has not judged yet.
+// The test hook's state (`ac.state()`): empty before init (`started` false); `queued`
+// counts this page's events that the collector has not judged yet. Made here and read
+// by the loader (or `fp_state_value`), so that no object crosses the module boundary.
+let fpState;
 export function fp_state(visitorId, sessionId, started) {
-  const state = {};
+  fpState = {};
   if (started) {
-    state.visitorId = visitorId;
-    if (sessionId) state.sessionId = sessionId;
-    state.queued = fpQueue.length;
+    fpState.visitorId = visitorId;
+    if (sessionId) fpState.sessionId = sessionId;
+    fpState.queued = fpQueue.length;
   }
-  return state;
+}
+
+export function fp_state_value() {
+  return fpState;
 }
 
 export function fp_error(text) {

@@ -1,7 +1,10 @@
 //! API Boundary: the only module that knows JavaScript exists.
 //!
 //! The loader calls [`start`] once with the URL the SDK was loaded from, then hands
-//! every `ac(...)` call to [`command`] as an array of its arguments. Nothing here may
+//! every `ac(...)` call to [`command`], its arguments flattened by `fp_args` first.
+//! No JavaScript value crosses into the shipped module, only numbers and strings:
+//! an `externref` argument or result would bring wasm-bindgen's reference table (its
+//! allocator in the module and its set-up in the glue) for nothing else. Nothing here may
 //! panic on bad input: every argument is checked and refused with a message.
 //!
 //! The browser is reached through `host.js`, a few functions that take and return
@@ -72,7 +75,8 @@ extern "C" {
     fn fp_call(handle: u32, how: u32, a: &str, b: &str);
     fn fp_free(handle: u32);
     fn fp_same(a: u32, b: u32) -> bool;
-    fn fp_state(visitor_id: &str, session_id: &str, started: bool) -> JsValue;
+    fn fp_state(visitor_id: &str, session_id: &str, started: bool);
+    fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;
     fn fp_random() -> u32;
     fn fp_load(key: &str) -> Option<String>;
@@ -210,10 +214,10 @@ pub fn start(script_url: String) {
     with_sdk(&mut |sdk| sdk.script_url = script_url.take().unwrap_or_default());
 }
 
-/// One `ac(...)` call.
+/// One `ac(...)` call, whose `count` arguments `fp_args` has just flattened.
 #[wasm_bindgen]
-pub fn command(arguments: JsValue) {
-    let mut args = Args::read(fp_args(&arguments));
+pub fn command(count: u32) {
+    let mut args = Args::read(count);
     with_sdk(&mut |sdk| {
         let name = match args.get(0) {
             Val::Str(name) => name.clone(),
@@ -621,10 +625,25 @@ pub fn __footpath_connect(wake: &JsValue) {
     fp_init(wake);
 }
 
-/// Test hooks for the browser tests in `tests/`: not part of the page-facing API.
+/// For the browser tests, which have no loader: one `ac(...)` call as the loader makes
+/// it. Not exported to JavaScript, so not in the shipped module.
+#[doc(hidden)]
+pub fn __footpath_command(arguments: &JsValue) {
+    command(fp_args(arguments));
+}
+
+/// For the browser tests: what [`__footpath_state`] made, as a JavaScript object.
+#[doc(hidden)]
+pub fn __footpath_state_value() -> JsValue {
+    __footpath_state();
+    fp_state_value()
+}
+
+/// The page's `ac.state()` (for the end-to-end tests and the benchmark): makes the
+/// state object in `host.js`, where the loader picks it up.
 #[doc(hidden)]
 #[wasm_bindgen]
-pub fn __footpath_state() -> JsValue {
+pub fn __footpath_state() {
     SDK.with(|sdk| match &sdk.borrow().tracker {
         Some(tracker) => fp_state(
             tracker.visitor_id(),

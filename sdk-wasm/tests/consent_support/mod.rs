@@ -4,7 +4,7 @@
 //! the collector would, accepting every event.
 #![allow(dead_code)]
 
-use footpath_sdk::command;
+use footpath_sdk::__footpath_command;
 use js_sys::{Array, Function, Promise};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -21,7 +21,7 @@ pub async fn pause(ms: i32) {
 }
 
 pub fn call(args: &[JsValue]) {
-    command(args.iter().cloned().collect::<Array>().into());
+    __footpath_command(&args.iter().cloned().collect::<Array>().into());
 }
 
 pub fn s(text: &str) -> JsValue {
