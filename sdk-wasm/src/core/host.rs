@@ -26,9 +26,20 @@ pub trait Host: Platform + Default + 'static {
     fn signals() -> u32;
     /// The origin of `url`, or '' when it is not a URL.
     fn origin(url: &str) -> String;
-    /// The page's facts and the browser's context joined by `\x01` (see
-    /// [`super::page::page`]), or `None` when `location` is not a URL.
-    fn page(location: &str, names: &str, excluded: &str, keep_fragment: bool) -> Option<String>;
+    /// `,"page":{…},"context":{…}`, the JSON of the page at `location` (resolved
+    /// against the current one) and of the browser, or `None` when `location` is not a
+    /// URL. `names` are the query parameters to read, `\x01`-terminated: the first
+    /// `searched` for the search term, the others for the campaign; the `excluded` ones
+    /// leave the URL. `title` replaces the document's when `own_title`.
+    fn page(
+        location: &str,
+        names: &str,
+        searched: u32,
+        excluded: &str,
+        keep_fragment: bool,
+        title: &str,
+        own_title: bool,
+    ) -> Option<String>;
     /// Lets the send queue store and send, to `batch_url`.
     fn setup(batch_url: &str);
     /// Forgets the send queue and removes everything Footpath stored.

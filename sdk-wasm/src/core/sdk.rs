@@ -448,14 +448,11 @@ impl<H: Host> Sdk<H> {
             }
             return Ok(());
         }
-        let (page, context) = page::<H>(tracker.options(), location, title)?;
-        let (page, context) = (Some(page), Some(context));
+        let facts = page::<H>(tracker.options(), location, title)?;
         let tracked: Tracked = match what {
-            What::Event(kind, name, attributes) => {
-                tracker.track(kind, name, page, context, attributes)
-            }
-            What::Identify(login_id, traits) => tracker.identify(login_id, traits, page, context),
-            What::Logout => tracker.logout(page, context),
+            What::Event(kind, name, attributes) => tracker.track(kind, name, &facts, attributes),
+            What::Identify(login_id, traits) => tracker.identify(login_id, traits, &facts),
+            What::Logout => tracker.logout(&facts),
         };
         let timeout = tracker.options().session_timeout_ms;
         let mut dropped = None;

@@ -3,8 +3,7 @@
 //! lives in `host.js` (see `web/mod.rs`), which stores, bounds and sends the texts.
 
 use footpath_protocol::v1::{
-    encode_batch, AttributeValue, Batch, Context, Event, EventKind, Map, Page, IDENTIFIED,
-    LOGGED_OUT, VERSION,
+    encode_batch_of, AttributeValue, Event, EventKind, Map, IDENTIFIED, LOGGED_OUT, VERSION,
 };
 
 use super::ids::{uuid_v4, uuid_v7};
@@ -104,13 +103,13 @@ impl<P: Platform> Tracker<P> {
     }
 
     /// Records an event of the current session (starting one if needed). The caller has
-    /// validated the name and attributes.
+    /// validated the name and attributes; `facts` is the JSON of the page and context
+    /// (`,"page":{…},"context":{…}`, see `core::page`), or ''.
     pub fn track(
         &mut self,
         kind: EventKind,
         name: String,
-        page: Option<Page>,
-        context: Option<Context>,
+        facts: &str,
         attributes: Map<AttributeValue>,
     ) -> Tracked {
         let now = self.platform.now_ms();
@@ -118,29 +117,32 @@ impl<P: Platform> Tracker<P> {
         let mut random = [0u8; 10];
         self.platform.fill_random(&mut random);
         let event_id = uuid_v7(now, random);
-        let mut batch = Batch {
-            v: VERSION,
-            deployment_id: self.options.deployment_id.clone(),
-            visitor_id: self.visitor_id.clone(),
-            sent_at: 0,
-            events: vec![Event {
-                id: event_id.clone(),
-                kind,
-                name,
-                time: now,
-                session_id: self.session_id.clone(),
-                page,
-                context,
-                login_id: self.login_id.clone(),
-                attributes,
-                // Lent to the event and taken back: cloning a map costs more code.
-                traits: std::mem::take(&mut self.traits),
-            }],
+        let event = Event {
+            id: event_id.clone(),
+            kind,
+            name,
+            time: now,
+            session_id: self.session_id.clone(),
+            page: None,
+            context: None,
+            login_id: self.login_id.clone(),
+            attributes,
+            // Lent to the event and taken back: cloning a map costs more code.
+            traits: std::mem::take(&mut self.traits),
         };
-        let text = encode_batch(&batch);
-        if let Some(event) = batch.events.pop() {
-            self.traits = event.traits;
-        }
+        let mut text = encode_batch_of(
+            VERSION,
+            &self.options.deployment_id,
+            &self.visitor_id,
+            0,
+            std::slice::from_ref(&event),
+        );
+        self.traits = event.traits;
+        // The page and context go last in the event, written by `host.js`: the
+        // collector reads the fields of an event in any order.
+        text.truncate(text.len() - 3);
+        text.push_str(facts);
+        text.push_str("}]}");
         Tracked {
             event_id,
             text,
@@ -154,8 +156,7 @@ impl<P: Platform> Tracker<P> {
         &mut self,
         login_id: Option<String>,
         traits: Map<AttributeValue>,
-        page: Option<Page>,
-        context: Option<Context>,
+        facts: &str,
     ) -> Tracked {
         if login_id.is_some() {
             self.login_id = login_id;
@@ -164,22 +165,15 @@ impl<P: Platform> Tracker<P> {
         self.track(
             EventKind::Identify,
             IDENTIFIED.to_owned(),
-            page,
-            context,
+            facts,
             Map::new(),
         )
     }
 
     /// `ac('identify', null)`: records the log-out in the current session, then forgets
     /// the identity and ends the session, so that the next activity starts a new one.
-    pub fn logout(&mut self, page: Option<Page>, context: Option<Context>) -> Tracked {
-        let mut tracked = self.track(
-            EventKind::Logout,
-            LOGGED_OUT.to_owned(),
-            page,
-            context,
-            Map::new(),
-        );
+    pub fn logout(&mut self, facts: &str) -> Tracked {
+        let mut tracked = self.track(EventKind::Logout, LOGGED_OUT.to_owned(), facts, Map::new());
         self.login_id = None;
         self.traits.clear();
         if self.storing {
@@ -285,7 +279,7 @@ mod tests {
     }
 
     fn record(t: &mut Tracker<FakePlatform>, name: &str) -> Tracked {
-        t.track(EventKind::Record, name.into(), None, None, Map::new())
+        t.track(EventKind::Record, name.into(), "", Map::new())
     }
 
     #[test]
@@ -440,10 +434,10 @@ mod tests {
             "email".to_owned(),
             AttributeValue::String("ada@example.com".into()),
         );
-        let identified = t.identify(Some("ada".into()), traits, None, None);
+        let identified = t.identify(Some("ada".into()), traits, "");
         let after = record(&mut t, "after");
         let session = t.session_id().unwrap().to_owned();
-        let logout = t.logout(None, None);
+        let logout = t.logout("");
         let ada = "\"loginId\":\"ada\",\"traits\":{\"email\":\"ada@example.com\"}}]}";
         for (tracked, name) in [
             (&identified, "identified"),

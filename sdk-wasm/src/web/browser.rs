@@ -54,8 +54,24 @@ impl Host for Browser {
     fn origin(url: &str) -> String {
         fp_origin(url)
     }
-    fn page(location: &str, names: &str, excluded: &str, keep_fragment: bool) -> Option<String> {
-        fp_page(location, names, excluded, keep_fragment)
+    fn page(
+        location: &str,
+        names: &str,
+        searched: u32,
+        excluded: &str,
+        keep_fragment: bool,
+        title: &str,
+        own_title: bool,
+    ) -> Option<String> {
+        fp_page(
+            location,
+            names,
+            searched,
+            excluded,
+            keep_fragment,
+            title,
+            own_title,
+        )
     }
     fn setup(batch_url: &str) {
         fp_setup(batch_url);

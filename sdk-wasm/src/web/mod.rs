@@ -44,7 +44,15 @@ extern "C" {
     fn fp_error(text: &str);
     fn fp_origin(url: &str) -> String;
     fn fp_cookie(name: &str, set: &str) -> String;
-    fn fp_page(location: &str, names: &str, excluded: &str, keep_fragment: bool) -> Option<String>;
+    fn fp_page(
+        location: &str,
+        names: &str,
+        searched: u32,
+        excluded: &str,
+        keep_fragment: bool,
+        title: &str,
+        own_title: bool,
+    ) -> Option<String>;
     fn fp_setup(batch_url: &str);
     fn fp_signals() -> u32;
     fn fp_wipe();

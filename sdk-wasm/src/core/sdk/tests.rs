@@ -21,6 +21,8 @@ struct World {
     signals: u32,
     /// The last event handed to the send queue.
     queued: String,
+    /// What the page's facts were last asked with.
+    page_request: String,
 }
 
 thread_local! {
@@ -115,26 +117,26 @@ impl Host for FakeHost {
             .map_or(url.len(), |i| after_scheme + i);
         url[..end].to_owned()
     }
-    fn page(location: &str, names: &str, _excluded: &str, _keep: bool) -> Option<String> {
+    fn page(
+        location: &str,
+        names: &str,
+        searched: u32,
+        excluded: &str,
+        keep_fragment: bool,
+        title: &str,
+        own_title: bool,
+    ) -> Option<String> {
         if location == "not a url" {
             return None;
         }
-        let url = if location.is_empty() {
-            "https://site.example/?q=shoes&utm_source=news"
-        } else {
-            location
-        };
-        let mut facts = vec![
-            url, "Home", "", "en", "", "en-GB", "1280", "800", "200", "1200", "700",
-        ];
-        for name in names.split('\x01') {
-            facts.push(match name {
-                "q" => "shoes",
-                "utm_source" => "news",
-                _ => "",
-            });
-        }
-        Some(facts.join("\x01"))
+        let request = format!(
+            "{location:?} names {:?} searched {searched} excluded {:?} keep {keep_fragment} title {:?}",
+            names.replace('\x01', ","),
+            excluded.replace('\x01', ","),
+            own_title.then_some(title)
+        );
+        world(|world| world.page_request = request);
+        Some(format!(",\"page\":{{\"url\":\"{location}\"}}"))
     }
     fn setup(batch_url: &str) {
         log(format!("setup {batch_url}"));
@@ -693,4 +695,41 @@ fn a_visitor_cookie_from_an_earlier_page_is_kept() {
         log[0],
         format!("cookie _footpath_vid={kept}; Max-Age=31536000; Path=/; SameSite=Lax")
     );
+}
+
+#[test]
+fn the_page_facts_are_asked_with_the_site_options_and_go_into_the_event() {
+    let campaign = "utm_source,utm_medium,utm_campaign,utm_term,utm_content,gclid,fbclid,msclkid,dclid,ttclid,";
+    for (steps, expected) in [
+        (
+            vec![init(vec![])],
+            format!("\"\" names \"q,{campaign}\" searched 1 excluded \"\" keep false title None"),
+        ),
+        (
+            vec![
+                init(vec![
+                    ("searchQueryParameters", Val::List(vec![s("s"), s("term")])),
+                    ("excludedQueryParameters", Val::List(vec![s("token")])),
+                    ("keepUrlFragment", Val::Bool(true)),
+                    ("pageview", s("off")),
+                ]),
+                Step::Ac(vec![
+                    s("pageview"),
+                    obj(vec![("location", s("/cart")), ("title", s("Cart"))]),
+                ]),
+            ],
+            format!(
+                "\"/cart\" names \"s,term,{campaign}\" searched 2 excluded \"token,\" keep true title Some(\"Cart\")"
+            ),
+        ),
+    ] {
+        run(steps);
+        assert_eq!(world(|world| world.page_request.clone()), expected);
+        let queued = world(|world| world.queued.clone());
+        let url = if expected.starts_with("\"/cart") { "/cart" } else { "" };
+        assert!(
+            queued.ends_with(&format!(",\"page\":{{\"url\":\"{url}\"}}}}]}}")),
+            "the facts end the event: {queued}"
+        );
+    }
 }
