@@ -219,14 +219,17 @@ fn push_digit(out: &mut String, digit: usize) {
     out.push_str(&"0123456789abcdef"[digit..digit + 1]);
 }
 
-fn push_i64(out: &mut String, value: i64) {
+/// Decimal digits of `value`, for texts besides the JSON that must stay free of
+/// `core::fmt` too (the SDK's session record and cookie lifetimes).
+pub fn push_i64(out: &mut String, value: i64) {
     if value < 0 {
         out.push_str("-");
     }
     push_u64(out, value.unsigned_abs());
 }
 
-fn push_u64(out: &mut String, mut value: u64) {
+/// Decimal digits of `value`; see [`push_i64`].
+pub fn push_u64(out: &mut String, mut value: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {
