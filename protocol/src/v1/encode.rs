@@ -12,37 +12,17 @@ use super::{AttributeValue, Batch, Context, Event, Map, Page};
 
 /// Encodes a batch as the JSON body of a `POST` to [`super::BATCH_PATH`].
 pub fn encode_batch(batch: &Batch) -> String {
-    encode_batch_of(
-        batch.v,
-        &batch.deployment_id,
-        &batch.visitor_id,
-        batch.sent_at,
-        &batch.events,
-    )
-}
-
-/// The same JSON as [`encode_batch`], from a batch's parts: for a sender that keeps its
-/// own copies of the ids and encodes events it holds elsewhere (the SDK encodes each
-/// event as it is recorded, from the stack, where the compiler can see which optional
-/// fields it never sets and leave their code out).
-pub fn encode_batch_of(
-    v: u32,
-    deployment_id: &str,
-    visitor_id: &str,
-    sent_at: i64,
-    events: &[Event],
-) -> String {
-    let mut out = String::with_capacity(256 + events.len() * 256);
+    let mut out = String::with_capacity(256 + batch.events.len() * 256);
     out.push_str("{\"v\":");
-    push_u64(&mut out, v as u64);
+    push_u64(&mut out, batch.v as u64);
     push_key(&mut out, "deploymentId");
-    push_str(&mut out, deployment_id);
+    push_str(&mut out, &batch.deployment_id);
     push_key(&mut out, "visitorId");
-    push_str(&mut out, visitor_id);
+    push_str(&mut out, &batch.visitor_id);
     push_key(&mut out, "sentAt");
-    push_i64(&mut out, sent_at);
+    push_i64(&mut out, batch.sent_at);
     out.push_str(",\"events\":[");
-    for (i, event) in events.iter().enumerate() {
+    for (i, event) in batch.events.iter().enumerate() {
         if i > 0 {
             out.push_str(",");
         }
@@ -132,7 +112,8 @@ fn push_context(out: &mut String, context: &Context) {
     out.push_str("}");
 }
 
-fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
+/// `,"key":{…}` for a non-empty map of attributes or traits, nothing for an empty one.
+pub fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
     if map.is_empty() {
         return;
     }
@@ -155,13 +136,14 @@ fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
 }
 
 /// `,"key":` — every key this encoder writes is a plain ASCII literal.
-fn push_key(out: &mut String, key: &str) {
+pub fn push_key(out: &mut String, key: &str) {
     out.push_str(",\"");
     out.push_str(key);
     out.push_str("\":");
 }
 
-fn push_str(out: &mut String, value: &str) {
+/// `value` as a JSON string.
+pub fn push_str(out: &mut String, value: &str) {
     out.push_str("\"");
     // By byte, copying the runs between escapes: pushing `char`s would bring UTF-8
     // encoding into the SDK's module. Every cut is before an ASCII byte or a whole
