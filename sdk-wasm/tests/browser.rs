@@ -198,7 +198,9 @@ async fn next(event: &str, within_ms: i32) -> JsValue {
 #[wasm_bindgen_test]
 async fn cookie_cross_tab_session_queue_timer_and_errors() {
     // What the loader does on a page: `host.js` calls the module back through `wake`.
-    let wake = wasm_bindgen::closure::Closure::<dyn Fn(u32, String)>::new(footpath_sdk::wake);
+    let wake = wasm_bindgen::closure::Closure::<dyn Fn(u32, String)>::new(|kind, text: String| {
+        footpath_sdk::wake(kind, &text)
+    });
     footpath_sdk::__footpath_connect(wake.as_ref());
     wake.forget();
     // Requests go uncompressed, so that the stubs below can read their bodies and

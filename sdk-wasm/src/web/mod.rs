@@ -79,10 +79,12 @@ fn with_sdk(f: &mut dyn FnMut(&mut Sdk<Browser>)) {
     }
 }
 
+// `&str` rather than `String` for the exports' texts: the glue frees the copy after
+// the call, and the module needs no code to take a JavaScript string's buffer over as
+// a `String` (wasm-bindgen's `String::from_abi` path, ~100 B gzip).
 #[wasm_bindgen]
-pub fn start(script_url: String) {
-    let mut script_url = Some(script_url);
-    with_sdk(&mut |sdk| sdk.start(script_url.take().unwrap_or_default()));
+pub fn start(script_url: &str) {
+    with_sdk(&mut |sdk| sdk.start(script_url.to_owned()));
 }
 
 /// One `ac(...)` call, whose `count` arguments `fp_args` has just flattened.
@@ -95,8 +97,8 @@ pub fn command(count: u32) {
 /// Timers and the send queue's news: `host.js` calls this export (the loader hands it
 /// over with `fp_init`), which costs far less glue than a `Closure` would.
 #[wasm_bindgen]
-pub fn wake(kind: u32, text: String) {
-    with_sdk(&mut |sdk| sdk.wake(kind, &text));
+pub fn wake(kind: u32, text: &str) {
+    with_sdk(&mut |sdk| sdk.wake(kind, text));
 }
 
 /// For the browser tests, which have no loader: hands [`wake`], as a JavaScript
