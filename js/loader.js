@@ -28,14 +28,15 @@ var footpathScript = document.currentScript;
     var queue = (stub && stub.q) || [];
     var ac = function () {
       try {
-        command(Array.prototype.slice.call(arguments));
+        // Flattened into `host.js`, so that the module takes only their count.
+        command(fp_args(arguments));
       } catch (e) {
         try { console.error('[footpath] internal error', e); } catch (_) {}
       }
     };
     ac.l = stub && stub.l;
     ac.loaded = true;
-    ac.state = function () { try { return __footpath_state(); } catch (_) { return {}; } };
+    ac.state = function () { try { __footpath_state(); return fpState; } catch (_) { return {}; } };
     w[name] = ac;
     for (var i = 0; i < queue.length; i++) ac.apply(null, queue[i]);
   }, function (e) {

@@ -14,7 +14,7 @@
 //! Run with `cargo xtask test` (it builds for wasm32 and sets CHROMEDRIVER).
 #![cfg(target_arch = "wasm32")]
 
-use footpath_sdk::command;
+use footpath_sdk::__footpath_command;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -40,7 +40,7 @@ fn number(script: &str) -> f64 {
 }
 
 fn call(args: &[JsValue]) {
-    command(args.iter().cloned().collect::<Array>().into());
+    __footpath_command(&args.iter().cloned().collect::<Array>().into());
 }
 
 fn s(text: &str) -> JsValue {
@@ -56,7 +56,7 @@ fn object(entries: &[(&str, JsValue)]) -> JsValue {
 }
 
 fn state(key: &str) -> JsValue {
-    Reflect::get(&footpath_sdk::__footpath_state(), &s(key)).unwrap()
+    Reflect::get(&footpath_sdk::__footpath_state_value(), &s(key)).unwrap()
 }
 
 fn errors() -> Vec<String> {
@@ -198,7 +198,9 @@ async fn next(event: &str, within_ms: i32) -> JsValue {
 #[wasm_bindgen_test]
 async fn cookie_cross_tab_session_queue_timer_and_errors() {
     // What the loader does on a page: `host.js` calls the module back through `wake`.
-    let wake = wasm_bindgen::closure::Closure::<dyn Fn(u32, String)>::new(footpath_sdk::wake);
+    let wake = wasm_bindgen::closure::Closure::<dyn Fn(u32, String)>::new(|kind, text: String| {
+        footpath_sdk::wake(kind, &text)
+    });
     footpath_sdk::__footpath_connect(wake.as_ref());
     wake.forget();
     // Requests go uncompressed, so that the stubs below can read their bodies and
@@ -764,7 +766,10 @@ async fn a_hung_request_times_out() {
         ["6 "],
         "a retry, without Retry-After"
     );
-    assert_eq!(number("hung.page.fp_state('', '', true).queued"), 1.0);
+    assert_eq!(
+        number("(hung.page.fp_state('', '', true), hung.page.fp_state_value()).queued"),
+        1.0
+    );
     js_sys::eval("hung.page.fp_flush()").unwrap();
     assert_eq!(
         number("__hung.fetches"),
@@ -820,7 +825,10 @@ async fn answers_without_usable_results_never_stall_sending() {
         );
         assert_eq!(&strings("odd.wakes")[i], heard, "answer {n}");
     }
-    assert_eq!(number("odd.page.fp_state('', '', true).queued"), 0.0);
+    assert_eq!(
+        number("(odd.page.fp_state('', '', true), odd.page.fp_state_value()).queued"),
+        0.0
+    );
 }
 
 /// `sendBeacon` returns false when the browser will not take a beacon (over its

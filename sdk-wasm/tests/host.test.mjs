@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { fpBody, fpCompress, fpHead, fpId, fpTake, utf8Bytes } from '../src/web/host.js';
+import { fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
+const facts = JSON.parse(readFileSync(new URL('./vectors/facts.json', import.meta.url), 'utf8'));
 
 test('an event text gives its id', () => {
   assert.deepEqual(vectors.entries.map(fpId), vectors.ids);
@@ -72,4 +73,19 @@ test('bodies are gzip where CompressionStream exists, as they are otherwise', as
   } finally {
     globalThis.CompressionStream = saved;
   }
+});
+
+test("a page's facts are the JSON the Rust encoder writes for them", () => {
+  assert.equal(facts.length, 3);
+  for (const { fields, names, values, searched, json } of facts) {
+    assert.equal(fpFacts(fields, names, values, searched), json);
+  }
+});
+
+test('a fact loses the separator, and a lone surrogate becomes U+FFFD as it did in the glue', () => {
+  assert.equal(fpText('a\x01b'), 'ab');
+  assert.equal(fpText(1280), '1280');
+  assert.equal(fpText('cut \ud83d emoji \ud83d\ude00'), 'cut \ufffd emoji \ud83d\ude00');
+  // The collector's JSON parser refuses a lone surrogate's escape, which JSON.stringify writes.
+  assert.equal(JSON.stringify(fpText('\udc00')), '"\ufffd"');
 });

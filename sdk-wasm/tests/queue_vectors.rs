@@ -1,4 +1,5 @@
-//! Test vectors shared by the Rust encoder and the send queue in `host.js`.
+//! Test vectors shared by the Rust encoder and `host.js`: the send queue's event texts,
+//! and the page facts `host.js` writes as JSON into each event (`fpFacts`).
 //!
 //! The module hands `host.js` each event as the text of a batch of one; `host.js` reads
 //! its id and head from the text and merges runs of them into one request body
@@ -115,6 +116,171 @@ fn vectors() -> String {
 fn the_queue_vectors_are_what_the_encoder_writes() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/queue.json");
     let expected = vectors();
+    if std::env::var_os("FOOTPATH_UPDATE_VECTORS").is_some() {
+        std::fs::write(path, &expected).unwrap();
+    }
+    let stored = std::fs::read_to_string(path).unwrap_or_default();
+    assert_eq!(
+        stored, expected,
+        "{path} is not what the encoder writes: rerun with FOOTPATH_UPDATE_VECTORS=1 and check host.test.mjs"
+    );
+}
+
+/// The facts of a page as `fp_page` gathers them (url, title, referrer, lang, keywords,
+/// navigator.language, screen width, height, density, viewport width, height), the
+/// query parameters it read (the first `searched` for the search term), and what the
+/// Rust encoder writes for the page and context they make, which `fpFacts` must write.
+struct Facts {
+    fields: [&'static str; 11],
+    names: &'static [&'static str],
+    values: &'static [&'static str],
+    searched: usize,
+}
+
+const FACTS: [Facts; 3] = [
+    Facts {
+        fields: [
+            "https://shop.example/p?q=shoes&utm_source=news&gclid=x1",
+            "Say \"hi\" \\ to\nthe café",
+            "https://search.example/",
+            "en",
+            "shoes, boots",
+            "en-GB",
+            "1280",
+            "800",
+            "200",
+            "1200",
+            "700",
+        ],
+        names: &["q", "utm_source", "utm_medium", "gclid", ""],
+        values: &["shoes", "news", "", "x1", ""],
+        searched: 1,
+    },
+    Facts {
+        fields: [
+            "https://shop.example/",
+            "",
+            "",
+            "",
+            "",
+            "fr",
+            "1.5",
+            "",
+            "-1",
+            "1234567890",
+            "0",
+        ],
+        names: &["q", "utm_source", ""],
+        values: &["", "", ""],
+        searched: 1,
+    },
+    Facts {
+        fields: [
+            "https://shop.example/?term=b",
+            "T",
+            "",
+            "",
+            "",
+            "de",
+            "1",
+            "2",
+            "3",
+            "4",
+            "5",
+        ],
+        names: &["s", "term", "utm_source", ""],
+        values: &["", "b", "c", ""],
+        searched: 2,
+    },
+];
+
+/// What the SDK's Rust parser made of the facts before `host.js` wrote them itself.
+fn page_and_context(facts: &Facts) -> (Page, Context) {
+    let number = |text: &str| -> u32 {
+        if text.is_empty() || text.len() > 9 || !text.bytes().all(|b| b.is_ascii_digit()) {
+            0
+        } else {
+            text.parse().unwrap()
+        }
+    };
+    let f = facts.fields;
+    let mut campaign = Map::new();
+    for (name, value) in facts.names.iter().zip(facts.values).skip(facts.searched) {
+        if !value.is_empty() {
+            campaign.insert((*name).to_owned(), (*value).to_owned());
+        }
+    }
+    let page = Page {
+        url: f[0].to_owned(),
+        title: f[1].to_owned(),
+        referrer: f[2].to_owned(),
+        lang: f[3].to_owned(),
+        keywords: f[4].to_owned(),
+        search_query: facts.values[..facts.searched]
+            .iter()
+            .find(|value| !value.is_empty())
+            .map(|value| (*value).to_owned()),
+        campaign,
+    };
+    let context = Context {
+        browser_lang: f[5].to_owned(),
+        screen_width: number(f[6]),
+        screen_height: number(f[7]),
+        screen_density: number(f[8]),
+        viewport_width: number(f[9]),
+        viewport_height: number(f[10]),
+    };
+    (page, context)
+}
+
+/// `,"page":{…},"context":{…}` as the encoder writes it: the difference between an
+/// event with them and the same event without.
+fn facts_json(facts: &Facts) -> String {
+    let (page, context) = page_and_context(facts);
+    let bare = events().pop().unwrap();
+    let with = Event {
+        page: Some(page),
+        context: Some(context),
+        ..bare.clone()
+    };
+    let without = Event {
+        page: None,
+        context: None,
+        ..bare
+    };
+    let long = encode_batch(&batch(0, vec![with]));
+    let short = encode_batch(&batch(0, vec![without]));
+    let cut = short.len() - 3;
+    assert_eq!(long[..cut], short[..cut]);
+    long[cut..long.len() - 3].to_owned()
+}
+
+fn list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|item| quoted(item)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn facts_vectors() -> String {
+    let cases: Vec<String> = FACTS
+        .iter()
+        .map(|facts| {
+            format!(
+                "    {{\n      \"fields\": {},\n      \"names\": {},\n      \"values\": {},\n      \"searched\": {},\n      \"json\": {}\n    }}",
+                list(&facts.fields),
+                list(facts.names),
+                list(facts.values),
+                facts.searched,
+                quoted(&facts_json(facts)),
+            )
+        })
+        .collect();
+    format!("[\n{}\n]\n", cases.join(",\n"))
+}
+
+#[test]
+fn the_facts_vectors_are_what_the_encoder_writes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/facts.json");
+    let expected = facts_vectors();
     if std::env::var_os("FOOTPATH_UPDATE_VECTORS").is_some() {
         std::fs::write(path, &expected).unwrap();
     }

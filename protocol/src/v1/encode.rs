@@ -112,7 +112,8 @@ fn push_context(out: &mut String, context: &Context) {
     out.push_str("}");
 }
 
-fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
+/// `,"key":{…}` for a non-empty map of attributes or traits, nothing for an empty one.
+pub fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
     if map.is_empty() {
         return;
     }
@@ -135,13 +136,14 @@ fn push_attributes(out: &mut String, key: &str, map: &Map<AttributeValue>) {
 }
 
 /// `,"key":` — every key this encoder writes is a plain ASCII literal.
-fn push_key(out: &mut String, key: &str) {
+pub fn push_key(out: &mut String, key: &str) {
     out.push_str(",\"");
     out.push_str(key);
     out.push_str("\":");
 }
 
-fn push_str(out: &mut String, value: &str) {
+/// `value` as a JSON string.
+pub fn push_str(out: &mut String, value: &str) {
     out.push_str("\"");
     // By byte, copying the runs between escapes: pushing `char`s would bring UTF-8
     // encoding into the SDK's module. Every cut is before an ASCII byte or a whole
@@ -199,14 +201,17 @@ fn push_digit(out: &mut String, digit: usize) {
     out.push_str(&"0123456789abcdef"[digit..digit + 1]);
 }
 
-fn push_i64(out: &mut String, value: i64) {
+/// Decimal digits of `value`, for texts besides the JSON that must stay free of
+/// `core::fmt` too (the SDK's session record and cookie lifetimes).
+pub fn push_i64(out: &mut String, value: i64) {
     if value < 0 {
         out.push_str("-");
     }
     push_u64(out, value.unsigned_abs());
 }
 
-fn push_u64(out: &mut String, mut value: u64) {
+/// Decimal digits of `value`; see [`push_i64`].
+pub fn push_u64(out: &mut String, mut value: u64) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {

@@ -14,7 +14,7 @@ mod encode;
 mod map;
 mod validate;
 
-pub use encode::encode_batch;
+pub use encode::{encode_batch, push_attributes, push_i64, push_key, push_str, push_u64};
 pub use map::Map;
 pub use validate::{
     validate_attribute_name, validate_event_name, NameError, MAX_ATTRIBUTES, MAX_NAME_BYTES,

@@ -9,6 +9,8 @@
 // encoding code that the SDK's wasm module would pay for.
 #![allow(clippy::single_char_add_str)]
 
+pub use footpath_protocol::v1::{push_i64, push_u64};
+
 /// The `localStorage` key of the shared session record.
 pub const SESSION_KEY: &str = "_footpath_session";
 
@@ -56,32 +58,6 @@ fn parse_i64(text: &str) -> Option<i64> {
         text.bytes()
             .fold(0i64, |acc, b| acc * 10 + (b - b'0') as i64),
     )
-}
-
-pub(crate) fn push_i64(out: &mut String, value: i64) {
-    if value < 0 {
-        out.push_str("-");
-    }
-    push_u64(out, value.unsigned_abs());
-}
-
-/// Decimal digits without `core::fmt`, which would add kilobytes to the module.
-pub fn push_u64(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    for &d in &digits[start..] {
-        // `push_str`, not `push(char)`, which would bring UTF-8 encoding along.
-        let d = (d - b'0') as usize;
-        out.push_str(&"0123456789"[d..d + 1]);
-    }
 }
 
 #[cfg(test)]

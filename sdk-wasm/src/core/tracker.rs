@@ -3,8 +3,8 @@
 //! lives in `host.js` (see `web/mod.rs`), which stores, bounds and sends the texts.
 
 use footpath_protocol::v1::{
-    encode_batch, AttributeValue, Batch, Context, Event, EventKind, Map, Page, IDENTIFIED,
-    LOGGED_OUT, VERSION,
+    push_attributes, push_i64, push_key, push_str, push_u64, AttributeValue, EventKind, Map,
+    IDENTIFIED, LOGGED_OUT, VERSION,
 };
 
 use super::ids::{uuid_v4, uuid_v7};
@@ -104,13 +104,13 @@ impl<P: Platform> Tracker<P> {
     }
 
     /// Records an event of the current session (starting one if needed). The caller has
-    /// validated the name and attributes.
+    /// validated the name and attributes; `facts` is the JSON of the page and context
+    /// (`,"page":{…},"context":{…}`, see `core::page`), or ''.
     pub fn track(
         &mut self,
         kind: EventKind,
         name: String,
-        page: Option<Page>,
-        context: Option<Context>,
+        facts: &str,
         attributes: Map<AttributeValue>,
     ) -> Tracked {
         let now = self.platform.now_ms();
@@ -118,29 +118,38 @@ impl<P: Platform> Tracker<P> {
         let mut random = [0u8; 10];
         self.platform.fill_random(&mut random);
         let event_id = uuid_v7(now, random);
-        let mut batch = Batch {
-            v: VERSION,
-            deployment_id: self.options.deployment_id.clone(),
-            visitor_id: self.visitor_id.clone(),
-            sent_at: 0,
-            events: vec![Event {
-                id: event_id.clone(),
-                kind,
-                name,
-                time: now,
-                session_id: self.session_id.clone(),
-                page,
-                context,
-                login_id: self.login_id.clone(),
-                attributes,
-                // Lent to the event and taken back: cloning a map costs more code.
-                traits: std::mem::take(&mut self.traits),
-            }],
-        };
-        let text = encode_batch(&batch);
-        if let Some(event) = batch.events.pop() {
-            self.traits = event.traits;
+        // Written here rather than through `encode_batch` and an `Event`: the SDK sets
+        // no page or context there (`host.js` writes them, `facts`), and the general
+        // encoder's code for them would ride along in the module. The same JSON as
+        // `encode_batch` for a batch of one, with the facts last in the event (the
+        // collector reads an event's fields in any order); `sentAt` 0 for the sender.
+        let mut text = String::with_capacity(512);
+        text.push_str("{\"v\":");
+        push_u64(&mut text, VERSION as u64);
+        push_key(&mut text, "deploymentId");
+        push_str(&mut text, &self.options.deployment_id);
+        push_key(&mut text, "visitorId");
+        push_str(&mut text, &self.visitor_id);
+        text.push_str(",\"sentAt\":0,\"events\":[{\"id\":");
+        push_str(&mut text, &event_id);
+        push_key(&mut text, "kind");
+        push_str(&mut text, kind.as_str());
+        push_key(&mut text, "name");
+        push_str(&mut text, &name);
+        push_key(&mut text, "time");
+        push_i64(&mut text, now);
+        if let Some(session_id) = &self.session_id {
+            push_key(&mut text, "sessionId");
+            push_str(&mut text, session_id);
         }
+        if let Some(login_id) = &self.login_id {
+            push_key(&mut text, "loginId");
+            push_str(&mut text, login_id);
+        }
+        push_attributes(&mut text, "attributes", &attributes);
+        push_attributes(&mut text, "traits", &self.traits);
+        text.push_str(facts);
+        text.push_str("}]}");
         Tracked {
             event_id,
             text,
@@ -154,8 +163,7 @@ impl<P: Platform> Tracker<P> {
         &mut self,
         login_id: Option<String>,
         traits: Map<AttributeValue>,
-        page: Option<Page>,
-        context: Option<Context>,
+        facts: &str,
     ) -> Tracked {
         if login_id.is_some() {
             self.login_id = login_id;
@@ -164,22 +172,15 @@ impl<P: Platform> Tracker<P> {
         self.track(
             EventKind::Identify,
             IDENTIFIED.to_owned(),
-            page,
-            context,
+            facts,
             Map::new(),
         )
     }
 
     /// `ac('identify', null)`: records the log-out in the current session, then forgets
     /// the identity and ends the session, so that the next activity starts a new one.
-    pub fn logout(&mut self, page: Option<Page>, context: Option<Context>) -> Tracked {
-        let mut tracked = self.track(
-            EventKind::Logout,
-            LOGGED_OUT.to_owned(),
-            page,
-            context,
-            Map::new(),
-        );
+    pub fn logout(&mut self, facts: &str) -> Tracked {
+        let mut tracked = self.track(EventKind::Logout, LOGGED_OUT.to_owned(), facts, Map::new());
         self.login_id = None;
         self.traits.clear();
         if self.storing {
@@ -285,7 +286,7 @@ mod tests {
     }
 
     fn record(t: &mut Tracker<FakePlatform>, name: &str) -> Tracked {
-        t.track(EventKind::Record, name.into(), None, None, Map::new())
+        t.track(EventKind::Record, name.into(), "", Map::new())
     }
 
     #[test]
@@ -314,6 +315,76 @@ mod tests {
         let expected = format!("{{\"v\":1,\"deploymentId\":\"demo\",\"visitorId\":\"visitor\",\"sentAt\":0,\"events\":[{event}");
         assert!(tracked.text.starts_with(&expected), "{}", tracked.text);
         assert!(tracked.text.ends_with("}]}"), "{}", tracked.text);
+    }
+
+    /// The tracker writes its events itself; they are the JSON `encode_batch` writes
+    /// for the same event, with the page facts last, and decode as the collector
+    /// decodes them.
+    #[test]
+    fn events_are_what_the_encoder_writes_and_decode_as_the_collector_reads_them() {
+        use footpath_protocol::v1::{encode_batch, Batch, Event, Number};
+
+        let platform = FakePlatform::new(1_000_000);
+        let mut t = tracker(&platform);
+        let mut traits = Map::new();
+        traits.insert(
+            "plan".to_owned(),
+            AttributeValue::String("pro \"x\"\n".into()),
+        );
+        t.identify(Some("ada".into()), traits.clone(), "");
+        let mut attributes = Map::new();
+        attributes.insert(
+            "price".to_owned(),
+            AttributeValue::Number(Number::parse("12.5").unwrap()),
+        );
+        attributes.insert("gift".to_owned(), AttributeValue::Bool(true));
+        let facts = ",\"page\":{\"url\":\"https://shop.example/\"},\"context\":{\"browserLang\":\"en\",\"screenWidth\":1280,\"screenHeight\":800,\"screenDensity\":200,\"viewportWidth\":1200,\"viewportHeight\":700}";
+        let tracked = t.track(
+            EventKind::Record,
+            "cart_viewed".into(),
+            facts,
+            attributes.clone(),
+        );
+        let event = Event {
+            id: tracked.event_id.clone(),
+            kind: EventKind::Record,
+            name: "cart_viewed".into(),
+            time: 1_000_000,
+            session_id: t.session_id().map(str::to_owned),
+            page: None,
+            context: None,
+            login_id: Some("ada".into()),
+            attributes,
+            traits,
+        };
+        let batch = Batch {
+            v: VERSION,
+            deployment_id: "demo".into(),
+            visitor_id: "visitor".into(),
+            sent_at: 0,
+            events: vec![event.clone()],
+        };
+        let general = encode_batch(&batch);
+        let cut = general.len() - 3;
+        assert_eq!(
+            tracked.text,
+            format!("{}{facts}}}]}}", &general[..cut]),
+            "the encoder's JSON, facts last"
+        );
+        let decoded: Batch = serde_json::from_str(&tracked.text).unwrap();
+        let page = decoded.events[0].page.clone().unwrap();
+        let context = decoded.events[0].context.clone().unwrap();
+        assert_eq!(page.url, "https://shop.example/");
+        assert_eq!((context.screen_width, context.viewport_height), (1280, 700));
+        let without_facts = Batch {
+            events: vec![Event {
+                page: None,
+                context: None,
+                ..decoded.events[0].clone()
+            }],
+            ..decoded
+        };
+        assert_eq!(without_facts, batch);
     }
 
     #[test]
@@ -440,10 +511,10 @@ mod tests {
             "email".to_owned(),
             AttributeValue::String("ada@example.com".into()),
         );
-        let identified = t.identify(Some("ada".into()), traits, None, None);
+        let identified = t.identify(Some("ada".into()), traits, "");
         let after = record(&mut t, "after");
         let session = t.session_id().unwrap().to_owned();
-        let logout = t.logout(None, None);
+        let logout = t.logout("");
         let ada = "\"loginId\":\"ada\",\"traits\":{\"email\":\"ada@example.com\"}}]}";
         for (tracked, name) in [
             (&identified, "identified"),

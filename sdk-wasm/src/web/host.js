@@ -512,16 +512,21 @@ export function fp_same(a, b) {
   return fpFunctions[a] === fpFunctions[b];
 }
 
-// The test hook's state: empty before init (`started` false); `queued` counts this
-// page's events that the collector has not judged yet.
+// The test hook's state (`ac.state()`): empty before init (`started` false); `queued`
+// counts this page's events that the collector has not judged yet. Made here and read
+// by the loader (or `fp_state_value`), so that no object crosses the module boundary.
+let fpState;
 export function fp_state(visitorId, sessionId, started) {
-  const state = {};
+  fpState = {};
   if (started) {
-    state.visitorId = visitorId;
-    if (sessionId) state.sessionId = sessionId;
-    state.queued = fpQueue.length;
+    fpState.visitorId = visitorId;
+    if (sessionId) fpState.sessionId = sessionId;
+    fpState.queued = fpQueue.length;
   }
-  return state;
+}
+
+export function fp_state_value() {
+  return fpState;
 }
 
 export function fp_error(text) {
@@ -573,22 +578,26 @@ export function fp_cookie(name, set) {
   }
 }
 
-// Page facts and context, joined by \x01: url, title, referrer, lang, keywords,
-// navigator.language, screen width, height, density, viewport width, height, then
-// the value (or '') of each query parameter in `names`. The URL is `location`
-// resolved against the page's (or the page's own for ''), without the `excluded`
-// parameters, without the fragment unless `keep`. Undefined when it is not a URL.
-export function fp_page(location, names, excluded, keep) {
+// The page's facts and the browser's context as the JSON the module puts into an
+// event: `,"page":{...},"context":{...}`, written as the Rust encoder would write
+// `Page` and `Context` (empty texts left out, the search term the first of the site's
+// search parameters present, the campaign parameters present in their order). The URL
+// is `location` resolved against the page's (or the page's own for ''), without the
+// `excluded` parameters, without the fragment unless `keep`; `names` are the query
+// parameters to read, the first `searched` for the search term. `title` replaces the
+// document's when `ownTitle`. Undefined when `location` is not a URL.
+export function fp_page(location, names, searched, excluded, keep, title, ownTitle) {
   try {
     const d = document;
     const url = new URL(location, d.location.href);
     const params = url.searchParams;
-    const values = names.split('\x01').map((name) => params.get(name) || '');
+    names = names.split('\x01');
+    const values = names.map((name) => params.get(name) || '');
     for (const name of excluded.split('\x01')) if (name) params.delete(name);
     if (!keep) url.hash = '';
     const meta = d.querySelector('meta[name=keywords]');
     const s = screen;
-    return [
+    const fields = [
       url.href,
       d.title,
       d.referrer,
@@ -600,13 +609,43 @@ export function fp_page(location, names, excluded, keep) {
       Math.round(devicePixelRatio * 100),
       innerWidth,
       innerHeight,
-    ]
-      .concat(values)
-      // The separator must not occur inside a field: `?q=a%01b` would shift every
-      // later field by one.
-      .map((v) => ('' + v).replace(/\x01/g, ''))
-      .join('\x01');
+    ].map(fpText);
+    // The module's own text is well-formed already (it came through the glue).
+    if (ownTitle) fields[1] = title;
+    return fpFacts(fields, names, values.map(fpText), searched);
   } catch (e) {}
+}
+
+// A fact as the module used to receive it: without the separator `\x01` (`?q=a%01b`
+// once shifted every later field), and with a lone surrogate (a cut emoji) replaced
+// by U+FFFD as the glue's `TextEncoder` did, since `JSON.stringify` would write it as
+// an escape that the collector's JSON parser refuses.
+export function fpText(value) {
+  const text = '' + value;
+  // One test on the hot path: most facts hold neither.
+  return /[\x01\ud800-\udfff]/.test(text) ? new TextDecoder().decode(new TextEncoder().encode(text.replace(/\x01/g, ''))) : text;
+}
+
+// `fields` (texts): url, title, referrer, lang, keywords, navigator.language, screen
+// width, height, density (× 100), viewport width, height; `values` those of the query
+// parameters `names`. Empty texts are left out, but for the URL; a number that is not
+// a whole number of at most nine digits counts as 0, as the module's parser counted it.
+export function fpFacts(fields, names, values, searched) {
+  const page = { url: fields[0] };
+  ['title', 'referrer', 'lang', 'keywords'].forEach((key, i) => fields[i + 1] && (page[key] = fields[i + 1]));
+  const search = values.slice(0, searched).find(Boolean);
+  if (search) page.searchQuery = search;
+  names.forEach((name, i) => i >= searched && values[i] && ((page.campaign = page.campaign || {})[name] = values[i]));
+  const number = (i) => (/^\d{1,9}$/.test(fields[i]) ? +fields[i] : 0);
+  const context = {
+    browserLang: fields[5],
+    screenWidth: number(6),
+    screenHeight: number(7),
+    screenDensity: number(8),
+    viewportWidth: number(9),
+    viewportHeight: number(10),
+  };
+  return ',"page":' + JSON.stringify(page) + ',"context":' + JSON.stringify(context);
 }
 
 export function fp_timer(which, ms) {

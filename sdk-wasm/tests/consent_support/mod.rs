@@ -4,7 +4,7 @@
 //! the collector would, accepting every event.
 #![allow(dead_code)]
 
-use footpath_sdk::command;
+use footpath_sdk::__footpath_command;
 use js_sys::{Array, Function, Promise};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -21,7 +21,7 @@ pub async fn pause(ms: i32) {
 }
 
 pub fn call(args: &[JsValue]) {
-    command(args.iter().cloned().collect::<Array>().into());
+    __footpath_command(&args.iter().cloned().collect::<Array>().into());
 }
 
 pub fn s(text: &str) -> JsValue {
@@ -65,7 +65,9 @@ pub fn stored_keys() -> Vec<String> {
 /// Connects the SDK as the loader does, then records what leaves the page and what it
 /// stores. Compression is turned off so that the bodies can be read.
 pub fn connect_and_watch() {
-    let wake = wasm_bindgen::closure::Closure::<dyn Fn(u32, String)>::new(footpath_sdk::wake);
+    let wake = wasm_bindgen::closure::Closure::<dyn Fn(u32, String)>::new(|kind, text: String| {
+        footpath_sdk::wake(kind, &text)
+    });
     footpath_sdk::__footpath_connect(wake.as_ref());
     wake.forget();
     // Another test binary may have run in this browser profile before.

@@ -1,0 +1,99 @@
+//! What the SDK's command logic ([`super::Sdk`]) needs from the page beyond the
+//! [`Platform`]'s clock, randomness and storage: cookies, the page's facts, the send
+//! queue of `host.js`, timers, the console and the page's functions.
+//!
+//! The effects are associated functions rather than methods: the browser's host is
+//! `host.js` itself, with no state on the Rust side, and a held page function or a
+//! pending timer can then let go of itself on drop ([`Func`], [`Timer`]) without
+//! holding a reference to anything. The native tests implement it with a fake that
+//! writes every effect to a log (`super::sdk`'s tests).
+
+use std::marker::PhantomData;
+
+use super::Platform;
+
+pub trait Host: Platform + Default + 'static {
+    /// Lets go of the page function with this handle.
+    fn free(handle: u32);
+    /// Whether two handles hold the same page function (for `ac('off')`).
+    fn same(a: u32, b: u32) -> bool;
+    /// Writes a refusal on the console (`console.error`).
+    fn error(text: &str);
+    /// Sets a cookie from `set` (`name=value; attributes`) unless it is empty; gives the
+    /// values of the cookies called `name`, joined by `\x01`.
+    fn cookie(name: &str, set: &str) -> String;
+    /// The browser's privacy signals: 1 Global Privacy Control, 2 Do Not Track.
+    fn signals() -> u32;
+    /// The origin of `url`, or '' when it is not a URL.
+    fn origin(url: &str) -> String;
+    /// `,"page":{…},"context":{…}`, the JSON of the page at `location` (resolved
+    /// against the current one) and of the browser, or `None` when `location` is not a
+    /// URL. `names` are the query parameters to read, `\x01`-terminated: the first
+    /// `searched` for the search term, the others for the campaign; the `excluded` ones
+    /// leave the URL. `title` replaces the document's when `own_title`.
+    fn page(
+        location: &str,
+        names: &str,
+        searched: u32,
+        excluded: &str,
+        keep_fragment: bool,
+        title: &str,
+        own_title: bool,
+    ) -> Option<String>;
+    /// Lets the send queue store and send, to `batch_url`.
+    fn setup(batch_url: &str);
+    /// Forgets the send queue and removes everything Footpath stored.
+    fn wipe();
+    /// Hands an encoded event to the send queue.
+    fn queue(text: &str);
+    /// Resumes sending at once.
+    fn flush();
+    /// Calls the module's `wake(which, '')` after `ms`; gives the timer's id.
+    fn timer(which: u32, ms: f64) -> u32;
+    fn clear(timer: u32);
+    /// A random number, for the retry jitter.
+    fn random() -> u32;
+}
+
+/// A page function the SDK holds, by handle; let go on drop.
+#[must_use]
+pub struct Func<H: Host>(u32, PhantomData<H>);
+
+impl<H: Host> Func<H> {
+    pub fn new(handle: u32) -> Func<H> {
+        Func(handle, PhantomData)
+    }
+
+    pub fn handle(&self) -> u32 {
+        self.0
+    }
+
+    /// The handle, for a call that lets the function go after running it.
+    pub fn into_handle(self) -> u32 {
+        let handle = self.0;
+        std::mem::forget(self);
+        handle
+    }
+}
+
+impl<H: Host> Drop for Func<H> {
+    fn drop(&mut self) {
+        H::free(self.0);
+    }
+}
+
+/// A pending timer, cancelled on drop.
+#[must_use]
+pub struct Timer<H: Host>(u32, PhantomData<H>);
+
+impl<H: Host> Timer<H> {
+    pub fn new(which: u32, ms: f64) -> Timer<H> {
+        Timer(H::timer(which, ms), PhantomData)
+    }
+}
+
+impl<H: Host> Drop for Timer<H> {
+    fn drop(&mut self) {
+        H::clear(self.0);
+    }
+}

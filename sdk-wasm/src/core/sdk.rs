@@ -1,0 +1,589 @@
+//! The command and callback state machine behind `ac(...)`: which commands exist, what
+//! `init` sets up, the page's `on`/`once`/`off` handlers (with `ready` for the handlers
+//! registered before `init`), the callbacks of `record` and `identify` until the
+//! collector's verdict, consent, the retry backoff and the inactivity timer. Everything
+//! it does to the page goes through [`Host`], so the whole of it runs natively in the
+//! tests below with a fake host that logs each effect.
+//!
+//! Page callbacks (`on` handlers, `record` callbacks) may call `ac(...)` again, so they
+//! are never invoked while the SDK's state is borrowed: state changes queue the calls
+//! to make in [`Sdk::calls`], which the caller makes after the borrow ends.
+//!
+//! Delivery: each event leaves the core encoded (a batch of one, with its id) and goes
+//! to the send queue in `host.js`, which keeps it in `localStorage` until the collector
+//! has judged it, sends it, beacons what is left when the page is hidden, and hands the
+//! queues of closed pages to the next page. The callbacks stay here, by event id,
+//! called once with the collector's verdict or the refusal (events whose page is gone
+//! are still delivered by a later page, but their callbacks went with their page), and
+//! so does the retry backoff ([`retry_delay_ms`]).
+//!
+//! Size: the functions that each command runs once are marked `#[inline]`. Generic over
+//! the host, LLVM left them as separate functions, which binaryen then inlined with
+//! their own stack frames; the module gained 414 B gzip for the same logic. Inlined by
+//! LLVM, as they were when this code was not generic, it costs the same as before.
+
+use footpath_protocol::v1::{AttributeValue, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
+
+use super::args::{self, Args, Val};
+use super::page::page;
+use super::text::{cat, digits, split};
+use super::{
+    decide, is_uuid, push_u64, retry_delay_ms, uuid_v4, Consent, Func, Held, Host, Notice, Options,
+    PageviewMode, Signals, Timer, Tracked, Tracker, CONSENT_COOKIE, OPT_OUT_COOKIE,
+};
+
+/// The first-party cookie that holds the visitor id.
+pub const VISITOR_COOKIE: &str = "_footpath_vid";
+
+/// What the callback of an event that was not recorded for want of consent hears.
+const NO_CONSENT: &str = "[footpath] no consent: not recorded";
+
+/// What `host.js` calls back with (see `fp_init` there); 4 is the collector's verdicts.
+pub const WAKE_FLUSH: u32 = 1;
+pub const WAKE_IDLE: u32 = 2;
+pub const WAKE_RETRY: u32 = 6;
+pub const WAKE_DROPPED: u32 = 7;
+
+/// How a held function is called (see `fp_call` in `host.js`); `+ CALL_ONCE` lets it go.
+pub const CALL_PLAIN: u32 = 0;
+pub const CALL_SESSION: u32 = 1;
+pub const CALL_ERROR_EVENT: u32 = 2;
+pub const CALL_OK: u32 = 3;
+pub const CALL_FAILED: u32 = 4;
+pub const CALL_ONCE: u32 = 8;
+
+/// Events the page can subscribe to, by index.
+const EVENTS: [&str; 4] = ["ready", "session:started", "session:ended", "error"];
+const READY: u8 = 0;
+const SESSION_STARTED: u8 = 1;
+const SESSION_ENDED: u8 = 2;
+const ERROR: u8 = 3;
+
+/// What a tracking command records.
+enum What {
+    Event(EventKind, String, Map<AttributeValue>),
+    Identify(Option<String>, Map<AttributeValue>),
+    Logout,
+}
+
+struct Handler<H: Host> {
+    event: u8,
+    function: Func<H>,
+    once: bool,
+}
+
+/// A call of a page function to make once the state is no longer borrowed: the
+/// handle, how (`CALL_*`, see `fp_call` in `host.js`) and its two texts.
+pub type Call = (u32, u32, String, String);
+
+pub struct Sdk<H: Host> {
+    /// Where the SDK was loaded from: the default collector.
+    script_url: String,
+    tracker: Option<Tracker<H>>,
+    handlers: Vec<Handler<H>>,
+    /// `record`/`identify` callbacks waiting for the collector's answer, by event id.
+    callbacks: Vec<(String, Func<H>)>,
+    /// The wait before `host.js` sends again after a failure.
+    retry_timer: Option<Timer<H>>,
+    idle_timer: Option<Timer<H>>,
+    /// Sends that failed in a row, for the backoff.
+    failures: u32,
+    /// Page functions to call, once the state is no longer borrowed.
+    pub calls: Vec<Call>,
+    /// What decides consent, and the decision in force.
+    signals: Signals,
+    consent: Consent,
+    /// Events recorded while consent is pending.
+    held: Held,
+    /// Where batches go; `host.js` is set up to send there at the first grant, so
+    /// that nothing is read from or written to its queue before.
+    batch_url: String,
+    set_up: bool,
+}
+
+impl<H: Host> Default for Sdk<H> {
+    fn default() -> Sdk<H> {
+        Sdk::new()
+    }
+}
+
+impl<H: Host> Sdk<H> {
+    pub const fn new() -> Sdk<H> {
+        Sdk {
+            script_url: String::new(),
+            tracker: None,
+            handlers: Vec::new(),
+            callbacks: Vec::new(),
+            retry_timer: None,
+            idle_timer: None,
+            failures: 0,
+            calls: Vec::new(),
+            signals: Signals {
+                site: Consent::Granted,
+                remembered: None,
+                opted_out: false,
+                privacy_control: false,
+                do_not_track: false,
+            },
+            consent: Consent::Pending,
+            held: Held::new(),
+            batch_url: String::new(),
+            set_up: false,
+        }
+    }
+
+    /// The loader starts the SDK with the URL it was loaded from.
+    pub fn start(&mut self, script_url: String) {
+        self.script_url = script_url;
+    }
+
+    /// The tracker, once `init` has made it: the visitor and session, for the test hook.
+    pub fn tracker(&self) -> Option<&Tracker<H>> {
+        self.tracker.as_ref()
+    }
+
+    /// One `ac(...)` call. A refused call is reported, and a refused `record` or
+    /// `identify` still answers its callback, once.
+    #[inline]
+    pub fn command(&mut self, args: &mut Args<H>) {
+        let name = match args.get(0) {
+            Val::Str(name) => name.clone(),
+            _ => String::new(),
+        };
+        if let Err(message) = self.dispatch(&name, args) {
+            let text = self.report(&name, &message);
+            if matches!(name.as_str(), "record" | "identify") {
+                if let Some(callback) = args.callback() {
+                    let handle = callback.into_handle();
+                    self.calls
+                        .push((handle, CALL_FAILED | CALL_ONCE, text, String::new()));
+                }
+            }
+        }
+    }
+
+    /// Timers and the send queue's news (`WAKE_*`, and 4 for the collector's verdicts).
+    #[inline]
+    pub fn wake(&mut self, kind: u32, text: &str) {
+        match kind {
+            WAKE_FLUSH => {
+                self.retry_timer = None;
+                H::flush();
+            }
+            WAKE_IDLE => {
+                self.idle_timer = None;
+                self.check_idle();
+            }
+            WAKE_RETRY => {
+                // The events stay queued in `host.js`, ids unchanged.
+                self.failures += 1;
+                let delay = retry_delay_ms(self.failures, digits(text.trim_ascii()), H::random());
+                self.retry_timer = Some(Timer::new(WAKE_FLUSH, delay as f64));
+            }
+            // The queue was full: these events were dropped (no answer for the backoff).
+            WAKE_DROPPED => self.sent(text),
+            _ => {
+                self.failures = 0;
+                self.sent(text);
+            }
+        }
+    }
+
+    #[inline]
+    fn dispatch(&mut self, name: &str, args: &mut Args<H>) -> Result<(), String> {
+        match name {
+            "init" => self.init(args),
+            "on" | "once" | "off" => self.subscribe(name, args),
+            "pageview" | "record" | "identify" | "consent" | "optOut" | "optIn" => {
+                let Some(tracker) = &self.tracker else {
+                    return Err("call init first".into());
+                };
+                match name {
+                    "consent" | "optOut" | "optIn" => {
+                        let (cookie, value) = match name {
+                            "consent" => {
+                                let Val::Str(value) = args.take(1) else {
+                                    return Err("needs 'granted' or 'denied'".into());
+                                };
+                                let consent = Consent::parse(&value)
+                                    .filter(|consent| *consent != Consent::Pending)
+                                    .ok_or("needs 'granted' or 'denied'")?;
+                                self.signals.site = consent;
+                                (CONSENT_COOKIE, value)
+                            }
+                            "optOut" => {
+                                self.signals.opted_out = true;
+                                (OPT_OUT_COOKIE, "1".into())
+                            }
+                            _ => {
+                                self.signals.opted_out = false;
+                                (OPT_OUT_COOKIE, String::new())
+                            }
+                        };
+                        // Remembered for the next pages; only the answer, no identifier.
+                        set_cookie::<H>(tracker.options(), cookie, &value);
+                        self.decide();
+                        Ok(())
+                    }
+                    "pageview" => {
+                        let (location, title, attributes) = args::pageview(args.take(1))?;
+                        self.track(
+                            What::Event(EventKind::Pageview, PAGE_VIEWED.into(), attributes),
+                            &location,
+                            title,
+                            None,
+                        )
+                    }
+                    "record" => {
+                        let (name, attributes, callback) = args::record(args)?;
+                        self.track(
+                            What::Event(EventKind::Record, name, attributes),
+                            "",
+                            None,
+                            callback,
+                        )
+                    }
+                    _ => {
+                        let (logout, login_id, traits, callback) = args::identify(args)?;
+                        let what = if logout {
+                            What::Logout
+                        } else {
+                            What::Identify(login_id, traits)
+                        };
+                        self.track(what, "", None, callback)
+                    }
+                }
+            }
+            "load" | "forms:track" => Err("is not supported".into()),
+            "" => Err("needs a command name".into()),
+            _ => Err("is not a command".into()),
+        }
+    }
+
+    /// Logs the problem once on the console and tells the page's `error` handlers;
+    /// gives the text it reported.
+    fn report(&mut self, command: &str, message: &str) -> String {
+        let text = cat(&["[footpath] ac('", command, "'): ", message]);
+        H::error(&text);
+        self.emit(ERROR, CALL_ERROR_EVENT, command, &text);
+        text
+    }
+
+    fn emit(&mut self, event: u8, how: u32, a: &str, b: &str) {
+        let mut i = 0;
+        while i < self.handlers.len() {
+            let handler = &self.handlers[i];
+            if handler.event != event {
+                i += 1;
+            } else if handler.once {
+                let handler = self.handlers.remove(i);
+                self.calls.push((
+                    handler.function.into_handle(),
+                    how | CALL_ONCE,
+                    a.into(),
+                    b.into(),
+                ));
+            } else {
+                self.calls
+                    .push((handler.function.handle(), how, a.into(), b.into()));
+                i += 1;
+            }
+        }
+    }
+
+    fn notices(&mut self, notices: Vec<Notice>) {
+        for notice in notices {
+            let (event, id) = match notice {
+                Notice::SessionStarted(id) => (SESSION_STARTED, id),
+                Notice::SessionEnded(id) => (SESSION_ENDED, id),
+            };
+            self.emit(event, CALL_SESSION, &id, "");
+        }
+    }
+
+    #[inline]
+    fn init(&mut self, args: &mut Args<H>) -> Result<(), String> {
+        if self.tracker.is_some() {
+            return Err("already initialised".into());
+        }
+        let deployment_id = match args.take(1) {
+            Val::Str(id) if !id.is_empty() => id,
+            _ => return Err("needs a deployment id".into()),
+        };
+        let (options, problems) =
+            args::options(deployment_id, H::origin(&self.script_url), args.take(2))?;
+        let collector = options.collector_url.as_bytes();
+        let mut end = collector.len();
+        while end > 0 && collector[end - 1] == b'/' {
+            end -= 1;
+        }
+        if end == 0 {
+            return Err("needs collectorUrl".into());
+        }
+        self.batch_url = cat(&[&options.collector_url[..end], BATCH_PATH]);
+        let pageview = options.pageview;
+        self.signals = signals::<H>(&options);
+        self.tracker = Some(Tracker::new(H::default(), options, visitor_id::<H>()));
+        self.decide();
+        for problem in problems {
+            self.report("init", &problem);
+        }
+        if pageview == PageviewMode::Auto {
+            // A page view that fails is reported; `ready` is emitted all the same.
+            if let Err(message) = self.track(
+                What::Event(EventKind::Pageview, PAGE_VIEWED.into(), Map::new()),
+                "",
+                None,
+                None,
+            ) {
+                self.report("pageview", &message);
+            }
+        }
+        // `ready` is for handlers registered before init; later ones are called at once.
+        self.emit(READY, CALL_PLAIN, "", "");
+        Ok(())
+    }
+
+    /// Puts the consent that the signals now lead to in force. Granting sets the
+    /// visitor cookie, lets `host.js` store and send, and queues the held events with
+    /// the real visitor id; pending stores and sends nothing; denying drops the held
+    /// events and removes the visitor cookie and everything Footpath keeps in
+    /// `localStorage`.
+    fn decide(&mut self) {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
+        let consent = decide(self.signals);
+        let was = std::mem::replace(&mut self.consent, consent);
+        let mut dropped = Vec::new();
+        match consent {
+            Consent::Granted if was != Consent::Granted => {
+                set_cookie::<H>(tracker.options(), VISITOR_COOKIE, tracker.visitor_id());
+                if !self.set_up {
+                    self.set_up = true;
+                    H::setup(&self.batch_url);
+                }
+                tracker.set_storing(true);
+                for (_, text) in self.held.take() {
+                    H::queue(&text);
+                }
+            }
+            Consent::Granted => {}
+            Consent::Pending => tracker.set_storing(false),
+            Consent::Denied => {
+                tracker.set_storing(false);
+                tracker.set_visitor_id(new_visitor_id::<H>());
+                // Also on a page that starts denied: the cookie and a queue may be
+                // left from before the visitor said no.
+                H::wipe();
+                set_cookie::<H>(tracker.options(), VISITOR_COOKIE, "");
+                self.retry_timer = None;
+                dropped = self.held.take();
+            }
+        }
+        for (id, _) in dropped {
+            self.settle(&id, Some(NO_CONSENT));
+        }
+    }
+
+    #[inline]
+    fn subscribe(&mut self, how: &str, args: &mut Args<H>) -> Result<(), String> {
+        let event = match args.get(1) {
+            Val::Str(name) => EVENTS.iter().position(|event| event == name),
+            _ => None,
+        }
+        .ok_or("unknown event")?;
+        let Val::Func(function) = args.take(2) else {
+            return Err("needs a function".into());
+        };
+        let event = event as u8;
+        if how == "off" {
+            let mut i = 0;
+            while i < self.handlers.len() {
+                let handler = &self.handlers[i];
+                if handler.event == event && H::same(handler.function.handle(), function.handle()) {
+                    self.handlers.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        } else if event == READY && self.tracker.is_some() {
+            self.calls.push((
+                function.into_handle(),
+                CALL_PLAIN | CALL_ONCE,
+                String::new(),
+                String::new(),
+            ));
+        } else {
+            self.handlers.push(Handler {
+                event,
+                function,
+                once: how == "once",
+            });
+        }
+        Ok(())
+    }
+
+    /// Queues an event with the facts of the page, remembers its callback, emits
+    /// session notices and re-arms the inactivity timer; `host.js` sends it.
+    fn track(
+        &mut self,
+        what: What,
+        location: &str,
+        title: Option<String>,
+        callback: Option<Func<H>>,
+    ) -> Result<(), String> {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return Err("not initialised".into());
+        };
+        if self.consent == Consent::Denied {
+            // Not an error of the page's: nothing is reported, only the callback hears.
+            if let Some(callback) = callback {
+                self.calls.push((
+                    callback.into_handle(),
+                    CALL_FAILED | CALL_ONCE,
+                    NO_CONSENT.into(),
+                    String::new(),
+                ));
+            }
+            return Ok(());
+        }
+        let facts = page::<H>(tracker.options(), location, title)?;
+        let tracked: Tracked = match what {
+            What::Event(kind, name, attributes) => tracker.track(kind, name, &facts, attributes),
+            What::Identify(login_id, traits) => tracker.identify(login_id, traits, &facts),
+            What::Logout => tracker.logout(&facts),
+        };
+        let timeout = tracker.options().session_timeout_ms;
+        let mut dropped = None;
+        if let Some(callback) = callback {
+            self.callbacks.push((tracked.event_id.clone(), callback));
+        }
+        if self.consent == Consent::Granted {
+            H::queue(&tracked.text);
+        } else {
+            dropped = self.held.push(tracked.event_id, tracked.text);
+        }
+        if let Some(id) = dropped {
+            self.settle(&id, Some(NO_CONSENT));
+        }
+        self.notices(tracked.notices);
+        // One timer for the page, not one per event: when it fires, `check_idle` waits
+        // again for whatever is left of the timeout since the last activity.
+        if self.idle_timer.is_none() {
+            self.idle_timer = Some(Timer::new(WAKE_IDLE, timeout as f64));
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn check_idle(&mut self) {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
+        let (notices, again) = tracker.check_idle();
+        if let Some(wait) = again {
+            self.idle_timer = Some(Timer::new(WAKE_IDLE, wait as f64));
+        }
+        self.notices(notices);
+    }
+
+    /// Events were settled (`id`, then `!error` or nothing, for each): judged by the
+    /// collector, or dropped from the full queue. Their callbacks are called, and each
+    /// error is reported once however many events it concerns.
+    fn sent(&mut self, text: &str) {
+        let fields = split(text, 1);
+        let mut last = "";
+        for pair in fields.chunks(2) {
+            let error = pair
+                .get(1)
+                .filter(|e| e.as_bytes().first() == Some(&b'!'))
+                .map(|e| &e[1..]);
+            self.settle(pair[0], error);
+            if let Some(error) = error.filter(|e| *e != last) {
+                self.report("record", error);
+                last = error;
+            }
+        }
+    }
+
+    /// Calls and lets go the callback of event `id`, if it has one.
+    fn settle(&mut self, id: &str, error: Option<&str>) {
+        let Some(index) = self
+            .callbacks
+            .iter()
+            .position(|(event_id, _)| event_id == id)
+        else {
+            return;
+        };
+        let (_, callback) = self.callbacks.swap_remove(index);
+        let (how, text) = match error {
+            None => (CALL_OK, id),
+            Some(message) => (CALL_FAILED, message),
+        };
+        self.calls.push((
+            callback.into_handle(),
+            how | CALL_ONCE,
+            text.into(),
+            String::new(),
+        ));
+    }
+}
+
+/// Reads the visitor cookie (once per page, at init), or makes a new id for it. The
+/// cookie is (re)written, renewing its lifetime, only once consent is granted.
+#[inline]
+fn visitor_id<H: Host>() -> String {
+    let values = H::cookie(VISITOR_COOKIE, "");
+    let mut id = None;
+    for value in split(&values, 1) {
+        if is_uuid(value) {
+            id = Some(value.to_owned());
+            break;
+        }
+    }
+    id.unwrap_or_else(new_visitor_id::<H>)
+}
+
+fn new_visitor_id<H: Host>() -> String {
+    let mut random = [0u8; 16];
+    H::default().fill_random(&mut random);
+    uuid_v4(random)
+}
+
+/// Sets first-party cookie `name` for the visitor's lifetime, or removes it when
+/// `value` is empty.
+fn set_cookie<H: Host>(options: &Options, name: &str, value: &str) {
+    let mut cookie = cat(&[name, "=", value, "; Max-Age="]);
+    let days = if value.is_empty() {
+        0
+    } else {
+        options.cookie_expiry_days
+    };
+    push_u64(&mut cookie, days as u64 * 86_400);
+    cookie.push_str("; Path=/; SameSite=Lax");
+    if let Some(domain) = &options.cookie_domain {
+        cookie.push_str("; Domain=");
+        cookie.push_str(domain);
+    }
+    // `host.js` adds `Secure` on https pages.
+    H::cookie("", &cookie);
+}
+
+/// What decides whether this visitor may be tracked, as the page stands now: the
+/// remembered answers in their cookies and the browser's privacy signals.
+#[inline]
+fn signals<H: Host>(options: &Options) -> Signals {
+    let browser = H::signals();
+    let consent = H::cookie(CONSENT_COOKIE, "");
+    Signals {
+        site: options.consent,
+        remembered: split(&consent, 1).into_iter().find_map(Consent::parse),
+        opted_out: !H::cookie(OPT_OUT_COOKIE, "").is_empty(),
+        privacy_control: options.honor_global_privacy_control && browser & 1 != 0,
+        do_not_track: options.honor_do_not_track && browser & 2 != 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;
