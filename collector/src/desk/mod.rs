@@ -148,6 +148,8 @@ impl Desk {
                 deployment_id,
                 visitor_id,
             } => {
+                // The same form as the collector's own messages (see `publish_ingested`).
+                let visitor_id = crate::validate::canonical_uuid(&visitor_id).unwrap_or(visitor_id);
                 // An error only means that no desk is open.
                 let _ = self
                     .live

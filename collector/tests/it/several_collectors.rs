@@ -228,3 +228,143 @@ async fn a_collector_that_lost_its_listening_connection_tells_its_desks_to_reloa
     assert!(announced.contains(VISITOR), "{announced}");
     drop((a, b));
 }
+
+/// The configuration of the collector processes of [`kill_9_of_one_of_two_collectors`].
+fn write_postgres_config(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    use crate::support::{DEPLOYMENT, ORIGIN};
+    let path = dir.join("collector.toml");
+    let text = format!(
+        "database_url = {url:?}\nsdk_dir = {:?}\nvisitor_rate_limit_events_per_minute = 0\n\
+         client_ip_rate_limit_events_per_minute = 0\n\
+         [[deployments]]\nid = \"{DEPLOYMENT}\"\nallowed_origins = [\"{ORIGIN}\"]\n",
+        dir.join("sdk"),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// How many rows of `events` each id has, and how many sessions each visitor has.
+fn stored_in_postgres(url: &str, ids: &[String], visitors: &[String]) -> (Vec<i64>, Vec<i64>) {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let mut count_each = |sql: &str, keys: &[String]| -> Vec<i64> {
+        let rows = client.query(sql, &[&keys]).unwrap();
+        let found: std::collections::HashMap<String, i64> =
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        keys.iter()
+            .map(|key| found.get(key).copied().unwrap_or(0))
+            .collect()
+    };
+    let events = count_each(
+        "SELECT id, COUNT(*) FROM events WHERE id = ANY($1) GROUP BY id",
+        ids,
+    );
+    let sessions = count_each(
+        "SELECT visitor_id, COUNT(*) FROM sessions WHERE visitor_id = ANY($1) GROUP BY visitor_id",
+        visitors,
+    );
+    (events, sessions)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_one_of_two_collectors_loses_and_doubles_nothing() {
+    use crate::durability::{acknowledged_ids, free_port, fresh_batch, post_raw, spawn_collector};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    /// Acknowledged events before the kill, and after it (by the survivor alone).
+    const BEFORE_KILL: usize = 3_000;
+    const AFTER_KILL: usize = 1_500;
+    const CLIENTS: usize = 8;
+
+    let url = fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_postgres_config(dir.path(), &url);
+    let addresses = [free_port(), free_port()];
+    let mut doomed = spawn_collector(&config, addresses[0]).await;
+    let mut survivor = spawn_collector(&config, addresses[1]).await;
+
+    // Each client is one visitor whose batches a balancer without sticky sessions
+    // spreads over both collectors, request by request. A request that gets no answer
+    // (its collector died under it) is sent again, the same events, to the other
+    // collector, as the SDK resends an event until it has a verdict.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let resent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let visitors: Vec<String> = (0..CLIENTS)
+        .map(|client| format!("00000000-0000-4000-8000-{:012}", 500 + client))
+        .collect();
+    let mut clients = Vec::new();
+    for (client, visitor) in visitors.iter().cloned().enumerate() {
+        let (acknowledged, resent, stop) = (
+            Arc::clone(&acknowledged),
+            Arc::clone(&resent),
+            Arc::clone(&stop),
+        );
+        clients.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut turn = client;
+            let mut pending: Option<String> = None;
+            while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
+                let body = pending
+                    .take()
+                    .unwrap_or_else(|| fresh_batch(&visitor, 20).0);
+                turn += 1;
+                match post_raw(addresses[turn % 2], &body).await {
+                    Some((200, response)) => acknowledged
+                        .lock()
+                        .unwrap()
+                        .extend(acknowledged_ids(&response)),
+                    _ => {
+                        resent.fetch_add(1, Ordering::Relaxed);
+                        pending = Some(body);
+                    }
+                }
+            }
+        }));
+    }
+    let wait_for = |count: usize| {
+        let acknowledged = Arc::clone(&acknowledged);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while acknowledged.lock().unwrap().len() < count {
+                assert!(Instant::now() < deadline, "too slow to acknowledge events");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    wait_for(BEFORE_KILL).await;
+    // SIGKILL while both collectors have requests in flight.
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let at_kill = acknowledged.lock().unwrap().len();
+    wait_for(at_kill + AFTER_KILL).await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+    survivor.kill().unwrap();
+    survivor.wait().unwrap();
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let distinct: std::collections::HashSet<&String> = acknowledged.iter().collect();
+    let (events, sessions) = tokio::task::spawn_blocking({
+        let (url, ids, visitors) = (url.clone(), acknowledged.clone(), visitors.clone());
+        move || stored_in_postgres(&url, &ids, &visitors)
+    })
+    .await
+    .unwrap();
+    let missing = events.iter().filter(|count| **count == 0).count();
+    let doubled = events.iter().filter(|count| **count > 1).count();
+    eprintln!(
+        "kill -9 of one of two collectors: {} acknowledged ({} distinct; {at_kill} before the \
+         kill), {} requests sent again after no answer; {missing} missing, {doubled} stored \
+         more than once; sessions per visitor {sessions:?}",
+        acknowledged.len(),
+        distinct.len(),
+        resent.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    assert!(acknowledged.len() >= BEFORE_KILL + AFTER_KILL);
+    assert_eq!((missing, doubled), (0, 0));
+    // Each visitor's batches went to both collectors, before and after the kill, and
+    // still made one session.
+    assert_eq!(sessions, vec![1; CLIENTS]);
+}
