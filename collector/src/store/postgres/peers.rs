@@ -28,7 +28,7 @@ use crate::peers::{self, Deliver, PeerListener, PeerMessage, CHANNEL};
 /// Messages that may wait for the notifier; past it, more are dropped (the desks
 /// catch up when they reload).
 pub(super) const NOTIFIER_QUEUE: usize = 16_384;
-/// Most messages sent in one transaction.
+/// Most messages taken from the queue for one transaction.
 const NOTIFY_BATCH: usize = 1_000;
 /// How long a wait for notifications lasts before the listener checks whether it is
 /// to stop.
@@ -66,15 +66,21 @@ fn run_notifier(config: &postgres::Config, from: &str, queue: &Receiver<PeerMess
     let mut client: Option<Client> = None;
     loop {
         let Ok(first) = queue.recv() else { return };
+        // Busy visitors send many batches a second: each is announced once per
+        // transaction (PostgreSQL would fold equal notifications of one transaction
+        // too, but only after they crossed the network).
         let mut payloads = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(first);
+        let mut taken = 0;
         while let Some(message) = next {
+            taken += 1;
             if let Some(payload) = peers::encode(from, &message) {
-                if !payloads.contains(&payload) {
+                if seen.insert(payload.clone()) {
                     payloads.push(payload);
                 }
             }
-            next = if payloads.len() < NOTIFY_BATCH {
+            next = if taken < NOTIFY_BATCH {
                 queue.try_recv().ok()
             } else {
                 None
