@@ -77,6 +77,9 @@ pub struct AppState {
     shutting_down: Arc<AtomicBool>,
     /// Refused events per deployment and day, until housekeeping stores them.
     refusal_tally: Arc<crate::usage::RefusalTally>,
+    /// Passes what the other collectors on the database tell to the desk, while any
+    /// clone of the state lives; `None` on a backend of one collector (SQLite).
+    _peer_listener: Option<Arc<crate::peers::PeerListener>>,
 }
 
 impl AppState {
@@ -163,7 +166,19 @@ impl AppState {
             &config,
             Arc::clone(&clock),
             presentation,
-        ));
+            Arc::clone(&store),
+        )?);
+        // The listener holds neither the desk nor the store, so that dropping the
+        // state still closes the store.
+        let peer_listener = {
+            let desk = Arc::downgrade(&desk);
+            let weak_store = Arc::downgrade(&store);
+            store.listen_to_peers(Box::new(move |message| {
+                if let (Some(desk), Some(store)) = (desk.upgrade(), weak_store.upgrade()) {
+                    desk.receive_from_peer(store.as_ref(), message);
+                }
+            }))?
+        };
         let rate_limits = Arc::new(RateLimits::new(&config, Arc::clone(&clock)));
         let ping_rate_limits = Arc::new(RateLimits::for_pings(&config, Arc::clone(&clock)));
         let ingest_permits = Arc::new(tokio::sync::Semaphore::new(
@@ -184,6 +199,7 @@ impl AppState {
             metrics,
             shutting_down: Arc::new(AtomicBool::new(false)),
             refusal_tally: Arc::default(),
+            _peer_listener: peer_listener.map(Arc::new),
         })
     }
 

@@ -47,6 +47,8 @@
 //! - [`metrics`]: the operator's metrics (`GET /metrics`, Prometheus text), counted
 //!   on atomics by ingest; `app/ops.rs` serves them, `/readyz`, and request ids.
 //! - [`desk`]: the agents' desk (`/desk/`): live session cards, sign-in, SSE.
+//! - [`peers`]: what collectors on one database tell each other (PostgreSQL's
+//!   LISTEN/NOTIFY), so that every desk is live whichever collector a visitor reached.
 //! - [`privacy`]: data rights and retention: what erasing a contact or a visitor
 //!   removes and keeps, exports, and deleting sessions by age (the SQL is
 //!   `store/privacy_sql.rs`, the routes `app/privacy.rs`).
@@ -71,6 +73,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod peers;
 pub mod privacy;
 pub mod segments;
 pub mod sessions;

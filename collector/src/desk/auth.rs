@@ -8,202 +8,253 @@
 //!   generator, sent as the cookie `footpath_desk` (`HttpOnly`, `SameSite=Strict`,
 //!   `Path=/desk`, `Secure` when configured). The browser's scripts cannot read it and
 //!   other sites cannot make the browser send it.
-//! - The server keeps only the SHA-256 of each session id with its expiry time (by the
-//!   injected clock) and the SHA-256 of the token it was signed in with, in memory and
-//!   in a small file next to the database, so that agents stay signed in across a
-//!   collector restart while the file holds nothing an attacker could present.
-//!   Signing out deletes the entry.
-//! - A session lasts only as long as its token: one whose token is no longer among the
-//!   configured `api_tokens` or `agent_tokens` (the configuration was edited and the
-//!   collector restarted) is refused and deleted. Entries saved without a token hash
-//!   (by an older collector) are dropped the same way.
+//! - The store keeps only the SHA-256 of each session id with its expiry time (by the
+//!   injected clock) and the SHA-256 of the token it was signed in with
+//!   ([`SignInStore`]), so that agents stay signed in across a collector restart, and
+//!   on every collector of one database, while the database holds nothing an attacker
+//!   could present. Signing out deletes the row.
+//! - A session lasts only as long as its token: one whose token is not among this
+//!   collector's configured `api_tokens` or `agent_tokens` is refused, and a collector
+//!   that starts without a token deletes every sign-in made with it, so that putting
+//!   the token back later revives none. (Refused, not deleted, at request time: while
+//!   collectors are restarted one by one with a new token, one that does not have it
+//!   yet must not sign out the agents who used it on another.)
+//! - Each collector caches what it read for [`CACHE_MS`] (by the injected clock), since
+//!   the live stream checks its agent at every message. A sign-out on another
+//!   collector reaches the cache at once through [`crate::peers`]; the cache's short
+//!   life covers a message lost while a collector's listener reconnects.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use axum::http::{header, HeaderMap};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+use crate::model::StoreError;
+use crate::peers::PeerMessage;
+use crate::store::Store;
 
 pub const COOKIE_NAME: &str = "footpath_desk";
 
-/// One signed-in agent's session.
+/// How long a collector trusts a sign-in it read from the store, in milliseconds.
+pub const CACHE_MS: i64 = 5_000;
+
+/// One signed-in agent's session, as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    expires_ms: i64,
+pub struct StoredSignIn {
+    /// The SHA-256 (hex) of the session id that the agent's cookie holds.
+    pub session_sha256: String,
     /// The SHA-256 (hex) of the token the agent signed in with.
-    token_sha256: String,
+    pub token_sha256: String,
+    pub expires_ms: i64,
 }
 
-/// The signed-in agents' sessions, by the hash of their ids.
+/// The desk's sign-ins, a part of every [`Store`]: hashes only (see the module's
+/// notes). Every collector on one database reads the same rows.
+pub trait SignInStore {
+    /// Saves a new sign-in, and deletes those expired by `now_ms`.
+    fn save_sign_in(&self, sign_in: &StoredSignIn, now_ms: i64) -> Result<(), StoreError>;
+
+    /// The sign-in whose session id hashes to `session_sha256`, expired or not.
+    fn sign_in(&self, session_sha256: &str) -> Result<Option<StoredSignIn>, StoreError>;
+
+    /// Deletes one sign-in (a sign-out); whether it existed.
+    fn delete_sign_in(&self, session_sha256: &str) -> Result<bool, StoreError>;
+
+    /// Deletes the sign-ins expired by `now_ms` and those made with a token whose
+    /// hash is not in `token_sha256s`; how many.
+    fn delete_sign_ins_except(
+        &self,
+        token_sha256s: &[String],
+        now_ms: i64,
+    ) -> Result<usize, StoreError>;
+
+    /// Every sign-in kept, expired ones included until the next sign-in.
+    fn sign_ins(&self) -> Result<Vec<StoredSignIn>, StoreError>;
+}
+
+/// What a collector read from the store, and when.
+#[derive(Debug, Clone)]
+struct Cached {
+    sign_in: StoredSignIn,
+    read_ms: i64,
+}
+
+/// The signed-in agents' sessions of one collector: the store's rows behind a short
+/// cache.
 pub struct AgentSessions {
-    sessions: Mutex<HashMap<String, Entry>>,
-    /// Where the sessions survive restarts; `None` keeps them in memory only.
-    file: Option<PathBuf>,
+    store: Arc<dyn Store>,
     /// The SHA-256 (hex) of every token that may sign in with this configuration.
     allowed_tokens: HashSet<String>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SavedSession {
-    sha256: String,
-    expires_ms: i64,
-    #[serde(default)]
-    token_sha256: Option<String>,
+    /// By the hash of the session id.
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl AgentSessions {
-    /// Loads the sessions saved in `file` (if any) that have not expired by `now_ms`
-    /// and were signed in with one of `tokens`; the file is rewritten without the
-    /// others.
+    /// The sign-ins of `store`, after deleting those expired by `now_ms` and those
+    /// made with a token that is not one of `tokens`. Blocks on the store: called
+    /// where the collector starts, not on an async task.
     pub fn load<'a>(
-        file: Option<PathBuf>,
+        store: Arc<dyn Store>,
         now_ms: i64,
         tokens: impl IntoIterator<Item = &'a String>,
-    ) -> AgentSessions {
+    ) -> Result<AgentSessions, StoreError> {
         let allowed_tokens: HashSet<String> = tokens.into_iter().map(|t| digest(t)).collect();
-        let mut sessions = HashMap::new();
-        let mut dropped = 0_usize;
-        if let Some(path) = &file {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                match serde_json::from_str::<Vec<SavedSession>>(&text) {
-                    Ok(saved) => {
-                        for session in saved {
-                            match session.token_sha256 {
-                                Some(token_sha256)
-                                    if session.expires_ms > now_ms
-                                        && allowed_tokens.contains(&token_sha256) =>
-                                {
-                                    let entry = Entry {
-                                        expires_ms: session.expires_ms,
-                                        token_sha256,
-                                    };
-                                    sessions.insert(session.sha256, entry);
-                                }
-                                _ => dropped += 1,
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(path = %path.display(), %error, "ignoring unreadable desk sessions file")
-                    }
-                }
-            }
-        }
-        let agents = AgentSessions {
-            sessions: Mutex::new(sessions),
-            file,
-            allowed_tokens,
-        };
+        let allowed: Vec<String> = allowed_tokens.iter().cloned().collect();
+        let dropped = store.delete_sign_ins_except(&allowed, now_ms)?;
         if dropped > 0 {
             tracing::info!(
                 dropped,
                 "desk sessions ended: expired, or their token is no longer configured"
             );
-            agents.save(&agents.lock());
         }
-        agents
+        Ok(AgentSessions {
+            store,
+            allowed_tokens,
+            cache: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Starts a session for an agent who presented `token` (already checked), lasting
-    /// until `expires_ms`, and returns its id.
-    pub fn create(&self, token: &str, now_ms: i64, expires_ms: i64) -> String {
+    /// until `expires_ms`, and returns its id once it is stored.
+    pub async fn create(
+        &self,
+        token: &str,
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<String, StoreError> {
         let mut bytes = [0_u8; 32];
         // ThreadRng is a CSPRNG seeded (and reseeded) from the operating system.
         rand::rng().fill_bytes(&mut bytes);
         let id = hex::encode(bytes);
-        let mut sessions = self.lock();
-        sessions.retain(|_, entry| entry.expires_ms > now_ms);
-        let entry = Entry {
-            expires_ms,
+        let sign_in = StoredSignIn {
+            session_sha256: digest(&id),
             token_sha256: digest(token),
+            expires_ms,
         };
-        sessions.insert(digest(&id), entry);
-        self.save(&sessions);
-        id
+        let saved = sign_in.clone();
+        self.blocking(move |store| store.save_sign_in(&saved, now_ms))
+            .await?;
+        let mut cache = self.lock();
+        cache.retain(|_, cached| cached.sign_in.expires_ms > now_ms);
+        cache.insert(
+            sign_in.session_sha256.clone(),
+            Cached {
+                sign_in,
+                read_ms: now_ms,
+            },
+        );
+        Ok(id)
+    }
+
+    /// The sign-in of `id` if it has not expired by `now_ms` and its token may still
+    /// sign in on this collector.
+    async fn valid_sign_in(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<StoredSignIn>, StoreError> {
+        let key = digest(id);
+        let cached = self
+            .lock()
+            .get(&key)
+            .filter(|cached| (cached.read_ms..cached.read_ms + CACHE_MS).contains(&now_ms))
+            .map(|cached| cached.sign_in.clone());
+        let sign_in = match cached {
+            Some(sign_in) => Some(sign_in),
+            None => {
+                let lookup = key.clone();
+                let found = self.blocking(move |store| store.sign_in(&lookup)).await?;
+                let mut cache = self.lock();
+                match &found {
+                    Some(sign_in) => {
+                        cache.insert(
+                            key,
+                            Cached {
+                                sign_in: sign_in.clone(),
+                                read_ms: now_ms,
+                            },
+                        );
+                    }
+                    None => {
+                        cache.remove(&key);
+                    }
+                }
+                found
+            }
+        };
+        Ok(sign_in.filter(|sign_in| {
+            sign_in.expires_ms > now_ms && self.allowed_tokens.contains(&sign_in.token_sha256)
+        }))
     }
 
     /// Whether `id` names a session that has not expired by `now_ms` and whose token
-    /// may still sign in. A session whose token may not is deleted.
-    pub fn is_valid(&self, id: &str, now_ms: i64) -> bool {
-        let key = digest(id);
-        let mut sessions = self.lock();
-        let Some(entry) = sessions.get(&key) else {
-            return false;
-        };
-        if !self.allowed_tokens.contains(&entry.token_sha256) {
-            sessions.remove(&key);
-            self.save(&sessions);
-            return false;
-        }
-        entry.expires_ms > now_ms
+    /// may still sign in.
+    pub async fn is_valid(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.valid_sign_in(id, now_ms).await?.is_some())
     }
 
     /// Whether `id` names a valid session (see [`AgentSessions::is_valid`]) that was
     /// signed in with one of `tokens`: the desk's administrators are those who signed
     /// in with an API token rather than an agent's.
-    pub fn signed_in_with_one_of<'a>(
+    pub async fn signed_in_with_one_of<'a>(
         &self,
         id: &str,
         now_ms: i64,
         tokens: impl IntoIterator<Item = &'a String>,
-    ) -> bool {
-        if !self.is_valid(id, now_ms) {
-            return false;
-        }
+    ) -> Result<bool, StoreError> {
         let wanted: HashSet<String> = tokens.into_iter().map(|token| digest(token)).collect();
-        self.lock()
-            .get(&digest(id))
-            .is_some_and(|entry| wanted.contains(&entry.token_sha256))
+        Ok(self
+            .valid_sign_in(id, now_ms)
+            .await?
+            .is_some_and(|sign_in| wanted.contains(&sign_in.token_sha256)))
     }
 
-    pub fn remove(&self, id: &str) {
-        let mut sessions = self.lock();
-        if sessions.remove(&digest(id)).is_some() {
-            self.save(&sessions);
-        }
+    /// Ends the session `id` on every collector: deleted from the store, and the
+    /// other collectors told to forget what they cached.
+    pub async fn remove(&self, id: &str) -> Result<(), StoreError> {
+        let key = digest(id);
+        self.forget(&key);
+        let message = PeerMessage::DeskSignedOut {
+            session_sha256: key.clone(),
+        };
+        self.blocking(move |store| {
+            store.delete_sign_in(&key)?;
+            store.tell_peers(&message)
+        })
+        .await
     }
 
-    /// How many sessions are kept (expired ones included until the next sign-in).
-    pub fn len(&self) -> usize {
-        self.lock().len()
+    /// Forgets the cached sign-in with this hash (signed out on another collector).
+    pub fn forget(&self, session_sha256: &str) {
+        self.lock().remove(session_sha256);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Forgets every cached sign-in (messages from other collectors may be lost).
+    pub fn forget_all(&self) {
+        self.lock().clear();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         // A panic while holding the lock leaves a consistent map: every update is one
-        // insert or remove.
-        self.sessions
+        // insert, remove or retain.
+        self.cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writes the file atomically (a temporary file renamed over it). A failure costs
-    /// only sign-ins at the next restart, so it is logged rather than returned.
-    fn save(&self, sessions: &HashMap<String, Entry>) {
-        let Some(path) = &self.file else { return };
-        let saved: Vec<SavedSession> = sessions
-            .iter()
-            .map(|(sha256, entry)| SavedSession {
-                sha256: sha256.clone(),
-                expires_ms: entry.expires_ms,
-                token_sha256: Some(entry.token_sha256.clone()),
-            })
-            .collect();
-        let temporary = path.with_extension("tmp");
-        let result = serde_json::to_vec(&saved)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&temporary, bytes))
-            .and_then(|()| std::fs::rename(&temporary, path));
-        if let Err(error) = result {
-            tracing::warn!(path = %path.display(), %error, "could not save desk sessions");
-        }
+    /// Runs a store call on the blocking pool: the store blocks (and the PostgreSQL
+    /// client panics on an async task's thread).
+    async fn blocking<T, F>(&self, operation: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || operation(store.as_ref()))
+            .await
+            .map_err(|error| StoreError::WriterFailed(format!("a store call failed: {error}")))?
     }
 }
 
@@ -267,59 +318,97 @@ mod tests {
     const TOKEN_A: &str = "token-a-0123456789abcdef0123456789";
     const TOKEN_B: &str = "token-b-0123456789abcdef0123456789";
 
-    #[test]
-    fn sessions_expire_survive_restarts_and_end_on_sign_out() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("desk-sessions.json");
-        let tokens = vec![TOKEN_A.to_owned(), TOKEN_B.to_owned()];
-        let sessions = AgentSessions::load(Some(file.clone()), 1_000, &tokens);
-        let id = sessions.create(TOKEN_A, 1_000, 5_000);
-        assert_eq!(id.len(), 64);
-        assert!(sessions.is_valid(&id, 4_999));
-        assert!(!sessions.is_valid(&id, 5_000));
-        assert!(!sessions.is_valid("not-a-session", 1_000));
-        assert_ne!(sessions.create(TOKEN_A, 1_000, 5_000), id, "ids are random");
+    fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        Arc::new(crate::store::SqliteStore::open(dir.path().join("desk.sqlite3")).unwrap())
+    }
 
-        // The file holds hashes only, and a restart keeps the session.
-        let saved = std::fs::read_to_string(&file).unwrap();
+    #[tokio::test]
+    async fn sessions_expire_survive_restarts_and_end_on_sign_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let tokens = vec![TOKEN_A.to_owned(), TOKEN_B.to_owned()];
+        let sessions = AgentSessions::load(Arc::clone(&store), 1_000, &tokens).unwrap();
+        let id = sessions.create(TOKEN_A, 1_000, 5_000).await.unwrap();
+        assert_eq!(id.len(), 64);
+        assert!(sessions.is_valid(&id, 4_999).await.unwrap());
+        assert!(!sessions.is_valid(&id, 5_000).await.unwrap());
+        assert!(!sessions.is_valid("not-a-session", 1_000).await.unwrap());
+        let other = sessions.create(TOKEN_A, 1_000, 5_000).await.unwrap();
+        assert_ne!(other, id, "ids are random");
+
+        // The store holds hashes only, and a restart keeps the session.
+        let saved = format!("{:?}", store.sign_ins().unwrap());
         assert!(!saved.contains(&id), "{saved}");
         assert!(!saved.contains(TOKEN_A), "{saved}");
         assert!(saved.contains(&digest(TOKEN_A)), "{saved}");
-        let reloaded = AgentSessions::load(Some(file.clone()), 2_000, &tokens);
-        assert!(reloaded.is_valid(&id, 2_000));
-        reloaded.remove(&id);
-        assert!(!reloaded.is_valid(&id, 2_000));
-        assert!(!AgentSessions::load(Some(file), 2_000, &tokens).is_valid(&id, 2_000));
+        assert!(saved.contains(&digest(&id)), "{saved}");
+        let reloaded = AgentSessions::load(Arc::clone(&store), 2_000, &tokens).unwrap();
+        assert!(reloaded.is_valid(&id, 2_000).await.unwrap());
+        reloaded.remove(&id).await.unwrap();
+        assert!(!reloaded.is_valid(&id, 2_000).await.unwrap());
+        assert!(!AgentSessions::load(Arc::clone(&store), 2_000, &tokens)
+            .unwrap()
+            .is_valid(&id, 2_000)
+            .await
+            .unwrap());
+        assert!(reloaded.is_valid(&other, 2_000).await.unwrap());
     }
 
-    #[test]
-    fn a_session_ends_with_its_token() {
+    #[tokio::test]
+    async fn a_session_ends_with_its_token() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("desk-sessions.json");
+        let store = store(&dir);
         let both = vec![TOKEN_A.to_owned(), TOKEN_B.to_owned()];
-        let sessions = AgentSessions::load(Some(file.clone()), 1_000, &both);
-        let by_a = sessions.create(TOKEN_A, 1_000, 9_000);
-        let by_b = sessions.create(TOKEN_B, 1_000, 9_000);
+        let sessions = AgentSessions::load(Arc::clone(&store), 1_000, &both).unwrap();
+        let by_a = sessions.create(TOKEN_A, 1_000, 9_000).await.unwrap();
+        let by_b = sessions.create(TOKEN_B, 1_000, 9_000).await.unwrap();
         drop(sessions);
 
-        // Restarted with token A removed: A's session is refused and gone from the
-        // file; B's lives on.
+        // A collector that has only token B refuses A's session without deleting it:
+        // another collector may have A configured.
         let only_b = vec![TOKEN_B.to_owned()];
-        let reloaded = AgentSessions::load(Some(file.clone()), 2_000, &only_b);
-        assert!(!reloaded.is_valid(&by_a, 2_000));
-        assert!(reloaded.is_valid(&by_b, 2_000));
-        assert_eq!(reloaded.len(), 1);
-        let saved = std::fs::read_to_string(&file).unwrap();
-        assert!(!saved.contains(&digest(TOKEN_A)), "{saved}");
-        // Putting the token back does not revive the deleted session.
-        assert!(!AgentSessions::load(Some(file.clone()), 2_000, &both).is_valid(&by_a, 2_000));
+        let partial = AgentSessions {
+            store: Arc::clone(&store),
+            allowed_tokens: only_b.iter().map(|token| digest(token)).collect(),
+            cache: Mutex::default(),
+        };
+        assert!(!partial.is_valid(&by_a, 2_000).await.unwrap());
+        assert_eq!(store.sign_ins().unwrap().len(), 2);
 
-        // A file written without token hashes (an older collector) signs nobody in.
-        let legacy = format!("[{{\"sha256\":\"{}\",\"expiresMs\":9000}}]", digest(&by_b));
-        std::fs::write(&file, legacy).unwrap();
-        let reloaded = AgentSessions::load(Some(file), 2_000, &both);
-        assert!(!reloaded.is_valid(&by_b, 2_000));
-        assert!(reloaded.is_empty());
+        // Restarted with token A removed: A's session is deleted; B's lives on.
+        let reloaded = AgentSessions::load(Arc::clone(&store), 2_000, &only_b).unwrap();
+        assert!(!reloaded.is_valid(&by_a, 2_000).await.unwrap());
+        assert!(reloaded.is_valid(&by_b, 2_000).await.unwrap());
+        let kept = store.sign_ins().unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].token_sha256, digest(TOKEN_B));
+        // Putting the token back does not revive the deleted session.
+        let restored = AgentSessions::load(Arc::clone(&store), 2_000, &both).unwrap();
+        assert!(!restored.is_valid(&by_a, 2_000).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_sign_out_elsewhere_ends_the_session_here_when_the_cache_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir);
+        let tokens = vec![TOKEN_A.to_owned()];
+        // Two collectors' views of one database.
+        let here = AgentSessions::load(Arc::clone(&store), 1_000, &tokens).unwrap();
+        let there = AgentSessions::load(Arc::clone(&store), 1_000, &tokens).unwrap();
+        let id = here.create(TOKEN_A, 1_000, 100_000).await.unwrap();
+        assert!(
+            there.is_valid(&id, 1_000).await.unwrap(),
+            "signed in everywhere"
+        );
+        there.remove(&id).await.unwrap();
+        // Without the other collector's message, the cache holds for CACHE_MS.
+        assert!(here.is_valid(&id, 1_000 + CACHE_MS - 1).await.unwrap());
+        assert!(!here.is_valid(&id, 1_000 + CACHE_MS).await.unwrap());
+        // With it, at once.
+        let id = here.create(TOKEN_A, 1_000, 100_000).await.unwrap();
+        there.remove(&id).await.unwrap();
+        here.forget(&digest(&id));
+        assert!(!here.is_valid(&id, 1_000).await.unwrap());
     }
 
     #[test]

@@ -27,7 +27,17 @@ pub struct SessionChanged {
     pub visitor_id: String,
 }
 
-pub fn channel() -> broadcast::Sender<SessionChanged> {
+/// What the channel carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveMessage {
+    /// A visitor's session changed, on this collector or another one.
+    Changed(SessionChanged),
+    /// Changes may have been missed (the connection to the other collectors was
+    /// lost): every desk reloads what it shows.
+    Resync,
+}
+
+pub fn channel() -> broadcast::Sender<LiveMessage> {
     broadcast::channel(CHANNEL_CAPACITY).0
 }
 
@@ -67,26 +77,27 @@ pub fn stream(
                             if changed.is_err() {
                                 return None;
                             }
-                            if !desk.agents.is_valid(&agent_session, state.clock().now_ms()) {
+                                    if !still_signed_in(&desk, &state, &agent_session).await {
                                 return None;
                             }
                             let event = Event::default().event("presentation").data("{}");
                             return Some((Ok(event), (receiver, closing, presentation)));
                         }
                     };
-                    if !desk.agents.is_valid(&agent_session, state.clock().now_ms()) {
+                    if !still_signed_in(&desk, &state, &agent_session).await {
                         return None;
                     }
                     let event = match received {
                         None => continue,
-                        Some(Ok(change)) => Event::default()
+                        Some(Ok(LiveMessage::Changed(change))) => Event::default()
                             .event("visitor")
                             .json_data(serde_json::json!({
                                 "customerId": change.visitor_id,
                                 "deploymentId": change.deployment_id,
                             }))
                             .unwrap_or_else(|_| Event::default().event("resync").data("{}")),
-                        Some(Err(broadcast::error::RecvError::Lagged(_))) => {
+                        Some(Ok(LiveMessage::Resync))
+                        | Some(Err(broadcast::error::RecvError::Lagged(_))) => {
                             Event::default().event("resync").data("{}")
                         }
                         Some(Err(broadcast::error::RecvError::Closed)) => return None,
@@ -97,4 +108,16 @@ pub fn stream(
         },
     );
     Sse::new(ready.chain(changes)).keep_alive(KeepAlive::default())
+}
+
+/// Whether the stream's agent is still signed in. A store that cannot tell ends the
+/// stream too: the browser reconnects, and is refused or let in by a fresh check.
+async fn still_signed_in(desk: &Desk, state: &AppState, agent_session: &str) -> bool {
+    desk.agents
+        .is_valid(agent_session, state.clock().now_ms())
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "could not check a desk stream's sign-in");
+            false
+        })
 }

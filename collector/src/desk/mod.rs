@@ -29,11 +29,14 @@
 //! and connections from the collector only and no framing, and `nosniff`. The browser
 //! code builds the DOM with `textContent` only: everything a visitor sent is untrusted.
 //!
-//! **API Boundary:** the desk is wired into the collector at two points only:
-//! `app::router` merges [`router`], and the batch handler calls [`publish_ingested`]
-//! after its transaction commits. The desk's own state (sign-ins, the live channel,
-//! the presentation set through the admin API) is a [`Desk`] held by `AppState`, so
-//! every clone of one collector's state shares it and two collectors never do.
+//! **API Boundary:** the desk is wired into the collector at three points only:
+//! `app::router` merges [`router`], the batch handler calls [`publish_ingested`]
+//! after its transaction commits, and `AppState` passes what other collectors on the
+//! database tell ([`crate::peers`]) to [`Desk::receive_from_peer`]. The desk's own
+//! state (the live channel, the presentation in effect, a short cache of sign-ins) is
+//! a [`Desk`] held by `AppState`, so every clone of one collector's state shares it;
+//! what must agree across collectors is in the store (sign-ins, the presentation saved
+//! through the API) or sent between them (live changes).
 
 pub mod auth;
 pub mod cards;
@@ -44,7 +47,6 @@ pub mod live;
 mod usage;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use std::time::Duration;
@@ -99,26 +101,29 @@ pub struct Desk {
     sign_in_limiter: guard::SignInLimiter,
     /// `[desk] public_origin`, parsed: the only origin sign-in and sign-out accept.
     public_origin: Option<url::Origin>,
-    live: broadcast::Sender<live::SessionChanged>,
+    live: broadcast::Sender<live::LiveMessage>,
     /// Set once, when the collector begins to shut down: ends every live stream.
     closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Desk {
     /// The desk of a collector, showing `presentation` (see
-    /// [`Desk::startup_presentation`]).
+    /// [`Desk::startup_presentation`]), with the sign-ins of `store` (those whose
+    /// token is no longer configured are deleted here). Blocks on the store.
     pub(crate) fn new(
         config: &crate::config::Config,
         clock: Arc<dyn crate::clock::Clock>,
         presentation: Presentation,
-    ) -> Desk {
+        store: Arc<dyn Store>,
+    ) -> Result<Desk, StoreError> {
         let tokens = config.api_tokens.iter().chain(&config.desk.agent_tokens);
-        Desk {
+        let agents = auth::AgentSessions::load(store, clock.now_ms(), tokens)?;
+        Ok(Desk {
             presentation: RwLock::new(presentation),
             file_presentation: config.desk.presentation(),
             presentation_change: tokio::sync::Mutex::new(()),
             presentation_version: tokio::sync::watch::Sender::new(0),
-            agents: auth::AgentSessions::load(sessions_file(config), clock.now_ms(), tokens),
+            agents,
             sign_in_limiter: guard::SignInLimiter::new(
                 config.desk.sign_in_attempts_per_minute,
                 clock,
@@ -130,7 +135,70 @@ impl Desk {
                 .and_then(|origin| config::public_origin(origin).ok()),
             live: live::channel(),
             closing: tokio::sync::watch::Sender::new(false),
+        })
+    }
+
+    /// What another collector on the database told (see [`crate::peers`]). Called
+    /// on the store's listening thread, never on an async task: it may block on the
+    /// store.
+    pub(crate) fn receive_from_peer(&self, store: &dyn Store, message: crate::peers::PeerMessage) {
+        use crate::peers::PeerMessage;
+        match message {
+            PeerMessage::SessionChanged {
+                deployment_id,
+                visitor_id,
+            } => {
+                // The same form as the collector's own messages (see `publish_ingested`).
+                let visitor_id = crate::validate::canonical_uuid(&visitor_id).unwrap_or(visitor_id);
+                // An error only means that no desk is open.
+                let _ = self
+                    .live
+                    .send(live::LiveMessage::Changed(live::SessionChanged {
+                        deployment_id,
+                        visitor_id,
+                    }));
+            }
+            PeerMessage::PresentationChanged => {
+                if self.reload_presentation(store) {
+                    self.presentation_version
+                        .send_modify(|version| *version += 1);
+                }
+            }
+            PeerMessage::DeskSignedOut { session_sha256 } => self.agents.forget(&session_sha256),
+            PeerMessage::Resync => {
+                self.agents.forget_all();
+                // Open desks reload everything on `resync`, the presentation included.
+                self.reload_presentation(store);
+                let _ = self.live.send(live::LiveMessage::Resync);
+            }
         }
+    }
+
+    /// Shows the presentation saved in the store (another collector replaced it), or
+    /// this collector's file's when none is saved; whether it could be read.
+    fn reload_presentation(&self, store: &dyn Store) -> bool {
+        let saved = match store.saved_desk_presentation() {
+            Ok(saved) => saved,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the desk presentation another collector saved");
+                return false;
+            }
+        };
+        let presentation = match saved {
+            None => self.file_presentation.clone(),
+            Some(saved) => match serde_json::from_str::<Presentation>(&saved.presentation_json) {
+                Ok(presentation) => presentation,
+                Err(error) => {
+                    tracing::warn!(%error, "the saved desk presentation cannot be used");
+                    return false;
+                }
+            },
+        };
+        *self
+            .presentation
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = presentation;
+        true
     }
 
     /// The presentation to start with: the file's, or the one saved through the API
@@ -164,12 +232,6 @@ impl Desk {
         })
     }
 
-    /// How many agents' sessions the desk keeps (expired ones until the next
-    /// sign-in); for tests and monitoring.
-    pub fn agent_session_count(&self) -> usize {
-        self.agents.len()
-    }
-
     /// Forgets the sign-in rate limits of addresses that are quiet again; called by
     /// the collector's periodic sweep.
     pub fn forget_idle_sign_in_limits(&self) {
@@ -194,16 +256,6 @@ impl Desk {
     }
 }
 
-/// Sign-ins are kept next to the database, so that they survive a restart exactly
-/// when the data does.
-fn sessions_file(config: &crate::config::Config) -> Option<PathBuf> {
-    let database = config.database_path.to_str()?;
-    if database.is_empty() || database.starts_with(':') || database.starts_with("file:") {
-        return None;
-    }
-    Some(PathBuf::from(format!("{database}.desk-sessions.json")))
-}
-
 /// Called by ingest once a batch is committed: tells every open desk that the
 /// visitor's session changed, when at least one event was newly stored.
 pub fn publish_ingested(
@@ -218,10 +270,13 @@ pub fn publish_ingested(
     let visitor_id =
         crate::validate::canonical_uuid(visitor_id).unwrap_or_else(|| visitor_id.to_owned());
     // An error only means that no desk is open.
-    let _ = state.desk().live.send(live::SessionChanged {
-        deployment_id: deployment_id.to_owned(),
-        visitor_id,
-    });
+    let _ = state
+        .desk()
+        .live
+        .send(live::LiveMessage::Changed(live::SessionChanged {
+            deployment_id: deployment_id.to_owned(),
+            visitor_id,
+        }));
 }
 
 #[derive(Clone)]
@@ -232,16 +287,22 @@ struct DeskState {
 
 impl DeskState {
     /// The signed-in agent's session id, if the request carries a valid one.
-    fn agent_session(&self, headers: &HeaderMap) -> Option<String> {
-        let id = auth::session_cookie(headers)?;
-        self.desk
+    async fn agent_session(&self, headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+        let Some(id) = auth::session_cookie(headers) else {
+            return Ok(None);
+        };
+        let valid = self
+            .desk
             .agents
             .is_valid(&id, self.app.clock().now_ms())
-            .then_some(id)
+            .await?;
+        Ok(valid.then_some(id))
     }
 
-    fn require_agent(&self, headers: &HeaderMap) -> Result<String, ApiError> {
-        self.agent_session(headers).ok_or(ApiError::Unauthorized)
+    async fn require_agent(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        self.agent_session(headers)
+            .await?
+            .ok_or(ApiError::Unauthorized)
     }
 
     /// Refuses sign-in and sign-out requests that another site made (see [`guard`]).
@@ -329,16 +390,18 @@ where
 }
 
 async fn index(State(state): State<DeskState>, headers: HeaderMap) -> Response {
-    match state.agent_session(&headers) {
-        Some(_) => Html(INDEX_HTML).into_response(),
-        None => Redirect::to("/desk/signin").into_response(),
+    match state.agent_session(&headers).await {
+        Ok(Some(_)) => Html(INDEX_HTML).into_response(),
+        Ok(None) => Redirect::to("/desk/signin").into_response(),
+        Err(error) => error.into_response(),
     }
 }
 
 async fn signin_page(State(state): State<DeskState>, headers: HeaderMap) -> Response {
-    match state.agent_session(&headers) {
-        Some(_) => Redirect::to("/desk/").into_response(),
-        None => Html(SIGNIN_HTML).into_response(),
+    match state.agent_session(&headers).await {
+        Ok(Some(_)) => Redirect::to("/desk/").into_response(),
+        Ok(None) => Html(SIGNIN_HTML).into_response(),
+        Err(error) => error.into_response(),
     }
 }
 
@@ -463,7 +526,7 @@ async fn signin_checked(state: DeskState, request: Request) -> Result<Response, 
     let lifetime_seconds = config.desk.sign_in_minutes.saturating_mul(60);
     let expires_ms = now_ms
         .saturating_add(i64::try_from(lifetime_seconds.saturating_mul(1000)).unwrap_or(i64::MAX));
-    let id = state.desk.agents.create(&token, now_ms, expires_ms);
+    let id = state.desk.agents.create(&token, now_ms, expires_ms).await?;
     tracing::info!("desk sign-in");
     let cookie = auth::session_cookie_header(&id, lifetime_seconds, config.desk.secure_cookie);
     let mut response = Redirect::to("/desk/").into_response();
@@ -480,7 +543,7 @@ async fn signout(State(state): State<DeskState>, request: Request) -> Result<Res
     let headers = request.headers();
     state.require_same_origin("sign-out", headers, peer)?;
     if let Some(id) = auth::session_cookie(headers) {
-        state.desk.agents.remove(&id);
+        state.desk.agents.remove(&id).await?;
     }
     let cookie = auth::cleared_cookie_header(state.app.config().desk.secure_cookie);
     let mut response = Redirect::to("/desk/signin").into_response();
@@ -539,7 +602,7 @@ async fn list_sessions(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Json<SessionList>, ApiError> {
-    state.require_agent(&headers)?;
+    state.require_agent(&headers).await?;
     let parameters: HashMap<String, String> =
         url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
             .into_owned()
@@ -623,7 +686,7 @@ async fn session_card(
     headers: HeaderMap,
     Path(session_id): Path<String>,
 ) -> Result<Json<cards::SessionCard>, ApiError> {
-    state.require_agent(&headers)?;
+    state.require_agent(&headers).await?;
     let lookup_id = session_id.clone();
     let found = with_store(&state.app, move |store| {
         let Some(session) = store.session(&lookup_id)? else {
@@ -668,7 +731,7 @@ async fn session_card(
 
 /// `GET /desk/api/stream`: see [`live::stream`].
 async fn stream(State(state): State<DeskState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let agent_session = state.require_agent(&headers)?;
+    let agent_session = state.require_agent(&headers).await?;
     Ok(live::stream(state.app.clone(), Arc::clone(&state.desk), agent_session).into_response())
 }
 
@@ -697,7 +760,9 @@ async fn put_presentation(
     };
     let _change = state.desk.presentation_change.lock().await;
     with_store(&state.app, move |store| {
-        store.save_desk_presentation(Some(&saved))
+        store.save_desk_presentation(Some(&saved))?;
+        // The other collectors on the database read it again and tell their desks.
+        store.tell_peers(&crate::peers::PeerMessage::PresentationChanged)
     })
     .await?;
     *state

@@ -23,14 +23,24 @@ pub(super) async fn usage_page(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let Some(session) = state.agent_session(&headers) else {
-        return Redirect::to("/desk/signin").into_response();
+    let session = match state.agent_session(&headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return Redirect::to("/desk/signin").into_response(),
+        Err(error) => return error.into_response(),
     };
-    let admin = state.desk.agents.signed_in_with_one_of(
-        &session,
-        state.app.clock().now_ms(),
-        &state.app.config().api_tokens,
-    );
+    let admin = state
+        .desk
+        .agents
+        .signed_in_with_one_of(
+            &session,
+            state.app.clock().now_ms(),
+            &state.app.config().api_tokens,
+        )
+        .await;
+    let admin = match admin {
+        Ok(admin) => admin,
+        Err(error) => return crate::error::ApiError::from(error).into_response(),
+    };
     if !admin {
         return (
             StatusCode::FORBIDDEN,

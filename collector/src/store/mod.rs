@@ -17,6 +17,8 @@
 //! interface is synchronous too).
 
 mod contacts_sql;
+// Agents' desk sign-ins (crate::desk::auth).
+mod desk_sql;
 // The PostgreSQL backend, for several collectors on one database.
 mod postgres;
 // Data rights and retention: erasing, exporting, deleting by age (crate::privacy).
@@ -58,12 +60,14 @@ pub struct SavedPresentation {
 
 /// Every store also keeps segment and outcome definitions
 /// ([`crate::segments::DefinitionStore`]), and erases, exports and deletes by age
-/// ([`crate::privacy::PrivacyStore`]), and keeps usage figures
-/// ([`crate::usage::UsageStore`]).
+/// ([`crate::privacy::PrivacyStore`]), keeps usage figures
+/// ([`crate::usage::UsageStore`]) and the desk's sign-ins
+/// ([`crate::desk::auth::SignInStore`]).
 pub trait Store:
     crate::segments::DefinitionStore
     + crate::privacy::PrivacyStore
     + crate::usage::UsageStore
+    + crate::desk::auth::SignInStore
     + Send
     + Sync
 {
@@ -190,4 +194,24 @@ pub trait Store:
         now_ms: i64,
         timeout_ms: i64,
     ) -> bool;
+
+    /// Tells the other collectors on this database about a change their desks must
+    /// see (see [`crate::peers`]), without waiting for it to be sent. Ingest tells
+    /// them itself about the batches it stores. The default does nothing: a backend
+    /// that only one collector opens at a time (SQLite) has nobody to tell.
+    fn tell_peers(&self, message: &crate::peers::PeerMessage) -> Result<(), StoreError> {
+        let _ = message;
+        Ok(())
+    }
+
+    /// Starts passing what the other collectors on this database tell (their
+    /// visitors' new events among them) to `deliver`, until the returned listener is
+    /// dropped. `None`: this backend has no other collectors (the default).
+    fn listen_to_peers(
+        &self,
+        deliver: crate::peers::Deliver,
+    ) -> Result<Option<crate::peers::PeerListener>, StoreError> {
+        let _ = deliver;
+        Ok(None)
+    }
 }

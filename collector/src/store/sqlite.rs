@@ -74,6 +74,10 @@ const MIGRATION_LIST: &[M<'static>] = &[
     // Data rights and retention (src/privacy.rs), usage (src/usage.rs).
     M::up(include_str!("../../migrations/sqlite/0009_retention.sql")),
     M::up(include_str!("../../migrations/sqlite/0010_usage.sql")),
+    // Desk sign-ins, out of the file beside the database (src/desk/auth.rs).
+    M::up(include_str!(
+        "../../migrations/sqlite/0011_desk_sign_ins.sql"
+    )),
 ];
 const MIGRATIONS: Migrations<'static> = Migrations::from_slice(MIGRATION_LIST);
 

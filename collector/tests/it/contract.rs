@@ -773,6 +773,42 @@ fn the_desk_presentation_is_saved_and_forgotten() {
     });
 }
 
+#[test]
+fn desk_sign_ins_are_saved_expired_and_deleted() {
+    use footpath_collector::desk::auth::StoredSignIn;
+    let sign_in = |session: &str, token: &str, expires_ms: i64| StoredSignIn {
+        session_sha256: session.repeat(64),
+        token_sha256: token.repeat(64),
+        expires_ms,
+    };
+    on_every_backend(SessionLimits::default(), |store| {
+        assert_eq!(store.sign_ins().unwrap(), []);
+        store.save_sign_in(&sign_in("a", "1", T0 + 10), T0).unwrap();
+        store.save_sign_in(&sign_in("b", "2", T0 + 20), T0).unwrap();
+        assert_eq!(
+            store.sign_in(&"a".repeat(64)).unwrap(),
+            Some(sign_in("a", "1", T0 + 10))
+        );
+        assert_eq!(store.sign_in(&"z".repeat(64)).unwrap(), None);
+        // A new sign-in takes the expired ones away with it.
+        store
+            .save_sign_in(&sign_in("c", "1", T0 + 30), T0 + 10)
+            .unwrap();
+        assert_eq!(
+            store.sign_ins().unwrap(),
+            [sign_in("b", "2", T0 + 20), sign_in("c", "1", T0 + 30)]
+        );
+        // A collector started without token 2 deletes its sign-ins.
+        let kept = ["1".repeat(64)];
+        assert_eq!(store.delete_sign_ins_except(&kept, T0 + 10).unwrap(), 1);
+        assert_eq!(store.sign_ins().unwrap(), [sign_in("c", "1", T0 + 30)]);
+        // Signing out.
+        assert!(store.delete_sign_in(&"c".repeat(64)).unwrap());
+        assert!(!store.delete_sign_in(&"c".repeat(64)).unwrap());
+        assert_eq!(store.sign_ins().unwrap(), []);
+    });
+}
+
 /// Values that name Ada in [`ada_visits`]'s rows; none may be read back after an erase.
 const ADA_VALUES: &[&str] = &[
     "0b7e0c2a-5b9e-4a57-9f3e-000000000001", // visitor(1), her cookie

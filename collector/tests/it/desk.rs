@@ -578,15 +578,20 @@ async fn a_session_ends_when_its_token_leaves_the_configuration() {
             StatusCode::OK
         );
     }
-    let sessions_file = app.dir.path().join("test.sqlite3.desk-sessions.json");
-    let saved = std::fs::read_to_string(&sessions_file).unwrap();
+    // The store keeps hashes only: neither the tokens nor the cookies' session ids.
+    let saved = format!("{:?}", app.state.store().sign_ins().unwrap());
+    for secret in [
+        AGENT_TOKEN,
+        TOKEN,
+        cookie_value(&agent_cookie),
+        cookie_value(&api_cookie),
+    ] {
+        assert!(!saved.contains(secret), "kept in clear: {saved}");
+    }
+    assert!(saved.contains(&sha256_hex(AGENT_TOKEN)), "{saved}");
     assert!(
-        !saved.contains(AGENT_TOKEN),
-        "tokens are not kept in clear: {saved}"
-    );
-    assert!(
-        !saved.contains(TOKEN),
-        "tokens are not kept in clear: {saved}"
+        saved.contains(&sha256_hex(cookie_value(&agent_cookie))),
+        "{saved}"
     );
 
     // The operator removes the agent token and restarts the collector over the same
@@ -597,7 +602,11 @@ async fn a_session_ends_when_its_token_leaves_the_configuration() {
     assert!(config.desk.agent_tokens.is_empty());
     let state = footpath_collector::AppState::new(config, clock.clone()).unwrap();
     let app = TestApp { clock, state, dir };
-    assert_eq!(app.state.desk().agent_session_count(), 1, "deleted at load");
+    assert_eq!(
+        app.state.store().sign_ins().unwrap().len(),
+        1,
+        "deleted at load"
+    );
     assert_eq!(
         get(&app, "/desk/api/sessions", Some(&agent_cookie))
             .await
@@ -614,9 +623,19 @@ async fn a_session_ends_when_its_token_leaves_the_configuration() {
             .status,
         StatusCode::OK
     );
-    let saved = std::fs::read_to_string(&sessions_file).unwrap();
-    let saved: Value = serde_json::from_str(&saved).unwrap();
-    assert_eq!(saved.as_array().unwrap().len(), 1, "{saved:#}");
+    let saved = app.state.store().sign_ins().unwrap();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert_eq!(saved[0].token_sha256, sha256_hex(TOKEN));
+}
+
+/// The session id of a `footpath_desk=...` cookie header.
+fn cookie_value(cookie: &str) -> &str {
+    cookie.strip_prefix("footpath_desk=").unwrap()
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 #[tokio::test]
@@ -729,7 +748,7 @@ async fn sign_in_is_rate_limited_per_client_address_even_for_the_right_token() {
             .contains("too many sign-in attempts from this address"),
         "{body:#}"
     );
-    assert_eq!(app.state.desk().agent_session_count(), 0);
+    assert_eq!(app.state.store().sign_ins().unwrap().len(), 0);
 
     // Another address is not limited; behind a trusted proxy the forwarded client
     // counts, so two clients of one proxy do not share an allowance.
@@ -807,7 +826,7 @@ async fn sign_in_and_sign_out_from_the_desk_page_pass_the_cross_site_check() {
             .starts_with("sign-in refused: the browser says the request came from another site"),
         "{error:#}"
     );
-    assert_eq!(app.state.desk().agent_session_count(), 1);
+    assert_eq!(app.state.store().sign_ins().unwrap().len(), 1);
 
     let sign_out = |origin: &str, site: &str| {
         Request::post("/desk/signout")

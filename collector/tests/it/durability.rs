@@ -40,13 +40,13 @@ fn write_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
-fn free_port() -> SocketAddr {
+pub(crate) fn free_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
 
 /// Starts the collector binary and waits until it accepts connections.
-async fn spawn_collector(config: &Path, address: SocketAddr) -> Child {
+pub(crate) async fn spawn_collector(config: &Path, address: SocketAddr) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_footpath-collector"))
         .arg("--config")
         .arg(config)
@@ -70,7 +70,7 @@ fn now_ms() -> i64 {
 }
 
 /// A batch of `count` fresh events with UUID v7 ids; returns the body and the ids.
-fn fresh_batch(visitor: &str, count: usize) -> (String, Vec<String>) {
+pub(crate) fn fresh_batch(visitor: &str, count: usize) -> (String, Vec<String>) {
     let now = now_ms();
     let ids: Vec<String> = (0..count)
         .map(|_| uuid::Uuid::now_v7().to_string())
@@ -86,7 +86,7 @@ fn fresh_batch(visitor: &str, count: usize) -> (String, Vec<String>) {
 
 /// Posts a batch over a fresh connection; returns the status and body, or `None` when
 /// the connection failed (the collector is down).
-async fn post_raw(address: SocketAddr, body: &str) -> Option<(u16, String)> {
+pub(crate) async fn post_raw(address: SocketAddr, body: &str) -> Option<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
     let request = format!(
         "POST /sdk/v1/batch HTTP/1.1\r\nHost: {address}\r\nOrigin: {ORIGIN}\r\n\
@@ -103,7 +103,7 @@ async fn post_raw(address: SocketAddr, body: &str) -> Option<(u16, String)> {
 }
 
 /// Every id that the response says was accepted or is a duplicate (both mean stored).
-fn acknowledged_ids(body: &str) -> Vec<String> {
+pub(crate) fn acknowledged_ids(body: &str) -> Vec<String> {
     let json: Value = serde_json::from_str(body).unwrap();
     json["results"]
         .as_array()

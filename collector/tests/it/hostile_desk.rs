@@ -792,7 +792,7 @@ async fn hostile_desk_requests_are_refused_and_change_nothing() {
         let fixture = fixture(case.prepare).await;
         let state = &fixture.app.state;
         let presentation_before = admin_get(state, CONFIG_PATH).await;
-        let sessions_before = state.desk().agent_session_count();
+        let sessions_before = state.store().sign_ins().unwrap().len();
         let stored_before = admin_get(state, "/api/v2/journey/sessions").await["entities"]
             .as_array()
             .unwrap()
@@ -838,7 +838,7 @@ async fn hostile_desk_requests_are_refused_and_change_nothing() {
             "{name}: {set_cookie:?}"
         );
         assert_eq!(
-            state.desk().agent_session_count(),
+            state.store().sign_ins().unwrap().len(),
             sessions_before,
             "{name}: desk sessions"
         );

@@ -3,6 +3,7 @@
 //! They drive the real router (`router(state)` with `tower::ServiceExt::oneshot`) over
 //! a temporary SQLite database, with a `ManualClock` so that sessions expire without
 //! sleeping. `serve_loop` additionally runs the real server on a loopback port.
+//! `postgres` and `several_collectors` run on a throwaway PostgreSQL cluster.
 
 mod bad_input;
 mod contacts_api;
@@ -27,6 +28,7 @@ mod read_api;
 mod segments;
 mod serve_loop;
 mod session_lifecycle;
+mod several_collectors;
 mod static_files;
 mod support;
 mod usage;

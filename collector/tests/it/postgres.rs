@@ -21,7 +21,7 @@ const TIMEOUT: i64 = 20 * MINUTE;
 /// 2026-11-24, as in the contract suite.
 const T0: i64 = 1_795_500_000_000;
 
-fn cluster() -> &'static Cluster {
+pub(crate) fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let cluster = Cluster::start(Path::new(env!("CARGO_TARGET_TMPDIR")))
@@ -33,7 +33,7 @@ fn cluster() -> &'static Cluster {
 }
 
 /// The URL of a new, empty database of the shared cluster.
-fn fresh_database() -> String {
+pub(crate) fn fresh_database() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let name = format!("case_{}", NEXT.fetch_add(1, Ordering::Relaxed));
     cluster().create_database(&name).unwrap()

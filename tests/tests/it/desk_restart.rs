@@ -1,5 +1,5 @@
 //! The desk survives a collector restart: its live stream reconnects by itself, the
-//! agent stays signed in (sign-ins are kept beside the database), and sessions that
+//! agent stays signed in (sign-ins are kept in the database), and sessions that
 //! arrive afterwards appear without a reload.
 
 use serde_json::json;

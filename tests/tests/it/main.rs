@@ -11,6 +11,7 @@ mod desk_restart;
 mod identify;
 mod identity_e2e;
 mod segments_e2e;
+mod several_collectors;
 mod size;
 mod support;
 mod timeout;

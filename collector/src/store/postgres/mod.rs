@@ -15,14 +15,21 @@
 //!   partitions are made ahead ([`partitions`]).
 //! - **Data rights and usage**: erase, export, retention and usage figures as on
 //!   SQLite, under the same visitor and contact locks as ingest ([`privacy`]).
+//! - **Collectors on one database**: desk sign-ins are rows ([`desk`]); what an
+//!   open desk must follow (a visitor's new events, a presentation change, a sign-out)
+//!   goes to the other collectors by LISTEN/NOTIFY ([`peers`]).
 //! - **Not yet**: segment and outcome evaluation on ingest (see
 //!   [`ingest::PostgresIngest`]'s `evaluate_segments`).
 
 mod connection;
 mod contacts;
 mod definitions;
+// Agents' desk sign-ins (crate::desk::auth).
+mod desk;
 mod ingest;
 mod partitions;
+// What collectors on the database tell each other (crate::peers).
+mod peers;
 mod privacy;
 mod rows;
 
@@ -56,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "V2__privacy_usage",
         include_str!("../../../migrations/postgres/V2__privacy_usage.sql"),
+    ),
+    (
+        "V3__desk_sign_ins",
+        include_str!("../../../migrations/postgres/V3__desk_sign_ins.sql"),
     ),
 ];
 
@@ -101,6 +112,10 @@ struct Shared {
     pending_pings: PendingPings,
     writer_metrics: WriterMetrics,
     first_statistics: FirstStatistics,
+    /// This store's id among the collectors on the database (see [`crate::peers`]).
+    peer_id: String,
+    /// What the notifier thread is to tell the other collectors ([`peers`]).
+    notifier: SyncSender<crate::peers::PeerMessage>,
 }
 
 impl Shared {
@@ -189,6 +204,8 @@ pub struct PostgresStore {
     /// and stop.
     ingest_queue: Option<SyncSender<IngestJob>>,
     writers: Vec<JoinHandle<()>>,
+    /// Where the listener of [`Store::listen_to_peers`] connects.
+    config: postgres::Config,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -237,15 +254,20 @@ impl PostgresStore {
             // tests, on one server do not use up its `max_connections` while idle.
             .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(10))
-            .build(Manager::new(config))?;
+            .build(Manager::new(config.clone()))?;
         migrate(&mut *pool.get()?)?;
         partitions::ensure_around(&mut *pool.get()?, now_ms)?;
+        let peer_id = uuid::Uuid::new_v4().to_string();
+        let (notifier, notifications) = sync_channel(peers::NOTIFIER_QUEUE);
+        peers::start_notifier(config.clone(), peer_id.clone(), notifications)?;
         let shared = Arc::new(Shared {
             pool,
             limits,
             pending_pings: PendingPings::default(),
             writer_metrics: WriterMetrics::default(),
             first_statistics: FirstStatistics::default(),
+            peer_id,
+            notifier,
         });
         let (sender, receiver) = sync_channel(settings.queue_capacity_batches.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
@@ -263,6 +285,7 @@ impl PostgresStore {
             shared: Some(shared),
             ingest_queue: Some(sender),
             writers: threads,
+            config,
         })
     }
 
@@ -344,7 +367,21 @@ fn ingest(
             &pings,
         ) {
             Err(error) if attempt < INGEST_ATTEMPTS && is_retryable(&error) => attempt += 1,
-            result => return result,
+            result => {
+                // Committed: open desks on the other collectors follow the visitor.
+                if let Ok(outcomes) = &result {
+                    if outcomes.contains(&IngestOutcome::Accepted) {
+                        peers::send(
+                            &shared.notifier,
+                            crate::peers::PeerMessage::SessionChanged {
+                                deployment_id: batch.deployment_id.clone(),
+                                visitor_id: batch.visitor_id.clone(),
+                            },
+                        );
+                    }
+                }
+                return result;
+            }
         }
     }
 }
@@ -828,5 +865,17 @@ impl Store for PostgresStore {
         self.shared()
             .pending_pings
             .record(deployment_id, visitor_id, now_ms, timeout_ms)
+    }
+
+    fn tell_peers(&self, message: &crate::peers::PeerMessage) -> Result<(), StoreError> {
+        peers::send(&self.shared().notifier, message.clone());
+        Ok(())
+    }
+
+    fn listen_to_peers(
+        &self,
+        deliver: crate::peers::Deliver,
+    ) -> Result<Option<crate::peers::PeerListener>, StoreError> {
+        peers::listen(self.config.clone(), self.shared().peer_id.clone(), deliver).map(Some)
     }
 }
