@@ -15,8 +15,8 @@
 //!   partitions are made ahead ([`partitions`]).
 //! - **Data rights and usage**: erase, export, retention and usage figures as on
 //!   SQLite, under the same visitor and contact locks as ingest ([`privacy`]).
-//! - **Not yet**: segment and outcome evaluation on ingest (see
-//!   [`ingest::PostgresIngest`]'s `evaluate_segments`).
+//! - **Segments and outcomes**: definitions ([`definitions`]) and the row operations
+//!   of their evaluation on ingest ([`segments`]); the evaluation is the ingest core's.
 
 mod connection;
 mod contacts;
@@ -25,6 +25,7 @@ mod ingest;
 mod partitions;
 mod privacy;
 mod rows;
+mod segments;
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,6 +44,7 @@ use super::{
     StoredSession,
 };
 use crate::contacts::{ContactFields, CURATED};
+use crate::ingest::IndexCache;
 use crate::metrics::{StoreGauges, WriterMetrics};
 use crate::segments::{OutcomeAchievement, SegmentAssignment};
 
@@ -98,6 +100,9 @@ struct IngestJob {
 struct Shared {
     pool: r2d2::Pool<Manager>,
     limits: SessionLimits,
+    /// This store instance's index of the definitions, rebuilt when the database's
+    /// generation moves (another collector may change them).
+    index_cache: IndexCache,
     pending_pings: PendingPings,
     writer_metrics: WriterMetrics,
 }
@@ -163,6 +168,7 @@ impl PostgresStore {
         let shared = Arc::new(Shared {
             pool,
             limits,
+            index_cache: IndexCache::default(),
             pending_pings: PendingPings::default(),
             writer_metrics: WriterMetrics::default(),
         });
@@ -255,6 +261,7 @@ fn ingest(
             now_ms,
             timeout_ms,
             &shared.limits,
+            &shared.index_cache,
             &pings,
         ) {
             Err(error) if attempt < INGEST_ATTEMPTS && is_retryable(&error) => attempt += 1,
@@ -269,6 +276,7 @@ fn ingest_once(
     now_ms: i64,
     timeout_ms: i64,
     limits: &SessionLimits,
+    index_cache: &IndexCache,
     pings: &[PendingPing],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut tx = connection.transaction(false)?;
@@ -281,7 +289,8 @@ fn ingest_once(
         write_ping(&mut tx, ping)?;
     }
     let mut rows = PostgresIngest::new(&mut tx, batch);
-    let outcomes = crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits)?;
+    let outcomes =
+        crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits, index_cache)?;
     rows.finish()?;
     tx.commit()?;
     Ok(outcomes)
