@@ -48,6 +48,12 @@ pub(crate) fn open_postgres(_dir: &Path, limits: SessionLimits) -> Arc<dyn Store
     Arc::new(open(&fresh_database(), limits))
 }
 
+/// Two store instances on one fresh database, as two collectors would have.
+pub(crate) fn open_postgres_twice(_dir: &Path, limits: SessionLimits) -> [Arc<dyn Store>; 2] {
+    let url = fresh_database();
+    [Arc::new(open(&url, limits)), Arc::new(open(&url, limits))]
+}
+
 fn visitor(number: u32) -> String {
     format!("5c0a7e55-0000-4000-8000-{number:012}")
 }
