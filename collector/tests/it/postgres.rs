@@ -371,6 +371,73 @@ fn one_customers_sign_ins_from_many_visitors_at_once_stay_consistent() {
 }
 
 #[test]
+fn one_customers_visitors_at_once_count_customer_patterns_once_each() {
+    use footpath_collector::contacts::ContactFields;
+    use footpath_collector::segments::{definition, DefinitionKind, DefinitionStore};
+    use footpath_protocol::v1::AttributeValue;
+    // Four browsers of one contact send pageviews at the same moments. A Customer-scope
+    // count is read and written back by each batch: without the contact's lock two
+    // batches would read the same count and one increment would be lost, and the
+    // 20th pageview would never meet the pattern.
+    const THREADS: u32 = 4;
+    const ROUNDS: u32 = 5;
+    let store = open(&fresh_database(), SessionLimits::default());
+    store
+        .create_contact(
+            &ContactFields {
+                work_email: Some("ada@example.com".to_owned()),
+                ..ContactFields::default()
+            },
+            T0,
+        )
+        .unwrap();
+    let definition = definition::parse(
+        DefinitionKind::Segment,
+        &serde_json::json!({"displayName": "Busy", "color": "#000000", "scope": "Customer",
+            "journey": {"patterns": [{"eventName": "page_viewed",
+                                       "count": THREADS * ROUNDS}]}}),
+    )
+    .unwrap();
+    store.create_definition(&definition, T0).unwrap();
+    for number in 1..=THREADS {
+        let mut identify = event(1000 + number, T0);
+        identify.kind = EventKind::Identify;
+        identify.name = "identify".to_owned();
+        identify.page = None;
+        identify.traits.insert(
+            "email".to_owned(),
+            AttributeValue::String("ada@example.com".to_owned()),
+        );
+        store
+            .ingest(&batch(number, vec![identify]), T0 + MINUTE, TIMEOUT)
+            .unwrap();
+    }
+    for round in 0..ROUNDS {
+        at_once(THREADS as usize, |thread| {
+            let visitor_number = u32::try_from(thread).unwrap() + 1;
+            let number = round * THREADS + visitor_number;
+            let pageview = event(number, T0 + i64::from(number) * 1000);
+            store
+                .ingest(&batch(visitor_number, vec![pageview]), T0 + MINUTE, TIMEOUT)
+                .unwrap()
+        });
+    }
+    let assigned: usize = (1..=THREADS)
+        .map(|number| {
+            let filter = SessionFilter {
+                visitor_id: Some(visitor(number)),
+                ..SessionFilter::default()
+            };
+            let sessions = store.sessions(&filter, None, 10).unwrap().items;
+            assert_eq!(sessions.len(), 1);
+            assert!(sessions[0].contact_id.is_some());
+            sessions[0].segment_assignments.len()
+        })
+        .sum();
+    assert_eq!(assigned, 1, "the 20th pageview meets the pattern, once");
+}
+
+#[test]
 fn a_busy_events_table_delays_new_partitions_but_not_the_sweep() {
     let url = fresh_database();
     let database = url.rsplit('/').next().unwrap().to_owned();
