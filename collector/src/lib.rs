@@ -56,8 +56,8 @@
 //!   refused by reason, sessions), summarised from stored rows by a daily job; the
 //!   SQL is `store/usage_sql.rs`, the route `app/usage.rs`.
 //! - [`segments`]: segment and outcome definitions, their criteria, and the index
-//!   that evaluates them on ingest (the SQL is `store/segments_sql.rs`, the routes
-//!   `app/segments.rs`).
+//!   that makes evaluating them cheap (the evaluation is `ingest/segments.rs`, the
+//!   SQL `store/segments_sql.rs` and `store/postgres/`, the routes `app/segments.rs`).
 
 mod app;
 pub mod clock;

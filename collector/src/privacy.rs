@@ -162,7 +162,7 @@ pub fn shell_visitor_id() -> String {
     Uuid::new_v4().to_string()
 }
 
-/// The customer keys of segment evaluation (`store/segments_sql.rs`) that belong to a
+/// The customer keys of segment evaluation (`ingest/segments.rs`) that belong to a
 /// subject with these visitor cookies.
 pub fn customer_keys(contact_id: Option<&str>, visitors: &[(String, String)]) -> Vec<String> {
     let mut keys: Vec<String> = contact_id

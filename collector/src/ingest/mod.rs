@@ -11,16 +11,18 @@
 //! implements [`IngestTransaction`] (row operations and the serialisation it states)
 //! and the read queries of `crate::store::Store`; which session an event joins, how a
 //! summary follows its events, what identity writes and how short ids are drawn are
-//! decided here, once, for every backend. (Segment evaluation is the exception still
-//! to move: see [`IngestTransaction::evaluate_segments`].)
+//! decided here, once, for every backend, and so is segment and outcome evaluation
+//! ([`segments`]).
 
 #[cfg(test)]
 mod memory;
+pub mod segments;
 pub mod store;
 pub mod summary;
 
 use rand::Rng;
 
+pub use segments::IndexCache;
 pub use store::IngestTransaction;
 use store::{CandidateSession, NewSession, SpanUpdate, SummaryEvent};
 use summary::SessionSummary;
@@ -74,13 +76,15 @@ impl Default for SessionLimits {
 ///
 /// Work that does not have to be per event is per batch: the visitor's sessions are
 /// read once and followed in memory (`VisitorSessions`), and each touched session's
-/// span and summary are written once, at the end.
+/// span and summary are written once, at the end. `index_cache` is the store
+/// instance's index of the segment and outcome definitions.
 pub fn ingest_batch<T: IngestTransaction>(
     transaction: &mut T,
     batch: &NewBatch,
     now_ms: i64,
     timeout_ms: i64,
     limits: &SessionLimits,
+    index_cache: &IndexCache,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let deployment_id = DeploymentId::new(batch.deployment_id.as_str());
     let visitor_id = VisitorId::new(batch.visitor_id.as_str());
@@ -88,6 +92,7 @@ pub fn ingest_batch<T: IngestTransaction>(
     let mut visitor_sessions =
         VisitorSessions::load(transaction, batch, &deployment_id, &visitor_id, timeout_ms)?;
     let mut summaries: Vec<SessionSummary> = Vec::new();
+    let mut segments = segments::BatchEvaluation::new(batch);
     for event in &batch.events {
         if transaction.event_exists(&event.id)? {
             outcomes.push(IngestOutcome::Duplicate);
@@ -136,11 +141,11 @@ pub fn ingest_batch<T: IngestTransaction>(
         // Segments and outcomes are evaluated in this same transaction, so that an event
         // is never stored without its assignments, or the other way round.
         // They read the session's summary as it was before this batch.
-        transaction.evaluate_segments(batch, &session_id, event, now_ms)?;
+        segments.evaluate(transaction, index_cache, &session_id, event, now_ms)?;
         summaries[summary_index].add(SummaryEvent::of(event), limits.max_search_terms_per_session);
         outcomes.push(IngestOutcome::Accepted);
     }
-    transaction.finish_segments()?;
+    segments.finish(transaction)?;
     visitor_sessions.write_spans(transaction)?;
     for summary in &summaries {
         write_summary(transaction, summary, limits.max_search_terms_per_session)?;
@@ -592,8 +597,15 @@ mod tests {
                     event(number - 1, kind, minute)
                 })
                 .collect();
-            let outcomes =
-                ingest_batch(&mut rows, &batch(events), T0 + 60 * MINUTE, TIMEOUT, limits).unwrap();
+            let outcomes = ingest_batch(
+                &mut rows,
+                &batch(events),
+                T0 + 60 * MINUTE,
+                TIMEOUT,
+                limits,
+                &IndexCache::default(),
+            )
+            .unwrap();
             assert!(outcomes
                 .iter()
                 .all(|outcome| *outcome == IngestOutcome::Accepted));
@@ -664,11 +676,19 @@ mod tests {
     #[test]
     fn a_resent_event_is_a_duplicate_and_stored_once() {
         let mut rows = MemoryRows::default();
+        // Met by three stored pageviews: the two duplicates must not count.
+        rows.define(
+            "three-pages",
+            crate::segments::DefinitionKind::Segment,
+            serde_json::json!({"displayName": "Three pages", "color": "#000000",
+                "journey": {"patterns": [{"eventName": "page_viewed", "count": 3}]}}),
+        );
+        let cache = IndexCache::default();
         let limits = SessionLimits::default();
         let first = batch(vec![event(1, P, 0)]);
-        ingest_batch(&mut rows, &first, T0, TIMEOUT, &limits).unwrap();
+        ingest_batch(&mut rows, &first, T0, TIMEOUT, &limits, &cache).unwrap();
         let again = batch(vec![event(1, P, 0), event(2, P, 1), event(2, P, 1)]);
-        let outcomes = ingest_batch(&mut rows, &again, T0, TIMEOUT, &limits).unwrap();
+        let outcomes = ingest_batch(&mut rows, &again, T0, TIMEOUT, &limits, &cache).unwrap();
         assert_eq!(
             outcomes,
             [
@@ -679,7 +699,9 @@ mod tests {
         );
         assert_eq!(rows.events.len(), 2);
         // Segments are evaluated for stored events only.
-        assert_eq!(rows.segment_calls, 2);
+        assert_eq!(rows.pattern_counts.len(), 1);
+        assert_eq!(rows.pattern_counts[0].count, 2);
+        assert!(rows.segment_assignments.is_empty());
         assert_eq!(rows.sessions[0].summary.event_count, 2);
     }
 
@@ -698,6 +720,7 @@ mod tests {
             T0,
             TIMEOUT,
             &SessionLimits::default(),
+            &IndexCache::default(),
         )
         .unwrap();
         let session = &rows.sessions[0];

@@ -1,15 +1,17 @@
 //! The narrow interface the ingest core runs on: the row operations of one ingest
 //! transaction. A backend implements [`IngestTransaction`] and nothing of the rules.
 
-use footpath_protocol::v1::EventKind;
+use footpath_protocol::v1::{Context, EventKind, Page};
 
 use crate::enrich::geo::Geolocation;
+use crate::enrich::referrer::ReferrerInfo;
 use crate::enrich::user_agent::UserAgentInfo;
 use crate::identity::LinkKind;
 use crate::model::{
     ContactId, DeploymentId, IdentifierKind, NewBatch, NewEvent, SessionId, StoreError,
     StoredContact, VisitorId,
 };
+use crate::segments::{OutcomeAchievement, SegmentAssignment, StoredDefinition};
 use crate::sessions::SessionSpan;
 
 /// A session of the batch's visitor that the batch's events could join, as stored.
@@ -128,6 +130,70 @@ pub struct IdentityFacts {
     pub session_link: Option<LinkKind>,
 }
 
+/// A session's contact and whether it is authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionIdentity {
+    pub contact_id: Option<ContactId>,
+    pub authenticated: bool,
+}
+
+/// What a session's visit is made of, as its summary stores it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredVisitFacts {
+    pub user_agent: Option<UserAgentInfo>,
+    pub geolocation: Option<Geolocation>,
+    /// The context of the session's latest event that had one.
+    pub context: Option<Context>,
+    pub landing: Option<LandingPage>,
+}
+
+/// A session's landing pageview: its page (the URL, referrer and campaign are what a
+/// visit reads), its referrer's classification and its time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LandingPage {
+    pub page: Page,
+    pub referrer: Option<ReferrerInfo>,
+    pub time_ms: i64,
+}
+
+/// The segments and outcomes a session has, by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionMatches {
+    pub segment_ids: Vec<String>,
+    pub outcome_ids: Vec<String>,
+}
+
+/// How many events matched one journey pattern of one version of a definition, in one
+/// scope (a session's key, or a customer's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternCount {
+    pub scope_key: String,
+    pub definition_id: String,
+    pub version: u64,
+    pub pattern_index: usize,
+    pub count: u64,
+}
+
+/// When a customer's assignment of a segment expires (`None`: never).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignmentExpiry {
+    pub segment_id: String,
+    pub expires_ms: Option<i64>,
+}
+
+/// A Customer-scope segment assigned to a customer (a contact, or a visitor cookie),
+/// with what the segment looked like then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerAssignment {
+    pub customer_key: String,
+    pub segment_id: String,
+    pub display_name: String,
+    pub color: String,
+    pub should_display_to_agent: bool,
+    pub assigned_ms: i64,
+    pub expires_ms: Option<i64>,
+}
+
 /// The row operations of one ingest transaction. Everything the core does to a batch
 /// goes through these; none of them decides anything.
 ///
@@ -137,7 +203,10 @@ pub struct IdentityFacts {
 ///   and visitor run at once (the visitor's sessions are read, chosen from and
 ///   extended; a duplicate event id is checked and then inserted);
 /// - **per customer**: no two transactions that change the links, fields or
-///   Customer-scope segment counters of the same contact run at once;
+///   Customer-scope segment counters and assignments of the same contact run at once
+///   (the evaluation asks for it with [`IngestTransaction::lock_customer`] before it
+///   reads a contact's counters; a customer that is a visitor cookie is covered by the
+///   visitor's guarantee);
 /// - **short ids**: [`IngestTransaction::short_id_taken`] sees the short ids of the
 ///   deployment's sessions committed or created by the same transaction.
 ///
@@ -255,17 +324,89 @@ pub trait IngestTransaction {
         now_ms: i64,
     ) -> Result<(), StoreError>;
 
-    /// Evaluates the active segments and outcomes against an event just stored in the
-    /// session. Not yet a row operation: the evaluation (`store/segments_sql.rs`) still
-    /// reads and writes its counters and matches itself, within this transaction.
-    fn evaluate_segments(
+    // Segment and outcome evaluation (`super::segments`): row operations only, each
+    // read made when the evaluation first needs it and the writes gathered at the end
+    // of the batch.
+
+    /// The definitions' generation: it moves with every change of a definition, so
+    /// that every store instance (and process) on the database knows when its index
+    /// of them is stale.
+    fn definitions_generation(&mut self) -> Result<i64, StoreError>;
+
+    /// Every stored definition: the segments, then the outcomes, each oldest first (by
+    /// creation time, then insertion order).
+    fn active_definitions(&mut self) -> Result<Vec<StoredDefinition>, StoreError>;
+
+    /// The session's contact and whether it is authenticated, as of now in this
+    /// transaction (identity can change both with any event).
+    fn session_identity(&mut self, session_id: &SessionId) -> Result<SessionIdentity, StoreError>;
+
+    /// What the session's visit is made of as stored, i.e. as of before the batch (the
+    /// summary is written at the end of the batch).
+    fn session_visit_facts(
         &mut self,
-        batch: &NewBatch,
         session_id: &SessionId,
-        event: &NewEvent,
+    ) -> Result<StoredVisitFacts, StoreError>;
+
+    /// The ids of the segments assigned to the session and of the outcomes it achieved.
+    fn session_matches(&mut self, session_id: &SessionId) -> Result<SessionMatches, StoreError>;
+
+    /// The fingerprint of the session's last visit-level evaluation.
+    fn visit_fingerprint(&mut self, session_id: &SessionId) -> Result<Option<String>, StoreError>;
+
+    fn write_visit_fingerprint(
+        &mut self,
+        session_id: &SessionId,
+        fingerprint: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The pattern counters stored under the scope key (a session's, or a customer's),
+    /// of every definition and version.
+    fn pattern_counts(&mut self, scope_key: &str) -> Result<Vec<PatternCount>, StoreError>;
+
+    /// Inserts the counters, or sets the count of those stored.
+    fn write_pattern_counts(&mut self, counts: &[PatternCount]) -> Result<(), StoreError>;
+
+    /// The customer's Customer-scope segment assignments and when each expires.
+    fn customer_assignments(
+        &mut self,
+        customer_key: &str,
+    ) -> Result<Vec<AssignmentExpiry>, StoreError>;
+
+    /// The live Customer-scope assignments (not expired at `now_ms`) of either key,
+    /// oldest first (by assignment time, then segment id).
+    fn live_customer_assignments(
+        &mut self,
+        customer_key: &str,
+        visitor_key: &str,
+        now_ms: i64,
+    ) -> Result<Vec<CustomerAssignment>, StoreError>;
+
+    /// Inserts the assignments; one that exists is replaced only when it had expired at
+    /// `now_ms` (a live one is kept as it is).
+    fn write_customer_assignments(
+        &mut self,
+        assignments: &[CustomerAssignment],
         now_ms: i64,
     ) -> Result<(), StoreError>;
 
-    /// Writes what the batch's segment evaluation kept in memory.
-    fn finish_segments(&mut self) -> Result<(), StoreError>;
+    /// Inserts the assignments, in order; a session's second assignment of a segment
+    /// is ignored.
+    fn write_segment_assignments(
+        &mut self,
+        assignments: &[(SessionId, SegmentAssignment)],
+    ) -> Result<(), StoreError>;
+
+    /// Inserts the achievements, in order; a session's second achievement of an outcome
+    /// is ignored.
+    fn write_outcome_achievements(
+        &mut self,
+        achievements: &[(SessionId, OutcomeAchievement)],
+    ) -> Result<(), StoreError>;
+
+    /// Serialises this transaction's reads and writes of the contact's Customer-scope
+    /// counters and assignments with every other transaction's (the per-customer
+    /// guarantee above): called before the first read of them in a batch. A backend
+    /// whose writer is single does nothing.
+    fn lock_customer(&mut self, contact_id: &ContactId) -> Result<(), StoreError>;
 }

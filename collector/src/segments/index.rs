@@ -26,7 +26,7 @@
 //! in full with criteria compiled when the index is built (values lowercased and parsed
 //! as numbers once; see [`CompiledCriterion`]), on event values prepared once per key.
 //! Definitions without journey patterns (context only) are listed apart: they are
-//! evaluated when the visit changes (see `store::segments_sql`), not per event.
+//! evaluated when the visit changes (see `crate::ingest::segments`), not per event.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;

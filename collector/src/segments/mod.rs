@@ -9,9 +9,10 @@
 //! - [`index`]: the in-memory index of the active definitions (by event name,
 //!   criterion key and, for `equal` / `containsAny` / `containsAll`, value), and the
 //!   visit and event values that criteria read.
-//! - `store::segments_sql`: the tables, and the evaluation inside the ingest
-//!   transaction (so an event is never stored without its assignments, or the other
-//!   way round).
+//! - `ingest::segments`: the evaluation on ingest, inside the batch's transaction (so
+//!   an event is never stored without its assignments, or the other way round), over
+//!   the store's row operations; each backend's tables and SQL are in `store/`
+//!   (`segments_sql.rs`, `postgres/segments.rs` and `postgres/definitions.rs`).
 //! - `app::segments`: the `/api/v2/journey/segments` and `/outcomes` routes, and the
 //!   merge of segment-assigned / outcome-achieved events into a session's events.
 //!

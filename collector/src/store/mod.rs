@@ -8,8 +8,8 @@
 //! The product's rules are not here: ingest runs [`crate::ingest::ingest_batch`] over
 //! the backend's implementation of [`crate::ingest::IngestTransaction`] (SQLite's is
 //! `sqlite_ingest.rs`, PostgreSQL's `postgres/`), so that a backend is row operations
-//! and read queries. (Segment evaluation in `segments_sql.rs` is the part still to
-//! move; PostgreSQL does not evaluate segments yet.)
+//! and read queries, segment and outcome evaluation included
+//! (`crate::ingest::segments`).
 //!
 //! The methods are synchronous: SQLite is an in-process library, PostgreSQL is reached
 //! with the synchronous `postgres` client, and the handlers call them through
@@ -25,7 +25,8 @@ mod postgres;
 mod privacy_sql;
 // Usage figures per deployment and day (crate::usage).
 mod usage_sql;
-// Segments and outcomes: definitions and their evaluation on ingest (crate::segments).
+// Segments and outcomes: definitions, and the rows of their evaluation on ingest
+// (crate::segments, crate::ingest::segments).
 mod segments_sql;
 mod sqlite;
 mod sqlite_ingest;

@@ -31,13 +31,14 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use rusqlite_migration::{Migrations, M};
 
 use super::contacts_sql;
-use super::segments_sql::{self, IndexCache};
+use super::segments_sql;
 use super::sqlite_ingest::SqliteIngest;
 use super::{
     ContactPage, ContactQuery, IngestOutcome, IngestReply, LastEvent, Listing, NewBatch, NewEvent,
     SavedPresentation, SessionFilter, Store, StoreError, StoredContact, StoredEvent, StoredSession,
 };
 use crate::contacts::ContactFields;
+use crate::ingest::IndexCache;
 pub use crate::ingest::SessionLimits;
 use crate::metrics::{StoreGauges, WriterMetrics};
 
@@ -652,8 +653,8 @@ fn ingest_in_transaction(
     limits: &SessionLimits,
     index_cache: &IndexCache,
 ) -> Result<Vec<IngestOutcome>, StoreError> {
-    let mut rows = SqliteIngest::new(transaction, index_cache);
-    crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits)
+    let mut rows = SqliteIngest::new(transaction);
+    crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits, index_cache)
 }
 
 impl Store for SqliteStore {
@@ -1537,7 +1538,7 @@ mod tests {
             for session in &incremental {
                 let session_id = crate::model::SessionId::new(session[0].clone().unwrap());
                 crate::ingest::recompute_summary(
-                    &mut SqliteIngest::new(&transaction, &IndexCache::default()),
+                    &mut SqliteIngest::new(&transaction),
                     &session_id,
                     20,
                 )

@@ -8,39 +8,31 @@
 use rusqlite::{params, Row, Transaction};
 
 use super::contacts_sql;
-use super::segments_sql::{self, IndexCache};
+use super::segments_sql;
 use super::sqlite::{from_json, insert_event, parse_kind, to_json, EventJson};
 use crate::contacts::ContactFields;
 use crate::identity::LinkKind;
 use crate::ingest::store::{
-    CandidateSession, IdentityFacts, NewSession, SpanUpdate, SummaryFacts, SummaryRow,
+    AssignmentExpiry, CandidateSession, CustomerAssignment, IdentityFacts, NewSession,
+    PatternCount, SessionIdentity, SessionMatches, SpanUpdate, StoredVisitFacts, SummaryFacts,
+    SummaryRow,
 };
 use crate::ingest::IngestTransaction;
 use crate::model::{
     ContactId, DeploymentId, IdentifierKind, NewBatch, NewEvent, SessionId, StoreError,
     StoredContact, VisitorId,
 };
+use crate::segments::{OutcomeAchievement, SegmentAssignment, StoredDefinition};
 use crate::sessions::SessionSpan;
 
-/// One batch's ingest on the writer's transaction, with the batch's segment
-/// evaluation state.
+/// One batch's ingest on the writer's transaction.
 pub(super) struct SqliteIngest<'t, 'c> {
     transaction: &'t Transaction<'c>,
-    segments: Option<segments_sql::BatchEvaluation>,
-    /// The store's index of the active definitions.
-    index_cache: &'t IndexCache,
 }
 
 impl<'t, 'c> SqliteIngest<'t, 'c> {
-    pub(super) fn new(
-        transaction: &'t Transaction<'c>,
-        index_cache: &'t IndexCache,
-    ) -> SqliteIngest<'t, 'c> {
-        SqliteIngest {
-            transaction,
-            segments: Some(segments_sql::BatchEvaluation::default()),
-            index_cache,
-        }
+    pub(super) fn new(transaction: &'t Transaction<'c>) -> SqliteIngest<'t, 'c> {
+        SqliteIngest { transaction }
     }
 }
 
@@ -354,32 +346,90 @@ impl IngestTransaction for SqliteIngest<'_, '_> {
         Ok(())
     }
 
-    fn evaluate_segments(
-        &mut self,
-        batch: &NewBatch,
-        session_id: &SessionId,
-        event: &NewEvent,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let state = self
-            .segments
-            .get_or_insert_with(segments_sql::BatchEvaluation::default);
-        segments_sql::evaluate_in_tx(
-            self.transaction,
-            batch,
-            state,
-            self.index_cache,
-            session_id.as_str(),
-            event,
-            now_ms,
-        )
+    fn definitions_generation(&mut self) -> Result<i64, StoreError> {
+        segments_sql::generation(self.transaction)
     }
 
-    fn finish_segments(&mut self) -> Result<(), StoreError> {
-        match self.segments.take() {
-            Some(state) => state.finish(self.transaction),
-            None => Ok(()),
-        }
+    fn active_definitions(&mut self) -> Result<Vec<StoredDefinition>, StoreError> {
+        segments_sql::all_definitions(self.transaction)
+    }
+
+    fn session_identity(&mut self, session_id: &SessionId) -> Result<SessionIdentity, StoreError> {
+        segments_sql::session_identity(self.transaction, session_id)
+    }
+
+    fn session_visit_facts(
+        &mut self,
+        session_id: &SessionId,
+    ) -> Result<StoredVisitFacts, StoreError> {
+        segments_sql::session_visit_facts(self.transaction, session_id)
+    }
+
+    fn session_matches(&mut self, session_id: &SessionId) -> Result<SessionMatches, StoreError> {
+        segments_sql::session_matches(self.transaction, session_id)
+    }
+
+    fn visit_fingerprint(&mut self, session_id: &SessionId) -> Result<Option<String>, StoreError> {
+        segments_sql::visit_fingerprint(self.transaction, session_id)
+    }
+
+    fn write_visit_fingerprint(
+        &mut self,
+        session_id: &SessionId,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        segments_sql::write_visit_fingerprint(self.transaction, session_id, fingerprint)
+    }
+
+    fn pattern_counts(&mut self, scope_key: &str) -> Result<Vec<PatternCount>, StoreError> {
+        segments_sql::pattern_counts(self.transaction, scope_key)
+    }
+
+    fn write_pattern_counts(&mut self, counts: &[PatternCount]) -> Result<(), StoreError> {
+        segments_sql::write_pattern_counts(self.transaction, counts)
+    }
+
+    fn customer_assignments(
+        &mut self,
+        customer_key: &str,
+    ) -> Result<Vec<AssignmentExpiry>, StoreError> {
+        segments_sql::customer_assignments(self.transaction, customer_key)
+    }
+
+    fn live_customer_assignments(
+        &mut self,
+        customer_key: &str,
+        visitor_key: &str,
+        now_ms: i64,
+    ) -> Result<Vec<CustomerAssignment>, StoreError> {
+        segments_sql::live_customer_assignments(self.transaction, customer_key, visitor_key, now_ms)
+    }
+
+    fn write_customer_assignments(
+        &mut self,
+        assignments: &[CustomerAssignment],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        segments_sql::write_customer_assignments(self.transaction, assignments, now_ms)
+    }
+
+    fn write_segment_assignments(
+        &mut self,
+        assignments: &[(SessionId, SegmentAssignment)],
+    ) -> Result<(), StoreError> {
+        segments_sql::write_segment_assignments(self.transaction, assignments)
+    }
+
+    fn write_outcome_achievements(
+        &mut self,
+        achievements: &[(SessionId, OutcomeAchievement)],
+    ) -> Result<(), StoreError> {
+        segments_sql::write_outcome_achievements(self.transaction, achievements)
+    }
+
+    fn lock_customer(&mut self, _contact_id: &ContactId) -> Result<(), StoreError> {
+        // The single writer serialises every transaction already.
+        Ok(())
     }
 }
 

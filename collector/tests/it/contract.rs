@@ -20,7 +20,7 @@ use footpath_collector::segments::{definition, DefinitionKind, DefinitionWrite};
 use footpath_collector::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
 use footpath_collector::usage::{utc_day, UsageCount};
 
-use crate::postgres::open_postgres;
+use crate::postgres::{open_postgres, open_postgres_twice};
 use footpath_protocol::v1::{AttributeValue, EventKind, Map, Page};
 use serde_json::json;
 
@@ -44,6 +44,32 @@ fn open_sqlite(dir: &Path, limits: SessionLimits) -> Arc<dyn Store> {
 }
 
 const BACKENDS: &[(&str, Open)] = &[("sqlite", open_sqlite), ("postgres", open_postgres)];
+
+/// Opens two instances of a backend on one fresh database (as two processes would).
+type OpenTwice = fn(&Path, SessionLimits) -> [Arc<dyn Store>; 2];
+
+fn open_sqlite_twice(dir: &Path, limits: SessionLimits) -> [Arc<dyn Store>; 2] {
+    [open_sqlite(dir, limits), open_sqlite(dir, limits)]
+}
+
+const SHARED_BACKENDS: &[(&str, OpenTwice)] = &[
+    ("sqlite", open_sqlite_twice),
+    ("postgres", open_postgres_twice),
+];
+
+/// Runs `case` on two instances of every backend that share one database.
+fn on_every_shared_backend(case: impl Fn(&dyn Store, &dyn Store)) {
+    for (name, open) in SHARED_BACKENDS {
+        let dir = tempfile::tempdir().unwrap();
+        let [first, second] = open(dir.path(), SessionLimits::default());
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&*first, &*second)));
+        if let Err(panic) = result {
+            eprintln!("the contract case failed on the {name} backend");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
 
 /// Runs `case` on every backend, each on a database of its own.
 fn on_every_backend(limits: SessionLimits, case: impl Fn(&dyn Store)) {
@@ -462,9 +488,7 @@ fn identity_changes_within_one_batch_are_seen_by_its_later_events() {
 
 #[test]
 fn a_segment_is_assigned_once_its_pattern_is_met() {
-    // PostgreSQL does not evaluate segments on ingest yet: the evaluation is still
-    // SQLite's own code (store/segments_sql.rs) until the ingest core owns it.
-    on_backends_but(&["postgres"], SessionLimits::default(), |store| {
+    on_every_backend(SessionLimits::default(), |store| {
         let definition = definition::parse(
             DefinitionKind::Segment,
             &json!({
@@ -507,6 +531,253 @@ fn a_segment_is_assigned_once_its_pattern_is_met() {
             })
             .collect();
         assert_eq!(assigned, [(segment.id.as_str(), id(2).as_str())]);
+    });
+}
+
+/// A pageview of `path` at `time_ms`.
+fn pageview_of(number: u32, path: &str, time_ms: i64) -> NewEvent {
+    let mut pageview = event(number, EventKind::Pageview, time_ms);
+    if let Some(page) = &mut pageview.page {
+        page.url = format!("https://shop.example{path}");
+    }
+    pageview
+}
+
+fn define(store: &dyn Store, kind: DefinitionKind, json: serde_json::Value) -> String {
+    let definition = definition::parse(kind, &json).unwrap();
+    match store.create_definition(&definition, T0).unwrap() {
+        DefinitionWrite::Written(stored) => stored.id,
+        other => panic!("not written: {other:?}"),
+    }
+}
+
+fn visited(path: &str) -> serde_json::Value {
+    json!({"count": 1, "criteria": [
+        {"key": "page.pathname", "operator": "equal", "values": [path]}]})
+}
+
+/// The segments of a session as `(segment id, trigger event id)`, oldest first.
+fn segments_of(session: &StoredSession) -> Vec<(String, String)> {
+    session
+        .segment_assignments
+        .iter()
+        .map(|assignment| {
+            (
+                assignment.segment_id.clone(),
+                assignment.trigger_event_id.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_page_pattern_assigns_a_session_segment_once() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let cart = define(
+            store,
+            DefinitionKind::Segment,
+            json!({"displayName": "Cart", "color": "#2ca02c", "shouldDisplayToAgent": true,
+                   "journey": {"patterns": [visited("/cart")]}}),
+        );
+        let events = vec![
+            pageview_of(1, "/", minutes(0)),
+            pageview_of(2, "/cart", minutes(1)),
+            pageview_of(3, "/cart", minutes(2)),
+        ];
+        ingest(store, &batch(1, events), minutes(3));
+        ingest(
+            store,
+            &batch(1, vec![pageview_of(4, "/cart", minutes(4))]),
+            minutes(5),
+        );
+        let listed = &sessions_of(store, 1)[0];
+        assert_eq!(segments_of(listed), [(cart.clone(), id(2))]);
+        // The single-session read shows the same, with what the segment looked like.
+        let read = store.session(&listed.id).unwrap().unwrap();
+        assert_eq!(read.segment_assignments, listed.segment_assignments);
+        let assignment = &read.segment_assignments[0];
+        assert_eq!(
+            (
+                assignment.display_name.as_str(),
+                assignment.color.as_str(),
+                assignment.should_display_to_agent,
+                assignment.assigned_ms
+            ),
+            ("Cart", "#2ca02c", true, minutes(1))
+        );
+    });
+}
+
+#[test]
+fn an_outcome_is_achieved_once_with_its_value() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let order = define(
+            store,
+            DefinitionKind::Outcome,
+            json!({"displayName": "Order", "isPositive": true,
+                   "journey": {"patterns": [{"eventName": "order_completed", "count": 1}]},
+                   "associatedValueField": {"dataType": "Number", "name": "value"}}),
+        );
+        let order_event = |number: u32, minute: i64, value: &str| {
+            let mut order = event(number, EventKind::Record, minutes(minute));
+            order
+                .attributes
+                .insert("value".to_owned(), AttributeValue::String(value.to_owned()));
+            order
+        };
+        ingest(
+            store,
+            &batch(1, vec![order_event(1, 0, "12.5")]),
+            minutes(1),
+        );
+        ingest(store, &batch(1, vec![order_event(2, 1, "99")]), minutes(2));
+        let session = &sessions_of(store, 1)[0];
+        let achieved: Vec<(&str, &str, Option<&str>, u64)> = session
+            .outcome_achievements
+            .iter()
+            .map(|achievement| {
+                (
+                    achievement.outcome_id.as_str(),
+                    achievement.trigger_event_id.as_str(),
+                    achievement.associated_value.as_deref(),
+                    achievement.version,
+                )
+            })
+            .collect();
+        assert_eq!(
+            achieved,
+            [(order.as_str(), id(1).as_str(), Some("12.5"), 1)]
+        );
+        let read = store.session(&session.id).unwrap().unwrap();
+        assert_eq!(read.outcome_achievements, session.outcome_achievements);
+    });
+}
+
+#[test]
+fn a_customer_segment_is_carried_to_the_contacts_later_session() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let ada = store
+            .create_contact(
+                &ContactFields {
+                    work_email: Some("ada@example.com".to_owned()),
+                    ..ContactFields::default()
+                },
+                T0,
+            )
+            .unwrap();
+        let loyal = define(
+            store,
+            DefinitionKind::Segment,
+            json!({"displayName": "Loyal", "color": "#000000", "scope": "Customer",
+                   "journey": {"patterns": [{"eventName": "page_viewed", "count": 2}]}}),
+        );
+        let identify = |number: u32, minute: i64| {
+            let mut identify = event(number, EventKind::Identify, minutes(minute));
+            identify.traits.insert(
+                "email".to_owned(),
+                AttributeValue::String("ada@example.com".to_owned()),
+            );
+            identify
+        };
+        // Ada on her laptop: the second pageview meets the pattern.
+        let laptop = vec![
+            identify(1, 0),
+            pageview_of(2, "/", minutes(1)),
+            pageview_of(3, "/", minutes(2)),
+        ];
+        ingest(store, &batch(1, laptop), minutes(3));
+        let first = &sessions_of(store, 1)[0];
+        assert_eq!(first.contact_id.as_deref(), Some(ada.id.as_str()));
+        assert_eq!(segments_of(first), [(loyal.clone(), id(3))]);
+        // An hour later on her phone (another visitor): the session is hers once she
+        // is identified, and the segment comes along.
+        ingest(store, &batch(2, vec![identify(4, 60)]), minutes(61));
+        assert_eq!(segments_of(&sessions_of(store, 2)[0]), [(loyal, id(4))]);
+        // Someone else's session at the same time does not get it.
+        ingest(
+            store,
+            &batch(3, vec![pageview_of(5, "/", minutes(60))]),
+            minutes(61),
+        );
+        assert_eq!(segments_of(&sessions_of(store, 3)[0]), []);
+    });
+}
+
+#[test]
+fn counters_of_a_multi_step_pattern_add_up_across_batches() {
+    on_every_backend(SessionLimits::default(), |store| {
+        let buyer = define(
+            store,
+            DefinitionKind::Segment,
+            json!({"displayName": "Browsed and bought", "color": "#000000",
+                   "journey": {"patterns": [
+                       {"eventName": "page_viewed", "count": 2},
+                       {"eventName": "order_completed", "count": 1}]}}),
+        );
+        let first = vec![
+            pageview_of(1, "/", minutes(0)),
+            event(2, EventKind::Record, minutes(1)),
+        ];
+        ingest(store, &batch(1, first), minutes(2));
+        assert_eq!(segments_of(&sessions_of(store, 1)[0]), []);
+        ingest(
+            store,
+            &batch(1, vec![pageview_of(3, "/", minutes(2))]),
+            minutes(3),
+        );
+        assert_eq!(segments_of(&sessions_of(store, 1)[0]), [(buyer, id(3))]);
+    });
+}
+
+#[test]
+fn a_definition_changed_through_one_instance_applies_in_another() {
+    on_every_shared_backend(|writer, collector| {
+        let definition = |path: &str| {
+            definition::parse(
+                DefinitionKind::Segment,
+                &json!({"displayName": "Went", "color": "#000000",
+                        "journey": {"patterns": [visited(path)]}}),
+            )
+            .unwrap()
+        };
+        let DefinitionWrite::Written(went) =
+            writer.create_definition(&definition("/cart"), T0).unwrap()
+        else {
+            panic!("not written");
+        };
+        // The other instance builds its index of the definitions...
+        ingest(
+            collector,
+            &batch(1, vec![pageview_of(1, "/cart", minutes(0))]),
+            minutes(1),
+        );
+        assert_eq!(
+            segments_of(&sessions_of(collector, 1)[0]),
+            [(went.id.clone(), id(1))]
+        );
+        // ...and its next batch applies the change made through the first.
+        writer
+            .update_definition(&went.id, &definition("/checkout"), 1, T0 + 1)
+            .unwrap();
+        let events = vec![
+            pageview_of(2, "/cart", minutes(0)),
+            pageview_of(3, "/checkout", minutes(1)),
+        ];
+        ingest(collector, &batch(2, events), minutes(2));
+        assert_eq!(
+            segments_of(&sessions_of(collector, 2)[0]),
+            [(went.id.clone(), id(3))]
+        );
+        // A deletion too.
+        assert!(writer
+            .delete_definition(DefinitionKind::Segment, &went.id)
+            .unwrap());
+        ingest(
+            collector,
+            &batch(3, vec![pageview_of(4, "/checkout", minutes(0))]),
+            minutes(1),
+        );
+        assert_eq!(segments_of(&sessions_of(collector, 3)[0]), []);
     });
 }
 

@@ -48,6 +48,12 @@ pub(crate) fn open_postgres(_dir: &Path, limits: SessionLimits) -> Arc<dyn Store
     Arc::new(open(&fresh_database(), limits))
 }
 
+/// Two store instances on one fresh database, as two collectors would have.
+pub(crate) fn open_postgres_twice(_dir: &Path, limits: SessionLimits) -> [Arc<dyn Store>; 2] {
+    let url = fresh_database();
+    [Arc::new(open(&url, limits)), Arc::new(open(&url, limits))]
+}
+
 fn visitor(number: u32) -> String {
     format!("5c0a7e55-0000-4000-8000-{number:012}")
 }
@@ -362,6 +368,73 @@ fn one_customers_sign_ins_from_many_visitors_at_once_stay_consistent() {
         assert_eq!(sessions[0].contact_link, Some(LinkKind::Verified));
         assert!(sessions[0].authenticated);
     }
+}
+
+#[test]
+fn one_customers_visitors_at_once_count_customer_patterns_once_each() {
+    use footpath_collector::contacts::ContactFields;
+    use footpath_collector::segments::{definition, DefinitionKind, DefinitionStore};
+    use footpath_protocol::v1::AttributeValue;
+    // Four browsers of one contact send pageviews at the same moments. A Customer-scope
+    // count is read and written back by each batch: without the contact's lock two
+    // batches would read the same count and one increment would be lost, and the
+    // 20th pageview would never meet the pattern.
+    const THREADS: u32 = 4;
+    const ROUNDS: u32 = 5;
+    let store = open(&fresh_database(), SessionLimits::default());
+    store
+        .create_contact(
+            &ContactFields {
+                work_email: Some("ada@example.com".to_owned()),
+                ..ContactFields::default()
+            },
+            T0,
+        )
+        .unwrap();
+    let definition = definition::parse(
+        DefinitionKind::Segment,
+        &serde_json::json!({"displayName": "Busy", "color": "#000000", "scope": "Customer",
+            "journey": {"patterns": [{"eventName": "page_viewed",
+                                       "count": THREADS * ROUNDS}]}}),
+    )
+    .unwrap();
+    store.create_definition(&definition, T0).unwrap();
+    for number in 1..=THREADS {
+        let mut identify = event(1000 + number, T0);
+        identify.kind = EventKind::Identify;
+        identify.name = "identify".to_owned();
+        identify.page = None;
+        identify.traits.insert(
+            "email".to_owned(),
+            AttributeValue::String("ada@example.com".to_owned()),
+        );
+        store
+            .ingest(&batch(number, vec![identify]), T0 + MINUTE, TIMEOUT)
+            .unwrap();
+    }
+    for round in 0..ROUNDS {
+        at_once(THREADS as usize, |thread| {
+            let visitor_number = u32::try_from(thread).unwrap() + 1;
+            let number = round * THREADS + visitor_number;
+            let pageview = event(number, T0 + i64::from(number) * 1000);
+            store
+                .ingest(&batch(visitor_number, vec![pageview]), T0 + MINUTE, TIMEOUT)
+                .unwrap()
+        });
+    }
+    let assigned: usize = (1..=THREADS)
+        .map(|number| {
+            let filter = SessionFilter {
+                visitor_id: Some(visitor(number)),
+                ..SessionFilter::default()
+            };
+            let sessions = store.sessions(&filter, None, 10).unwrap().items;
+            assert_eq!(sessions.len(), 1);
+            assert!(sessions[0].contact_id.is_some());
+            sessions[0].segment_assignments.len()
+        })
+        .sum();
+    assert_eq!(assigned, 1, "the 20th pageview meets the pattern, once");
 }
 
 #[test]

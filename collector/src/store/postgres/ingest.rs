@@ -6,8 +6,9 @@
 //! - **per visitor**: the store takes the batch's visitor lock before the core reads
 //!   anything ([`super::ingest_one`]), so two collectors' batches of one visitor run
 //!   one after the other, and the second sees the first's sessions;
-//! - **per customer**: every read or write of a contact's fields or cookies takes the
-//!   contact's lock first;
+//! - **per customer**: every read or write of a contact's fields or cookies, and the
+//!   first read of its Customer-scope segment counters and assignments
+//!   ([`IngestTransaction::lock_customer`]), takes the contact's lock first;
 //! - **short ids**: a candidate short id is locked (without waiting: a locked one counts
 //!   as taken) before it is checked, so two transactions never both take it;
 //! - **event ids**: [`IngestTransaction::event_exists`] claims the id in `event_ids`
@@ -23,16 +24,20 @@ use postgres::types::ToSql;
 use super::super::sqlite::{from_json, parse_kind, to_json, EventJson};
 use super::connection::{LockSpace, Tx};
 use super::contacts::{load_contact, write_contact_fields};
+use super::segments;
 use crate::contacts::ContactFields;
 use crate::identity::LinkKind;
 use crate::ingest::store::{
-    CandidateSession, IdentityFacts, NewSession, SpanUpdate, SummaryFacts, SummaryRow,
+    AssignmentExpiry, CandidateSession, CustomerAssignment, IdentityFacts, NewSession,
+    PatternCount, SessionIdentity, SessionMatches, SpanUpdate, StoredVisitFacts, SummaryFacts,
+    SummaryRow,
 };
 use crate::ingest::IngestTransaction;
 use crate::model::{
     ContactId, DeploymentId, IdentifierKind, NewBatch, NewEvent, SessionId, StoreError,
     StoredContact, VisitorId,
 };
+use crate::segments::{OutcomeAchievement, SegmentAssignment, StoredDefinition};
 use crate::sessions::SessionSpan;
 
 /// Columns of an events row, in the order [`EventRow::params`] gives them.
@@ -558,21 +563,97 @@ impl IngestTransaction for PostgresIngest<'_, '_> {
         Ok(())
     }
 
-    fn evaluate_segments(
-        &mut self,
-        _batch: &NewBatch,
-        _session_id: &SessionId,
-        _event: &NewEvent,
-        _now_ms: i64,
-    ) -> Result<(), StoreError> {
-        // Not on PostgreSQL yet: the evaluation is still SQLite's own code
-        // (store/segments_sql.rs, the part of the ingest core issue that is left), and
-        // porting it would copy the rules into a second dialect. Definitions are
-        // stored and listed; no session is assigned a segment or achieves an outcome.
-        Ok(())
+    fn definitions_generation(&mut self) -> Result<i64, StoreError> {
+        segments::generation(self.tx)
     }
 
-    fn finish_segments(&mut self) -> Result<(), StoreError> {
-        Ok(())
+    fn active_definitions(&mut self) -> Result<Vec<StoredDefinition>, StoreError> {
+        segments::all_definitions(self.tx)
+    }
+
+    fn session_identity(&mut self, session_id: &SessionId) -> Result<SessionIdentity, StoreError> {
+        segments::session_identity(self.tx, session_id)
+    }
+
+    fn session_visit_facts(
+        &mut self,
+        session_id: &SessionId,
+    ) -> Result<StoredVisitFacts, StoreError> {
+        segments::session_visit_facts(self.tx, session_id)
+    }
+
+    fn session_matches(&mut self, session_id: &SessionId) -> Result<SessionMatches, StoreError> {
+        segments::session_matches(self.tx, session_id)
+    }
+
+    fn visit_fingerprint(&mut self, session_id: &SessionId) -> Result<Option<String>, StoreError> {
+        segments::visit_fingerprint(self.tx, session_id)
+    }
+
+    fn write_visit_fingerprint(
+        &mut self,
+        session_id: &SessionId,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        segments::write_visit_fingerprint(self.tx, session_id, fingerprint)
+    }
+
+    fn pattern_counts(&mut self, scope_key: &str) -> Result<Vec<PatternCount>, StoreError> {
+        segments::pattern_counts(self.tx, scope_key)
+    }
+
+    fn write_pattern_counts(&mut self, counts: &[PatternCount]) -> Result<(), StoreError> {
+        segments::write_pattern_counts(self.tx, counts)
+    }
+
+    fn customer_assignments(
+        &mut self,
+        customer_key: &str,
+    ) -> Result<Vec<AssignmentExpiry>, StoreError> {
+        segments::customer_assignments(self.tx, customer_key)
+    }
+
+    fn live_customer_assignments(
+        &mut self,
+        customer_key: &str,
+        visitor_key: &str,
+        now_ms: i64,
+    ) -> Result<Vec<CustomerAssignment>, StoreError> {
+        segments::live_customer_assignments(self.tx, customer_key, visitor_key, now_ms)
+    }
+
+    fn write_customer_assignments(
+        &mut self,
+        assignments: &[CustomerAssignment],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        segments::write_customer_assignments(self.tx, assignments, now_ms)
+    }
+
+    fn write_segment_assignments(
+        &mut self,
+        assignments: &[(SessionId, SegmentAssignment)],
+    ) -> Result<(), StoreError> {
+        segments::write_segment_assignments(
+            self.tx,
+            (self.deployment_id, self.visitor_id),
+            assignments,
+        )
+    }
+
+    fn write_outcome_achievements(
+        &mut self,
+        achievements: &[(SessionId, OutcomeAchievement)],
+    ) -> Result<(), StoreError> {
+        segments::write_outcome_achievements(
+            self.tx,
+            (self.deployment_id, self.visitor_id),
+            achievements,
+        )
+    }
+
+    fn lock_customer(&mut self, contact_id: &ContactId) -> Result<(), StoreError> {
+        // The contact's lock, the one its fields, cookies and links are written under.
+        self.lock_contact(contact_id)
     }
 }

@@ -15,11 +15,11 @@
 //!   partitions are made ahead ([`partitions`]).
 //! - **Data rights and usage**: erase, export, retention and usage figures as on
 //!   SQLite, under the same visitor and contact locks as ingest ([`privacy`]).
+//! - **Segments and outcomes**: definitions ([`definitions`]) and the row operations
+//!   of their evaluation on ingest ([`segments`]); the evaluation is the ingest core's.
 //! - **Collectors on one database**: desk sign-ins are rows ([`desk`]); what an
 //!   open desk must follow (a visitor's new events, a presentation change, a sign-out)
 //!   goes to the other collectors by LISTEN/NOTIFY ([`peers`]).
-//! - **Not yet**: segment and outcome evaluation on ingest (see
-//!   [`ingest::PostgresIngest`]'s `evaluate_segments`).
 
 mod connection;
 mod contacts;
@@ -32,6 +32,7 @@ mod partitions;
 mod peers;
 mod privacy;
 mod rows;
+mod segments;
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -50,6 +51,7 @@ use super::{
     StoredSession,
 };
 use crate::contacts::{ContactFields, CURATED};
+use crate::ingest::IndexCache;
 use crate::metrics::{StoreGauges, WriterMetrics};
 use crate::segments::{OutcomeAchievement, SegmentAssignment};
 
@@ -109,6 +111,9 @@ struct IngestJob {
 struct Shared {
     pool: r2d2::Pool<Manager>,
     limits: SessionLimits,
+    /// This store instance's index of the definitions, rebuilt when the database's
+    /// generation moves (another collector may change them).
+    index_cache: IndexCache,
     pending_pings: PendingPings,
     writer_metrics: WriterMetrics,
     first_statistics: FirstStatistics,
@@ -263,6 +268,7 @@ impl PostgresStore {
         let shared = Arc::new(Shared {
             pool,
             limits,
+            index_cache: IndexCache::default(),
             pending_pings: PendingPings::default(),
             writer_metrics: WriterMetrics::default(),
             first_statistics: FirstStatistics::default(),
@@ -364,6 +370,7 @@ fn ingest(
             now_ms,
             timeout_ms,
             &shared.limits,
+            &shared.index_cache,
             &pings,
         ) {
             Err(error) if attempt < INGEST_ATTEMPTS && is_retryable(&error) => attempt += 1,
@@ -392,6 +399,7 @@ fn ingest_once(
     now_ms: i64,
     timeout_ms: i64,
     limits: &SessionLimits,
+    index_cache: &IndexCache,
     pings: &[PendingPing],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut tx = connection.transaction(false)?;
@@ -404,7 +412,8 @@ fn ingest_once(
         write_ping(&mut tx, ping)?;
     }
     let mut rows = PostgresIngest::new(&mut tx, batch);
-    let outcomes = crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits)?;
+    let outcomes =
+        crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits, index_cache)?;
     rows.finish()?;
     tx.commit()?;
     Ok(outcomes)
