@@ -725,9 +725,106 @@ fn custom_attributes(
         .collect()
 }
 
+/// A segment assignment or an outcome achievement where a session's timeline shows
+/// it: right after the event that completed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TimelineMatch<'a> {
+    Segment(&'a SegmentAssignment),
+    Outcome(&'a OutcomeAchievement),
+}
+
+impl TimelineMatch<'_> {
+    /// The event after which the match is shown.
+    pub fn trigger_event_id(&self) -> &str {
+        match self {
+            TimelineMatch::Segment(assignment) => &assignment.trigger_event_id,
+            TimelineMatch::Outcome(achievement) => &achievement.trigger_event_id,
+        }
+    }
+}
+
+/// A session's matches in the order its timeline shows them, for the Journey API's
+/// event list and the desk's journey map alike: by the time they were made, segments
+/// before outcomes at the same time, and otherwise in the order they were made.
+pub fn timeline_matches<'a>(
+    segments: &'a [SegmentAssignment],
+    outcomes: &'a [OutcomeAchievement],
+) -> Vec<TimelineMatch<'a>> {
+    let mut matches: Vec<(i64, u8, TimelineMatch<'a>)> = segments
+        .iter()
+        .map(|assignment| {
+            (
+                assignment.assigned_ms,
+                0,
+                TimelineMatch::Segment(assignment),
+            )
+        })
+        .chain(outcomes.iter().map(|achievement| {
+            (
+                achievement.achieved_ms,
+                1,
+                TimelineMatch::Outcome(achievement),
+            )
+        }))
+        .collect();
+    // Stable: matches of the same time and kind keep the order they were made in.
+    matches.sort_by_key(|(time_ms, kind, _)| (*time_ms, *kind));
+    matches.into_iter().map(|(_, _, found)| found).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeline_matches_are_ordered_by_time_then_segments_first() {
+        let segment = |id: &str, time_ms: i64, trigger: &str| SegmentAssignment {
+            id: id.to_owned(),
+            segment_id: format!("def-{id}"),
+            display_name: id.to_owned(),
+            color: "#000000".to_owned(),
+            should_display_to_agent: true,
+            assigned_ms: time_ms,
+            trigger_event_id: trigger.to_owned(),
+        };
+        let outcome = |id: &str, time_ms: i64, trigger: &str| OutcomeAchievement {
+            id: id.to_owned(),
+            outcome_id: format!("def-{id}"),
+            display_name: id.to_owned(),
+            version: 1,
+            is_positive: true,
+            associated_value: None,
+            achieved_ms: time_ms,
+            trigger_event_id: trigger.to_owned(),
+        };
+        let segments = [
+            segment("s-late", 30, "e3"),
+            segment("s1", 10, "e1"),
+            segment("s2", 10, "e1"),
+        ];
+        let outcomes = [outcome("o-first", 5, "e0"), outcome("o1", 10, "e1")];
+        let matches = timeline_matches(&segments, &outcomes);
+        let order: Vec<(&str, &str)> = matches
+            .iter()
+            .map(|found| {
+                let id = match found {
+                    TimelineMatch::Segment(assignment) => assignment.id.as_str(),
+                    TimelineMatch::Outcome(achievement) => achievement.id.as_str(),
+                };
+                (id, found.trigger_event_id())
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("o-first", "e0"),
+                ("s1", "e1"),
+                ("s2", "e1"),
+                ("o1", "e1"),
+                ("s-late", "e3")
+            ]
+        );
+    }
 
     #[test]
     fn page_parts() {

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use super::pagination::{next_page_uri, uri_with_query, QueryParameters};
 use super::AppState;
 use crate::error::ApiError;
-use crate::journey::{EntityListing, Event};
+use crate::journey::{EntityListing, Event, TimelineMatch};
 use crate::segments::definition::{self, DefinitionKind};
 use crate::segments::{DefinitionWrite, StoredDefinition, MAX_DEFINITIONS_PER_KIND};
 use crate::store::StoredSession;
@@ -265,30 +265,20 @@ pub(super) async fn delete_outcome(
 }
 
 /// The session's segment-assigned and outcome-achieved events, each with the id of the
-/// event after which it comes, in order.
+/// event after which it comes, in timeline order ([`crate::journey::timeline_matches`],
+/// which the desk's journey map follows too).
 pub fn session_markers(session: &StoredSession) -> Vec<(String, Event)> {
-    let mut markers: Vec<(i64, u8, String, Event)> = Vec::new();
-    for assignment in &session.segment_assignments {
-        markers.push((
-            assignment.assigned_ms,
-            0,
-            assignment.trigger_event_id.clone(),
-            Event::segment_assigned(session, assignment),
-        ));
-    }
-    for achievement in &session.outcome_achievements {
-        markers.push((
-            achievement.achieved_ms,
-            1,
-            achievement.trigger_event_id.clone(),
-            Event::outcome_achieved(session, achievement),
-        ));
-    }
-    // Stable: matches of the same time and kind keep the order they were made in.
-    markers.sort_by_key(|marker| (marker.0, marker.1));
-    markers
+    crate::journey::timeline_matches(&session.segment_assignments, &session.outcome_achievements)
         .into_iter()
-        .map(|(_, _, trigger, event)| (trigger, event))
+        .map(|found| {
+            let event = match found {
+                TimelineMatch::Segment(assignment) => Event::segment_assigned(session, assignment),
+                TimelineMatch::Outcome(achievement) => {
+                    Event::outcome_achieved(session, achievement)
+                }
+            };
+            (found.trigger_event_id().to_owned(), event)
+        })
         .collect()
 }
 

@@ -333,6 +333,9 @@ pub fn card(
     journey_items.push(marker(ItemKind::SessionStart, "start", session.first_ms));
     let mut journey_bytes = 0;
     let mut journey_omitted = 0;
+    // In the order the Journey API lists them too.
+    let matches =
+        journey::timeline_matches(&session.segment_assignments, &session.outcome_achievements);
     for event in events {
         let item = journey_item(presentation, event, allowed_origins);
         let item_bytes = serde_json::to_vec(&item).map_or(usize::MAX, |json| json.len());
@@ -343,7 +346,12 @@ pub fn card(
         journey_bytes += item_bytes;
         journey_items.push(item);
         // The segments and outcomes this event completed follow it.
-        journey_items.extend(match_items(session, &event.event.id));
+        journey_items.extend(
+            matches
+                .iter()
+                .filter(|found| found.trigger_event_id() == event.event.id)
+                .filter_map(match_item),
+        );
     }
     if let Some(ended_ms) = session.ended_ms {
         journey_items.push(marker(ItemKind::SessionEnd, "end", ended_ms));
@@ -404,35 +412,30 @@ fn marker(kind: ItemKind, id: &str, time_ms: i64) -> JourneyItem {
 
 /// The journey-map items of the segments (those agents may see) and outcomes that the
 /// event `event_id` completed, segments first.
-fn match_items(session: &StoredSession, event_id: &str) -> Vec<JourneyItem> {
-    let segments = session
-        .segment_assignments
-        .iter()
-        .filter(|assignment| {
-            assignment.trigger_event_id == event_id && assignment.should_display_to_agent
-        })
-        .map(|assignment| JourneyItem {
-            id: assignment.id.clone(),
-            kind: ItemKind::Segment,
-            name: "segment_assigned".to_owned(),
-            display_name: assignment.display_name.clone(),
-            icon: None,
-            time_ms: assignment.assigned_ms,
-            page: None,
-            search_query: None,
-            attributes: vec![ShownAttribute {
-                name: "segment".to_owned(),
-                label: ItemKind::Segment.default_display_name(""),
-                value: assignment.display_name.clone(),
-            }],
-            color: Some(assignment.color.clone()),
-            positive: None,
-        });
-    let outcomes = session
-        .outcome_achievements
-        .iter()
-        .filter(|achievement| achievement.trigger_event_id == event_id)
-        .map(|achievement| {
+/// A segment or outcome as a journey-map item; `None` for a segment its definition
+/// hides from agents.
+fn match_item(found: &journey::TimelineMatch<'_>) -> Option<JourneyItem> {
+    match *found {
+        journey::TimelineMatch::Segment(assignment) => {
+            assignment.should_display_to_agent.then(|| JourneyItem {
+                id: assignment.id.clone(),
+                kind: ItemKind::Segment,
+                name: "segment_assigned".to_owned(),
+                display_name: assignment.display_name.clone(),
+                icon: None,
+                time_ms: assignment.assigned_ms,
+                page: None,
+                search_query: None,
+                attributes: vec![ShownAttribute {
+                    name: "segment".to_owned(),
+                    label: ItemKind::Segment.default_display_name(""),
+                    value: assignment.display_name.clone(),
+                }],
+                color: Some(assignment.color.clone()),
+                positive: None,
+            })
+        }
+        journey::TimelineMatch::Outcome(achievement) => {
             let mut attributes = vec![ShownAttribute {
                 name: "outcome".to_owned(),
                 label: ItemKind::Outcome.default_display_name(""),
@@ -445,7 +448,7 @@ fn match_items(session: &StoredSession, event_id: &str) -> Vec<JourneyItem> {
                     value: value.clone(),
                 });
             }
-            JourneyItem {
+            Some(JourneyItem {
                 id: achievement.id.clone(),
                 kind: ItemKind::Outcome,
                 name: "outcome_achieved".to_owned(),
@@ -457,9 +460,9 @@ fn match_items(session: &StoredSession, event_id: &str) -> Vec<JourneyItem> {
                 attributes,
                 color: None,
                 positive: Some(achievement.is_positive),
-            }
-        });
-    segments.chain(outcomes).collect()
+            })
+        }
+    }
 }
 
 fn page_ref(page: &JourneyPage, allowed_origins: &[String]) -> PageRef {
