@@ -825,3 +825,46 @@ async fn the_housekeeping_run_drops_months_past_retention() {
     );
     drop(app);
 }
+
+#[test]
+fn a_long_read_of_the_events_leaves_a_month_for_the_next_run() {
+    use footpath_collector::privacy::{RetentionPolicy, RetentionRun};
+    use footpath_collector::usage::{utc_day, UsageStore};
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let store = open(&url, SessionLimits::default());
+    session_in(&store, "pg", 1, &[OCTOBER + 9 * DAY]);
+    let cutoff = NOVEMBER + DAY;
+    store.summarise_usage(utc_day(cutoff)).unwrap();
+    let policy = RetentionPolicy {
+        cutoffs_ms: [("pg".to_owned(), cutoff)].into(),
+        settled_before_ms: cutoff,
+    };
+    // A read holds the events table: dropping a partition would wait for it, and hold
+    // up ingest behind it meanwhile, so the drop gives up and undoes its deletes.
+    let mut reader = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut long_read = reader.transaction().unwrap();
+    long_read.query("SELECT count(*) FROM events", &[]).unwrap();
+    assert_eq!(
+        store.drop_expired_partitions(&policy, 5).unwrap(),
+        RetentionRun::default()
+    );
+    assert_eq!(
+        psql(
+            &database,
+            "SELECT to_regclass('events_y2026m10') IS NOT NULL"
+        ),
+        "t"
+    );
+    assert_eq!(listed_visitors(&store), BTreeSet::from([visitor(1)]));
+    // Once the read is over, the next run drops it.
+    long_read.commit().unwrap();
+    assert_eq!(
+        store.drop_expired_partitions(&policy, 5).unwrap(),
+        RetentionRun {
+            sessions: 1,
+            events: 1
+        }
+    );
+    assert!(listed_visitors(&store).is_empty());
+}
