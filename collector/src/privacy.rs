@@ -34,6 +34,21 @@
 //!
 //! An erase does not stop a browser that still holds the cookie from sending new
 //! events: that is the SDK's consent and opt-out (new data starts new sessions).
+//!
+//! # Retention
+//!
+//! A deployment with `retention_days` loses each session, whole, once its last activity
+//! is older than that ([`retention_cutoff_ms`]) and the usage figures hold every day it
+//! received an event on. On SQLite that is always row by row, oldest sessions first, in
+//! bounded chunks ([`PrivacyStore::delete_sessions_before`]). On PostgreSQL, whose
+//! events table is partitioned by month, a month whose every session is past its
+//! deployment's retention is first dropped whole
+//! ([`PrivacyStore::drop_expired_partitions`], by a [`RetentionPolicy`] of every
+//! deployment at once); what is left past retention (months shared with a deployment
+//! that keeps longer or keeps everything, the days of a month not yet all past it)
+//! goes row by row as on SQLite.
+
+use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
@@ -65,6 +80,43 @@ pub trait PrivacyStore {
         before_ms: i64,
         max_sessions: usize,
     ) -> Result<RetentionRun, StoreError>;
+
+    /// Where events are stored in partitions by time (PostgreSQL's monthly ones),
+    /// deletes at most `max_partitions` whole partitions whose every session is past
+    /// retention by `policy`, with those sessions and everything that points at their
+    /// events, each partition in one transaction. Returns what went in all. Backends
+    /// without partitions (SQLite) delete nothing here: [`Self::delete_sessions_before`]
+    /// does all of retention there, and it still deletes what no partition could take.
+    fn drop_expired_partitions(
+        &self,
+        policy: &RetentionPolicy,
+        max_partitions: usize,
+    ) -> Result<RetentionRun, StoreError> {
+        let _ = (policy, max_partitions);
+        Ok(RetentionRun::default())
+    }
+}
+
+/// Retention as it applies to every deployment at once, for
+/// [`PrivacyStore::drop_expired_partitions`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// The deployments that have `retention_days`, each with the time before which
+    /// its sessions go ([`retention_cutoff_ms`]). A deployment missing here keeps
+    /// everything.
+    pub cutoffs_ms: BTreeMap<String, i64>,
+    /// No event stored from now on can have a time before this, nor join a session
+    /// whose last activity is before it: the oldest time an event is accepted with,
+    /// less the session timeout (and a margin for collectors' clocks). A partition
+    /// that ends before it gets no new rows, so dropping it races no ingest.
+    pub settled_before_ms: i64,
+}
+
+impl std::ops::AddAssign for RetentionRun {
+    fn add_assign(&mut self, other: RetentionRun) {
+        self.sessions += other.sessions;
+        self.events += other.events;
+    }
 }
 
 /// What one chunk of retention deleted.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::AppState;
 use crate::metrics::{RefusalCounts, RefusalReason};
-use crate::privacy::{self, RetentionRun};
+use crate::privacy::{self, RetentionPolicy, RetentionRun};
 use crate::store::StoreError;
 use crate::usage;
 
@@ -26,6 +26,14 @@ pub const RETENTION_SESSIONS_PER_TRANSACTION: usize = 200;
 /// Transactions per deployment and run: the rest waits for the next run, so that a
 /// first run over years of history does not hold the writer for minutes.
 pub const RETENTION_TRANSACTIONS_PER_RUN: usize = 25;
+
+/// Whole partitions (PostgreSQL's months) dropped per run: one month of a busy
+/// deployment is the most one transaction of retention should take on.
+pub const RETENTION_PARTITIONS_PER_RUN: usize = 1;
+
+/// How far collectors' clocks may disagree, for [`RetentionPolicy::settled_before_ms`]:
+/// another collector may accept an event as old as its own clock allows.
+const CLOCK_DISAGREEMENT_MS: i64 = 60 * 60 * 1000;
 
 impl AppState {
     /// Counts events of a configured deployment refused for `reason`, for its usage.
@@ -71,10 +79,12 @@ impl AppState {
     }
 
     /// Deletes, for every deployment with `retention_days`, the sessions whose last
-    /// activity is older than that by the state's clock, with all their events: at most
-    /// `sessions_per_transaction` whole sessions per transaction (so that no reader
-    /// sees part of a session), and at most `max_transactions` per deployment. Returns
-    /// what went in all.
+    /// activity is older than that by the state's clock, with all their events: first
+    /// whole partitions where the store has them and every session in one is past its
+    /// deployment's retention (at most [`RETENTION_PARTITIONS_PER_RUN`]; PostgreSQL's
+    /// months), then row by row: at most `sessions_per_transaction` whole sessions per
+    /// transaction (so that no reader sees part of a session), and at most
+    /// `max_transactions` per deployment. Returns what went in all.
     pub fn apply_retention(
         &self,
         sessions_per_transaction: usize,
@@ -84,7 +94,10 @@ impl AppState {
         // that is behind would hold it up.
         self.summarise_usage()?;
         let now_ms = self.clock.now_ms();
-        let mut total = RetentionRun::default();
+        let mut total = self.store.drop_expired_partitions(
+            &self.retention_policy(now_ms),
+            RETENTION_PARTITIONS_PER_RUN,
+        )?;
         for deployment in &self.config.deployments {
             let retention_days = self
                 .config
@@ -99,14 +112,40 @@ impl AppState {
                     before_ms,
                     sessions_per_transaction,
                 )?;
-                total.sessions += run.sessions;
-                total.events += run.events;
+                total += run;
                 if run.sessions < sessions_per_transaction as u64 {
                     break;
                 }
             }
         }
         Ok(total)
+    }
+
+    /// Every deployment's retention at `now_ms`, for dropping whole partitions.
+    fn retention_policy(&self, now_ms: i64) -> RetentionPolicy {
+        let cutoffs_ms = self
+            .config
+            .deployments
+            .iter()
+            .filter_map(|deployment| {
+                let days = self
+                    .config
+                    .deployment_privacy(&deployment.id)
+                    .retention_days;
+                privacy::retention_cutoff_ms(now_ms, days)
+                    .map(|cutoff_ms| (deployment.id.clone(), cutoff_ms))
+            })
+            .collect();
+        // Validation refuses events older than the maximum age (crate::validate), and an
+        // event joins a session only within the timeout of its last activity.
+        let settled_before_ms = now_ms
+            .saturating_sub(self.config.max_event_age_ms())
+            .saturating_sub(self.config.session_timeout_ms())
+            .saturating_sub(CLOCK_DISAGREEMENT_MS);
+        RetentionPolicy {
+            cutoffs_ms,
+            settled_before_ms,
+        }
     }
 }
 

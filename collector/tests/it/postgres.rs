@@ -592,3 +592,352 @@ fn the_lookup_tables_get_statistics_before_autovacuum_would() {
         }
     }
 }
+
+const DAY: i64 = 24 * 60 * MINUTE;
+/// 2026-10-01T00:00:00Z and 2026-11-01T00:00:00Z: October's partition, which the store
+/// makes when it opens at T0 (in November).
+const OCTOBER: i64 = 1_790_812_800_000;
+const NOVEMBER: i64 = 1_793_491_200_000;
+
+/// Stores one session of `visitor_number` in `deployment` with an event at each time.
+fn session_in(
+    store: &PostgresStore,
+    deployment: &str,
+    visitor_number: u32,
+    times_ms: &[i64],
+) -> String {
+    let events = times_ms
+        .iter()
+        .zip(0..)
+        .map(|(&time_ms, n)| event(visitor_number * 100 + n, time_ms))
+        .collect();
+    let mut batch = batch(visitor_number, events);
+    batch.deployment_id = deployment.to_owned();
+    let outcomes = store
+        .ingest(&batch, *times_ms.last().unwrap(), TIMEOUT)
+        .unwrap();
+    assert!(outcomes.iter().all(|o| *o == IngestOutcome::Accepted));
+    let filter = SessionFilter {
+        visitor_id: Some(visitor(visitor_number)),
+        ..SessionFilter::default()
+    };
+    let sessions = store.sessions(&filter, None, 10).unwrap().items;
+    assert_eq!(sessions.len(), 1, "visitor {visitor_number}");
+    sessions[0].id.clone()
+}
+
+fn psql(database: &str, sql: &str) -> String {
+    cluster().psql(database, sql).unwrap().trim().to_owned()
+}
+
+fn listed_visitors(store: &PostgresStore) -> BTreeSet<String> {
+    store
+        .sessions(&SessionFilter::default(), None, 100)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|session| session.visitor_id)
+        .collect()
+}
+
+#[test]
+fn retention_drops_a_month_whose_every_session_is_past_it() {
+    use footpath_collector::privacy::{RetentionPolicy, RetentionRun};
+    use footpath_collector::usage::{utc_day, UsageStore};
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let store = open(&url, SessionLimits::default());
+    let one = session_in(&store, "pg", 1, &[OCTOBER + 9 * DAY]);
+    let two = session_in(&store, "shop", 2, &[OCTOBER + 14 * DAY]);
+    session_in(&store, "pg", 4, &[T0]);
+    let cutoff = NOVEMBER + DAY;
+    let policy = |settled_before_ms: i64| RetentionPolicy {
+        cutoffs_ms: [("pg".to_owned(), cutoff), ("shop".to_owned(), cutoff)].into(),
+        settled_before_ms,
+    };
+    // Nothing goes before the usage figures hold the month's days.
+    assert_eq!(
+        store.drop_expired_partitions(&policy(cutoff), 5).unwrap(),
+        RetentionRun::default()
+    );
+    // Over the month's end: its November event goes with it, row by row.
+    let three = session_in(
+        &store,
+        "pg",
+        3,
+        &[NOVEMBER - 5 * MINUTE, NOVEMBER + 5 * MINUTE],
+    );
+    // What segment evaluation keeps per session (not yet made by this backend's
+    // ingest), so that the drop is seen to remove it as the row path does.
+    for session_id in [&one, &three] {
+        psql(
+            &database,
+            &format!(
+                "INSERT INTO session_segment_assignments VALUES
+                     ('{session_id}', 'seg', 'pg', 'v', 'a', 'Viewers', '#000000', true, 0, 'e');
+                 INSERT INTO session_outcome_achievements VALUES
+                     ('{session_id}', 'out', 'pg', 'v', 'a', 'Bought', 1, true, NULL, 0, 'e');
+                 INSERT INTO session_visit_evaluations VALUES ('{session_id}', 'f');
+                 INSERT INTO journey_pattern_counts VALUES ('session:{session_id}', 'seg', 1, 0, 1)"
+            ),
+        );
+    }
+    let october_exists = || {
+        psql(
+            &database,
+            "SELECT to_regclass('events_y2026m10') IS NOT NULL",
+        )
+    };
+    store.summarise_usage(utc_day(cutoff)).unwrap();
+    let usage_before = psql(&database, "SELECT string_agg(deployment_id || day || metric || count, ',' ORDER BY 1) FROM usage_counts");
+    // Nor while an event could still land in the month.
+    assert_eq!(
+        store
+            .drop_expired_partitions(&policy(NOVEMBER - MINUTE), 5)
+            .unwrap(),
+        RetentionRun::default()
+    );
+    assert_eq!(october_exists(), "t");
+
+    let run = store.drop_expired_partitions(&policy(cutoff), 5).unwrap();
+    assert_eq!(
+        run,
+        RetentionRun {
+            sessions: 3,
+            events: 4
+        }
+    );
+    assert_eq!(october_exists(), "f");
+    assert_eq!(
+        psql(
+            &database,
+            "SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass"
+        ),
+        "events_default,events_y2026m11,events_y2026m12,events_y2027m01"
+    );
+    // The sessions and everything that pointed at their events are gone; the newer
+    // month is untouched.
+    assert_eq!(listed_visitors(&store), BTreeSet::from([visitor(4)]));
+    for gone in [&one, &two, &three] {
+        assert!(store.session(gone).unwrap().is_none());
+    }
+    for table in [
+        "session_segment_assignments",
+        "session_outcome_achievements",
+        "session_visit_evaluations",
+    ] {
+        assert_eq!(
+            psql(&database, &format!("SELECT count(*) FROM {table}")),
+            "0"
+        );
+    }
+    assert_eq!(
+        psql(&database, "SELECT count(*) FROM journey_pattern_counts"),
+        "0"
+    );
+    assert_eq!(
+        psql(&database, "SELECT string_agg(id, ',') FROM event_ids"),
+        event(400, T0).id
+    );
+    assert_eq!(psql(&database, "SELECT count(*) FROM events"), "1");
+    // The usage figures keep counting what went.
+    assert_eq!(
+        psql(&database, "SELECT string_agg(deployment_id || day || metric || count, ',' ORDER BY 1) FROM usage_counts"),
+        usage_before
+    );
+    // The row path finds nothing left of it, and a second drop has nothing to do.
+    assert_eq!(
+        store.delete_sessions_before("pg", cutoff, 10).unwrap(),
+        RetentionRun::default()
+    );
+    assert_eq!(
+        store.drop_expired_partitions(&policy(cutoff), 5).unwrap(),
+        RetentionRun::default()
+    );
+    // A dropped event's id is forgotten, as on the row path: sent again, it is stored.
+    let again = batch(1, vec![event(100, T0)]);
+    assert_eq!(
+        store.ingest(&again, T0, TIMEOUT).unwrap(),
+        [IngestOutcome::Accepted]
+    );
+}
+
+#[test]
+fn retention_keeps_a_month_that_another_deployment_still_keeps() {
+    use footpath_collector::privacy::{RetentionPolicy, RetentionRun};
+    use footpath_collector::usage::{utc_day, UsageStore};
+    let cutoff = NOVEMBER + DAY;
+    // The deployment beside "pg" in October: one without retention, one that keeps
+    // longer, and one without retention whose only session there began in September
+    // (which the cheap look at sessions' starts does not see; the scan of the month
+    // does).
+    let cases: [(&str, Option<i64>, i64); 3] = [
+        ("keep", None, OCTOBER + 14 * DAY),
+        ("long", Some(OCTOBER - DAY), OCTOBER + 14 * DAY),
+        ("keep", None, OCTOBER - 5 * MINUTE),
+    ];
+    for (other, other_cutoff, other_start) in cases {
+        let url = fresh_database();
+        let database = url.rsplit('/').next().unwrap().to_owned();
+        let store = open(&url, SessionLimits::default());
+        session_in(
+            &store,
+            "pg",
+            1,
+            &[OCTOBER + 9 * DAY, OCTOBER + 9 * DAY + MINUTE],
+        );
+        session_in(&store, other, 2, &[other_start, other_start + 10 * MINUTE]);
+        store.summarise_usage(utc_day(cutoff)).unwrap();
+        let mut cutoffs_ms = std::collections::BTreeMap::from([("pg".to_owned(), cutoff)]);
+        if let Some(other_cutoff) = other_cutoff {
+            cutoffs_ms.insert(other.to_owned(), other_cutoff);
+        }
+        let policy = RetentionPolicy {
+            cutoffs_ms,
+            settled_before_ms: cutoff,
+        };
+        assert_eq!(
+            store.drop_expired_partitions(&policy, 5).unwrap(),
+            RetentionRun::default(),
+            "{other} from {other_start}"
+        );
+        assert_eq!(
+            psql(
+                &database,
+                "SELECT to_regclass('events_y2026m10') IS NOT NULL"
+            ),
+            "t"
+        );
+        // The row path deletes what is past retention, as before.
+        assert_eq!(
+            store.delete_sessions_before("pg", cutoff, 10).unwrap(),
+            RetentionRun {
+                sessions: 1,
+                events: 2
+            }
+        );
+        assert_eq!(listed_visitors(&store), BTreeSet::from([visitor(2)]));
+        assert_eq!(
+            psql(&database, "SELECT count(*) FROM events_y2026m10"),
+            if other_start < OCTOBER { "1" } else { "2" }
+        );
+        assert_eq!(psql(&database, "SELECT count(*) FROM event_ids"), "2");
+    }
+}
+
+/// One housekeeping run, off the runtime as the background task runs it (the
+/// PostgreSQL client blocks).
+async fn housekeeping(app: &crate::support::TestApp) -> footpath_collector::privacy::RetentionRun {
+    let state = app.state.clone();
+    tokio::task::spawn_blocking(move || state.run_housekeeping())
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_housekeeping_run_drops_months_past_retention() {
+    use crate::support::{
+        batch as sdk_batch, pageview, TestApp, DEPLOYMENT, T0 as APP_T0, VISITOR,
+    };
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let app = TestApp::with_config(|config| {
+        config.database_url = Some(url.clone());
+        config.deployment_privacy = vec![footpath_collector::config::DeploymentPrivacyConfig {
+            retention_days: Some(30),
+            ..footpath_collector::config::DeploymentPrivacyConfig::default_for(DEPLOYMENT)
+        }];
+    });
+    app.post_batch(&sdk_batch(
+        VISITOR,
+        APP_T0,
+        vec![
+            pageview(1, APP_T0, "https://shop.example/"),
+            pageview(2, APP_T0 + 1000, "https://shop.example/cart"),
+        ],
+    ))
+    .await
+    .ok_json();
+    let session_id = app.only_session_of(VISITOR).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let exists = |name: &str| {
+        psql(
+            &database,
+            &format!("SELECT to_regclass('{name}') IS NOT NULL"),
+        )
+    };
+    // Twenty-nine days on, the session is within the deployment's retention: only the
+    // empty October goes.
+    app.clock.set_ms(APP_T0 + 29 * DAY);
+    let run = housekeeping(&app).await;
+    assert_eq!((run.sessions, run.events), (0, 0));
+    assert_eq!(exists("events_y2026m10"), "f");
+    assert_eq!(exists("events_y2026m11"), "t");
+    // Thirty days after November ended and a few more: November goes whole.
+    app.clock.set_ms(NOVEMBER + 65 * DAY);
+    let run = housekeeping(&app).await;
+    assert_eq!((run.sessions, run.events), (1, 2));
+    assert_eq!(exists("events_y2026m11"), "f");
+    assert_eq!(exists("events_y2026m12"), "t");
+    assert_eq!(exists("events_default"), "t");
+    app.get(&format!("/api/v2/journey/sessions/{session_id}"))
+        .await
+        .assert_error(axum::http::StatusCode::NOT_FOUND, "not.found");
+    assert!(app.sessions_of(VISITOR).await.is_empty());
+    // The usage figures still count the day.
+    assert_eq!(
+        psql(
+            &database,
+            "SELECT sum(count) FROM usage_counts WHERE metric = 'sessions.total'"
+        ),
+        "1"
+    );
+    drop(app);
+}
+
+#[test]
+fn a_long_read_of_the_events_leaves_a_month_for_the_next_run() {
+    use footpath_collector::privacy::{RetentionPolicy, RetentionRun};
+    use footpath_collector::usage::{utc_day, UsageStore};
+    let url = fresh_database();
+    let database = url.rsplit('/').next().unwrap().to_owned();
+    let store = open(&url, SessionLimits::default());
+    session_in(&store, "pg", 1, &[OCTOBER + 9 * DAY]);
+    let cutoff = NOVEMBER + DAY;
+    store.summarise_usage(utc_day(cutoff)).unwrap();
+    let policy = RetentionPolicy {
+        cutoffs_ms: [("pg".to_owned(), cutoff)].into(),
+        settled_before_ms: cutoff,
+    };
+    // A read holds the events table: dropping a partition would wait for it, and hold
+    // up ingest behind it meanwhile, so the drop gives up and undoes its deletes.
+    let mut reader = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut long_read = reader.transaction().unwrap();
+    long_read.query("SELECT count(*) FROM events", &[]).unwrap();
+    assert_eq!(
+        store.drop_expired_partitions(&policy, 5).unwrap(),
+        RetentionRun::default()
+    );
+    assert_eq!(
+        psql(
+            &database,
+            "SELECT to_regclass('events_y2026m10') IS NOT NULL"
+        ),
+        "t"
+    );
+    assert_eq!(listed_visitors(&store), BTreeSet::from([visitor(1)]));
+    // Once the read is over, the next run drops it.
+    long_read.commit().unwrap();
+    assert_eq!(
+        store.drop_expired_partitions(&policy, 5).unwrap(),
+        RetentionRun {
+            sessions: 1,
+            events: 1
+        }
+    );
+    assert!(listed_visitors(&store).is_empty());
+}

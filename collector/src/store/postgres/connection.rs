@@ -193,3 +193,14 @@ pub(super) fn is_retryable(error: &StoreError) -> bool {
             *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
         })
 }
+
+/// Whether a statement gave up waiting for a lock (`lock_timeout`).
+pub(super) fn is_lock_timeout(error: &StoreError) -> bool {
+    let StoreError::Backend(source) = error else {
+        return false;
+    };
+    source
+        .downcast_ref::<postgres::Error>()
+        .and_then(postgres::Error::code)
+        .is_some_and(|code| *code == SqlState::LOCK_NOT_AVAILABLE)
+}

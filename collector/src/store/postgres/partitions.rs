@@ -1,6 +1,6 @@
 //! The events table's monthly partitions (declarative RANGE partitioning on
 //! `time_ms`), made ahead of time so that retention can drop a month with one
-//! `DROP TABLE` instead of deleting rows.
+//! `DROP TABLE` instead of deleting rows (`privacy.rs` decides when it may).
 //!
 //! Partitions are made outside ingest transactions (when the store opens, and by every
 //! idle sweep), months ahead of need. Creating one takes the parent table's strongest
@@ -13,7 +13,7 @@
 
 use time::{Date, Month, OffsetDateTime, Time};
 
-use super::connection::{LockSpace, PgConnection};
+use super::connection::{LockSpace, PgConnection, Tx};
 use crate::model::StoreError;
 
 /// Months made before the current one when the store first opens (late events of the
@@ -57,6 +57,41 @@ pub(super) fn month_partition(time_ms: i64, offset: i32) -> Result<MonthPartitio
         start_ms: month_start_ms(year, month(month_index))?,
         end_ms: month_start_ms(next.div_euclid(12), month(next.rem_euclid(12)))?,
     })
+}
+
+impl MonthPartition {
+    /// The month a partition's name stands for (`events_y2026m11`); `None` for any
+    /// other name, such as `events_default`.
+    pub(super) fn from_name(name: &str) -> Option<MonthPartition> {
+        let rest = name.strip_prefix("events_y")?;
+        let (year, month) = rest.split_once('m')?;
+        if year.len() != 4 || month.len() != 2 {
+            return None;
+        }
+        let year: i32 = year.parse().ok()?;
+        let month = Month::try_from(month.parse::<u8>().ok()?).ok()?;
+        let partition = month_partition(month_start_ms(year, month).ok()?, 0).ok()?;
+        // Only names this module makes: the name is put into DDL as it is made here.
+        (partition.name == name).then_some(partition)
+    }
+}
+
+/// The monthly partitions of the events table, oldest first.
+pub(super) fn monthly(tx: &mut Tx<'_>) -> Result<Vec<MonthPartition>, StoreError> {
+    let mut months: Vec<MonthPartition> = tx
+        .query(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'events'::regclass",
+            &[],
+        )?
+        .iter()
+        .map(|row| row.try_get::<_, String>(0))
+        .collect::<Result<Vec<_>, _>>()?
+        .iter()
+        .filter_map(|name| MonthPartition::from_name(name))
+        .collect();
+    months.sort_by_key(|month| month.start_ms);
+    Ok(months)
 }
 
 /// Makes the partitions from [`MONTHS_BEFORE`] months before `now_ms`'s month (only
@@ -136,5 +171,21 @@ mod tests {
             "2026-10-01T00:00:00.000Z",
             "2026-11-01T00:00:00.000Z",
         );
+    }
+
+    #[test]
+    fn only_monthly_names_are_months() {
+        let november = month_partition(1_796_529_600_000, -1).unwrap();
+        assert_eq!(MonthPartition::from_name("events_y2026m11"), Some(november));
+        for name in [
+            "events_default",
+            "events_y2026m13",
+            "events_y2026m1",
+            "events_y26m11",
+            "events_y2026m11; DROP TABLE events",
+            "sessions",
+        ] {
+            assert_eq!(MonthPartition::from_name(name), None, "{name}");
+        }
     }
 }

@@ -17,17 +17,38 @@
 //!   retention. An id resent after its session was deleted is stored again, as on
 //!   SQLite; retention only deletes sessions whose every event was received before the
 //!   last summarised UTC day, long after an SDK stops resending a batch.
+//! - **Retention by month**: before the row path, the housekeeping run drops whole
+//!   monthly partitions of `events` ([`partitions`]) where it can, so that the events
+//!   of a month past retention go without a row deleted. A month goes when no event
+//!   can land in it any more (it ended before the oldest time an event is accepted
+//!   with, less the session timeout), every deployment with events in it has
+//!   retention and the month ended before that deployment's cutoff, and every event
+//!   in it was received before the last summarised day. Its sessions go with it, as
+//!   whole sessions, with what the row path deletes with a session (`event_ids` rows,
+//!   segment assignments, outcome achievements, visit evaluations, session pattern
+//!   counters); a session that also has events in another month goes whole too (those
+//!   events row by row) if it is past retention as the row path judges, otherwise the
+//!   month stays. One transaction per month: its visitors' locks for sessions that
+//!   span months, then `LOCK TABLE ... IN EXCLUSIVE MODE` on the month (its writers
+//!   wait, its readers do not), then `DROP TABLE`, which holds the events table's
+//!   strongest lock from the drop to the commit; a lock not had within 2 s leaves the
+//!   month for the next run. A month that a deployment without retention (or with a
+//!   longer one) still has events in stays, and the row path deletes what is past
+//!   retention in it as before. `events_default` and the current and coming months are
+//!   never dropped.
 //! - **Overwriting**: PostgreSQL has no `secure_delete`; erased and deleted values
 //!   stay in dead tuples until VACUUM reclaims them (autovacuum, or the operator's).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::connection::{is_retryable, LockSpace, Tx};
+use super::connection::{is_lock_timeout, is_retryable, LockSpace, Tx};
 use super::ingest::visitor_key;
+use super::partitions::{self, MonthPartition};
 use super::{PostgresStore, INGEST_ATTEMPTS};
 use crate::privacy::{
-    self, DataSubject, ErasureReport, PrivacyStore, RetentionRun, StoredCustomerSegment,
-    SubjectSessions, EMPTIED_EVENT_MAPS, ERASED_EVENT_FIELDS, MILLISECONDS_PER_DAY,
+    self, DataSubject, ErasureReport, PrivacyStore, RetentionPolicy, RetentionRun,
+    StoredCustomerSegment, SubjectSessions, EMPTIED_EVENT_MAPS, ERASED_EVENT_FIELDS,
+    MILLISECONDS_PER_DAY,
 };
 use crate::store::StoreError;
 use crate::usage::{metric, Day, UsageCount, UsageStore};
@@ -421,6 +442,186 @@ fn delete_before_in_transaction(
     })
 }
 
+/// How long dropping a month waits for a lock: dropping a partition takes the events
+/// table's strongest lock for a moment, as making one does (see [`partitions`]).
+const PARTITION_LOCK_TIMEOUT: &str = "2s";
+
+/// Whether a deployment other than those in `dropping` has a session that started in
+/// `month`: such a month is kept, and knowing it costs one index seek per deployment
+/// (a skip scan of the (deployment_id, first_ms, id) index) instead of a scan of the
+/// month. A month kept for another reason is found by [`drop_month_in_transaction`].
+fn month_kept_by_another_deployment(
+    tx: &mut Tx<'_>,
+    month: &MonthPartition,
+    dropping: &[String],
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .query_opt(
+            "WITH RECURSIVE deployment (id) AS (
+                 SELECT MIN(deployment_id) FROM sessions
+                 UNION ALL
+                 SELECT (SELECT MIN(deployment_id) FROM sessions
+                         WHERE deployment_id > deployment.id)
+                 FROM deployment WHERE deployment.id IS NOT NULL
+             )
+             SELECT 1 FROM deployment d
+             WHERE d.id IS NOT NULL AND NOT (d.id = ANY($3))
+               AND EXISTS (SELECT 1 FROM sessions s WHERE s.deployment_id = d.id
+                           AND s.first_ms >= $1 AND s.first_ms < $2)
+             LIMIT 1",
+            &[&month.start_ms, &month.end_ms, &dropping],
+        )?
+        .is_some())
+}
+
+/// The sessions with an event in `month` and events in other months too, as (id,
+/// deployment, visitor).
+fn sessions_spanning(
+    tx: &mut Tx<'_>,
+    month: &MonthPartition,
+) -> Result<Vec<(String, String, String)>, StoreError> {
+    tx.query(
+        "SELECT id, deployment_id, visitor_id FROM sessions
+         WHERE id IN (SELECT session_id FROM events WHERE time_ms >= $1 AND time_ms < $2)
+           AND (first_ms < $1 OR last_ms >= $2)",
+        &[&month.start_ms, &month.end_ms],
+    )?
+    .iter()
+    .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+    .collect()
+}
+
+/// Drops `month`'s partition when every session with an event in it is past its
+/// deployment's retention as the row path ([`deletable_sessions`]) would find it, with
+/// those sessions and what points at their events; `None` when the month stays.
+///
+/// The caller has checked that the month ends before `policy.settled_before_ms`: no
+/// event can be added to it, nor to a session that ends in it. The `EXCLUSIVE` lock
+/// makes that hold here too (writers of the month wait; readers do not), so what is
+/// read of the month below does not change before the drop. Sessions with events in
+/// other months as well are locked by their visitors first, as the row path and an
+/// erase lock them before they touch the events table.
+fn drop_month_in_transaction(
+    tx: &mut Tx<'_>,
+    month: &MonthPartition,
+    policy: &RetentionPolicy,
+) -> Result<Option<RetentionRun>, StoreError> {
+    // Another collector's sweep dropping the same month: it does the work.
+    if !tx.try_lock(LockSpace::Partitions, &month.name)? {
+        return Ok(None);
+    }
+    let exists: bool = tx
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&month.name])?
+        .try_get(0)?;
+    if !exists {
+        return Ok(None);
+    }
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT}'"
+    ))?;
+    let mut held = BTreeSet::new();
+    let spanning = sessions_spanning(tx, month)?;
+    lock_visitors(
+        tx,
+        &mut held,
+        spanning
+            .iter()
+            .map(|(_, deployment_id, visitor_id)| visitor_key(deployment_id, visitor_id)),
+    )?;
+    // DDL takes no parameters; the name is made by `partitions`, not read.
+    tx.batch_execute(&format!("LOCK TABLE {} IN EXCLUSIVE MODE", month.name))?;
+    let summarised_until_ms = summarised_until_ms(tx)?;
+    // The month's events, per deployment, by the parent table with the month's bounds
+    // (pruned to the partition), so that the statement is prepared once for all months.
+    let mut events = 0;
+    for row in tx.query(
+        "SELECT deployment_id, COUNT(*), MAX(received_ms) FROM events
+         WHERE time_ms >= $1 AND time_ms < $2 GROUP BY deployment_id",
+        &[&month.start_ms, &month.end_ms],
+    )? {
+        let deployment_id: &str = row.try_get(0)?;
+        let past_retention = policy
+            .cutoffs_ms
+            .get(deployment_id)
+            .is_some_and(|&cutoff_ms| month.end_ms <= cutoff_ms);
+        // An event received on a day the usage figures do not hold yet keeps its
+        // session, as on the row path.
+        let summarised = row.try_get::<_, i64>(2)? < summarised_until_ms;
+        if !past_retention || !summarised {
+            return Ok(None);
+        }
+        events += to_count(row.try_get(1)?);
+    }
+    // Sessions that also have events in another month go whole: those events are
+    // deleted row by row. Read again under the locks; one whose visitor was not
+    // locked (an erase or a row-path chunk changed it meanwhile) waits for a later run.
+    let spanning = sessions_spanning(tx, month)?;
+    for (session_id, deployment_id, visitor_id) in &spanning {
+        let Some(&cutoff_ms) = policy.cutoffs_ms.get(deployment_id) else {
+            return Ok(None);
+        };
+        if !held.contains(&visitor_key(deployment_id, visitor_id)) {
+            return Ok(None);
+        }
+        let deletable = tx
+            .query_opt(
+                "SELECT 1 FROM sessions
+                 WHERE id = $1 AND first_ms < $2 AND last_ms < $2 AND last_ms < $3
+                   AND NOT EXISTS (SELECT 1 FROM events
+                                   WHERE session_id = sessions.id AND received_ms >= $4)",
+                &[
+                    session_id,
+                    &cutoff_ms,
+                    &policy.settled_before_ms,
+                    &summarised_until_ms,
+                ],
+            )?
+            .is_some();
+        if !deletable {
+            return Ok(None);
+        }
+    }
+    let spanning_ids: Vec<&str> = spanning.iter().map(|(id, _, _)| id.as_str()).collect();
+    let elsewhere: Vec<String> = tx
+        .query(
+            "DELETE FROM events
+             WHERE session_id = ANY($1) AND (time_ms < $2 OR time_ms >= $3) RETURNING id",
+            &[&spanning_ids, &month.start_ms, &month.end_ms],
+        )?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    tx.execute("DELETE FROM event_ids WHERE id = ANY($1)", &[&elsewhere])?;
+    // What the row path deletes with a session, for every session of the month at once
+    // (the month's sessions are read once); the month's own events go with the table.
+    let sessions = to_count(
+        tx.query_one(
+            "WITH gone AS (SELECT DISTINCT session_id AS id FROM events
+                           WHERE time_ms >= $1 AND time_ms < $2),
+                  ids AS (DELETE FROM event_ids WHERE id IN (SELECT id FROM events
+                                                             WHERE time_ms >= $1 AND time_ms < $2)),
+                  assignments AS (DELETE FROM session_segment_assignments
+                                  WHERE session_id IN (SELECT id FROM gone)),
+                  achievements AS (DELETE FROM session_outcome_achievements
+                                   WHERE session_id IN (SELECT id FROM gone)),
+                  visits AS (DELETE FROM session_visit_evaluations
+                             WHERE session_id IN (SELECT id FROM gone)),
+                  counts AS (DELETE FROM journey_pattern_counts
+                             WHERE scope_key IN (SELECT 'session:' || id FROM gone)),
+                  deleted AS (DELETE FROM sessions WHERE id IN (SELECT id FROM gone) RETURNING 1)
+             SELECT COUNT(*) FROM deleted",
+            &[&month.start_ms, &month.end_ms],
+        )?
+        .try_get(0)?,
+    );
+    // Takes the events table's strongest lock until the commit, which follows at once.
+    tx.batch_execute(&format!("DROP TABLE {}", month.name))?;
+    Ok(Some(RetentionRun {
+        sessions,
+        events: events + u64::try_from(elsewhere.len()).unwrap_or(u64::MAX),
+    }))
+}
+
 impl PostgresStore {
     /// Runs `work` in a write transaction and commits it, running it again when it
     /// loses a deadlock (see the module documentation).
@@ -494,6 +695,71 @@ impl PrivacyStore for PostgresStore {
         self.write_retrying(|tx| {
             delete_before_in_transaction(tx, deployment_id, before_ms, max_sessions)
         })
+    }
+
+    fn drop_expired_partitions(
+        &self,
+        policy: &RetentionPolicy,
+        max_partitions: usize,
+    ) -> Result<RetentionRun, StoreError> {
+        let Some(&latest_cutoff_ms) = policy.cutoffs_ms.values().max() else {
+            return Ok(RetentionRun::default());
+        };
+        // Oldest first, as retention deletes; never a month that may still get rows
+        // (which also keeps the current and the coming months).
+        let months: Vec<MonthPartition> = {
+            let mut connection = self.connection()?;
+            let mut tx = connection.transaction(true)?;
+            partitions::monthly(&mut tx)?
+                .into_iter()
+                .filter(|month| {
+                    month.end_ms <= latest_cutoff_ms && month.end_ms <= policy.settled_before_ms
+                })
+                .collect()
+        };
+        let mut total = RetentionRun::default();
+        let mut dropped = 0;
+        for month in &months {
+            if dropped >= max_partitions {
+                break;
+            }
+            let dropping: Vec<String> = policy
+                .cutoffs_ms
+                .iter()
+                .filter(|(_, &cutoff_ms)| month.end_ms <= cutoff_ms)
+                .map(|(deployment_id, _)| deployment_id.clone())
+                .collect();
+            let kept = {
+                let mut connection = self.connection()?;
+                let mut tx = connection.transaction(true)?;
+                month_kept_by_another_deployment(&mut tx, month, &dropping)?
+            };
+            if kept {
+                continue;
+            }
+            match self.write_retrying(|tx| drop_month_in_transaction(tx, month, policy)) {
+                Ok(Some(run)) => {
+                    tracing::info!(
+                        partition = %month.name,
+                        sessions = run.sessions,
+                        events = run.events,
+                        "dropped a month of events past retention"
+                    );
+                    // An empty month costs its drop only: it does not count.
+                    if run.events > 0 {
+                        dropped += 1;
+                    }
+                    total += run;
+                }
+                Ok(None) => {}
+                // Busy: the next run tries again, and the row path goes on meanwhile.
+                Err(error) if is_lock_timeout(&error) => {
+                    tracing::warn!(partition = %month.name, "a month's drop waited too long for a lock");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(total)
     }
 }
 
