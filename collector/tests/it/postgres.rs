@@ -941,3 +941,46 @@ fn a_long_read_of_the_events_leaves_a_month_for_the_next_run() {
     );
     assert!(listed_visitors(&store).is_empty());
 }
+
+#[test]
+fn queued_batches_stored_together_keep_every_visitor_in_one_session() {
+    // The writers store what is queued behind a batch in the same transaction (a
+    // savepoint each): two batches of one visitor may share it, or not, and each
+    // event must still be stored once, in the visitor's one session.
+    let store = open(&fresh_database(), SessionLimits::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let visitors = 60_u32;
+    let replies: Vec<_> = (0..2_u32)
+        .flat_map(|round| (1..=visitors).map(move |visitor| (round, visitor)))
+        .map(|(round, visitor)| {
+            let number = visitor * 10 + round;
+            let batch = batch(
+                visitor,
+                vec![event(
+                    number,
+                    T0 + i64::from(round) * MINUTE + i64::from(visitor),
+                )],
+            );
+            store
+                .enqueue_ingest(batch, T0 + 2 * MINUTE, TIMEOUT)
+                .unwrap()
+        })
+        .collect();
+    for reply in replies {
+        assert_eq!(
+            runtime.block_on(reply).unwrap().unwrap(),
+            [IngestOutcome::Accepted]
+        );
+    }
+    for visitor_number in 1..=visitors {
+        let filter = SessionFilter {
+            visitor_id: Some(visitor(visitor_number)),
+            ..SessionFilter::default()
+        };
+        let sessions = store.sessions(&filter, None, 10).unwrap().items;
+        let counts: Vec<u64> = sessions.iter().map(|session| session.event_count).collect();
+        assert_eq!(counts, [2], "visitor {visitor_number}");
+    }
+}

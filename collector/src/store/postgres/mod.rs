@@ -77,6 +77,8 @@ const MIGRATION_TABLE: &str = "footpath_schema_history";
 
 /// Times a batch's transaction is run when it loses a deadlock.
 const INGEST_ATTEMPTS: usize = 4;
+/// Most queued batches a writer stores in one transaction ([`ingest_group`]).
+const MAX_BATCHES_PER_COMMIT: usize = 32;
 
 /// How many batches may wait for a writer, and how many writers there are: the
 /// PostgreSQL form of [`IngestQueueSettings`].
@@ -330,24 +332,184 @@ fn migrate(connection: &mut PgConnection) -> Result<(), StoreError> {
 /// A writer thread: takes one queued batch at a time until the store drops its sender.
 fn run_writer(shared: &Shared, queue: &Mutex<Receiver<IngestJob>>) {
     loop {
-        // The lock is held only while waiting for the next job.
-        let job = match queue.lock().unwrap_or_else(PoisonError::into_inner).recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
-        shared.writer_metrics.queued_batches.dec();
-        let result = ingest(shared, &job.batch, job.now_ms, job.timeout_ms);
-        let stored = result.is_ok();
-        if stored {
-            shared.writer_metrics.batches_per_commit.observe(1.0);
+        // The lock is held only while waiting for the next job and taking those
+        // already queued behind it.
+        let mut jobs = Vec::new();
+        {
+            let receiver = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            match receiver.recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => return,
+            }
+            while jobs.len() < MAX_BATCHES_PER_COMMIT {
+                match receiver.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
         }
-        // A requester that went away still had its batch stored; its retry will be
-        // answered "duplicate".
-        let _ = job.reply.send(result);
-        // After the answer, so that no request waits for it.
-        if stored {
-            shared.after_stored();
+        for _ in &jobs {
+            shared.writer_metrics.queued_batches.dec();
         }
+        let results = ingest_group(shared, &jobs);
+        for (job, result) in jobs.into_iter().zip(results) {
+            let stored = result.is_ok();
+            // A requester that went away still had its batch stored; its retry will be
+            // answered "duplicate".
+            let _ = job.reply.send(result);
+            // After the answer, so that no request waits for it.
+            if stored {
+                shared.after_stored();
+            }
+        }
+    }
+}
+
+/// Stores queued batches together: one transaction with a savepoint per batch and one
+/// commit (one WAL flush) for all of them, as the SQLite writer does, instead of a
+/// commit per batch.
+///
+/// Only a group's first batch waits for its visitor's lock; a later batch whose visitor
+/// is busy (another writer or collector has it) is left out, so that two writers'
+/// groups never wait on each other's visitors. A batch left out, a batch that fails
+/// inside the group (rolled back to its savepoint), and every batch of a group whose
+/// transaction fails, are then stored alone by [`ingest`], with its retries.
+fn ingest_group(
+    shared: &Shared,
+    jobs: &[IngestJob],
+) -> Vec<Result<Vec<IngestOutcome>, StoreError>> {
+    let mut grouped: Vec<Option<Vec<IngestOutcome>>> = Vec::new();
+    if jobs.len() > 1 {
+        match store_group(shared, jobs) {
+            Ok(stored) => grouped = stored,
+            Err(error) => {
+                tracing::debug!(%error, "a group of batches failed; storing them one by one");
+            }
+        }
+    }
+    grouped.resize_with(jobs.len(), || None);
+    let in_group = grouped.iter().filter(|outcomes| outcomes.is_some()).count();
+    if in_group > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        shared
+            .writer_metrics
+            .batches_per_commit
+            .observe(in_group as f64);
+    }
+    jobs.iter()
+        .zip(grouped)
+        .map(|(job, outcomes)| match outcomes {
+            Some(outcomes) => {
+                notify_stored(shared, &job.batch, &outcomes);
+                Ok(outcomes)
+            }
+            None => {
+                let result = ingest(shared, &job.batch, job.now_ms, job.timeout_ms);
+                if result.is_ok() {
+                    shared.writer_metrics.batches_per_commit.observe(1.0);
+                }
+                result
+            }
+        })
+        .collect()
+}
+
+/// The transaction of [`ingest_group`]: the outcomes of the batches it stored, `None`
+/// for those it left out. On an error nothing is stored, and the pings it took are put
+/// back for whoever stores those batches next.
+fn store_group(
+    shared: &Shared,
+    jobs: &[IngestJob],
+) -> Result<Vec<Option<Vec<IngestOutcome>>>, StoreError> {
+    let mut taken: Vec<PendingPing> = Vec::new();
+    let result = store_group_taking(shared, jobs, &mut taken);
+    if result.is_err() {
+        put_back(shared, &taken);
+    }
+    result
+}
+
+fn put_back(shared: &Shared, pings: &[PendingPing]) {
+    for (deployment_id, visitor_id, ping_ms, timeout_ms) in pings {
+        shared
+            .pending_pings
+            .record(deployment_id, visitor_id, *ping_ms, *timeout_ms);
+    }
+}
+
+fn store_group_taking(
+    shared: &Shared,
+    jobs: &[IngestJob],
+    taken: &mut Vec<PendingPing>,
+) -> Result<Vec<Option<Vec<IngestOutcome>>>, StoreError> {
+    let mut connection = shared.pool.get()?;
+    let mut tx = connection.transaction(false)?;
+    let mut stored = Vec::with_capacity(jobs.len());
+    for (position, job) in jobs.iter().enumerate() {
+        let key = visitor_key(&job.batch.deployment_id, &job.batch.visitor_id);
+        if position == 0 {
+            tx.lock(LockSpace::Visitor, &key)?;
+        } else if !tx.try_lock(LockSpace::Visitor, &key)? {
+            stored.push(None);
+            continue;
+        }
+        tx.batch_execute("SAVEPOINT footpath_batch")?;
+        let pings = shared
+            .pending_pings
+            .take_for(&[(&job.batch, job.now_ms, job.timeout_ms)]);
+        match store_in(&mut tx, shared, job, &pings) {
+            Ok(outcomes) => {
+                tx.batch_execute("RELEASE SAVEPOINT footpath_batch")?;
+                taken.extend(pings);
+                stored.push(Some(outcomes));
+            }
+            Err(error) => {
+                put_back(shared, &pings);
+                tracing::debug!(%error, "a batch failed inside a group; it is stored alone");
+                tx.batch_execute("ROLLBACK TO SAVEPOINT footpath_batch")?;
+                stored.push(None);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(stored)
+}
+
+/// One batch of a group, under its savepoint: as [`ingest_once`] without the
+/// transaction.
+fn store_in(
+    tx: &mut Tx<'_>,
+    shared: &Shared,
+    job: &IngestJob,
+    pings: &[PendingPing],
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    // The visitor's ping first, so that its events see the session it kept alive.
+    for ping in pings {
+        write_ping(tx, ping)?;
+    }
+    let mut rows = PostgresIngest::new(tx, &job.batch);
+    let outcomes = crate::ingest::ingest_batch(
+        &mut rows,
+        &job.batch,
+        job.now_ms,
+        job.timeout_ms,
+        &shared.limits,
+        &shared.index_cache,
+    )?;
+    rows.finish()?;
+    Ok(outcomes)
+}
+
+/// Committed: open desks on the other collectors follow the visitor.
+fn notify_stored(shared: &Shared, batch: &NewBatch, outcomes: &[IngestOutcome]) {
+    if outcomes.contains(&IngestOutcome::Accepted) {
+        peers::send(
+            &shared.notifier,
+            crate::peers::PeerMessage::SessionChanged {
+                deployment_id: batch.deployment_id.clone(),
+                visitor_id: batch.visitor_id.clone(),
+            },
+        );
     }
 }
 
@@ -375,17 +537,8 @@ fn ingest(
         ) {
             Err(error) if attempt < INGEST_ATTEMPTS && is_retryable(&error) => attempt += 1,
             result => {
-                // Committed: open desks on the other collectors follow the visitor.
                 if let Ok(outcomes) = &result {
-                    if outcomes.contains(&IngestOutcome::Accepted) {
-                        peers::send(
-                            &shared.notifier,
-                            crate::peers::PeerMessage::SessionChanged {
-                                deployment_id: batch.deployment_id.clone(),
-                                visitor_id: batch.visitor_id.clone(),
-                            },
-                        );
-                    }
+                    notify_stored(shared, batch, outcomes);
                 }
                 return result;
             }
