@@ -457,7 +457,14 @@ fn store_group_taking(
         let pings = shared
             .pending_pings
             .take_for(&[(&job.batch, job.now_ms, job.timeout_ms)]);
-        match store_in(&mut tx, shared, job, &pings) {
+        match store_in(
+            &mut tx,
+            shared,
+            &job.batch,
+            job.now_ms,
+            job.timeout_ms,
+            &pings,
+        ) {
             Ok(outcomes) => {
                 tx.batch_execute("RELEASE SAVEPOINT footpath_batch")?;
                 taken.extend(pings);
@@ -475,24 +482,26 @@ fn store_group_taking(
     Ok(stored)
 }
 
-/// One batch of a group, under its savepoint: as [`ingest_once`] without the
-/// transaction.
+/// One batch's rows, in a transaction that holds the visitor's lock: alone
+/// ([`ingest_once`]) or under its savepoint in a group ([`store_group`]).
 fn store_in(
     tx: &mut Tx<'_>,
     shared: &Shared,
-    job: &IngestJob,
+    batch: &NewBatch,
+    now_ms: i64,
+    timeout_ms: i64,
     pings: &[PendingPing],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     // The visitor's ping first, so that its events see the session it kept alive.
     for ping in pings {
         write_ping(tx, ping)?;
     }
-    let mut rows = PostgresIngest::new(tx, &job.batch);
+    let mut rows = PostgresIngest::new(tx, batch);
     let outcomes = crate::ingest::ingest_batch(
         &mut rows,
-        &job.batch,
-        job.now_ms,
-        job.timeout_ms,
+        batch,
+        now_ms,
+        timeout_ms,
         &shared.limits,
         &shared.index_cache,
     )?;
@@ -526,15 +535,7 @@ fn ingest(
         .take_for(&[(batch, now_ms, timeout_ms)]);
     let mut attempt = 1;
     loop {
-        match ingest_once(
-            &mut connection,
-            batch,
-            now_ms,
-            timeout_ms,
-            &shared.limits,
-            &shared.index_cache,
-            &pings,
-        ) {
+        match ingest_once(&mut connection, shared, batch, now_ms, timeout_ms, &pings) {
             Err(error) if attempt < INGEST_ATTEMPTS && is_retryable(&error) => attempt += 1,
             result => {
                 if let Ok(outcomes) = &result {
@@ -548,11 +549,10 @@ fn ingest(
 
 fn ingest_once(
     connection: &mut PgConnection,
+    shared: &Shared,
     batch: &NewBatch,
     now_ms: i64,
     timeout_ms: i64,
-    limits: &SessionLimits,
-    index_cache: &IndexCache,
     pings: &[PendingPing],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut tx = connection.transaction(false)?;
@@ -560,14 +560,7 @@ fn ingest_once(
         LockSpace::Visitor,
         &visitor_key(&batch.deployment_id, &batch.visitor_id),
     )?;
-    // The visitor's ping first, so that its events see the session it kept alive.
-    for ping in pings {
-        write_ping(&mut tx, ping)?;
-    }
-    let mut rows = PostgresIngest::new(&mut tx, batch);
-    let outcomes =
-        crate::ingest::ingest_batch(&mut rows, batch, now_ms, timeout_ms, limits, index_cache)?;
-    rows.finish()?;
+    let outcomes = store_in(&mut tx, shared, batch, now_ms, timeout_ms, pings)?;
     tx.commit()?;
     Ok(outcomes)
 }
