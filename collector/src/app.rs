@@ -295,6 +295,7 @@ impl AppState {
 /// |---|---|
 /// | `POST /sdk/v1/batch` (204: dropped by the deployment's IP exclusions; 429, 503 with `Retry-After`) | 200, 204, 400, 403, 404, 408, 413, 415, 429, 500, 503 |
 /// | `OPTIONS /sdk/v1/batch` (CORS preflight) | 204, 403 |
+/// | `GET /sdk/v1/session?deploymentId=&visitorId=` (the visitor's live session: `{id, shortId}`; 429 with `Retry-After`) | 200, 400, 403, 404, 429 |
 /// | `GET /sdk/{*file}` (the SDK's files) | 200, 304, 404 |
 /// | `GET /healthz` (liveness) | 200 |
 /// | `GET /readyz` (readiness: database reachable and migrated, not shutting down) | 200, 503 |
@@ -438,6 +439,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v2/journey/deployments/{deployment_id}/customers/{customer_cookie_id}/ping",
             get(webevents::ping),
         )
+        .route("/sdk/v1/session", get(webevents::session_reference))
         .route(
             crate::openapi::OPENAPI_PATH,
             get(crate::openapi::serve_document),

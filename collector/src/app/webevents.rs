@@ -355,3 +355,85 @@ fn keep_alive(
             .unwrap_or(i64::MAX),
     })
 }
+
+/// The web session as the collector knows it, for the page (`ac('session', callback)`
+/// in the SDK's plugin module): its id and the short id an agent can ask the visitor
+/// for.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SessionReference {
+    id: String,
+    short_id: String,
+}
+
+/// `GET /sdk/v1/session?deploymentId=&visitorId=`: the visitor's live session, or 404
+/// when there is none (nothing stored yet, or ended). Public like the batch endpoint,
+/// with the same per-deployment CORS rule, and rate limited like pings (per visitor
+/// and per client address): whoever knows a visitor id could already send events as
+/// that visitor, and learns here no more than the session that those events would
+/// land in.
+pub(super) async fn session_reference(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Response {
+    let (parts, _body) = request.into_parts();
+    let mut cors_origin = None;
+    let result = find_session_reference(&state, &parts, query.as_deref(), &mut cors_origin).await;
+    let mut response = match result {
+        Ok(reference) => Json(reference).into_response(),
+        Err(error) => error.into_response(),
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    add_cors_headers(response.headers_mut(), cors_origin);
+    response
+}
+
+async fn find_session_reference(
+    state: &AppState,
+    parts: &request::Parts,
+    query: Option<&str>,
+    cors_origin: &mut Option<HeaderValue>,
+) -> Result<SessionReference, ApiError> {
+    check_request_headers(&parts.headers)?;
+    let parameters = QueryParameters::parse(query);
+    let deployment_id = parameters
+        .text("deploymentId")
+        .ok_or_else(|| ApiError::BadRequest("deploymentId: is needed".to_owned()))?;
+    let deployment =
+        check_deployment_and_origin(state, &deployment_id, &parts.headers, cors_origin)?;
+    let visitor_id = parameters
+        .text("visitorId")
+        .and_then(|text| canonical_uuid(&text))
+        .ok_or_else(|| ApiError::BadRequest("visitorId: must be a UUID".to_owned()))?;
+    let client_address = client_ip(
+        socket_peer(parts),
+        &forwarded_for(parts),
+        &state.config().trusted_proxies,
+    );
+    state
+        .ping_rate_limits()
+        .check(&visitor_id, client_address, 1)?;
+    let filter = crate::model::SessionFilter {
+        deployment_id: Some(deployment.id.clone()),
+        visitor_id: Some(visitor_id),
+        contact_id: None,
+    };
+    let newest = state
+        .with_store_blocking(move |store| store.sessions(&filter, None, 1))
+        .await?;
+    let now_ms = state.clock().now_ms();
+    let timeout_ms = state.config().session_timeout_ms();
+    newest
+        .items
+        .into_iter()
+        .next()
+        .filter(|session| crate::desk::cards::is_live(session, now_ms, timeout_ms))
+        .map(|session| SessionReference {
+            id: session.id,
+            short_id: session.short_id,
+        })
+        .ok_or_else(|| ApiError::NotFound("the visitor has no live session".to_owned()))
+}

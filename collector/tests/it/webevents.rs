@@ -617,3 +617,73 @@ async fn ping_errors_and_settings() {
     evil.assert_error(StatusCode::FORBIDDEN, "origin.not.allowed");
     assert_eq!(evil.header("access-control-allow-origin"), None);
 }
+
+fn session_reference_request(query: &str, origin: Option<&str>) -> Request<Body> {
+    let mut request = Request::get(format!("/sdk/v1/session?{query}"))
+        .body(Body::empty())
+        .unwrap();
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert(header::ORIGIN, origin.parse().unwrap());
+    }
+    request
+}
+
+#[tokio::test]
+async fn the_page_learns_its_live_session_and_nothing_else() {
+    let app = TestApp::new();
+    let query = format!("deploymentId={DEPLOYMENT}&visitorId={VISITOR}");
+    // Nothing stored yet: no session to tell.
+    let none = app
+        .send(session_reference_request(&query, Some(ORIGIN)))
+        .await;
+    none.assert_error(StatusCode::NOT_FOUND, "not.found");
+    assert_eq!(none.header("access-control-allow-origin"), Some(ORIGIN));
+
+    app.post_batch(&batch(
+        VISITOR,
+        T0,
+        vec![pageview(1, T0, "https://shop.example/")],
+    ))
+    .await
+    .ok_json();
+    let session = app.only_session_of(VISITOR).await;
+    let found = app
+        .send(session_reference_request(&query, Some(ORIGIN)))
+        .await;
+    assert_eq!(
+        found.ok_json(),
+        json!({"id": session["id"], "shortId": session["shortId"]})
+    );
+    assert_eq!(found.header("cache-control"), Some("no-store"));
+    assert_eq!(found.header("access-control-allow-origin"), Some(ORIGIN));
+
+    // Another origin may not ask; bad parameters are named.
+    app.send(session_reference_request(
+        &query,
+        Some("https://evil.example"),
+    ))
+    .await
+    .assert_error(StatusCode::FORBIDDEN, "origin.not.allowed");
+    let message = app
+        .send(session_reference_request(
+            &format!("deploymentId={DEPLOYMENT}&visitorId=nope"),
+            None,
+        ))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "bad.request");
+    assert_eq!(message, "visitorId: must be a UUID");
+    app.send(session_reference_request(
+        &format!("deploymentId=elsewhere&visitorId={VISITOR}"),
+        None,
+    ))
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "deployment.not.found");
+
+    // Once the session is over (20 minutes without activity), there is none to tell.
+    app.clock.advance_ms(21 * MINUTE);
+    app.send(session_reference_request(&query, None))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not.found");
+}
