@@ -186,7 +186,10 @@ impl ItemKind {
             ItemKind::Segment => "Segment matched",
             ItemKind::Outcome => "Outcome achieved",
             ItemKind::SessionEnd => "Session ended",
-            // Unconfigured custom events keep their raw name.
+            // What the SDK's form tracking records reads as what happened.
+            ItemKind::Form if event_name == "form_submitted" => "Form submitted",
+            ItemKind::Form if event_name == "form_abandoned" => "Form abandoned",
+            // Other unconfigured custom events keep their raw name.
             ItemKind::Custom | ItemKind::Form => event_name,
         };
         text.to_owned()
