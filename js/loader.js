@@ -11,7 +11,9 @@
 var footpathScript = document.currentScript;
 (function (w) {
   var src = (footpathScript && footpathScript.src) || '';
-  var name = w._footpathSdk || 'ac';
+  // Pages written for the Journey SDK name their global through
+  // `_genesysJourneySdk`; it works the same.
+  var name = w._footpathSdk || w._genesysJourneySdk || 'ac';
   // The glue's own `__wbg_init` (unused, so dropped by terser) handles inputs and
   // servers this script never meets; instantiating from bytes works whatever the
   // server's Content-Type.
@@ -28,11 +30,33 @@ var footpathScript = document.currentScript;
     var queue = (stub && stub.q) || [];
     var ac = function () {
       try {
+        var command_name = arguments[0];
+        if (command_name == 'load' || command_name == 'forms:track' || command_name == 'session') plugin([].slice.call(arguments));
         // Flattened into `host.js`, so that the module takes only their count.
-        command(fp_args(arguments));
+        else command(fp_args(arguments));
       } catch (e) {
         try { console.error('[footpath] internal error', e); } catch (_) {}
       }
+    };
+    // The plugin module (`sdk-plugins`: autotrack plugins, form tracking, the
+    // session reference), next to this script, fetched at the first call that needs
+    // it, so that a page that makes none downloads nothing more. Its calls run in
+    // order once it is there; it records through `ac` itself, and its refusals go to
+    // the core as the command with the message, which the core reports.
+    var plugins;
+    var refuse = function (name, message) {
+      command(fp_args([name, message]));
+    };
+    var plugin = function (args) {
+      var base = src.replace(/\.js(\?.*)?$/, '-plugins.');
+      plugins = plugins || import(base + 'js').then(function (module) {
+        return module.default({ module_or_path: base + 'wasm' }).then(function () { return module; });
+      });
+      plugins.then(function (module) {
+        module.run(ac, refuse, args);
+      }, function (e) {
+        refuse(args[0], 'the plugin module could not load: ' + e);
+      });
     };
     ac.l = stub && stub.l;
     ac.loaded = true;

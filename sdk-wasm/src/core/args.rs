@@ -71,7 +71,7 @@ fn entries<H: Host>(value: Val<H>, what: &str) -> Result<Vec<(String, Val<H>)>> 
 }
 
 /// The options `ac('init')` knows, and what each must be.
-const OPTIONS: [(&str, &str); 12] = [
+const OPTIONS: [(&str, &str); 13] = [
     ("collectorUrl", "must be an http(s) URL"),
     ("cookieDomain", "must be a string"),
     ("cookieExpiryDays", "must be 1 to 3650"),
@@ -86,6 +86,9 @@ const OPTIONS: [(&str, &str); 12] = [
     // Accepted for compatibility with existing snippets; trait mapping from event
     // attributes is not implemented yet, so it has no effect.
     ("globalTraitsMapper", ""),
+    // The Journey SDK's data-centre region: one collector serves here, named by the
+    // script's URL or `collectorUrl`. Accepted so that its pages work unchanged.
+    ("region", ""),
 ];
 
 /// `ac('init')` options. Problems with single options do not stop the SDK: they are

@@ -43,6 +43,9 @@ pub const WAKE_FLUSH: u32 = 1;
 pub const WAKE_IDLE: u32 = 2;
 pub const WAKE_RETRY: u32 = 6;
 pub const WAKE_DROPPED: u32 = 7;
+/// The end of the task that called `init`: the automatic page view, unless the page
+/// recorded one itself in that task (see [`Sdk::pageview_timer`]).
+pub const WAKE_PAGEVIEW: u32 = 9;
 
 /// How a held function is called (see `fp_call` in `host.js`); `+ CALL_ONCE` lets it go.
 pub const CALL_PLAIN: u32 = 0;
@@ -86,6 +89,12 @@ pub struct Sdk<H: Host> {
     /// The wait before `host.js` sends again after a failure.
     retry_timer: Option<Timer<H>>,
     idle_timer: Option<Timer<H>>,
+    /// Set while the automatic page view waits for the end of the task that called
+    /// `init`. A page written for the Journey SDK calls `init` and then `pageview`:
+    /// that explicit page view takes the automatic one's place, so that a page records
+    /// one page view on load either way. Any other event recorded first has the
+    /// automatic page view recorded before it, so that a journey starts with its page.
+    pageview_timer: Option<Timer<H>>,
     /// Sends that failed in a row, for the backoff.
     failures: u32,
     /// Page functions to call, once the state is no longer borrowed.
@@ -116,6 +125,7 @@ impl<H: Host> Sdk<H> {
             callbacks: Vec::new(),
             retry_timer: None,
             idle_timer: None,
+            pageview_timer: None,
             failures: 0,
             calls: Vec::new(),
             signals: Signals {
@@ -174,6 +184,11 @@ impl<H: Host> Sdk<H> {
                 self.idle_timer = None;
                 self.check_idle();
             }
+            WAKE_PAGEVIEW => {
+                if self.pageview_timer.take().is_some() {
+                    self.auto_pageview();
+                }
+            }
             WAKE_RETRY => {
                 // The events stay queued in `host.js`, ids unchanged.
                 self.failures += 1;
@@ -195,6 +210,15 @@ impl<H: Host> Sdk<H> {
             "init" => self.init(args),
             "on" | "once" | "off" => self.subscribe(name, args),
             "pageview" | "record" | "identify" | "consent" | "optOut" | "optIn" => {
+                if self.tracker.is_none() {
+                    return Err("call init first".into());
+                }
+                if !matches!(name, "consent" | "optOut" | "optIn")
+                    && self.pageview_timer.take().is_some()
+                    && name != "pageview"
+                {
+                    self.auto_pageview();
+                }
                 let Some(tracker) = &self.tracker else {
                     return Err("call init first".into());
                 };
@@ -254,7 +278,12 @@ impl<H: Host> Sdk<H> {
                     }
                 }
             }
-            "load" | "forms:track" => Err("is not supported".into()),
+            // The loader hands these to the plugin module, which reports its refusals
+            // back through here (see `js/loader.js`): the message, as the core's own.
+            "load" | "forms:track" | "session" => match args.take(1) {
+                Val::Str(message) => Err(message),
+                _ => Err("is for the plugin module".into()),
+            },
             "" => Err("needs a command name".into()),
             _ => Err("is not a command".into()),
         }
@@ -329,19 +358,23 @@ impl<H: Host> Sdk<H> {
             self.report("init", &problem);
         }
         if pageview == PageviewMode::Auto {
-            // A page view that fails is reported; `ready` is emitted all the same.
-            if let Err(message) = self.track(
-                What::Event(EventKind::Pageview, PAGE_VIEWED.into(), Map::new()),
-                "",
-                None,
-                None,
-            ) {
-                self.report("pageview", &message);
-            }
+            self.pageview_timer = Some(Timer::new(WAKE_PAGEVIEW, 0.0));
         }
         // `ready` is for handlers registered before init; later ones are called at once.
         self.emit(READY, CALL_PLAIN, "", "");
         Ok(())
+    }
+
+    /// The page view `init` promised. One that fails is reported.
+    fn auto_pageview(&mut self) {
+        if let Err(message) = self.track(
+            What::Event(EventKind::Pageview, PAGE_VIEWED.into(), Map::new()),
+            "",
+            None,
+            None,
+        ) {
+            self.report("pageview", &message);
+        }
     }
 
     /// Puts the consent that the signals now lead to in force. Granting sets the

@@ -516,11 +516,15 @@ export function fp_same(a, b) {
 // counts this page's events that the collector has not judged yet. Made here and read
 // by the loader (or `fp_state_value`), so that no object crosses the module boundary.
 let fpState;
-export function fp_state(visitorId, sessionId, started) {
+export function fp_state(visitorId, sessionId, deploymentId, started) {
   fpState = {};
   if (started) {
     fpState.visitorId = visitorId;
     if (sessionId) fpState.sessionId = sessionId;
+    fpState.deploymentId = deploymentId;
+    // Where batches go, once consent lets anything be sent (the plugin module asks
+    // the collector there for the session).
+    fpState.url = fpUrl;
     fpState.queued = fpQueue.length;
   }
 }

@@ -35,7 +35,7 @@ extern "C" {
     fn fp_call(handle: u32, how: u32, a: &str, b: &str);
     fn fp_free(handle: u32);
     fn fp_same(a: u32, b: u32) -> bool;
-    fn fp_state(visitor_id: &str, session_id: &str, started: bool);
+    fn fp_state(visitor_id: &str, session_id: &str, deployment_id: &str, started: bool);
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;
     fn fp_random() -> u32;
@@ -131,8 +131,9 @@ pub fn __footpath_state() {
         Some(tracker) => fp_state(
             tracker.visitor_id(),
             tracker.session_id().unwrap_or(""),
+            &tracker.options().deployment_id,
             true,
         ),
-        None => fp_state("", "", false),
+        None => fp_state("", "", "", false),
     })
 }

@@ -202,8 +202,11 @@ fn init(more: Vec<(&str, V)>) -> Step {
 }
 
 enum Step {
-    /// `ac(...)` with these arguments.
+    /// `ac(...)` with these arguments, as a task of its own: the timers due at once
+    /// (the automatic page view's) fire after it.
     Ac(Vec<V>),
+    /// Several `ac(...)` calls in one task, as a page's script makes them.
+    Task(Vec<Vec<V>>),
     /// What `host.js` wakes the module with.
     Wake(u32, &'static str),
     /// What `host.js` wakes the module with about the last queued event: the
@@ -254,6 +257,14 @@ fn log_calls(sdk: &mut Sdk<FakeHost>) {
     }
 }
 
+/// The task ends: the automatic page view's timer (0 ms) fires, if it is set.
+fn end_task(sdk: &mut Sdk<FakeHost>) {
+    if sdk.pageview_timer.is_some() {
+        sdk.wake(WAKE_PAGEVIEW, "");
+        log_calls(sdk);
+    }
+}
+
 /// Runs `steps` on a fresh SDK as the wasm entry points do (the page calls queued
 /// during a step are made after it) and gives the log.
 fn run(steps: Vec<Step>) -> Vec<String> {
@@ -268,6 +279,15 @@ fn run(steps: Vec<Step>) -> Vec<String> {
                 let mut args = Args::new(args);
                 sdk.command(&mut args);
                 log_calls(&mut sdk);
+                end_task(&mut sdk);
+                continue;
+            }
+            Step::Task(calls) => {
+                for args in calls {
+                    sdk.command(&mut Args::new(args));
+                    log_calls(&mut sdk);
+                }
+                end_task(&mut sdk);
                 continue;
             }
             Step::Wake(kind, text) => sdk.wake(kind, text),
@@ -293,12 +313,14 @@ fn run(steps: Vec<Step>) -> Vec<String> {
 
 /// What a plain `init` does: a visitor cookie, the send queue set up, the page view
 /// queued with the session record saved, and the inactivity timer (20 minutes).
-const INIT: [&str; 5] = [
+const INIT: [&str; 7] = [
     "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
     "setup https://c.example/sdk/v1/batch",
+    "timer 1: wake 9 in 0 ms",
+    "clear 1",
     "save _footpath_session",
     "queue pageview page_viewed",
-    "timer 1: wake 2 in 1200000 ms",
+    "timer 2: wake 2 in 1200000 ms",
 ];
 
 fn with_init(rest: &[&str]) -> Vec<String> {
@@ -331,11 +353,24 @@ fn commands_before_and_at_init() {
         ),
         (
             "a command name is needed, and must be known",
-            vec![Step::Ac(vec![]), Step::Ac(vec![s("shout")]), Step::Ac(vec![s("load")])],
+            vec![Step::Ac(vec![]), Step::Ac(vec![s("shout")])],
             lines(&[
                 "console [footpath] ac(''): needs a command name",
                 "console [footpath] ac('shout'): is not a command",
-                "console [footpath] ac('load'): is not supported",
+            ]),
+        ),
+        (
+            "the plugin module's refusals (handed back by the loader) are reported as the core's own, to the console and the error handlers",
+            vec![
+                Step::Ac(vec![s("on"), s("error"), f(1)]),
+                Step::Ac(vec![s("load"), s("clickEvents: needs 1 to 50 rules")]),
+                Step::Ac(vec![s("session"), n(1.0, "1")]),
+            ],
+            lines(&[
+                "console [footpath] ac('load'): clickEvents: needs 1 to 50 rules",
+                "call 1 error-event 'load' '[footpath] ac('load'): clickEvents: needs 1 to 50 rules'",
+                "console [footpath] ac('session'): is for the plugin module",
+                "call 1 error-event 'session' '[footpath] ac('session'): is for the plugin module'",
             ]),
         ),
         (
@@ -344,10 +379,37 @@ fn commands_before_and_at_init() {
             lines(&[
                 "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
                 "setup https://cdn.example/sdk/v1/batch",
+                "timer 1: wake 9 in 0 ms",
+                "clear 1",
                 "save _footpath_session",
                 "queue pageview page_viewed",
-                "timer 1: wake 2 in 1200000 ms",
+                "timer 2: wake 2 in 1200000 ms",
             ]),
+        ),
+        (
+            "init then pageview in one task (the Journey SDK's snippet): one page view, the page's",
+            vec![Step::Task(vec![
+                vec![s("init"), s("demo"), obj(vec![("collectorUrl", s("https://c.example"))])],
+                vec![s("pageview"), obj(vec![("title", s("Home"))])],
+            ])],
+            lines(&[
+                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
+                "setup https://c.example/sdk/v1/batch",
+                "timer 1: wake 9 in 0 ms",
+                "clear 1",
+                "save _footpath_session",
+                "queue pageview page_viewed",
+                "timer 2: wake 2 in 1200000 ms",
+            ]),
+        ),
+        (
+            "another event first: the automatic page view goes before it, and a later pageview is one more",
+            vec![Step::Task(vec![
+                vec![s("init"), s("demo"), obj(vec![("collectorUrl", s("https://c.example"))])],
+                vec![s("record"), s("a")],
+                vec![s("pageview")],
+            ])],
+            with_init(&["queue record a", "queue pageview page_viewed"]),
         ),
         (
             "init needs a deployment id, and happens once",
@@ -367,6 +429,7 @@ fn commands_before_and_at_init() {
                 ("pageview", s("sometimes")),
                 ("colour", s("red")),
                 ("globalTraitsMapper", Val::Null),
+                ("region", s("use1")),
                 ("sessionTimeoutMinutes", n(1.5, "1.5")),
             ])],
             lines(&[
@@ -375,9 +438,11 @@ fn commands_before_and_at_init() {
                 "console [footpath] ac('init'): option 'cookieExpiryDays' must be 1 to 3650",
                 "console [footpath] ac('init'): option 'pageview' must be 'auto', 'once' or 'off'",
                 "console [footpath] ac('init'): option 'colour' is not an option",
+                "timer 1: wake 9 in 0 ms",
+                "clear 1",
                 "save _footpath_session",
                 "queue pageview page_viewed",
-                "timer 1: wake 2 in 90000 ms",
+                "timer 2: wake 2 in 90000 ms",
             ]),
         ),
         (
@@ -408,9 +473,17 @@ fn handlers_and_ready() {
                 init(vec![]),
                 Step::Ac(vec![s("on"), s("ready"), f(3)]),
             ],
-            with_init(&[
-                "call 2 session once '<uuid>' ''",
+            // `ready` at init; the page view, and its session, at the end of the task.
+            lines(&[
+                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
+                "setup https://c.example/sdk/v1/batch",
+                "timer 1: wake 9 in 0 ms",
                 "call 1 plain '' ''",
+                "clear 1",
+                "save _footpath_session",
+                "queue pageview page_viewed",
+                "timer 2: wake 2 in 1200000 ms",
+                "call 2 session once '<uuid>' ''",
                 "call 3 plain once '' ''",
             ]),
         ),
@@ -551,10 +624,10 @@ fn timers_and_the_send_queue() {
                 Step::Wake(WAKE_RETRY, "30"),
             ],
             with_init(&[
-                "timer 2: wake 1 in 1000 ms",
-                "clear 2",
+                "timer 3: wake 1 in 1000 ms",
+                "clear 3",
                 "flush",
-                "timer 3: wake 1 in 30000 ms",
+                "timer 4: wake 1 in 30000 ms",
             ]),
         ),
         (
@@ -580,7 +653,7 @@ fn timers_and_the_send_queue() {
                 Step::Advance(20 * 60_000),
                 Step::Wake(WAKE_IDLE, ""),
             ],
-            with_init(&["clear 1", "call 1 session '<uuid>' ''"]),
+            with_init(&["clear 2", "call 1 session '<uuid>' ''"]),
         ),
         (
             "activity in the meantime: the timer waits again for the rest",
@@ -594,8 +667,8 @@ fn timers_and_the_send_queue() {
             with_init(&[
                 "save _footpath_session",
                 "queue record a",
-                "clear 1",
-                "timer 2: wake 2 in 300000 ms",
+                "clear 2",
+                "timer 3: wake 2 in 300000 ms",
             ]),
         ),
     ]);
@@ -612,7 +685,9 @@ fn consent() {
                 Step::Ac(vec![s("consent"), s("granted")]),
             ],
             lines(&[
-                "timer 1: wake 2 in 1200000 ms",
+                "timer 1: wake 9 in 0 ms",
+                "clear 1",
+                "timer 2: wake 2 in 1200000 ms",
                 "cookie _footpath_consent=granted; Max-Age=31536000; Path=/; SameSite=Lax",
                 "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
                 "setup https://c.example/sdk/v1/batch",
@@ -666,6 +741,9 @@ fn consent() {
             lines(&[
                 "wipe",
                 "cookie _footpath_vid=; Max-Age=0; Path=/; SameSite=Lax",
+                // The automatic page view's turn comes, and nothing is recorded.
+                "timer 1: wake 9 in 0 ms",
+                "clear 1",
                 "console [footpath] ac('consent'): needs 'granted' or 'denied'",
             ]),
         ),
