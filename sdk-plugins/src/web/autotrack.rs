@@ -1,0 +1,242 @@
+//! The autotrack plugins: clicks, idleness, elements coming into view, scroll depth and
+//! a single-page app's URL changes.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use gloo_timers::callback::Timeout;
+use js_sys::{Array, Function, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{IntersectionObserver, IntersectionObserverEntry};
+
+use super::{
+    ac, attributes, check_selector, document, listen, new_page, on_new_page, record,
+    target_element, window,
+};
+use crate::rules::{cat, decimal, scroll_depth as depth, ElementRule, IdleRule, ScrollRule};
+
+/// `autotrackClick`: a click on (or inside) an element matching a rule's selector
+/// records the rule's event.
+pub fn click(rules: Vec<ElementRule>) -> Result<(), String> {
+    for (i, rule) in rules.iter().enumerate() {
+        check_selector(&cat(&["clickEvents[", &decimal(i), "]"]), &rule.selector)?;
+    }
+    let document = document().ok_or("needs a document")?;
+    listen(&document, "click", move |event| {
+        let Some(element) = target_element(&event) else {
+            return;
+        };
+        for rule in &rules {
+            if let Ok(Some(_)) = element.closest(&rule.selector) {
+                record(&rule.event_name, &attributes(&rule.custom_attributes));
+            }
+        }
+    });
+    Ok(())
+}
+
+/// What counts as the visitor being there.
+const ACTIVITY: [&str; 6] = [
+    "pointermove",
+    "pointerdown",
+    "keydown",
+    "scroll",
+    "wheel",
+    "touchstart",
+];
+
+/// Timers are re-armed at most this often while the visitor is active: a mouse move
+/// fires many events a second, and an idle time is counted in seconds.
+const REARM_EVERY_MS: f64 = 1_000.0;
+
+/// `autotrackIdle`: a rule's event once the visitor has not interacted for its
+/// `idleAfter` seconds; again only after the visitor has been active since.
+pub fn idle(rules: Vec<IdleRule>) {
+    let rules = Rc::new(rules);
+    let timers: Rc<RefCell<Vec<Timeout>>> = Rc::default();
+    let armed_at = Rc::new(Cell::new(f64::NEG_INFINITY));
+    let arm = {
+        let rules = Rc::clone(&rules);
+        move || {
+            let now = js_sys::Date::now();
+            if now - armed_at.get() < REARM_EVERY_MS {
+                return;
+            }
+            armed_at.set(now);
+            // Dropping a `Timeout` cancels it.
+            *timers.borrow_mut() = rules
+                .iter()
+                .map(|rule| {
+                    let name = rule.event_name.clone();
+                    let custom = rule.custom_attributes.clone();
+                    let armed_at = Rc::clone(&armed_at);
+                    Timeout::new((rule.idle_after * 1000.0) as u32, move || {
+                        // The next activity arms again at once.
+                        armed_at.set(f64::NEG_INFINITY);
+                        record(&name, &attributes(&custom));
+                    })
+                })
+                .collect();
+        }
+    };
+    arm();
+    let arm = Rc::new(arm);
+    if let Some(window) = window() {
+        for kind in ACTIVITY {
+            let arm = Rc::clone(&arm);
+            listen(&window, kind, move |_| arm());
+        }
+    }
+}
+
+/// `autotrackInViewport`: a rule's event the first time each matching element (present
+/// when the plugin loads) comes into view.
+pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
+    for (i, rule) in rules.iter().enumerate() {
+        check_selector(
+            &cat(&["inViewportEvents[", &decimal(i), "]"]),
+            &rule.selector,
+        )?;
+    }
+    let document = document().ok_or("needs a document")?;
+    for rule in rules {
+        let name = rule.event_name.clone();
+        let custom = rule.custom_attributes.clone();
+        let seen = Closure::<dyn FnMut(Array, IntersectionObserver)>::new(
+            move |entries: Array, observer: IntersectionObserver| {
+                for entry in entries.iter() {
+                    let entry: IntersectionObserverEntry = entry.unchecked_into();
+                    if entry.is_intersecting() {
+                        observer.unobserve(&entry.target());
+                        record(&name, &attributes(&custom));
+                    }
+                }
+            },
+        );
+        let observer = IntersectionObserver::new(seen.as_ref().unchecked_ref())
+            .map_err(|_| "this browser has no IntersectionObserver")?;
+        seen.forget();
+        if let Ok(elements) = document.query_selector_all(&rule.selector) {
+            for i in 0..elements.length() {
+                if let Some(element) = elements.item(i).and_then(|n| n.dyn_into().ok()) {
+                    observer.observe(&element);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `autotrackScrollDepth`: each rule's event once per page view, when the bottom of
+/// the viewport first reaches its percentage of the page.
+pub fn scroll_depth(rules: Vec<ScrollRule>) {
+    let reached = Rc::new(RefCell::new(vec![false; rules.len()]));
+    {
+        let reached = Rc::clone(&reached);
+        on_new_page(move || reached.borrow_mut().fill(false));
+    }
+    let Some(window) = window() else {
+        return;
+    };
+    let page = window.clone();
+    listen(&window, "scroll", move |_| {
+        let Some(root) = page.document().and_then(|d| d.document_element()) else {
+            return;
+        };
+        let viewport = page
+            .inner_height()
+            .ok()
+            .and_then(|h| h.as_f64())
+            .unwrap_or(0.0);
+        let percent = depth(
+            page.scroll_y().unwrap_or(0.0),
+            viewport,
+            f64::from(root.scroll_height()),
+        );
+        let mut reached = reached.borrow_mut();
+        for (rule, done) in rules.iter().zip(reached.iter_mut()) {
+            if !*done && percent >= rule.percentage {
+                *done = true;
+                let attributes = attributes(&rule.custom_attributes);
+                record(&rule.event_name, &attributes);
+            }
+        }
+    });
+}
+
+/// `autotrackUrlChange`: a page view each time a single-page app changes the URL
+/// (`history.pushState`, `replaceState`, back and forward), or, when the page gives
+/// `onUrlChange(url)`, a call of that instead (the page then records its own page
+/// view, with the title it has after rendering). Options: `{ onUrlChange }` only.
+pub fn url_change(options: &JsValue) -> Result<(), String> {
+    let hook = if options.is_undefined() || options.is_null() {
+        None
+    } else {
+        let object = options
+            .dyn_ref::<Object>()
+            .ok_or("options must be an object")?;
+        let keys = Object::keys(object);
+        for key in keys.iter() {
+            if key.as_string().as_deref() != Some("onUrlChange") {
+                return Err(cat(&[
+                    "options.",
+                    &key.as_string().unwrap_or_default(),
+                    ": is not an option (onUrlChange)",
+                ]));
+            }
+        }
+        match Reflect::get(object, &"onUrlChange".into()) {
+            Ok(value) if value.is_undefined() => None,
+            Ok(value) => Some(
+                value
+                    .dyn_into::<Function>()
+                    .map_err(|_| "options.onUrlChange: must be a function")?,
+            ),
+            Err(_) => None,
+        }
+    };
+    let window = window().ok_or("needs a window")?;
+    let history = window.history().map_err(|_| "needs history")?;
+    let location = window.location();
+    let last = Rc::new(RefCell::new(location.href().unwrap_or_default()));
+    let changed: Rc<dyn Fn()> = Rc::new(move || {
+        let href = location.href().unwrap_or_default();
+        if *last.borrow() == href {
+            return;
+        }
+        *last.borrow_mut() = href.clone();
+        new_page();
+        // After the task that changed the URL, by when a router has usually rendered
+        // the new page and set its title.
+        let hook = hook.clone();
+        Timeout::new(0, move || match &hook {
+            Some(hook) => {
+                let _ = hook.call1(&JsValue::UNDEFINED, &href.into());
+            }
+            None => ac(&["pageview".into()]),
+        })
+        .forget();
+    });
+    for method in ["pushState", "replaceState"] {
+        let original = Reflect::get(&history, &method.into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .ok_or("needs history.pushState")?;
+        let changed = Rc::clone(&changed);
+        let target = history.clone();
+        let wrapper = Closure::<dyn Fn(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
+            move |state, unused, url| {
+                // The browser's own call first, throwing what it throws (a URL of
+                // another origin).
+                let result = original.call3(&target, &state, &unused, &url)?;
+                changed();
+                Ok(result)
+            },
+        );
+        let _ = Reflect::set(&history, &method.into(), wrapper.as_ref());
+        wrapper.forget();
+    }
+    listen(&window, "popstate", move |_| changed());
+    Ok(())
+}

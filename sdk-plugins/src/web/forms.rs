@@ -1,0 +1,239 @@
+//! `ac('forms:track', selector, options)`: `form_submitted` when a matching form is
+//! submitted, `form_abandoned` when a visitor who started filling one leaves without
+//! submitting it: the page is hidden or closed, or a single-page app moves on and the
+//! form is gone. Listeners sit on the document, so forms rendered later count too.
+//!
+//! What is captured is decided by [`may_capture`]: never passwords, payment card
+//! fields, hidden or file inputs, or what the site marks `data-footpath-exclude`.
+
+use std::cell::RefCell;
+
+use js_sys::{Array, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{Element, HtmlFormElement};
+
+use super::{
+    ac, attributes, check_selector, document, listen, on_new_page, read, record, set,
+    target_element, window,
+};
+use crate::rules::{
+    attribute_name, cat, clip, form_options, may_capture, Field, FormOptions, EXCLUDE_ATTRIBUTE,
+    FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
+};
+use footpath_protocol::v1::MAX_ATTRIBUTES;
+
+struct Tracked {
+    selector: String,
+    options: FormOptions,
+}
+
+#[derive(Default)]
+struct Forms {
+    tracked: Vec<Tracked>,
+    /// Forms the visitor has typed into and not submitted, with their rule.
+    started: Vec<(HtmlFormElement, usize)>,
+    listening: bool,
+}
+
+thread_local! {
+    static FORMS: RefCell<Forms> = RefCell::default();
+}
+
+pub fn track(args: &js_sys::Array) -> Result<(), String> {
+    let selector = args
+        .get(1)
+        .as_string()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or("needs a form selector")?;
+    check_selector("form", &selector)?;
+    let options = form_options(&read(&args.get(2)))?;
+    let listen_now = FORMS.with(|forms| {
+        let mut forms = forms.borrow_mut();
+        forms.tracked.push(Tracked { selector, options });
+        !std::mem::replace(&mut forms.listening, true)
+    });
+    if listen_now {
+        start_listening()?;
+    }
+    Ok(())
+}
+
+fn start_listening() -> Result<(), String> {
+    let page = document().ok_or("needs a document")?;
+    for kind in ["input", "change"] {
+        listen(&page, kind, |event| {
+            if let Some((form, rule)) = tracked_form(target_element(&event)) {
+                FORMS.with(|forms| {
+                    let mut forms = forms.borrow_mut();
+                    if !forms.started.iter().any(|(f, _)| *f == form) {
+                        forms.started.push((form, rule));
+                    }
+                });
+            }
+        });
+    }
+    listen(&page, "submit", |event| {
+        let Some(form) = event
+            .target()
+            .and_then(|t| t.dyn_into::<HtmlFormElement>().ok())
+        else {
+            return;
+        };
+        let Some((form, rule)) = tracked_form(Some(form.into())) else {
+            return;
+        };
+        FORMS.with(|forms| forms.borrow_mut().started.retain(|(f, _)| *f != form));
+        report(&form, rule, FORM_SUBMITTED);
+    });
+    let window = window().ok_or("needs a window")?;
+    // Before the SDK's own handlers (capturing listeners run first), so that the
+    // events go out in the same beacon.
+    listen(&window, "pagehide", |_| abandon(|_| true));
+    listen(&page, "visibilitychange", |_| {
+        if document().is_some_and(|d| d.hidden()) {
+            abandon(|_| true);
+        }
+    });
+    on_new_page(|| abandon(|form| !form.is_connected()));
+    Ok(())
+}
+
+/// The tracked form that `element` is (in), with the index of its rule.
+fn tracked_form(element: Option<Element>) -> Option<(HtmlFormElement, usize)> {
+    let form: HtmlFormElement = element?.closest("form").ok()??.dyn_into().ok()?;
+    let rule = FORMS.with(|forms| {
+        forms
+            .borrow()
+            .tracked
+            .iter()
+            .position(|tracked| form.matches(&tracked.selector).unwrap_or(false))
+    })?;
+    Some((form, rule))
+}
+
+/// Records `form_abandoned` for the started forms that `gone` picks.
+fn abandon(gone: impl Fn(&HtmlFormElement) -> bool) {
+    let left = FORMS.with(|forms| {
+        let mut forms = forms.borrow_mut();
+        let (left, kept) = std::mem::take(&mut forms.started)
+            .into_iter()
+            .partition(|(form, _)| gone(form));
+        forms.started = kept;
+        left
+    });
+    for (form, rule) in left {
+        report(&form, rule, FORM_ABANDONED);
+    }
+}
+
+/// Records `event` for `form`: its name, the captured fields (when the options ask
+/// for them) and the custom attributes; the mapped fields first become traits.
+fn report(form: &HtmlFormElement, rule: usize, event: &str) {
+    let Some((capture, name, custom, mapper)) = FORMS.with(|forms| {
+        forms.borrow().tracked.get(rule).map(|tracked| {
+            let options = &tracked.options;
+            let capture = if event == FORM_SUBMITTED {
+                options.capture_form_data_on_submit
+            } else {
+                options.capture_form_data_on_abandon
+            };
+            (
+                capture,
+                options.form_name.clone(),
+                options.custom_attributes.clone(),
+                options.traits_mapper.clone(),
+            )
+        })
+    }) else {
+        return;
+    };
+    let fields = attributes(&custom);
+    let traits = Object::new();
+    let mut count = custom.len() + 1;
+    for (field_name, value) in fields_of(form) {
+        for (_, trait_name) in mapper.iter().filter(|(field, _)| *field == field_name) {
+            set(&traits, trait_name, &value.as_str().into());
+        }
+        if !capture || count >= MAX_ATTRIBUTES {
+            continue;
+        }
+        if let Some(key) = attribute_name(&field_name) {
+            let key_value: JsValue = key.as_str().into();
+            // The custom attributes win over a field of the same name.
+            if !Reflect::has(&fields, &key_value).unwrap_or(true) {
+                set(&fields, &key, &value.into());
+                count += 1;
+            }
+        }
+    }
+    set(&fields, FORM_NAME_ATTRIBUTE, &name.into());
+    if Object::keys(&traits).length() > 0 {
+        ac(&["identify".into(), traits.into()]);
+    }
+    record(event, &fields);
+}
+
+/// The form's fields that may be captured and hold a value: name (or id) and value.
+/// A checkbox or radio button counts when checked; a multiple select gives its chosen
+/// values joined with commas.
+fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let elements = form.elements();
+    for i in 0..elements.length() {
+        let Some(element) = elements.item(i) else {
+            continue;
+        };
+        let attribute = |name: &str| element.get_attribute(name).unwrap_or_default();
+        let tag = element.tag_name().to_ascii_lowercase();
+        let kind = attribute("type").to_ascii_lowercase();
+        let mut name = attribute("name");
+        if name.is_empty() {
+            name = element.id();
+        }
+        let autocomplete = attribute("autocomplete");
+        let excluded = element
+            .closest(&cat(&["[", EXCLUDE_ATTRIBUTE, "]"]))
+            .ok()
+            .flatten()
+            .is_some();
+        let field = Field {
+            tag: &tag,
+            kind: &kind,
+            name: &name,
+            autocomplete: &autocomplete,
+            excluded,
+        };
+        if name.is_empty() || !may_capture(&field) {
+            continue;
+        }
+        let property = |key: &str| Reflect::get(&element, &key.into()).unwrap_or_default();
+        let value = if kind == "checkbox" || kind == "radio" {
+            if !property("checked").is_truthy() {
+                continue;
+            }
+            property("value").as_string().unwrap_or_default()
+        } else if tag == "select" && property("multiple").is_truthy() {
+            Array::from(&property("selectedOptions"))
+                .iter()
+                .filter_map(|option| Reflect::get(&option, &"value".into()).ok()?.as_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            property("value").as_string().unwrap_or_default()
+        };
+        if value.is_empty() {
+            continue;
+        }
+        let value = clip(&value).to_owned();
+        // Checkboxes of one name: their values joined, as a multiple select's.
+        match fields.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, joined)) => {
+                let both = cat(&[joined, ",", &value]);
+                *joined = clip(&both).to_owned();
+            }
+            None => fields.push((name, value)),
+        }
+    }
+    fields
+}

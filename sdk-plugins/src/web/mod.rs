@@ -1,0 +1,244 @@
+//! API Boundary: the plugin module's browser side. The loader calls [`run`] with the
+//! page's `ac`, its `refuse(command, message)` and the arguments of one `load`, `forms:track` or `session` call.
+//!
+//! Nothing here throws into the page: every DOM call that can fail is checked, page
+//! functions are called through `Function::call*`, whose exceptions are caught, and a
+//! refused call is reported through the core (the loader's `refuse`).
+
+mod autotrack;
+mod forms;
+mod session;
+
+use std::cell::RefCell;
+
+use js_sys::{Array, Function, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{AddEventListenerOptions, Document, Element, Event, EventTarget, Window};
+
+use crate::rules::{self, cat, Attributes, Val, Value};
+
+thread_local! {
+    /// The page's command function, as the loader passed it.
+    static AC: RefCell<Option<Function>> = const { RefCell::new(None) };
+    /// The loader's way to have the core report a refusal: `(command, message)`.
+    static REFUSE: RefCell<Option<Function>> = const { RefCell::new(None) };
+    /// The plugins loaded on this page, by name: a second `load` of one only calls
+    /// its callback.
+    static LOADED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// What runs when the single-page app moves to another URL: plugins whose state
+    /// belongs to one page view (scroll depth) start again.
+    static NEW_PAGE: RefCell<Vec<Box<dyn Fn()>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One `ac('load' | 'forms:track' | 'session', ...)` call; `args` holds the command
+/// name first, as the page passed it.
+#[wasm_bindgen]
+pub fn run(ac: Function, refuse: Function, args: Array) {
+    AC.with(|slot| *slot.borrow_mut() = Some(ac));
+    REFUSE.with(|slot| *slot.borrow_mut() = Some(refuse));
+    let command = args.get(0).as_string().unwrap_or_default();
+    let done = match command.as_str() {
+        "load" => load(&args),
+        "forms:track" => forms::track(&args),
+        "session" => session::ask(&args),
+        _ => Err("is not a command".into()),
+    };
+    if let Err(message) = done {
+        self::refuse(&command, &message);
+    }
+}
+
+fn load(args: &Array) -> Result<(), String> {
+    let name = args.get(1).as_string().ok_or("needs a plugin name")?;
+    let options = args.get(2);
+    let callback = args.get(3);
+    if !callback.is_undefined() && !callback.is_function() {
+        return Err("loadedCallback must be a function".into());
+    }
+    let loaded = LOADED.with(|loaded| loaded.borrow().contains(&name));
+    if !loaded {
+        match name.as_str() {
+            "autotrackClick" => autotrack::click(rules::click_options(&read(&options))?)?,
+            "autotrackIdle" => autotrack::idle(rules::idle_options(&read(&options))?),
+            "autotrackInViewport" => {
+                autotrack::in_viewport(rules::in_viewport_options(&read(&options))?)?
+            }
+            "autotrackScrollDepth" => {
+                autotrack::scroll_depth(rules::scroll_depth_options(&read(&options))?)
+            }
+            "autotrackUrlChange" => autotrack::url_change(&options)?,
+            _ => {
+                return Err(cat(&[
+                    "unknown plugin '",
+                    &name,
+                    "': autotrackClick, autotrackIdle, autotrackInViewport, autotrackScrollDepth or autotrackUrlChange",
+                ]))
+            }
+        }
+        LOADED.with(|loaded| loaded.borrow_mut().push(name));
+    }
+    if let Some(callback) = callback.dyn_ref::<Function>() {
+        // What the page's function throws stays with it.
+        let _ = callback.call0(&JsValue::UNDEFINED);
+    }
+    Ok(())
+}
+
+/// How deep options may nest, and how many entries a list or object may have: a
+/// page's mistake (a DOM node, a huge array) must not make the read take long.
+const MAX_DEPTH: u32 = 6;
+const MAX_ENTRIES: u32 = 1_000;
+
+/// A value the page passed, as [`Val`] for the rules.
+fn read(value: &JsValue) -> Val {
+    read_at(value, 0)
+}
+
+fn read_at(value: &JsValue, depth: u32) -> Val {
+    if value.is_undefined() {
+        return Val::Undefined;
+    }
+    if value.is_null() {
+        return Val::Null;
+    }
+    if let Some(flag) = value.as_bool() {
+        return Val::Bool(flag);
+    }
+    if let Some(number) = value.as_f64() {
+        return Val::Number(number);
+    }
+    if let Some(text) = value.as_string() {
+        return Val::Str(text);
+    }
+    if depth >= MAX_DEPTH || value.is_function() {
+        return Val::Other;
+    }
+    if let Some(array) = value.dyn_ref::<Array>() {
+        if array.length() > MAX_ENTRIES {
+            return Val::Other;
+        }
+        return Val::List(array.iter().map(|item| read_at(&item, depth + 1)).collect());
+    }
+    let Some(object) = value.dyn_ref::<Object>() else {
+        return Val::Other;
+    };
+    let keys = Object::keys(object);
+    if keys.length() > MAX_ENTRIES {
+        return Val::Other;
+    }
+    Val::Object(
+        keys.iter()
+            .filter_map(|key| {
+                let item = Reflect::get(object, &key).ok()?;
+                Some((key.as_string()?, read_at(&item, depth + 1)))
+            })
+            .collect(),
+    )
+}
+
+/// Calls the page's `ac` with `args` (the loader's `ac` never throws).
+fn ac(args: &[JsValue]) {
+    AC.with(|slot| {
+        if let Some(ac) = slot.borrow().as_ref() {
+            let _ = ac.apply(&JsValue::UNDEFINED, &args.iter().collect::<Array>());
+        }
+    });
+}
+
+/// Has the core report `message` about `command`, as it reports its own refusals.
+fn refuse(command: &str, message: &str) {
+    REFUSE.with(|slot| {
+        if let Some(refuse) = slot.borrow().as_ref() {
+            let _ = refuse.call2(&JsValue::UNDEFINED, &command.into(), &message.into());
+        }
+    });
+}
+
+/// `ac('record', name, attributes)`.
+fn record(name: &str, attributes: &Object) {
+    ac(&["record".into(), name.into(), attributes.into()]);
+}
+
+/// The attributes as the object `record` takes.
+fn attributes(attributes: &Attributes) -> Object {
+    let object = Object::new();
+    for (key, value) in attributes {
+        set(&object, key, &value_of(value));
+    }
+    object
+}
+
+fn value_of(value: &Value) -> JsValue {
+    match value {
+        Value::Text(text) => text.into(),
+        Value::Number(number) => (*number).into(),
+        Value::Flag(flag) => (*flag).into(),
+        Value::Typed(data_type, value) => {
+            let object = Object::new();
+            set(&object, "dataType", &data_type.as_str().into());
+            set(&object, "value", &value_of(value));
+            object.into()
+        }
+    }
+}
+
+fn set(object: &Object, key: &str, value: &JsValue) {
+    let _ = Reflect::set(object, &key.into(), value);
+}
+
+fn window() -> Option<Window> {
+    web_sys::window()
+}
+
+fn document() -> Option<Document> {
+    window().and_then(|window| window.document())
+}
+
+/// Refuses a selector the browser cannot parse, naming the option that holds it.
+fn check_selector(at: &str, selector: &str) -> Result<(), String> {
+    let document = document().ok_or("needs a document")?;
+    document.query_selector(selector).map(|_| ()).map_err(|_| {
+        cat(&[
+            at,
+            ".selector: '",
+            selector,
+            "' is not a valid CSS selector",
+        ])
+    })
+}
+
+/// The element an event happened on (or inside).
+fn target_element(event: &Event) -> Option<Element> {
+    event.target()?.dyn_into::<Element>().ok()
+}
+
+/// Listens for `kind` on `target` for the page's lifetime. Capturing, so that a page
+/// that stops the event's propagation does not hide it, and passive: nothing here
+/// cancels an event.
+fn listen(target: &EventTarget, kind: &str, handler: impl FnMut(Event) + 'static) {
+    let options = AddEventListenerOptions::new();
+    options.set_capture(true);
+    options.set_passive(true);
+    let closure = Closure::<dyn FnMut(Event)>::new(handler);
+    let _ = target.add_event_listener_with_callback_and_add_event_listener_options(
+        kind,
+        closure.as_ref().unchecked_ref(),
+        &options,
+    );
+    // Listeners live as long as the page.
+    closure.forget();
+}
+
+/// The single-page app moved to another URL.
+fn new_page() {
+    NEW_PAGE.with(|hooks| {
+        for hook in hooks.borrow().iter() {
+            hook();
+        }
+    });
+}
+
+fn on_new_page(hook: impl Fn() + 'static) {
+    NEW_PAGE.with(|hooks| hooks.borrow_mut().push(Box::new(hook)));
+}
