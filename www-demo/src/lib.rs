@@ -68,6 +68,16 @@ const PAGES: &[Page] = &[
     },
 ];
 
+/// The help centre: a single-page app (its paths start with `/support`) whose head
+/// holds a snippet written for the Journey SDK instead of Footpath's (see
+/// [`DemoConfig::journey_snippet_tag`]).
+const SUPPORT: Page = Page {
+    path: "/support",
+    title: "Help centre — Trailhead Outfitters",
+    keywords: "help, support, contact",
+    main: include_str!("../site/support.html"),
+};
+
 /// The shop's own script and style.
 const ASSETS: &[(&str, &str, &str)] = &[
     (
@@ -107,6 +117,40 @@ impl DemoConfig {
             .replace("COLLECTOR_URL", self.collector_url.trim_end_matches('/'))
             .replace("ac('init','DEPLOYMENT_ID');", &init);
         format!("<script>{snippet}</script>")
+    }
+
+    /// The help centre's head: the snippet shape of pages written for the Journey SDK,
+    /// with only the script URL changed. The global is named through
+    /// `_genesysJourneySdk`; `init` passes a `region` (accepted and ignored), and the
+    /// page records its page view itself, then loads URL-change tracking and tracks
+    /// its contact form.
+    pub fn journey_snippet_tag(&self) -> String {
+        let options = self.init_options.as_deref().unwrap_or("{}");
+        let collector = self.collector_url.trim_end_matches('/');
+        let deployment = &self.deployment_id;
+        format!(
+            "<script>\n\
+             (function (win, doc, src, name) {{\n\
+               win._genesysJourneySdk = name;\n\
+               win[name] = win[name] || function () {{ (win[name].q = win[name].q || []).push(arguments); }};\n\
+               win[name].t = 1 * new Date();\n\
+               var script = doc.createElement('script');\n\
+               script.async = 1; script.src = src; script.charset = 'utf-8';\n\
+               var first = doc.getElementsByTagName('script')[0];\n\
+               first.parentNode.insertBefore(script, first);\n\
+             }})(window, document, '{collector}/sdk/footpath.js', 'ac');\n\
+             ac('init', '{deployment}', Object.assign({{ region: 'use1' }}, {options}));\n\
+             ac('pageview');\n\
+             ac('load', 'autotrackUrlChange');\n\
+             ac('forms:track', '#contact-form', {{\n\
+               formName: 'contact',\n\
+               captureFormDataOnSubmit: true,\n\
+               captureFormDataOnAbandon: true,\n\
+               customAttributes: {{ channel: 'web' }},\n\
+               traitsMapper: [{{ fieldName: 'email', traitName: 'email' }}]\n\
+             }});\n\
+             </script>"
+        )
     }
 }
 
@@ -180,9 +224,20 @@ fn visitor_cookie(headers: &HeaderMap) -> Option<&str> {
 
 async fn page(State(config): State<Arc<DemoConfig>>, uri: Uri) -> Response {
     let path = uri.path().trim_end_matches(".html");
-    if let Some(page) = PAGES.iter().find(|page| page.path == path) {
+    let support = path == SUPPORT.path || path.starts_with("/support/");
+    let found = if support {
+        Some(&SUPPORT)
+    } else {
+        PAGES.iter().find(|page| page.path == path)
+    };
+    if let Some(page) = found {
+        let snippet = if support {
+            config.journey_snippet_tag()
+        } else {
+            config.snippet_tag()
+        };
         let body = LAYOUT
-            .replace("{{snippet}}", &config.snippet_tag())
+            .replace("{{snippet}}", &snippet)
             .replace("{{title}}", page.title)
             .replace("{{keywords}}", page.keywords)
             .replace("{{main}}", page.main);
