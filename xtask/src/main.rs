@@ -6,11 +6,14 @@
 //! - `size`:  prints raw, gzip and brotli sizes of everything a page downloads.
 //! - `run`:   README command 1: collector, demo site and agents' API, with URLs
 //!   (`--postgres`: on a throwaway PostgreSQL cluster instead of SQLite).
-//! - `test`:  README command 2: every test (native, wasm in Chromium, end-to-end), then
-//!   a short run of each fuzz target, and the licence, ban and source check of every
-//!   crate (`cargo deny`, by `deny.toml`).
+//! - `test`:  README command 2: every test (native, Node, the npm package's types and
+//!   contents, wasm in Chromium, end-to-end), then a short run of each fuzz target,
+//!   and the licence, ban and source check of every crate (`cargo deny`, by
+//!   `deny.toml`).
 //! - `fuzz`:  longer runs of the fuzz targets in `fuzz/` (cargo-fuzz, libFuzzer).
 //! - `deny`:  the dependency check of `test` alone.
+//! - `package`: the npm package checks of `test` alone (`js/`: Node tests of its entry,
+//!   `tsc --noEmit` over the typed example, `npm pack --dry-run`).
 //! - `postgres`: a PostgreSQL server of one's own in `target/postgres/`, in the
 //!   foreground until Ctrl-C (for trying the server backend by hand).
 //!
@@ -18,6 +21,7 @@
 
 mod deny;
 mod fuzz;
+mod package;
 mod postgres;
 mod sdk;
 mod setup;
@@ -40,13 +44,19 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("fuzz") => fuzz::command(&args[1..]),
         Some("postgres") => setup::setup().and_then(|_| postgres::command(&args[1..])),
+        Some("package") => setup::install_js_tools().and_then(|()| {
+            let mut tally = Tally::default();
+            let outcome = package::check(&mut tally);
+            println!("{} passed, {} failed", tally.passed, tally.failed);
+            outcome
+        }),
         Some("deny") => {
             setup::install_cargo_deny().and_then(|()| deny::check(&mut Tally::default()))
         }
         _ => {
             eprintln!(
                 "usage: cargo xtask <setup|sdk|size [--twiggy]|run [--postgres]|test [--no-wasm] [--no-e2e] [--no-fuzz]\
-                 |fuzz [--seconds N] [target] [--replay FILE]|deny|postgres [--port N]>"
+                 |fuzz [--seconds N] [target] [--replay FILE]|deny|package|postgres [--port N]>"
             );
             return ExitCode::from(2);
         }
@@ -164,6 +174,8 @@ fn test(args: &[String]) -> Result<()> {
             .current_dir(root());
         run_tests(&mut node, &mut tally).context("the SDK's host.js tests (Node)")
     });
+    // The npm package in `js/`: its ESM entry, its TypeScript declarations, its contents.
+    let outcome = outcome.and_then(|_| package::check(&mut tally));
     let outcome = outcome.and_then(|_| {
         if with_wasm {
             sdk::test_in_browser(&tools, &mut tally)

@@ -202,9 +202,10 @@ fn command_works(program: &str) -> bool {
 }
 
 /// wasm-opt (binaryen) and terser from the npm registry, at the versions pinned in
-/// `js/package-lock.json`. Debian's binaryen is too old: it cannot read the module's
+/// `js/package-lock.json`, with TypeScript's `tsc`, which checks the npm package's
+/// declarations. Debian's binaryen is too old: it cannot read the module's
 /// target-features section and mangles wasm-bindgen's externref table.
-fn install_js_tools() -> Result<()> {
+pub fn install_js_tools() -> Result<()> {
     let js = root().join("js");
     let stamp = js.join("node_modules/.package-lock.json");
     let lock = js.join("package-lock.json");
@@ -215,6 +216,7 @@ fn install_js_tools() -> Result<()> {
     if fresh
         && js.join("node_modules/.bin/wasm-opt").exists()
         && js.join("node_modules/.bin/terser").exists()
+        && js.join("node_modules/.bin/tsc").exists()
     {
         return Ok(());
     }
