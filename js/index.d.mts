@@ -125,8 +125,11 @@ export interface PluginOptions {
 
 export type PluginName = keyof PluginOptions;
 
-/** Called once the plugin runs (no argument), or with why it could not. */
-export type LoadedCallback = (error?: string) => void;
+/**
+ * Called once the plugin runs. A plugin that cannot run (bad options) is reported on
+ * the console and to `on('error')` handlers instead, and this is not called.
+ */
+export type LoadedCallback = () => void;
 
 /** The options of `ac('forms:track', selector, options)`. */
 export interface FormTrackOptions {
@@ -141,7 +144,11 @@ export interface FormTrackOptions {
   traitsMapper?: TraitMapping[];
 }
 
-/** The web session as the collector knows it. */
+/**
+ * The web session as the collector knows it. `ac('session', callback)` calls back with
+ * it, or with `null` when the collector has no live session for the visitor (nothing
+ * stored yet after about ten seconds, or tracking is off).
+ */
 export interface WebSession {
   id: string;
   /** The short id an agent can ask a visitor for ("482913"). */
@@ -152,6 +159,9 @@ export interface WebSession {
 export interface SdkState {
   visitorId?: string;
   sessionId?: string;
+  deploymentId?: string;
+  /** Where batches go, once consent lets anything be sent. */
+  url?: string;
   /** This page's events the collector has not judged yet. */
   queued?: number;
 }
@@ -185,7 +195,7 @@ export interface Ac {
 
   (command: 'forms:track', selector: string, options: FormTrackOptions): void;
 
-  (command: 'session', callback: (session: WebSession) => void): void;
+  (command: 'session', callback: (session: WebSession | null) => void): void;
 
   /** The calls queued by the stub before the SDK loaded (gone once it has). */
   readonly q?: ArrayLike<unknown>[];

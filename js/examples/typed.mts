@@ -65,8 +65,8 @@ ac('optIn');
 ac('load', 'autotrackClick', {
   clickEvents: [{ selector: 'button.buy', eventName: 'buy_clicked', customAttributes: { place: 'card' } }],
 });
-ac('load', 'autotrackIdle', { idleEvents: [{ idleAfter: 60, eventName: 'visitor_idled' }] }, (error) => {
-  if (error !== undefined) console.log(error.toUpperCase());
+ac('load', 'autotrackIdle', { idleEvents: [{ idleAfter: 60, eventName: 'visitor_idled' }] }, () => {
+  console.log('idle tracking runs');
 });
 ac('load', 'autotrackInViewport', { inViewportEvents: [{ selector: '#offer', eventName: 'offer_seen' }] });
 ac('load', 'autotrackScrollDepth', {
@@ -88,7 +88,7 @@ ac('forms:track', 'form.signup', {
   traitsMapper: [{ fieldName: 'email', traitName: 'email' }],
 });
 
-ac('session', (session: WebSession) => console.log(`your reference is ${session.shortId}`, session.id));
+ac('session', (session: WebSession | null) => console.log(`your reference is ${session?.shortId}`, session?.id));
 
 const queued: number = ac.q?.length ?? 0;
 const loadedAt: number | undefined = ac.l;
