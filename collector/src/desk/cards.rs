@@ -694,6 +694,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn form_tracking_events_read_as_what_happened() {
+        let table = [
+            (ItemKind::Form, "form_submitted", "Form submitted"),
+            (ItemKind::Form, "form_abandoned", "Form abandoned"),
+            // Other form events, and custom events, keep their names.
+            (ItemKind::Form, "signup_form_abandoned", "signup_form_abandoned"),
+            (ItemKind::Custom, "cart_added", "cart_added"),
+            (ItemKind::Pageview, "page_viewed", "Page viewed"),
+        ];
+        for (kind, name, shown) in table {
+            assert_eq!(kind.default_display_name(name), shown, "{name}");
+        }
+    }
+
+    #[test]
     fn only_pages_of_the_deployments_own_origins_are_links() {
         let allowed = vec![
             "https://shop.example".to_owned(),
