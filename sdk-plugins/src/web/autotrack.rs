@@ -168,34 +168,8 @@ pub fn scroll_depth(rules: Vec<ScrollRule>) {
 /// `autotrackUrlChange`: a page view each time a single-page app changes the URL
 /// (`history.pushState`, `replaceState`, back and forward), or, when the page gives
 /// `onUrlChange(url)`, a call of that instead (the page then records its own page
-/// view, with the title it has after rendering). Options: `{ onUrlChange }` only.
-pub fn url_change(options: &JsValue) -> Result<(), String> {
-    let hook = if options.is_undefined() || options.is_null() {
-        None
-    } else {
-        let object = options
-            .dyn_ref::<Object>()
-            .ok_or("options must be an object")?;
-        let keys = Object::keys(object);
-        for key in keys.iter() {
-            if key.as_string().as_deref() != Some("onUrlChange") {
-                return Err(cat(&[
-                    "options.",
-                    &key.as_string().unwrap_or_default(),
-                    ": is not an option (onUrlChange)",
-                ]));
-            }
-        }
-        match Reflect::get(object, &"onUrlChange".into()) {
-            Ok(value) if value.is_undefined() => None,
-            Ok(value) => Some(
-                value
-                    .dyn_into::<Function>()
-                    .map_err(|_| "options.onUrlChange: must be a function")?,
-            ),
-            Err(_) => None,
-        }
-    };
+/// view, with the title it has after rendering; see [`url_change_hook`]).
+pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
     let history = window.history().map_err(|_| "needs history")?;
     let location = window.location();
@@ -239,4 +213,34 @@ pub fn url_change(options: &JsValue) -> Result<(), String> {
     }
     listen(&window, "popstate", move |_| changed());
     Ok(())
+}
+
+/// `autotrackUrlChange`'s options: `{ onUrlChange }` only, a function when given.
+pub fn url_change_hook(options: &JsValue) -> Result<Option<Function>, String> {
+    Ok(if options.is_undefined() || options.is_null() {
+        None
+    } else {
+        let object = options
+            .dyn_ref::<Object>()
+            .ok_or("options: must be an object")?;
+        let keys = Object::keys(object);
+        for key in keys.iter() {
+            if key.as_string().as_deref() != Some("onUrlChange") {
+                return Err(cat(&[
+                    "options.",
+                    &key.as_string().unwrap_or_default(),
+                    ": is not an option (onUrlChange)",
+                ]));
+            }
+        }
+        match Reflect::get(object, &"onUrlChange".into()) {
+            Ok(value) if value.is_undefined() => None,
+            Ok(value) => Some(
+                value
+                    .dyn_into::<Function>()
+                    .map_err(|_| "options.onUrlChange: must be a function")?,
+            ),
+            Err(_) => None,
+        }
+    })
 }

@@ -56,26 +56,48 @@ fn load(args: &Array) -> Result<(), String> {
     if !callback.is_undefined() && !callback.is_function() {
         return Err("loadedCallback must be a function".into());
     }
-    let loaded = LOADED.with(|loaded| loaded.borrow().contains(&name));
-    if !loaded {
-        match name.as_str() {
-            "autotrackClick" => autotrack::click(rules::click_options(&read(&options))?)?,
-            "autotrackIdle" => autotrack::idle(rules::idle_options(&read(&options))?),
-            "autotrackInViewport" => {
-                autotrack::in_viewport(rules::in_viewport_options(&read(&options))?)?
-            }
-            "autotrackScrollDepth" => {
-                autotrack::scroll_depth(rules::scroll_depth_options(&read(&options))?)
-            }
-            "autotrackUrlChange" => autotrack::url_change(&options)?,
-            _ => {
-                return Err(cat(&[
-                    "unknown plugin '",
-                    &name,
-                    "': autotrackClick, autotrackIdle, autotrackInViewport, autotrackScrollDepth or autotrackUrlChange",
-                ]))
+    // Options are checked on every call; a plugin already running is not set up again.
+    let fresh = !LOADED.with(|loaded| loaded.borrow().contains(&name));
+    match name.as_str() {
+        "autotrackClick" => {
+            let rules = rules::click_options(&read(&options))?;
+            if fresh {
+                autotrack::click(rules)?;
             }
         }
+        "autotrackIdle" => {
+            let rules = rules::idle_options(&read(&options))?;
+            if fresh {
+                autotrack::idle(rules);
+            }
+        }
+        "autotrackInViewport" => {
+            let rules = rules::in_viewport_options(&read(&options))?;
+            if fresh {
+                autotrack::in_viewport(rules)?;
+            }
+        }
+        "autotrackScrollDepth" => {
+            let rules = rules::scroll_depth_options(&read(&options))?;
+            if fresh {
+                autotrack::scroll_depth(rules);
+            }
+        }
+        "autotrackUrlChange" => {
+            let hook = autotrack::url_change_hook(&options)?;
+            if fresh {
+                autotrack::url_change(hook)?;
+            }
+        }
+        _ => {
+            return Err(cat(&[
+                "unknown plugin '",
+                &name,
+                "': autotrackClick, autotrackIdle, autotrackInViewport, autotrackScrollDepth or autotrackUrlChange",
+            ]))
+        }
+    }
+    if fresh {
         LOADED.with(|loaded| loaded.borrow_mut().push(name));
     }
     if let Some(callback) = callback.dyn_ref::<Function>() {

@@ -64,6 +64,7 @@ async fn events_when(
     what: &str,
     done: impl Fn(&[Value]) -> bool,
 ) -> anyhow::Result<Vec<Value>> {
+    let seen = std::sync::Mutex::new(Vec::new());
     wait_until(what, PATIENCE, || async {
         let sessions = env.sessions_of(visitor_id).await?;
         let mut events = Vec::new();
@@ -71,9 +72,11 @@ async fn events_when(
             let id = session["id"].as_str().context("session id")?;
             events.extend(env.events_of(id).await?);
         }
+        *seen.lock().unwrap() = event_names(&events);
         Ok(done(&events).then_some(events))
     })
     .await
+    .with_context(|| format!("the events stored: {:?}", seen.lock().unwrap()))
 }
 
 fn count(events: &[Value], name: &str) -> usize {
@@ -132,6 +135,18 @@ async fn help_centre(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow::R
             vec![],
         )
         .await?;
+    // Scroll and intersection are seen at the next frame: stay at the end until then.
+    events_when(
+        env,
+        &visitor_id,
+        "the scroll and viewport events",
+        |events| {
+            ["scrolled_all", "returns_offer_seen"]
+                .iter()
+                .all(|name| count(events, name) >= 1)
+        },
+    )
+    .await?;
     // Two single-page navigations.
     visitor
         .client
@@ -227,6 +242,31 @@ async fn help_centre(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow::R
     assert_eq!(
         identify["webEvent"]["traits"]["email"]["value"],
         json!("ada@example.com")
+    );
+
+    // A plugin with a wrong option is reported to the page's error handlers, with the
+    // option's path, and does not run; nothing is thrown into the page.
+    visitor
+        .client
+        .execute(
+            "window.__errors = [];
+             ac('on', 'error', function (event) { window.__errors.push(event.message); });
+             ac('load', 'autotrackClick', { clickEvents: [{ selector: 'a', eventName: 'bad-name' }] });
+             ac('load', 'autotrackFly', {});",
+            vec![],
+        )
+        .await?;
+    let errors = wait_until("the plugin errors", PATIENCE, || async {
+        let errors = eval(visitor, "window.__errors").await?;
+        Ok((errors.as_array().map_or(0, Vec::len) >= 2).then_some(errors))
+    })
+    .await?;
+    assert_eq!(
+        errors,
+        json!([
+            "[footpath] ac('load'): clickEvents[0].eventName: may contain only letters, digits and _",
+            "[footpath] ac('load'): unknown plugin 'autotrackFly': autotrackClick, autotrackIdle, autotrackInViewport, autotrackScrollDepth or autotrackUrlChange",
+        ])
     );
 
     // An idle visitor, once the page asks (a second without interaction).
