@@ -52,10 +52,12 @@ var footpathScript = document.currentScript;
       plugins = plugins || import(base + 'js').then(function (module) {
         return module.default({ module_or_path: base + 'wasm' }).then(function () { return module; });
       });
+      // A module that could not load, or a call that threw in it, is reported; nothing
+      // reaches the page as an unhandled rejection.
       plugins.then(function (module) {
         module.run(ac, refuse, args);
-      }, function (e) {
-        refuse(args[0], 'the plugin module could not load: ' + e);
+      }).catch(function (e) {
+        refuse(args[0], 'the plugin module failed: ' + e);
       });
     };
     ac.l = stub && stub.l;

@@ -1,7 +1,7 @@
 //! `ac('forms:track', selector, options)`: `form_submitted` when a matching form is
 //! submitted, `form_abandoned` when a visitor who started filling one leaves without
-//! submitting it: the page is hidden or closed, or a single-page app moves on and the
-//! form is gone. Listeners sit on the document, so forms rendered later count too.
+//! submitting it: the page is left or closed (`pagehide`), or a single-page app moves on
+//! and the form is gone. Listeners sit on the document, so forms rendered later count too.
 //!
 //! What is captured is decided by [`may_capture`]: never passwords, payment card
 //! fields, hidden or file inputs, or what the site marks `data-footpath-exclude`.
@@ -87,14 +87,10 @@ fn start_listening() -> Result<(), String> {
         report(&form, rule, FORM_SUBMITTED);
     });
     let window = window().ok_or("needs a window")?;
-    // Before the SDK's own handlers (capturing listeners run first), so that the
-    // events go out in the same beacon.
+    // Leaving the page, not only hiding it (a visitor who switches tabs comes back to
+    // the form). Before the SDK's own handler (capturing listeners run first), so
+    // that the event goes out in the page's last beacon.
     listen(&window, "pagehide", |_| abandon(|_| true));
-    listen(&page, "visibilitychange", |_| {
-        if document().is_some_and(|d| d.hidden()) {
-            abandon(|_| true);
-        }
-    });
     on_new_page(|| abandon(|form| !form.is_connected()));
     Ok(())
 }
