@@ -294,6 +294,7 @@ fn run(args: &[String]) -> Result<()> {
     println!();
     println!("Footpath is running (Ctrl-C stops it):");
     println!("  demo website      {demo_url}/");
+    println!("  help centre       {demo_url}/support  (a page written for the Journey SDK: plugins, forms)");
     println!("  collector         {collector_url}/healthz");
     println!("  agents' desk      {collector_url}/desk/  (sign in with the access token {token})");
     println!("  agents' API       {collector_url}/api/v2/journey/sessions  (Authorization: Bearer {token})");
