@@ -781,8 +781,9 @@ async fn a_hung_request_times_out() {
 
 /// A proxy or a captive portal may answer 200 with anything. Answers without a list
 /// of results settle the events with "no verdict", like any other answer without a
-/// verdict; a body cut off, or anything that throws while an answer is read, counts as
-/// a failure to retry. Either way the next request goes: sending never stalls.
+/// verdict; a body cut off, anything that throws while an answer is read, and a 408
+/// (the collector's body read timeout, even with a JSON error body) count as a
+/// failure to retry. Either way the next request goes: sending never stalls.
 async fn answers_without_usable_results_never_stall_sending() {
     js_sys::eval(
         "window.__odd = { fetches: 0, answers: [ \
@@ -790,6 +791,7 @@ async fn answers_without_usable_results_never_stall_sending() {
            () => new Response('<html>Sign in to the Wi-Fi</html>', { headers: { 'Content-Type': 'text/html' } }), \
            () => ({ status: 200, headers: new Headers(), json() { throw new TypeError('not a Response'); } }), \
            () => new Response(new ReadableStream({ pull(body) { body.error(new TypeError('connection reset')); } })), \
+           () => new Response('{\"status\":408,\"code\":\"request.timeout\",\"message\":\"body too slow\"}', { status: 408 }), \
            () => new Response('{\"results\":[{\"id\":\"' + __id(3) + '\",\"status\":\"accepted\"}]}'), \
          ] }; \
          const oddFetch = fetch; \
@@ -811,6 +813,8 @@ async fn answers_without_usable_results_never_stall_sending() {
         (queue_and_flush(1), format!("4 {}\u{1}!no verdict", id(1))),
         (queue_and_flush(2), format!("4 {}\u{1}!no verdict", id(2))),
         (queue_and_flush(3), "6 ".to_owned()),
+        (flush(), "6 ".to_owned()),
+        // The collector timed out reading the body (408): the events were not judged.
         (flush(), "6 ".to_owned()),
         (flush(), format!("4 {}\u{1}", id(3))),
     ];

@@ -341,8 +341,9 @@ export function fpCompress(text, send) {
 // verdicts for 2xx (and 400 with results), the refusal's message for the other 4xx;
 // these events are settled and leave the queue. An answer without usable results (a
 // proxy's page, `"results"` not a list) settles them with its message or "no
-// verdict". 429, 5xx and network failures keep them and ask the module how long to
-// wait (with Retry-After for 429 and 503). So does a request or answer still
+// verdict". 408 (the collector gave up reading a body that came too slowly: nothing
+// wrong with the events), 429, 5xx and network failures keep them and ask the module
+// how long to wait (with Retry-After for 429 and 503). So does a request or answer still
 // incomplete after 30 s, which would otherwise hold up every later one, and anything
 // that throws while the answer is read: whatever happens, the events are no longer
 // on their way afterwards. Requests in flight together may be answered in any order;
@@ -362,7 +363,7 @@ function fpSend(batch) {
   fpCompress(fpBody(batch), (body) => fpFetch(body)
     .then((response) => {
       const status = response.status;
-      if (status == 429 || status > 499) return retry((status == 429 || status == 503) && response.headers.get('retry-after'));
+      if (status == 408 || status == 429 || status > 499) return retry((status == 429 || status == 503) && response.headers.get('retry-after'));
       return response
         .json()
         .catch((error) => {
