@@ -22,7 +22,9 @@
 //! their own stack frames; the module gained 414 B gzip for the same logic. Inlined by
 //! LLVM, as they were when this code was not generic, it costs the same as before.
 
-use footpath_protocol::v1::{AttributeValue, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
+use footpath_protocol::v1::{
+    AttributeValue, EventKind, Map, BATCH_PATH, MAX_EVENT_BYTES, PAGE_VIEWED,
+};
 
 use super::args::{self, Args, Val};
 use super::page::page;
@@ -37,6 +39,10 @@ pub const VISITOR_COOKIE: &str = "_footpath_vid";
 
 /// What the callback of an event that was not recorded for want of consent hears.
 const NO_CONSENT: &str = "[footpath] no consent: not recorded";
+
+/// Why an event over [`MAX_EVENT_BYTES`] is refused (a literal: formatting the number
+/// would cost the module more; a test keeps the two equal).
+const TOO_BIG: &str = "event too big: over 65520 bytes";
 
 /// What `host.js` calls back with (see `fp_init` there); 4 is the collector's verdicts.
 pub const WAKE_FLUSH: u32 = 1;
@@ -459,7 +465,13 @@ impl<H: Host> Sdk<H> {
         if let Some(callback) = callback {
             self.callbacks.push((tracked.event_id.clone(), callback));
         }
-        if self.consent == Consent::Granted {
+        if tracked.text.len() > MAX_EVENT_BYTES {
+            // No request could carry it: refused now, as the collector would refuse it
+            // (reported, and its callback told), rather than sent in vain. The
+            // visitor's activity still counts for the session.
+            let text = self.report("record", TOO_BIG);
+            self.settle(&tracked.event_id, Some(&text));
+        } else if self.consent == Consent::Granted {
             H::queue(&tracked.text);
         } else {
             dropped = self.held.push(tracked.event_id, tracked.text);

@@ -199,7 +199,9 @@ export function fpHead(entry) {
 
 // The longest run from the start of `list` that can go in one request: entries of the
 // same deployment and visitor, at most `MAX_EVENTS_PER_REQUEST` events and `maxBytes`
-// bytes of text. A first entry bigger than that goes alone, by plain fetch. So a
+// bytes of text. A first entry bigger than that goes alone, by plain fetch (the module
+// refuses an event over the protocol's `MAX_EVENT_BYTES`, 65,520, so it still fits the
+// collector's default body limit of 64 KiB as it is). So a
 // backlog drains a hundred events a request, and an uncompressed request or beacon
 // stays within the keepalive limit.
 export function fpTake(list, maxBytes) {

@@ -733,3 +733,86 @@ fn the_page_facts_are_asked_with_the_site_options_and_go_into_the_event() {
         );
     }
 }
+
+#[test]
+fn an_event_that_no_request_could_carry_is_refused_when_recorded() {
+    assert!(
+        TOO_BIG.contains(&MAX_EVENT_BYTES.to_string()),
+        "the message names the limit: {TOO_BIG}"
+    );
+    // The text of a page view but for its location (the fake host writes the facts
+    // as `"url":"<location>"`): a location makes an event of any size.
+    run(vec![
+        init(vec![("pageview", s("off"))]),
+        Step::Ac(vec![s("pageview"), obj(vec![("location", s("x"))])]),
+    ]);
+    let overhead = world(|world| world.queued.len()) - 1;
+    let pageview_of = |bytes: usize| {
+        Step::Ac(vec![
+            s("pageview"),
+            obj(vec![("location", s(&"a".repeat(bytes - overhead)))]),
+        ])
+    };
+    let texts = |prefix: &str, count: usize| {
+        let value = "v".repeat(1000);
+        Val::Object(
+            (0..count)
+                .map(|i| (format!("{prefix}{i}"), s(&value)))
+                .collect(),
+        )
+    };
+    let too_big = "[footpath] ac('record'): event too big: over 65520 bytes";
+    check(vec![
+        (
+            "an event of exactly the limit is queued",
+            vec![init(vec![]), pageview_of(MAX_EVENT_BYTES)],
+            with_init(&["queue pageview page_viewed"]),
+        ),
+        (
+            "one byte more is refused: on the console and to the error handlers",
+            vec![
+                Step::Ac(vec![s("on"), s("error"), f(1)]),
+                init(vec![]),
+                pageview_of(MAX_EVENT_BYTES + 1),
+            ],
+            // Reported as the collector's refusals are, whatever the command.
+            with_init(&[
+                "console [footpath] ac('record'): event too big: over 65520 bytes",
+                "call 1 error-event 'record' '[footpath] ac('record'): event too big: over 65520 bytes'",
+            ]),
+        ),
+        (
+            "traits ride on every event: a record that they take over the limit is refused, its callback hears why, once; later events go on",
+            vec![
+                init(vec![]),
+                Step::Ac(vec![s("identify"), s("ada"), texts("t", 30), f(1)]),
+                Step::Ac(vec![s("record"), s("big"), texts("a", 40), f(2)]),
+                Step::Ac(vec![s("record"), s("small"), obj(vec![]), f(3)]),
+                Step::Verdict(4, None),
+            ],
+            with_init(&[
+                "queue identify identified",
+                &cat(&["console ", too_big]),
+                &cat(&["call 2 failed once '", too_big, "' ''"]),
+                "queue record small",
+                "call 3 ok once '<uuid>' ''",
+            ]),
+        ),
+        (
+            "while consent is pending, a refused event is not held either",
+            vec![
+                init(vec![("consent", s("pending")), ("pageview", s("off"))]),
+                pageview_of(MAX_EVENT_BYTES + 1),
+                Step::Ac(vec![s("consent"), s("granted")]),
+            ],
+            lines(&[
+                "console [footpath] ac('record'): event too big: over 65520 bytes",
+                "timer 1: wake 2 in 1200000 ms",
+                "cookie _footpath_consent=granted; Max-Age=31536000; Path=/; SameSite=Lax",
+                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
+                "setup https://c.example/sdk/v1/batch",
+                "save _footpath_session",
+            ]),
+        ),
+    ]);
+}
