@@ -16,7 +16,7 @@ use crate::run_checked;
 use crate::setup::{require, Tools, WasmToolchain};
 
 /// The whole SDK, as a page downloads it, must stay under this many gzip bytes.
-pub const GZIP_BUDGET_BYTES: usize = 19_635;
+pub const GZIP_BUDGET_BYTES: usize = 19_931;
 
 const TARGET: &str = "wasm32-unknown-unknown";
 

@@ -1,7 +1,8 @@
 //! The command and callback state machine behind `ac(...)`: which commands exist, what
 //! `init` sets up, the page's `on`/`once`/`off` handlers (with `ready` for the handlers
 //! registered before `init`), the callbacks of `record` and `identify` until the
-//! collector's verdict, consent, the retry backoff and the inactivity timer. Everything
+//! collector's verdict, consent, the retry backoff, the inactivity timer and the
+//! interaction that keeps a reader's session alive (`WAKE_ACTIVE`). Everything
 //! it does to the page goes through [`Host`], so the whole of it runs natively in the
 //! tests below with a fake host that logs each effect.
 //!
@@ -47,6 +48,8 @@ const TOO_BIG: &str = "event too big: over 65520 bytes";
 /// What `host.js` calls back with (see `fp_init` there); 4 is the collector's verdicts.
 pub const WAKE_FLUSH: u32 = 1;
 pub const WAKE_IDLE: u32 = 2;
+/// The visitor interacted with the visible page (at most once a minute).
+pub const WAKE_ACTIVE: u32 = 3;
 pub const WAKE_RETRY: u32 = 6;
 pub const WAKE_DROPPED: u32 = 7;
 
@@ -180,6 +183,7 @@ impl<H: Host> Sdk<H> {
                 self.idle_timer = None;
                 self.check_idle();
             }
+            WAKE_ACTIVE => self.keep_alive(),
             WAKE_RETRY => {
                 // The events stay queued in `host.js`, ids unchanged.
                 self.failures += 1;
@@ -486,6 +490,29 @@ impl<H: Host> Sdk<H> {
             self.idle_timer = Some(Timer::new(WAKE_IDLE, timeout as f64));
         }
         Ok(())
+    }
+
+    /// Interaction keeps the session alive while the visitor reads: the tracker says
+    /// when it is time to tell the collector (see [`Tracker::keep_alive`]), and the
+    /// Journey API's ping tells it without an event. Only once consent is granted, as
+    /// the ping sends the visitor id.
+    #[inline]
+    fn keep_alive(&mut self) {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
+        if self.consent != Consent::Granted {
+            return;
+        }
+        let Some(notices) = tracker.keep_alive() else {
+            return;
+        };
+        H::ping(
+            &tracker.options().deployment_id,
+            tracker.visitor_id(),
+            tracker.session_id().unwrap_or_default(),
+        );
+        self.notices(notices);
     }
 
     #[inline]

@@ -8,7 +8,7 @@ use flate2::Compression;
 use crate::support::{sdk_dir, workspace_root};
 
 const SNIPPET_BUDGET_BYTES: usize = 600;
-const GZIP_BUDGET_BYTES: usize = 19_635;
+const GZIP_BUDGET_BYTES: usize = 19_931;
 
 fn gzip_len(bytes: &[u8]) -> usize {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
@@ -29,7 +29,7 @@ fn the_minified_snippet_is_at_most_600_bytes() -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_sdk_gzipped_is_at_most_19_635_bytes() -> anyhow::Result<()> {
+fn the_sdk_gzipped_is_at_most_19_931_bytes() -> anyhow::Result<()> {
     let sdk = sdk_dir()?;
     let files = [
         sdk.join("footpath.js"),

@@ -155,6 +155,9 @@ impl Host for FakeHost {
     fn flush() {
         log("flush".to_owned());
     }
+    fn ping(deployment_id: &str, visitor_id: &str, session_id: &str) {
+        log(format!("ping {deployment_id} {visitor_id} {session_id}"));
+    }
     fn timer(which: u32, ms: f64) -> u32 {
         let id = world(|world| {
             world.timers += 1;
@@ -812,6 +815,116 @@ fn an_event_that_no_request_could_carry_is_refused_when_recorded() {
                 "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
                 "setup https://c.example/sdk/v1/batch",
                 "save _footpath_session",
+            ]),
+        ),
+    ]);
+}
+
+/// The Journey API's ping that keeps the session of `init`'s page alive.
+const PING: &str = "ping demo <uuid> <uuid>";
+
+#[test]
+fn interaction_keeps_the_session_alive_while_the_visitor_reads() {
+    const MINUTE: i64 = 60_000;
+    let active = || Step::Wake(WAKE_ACTIVE, "");
+    // 25 minutes of reading, interacting every 4 minutes: pings at 8, 16 and 24 (each
+    // at least 5 minutes after the last activity), the inactivity timer at 20 finds
+    // the session alive, and an event at 25 is in the same session.
+    let mut reading = vec![
+        Step::Ac(vec![s("on"), s("session:ended"), f(1)]),
+        init(vec![]),
+    ];
+    for minute in (4..=24).step_by(4) {
+        reading.push(Step::Advance(4 * MINUTE));
+        reading.push(active());
+        if minute == 20 {
+            reading.push(Step::Wake(WAKE_IDLE, ""));
+        }
+    }
+    reading.push(Step::Advance(MINUTE));
+    reading.push(Step::Ac(vec![s("record"), s("still_reading")]));
+    check(vec![
+        (
+            "an interaction after 6 minutes pings once, however many follow within the interval",
+            vec![
+                init(vec![]),
+                Step::Advance(6 * MINUTE),
+                active(),
+                active(),
+                Step::Advance(4 * MINUTE),
+                active(),
+            ],
+            with_init(&["save _footpath_session", PING]),
+        ),
+        (
+            "without interaction, nothing is sent: the inactivity timer only looks",
+            vec![
+                init(vec![]),
+                Step::Advance(19 * MINUTE),
+                Step::Wake(WAKE_IDLE, ""),
+            ],
+            with_init(&["clear 1", "timer 2: wake 2 in 60000 ms"]),
+        ),
+        (
+            "an event is activity: interaction pings 5 minutes after the last one, not before",
+            vec![
+                init(vec![]),
+                Step::Advance(4 * MINUTE),
+                Step::Ac(vec![s("record"), s("a")]),
+                Step::Advance(4 * MINUTE),
+                active(),
+                Step::Advance(MINUTE),
+                active(),
+            ],
+            with_init(&[
+                "save _footpath_session",
+                "queue record a",
+                "save _footpath_session",
+                PING,
+            ]),
+        ),
+        (
+            "25 minutes of reading keep one session",
+            reading,
+            with_init(&[
+                "save _footpath_session",
+                PING,
+                "save _footpath_session",
+                PING,
+                "clear 1",
+                "timer 2: wake 2 in 960000 ms",
+                "save _footpath_session",
+                PING,
+                "save _footpath_session",
+                "queue record still_reading",
+            ]),
+        ),
+        (
+            "a session that ended is not revived: the next event starts one",
+            vec![
+                init(vec![]),
+                Step::Advance(20 * MINUTE),
+                Step::Wake(WAKE_IDLE, ""),
+                active(),
+            ],
+            with_init(&["clear 1"]),
+        ),
+        (
+            "nothing before init, while consent is pending, or once it is denied",
+            vec![
+                active(),
+                init(vec![("consent", s("pending"))]),
+                Step::Advance(6 * MINUTE),
+                active(),
+                Step::Ac(vec![s("consent"), s("denied")]),
+                Step::Advance(6 * MINUTE),
+                active(),
+            ],
+            lines(&[
+                "timer 1: wake 2 in 1200000 ms",
+                "cookie _footpath_consent=denied; Max-Age=31536000; Path=/; SameSite=Lax",
+                "wipe",
+                "cookie _footpath_vid=; Max-Age=0; Path=/; SameSite=Lax",
             ]),
         ),
     ]);
