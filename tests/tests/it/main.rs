@@ -10,6 +10,7 @@ mod desk;
 mod desk_restart;
 mod identify;
 mod identity_e2e;
+mod reading;
 mod segments_e2e;
 mod several_collectors;
 mod size;
