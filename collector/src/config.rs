@@ -154,7 +154,9 @@ pub struct Config {
     pub session_timeout_seconds: u64,
     /// How often the background task looks for idle sessions to end.
     pub sweep_interval_seconds: u64,
-    /// Largest accepted batch body; a larger one is answered with 413.
+    /// Largest accepted batch body; a larger one is answered with 413. The default is
+    /// the protocol's `MAX_BODY_BYTES`, the size up to which the SDK records events:
+    /// set lower, the largest events the SDK records are refused here.
     pub max_body_bytes: usize,
     /// Most events in one batch; a batch with more is refused as a whole.
     pub max_events_per_batch: usize,
@@ -439,7 +441,7 @@ impl Default for Config {
             sdk_dir: PathBuf::from("target/sdk"),
             session_timeout_seconds: 20 * 60,
             sweep_interval_seconds: 30,
-            max_body_bytes: 64 * 1024,
+            max_body_bytes: footpath_protocol::v1::MAX_BODY_BYTES,
             max_events_per_batch: 100,
             max_event_age_hours: 24,
             api_tokens: Vec::new(),

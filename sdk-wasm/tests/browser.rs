@@ -723,6 +723,7 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
     a_hung_request_times_out().await;
     answers_without_usable_results_never_stall_sending().await;
     beacons_the_browser_refused_go_at_the_next_hide().await;
+    interaction_wakes_the_module_while_the_page_is_visible().await;
 }
 
 /// A request that is never answered would hold up every later one: after 30 s (the
@@ -781,8 +782,9 @@ async fn a_hung_request_times_out() {
 
 /// A proxy or a captive portal may answer 200 with anything. Answers without a list
 /// of results settle the events with "no verdict", like any other answer without a
-/// verdict; a body cut off, or anything that throws while an answer is read, counts as
-/// a failure to retry. Either way the next request goes: sending never stalls.
+/// verdict; a body cut off, anything that throws while an answer is read, and a 408
+/// (the collector's body read timeout, even with a JSON error body) count as a
+/// failure to retry. Either way the next request goes: sending never stalls.
 async fn answers_without_usable_results_never_stall_sending() {
     js_sys::eval(
         "window.__odd = { fetches: 0, answers: [ \
@@ -790,6 +792,7 @@ async fn answers_without_usable_results_never_stall_sending() {
            () => new Response('<html>Sign in to the Wi-Fi</html>', { headers: { 'Content-Type': 'text/html' } }), \
            () => ({ status: 200, headers: new Headers(), json() { throw new TypeError('not a Response'); } }), \
            () => new Response(new ReadableStream({ pull(body) { body.error(new TypeError('connection reset')); } })), \
+           () => new Response('{\"status\":408,\"code\":\"request.timeout\",\"message\":\"body too slow\"}', { status: 408 }), \
            () => new Response('{\"results\":[{\"id\":\"' + __id(3) + '\",\"status\":\"accepted\"}]}'), \
          ] }; \
          const oddFetch = fetch; \
@@ -811,6 +814,8 @@ async fn answers_without_usable_results_never_stall_sending() {
         (queue_and_flush(1), format!("4 {}\u{1}!no verdict", id(1))),
         (queue_and_flush(2), format!("4 {}\u{1}!no verdict", id(2))),
         (queue_and_flush(3), "6 ".to_owned()),
+        (flush(), "6 ".to_owned()),
+        // The collector timed out reading the body (408): the events were not judged.
         (flush(), "6 ".to_owned()),
         (flush(), format!("4 {}\u{1}", id(3))),
     ];
@@ -871,4 +876,83 @@ async fn beacons_the_browser_refused_go_at_the_next_hide() {
         ],
         "beacons at each of three hides"
     );
+}
+
+/// Interaction keeps a reader's session alive: a scroll (also one inside an element,
+/// which does not bubble), a click or a key on the visible page wakes the module (3),
+/// at most once a minute, and never while the page is hidden; whether to tell the
+/// collector is the module's decision (tested natively). `fp_ping` sends the Journey
+/// API's ping to the collector that `fp_setup` named, and a failed one is let go.
+async fn interaction_wakes_the_module_while_the_page_is_visible() {
+    JsFuture::from(Promise::from(
+        js_sys::eval(
+            "window.__alive = { fetches: [], offset: 0 }; \
+             const aliveFetch = fetch, realNow = Date.now; \
+             window.fetch = function (url, init) { \
+               if (!String(url).includes('/alive/')) return aliveFetch.apply(this, arguments); \
+               __alive.fetches.push(url + ' ' + init.credentials); \
+               return Promise.reject(new TypeError('offline')); \
+             }; \
+             Date.now = () => realNow() + __alive.offset; \
+             __alive.restore = () => { Date.now = realNow; window.fetch = aliveFetch; delete document.visibilityState; }; \
+             __alive.hide = () => Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' }); \
+             __alive.scrollInside = () => { const box = document.createElement('div'); document.body.append(box); box.dispatchEvent(new Event('scroll')); box.remove(); }; \
+             import(performance.getEntriesByType('resource').map((r) => r.name).find((n) => n.endsWith('/host.js')) + '?alive') \
+             .then((page) => { \
+               const copy = (window.alive = { page, wakes: [] }); \
+               page.fp_init((kind, text) => copy.wakes.push(kind + ' ' + text)); \
+               page.fp_setup('http://127.0.0.1:9/alive/sdk/v1/batch'); \
+             })",
+        )
+        .unwrap(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        js_sys::eval("document.visibilityState")
+            .unwrap()
+            .as_string()
+            .as_deref(),
+        Some("visible"),
+        "the test page is visible"
+    );
+    // What happens, and how many wakes there have been since this page started.
+    let steps = [
+        ("dispatchEvent(new Event('scroll'))", 1, "a scroll wakes the module"),
+        (
+            "__alive.offset += 30000; document.body.dispatchEvent(new KeyboardEvent('keydown', { bubbles: true }))",
+            1,
+            "within a minute of the last wake, nothing",
+        ),
+        (
+            "__alive.offset += 30000; __alive.scrollInside()",
+            2,
+            "a minute later, a scroll inside an element",
+        ),
+        (
+            "__alive.offset += 6e5; __alive.hide(); dispatchEvent(new Event('pointerdown'))",
+            2,
+            "a hidden page, however long after",
+        ),
+        (
+            "delete document.visibilityState; dispatchEvent(new Event('pointerdown'))",
+            3,
+            "visible again: a click",
+        ),
+    ];
+    for (action, wakes, why) in steps {
+        js_sys::eval(action).unwrap();
+        assert_eq!(
+            strings("alive.wakes"),
+            vec!["3 ".to_owned(); wakes],
+            "{why}"
+        );
+    }
+    js_sys::eval("alive.page.fp_ping('demo', 'visitor', 'session')").unwrap();
+    pause(10).await;
+    assert_eq!(
+        strings("__alive.fetches"),
+        ["http://127.0.0.1:9/alive/api/v2/journey/deployments/demo/customers/visitor/ping?sessionId=session omit"]
+    );
+    js_sys::eval("__alive.restore()").unwrap();
 }

@@ -699,7 +699,11 @@ mod tests {
             (ItemKind::Form, "form_submitted", "Form submitted"),
             (ItemKind::Form, "form_abandoned", "Form abandoned"),
             // Other form events, and custom events, keep their names.
-            (ItemKind::Form, "signup_form_abandoned", "signup_form_abandoned"),
+            (
+                ItemKind::Form,
+                "signup_form_abandoned",
+                "signup_form_abandoned",
+            ),
             (ItemKind::Custom, "cart_added", "cart_added"),
             (ItemKind::Pageview, "page_viewed", "Page viewed"),
         ];

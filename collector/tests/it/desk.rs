@@ -349,7 +349,7 @@ async fn cards_apply_the_configuration_and_hidden_attributes_never_leave_the_ser
             {"name": "quantity", "label": "quantity", "value": "2"},
         ])
     );
-    assert_eq!(card["journey"][3]["displayName"], json!("form_submitted"));
+    assert_eq!(card["journey"][3]["displayName"], json!("Form submitted"));
     assert_eq!(card["journey"][1]["displayName"], json!("Searched"));
     assert_eq!(card["journey"][1]["searchQuery"], json!("boots"));
 

@@ -359,6 +359,7 @@ async fn the_document_is_served_and_lists_every_route() {
             "GET /healthz",
             "GET /metrics",
             "GET /readyz",
+            "GET /sdk/v1/session",
             "GET /sdk/{file}",
             "OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents",
             "OPTIONS /sdk/v1/batch",

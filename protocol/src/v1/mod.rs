@@ -27,6 +27,17 @@ pub const VERSION: u32 = 1;
 /// Path of the ingest endpoint, relative to the collector's base URL.
 pub const BATCH_PATH: &str = "/sdk/v1/batch";
 
+/// The largest batch body, in bytes as sent, that a collector accepts by default (its
+/// `max_body_bytes`). Compression does not raise what the SDK may count on: a beacon,
+/// and a browser without `CompressionStream`, send the body as it is.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The largest event the SDK records, as the text of a batch of one with `sentAt` 0
+/// (see `Tracked::text` in the SDK). A bigger one could never be sent, so it is refused
+/// when it is recorded rather than retried in vain. The margin is for the `sentAt` the
+/// sender writes in place of the 0 (13 digits until the year 2286).
+pub const MAX_EVENT_BYTES: usize = MAX_BODY_BYTES - 16;
+
 /// Event names the SDK gives to the events it records by itself.
 pub const PAGE_VIEWED: &str = "page_viewed";
 pub const IDENTIFIED: &str = "identified";

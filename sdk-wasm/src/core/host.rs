@@ -1,6 +1,7 @@
 //! What the SDK's command logic ([`super::Sdk`]) needs from the page beyond the
 //! [`Platform`]'s clock, randomness and storage: cookies, the page's facts, the send
-//! queue of `host.js`, timers, the console and the page's functions.
+//! queue of `host.js`, the Journey API's ping, timers, the console and the page's
+//! functions.
 //!
 //! The effects are associated functions rather than methods: the browser's host is
 //! `host.js` itself, with no state on the Rust side, and a held page function or a
@@ -48,6 +49,9 @@ pub trait Host: Platform + Default + 'static {
     fn queue(text: &str);
     /// Resumes sending at once.
     fn flush();
+    /// Sends the Journey API's ping for this visitor and session to the collector that
+    /// `setup` named (a GET; its answer is not read).
+    fn ping(deployment_id: &str, visitor_id: &str, session_id: &str);
     /// Calls the module's `wake(which, '')` after `ms`; gives the timer's id.
     fn timer(which: u32, ms: f64) -> u32;
     fn clear(timer: u32);

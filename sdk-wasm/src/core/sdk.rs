@@ -1,7 +1,8 @@
 //! The command and callback state machine behind `ac(...)`: which commands exist, what
 //! `init` sets up, the page's `on`/`once`/`off` handlers (with `ready` for the handlers
 //! registered before `init`), the callbacks of `record` and `identify` until the
-//! collector's verdict, consent, the retry backoff and the inactivity timer. Everything
+//! collector's verdict, consent, the retry backoff, the inactivity timer and the
+//! interaction that keeps a reader's session alive (`WAKE_ACTIVE`). Everything
 //! it does to the page goes through [`Host`], so the whole of it runs natively in the
 //! tests below with a fake host that logs each effect.
 //!
@@ -22,7 +23,9 @@
 //! their own stack frames; the module gained 414 B gzip for the same logic. Inlined by
 //! LLVM, as they were when this code was not generic, it costs the same as before.
 
-use footpath_protocol::v1::{AttributeValue, EventKind, Map, BATCH_PATH, PAGE_VIEWED};
+use footpath_protocol::v1::{
+    AttributeValue, EventKind, Map, BATCH_PATH, MAX_EVENT_BYTES, PAGE_VIEWED,
+};
 
 use super::args::{self, Args, Val};
 use super::page::page;
@@ -38,9 +41,15 @@ pub const VISITOR_COOKIE: &str = "_footpath_vid";
 /// What the callback of an event that was not recorded for want of consent hears.
 const NO_CONSENT: &str = "[footpath] no consent: not recorded";
 
+/// Why an event over [`MAX_EVENT_BYTES`] is refused (a literal: formatting the number
+/// would cost the module more; a test keeps the two equal).
+const TOO_BIG: &str = "event too big: over 65520 bytes";
+
 /// What `host.js` calls back with (see `fp_init` there); 4 is the collector's verdicts.
 pub const WAKE_FLUSH: u32 = 1;
 pub const WAKE_IDLE: u32 = 2;
+/// The visitor interacted with the visible page (at most once a minute).
+pub const WAKE_ACTIVE: u32 = 3;
 pub const WAKE_RETRY: u32 = 6;
 pub const WAKE_DROPPED: u32 = 7;
 /// The end of the task that called `init`: the automatic page view, unless the page
@@ -189,6 +198,7 @@ impl<H: Host> Sdk<H> {
                     self.auto_pageview();
                 }
             }
+            WAKE_ACTIVE => self.keep_alive(),
             WAKE_RETRY => {
                 // The events stay queued in `host.js`, ids unchanged.
                 self.failures += 1;
@@ -492,7 +502,13 @@ impl<H: Host> Sdk<H> {
         if let Some(callback) = callback {
             self.callbacks.push((tracked.event_id.clone(), callback));
         }
-        if self.consent == Consent::Granted {
+        if tracked.text.len() > MAX_EVENT_BYTES {
+            // No request could carry it: refused now, as the collector would refuse it
+            // (reported, and its callback told), rather than sent in vain. The
+            // visitor's activity still counts for the session.
+            let text = self.report("record", TOO_BIG);
+            self.settle(&tracked.event_id, Some(&text));
+        } else if self.consent == Consent::Granted {
             H::queue(&tracked.text);
         } else {
             dropped = self.held.push(tracked.event_id, tracked.text);
@@ -507,6 +523,29 @@ impl<H: Host> Sdk<H> {
             self.idle_timer = Some(Timer::new(WAKE_IDLE, timeout as f64));
         }
         Ok(())
+    }
+
+    /// Interaction keeps the session alive while the visitor reads: the tracker says
+    /// when it is time to tell the collector (see [`Tracker::keep_alive`]), and the
+    /// Journey API's ping tells it without an event. Only once consent is granted, as
+    /// the ping sends the visitor id.
+    #[inline]
+    fn keep_alive(&mut self) {
+        let Some(tracker) = self.tracker.as_mut() else {
+            return;
+        };
+        if self.consent != Consent::Granted {
+            return;
+        }
+        let Some(notices) = tracker.keep_alive() else {
+            return;
+        };
+        H::ping(
+            &tracker.options().deployment_id,
+            tracker.visitor_id(),
+            tracker.session_id().unwrap_or_default(),
+        );
+        self.notices(notices);
     }
 
     #[inline]

@@ -14,6 +14,14 @@ use super::{Options, Platform};
 /// How old the shared session record may be before an event writes it again.
 pub const SESSION_WRITE_INTERVAL_MS: i64 = 1_000;
 
+/// How long after the session's last activity (an event, or interaction that kept it
+/// alive, in any tab) interaction without an event tells the collector again: at most
+/// every 5 minutes, or a quarter of a shorter session timeout. A visitor who reads
+/// and scrolls now and then thus keeps their session with at most 12 pings an hour,
+/// and the session's last activity is never more than this (plus `host.js`'s minute
+/// between wakes) behind the visitor's last interaction, well within the timeout.
+pub const KEEP_ALIVE_INTERVAL_MS: i64 = 5 * 60_000;
+
 /// Lifecycle changes the page can subscribe to with `ac('on', ...)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -217,6 +225,25 @@ impl<P: Platform> Tracker<P> {
                 (vec![Notice::SessionEnded(ours)], None)
             }
         }
+    }
+
+    /// The visitor interacts with the page (scrolls, clicks, types) without an event.
+    /// When this tab's session is alive and its last activity is at least
+    /// [`KEEP_ALIVE_INTERVAL_MS`] old (a quarter of a shorter timeout), the session is
+    /// touched, as an event would touch it, and the caller tells the collector: gives
+    /// the notices to emit. Otherwise `None`, and nothing changes: a session that has
+    /// ended is not revived (the next event starts one).
+    pub fn keep_alive(&mut self) -> Option<Vec<Notice>> {
+        self.session_id.as_ref()?;
+        let now = self.platform.now_ms();
+        let timeout = self.options.session_timeout_ms;
+        let shared = self
+            .current_session()
+            .filter(|shared| shared.is_live_at(now, timeout))?;
+        if now - shared.last_activity_ms < KEEP_ALIVE_INTERVAL_MS.min(timeout / 4) {
+            return None;
+        }
+        Some(self.touch_session(now))
     }
 
     /// The session as every tab sees it; or, while nothing is stored, as this tab
@@ -493,6 +520,49 @@ mod tests {
         let ended = t1.session_id().unwrap().to_owned();
         assert_eq!(t1.check_idle(), (vec![Notice::SessionEnded(ended)], None));
         assert_eq!(t1.session_id(), None);
+    }
+
+    #[test]
+    fn interaction_keeps_a_live_session_at_most_once_per_interval_counting_every_tab() {
+        let tab1 = FakePlatform::new(0);
+        let tab2 = tab1.other_tab();
+        let mut t1 = tracker(&tab1);
+        let mut t2 = tracker(&tab2);
+        assert_eq!(t1.keep_alive(), None, "no session yet: nothing to keep");
+        record(&mut t1, "a");
+        let id = t1.session_id().unwrap().to_owned();
+        tab1.advance(KEEP_ALIVE_INTERVAL_MS - 1);
+        assert_eq!(t1.keep_alive(), None, "within the interval");
+        tab1.advance(1);
+        assert_eq!(t1.keep_alive(), Some(vec![]));
+        assert_eq!(
+            tab1.load(SESSION_KEY).unwrap(),
+            format!("{id}|{KEEP_ALIVE_INTERVAL_MS}"),
+            "touched for every tab"
+        );
+        assert_eq!(t1.keep_alive(), None, "just touched");
+        // Tab 2's event is activity too: tab 1 need not tell the collector.
+        tab1.advance(4 * MINUTE);
+        record(&mut t2, "b");
+        tab1.advance(4 * MINUTE);
+        assert_eq!(t1.keep_alive(), None, "4 minutes after tab 2's event");
+        // A session that has ended stays ended.
+        tab1.advance(20 * MINUTE);
+        assert_eq!(t1.keep_alive(), None, "the session ended");
+        assert_eq!(t1.session_id(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn a_short_timeout_keeps_alive_every_quarter_of_it() {
+        let platform = FakePlatform::new(0);
+        let mut options = Options::new("demo".into(), "http://c".into());
+        options.session_timeout_ms = 4 * MINUTE;
+        let mut t = Tracker::new(platform.clone(), options, "visitor".into());
+        record(&mut t, "a");
+        platform.advance(MINUTE - 1);
+        assert_eq!(t.keep_alive(), None);
+        platform.advance(1);
+        assert_eq!(t.keep_alive(), Some(vec![]));
     }
 
     #[test]

@@ -85,6 +85,9 @@ impl Host for Browser {
     fn flush() {
         fp_flush();
     }
+    fn ping(deployment_id: &str, visitor_id: &str, session_id: &str) {
+        fp_ping(deployment_id, visitor_id, session_id);
+    }
     fn timer(which: u32, ms: f64) -> u32 {
         fp_timer(which, ms)
     }

@@ -19,9 +19,9 @@ const fpNumbers = [];
 const fpFunctions = {};
 let fpLast = 0;
 
-// `wake(kind, text)`: 1 retry timer, 2 inactivity timer, 4 the collector's verdicts
-// (see `fpSend`), 6 retry later (text: Retry-After or ''), 7 events dropped (as 4,
-// each with the same error).
+// `wake(kind, text)`: 1 retry timer, 2 inactivity timer, 3 the visitor interacted
+// (`fpInteracted`), 4 the collector's verdicts (see `fpSend`), 6 retry later (text:
+// Retry-After or ''), 7 events dropped (as 4, each with the same error).
 export function fp_init(wake) {
   fpWake = wake;
   // Chrome keeps no page that holds a Web Lock in its back/forward cache: the locks
@@ -85,6 +85,8 @@ const fpChunkOf = new Map();
 const fpDirty = new Set();
 let fpChunks = 0;
 const QUEUE_KEY = '_footpath_q';
+// `fpUrl` is the collector's base URL and this path, `/sdk/v1/batch`.
+const BATCH_PATH_LENGTH = 13;
 let fpKey = QUEUE_KEY;
 let fpUrl;
 // The entries on their way, and how many requests carry them.
@@ -199,7 +201,9 @@ export function fpHead(entry) {
 
 // The longest run from the start of `list` that can go in one request: entries of the
 // same deployment and visitor, at most `MAX_EVENTS_PER_REQUEST` events and `maxBytes`
-// bytes of text. A first entry bigger than that goes alone, by plain fetch. So a
+// bytes of text. A first entry bigger than that goes alone, by plain fetch (the module
+// refuses an event over the protocol's `MAX_EVENT_BYTES`, 65,520, so it still fits the
+// collector's default body limit of 64 KiB as it is). So a
 // backlog drains a hundred events a request, and an uncompressed request or beacon
 // stays within the keepalive limit.
 export function fpTake(list, maxBytes) {
@@ -228,6 +232,9 @@ export function fpBody(batch) {
 // the back/forward cache after the next page adopted them.
 export function fp_setup(url) {
   fpUrl = url;
+  // Capturing: a scroll inside an element does not bubble. Not marked passive, as none
+  // of these can hold up scrolling (only touch and wheel listeners can).
+  for (const type of ['scroll', 'pointerdown', 'keydown']) addEventListener(type, fpInteracted, true);
   fpKey += fp_random();
   fpLock();
   try {
@@ -259,6 +266,32 @@ export function fp_setup(url) {
       fpLocks ? fpLocks.request(page, { ifAvailable: true }, (lock) => lock && adopt()) : adopt();
     }
   } catch (e) {}
+}
+
+// Interaction keeps the visitor's session alive while they read a long page: a
+// scroll, a click or a key on the visible page wakes the module, which decides whether
+// it is time to tell the collector (`Tracker::keep_alive`). At most once a minute, so
+// that scrolling does not call into the module at every frame; never while the page
+// is hidden (a tab left open in the background is not someone reading). Listening
+// starts with sending (`fp_setup`): after `init`, once consent is granted.
+const INTERACTION_WAKE_MS = 6e4;
+let fpInteraction = 0;
+
+function fpInteracted() {
+  const now = Date.now();
+  if (document.visibilityState == 'visible' && now - fpInteraction >= INTERACTION_WAKE_MS) {
+    fpInteraction = now;
+    fpWake(3, '');
+  }
+}
+
+// The Journey API's ping, which keeps the session alive at the collector without an
+// event, on the collector that `fp_setup` named. Its answer is not read
+// (`pollIntervalMilliseconds` is for clients that poll for web actions), and a lost
+// ping needs no retry: the next interaction sends another.
+export function fp_ping(deployment, visitor, session) {
+  const collector = fpUrl.slice(0, -BATCH_PATH_LENGTH);
+  fetch(collector + '/api/v2/journey/deployments/' + deployment + '/customers/' + visitor + '/ping?sessionId=' + session, { credentials: 'omit' }).catch(() => {});
 }
 
 // Consent was denied or revoked: this page's queue is forgotten, and every key
@@ -341,8 +374,9 @@ export function fpCompress(text, send) {
 // verdicts for 2xx (and 400 with results), the refusal's message for the other 4xx;
 // these events are settled and leave the queue. An answer without usable results (a
 // proxy's page, `"results"` not a list) settles them with its message or "no
-// verdict". 429, 5xx and network failures keep them and ask the module how long to
-// wait (with Retry-After for 429 and 503). So does a request or answer still
+// verdict". 408 (the collector gave up reading a body that came too slowly: nothing
+// wrong with the events), 429, 5xx and network failures keep them and ask the module
+// how long to wait (with Retry-After for 429 and 503). So does a request or answer still
 // incomplete after 30 s, which would otherwise hold up every later one, and anything
 // that throws while the answer is read: whatever happens, the events are no longer
 // on their way afterwards. Requests in flight together may be answered in any order;
@@ -362,7 +396,7 @@ function fpSend(batch) {
   fpCompress(fpBody(batch), (body) => fpFetch(body)
     .then((response) => {
       const status = response.status;
-      if (status == 429 || status > 499) return retry((status == 429 || status == 503) && response.headers.get('retry-after'));
+      if (status == 408 || status == 429 || status > 499) return retry((status == 429 || status == 503) && response.headers.get('retry-after'));
       return response
         .json()
         .catch((error) => {

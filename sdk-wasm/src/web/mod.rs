@@ -58,6 +58,7 @@ extern "C" {
     fn fp_wipe();
     fn fp_queue(text: &str);
     fn fp_flush();
+    fn fp_ping(deployment_id: &str, visitor_id: &str, session_id: &str);
     fn fp_timer(which: u32, ms: f64) -> u32;
     fn fp_clear(id: u32);
 }

@@ -14,7 +14,7 @@ async fn sign_in_identifies_and_sign_out_starts_a_new_client_session() -> anyhow
 
 async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
     browser.goto(&env.demo("/signin")).await?;
-    let before = browser.sdk_state().await?;
+    let before = browser.sdk_state_with_session().await?;
     let client_session = before
         .session_id
         .clone()
@@ -62,7 +62,7 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
         .wait_for_text("#signed-in-as", "Not signed in")
         .await?;
     browser.goto(&env.demo("/")).await?;
-    let after = browser.sdk_state().await?;
+    let after = browser.sdk_state_with_session().await?;
     let new_session = after
         .session_id
         .clone()

@@ -501,6 +501,17 @@ impl Browser {
         .await
     }
 
+    /// Waits until the SDK has loaded and started its session, which it does with the
+    /// automatic page view at the end of the task that called `init`, and returns its
+    /// state.
+    pub async fn sdk_state_with_session(&self) -> anyhow::Result<SdkState> {
+        wait_until("the SDK's session", PATIENCE, || async {
+            let state = self.sdk_state().await?;
+            Ok(state.session_id.is_some().then_some(state))
+        })
+        .await
+    }
+
     pub async fn text_of(&self, css: &str) -> anyhow::Result<String> {
         let element = self.client.find(Locator::Css(css)).await?;
         Ok(element.text().await?)

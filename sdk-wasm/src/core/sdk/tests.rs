@@ -155,6 +155,9 @@ impl Host for FakeHost {
     fn flush() {
         log("flush".to_owned());
     }
+    fn ping(deployment_id: &str, visitor_id: &str, session_id: &str) {
+        log(format!("ping {deployment_id} {visitor_id} {session_id}"));
+    }
     fn timer(which: u32, ms: f64) -> u32 {
         let id = world(|world| {
             world.timers += 1;
@@ -810,4 +813,199 @@ fn the_page_facts_are_asked_with_the_site_options_and_go_into_the_event() {
             "the facts end the event: {queued}"
         );
     }
+}
+
+#[test]
+fn an_event_that_no_request_could_carry_is_refused_when_recorded() {
+    assert!(
+        TOO_BIG.contains(&MAX_EVENT_BYTES.to_string()),
+        "the message names the limit: {TOO_BIG}"
+    );
+    // The text of a page view but for its location (the fake host writes the facts
+    // as `"url":"<location>"`): a location makes an event of any size.
+    run(vec![
+        init(vec![("pageview", s("off"))]),
+        Step::Ac(vec![s("pageview"), obj(vec![("location", s("x"))])]),
+    ]);
+    let overhead = world(|world| world.queued.len()) - 1;
+    let pageview_of = |bytes: usize| {
+        Step::Ac(vec![
+            s("pageview"),
+            obj(vec![("location", s(&"a".repeat(bytes - overhead)))]),
+        ])
+    };
+    let texts = |prefix: &str, count: usize| {
+        let value = "v".repeat(1000);
+        Val::Object(
+            (0..count)
+                .map(|i| (format!("{prefix}{i}"), s(&value)))
+                .collect(),
+        )
+    };
+    let too_big = "[footpath] ac('record'): event too big: over 65520 bytes";
+    check(vec![
+        (
+            "an event of exactly the limit is queued",
+            vec![init(vec![]), pageview_of(MAX_EVENT_BYTES)],
+            with_init(&["queue pageview page_viewed"]),
+        ),
+        (
+            "one byte more is refused: on the console and to the error handlers",
+            vec![
+                Step::Ac(vec![s("on"), s("error"), f(1)]),
+                init(vec![]),
+                pageview_of(MAX_EVENT_BYTES + 1),
+            ],
+            // Reported as the collector's refusals are, whatever the command.
+            with_init(&[
+                "console [footpath] ac('record'): event too big: over 65520 bytes",
+                "call 1 error-event 'record' '[footpath] ac('record'): event too big: over 65520 bytes'",
+            ]),
+        ),
+        (
+            "traits ride on every event: a record that they take over the limit is refused, its callback hears why, once; later events go on",
+            vec![
+                init(vec![]),
+                Step::Ac(vec![s("identify"), s("ada"), texts("t", 30), f(1)]),
+                Step::Ac(vec![s("record"), s("big"), texts("a", 40), f(2)]),
+                Step::Ac(vec![s("record"), s("small"), obj(vec![]), f(3)]),
+                Step::Verdict(4, None),
+            ],
+            with_init(&[
+                "queue identify identified",
+                &cat(&["console ", too_big]),
+                &cat(&["call 2 failed once '", too_big, "' ''"]),
+                "queue record small",
+                "call 3 ok once '<uuid>' ''",
+            ]),
+        ),
+        (
+            "while consent is pending, a refused event is not held either",
+            vec![
+                init(vec![("consent", s("pending")), ("pageview", s("off"))]),
+                pageview_of(MAX_EVENT_BYTES + 1),
+                Step::Ac(vec![s("consent"), s("granted")]),
+            ],
+            lines(&[
+                "console [footpath] ac('record'): event too big: over 65520 bytes",
+                "timer 1: wake 2 in 1200000 ms",
+                "cookie _footpath_consent=granted; Max-Age=31536000; Path=/; SameSite=Lax",
+                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
+                "setup https://c.example/sdk/v1/batch",
+                "save _footpath_session",
+            ]),
+        ),
+    ]);
+}
+
+/// The Journey API's ping that keeps the session of `init`'s page alive.
+const PING: &str = "ping demo <uuid> <uuid>";
+
+#[test]
+fn interaction_keeps_the_session_alive_while_the_visitor_reads() {
+    const MINUTE: i64 = 60_000;
+    let active = || Step::Wake(WAKE_ACTIVE, "");
+    // 25 minutes of reading, interacting every 4 minutes: pings at 8, 16 and 24 (each
+    // at least 5 minutes after the last activity), the inactivity timer at 20 finds
+    // the session alive, and an event at 25 is in the same session.
+    let mut reading = vec![
+        Step::Ac(vec![s("on"), s("session:ended"), f(1)]),
+        init(vec![]),
+    ];
+    for minute in (4..=24).step_by(4) {
+        reading.push(Step::Advance(4 * MINUTE));
+        reading.push(active());
+        if minute == 20 {
+            reading.push(Step::Wake(WAKE_IDLE, ""));
+        }
+    }
+    reading.push(Step::Advance(MINUTE));
+    reading.push(Step::Ac(vec![s("record"), s("still_reading")]));
+    check(vec![
+        (
+            "an interaction after 6 minutes pings once, however many follow within the interval",
+            vec![
+                init(vec![]),
+                Step::Advance(6 * MINUTE),
+                active(),
+                active(),
+                Step::Advance(4 * MINUTE),
+                active(),
+            ],
+            with_init(&["save _footpath_session", PING]),
+        ),
+        (
+            "without interaction, nothing is sent: the inactivity timer only looks",
+            vec![
+                init(vec![]),
+                Step::Advance(19 * MINUTE),
+                Step::Wake(WAKE_IDLE, ""),
+            ],
+            with_init(&["clear 2", "timer 3: wake 2 in 60000 ms"]),
+        ),
+        (
+            "an event is activity: interaction pings 5 minutes after the last one, not before",
+            vec![
+                init(vec![]),
+                Step::Advance(4 * MINUTE),
+                Step::Ac(vec![s("record"), s("a")]),
+                Step::Advance(4 * MINUTE),
+                active(),
+                Step::Advance(MINUTE),
+                active(),
+            ],
+            with_init(&[
+                "save _footpath_session",
+                "queue record a",
+                "save _footpath_session",
+                PING,
+            ]),
+        ),
+        (
+            "25 minutes of reading keep one session",
+            reading,
+            with_init(&[
+                "save _footpath_session",
+                PING,
+                "save _footpath_session",
+                PING,
+                "clear 2",
+                "timer 3: wake 2 in 960000 ms",
+                "save _footpath_session",
+                PING,
+                "save _footpath_session",
+                "queue record still_reading",
+            ]),
+        ),
+        (
+            "a session that ended is not revived: the next event starts one",
+            vec![
+                init(vec![]),
+                Step::Advance(20 * MINUTE),
+                Step::Wake(WAKE_IDLE, ""),
+                active(),
+            ],
+            with_init(&["clear 2"]),
+        ),
+        (
+            "nothing before init, while consent is pending, or once it is denied",
+            vec![
+                active(),
+                init(vec![("consent", s("pending"))]),
+                Step::Advance(6 * MINUTE),
+                active(),
+                Step::Ac(vec![s("consent"), s("denied")]),
+                Step::Advance(6 * MINUTE),
+                active(),
+            ],
+            lines(&[
+                "timer 1: wake 9 in 0 ms",
+                "clear 1",
+                "timer 2: wake 2 in 1200000 ms",
+                "cookie _footpath_consent=denied; Max-Age=31536000; Path=/; SameSite=Lax",
+                "wipe",
+                "cookie _footpath_vid=; Max-Age=0; Path=/; SameSite=Lax",
+            ]),
+        ),
+    ]);
 }
