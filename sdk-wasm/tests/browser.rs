@@ -768,7 +768,7 @@ async fn a_hung_request_times_out() {
         "a retry, without Retry-After"
     );
     assert_eq!(
-        number("(hung.page.fp_state('', '', true), hung.page.fp_state_value()).queued"),
+        number("(hung.page.fp_state('', '', '', true), hung.page.fp_state_value()).queued"),
         1.0
     );
     js_sys::eval("hung.page.fp_flush()").unwrap();
@@ -831,7 +831,7 @@ async fn answers_without_usable_results_never_stall_sending() {
         assert_eq!(&strings("odd.wakes")[i], heard, "answer {n}");
     }
     assert_eq!(
-        number("(odd.page.fp_state('', '', true), odd.page.fp_state_value()).queued"),
+        number("(odd.page.fp_state('', '', '', true), odd.page.fp_state_value()).queued"),
         0.0
     );
 }
