@@ -119,6 +119,28 @@ async fn scenario(env: &Env, browser: &Browser) -> anyhow::Result<()> {
         assert_eq!(event["session"]["id"], json!(session_id));
         assert_eq!(event["customerId"], json!(visitor));
     }
+    // The shop uses no plugin, form tracking or session reference: its pages fetched
+    // the SDK and nothing of the plugin module.
+    let sdk_files = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/sdk/footpath'));",
+            vec![],
+        )
+        .await?;
+    let sdk_files: Vec<String> = serde_json::from_value(sdk_files)?;
+    assert!(
+        sdk_files
+            .iter()
+            .any(|name| name.ends_with("/sdk/footpath.wasm")),
+        "{sdk_files:?}"
+    );
+    assert!(
+        !sdk_files
+            .iter()
+            .any(|name| name.contains("footpath-plugins")),
+        "{sdk_files:?}"
+    );
     Ok(())
 }
 
