@@ -18,8 +18,8 @@ use super::{
     target_element, window,
 };
 use crate::rules::{
-    attribute_name, cat, clip, form_options, may_capture, Field, FormOptions, EXCLUDE_ATTRIBUTE,
-    FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
+    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
+    EXCLUDE_ATTRIBUTE, FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
 };
 use footpath_protocol::v1::MAX_ATTRIBUTES;
 
@@ -44,7 +44,7 @@ pub fn track(args: &js_sys::Array) -> Result<(), String> {
     let selector = args
         .get(1)
         .as_string()
-        .filter(|s| !s.trim().is_empty())
+        .filter(|s| !blank(s))
         .ok_or("needs a form selector")?;
     check_selector("form", &selector)?;
     let options = form_options(&read(&args.get(2)))?;
@@ -214,11 +214,22 @@ fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
             }
             property("value").as_string().unwrap_or_default()
         } else if tag == "select" && property("multiple").is_truthy() {
-            Array::from(&property("selectedOptions"))
-                .iter()
-                .filter_map(|option| Reflect::get(&option, &"value".into()).ok()?.as_string())
-                .collect::<Vec<_>>()
-                .join(",")
+            // Joined by hand: `join`'s generic code is larger.
+            let mut chosen = String::new();
+            let mut first = true;
+            for option in Array::from(&property("selectedOptions")).iter() {
+                if let Some(value) = Reflect::get(&option, &"value".into())
+                    .ok()
+                    .and_then(|v| v.as_string())
+                {
+                    if !first {
+                        chosen.push(',');
+                    }
+                    first = false;
+                    chosen.push_str(&value);
+                }
+            }
+            chosen
         } else {
             property("value").as_string().unwrap_or_default()
         };
