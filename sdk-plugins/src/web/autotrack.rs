@@ -12,7 +12,7 @@ use web_sys::{IntersectionObserver, IntersectionObserverEntry};
 
 use super::{
     ac, attributes, check_selector, document, listen, new_page, on_new_page, record,
-    target_element, window,
+    target_element, timeout, window,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, ElementRule, IdleRule, ScrollRule};
 
@@ -71,7 +71,7 @@ pub fn idle(rules: Vec<IdleRule>) {
                     let name = rule.event_name.clone();
                     let custom = rule.custom_attributes.clone();
                     let armed_at = Rc::clone(&armed_at);
-                    Timeout::new((rule.idle_after * 1000.0) as u32, move || {
+                    timeout((rule.idle_after * 1000.0) as u32, move || {
                         // The next activity arms again at once.
                         armed_at.set(f64::NEG_INFINITY);
                         record(&name, &attributes(&custom));
@@ -210,7 +210,7 @@ pub fn url_change(options: &JsValue) -> Result<(), String> {
         // After the task that changed the URL, by when a router has usually rendered
         // the new page and set its title.
         let hook = hook.clone();
-        Timeout::new(0, move || match &hook {
+        timeout(0, move || match &hook {
             Some(hook) => {
                 let _ = hook.call1(&JsValue::UNDEFINED, &href.into());
             }

@@ -11,6 +11,7 @@ mod session;
 
 use std::cell::RefCell;
 
+use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -217,10 +218,17 @@ fn target_element(event: &Event) -> Option<Element> {
 /// that stops the event's propagation does not hide it, and passive: nothing here
 /// cancels an event.
 fn listen(target: &EventTarget, kind: &str, handler: impl FnMut(Event) + 'static) {
+    listen_boxed(target, kind, Box::new(handler));
+}
+
+// Generic helpers such as `listen`, `timeout` and `once` only box their closure and
+// call one of these: their bodies, and wasm-bindgen's and gloo's code for the
+// closure, are then in the module once rather than once per closure (measured).
+fn listen_boxed(target: &EventTarget, kind: &str, handler: Box<dyn FnMut(Event)>) {
     let options = AddEventListenerOptions::new();
     options.set_capture(true);
     options.set_passive(true);
-    let closure = Closure::<dyn FnMut(Event)>::new(handler);
+    let closure = Closure::wrap(handler);
     let _ = target.add_event_listener_with_callback_and_add_event_listener_options(
         kind,
         closure.as_ref().unchecked_ref(),
@@ -237,6 +245,25 @@ fn new_page() {
             hook();
         }
     });
+}
+
+/// Runs `f` once after `ms` milliseconds, unless the `Timeout` is dropped first.
+fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
+    timeout_boxed(ms, Box::new(f))
+}
+
+fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> Timeout {
+    Timeout::new(ms, f)
+}
+
+/// A function for the page that runs `f` at its first call and then frees itself
+/// (a promise's callback).
+fn once(f: impl FnOnce(JsValue) + 'static) -> JsValue {
+    once_boxed(Box::new(f))
+}
+
+fn once_boxed(f: Box<dyn FnOnce(JsValue)>) -> JsValue {
+    Closure::once_into_js(f)
 }
 
 fn on_new_page(hook: impl Fn() + 'static) {
