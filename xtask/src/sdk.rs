@@ -203,8 +203,10 @@ fn build_plugins(bindgen_dir: &Path, out: &Path) -> Result<()> {
     let tools_bin = root().join("js/node_modules/.bin");
     let mut wasm_opt = Command::new(tools_bin.join("wasm-opt"));
     wasm_opt
+        // `--low-memory-unused`: as for the core SDK above.
         .args([
             "-Oz",
+            "--low-memory-unused",
             "--minify-imports-and-exports-and-modules",
             "--strip-producers",
             "--strip-target-features",
