@@ -28,7 +28,6 @@ struct Tracked {
     options: FormOptions,
 }
 
-#[derive(Default)]
 struct Forms {
     tracked: Vec<Tracked>,
     /// Forms the visitor has typed into and not submitted, with their rule.
@@ -37,7 +36,14 @@ struct Forms {
 }
 
 thread_local! {
-    static FORMS: RefCell<Forms> = RefCell::default();
+    // Initialised as a constant: no lazy initialisation code.
+    static FORMS: RefCell<Forms> = const {
+        RefCell::new(Forms {
+            tracked: Vec::new(),
+            started: Vec::new(),
+            listening: false,
+        })
+    };
 }
 
 pub fn track(args: &js_sys::Array) -> Result<(), String> {

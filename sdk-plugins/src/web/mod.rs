@@ -10,6 +10,7 @@ mod forms;
 mod session;
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Reflect};
@@ -36,8 +37,8 @@ thread_local! {
 /// name first, as the page passed it.
 #[wasm_bindgen]
 pub fn run(ac: Function, refuse: Function, args: Array) {
-    AC.with(|slot| *slot.borrow_mut() = Some(ac));
-    REFUSE.with(|slot| *slot.borrow_mut() = Some(refuse));
+    AC.set(Some(ac));
+    REFUSE.set(Some(refuse));
     let command = args.get(0).as_string().unwrap_or_default();
     let done = match command.as_str() {
         "load" => load(&args),
@@ -140,20 +141,22 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
 
 /// Calls the page's `ac` with `args` (the loader's `ac` never throws).
 fn ac(args: &[JsValue]) {
-    AC.with(|slot| {
-        if let Some(ac) = slot.borrow().as_ref() {
-            let _ = ac.apply(&JsValue::UNDEFINED, &args.iter().collect::<Array>());
-        }
-    });
+    if let Some(ac) = page_function(&AC) {
+        let _ = ac.apply(&JsValue::UNDEFINED, &args.iter().collect::<Array>());
+    }
+}
+
+/// The function in `slot` (`AC` or `REFUSE`): one reader for both, rather than a
+/// `with` per use (measured).
+fn page_function(slot: &'static LocalKey<RefCell<Option<Function>>>) -> Option<Function> {
+    slot.with(|slot| slot.borrow().clone())
 }
 
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
-    REFUSE.with(|slot| {
-        if let Some(refuse) = slot.borrow().as_ref() {
-            let _ = refuse.call2(&JsValue::UNDEFINED, &command.into(), &message.into());
-        }
-    });
+    if let Some(refuse) = page_function(&REFUSE) {
+        let _ = refuse.call2(&JsValue::UNDEFINED, &command.into(), &message.into());
+    }
 }
 
 /// `ac('record', name, attributes)`.

@@ -9,7 +9,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::Response;
 
-use super::{once, set, timeout, window, AC};
+use super::{once, page_function, set, timeout, window, AC};
 use crate::rules::cat;
 
 /// Tries while the collector has no session yet (the first page view may still be on
@@ -23,9 +23,8 @@ pub fn ask(args: &Array) -> Result<(), String> {
         .dyn_into()
         .map_err(|_| "needs a callback function")?;
     // `ac.state()`: the visitor, the deployment and where batches go.
-    let state = AC
-        .with(|slot| {
-            let ac = slot.borrow().clone()?;
+    let state = page_function(&AC)
+        .and_then(|ac| {
             let state: Function = Reflect::get(&ac, &"state".into()).ok()?.dyn_into().ok()?;
             state.call0(&ac).ok()
         })
