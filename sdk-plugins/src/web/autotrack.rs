@@ -4,7 +4,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -12,7 +11,7 @@ use web_sys::{IntersectionObserver, IntersectionObserverEntry};
 
 use super::{
     ac, attributes, check_selector, document, listen, new_page, on_new_page, record,
-    target_element, timeout, window,
+    target_element, timeout, window, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, ElementRule, IdleRule, ScrollRule};
 
