@@ -95,13 +95,13 @@ fn start_listening() -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
     // Before the SDK's own handlers (capturing listeners run first), so that the
     // events go out in the same beacon.
-    listen(&window, "pagehide", |_| abandon(|_| true));
+    listen(&window, "pagehide", |_| abandon(&|_| true));
     listen(&page, "visibilitychange", |_| {
         if document().is_some_and(|d| d.hidden()) {
-            abandon(|_| true);
+            abandon(&|_| true);
         }
     });
-    on_new_page(|| abandon(|form| !form.is_connected()));
+    on_new_page(|| abandon(&|form| !form.is_connected()));
     Ok(())
 }
 
@@ -118,8 +118,9 @@ fn tracked_form(element: Option<Element>) -> Option<(HtmlFormElement, usize)> {
     Some((form, rule))
 }
 
-/// Records `form_abandoned` for the started forms that `gone` picks.
-fn abandon(gone: impl Fn(&HtmlFormElement) -> bool) {
+/// Records `form_abandoned` for the started forms that `gone` picks. Not generic:
+/// its code is in the module once for its three callers (measured).
+fn abandon(gone: &dyn Fn(&HtmlFormElement) -> bool) {
     let left = FORMS.with(|forms| {
         let mut forms = forms.borrow_mut();
         let (left, kept) = std::mem::take(&mut forms.started)
