@@ -64,16 +64,16 @@ pub fn idle(rules: Vec<IdleRule>) {
             }
             armed_at.set(now);
             // Dropping a `Timeout` cancels it.
-            *timers.borrow_mut() = rules
-                .iter()
-                .map(|rule| {
-                    let name = rule.event_name.clone();
-                    let custom = rule.custom_attributes.clone();
+            // Each timer holds the rules and its index rather than a copy of its rule.
+            *timers.borrow_mut() = (0..rules.len())
+                .map(|i| {
+                    let rules = Rc::clone(&rules);
                     let armed_at = Rc::clone(&armed_at);
-                    timeout((rule.idle_after * 1000.0) as u32, move || {
+                    timeout((rules[i].idle_after * 1000.0) as u32, move || {
                         // The next activity arms again at once.
                         armed_at.set(f64::NEG_INFINITY);
-                        record(&name, &attributes(&custom));
+                        let rule = &rules[i];
+                        record(&rule.event_name, &attributes(&rule.custom_attributes));
                     })
                 })
                 .collect();
@@ -100,8 +100,11 @@ pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
     }
     let document = document().ok_or("needs a document")?;
     for rule in rules {
-        let name = rule.event_name.clone();
-        let custom = rule.custom_attributes.clone();
+        let ElementRule {
+            selector,
+            event_name: name,
+            custom_attributes: custom,
+        } = rule;
         let seen = Closure::<dyn FnMut(Array, IntersectionObserver)>::new(
             move |entries: Array, observer: IntersectionObserver| {
                 for entry in entries.iter() {
@@ -116,7 +119,7 @@ pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
         let observer = IntersectionObserver::new(seen.as_ref().unchecked_ref())
             .map_err(|_| "this browser has no IntersectionObserver")?;
         seen.forget();
-        if let Ok(elements) = document.query_selector_all(&rule.selector) {
+        if let Ok(elements) = document.query_selector_all(&selector) {
             for i in 0..elements.length() {
                 if let Some(element) = elements.item(i).and_then(|n| n.dyn_into().ok()) {
                     observer.observe(&element);

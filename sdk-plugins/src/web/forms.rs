@@ -7,6 +7,7 @@
 //! fields, hidden or file inputs, or what the site marks `data-footpath-exclude`.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
@@ -25,7 +26,7 @@ use footpath_protocol::v1::MAX_ATTRIBUTES;
 
 struct Tracked {
     selector: String,
-    options: FormOptions,
+    options: Rc<FormOptions>,
 }
 
 struct Forms {
@@ -56,7 +57,10 @@ pub fn track(args: &js_sys::Array) -> Result<(), String> {
     let options = form_options(&read(&args.get(2)))?;
     let listen_now = FORMS.with(|forms| {
         let mut forms = forms.borrow_mut();
-        forms.tracked.push(Tracked { selector, options });
+        forms.tracked.push(Tracked {
+            selector,
+            options: Rc::new(options),
+        });
         !std::mem::replace(&mut forms.listening, true)
     });
     if listen_now {
@@ -137,25 +141,24 @@ fn abandon(gone: &dyn Fn(&HtmlFormElement) -> bool) {
 /// Records `event` for `form`: its name, the captured fields (when the options ask
 /// for them) and the custom attributes; the mapped fields first become traits.
 fn report(form: &HtmlFormElement, rule: usize, event: &str) {
-    let Some((capture, name, custom, mapper)) = FORMS.with(|forms| {
-        forms.borrow().tracked.get(rule).map(|tracked| {
-            let options = &tracked.options;
-            let capture = if event == FORM_SUBMITTED {
-                options.capture_form_data_on_submit
-            } else {
-                options.capture_form_data_on_abandon
-            };
-            (
-                capture,
-                options.form_name.clone(),
-                options.custom_attributes.clone(),
-                options.traits_mapper.clone(),
-            )
-        })
+    // The options are shared (`Rc`), not cloned: no clone code for their lists.
+    let Some(options) = FORMS.with(|forms| {
+        let forms = forms.borrow();
+        Some(Rc::clone(&forms.tracked.get(rule)?.options))
     }) else {
         return;
     };
-    let fields = attributes(&custom);
+    let capture = if event == FORM_SUBMITTED {
+        options.capture_form_data_on_submit
+    } else {
+        options.capture_form_data_on_abandon
+    };
+    let (name, custom, mapper) = (
+        &options.form_name,
+        &options.custom_attributes,
+        &options.traits_mapper,
+    );
+    let fields = attributes(custom);
     let traits = Object::new();
     let mut count = custom.len() + 1;
     for (field_name, value) in fields_of(form) {
@@ -174,7 +177,7 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
             }
         }
     }
-    set(&fields, FORM_NAME_ATTRIBUTE, &name.into());
+    set(&fields, FORM_NAME_ATTRIBUTE, &name.as_str().into());
     if Object::keys(&traits).length() > 0 {
         ac(&["identify".into(), traits.into()]);
     }
