@@ -65,18 +65,18 @@ pub fn idle(rules: Vec<IdleRule>) {
             armed_at.set(now);
             // Dropping a `Timeout` cancels it.
             // Each timer holds the rules and its index rather than a copy of its rule.
-            *timers.borrow_mut() = (0..rules.len())
-                .map(|i| {
-                    let rules = Rc::clone(&rules);
-                    let armed_at = Rc::clone(&armed_at);
-                    timeout((rules[i].idle_after * 1000.0) as u32, move || {
-                        // The next activity arms again at once.
-                        armed_at.set(f64::NEG_INFINITY);
-                        let rule = &rules[i];
-                        record(&rule.event_name, &attributes(&rule.custom_attributes));
-                    })
-                })
-                .collect();
+            let mut armed = Vec::new();
+            for i in 0..rules.len() {
+                let rules_here = Rc::clone(&rules);
+                let armed_at = Rc::clone(&armed_at);
+                armed.push(timeout((rules[i].idle_after * 1000.0) as u32, move || {
+                    // The next activity arms again at once.
+                    armed_at.set(f64::NEG_INFINITY);
+                    let rule = &rules_here[i];
+                    record(&rule.event_name, &attributes(&rule.custom_attributes));
+                }));
+            }
+            *timers.borrow_mut() = armed;
         }
     };
     arm();

@@ -127,9 +127,15 @@ fn tracked_form(element: Option<Element>) -> Option<(HtmlFormElement, usize)> {
 fn abandon(gone: &dyn Fn(&HtmlFormElement) -> bool) {
     let left = FORMS.with(|forms| {
         let mut forms = forms.borrow_mut();
-        let (left, kept) = std::mem::take(&mut forms.started)
-            .into_iter()
-            .partition(|(form, _)| gone(form));
+        let mut left = Vec::new();
+        let mut kept = Vec::new();
+        for started in std::mem::take(&mut forms.started) {
+            if gone(&started.0) {
+                left.push(started);
+            } else {
+                kept.push(started);
+            }
+        }
         forms.started = kept;
         left
     });

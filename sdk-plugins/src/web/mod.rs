@@ -145,7 +145,11 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
 /// Calls the page's `ac` with `args` (the loader's `ac` never throws).
 fn ac(args: &[JsValue]) {
     if let Some(ac) = page_function(&AC) {
-        let _ = ac.apply(&JsValue::UNDEFINED, &args.iter().collect::<Array>());
+        let array = Array::new();
+        for arg in args {
+            array.push(arg);
+        }
+        let _ = ac.apply(&JsValue::UNDEFINED, &array);
     }
 }
 
