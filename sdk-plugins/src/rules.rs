@@ -471,12 +471,14 @@ pub fn may_capture(field: &Field) -> bool {
     }) {
         return false;
     }
-    !words(field.name).any(|word| SECRET_WORDS.contains(&word.as_str()))
+    !words(field.name)
+        .iter()
+        .any(|word| SECRET_WORDS.contains(&word.as_str()))
 }
 
 /// The words of a name, lower-cased: split at anything not a letter or digit and
 /// where a lower-case letter meets an upper-case one (`cardCvc` is `card`, `cvc`).
-fn words(name: &str) -> impl Iterator<Item = String> + '_ {
+fn words(name: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut previous_lower = false;
@@ -493,7 +495,7 @@ fn words(name: &str) -> impl Iterator<Item = String> + '_ {
     if !word.is_empty() {
         words.push(word);
     }
-    words.into_iter()
+    words
 }
 
 /// A field's name as an attribute name: what the protocol allows (ASCII letters,

@@ -93,7 +93,13 @@ fn start_listening() -> Result<(), String> {
         let Some((form, rule)) = tracked_form(Some(form.into())) else {
             return;
         };
-        FORMS.with(|forms| forms.borrow_mut().started.retain(|(f, _)| *f != form));
+        // A form is in `started` at most once (see `input` above).
+        FORMS.with(|forms| {
+            let started = &mut forms.borrow_mut().started;
+            if let Some(at) = started.iter().position(|(f, _)| *f == form) {
+                started.remove(at);
+            }
+        });
         report(&form, rule, FORM_SUBMITTED);
     });
     let window = window().ok_or("needs a window")?;
