@@ -88,6 +88,9 @@ pub const FORM_NAME_ATTRIBUTE: &str = "formName";
 /// Marks a field (or a part of a form) that is never captured.
 pub const EXCLUDE_ATTRIBUTE: &str = "data-footpath-exclude";
 
+/// The selector of what [`EXCLUDE_ATTRIBUTE`] marks.
+pub const EXCLUDED: &str = "[data-footpath-exclude]";
+
 type Result<T> = std::result::Result<T, String>;
 
 /// Concatenates, without `format!`: the formatting machinery would be a large part of

@@ -298,3 +298,8 @@ fn blank_is_trim_is_empty() {
         assert_eq!(blank(text), text.trim().is_empty(), "{text:?}");
     }
 }
+
+#[test]
+fn the_excluded_selector_names_the_exclude_attribute() {
+    assert_eq!(EXCLUDED, cat(&["[", EXCLUDE_ATTRIBUTE, "]"]));
+}

@@ -19,8 +19,8 @@ use super::{
     target_element, window,
 };
 use crate::rules::{
-    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
-    EXCLUDE_ATTRIBUTE, FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
+    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions, EXCLUDED,
+    FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
 };
 use footpath_protocol::v1::MAX_ATTRIBUTES;
 
@@ -214,11 +214,7 @@ fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
             name = element.id();
         }
         let autocomplete = attribute("autocomplete");
-        let excluded = element
-            .closest(&cat(&["[", EXCLUDE_ATTRIBUTE, "]"]))
-            .ok()
-            .flatten()
-            .is_some();
+        let excluded = element.closest(EXCLUDED).ok().flatten().is_some();
         let field = Field {
             tag: &tag,
             kind: &kind,
