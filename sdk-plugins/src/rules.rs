@@ -88,26 +88,38 @@ pub const FORM_NAME_ATTRIBUTE: &str = "formName";
 /// Marks a field (or a part of a form) that is never captured.
 pub const EXCLUDE_ATTRIBUTE: &str = "data-footpath-exclude";
 
+/// The selector of what [`EXCLUDE_ATTRIBUTE`] marks.
+pub const EXCLUDED: &str = "[data-footpath-exclude]";
+
 type Result<T> = std::result::Result<T, String>;
 
 /// Concatenates, without `format!`: the formatting machinery would be a large part of
-/// the module.
+/// the module. A loop, not `concat`: `join`'s generic code is larger (measured).
 pub fn cat(parts: &[&str]) -> String {
-    parts.concat()
+    let mut text = String::new();
+    for part in parts {
+        text.push_str(part);
+    }
+    text
 }
 
-/// `n` in decimal.
-pub fn decimal(mut n: usize) -> String {
-    let mut digits = Vec::new();
-    loop {
-        digits.push(b'0' + (n % 10) as u8);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
+/// `n` in decimal, without the UTF-8 check that `String::from_utf8` would bring.
+pub fn decimal(n: usize) -> String {
+    let mut unit = 1;
+    while n / unit >= 10 {
+        unit *= 10;
     }
-    digits.reverse();
-    String::from_utf8(digits).unwrap_or_default()
+    let mut text = String::new();
+    while unit > 0 {
+        text.push(char::from(b'0' + (n / unit % 10) as u8));
+        unit /= 10;
+    }
+    text
+}
+
+/// Whether `text` is empty or only whitespace (`trim().is_empty()`, smaller).
+pub fn blank(text: &str) -> bool {
+    text.chars().all(char::is_whitespace)
 }
 
 /// The entries of an options object; any key not in `known` is refused. `undefined`
@@ -120,14 +132,15 @@ fn object<'v>(value: &'v Val, at: &str, known: &[&str]) -> Result<&'v [(String, 
     };
     for (key, _) in entries {
         if !known.contains(&key.as_str()) {
-            return Err(cat(&[
-                at,
-                ".",
-                key,
-                ": is not an option (",
-                &known.join(", "),
-                ")",
-            ]));
+            let mut message = cat(&[at, ".", key, ": is not an option ("]);
+            for (i, known) in known.iter().enumerate() {
+                if i > 0 {
+                    message.push_str(", ");
+                }
+                message.push_str(known);
+            }
+            message.push(')');
+            return Err(message);
         }
     }
     Ok(entries)
@@ -263,7 +276,7 @@ const ELEMENT_RULE: [&str; 3] = ["selector", "eventName", "customAttributes"];
 
 fn element_rule(rule: &[(String, Val)], at: &str) -> Result<ElementRule> {
     let selector = text(field(rule, "selector"), &path(at, "selector"))?;
-    if selector.trim().is_empty() {
+    if blank(&selector) {
         return Err(cat(&[at, ".selector: must not be empty"]));
     }
     Ok(ElementRule {
@@ -341,7 +354,7 @@ pub fn form_options(options: &Val) -> Result<FormOptions> {
         ],
     )?;
     let form_name = text(field(entries, "formName"), "formName")?;
-    if form_name.trim().is_empty() || form_name.len() > MAX_VALUE_BYTES {
+    if blank(&form_name) || form_name.len() > MAX_VALUE_BYTES {
         return Err("formName: must be a text of 1 to 1024 bytes".into());
     }
     let mut traits_mapper = Vec::new();
@@ -446,21 +459,29 @@ pub fn may_capture(field: &Field) -> bool {
             return false;
         }
     }
-    let squeezed: String = field
-        .name
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    if SECRET_PARTS.iter().any(|part| squeezed.contains(part)) {
+    let mut squeezed = String::new();
+    for c in field.name.chars() {
+        if c.is_ascii_alphanumeric() {
+            squeezed.push(c.to_ascii_lowercase());
+        }
+    }
+    // Byte windows rather than `str::contains`, whose substring search is large.
+    if SECRET_PARTS.iter().any(|part| {
+        squeezed
+            .as_bytes()
+            .windows(part.len())
+            .any(|window| window == part.as_bytes())
+    }) {
         return false;
     }
-    !words(field.name).any(|word| SECRET_WORDS.contains(&word.as_str()))
+    !words(field.name)
+        .iter()
+        .any(|word| SECRET_WORDS.contains(&word.as_str()))
 }
 
 /// The words of a name, lower-cased: split at anything not a letter or digit and
 /// where a lower-case letter meets an upper-case one (`cardCvc` is `card`, `cvc`).
-fn words(name: &str) -> impl Iterator<Item = String> + '_ {
+fn words(name: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut previous_lower = false;
@@ -477,22 +498,25 @@ fn words(name: &str) -> impl Iterator<Item = String> + '_ {
     if !word.is_empty() {
         words.push(word);
     }
-    words.into_iter()
+    words
 }
 
 /// A field's name as an attribute name: what the protocol allows (ASCII letters,
 /// digits and `_`, at most 64 bytes), anything else becoming `_` (`user[email]` is
 /// `user_email_`); `None` when nothing usable is left.
 pub fn attribute_name(name: &str) -> Option<String> {
-    let mapped: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .take(MAX_NAME_BYTES)
-        .collect();
-    if mapped.chars().all(|c| c == '_') {
-        return None;
+    // A loop rather than `map`, `take` and `collect`: less code (measured).
+    let mut mapped = String::new();
+    let mut usable = false;
+    for c in name.chars().take(MAX_NAME_BYTES) {
+        if c.is_ascii_alphanumeric() {
+            mapped.push(c);
+            usable = true;
+        } else {
+            mapped.push('_');
+        }
     }
-    Some(mapped)
+    usable.then_some(mapped)
 }
 
 /// `text` cut to at most [`MAX_VALUE_BYTES`] bytes, at a character boundary.

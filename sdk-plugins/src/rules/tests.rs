@@ -291,3 +291,15 @@ fn scroll_depth_is_the_bottom_of_the_viewport() {
     assert_eq!(scroll_depth(3000.0, 500.0, 2000.0), 100.0);
     assert_eq!(scroll_depth(-50.0, 500.0, 2000.0), 25.0);
 }
+
+#[test]
+fn blank_is_trim_is_empty() {
+    for text in ["", " ", "\t\n", "\u{a0}\u{2003}", "a", " #b ", "\u{a0}x"] {
+        assert_eq!(blank(text), text.trim().is_empty(), "{text:?}");
+    }
+}
+
+#[test]
+fn the_excluded_selector_names_the_exclude_attribute() {
+    assert_eq!(EXCLUDED, cat(&["[", EXCLUDE_ATTRIBUTE, "]"]));
+}

@@ -4,7 +4,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -12,7 +11,7 @@ use web_sys::{IntersectionObserver, IntersectionObserverEntry};
 
 use super::{
     ac, attributes, check_selector, document, listen, new_page, on_new_page, record,
-    target_element, window,
+    target_element, timeout, window, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, ElementRule, IdleRule, ScrollRule};
 
@@ -65,19 +64,19 @@ pub fn idle(rules: Vec<IdleRule>) {
             }
             armed_at.set(now);
             // Dropping a `Timeout` cancels it.
-            *timers.borrow_mut() = rules
-                .iter()
-                .map(|rule| {
-                    let name = rule.event_name.clone();
-                    let custom = rule.custom_attributes.clone();
-                    let armed_at = Rc::clone(&armed_at);
-                    Timeout::new((rule.idle_after * 1000.0) as u32, move || {
-                        // The next activity arms again at once.
-                        armed_at.set(f64::NEG_INFINITY);
-                        record(&name, &attributes(&custom));
-                    })
-                })
-                .collect();
+            // Each timer holds the rules and its index rather than a copy of its rule.
+            let mut armed = Vec::new();
+            for i in 0..rules.len() {
+                let rules_here = Rc::clone(&rules);
+                let armed_at = Rc::clone(&armed_at);
+                armed.push(timeout((rules[i].idle_after * 1000.0) as u32, move || {
+                    // The next activity arms again at once.
+                    armed_at.set(f64::NEG_INFINITY);
+                    let rule = &rules_here[i];
+                    record(&rule.event_name, &attributes(&rule.custom_attributes));
+                }));
+            }
+            *timers.borrow_mut() = armed;
         }
     };
     arm();
@@ -101,8 +100,11 @@ pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
     }
     let document = document().ok_or("needs a document")?;
     for rule in rules {
-        let name = rule.event_name.clone();
-        let custom = rule.custom_attributes.clone();
+        let ElementRule {
+            selector,
+            event_name: name,
+            custom_attributes: custom,
+        } = rule;
         let seen = Closure::<dyn FnMut(Array, IntersectionObserver)>::new(
             move |entries: Array, observer: IntersectionObserver| {
                 for entry in entries.iter() {
@@ -117,7 +119,7 @@ pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
         let observer = IntersectionObserver::new(seen.as_ref().unchecked_ref())
             .map_err(|_| "this browser has no IntersectionObserver")?;
         seen.forget();
-        if let Ok(elements) = document.query_selector_all(&rule.selector) {
+        if let Ok(elements) = document.query_selector_all(&selector) {
             for i in 0..elements.length() {
                 if let Some(element) = elements.item(i).and_then(|n| n.dyn_into().ok()) {
                     observer.observe(&element);
@@ -184,7 +186,7 @@ pub fn url_change(hook: Option<Function>) -> Result<(), String> {
         // After the task that changed the URL, by when a router has usually rendered
         // the new page and set its title.
         let hook = hook.clone();
-        Timeout::new(0, move || match &hook {
+        timeout(0, move || match &hook {
             Some(hook) => {
                 let _ = hook.call1(&JsValue::UNDEFINED, &href.into());
             }

@@ -7,6 +7,7 @@
 //! fields, hidden or file inputs, or what the site marks `data-footpath-exclude`.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
@@ -18,17 +19,16 @@ use super::{
     target_element, window,
 };
 use crate::rules::{
-    attribute_name, cat, clip, form_options, may_capture, Field, FormOptions, EXCLUDE_ATTRIBUTE,
+    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions, EXCLUDED,
     FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
 };
 use footpath_protocol::v1::MAX_ATTRIBUTES;
 
 struct Tracked {
     selector: String,
-    options: FormOptions,
+    options: Rc<FormOptions>,
 }
 
-#[derive(Default)]
 struct Forms {
     tracked: Vec<Tracked>,
     /// Forms the visitor has typed into and not submitted, with their rule.
@@ -37,20 +37,30 @@ struct Forms {
 }
 
 thread_local! {
-    static FORMS: RefCell<Forms> = RefCell::default();
+    // Initialised as a constant: no lazy initialisation code.
+    static FORMS: RefCell<Forms> = const {
+        RefCell::new(Forms {
+            tracked: Vec::new(),
+            started: Vec::new(),
+            listening: false,
+        })
+    };
 }
 
 pub fn track(args: &js_sys::Array) -> Result<(), String> {
     let selector = args
         .get(1)
         .as_string()
-        .filter(|s| !s.trim().is_empty())
+        .filter(|s| !blank(s))
         .ok_or("needs a form selector")?;
     check_selector("form", &selector)?;
     let options = form_options(&read(&args.get(2)))?;
     let listen_now = FORMS.with(|forms| {
         let mut forms = forms.borrow_mut();
-        forms.tracked.push(Tracked { selector, options });
+        forms.tracked.push(Tracked {
+            selector,
+            options: Rc::new(options),
+        });
         !std::mem::replace(&mut forms.listening, true)
     });
     if listen_now {
@@ -83,15 +93,21 @@ fn start_listening() -> Result<(), String> {
         let Some((form, rule)) = tracked_form(Some(form.into())) else {
             return;
         };
-        FORMS.with(|forms| forms.borrow_mut().started.retain(|(f, _)| *f != form));
+        // A form is in `started` at most once (see `input` above).
+        FORMS.with(|forms| {
+            let started = &mut forms.borrow_mut().started;
+            if let Some(at) = started.iter().position(|(f, _)| *f == form) {
+                started.remove(at);
+            }
+        });
         report(&form, rule, FORM_SUBMITTED);
     });
     let window = window().ok_or("needs a window")?;
     // Leaving the page, not only hiding it (a visitor who switches tabs comes back to
     // the form). Before the SDK's own handler (capturing listeners run first), so
     // that the event goes out in the page's last beacon.
-    listen(&window, "pagehide", |_| abandon(|_| true));
-    on_new_page(|| abandon(|form| !form.is_connected()));
+    listen(&window, "pagehide", |_| abandon(&|_| true));
+    on_new_page(|| abandon(&|form| !form.is_connected()));
     Ok(())
 }
 
@@ -108,13 +124,20 @@ fn tracked_form(element: Option<Element>) -> Option<(HtmlFormElement, usize)> {
     Some((form, rule))
 }
 
-/// Records `form_abandoned` for the started forms that `gone` picks.
-fn abandon(gone: impl Fn(&HtmlFormElement) -> bool) {
+/// Records `form_abandoned` for the started forms that `gone` picks. Not generic:
+/// its code is in the module once for its three callers (measured).
+fn abandon(gone: &dyn Fn(&HtmlFormElement) -> bool) {
     let left = FORMS.with(|forms| {
         let mut forms = forms.borrow_mut();
-        let (left, kept) = std::mem::take(&mut forms.started)
-            .into_iter()
-            .partition(|(form, _)| gone(form));
+        let mut left = Vec::new();
+        let mut kept = Vec::new();
+        for started in std::mem::take(&mut forms.started) {
+            if gone(&started.0) {
+                left.push(started);
+            } else {
+                kept.push(started);
+            }
+        }
         forms.started = kept;
         left
     });
@@ -126,25 +149,24 @@ fn abandon(gone: impl Fn(&HtmlFormElement) -> bool) {
 /// Records `event` for `form`: its name, the captured fields (when the options ask
 /// for them) and the custom attributes; the mapped fields first become traits.
 fn report(form: &HtmlFormElement, rule: usize, event: &str) {
-    let Some((capture, name, custom, mapper)) = FORMS.with(|forms| {
-        forms.borrow().tracked.get(rule).map(|tracked| {
-            let options = &tracked.options;
-            let capture = if event == FORM_SUBMITTED {
-                options.capture_form_data_on_submit
-            } else {
-                options.capture_form_data_on_abandon
-            };
-            (
-                capture,
-                options.form_name.clone(),
-                options.custom_attributes.clone(),
-                options.traits_mapper.clone(),
-            )
-        })
+    // The options are shared (`Rc`), not cloned: no clone code for their lists.
+    let Some(options) = FORMS.with(|forms| {
+        let forms = forms.borrow();
+        Some(Rc::clone(&forms.tracked.get(rule)?.options))
     }) else {
         return;
     };
-    let fields = attributes(&custom);
+    let capture = if event == FORM_SUBMITTED {
+        options.capture_form_data_on_submit
+    } else {
+        options.capture_form_data_on_abandon
+    };
+    let (name, custom, mapper) = (
+        &options.form_name,
+        &options.custom_attributes,
+        &options.traits_mapper,
+    );
+    let fields = attributes(custom);
     let traits = Object::new();
     let mut count = custom.len() + 1;
     for (field_name, value) in fields_of(form) {
@@ -163,7 +185,7 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
             }
         }
     }
-    set(&fields, FORM_NAME_ATTRIBUTE, &name.into());
+    set(&fields, FORM_NAME_ATTRIBUTE, &name.as_str().into());
     if Object::keys(&traits).length() > 0 {
         ac(&["identify".into(), traits.into()]);
     }
@@ -188,11 +210,7 @@ fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
             name = element.id();
         }
         let autocomplete = attribute("autocomplete");
-        let excluded = element
-            .closest(&cat(&["[", EXCLUDE_ATTRIBUTE, "]"]))
-            .ok()
-            .flatten()
-            .is_some();
+        let excluded = element.closest(EXCLUDED).ok().flatten().is_some();
         let field = Field {
             tag: &tag,
             kind: &kind,
@@ -210,11 +228,22 @@ fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
             }
             property("value").as_string().unwrap_or_default()
         } else if tag == "select" && property("multiple").is_truthy() {
-            Array::from(&property("selectedOptions"))
-                .iter()
-                .filter_map(|option| Reflect::get(&option, &"value".into()).ok()?.as_string())
-                .collect::<Vec<_>>()
-                .join(",")
+            // Joined by hand: `join`'s generic code is larger.
+            let mut chosen = String::new();
+            let mut first = true;
+            for option in Array::from(&property("selectedOptions")).iter() {
+                if let Some(value) = Reflect::get(&option, &"value".into())
+                    .ok()
+                    .and_then(|v| v.as_string())
+                {
+                    if !first {
+                        chosen.push(',');
+                    }
+                    first = false;
+                    chosen.push_str(&value);
+                }
+            }
+            chosen
         } else {
             property("value").as_string().unwrap_or_default()
         };

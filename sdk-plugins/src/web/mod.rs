@@ -10,6 +10,7 @@ mod forms;
 mod session;
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
@@ -35,8 +36,8 @@ thread_local! {
 /// name first, as the page passed it.
 #[wasm_bindgen]
 pub fn run(ac: Function, refuse: Function, args: Array) {
-    AC.with(|slot| *slot.borrow_mut() = Some(ac));
-    REFUSE.with(|slot| *slot.borrow_mut() = Some(refuse));
+    AC.set(Some(ac));
+    REFUSE.set(Some(refuse));
     let command = args.get(0).as_string().unwrap_or_default();
     let done = match command.as_str() {
         "load" => load(&args),
@@ -140,7 +141,11 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
         if array.length() > MAX_ENTRIES {
             return Val::Other;
         }
-        return Val::List(array.iter().map(|item| read_at(&item, depth + 1)).collect());
+        let mut list = Vec::new();
+        for item in array.iter() {
+            list.push(read_at(&item, depth + 1));
+        }
+        return Val::List(list);
     }
     let Some(object) = value.dyn_ref::<Object>() else {
         return Val::Other;
@@ -149,32 +154,38 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
     if keys.length() > MAX_ENTRIES {
         return Val::Other;
     }
-    Val::Object(
-        keys.iter()
-            .filter_map(|key| {
-                let item = Reflect::get(object, &key).ok()?;
-                Some((key.as_string()?, read_at(&item, depth + 1)))
-            })
-            .collect(),
-    )
+    // Loops rather than iterator adapters and `collect`: less code (measured).
+    let mut entries = Vec::new();
+    for key in keys.iter() {
+        if let (Ok(item), Some(name)) = (Reflect::get(object, &key), key.as_string()) {
+            entries.push((name, read_at(&item, depth + 1)));
+        }
+    }
+    Val::Object(entries)
 }
 
 /// Calls the page's `ac` with `args` (the loader's `ac` never throws).
 fn ac(args: &[JsValue]) {
-    AC.with(|slot| {
-        if let Some(ac) = slot.borrow().as_ref() {
-            let _ = ac.apply(&JsValue::UNDEFINED, &args.iter().collect::<Array>());
+    if let Some(ac) = page_function(&AC) {
+        let array = Array::new();
+        for arg in args {
+            array.push(arg);
         }
-    });
+        let _ = ac.apply(&JsValue::UNDEFINED, &array);
+    }
+}
+
+/// The function in `slot` (`AC` or `REFUSE`): one reader for both, rather than a
+/// `with` per use (measured).
+fn page_function(slot: &'static LocalKey<RefCell<Option<Function>>>) -> Option<Function> {
+    slot.with(|slot| slot.borrow().clone())
 }
 
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
-    REFUSE.with(|slot| {
-        if let Some(refuse) = slot.borrow().as_ref() {
-            let _ = refuse.call2(&JsValue::UNDEFINED, &command.into(), &message.into());
-        }
-    });
+    if let Some(refuse) = page_function(&REFUSE) {
+        let _ = refuse.call2(&JsValue::UNDEFINED, &command.into(), &message.into());
+    }
 }
 
 /// `ac('record', name, attributes)`.
@@ -210,7 +221,17 @@ fn set(object: &Object, key: &str, value: &JsValue) {
 }
 
 fn window() -> Option<Window> {
-    web_sys::window()
+    WINDOW
+        .with(|window| (!window.is_undefined()).then(|| window.clone().unchecked_into::<Window>()))
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// The page's `window`, read once. The module runs only in pages (the loader
+    /// imports it there), so `web_sys::window`'s search of `globalThis`, `self`,
+    /// `window` and `global` is not needed (measured).
+    #[wasm_bindgen(thread_local_v2, js_name = window)]
+    static WINDOW: JsValue;
 }
 
 fn document() -> Option<Document> {
@@ -239,10 +260,17 @@ fn target_element(event: &Event) -> Option<Element> {
 /// that stops the event's propagation does not hide it, and passive: nothing here
 /// cancels an event.
 fn listen(target: &EventTarget, kind: &str, handler: impl FnMut(Event) + 'static) {
+    listen_boxed(target, kind, Box::new(handler));
+}
+
+// Generic helpers such as `listen`, `timeout` and `once` only box their closure and
+// call one of these: their bodies, and wasm-bindgen's and gloo's code for the
+// closure, are then in the module once rather than once per closure (measured).
+fn listen_boxed(target: &EventTarget, kind: &str, handler: Box<dyn FnMut(Event)>) {
     let options = AddEventListenerOptions::new();
     options.set_capture(true);
     options.set_passive(true);
-    let closure = Closure::<dyn FnMut(Event)>::new(handler);
+    let closure = Closure::wrap(handler);
     let _ = target.add_event_listener_with_callback_and_add_event_listener_options(
         kind,
         closure.as_ref().unchecked_ref(),
@@ -259,6 +287,65 @@ fn new_page() {
             hook();
         }
     });
+}
+
+/// Runs `f` once after `ms` milliseconds, unless the `Timeout` is dropped first.
+fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
+    timeout_boxed(ms, Box::new(f))
+}
+
+fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> Timeout {
+    let closure = Closure::once(f);
+    let id = set_timeout(closure.as_ref(), ms);
+    Timeout {
+        id,
+        closure: Some(closure),
+    }
+}
+
+/// A timer that `clearTimeout`s on drop, as gloo-timers' `Timeout` does; by hand,
+/// since that one cost 148 B gzip more (see `Cargo.toml`).
+#[must_use = "a timer is cancelled when dropped; call forget() to let it run"]
+pub struct Timeout {
+    id: JsValue,
+    closure: Option<Closure<dyn FnMut()>>,
+}
+
+impl Timeout {
+    /// Lets the timer run, freeing nothing: for timers that run once and are never
+    /// cancelled.
+    pub fn forget(mut self) {
+        if let Some(closure) = self.closure.take() {
+            closure.forget();
+        }
+        self.id = JsValue::UNDEFINED;
+    }
+}
+
+impl Drop for Timeout {
+    fn drop(&mut self) {
+        if !self.id.is_undefined() {
+            clear_timeout(&self.id);
+        }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &JsValue, ms: u32) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
+/// A function for the page that runs `f` at its first call and then frees itself
+/// (a promise's callback).
+fn once(f: impl FnOnce(JsValue) + 'static) -> JsValue {
+    once_boxed(Box::new(f))
+}
+
+fn once_boxed(f: Box<dyn FnOnce(JsValue)>) -> JsValue {
+    Closure::once_into_js(f)
 }
 
 fn on_new_page(hook: impl Fn() + 'static) {

@@ -4,13 +4,12 @@
 //! live session for the visitor (nothing stored yet, after a few tries while the first
 //! events are on their way; or tracking is off).
 
-use gloo_timers::callback::Timeout;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::Response;
 
-use super::{set, window, AC};
+use super::{once, page_function, set, timeout, window, AC};
 use crate::rules::cat;
 
 /// Tries while the collector has no session yet (the first page view may still be on
@@ -24,9 +23,8 @@ pub fn ask(args: &Array) -> Result<(), String> {
         .dyn_into()
         .map_err(|_| "needs a callback function")?;
     // `ac.state()`: the visitor, the deployment and where batches go.
-    let state = AC
-        .with(|slot| {
-            let ac = slot.borrow().clone()?;
+    let state = page_function(&AC)
+        .and_then(|ac| {
             let state: Function = Reflect::get(&ac, &"state".into()).ok()?.dyn_into().ok()?;
             state.call0(&ac).ok()
         })
@@ -64,20 +62,20 @@ fn fetch(url: String, callback: Function, attempt: u32) {
         let (url, callback) = (url.clone(), callback.clone());
         move || {
             if attempt < ATTEMPTS {
-                Timeout::new(RETRY_MS, move || fetch(url, callback, attempt + 1)).forget();
+                timeout(RETRY_MS, move || fetch(url, callback, attempt + 1)).forget();
             } else {
                 answer(&callback, JsValue::NULL);
             }
         }
     };
     let failed = again.clone();
-    let got = Closure::once_into_js(move |response: JsValue| {
+    let got = once(move |response: JsValue| {
         let response: Response = response.unchecked_into();
         let status = response.status();
         let json = (status == 200).then(|| response.json().ok()).flatten();
         match json {
             Some(json) => {
-                let read = Closure::once_into_js(move |body: JsValue| {
+                let read = once(move |body: JsValue| {
                     let session = Object::new();
                     for key in ["id", "shortId"] {
                         set(
@@ -95,7 +93,7 @@ fn fetch(url: String, callback: Function, attempt: u32) {
             None => answer(&callback, JsValue::NULL),
         }
     });
-    let lost = Closure::once_into_js(move |_: JsValue| failed());
+    let lost = once(move |_: JsValue| failed());
     then(&window.fetch_with_str(&url), got, lost);
 }
 
