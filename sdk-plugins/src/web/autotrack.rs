@@ -13,11 +13,11 @@ use super::{
     ac, attributes, check_selector, document, listen, new_page, on_new_page, record,
     target_element, timeout, window, Timeout,
 };
-use crate::rules::{cat, decimal, scroll_depth as depth, ElementRule, IdleRule, ScrollRule};
+use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
 
 /// `autotrackClick`: a click on (or inside) an element matching a rule's selector
 /// records the rule's event.
-pub fn click(rules: Vec<ElementRule>) -> Result<(), String> {
+pub fn click(rules: Vec<Rule>) -> Result<(), String> {
     for (i, rule) in rules.iter().enumerate() {
         check_selector(&cat(&["clickEvents[", &decimal(i), "]"]), &rule.selector)?;
     }
@@ -51,7 +51,7 @@ const REARM_EVERY_MS: f64 = 1_000.0;
 
 /// `autotrackIdle`: a rule's event once the visitor has not interacted for its
 /// `idleAfter` seconds; again only after the visitor has been active since.
-pub fn idle(rules: Vec<IdleRule>) {
+pub fn idle(rules: Vec<Rule>) {
     let rules = Rc::new(rules);
     let timers: Rc<RefCell<Vec<Timeout>>> = Rc::default();
     let armed_at = Rc::new(Cell::new(f64::NEG_INFINITY));
@@ -69,7 +69,7 @@ pub fn idle(rules: Vec<IdleRule>) {
             for i in 0..rules.len() {
                 let rules_here = Rc::clone(&rules);
                 let armed_at = Rc::clone(&armed_at);
-                armed.push(timeout((rules[i].idle_after * 1000.0) as u32, move || {
+                armed.push(timeout((rules[i].threshold * 1000.0) as u32, move || {
                     // The next activity arms again at once.
                     armed_at.set(f64::NEG_INFINITY);
                     let rule = &rules_here[i];
@@ -91,7 +91,7 @@ pub fn idle(rules: Vec<IdleRule>) {
 
 /// `autotrackInViewport`: a rule's event the first time each matching element (present
 /// when the plugin loads) comes into view.
-pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
+pub fn in_viewport(rules: Vec<Rule>) -> Result<(), String> {
     for (i, rule) in rules.iter().enumerate() {
         check_selector(
             &cat(&["inViewportEvents[", &decimal(i), "]"]),
@@ -100,10 +100,11 @@ pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
     }
     let document = document().ok_or("needs a document")?;
     for rule in rules {
-        let ElementRule {
+        let Rule {
             selector,
             event_name: name,
             custom_attributes: custom,
+            ..
         } = rule;
         let seen = Closure::<dyn FnMut(Array, IntersectionObserver)>::new(
             move |entries: Array, observer: IntersectionObserver| {
@@ -132,7 +133,7 @@ pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
 
 /// `autotrackScrollDepth`: each rule's event once per page view, when the bottom of
 /// the viewport first reaches its percentage of the page.
-pub fn scroll_depth(rules: Vec<ScrollRule>) {
+pub fn scroll_depth(rules: Vec<Rule>) {
     let reached = Rc::new(RefCell::new(vec![false; rules.len()]));
     {
         let reached = Rc::clone(&reached);
@@ -158,7 +159,7 @@ pub fn scroll_depth(rules: Vec<ScrollRule>) {
         );
         let mut reached = reached.borrow_mut();
         for (rule, done) in rules.iter().zip(reached.iter_mut()) {
-            if !*done && percent >= rule.percentage {
+            if !*done && percent >= rule.threshold {
                 *done = true;
                 let attributes = attributes(&rule.custom_attributes);
                 record(&rule.event_name, &attributes);
