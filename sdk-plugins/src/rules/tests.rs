@@ -334,3 +334,10 @@ fn the_longer_message_names_the_value_limit() {
         cat(&[": longer than ", &decimal(MAX_VALUE_BYTES), " bytes"])
     );
 }
+
+#[test]
+fn the_form_reader_skips_what_the_site_excludes() {
+    // `web/dom.js` reads the form's controls; the selector there must be this one.
+    let reader = include_str!("../web/dom.js");
+    assert!(reader.contains(&cat(&["'", EXCLUDED, "'"])));
+}

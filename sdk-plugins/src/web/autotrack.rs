@@ -4,14 +4,13 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{IntersectionObserver, IntersectionObserverEntry};
 
 use super::{
-    ac, attributes, check_selector, document, listen, new_page, on_new_page, record,
-    target_element, timeout, window, Timeout,
+    ac, attributes, callback, check_selector, document, fp_history, fp_seen, listen, new_page,
+    on_new_page, record, target_element, timeout, window, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
 
@@ -98,7 +97,7 @@ pub fn in_viewport(rules: Vec<Rule>) -> Result<(), String> {
             &rule.selector,
         )?;
     }
-    let document = document().ok_or("needs a document")?;
+    document().ok_or("needs a document")?;
     for rule in rules {
         let Rule {
             selector,
@@ -106,26 +105,11 @@ pub fn in_viewport(rules: Vec<Rule>) -> Result<(), String> {
             custom_attributes: custom,
             ..
         } = rule;
-        let seen = Closure::<dyn FnMut(Array, IntersectionObserver)>::new(
-            move |entries: Array, observer: IntersectionObserver| {
-                for entry in entries.iter() {
-                    let entry: IntersectionObserverEntry = entry.unchecked_into();
-                    if entry.is_intersecting() {
-                        observer.unobserve(&entry.target());
-                        record(&name, &attributes(&custom));
-                    }
-                }
-            },
-        );
-        let observer = IntersectionObserver::new(seen.as_ref().unchecked_ref())
-            .map_err(|_| "this browser has no IntersectionObserver")?;
-        seen.forget();
-        if let Ok(elements) = document.query_selector_all(&selector) {
-            for i in 0..elements.length() {
-                if let Some(element) = elements.item(i).and_then(|n| n.dyn_into().ok()) {
-                    observer.observe(&element);
-                }
-            }
+        if !fp_seen(
+            &selector,
+            &callback(move || record(&name, &attributes(&custom))),
+        ) {
+            return Err("this browser has no IntersectionObserver".into());
         }
     }
     Ok(())
@@ -174,15 +158,14 @@ pub fn scroll_depth(rules: Vec<Rule>) {
 /// view, with the title it has after rendering; see [`url_change_hook`]).
 pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
-    let history = window.history().map_err(|_| "needs history")?;
     let location = window.location();
-    let last = Rc::new(RefCell::new(location.href().unwrap_or_default()));
-    let changed: Rc<dyn Fn()> = Rc::new(move || {
+    let mut last = location.href().unwrap_or_default();
+    let changed = callback(move || {
         let href = location.href().unwrap_or_default();
-        if *last.borrow() == href {
+        if last == href {
             return;
         }
-        *last.borrow_mut() = href.clone();
+        last.clone_from(&href);
         new_page();
         // After the task that changed the URL, by when a router has usually rendered
         // the new page and set its title.
@@ -195,27 +178,10 @@ pub fn url_change(hook: Option<Function>) -> Result<(), String> {
         })
         .forget();
     });
-    for method in ["pushState", "replaceState"] {
-        let original = Reflect::get(&history, &method.into())
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok())
-            .ok_or("needs history.pushState")?;
-        let changed = Rc::clone(&changed);
-        let target = history.clone();
-        let wrapper = Closure::<dyn Fn(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
-            move |state, unused, url| {
-                // The browser's own call first, throwing what it throws (a URL of
-                // another origin).
-                let result = original.call3(&target, &state, &unused, &url)?;
-                changed();
-                Ok(result)
-            },
-        );
-        let _ = Reflect::set(&history, &method.into(), wrapper.as_ref());
-        wrapper.forget();
+    match fp_history(&window, &changed).as_string() {
+        Some(refused) => Err(refused),
+        None => Ok(()),
     }
-    listen(&window, "popstate", move |_| changed());
-    Ok(())
 }
 
 /// `autotrackUrlChange`'s options: `{ onUrlChange }` only, a function when given.

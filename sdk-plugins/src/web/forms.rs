@@ -9,17 +9,17 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Element, HtmlFormElement};
 
 use super::{
-    ac, attributes, check_selector, document, listen, on_new_page, read, record, set,
+    ac, attributes, check_selector, document, fp_fields, listen, on_new_page, read, record, set,
     target_element, window,
 };
 use crate::rules::{
-    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions, EXCLUDED,
+    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
     FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
 };
 use footpath_protocol::v1::MAX_ATTRIBUTES;
@@ -197,57 +197,37 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
 /// values joined with commas.
 fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
-    let elements = form.elements();
-    for i in 0..elements.length() {
-        let Some(element) = elements.item(i) else {
-            continue;
-        };
-        let attribute = |name: &str| element.get_attribute(name).unwrap_or_default();
-        let tag = element.tag_name().to_ascii_lowercase();
-        let kind = attribute("type").to_ascii_lowercase();
-        let mut name = attribute("name");
-        if name.is_empty() {
-            name = element.id();
-        }
-        let autocomplete = attribute("autocomplete");
-        let excluded = element.closest(EXCLUDED).ok().flatten().is_some();
+    // Read in `dom.js`, eight entries a control; decided here.
+    let controls = fp_fields(form);
+    let mut at = 0;
+    while at < controls.length() {
+        let entry = |i: u32| controls.get(at + i);
+        let text = |i: u32| entry(i).as_string().unwrap_or_default();
+        let tag = text(0).to_ascii_lowercase();
+        let kind = text(1).to_ascii_lowercase();
+        let name = text(2);
+        let autocomplete = text(3);
         let field = Field {
             tag: &tag,
             kind: &kind,
             name: &name,
             autocomplete: &autocomplete,
-            excluded,
+            excluded: entry(4).is_truthy(),
         };
-        if name.is_empty() || !may_capture(&field) {
-            continue;
-        }
-        let property = |key: &str| Reflect::get(&element, &key.into()).unwrap_or_default();
         let value = if kind == "checkbox" || kind == "radio" {
-            if !property("checked").is_truthy() {
-                continue;
+            if entry(5).is_truthy() {
+                text(6)
+            } else {
+                String::new()
             }
-            property("value").as_string().unwrap_or_default()
-        } else if tag == "select" && property("multiple").is_truthy() {
-            // Joined by hand: `join`'s generic code is larger.
-            let mut chosen = String::new();
-            let mut first = true;
-            for option in Array::from(&property("selectedOptions")).iter() {
-                if let Some(value) = Reflect::get(&option, &"value".into())
-                    .ok()
-                    .and_then(|v| v.as_string())
-                {
-                    if !first {
-                        chosen.push(',');
-                    }
-                    first = false;
-                    chosen.push_str(&value);
-                }
-            }
-            chosen
         } else {
-            property("value").as_string().unwrap_or_default()
+            match entry(7).as_string() {
+                Some(chosen) if tag == "select" => chosen,
+                _ => text(6),
+            }
         };
-        if value.is_empty() {
+        at += 8;
+        if name.is_empty() || value.is_empty() || !may_capture(&field) {
             continue;
         }
         let value = clip(&value).to_owned();

@@ -15,7 +15,9 @@ use std::thread::LocalKey;
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{AddEventListenerOptions, Document, Element, Event, EventTarget, Window};
+use web_sys::{
+    AddEventListenerOptions, Document, Element, Event, EventTarget, HtmlFormElement, Window,
+};
 
 use crate::rules::{self, cat, Attributes, Val, Value};
 
@@ -328,6 +330,29 @@ impl Drop for Timeout {
             clear_timeout(&self.id);
         }
     }
+}
+
+#[wasm_bindgen(module = "/src/web/dom.js")]
+extern "C" {
+    /// A form's controls, eight entries each (see `dom.js`).
+    fn fp_fields(form: &HtmlFormElement) -> Array;
+    /// Calls `changed` after each History API navigation and on `popstate`; returns
+    /// the refusal, if any.
+    fn fp_history(window: &Window, changed: &JsValue) -> JsValue;
+    /// Calls `seen` the first time each element matching `selector` comes into view;
+    /// false without IntersectionObserver.
+    fn fp_seen(selector: &str, seen: &JsValue) -> bool;
+}
+
+/// A function for the page that calls `f` (its argument, if any, unused): of the
+/// listeners' closure type, so that wasm-bindgen's code for it is in the module once.
+fn callback(f: impl FnMut() + 'static) -> JsValue {
+    callback_boxed(Box::new(f))
+}
+
+fn callback_boxed(mut f: Box<dyn FnMut()>) -> JsValue {
+    let handler: Box<dyn FnMut(Event)> = Box::new(move |_| f());
+    Closure::wrap(handler).into_js_value()
 }
 
 #[wasm_bindgen]

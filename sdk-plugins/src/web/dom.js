@@ -1,0 +1,72 @@
+// DOM work that is smaller written here than through web-sys and wasm-bindgen's
+// closures (measured, see BENCHMARKS.md). Only reads and wiring: what is captured
+// and recorded is decided in Rust (`rules.rs`).
+
+// A form's controls, eight entries each: tag name, `type`, `name` (or `id`),
+// `autocomplete`, inside (or being) an excluded element, checked, value, and a
+// multiple select's chosen values joined with commas (else null).
+export function fp_fields(form) {
+  var out = [], elements = form.elements;
+  for (var i = 0; i < elements.length; i++) {
+    var e = elements[i], value = e.value, chosen = e.multiple && e.selectedOptions;
+    out.push(
+      e.tagName,
+      e.getAttribute('type') || '',
+      e.getAttribute('name') || e.id,
+      e.getAttribute('autocomplete') || '',
+      !!e.closest('[data-footpath-exclude]'),
+      !!e.checked,
+      typeof value == 'string' ? value : '',
+      chosen ? [].map.call(chosen, function (o) { return o.value; }).join() : null
+    );
+  }
+  return out;
+}
+
+// `changed()` after each `history.pushState` and `replaceState` (the browser's own
+// call first, throwing what it throws) and on `popstate`; the refusal, if any.
+export function fp_history(w, changed) {
+  var history;
+  try {
+    history = w.history;
+  } catch (e) {
+    return 'needs history';
+  }
+  var methods = ['pushState', 'replaceState'];
+  for (var i = 0; i < 2; i++) {
+    var original = history[methods[i]];
+    if (typeof original != 'function') return 'needs history.pushState';
+    history[methods[i]] = wrap(history, original, changed);
+  }
+  w.addEventListener('popstate', changed, { capture: true, passive: true });
+}
+
+function wrap(history, original, changed) {
+  return function (state, unused, url) {
+    var result = original.call(history, state, unused, url);
+    changed();
+    return result;
+  };
+}
+
+// `seen()` the first time each element matching `selector` comes into view; false
+// when the browser has no IntersectionObserver.
+export function fp_seen(selector, seen) {
+  var observer;
+  try {
+    observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (entry.isIntersecting) {
+          observer.unobserve(entry.target);
+          seen();
+        }
+      });
+    });
+  } catch (e) {
+    return false;
+  }
+  document.querySelectorAll(selector).forEach(function (element) {
+    observer.observe(element);
+  });
+  return true;
+}
