@@ -70,3 +70,40 @@ export function fp_seen(selector, seen) {
   });
   return true;
 }
+
+// Asks the collector (`url`) for the visitor's web session, again a second later
+// while it has none yet (404) or is busy (429, 5xx), ten times at most; calls
+// `callback` with `{ id, shortId }`, or null when there is none. What the page's
+// function throws stays with it.
+export function fp_session(url, callback, attempt) {
+  attempt = attempt || 1;
+  var answer = function (session) {
+    try {
+      callback(session);
+    } catch (e) {}
+  };
+  var again = function () {
+    if (attempt < 10) setTimeout(function () { fp_session(url, callback, attempt + 1); }, 1000);
+    else answer(null);
+  };
+  fetch(url).then(function (response) {
+    var status = response.status, json;
+    if (status == 200) {
+      try {
+        json = response.json();
+      } catch (e) {}
+    }
+    if (json) {
+      json.then(function (body) {
+        answer({ id: get(body, 'id'), shortId: get(body, 'shortId') });
+      });
+    } else if (status == 404 || status == 429 || status >= 500) again();
+    else answer(null);
+  }, again);
+}
+
+function get(object, key) {
+  try {
+    return Reflect.get(object, key);
+  } catch (e) {}
+}

@@ -342,6 +342,8 @@ extern "C" {
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
+    /// Asks `url` for the web session, with retries, and calls `callback` with it.
+    fn fp_session(url: &str, callback: &Function);
 }
 
 /// A function for the page that calls `f` (its argument, if any, unused): of the
@@ -361,16 +363,6 @@ extern "C" {
     fn set_timeout(handler: &JsValue, ms: u32) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
-}
-
-/// A function for the page that runs `f` at its first call and then frees itself
-/// (a promise's callback).
-fn once(f: impl FnOnce(JsValue) + 'static) -> JsValue {
-    once_boxed(Box::new(f))
-}
-
-fn once_boxed(f: Box<dyn FnOnce(JsValue)>) -> JsValue {
-    Closure::once_into_js(f)
 }
 
 fn on_new_page(hook: impl Fn() + 'static) {
