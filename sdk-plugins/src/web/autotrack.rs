@@ -9,8 +9,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::{
-    ac, attributes, callback, check_selector, document, fp_history, fp_seen, listen, new_page,
-    on_new_page, record, target_element, timeout, window, Timeout,
+    ac, attributes, callback, check_selector, document, fp_history, fp_scroll, fp_seen, listen,
+    new_page, on_new_page, record, target_element, timeout, window, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
 
@@ -128,19 +128,11 @@ pub fn scroll_depth(rules: Vec<Rule>) {
     };
     let page = window.clone();
     listen(&window, "scroll", move |_| {
-        let Some(root) = page.document().and_then(|d| d.document_element()) else {
+        let Some(sizes) = fp_scroll(&page) else {
             return;
         };
-        let viewport = page
-            .inner_height()
-            .ok()
-            .and_then(|h| h.as_f64())
-            .unwrap_or(0.0);
-        let percent = depth(
-            page.scroll_y().unwrap_or(0.0),
-            viewport,
-            f64::from(root.scroll_height()),
-        );
+        let size = |i| sizes.get(i).as_f64().unwrap_or(0.0);
+        let percent = depth(size(0), size(1), size(2));
         let mut reached = reached.borrow_mut();
         for (rule, done) in rules.iter().zip(reached.iter_mut()) {
             if !*done && percent >= rule.threshold {

@@ -107,3 +107,11 @@ function get(object, key) {
     return Reflect.get(object, key);
   } catch (e) {}
 }
+
+// How far the page is scrolled: `scrollY`, `innerHeight` (0 when a page has made it
+// something else than a number) and the document's height; null without a document
+// element.
+export function fp_scroll(w) {
+  var root = w.document.documentElement, height = w.innerHeight;
+  return root ? [+w.scrollY, typeof height == 'number' ? height : 0, root.scrollHeight | 0] : null;
+}

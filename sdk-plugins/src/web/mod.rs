@@ -342,6 +342,8 @@ extern "C" {
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
+    /// `scrollY`, `innerHeight` and the document's height, if it has an element.
+    fn fp_scroll(window: &Window) -> Option<Array>;
     /// Asks `url` for the web session, with retries, and calls `callback` with it.
     fn fp_session(url: &str, callback: &Function);
 }
