@@ -453,9 +453,16 @@ pub fn may_capture(field: &Field) -> bool {
     if field.tag == "input" && NEVER_TYPES.contains(&field.kind) {
         return false;
     }
+    // Compared without case rather than lower-cased: no string per token.
     for token in field.autocomplete.split_ascii_whitespace() {
-        let token = token.to_ascii_lowercase();
-        if token.starts_with("cc-") || SECRET_AUTOCOMPLETE.contains(&token.as_str()) {
+        let token = token.as_bytes();
+        if token
+            .get(..3)
+            .is_some_and(|start| start.eq_ignore_ascii_case(b"cc-"))
+            || SECRET_AUTOCOMPLETE
+                .iter()
+                .any(|secret| token.eq_ignore_ascii_case(secret.as_bytes()))
+        {
             return false;
         }
     }
@@ -474,31 +481,30 @@ pub fn may_capture(field: &Field) -> bool {
     }) {
         return false;
     }
-    !words(field.name)
-        .iter()
-        .any(|word| SECRET_WORDS.contains(&word.as_str()))
+    !has_secret_word(field.name)
 }
 
-/// The words of a name, lower-cased: split at anything not a letter or digit and
-/// where a lower-case letter meets an upper-case one (`cardCvc` is `card`, `cvc`).
-fn words(name: &str) -> Vec<String> {
-    let mut words = Vec::new();
+/// Whether a word of the name, lower-cased, is one of [`SECRET_WORDS`]. Words are
+/// split at anything not a letter or digit and where a lower-case letter meets an
+/// upper-case one (`cardCvc` is `card`, `cvc`). Each word is checked as it ends,
+/// rather than collected first.
+fn has_secret_word(name: &str) -> bool {
     let mut word = String::new();
     let mut previous_lower = false;
     for c in name.chars() {
         let boundary = !c.is_ascii_alphanumeric() || (previous_lower && c.is_ascii_uppercase());
-        if boundary && !word.is_empty() {
-            words.push(std::mem::take(&mut word));
+        if boundary && SECRET_WORDS.contains(&word.as_str()) {
+            return true;
+        }
+        if boundary {
+            word.clear();
         }
         if c.is_ascii_alphanumeric() {
             word.push(c.to_ascii_lowercase());
         }
         previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
     }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    words
+    SECRET_WORDS.contains(&word.as_str())
 }
 
 /// A field's name as an attribute name: what the protocol allows (ASCII letters,

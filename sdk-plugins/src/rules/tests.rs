@@ -244,6 +244,10 @@ fn secrets_and_non_data_are_never_captured() {
         input("text", "x", "billing cc-exp"),
         input("text", "x", "new-password"),
         input("text", "x", "one-time-code"),
+        input("text", "x", "CC-Number"),
+        input("text", "x", "shipping New-Password"),
+        input("text", "myPIN", ""),
+        input("text", "CVV2", ""),
         Field {
             excluded: true,
             ..input("text", "notes", "")
@@ -261,6 +265,8 @@ fn secrets_and_non_data_are_never_captured() {
         input("email", "email", "email"),
         input("text", "spinner", ""),
         input("checkbox", "newsletter", ""),
+        input("text", "x", "c"),
+        input("text", "opinion", "cc"),
         Field {
             tag: "select",
             ..input("", "topic", "")
