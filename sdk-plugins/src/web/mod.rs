@@ -296,8 +296,16 @@ fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
     timeout_boxed(ms, Box::new(f))
 }
 
+// Of the listeners' closure type, not `Closure::once`'s: wasm-bindgen's code for a
+// closure type is then in the module once (measured).
 fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> Timeout {
-    let closure = Closure::once(f);
+    let mut f = Some(f);
+    let handler: Box<dyn FnMut(Event)> = Box::new(move |_| {
+        if let Some(f) = f.take() {
+            f();
+        }
+    });
+    let closure = Closure::wrap(handler);
     let id = set_timeout(closure.as_ref(), ms);
     Timeout {
         id,
@@ -310,7 +318,7 @@ fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> Timeout {
 #[must_use = "a timer is cancelled when dropped; call forget() to let it run"]
 pub struct Timeout {
     id: JsValue,
-    closure: Option<Closure<dyn FnMut()>>,
+    closure: Option<Closure<dyn FnMut(Event)>>,
 }
 
 impl Timeout {
