@@ -38,7 +38,7 @@ export function fp_history(w, changed) {
     if (typeof original != 'function') return 'needs history.pushState';
     history[methods[i]] = wrap(history, original, changed);
   }
-  w.addEventListener('popstate', changed, { capture: true, passive: true });
+  fp_listen(w, 'popstate', changed);
 }
 
 function wrap(history, original, changed) {
@@ -114,4 +114,10 @@ function get(object, key) {
 export function fp_scroll(w) {
   var root = w.document.documentElement, height = w.innerHeight;
   return root ? [+w.scrollY, typeof height == 'number' ? height : 0, root.scrollHeight | 0] : null;
+}
+
+// `handler` for `kind` on `target`, for the page's lifetime: capturing, so that a page
+// that stops the event's propagation does not hide it, and passive.
+export function fp_listen(target, kind, handler) {
+  target.addEventListener(kind, handler, { capture: true, passive: true });
 }

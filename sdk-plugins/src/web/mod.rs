@@ -15,9 +15,7 @@ use std::thread::LocalKey;
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{
-    AddEventListenerOptions, Document, Element, Event, EventTarget, HtmlFormElement, Window,
-};
+use web_sys::{Document, Element, Event, EventTarget, HtmlFormElement, Window};
 
 use crate::rules::{self, cat, Attributes, Val, Value};
 
@@ -269,17 +267,8 @@ fn listen(target: &EventTarget, kind: &str, handler: impl FnMut(Event) + 'static
 // call one of these: their bodies, and wasm-bindgen's and gloo's code for the
 // closure, are then in the module once rather than once per closure (measured).
 fn listen_boxed(target: &EventTarget, kind: &str, handler: Box<dyn FnMut(Event)>) {
-    let options = AddEventListenerOptions::new();
-    options.set_capture(true);
-    options.set_passive(true);
-    let closure = Closure::wrap(handler);
-    let _ = target.add_event_listener_with_callback_and_add_event_listener_options(
-        kind,
-        closure.as_ref().unchecked_ref(),
-        &options,
-    );
     // Listeners live as long as the page.
-    closure.forget();
+    fp_listen(target, kind, &Closure::wrap(handler).into_js_value());
 }
 
 /// The single-page app moved to another URL.
@@ -347,6 +336,9 @@ extern "C" {
     /// Calls `changed` after each History API navigation and on `popstate`; returns
     /// the refusal, if any.
     fn fp_history(window: &Window, changed: &JsValue) -> JsValue;
+    /// `addEventListener`, capturing and passive (an options object built here would
+    /// cost a binding per option).
+    fn fp_listen(target: &EventTarget, kind: &str, handler: &JsValue);
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
