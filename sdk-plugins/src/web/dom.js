@@ -121,3 +121,11 @@ export function fp_scroll(w) {
 export function fp_listen(target, kind, handler) {
   target.addEventListener(kind, handler, { capture: true, passive: true });
 }
+
+// The form an event happened in, or null; for `submit`, only a form itself.
+export function fp_form(event, submit) {
+  var target = event.target;
+  if (!(target instanceof (submit ? HTMLFormElement : Element))) return null;
+  var form = target.closest('form');
+  return form instanceof HTMLFormElement ? form : null;
+}

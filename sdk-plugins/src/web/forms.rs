@@ -11,12 +11,11 @@ use std::rc::Rc;
 
 use js_sys::{Object, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::{Element, HtmlFormElement};
+use web_sys::HtmlFormElement;
 
 use super::{
-    ac, attributes, check_selector, document, fp_fields, listen, on_new_page, read, record, set,
-    target_element, window,
+    ac, attributes, check_selector, document, fp_fields, fp_form, listen, on_new_page, read,
+    record, set, window,
 };
 use crate::rules::{
     attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
@@ -71,37 +70,30 @@ pub fn track(args: &js_sys::Array) -> Result<(), String> {
 
 fn start_listening() -> Result<(), String> {
     let page = document().ok_or("needs a document")?;
-    for kind in ["input", "change"] {
-        listen(&page, kind, |event| {
-            if let Some((form, rule)) = tracked_form(target_element(&event)) {
-                FORMS.with(|forms| {
-                    let mut forms = forms.borrow_mut();
-                    if !forms.started.iter().any(|(f, _)| *f == form) {
-                        forms.started.push((form, rule));
+    // One handler for the three: its code is in the module once.
+    for kind in ["input", "change", "submit"] {
+        let submit = kind == "submit";
+        listen(&page, kind, move |event| {
+            let Some((form, rule)) = tracked_form(fp_form(&event, submit)) else {
+                return;
+            };
+            FORMS.with(|forms| {
+                let started = &mut forms.borrow_mut().started;
+                // A form is in `started` at most once.
+                let at = started.iter().position(|(f, _)| *f == form);
+                match at {
+                    Some(at) if submit => {
+                        started.remove(at);
                     }
-                });
+                    None if !submit => started.push((form.clone(), rule)),
+                    _ => {}
+                }
+            });
+            if submit {
+                report(&form, rule, FORM_SUBMITTED);
             }
         });
     }
-    listen(&page, "submit", |event| {
-        let Some(form) = event
-            .target()
-            .and_then(|t| t.dyn_into::<HtmlFormElement>().ok())
-        else {
-            return;
-        };
-        let Some((form, rule)) = tracked_form(Some(form.into())) else {
-            return;
-        };
-        // A form is in `started` at most once (see `input` above).
-        FORMS.with(|forms| {
-            let started = &mut forms.borrow_mut().started;
-            if let Some(at) = started.iter().position(|(f, _)| *f == form) {
-                started.remove(at);
-            }
-        });
-        report(&form, rule, FORM_SUBMITTED);
-    });
     let window = window().ok_or("needs a window")?;
     // Leaving the page, not only hiding it (a visitor who switches tabs comes back to
     // the form). Before the SDK's own handler (capturing listeners run first), so
@@ -111,9 +103,9 @@ fn start_listening() -> Result<(), String> {
     Ok(())
 }
 
-/// The tracked form that `element` is (in), with the index of its rule.
-fn tracked_form(element: Option<Element>) -> Option<(HtmlFormElement, usize)> {
-    let form: HtmlFormElement = element?.closest("form").ok()??.dyn_into().ok()?;
+/// The tracked form, if `form` is one, with the index of its rule.
+fn tracked_form(form: Option<HtmlFormElement>) -> Option<(HtmlFormElement, usize)> {
+    let form = form?;
     let rule = FORMS.with(|forms| {
         forms
             .borrow()

@@ -339,6 +339,8 @@ extern "C" {
     /// `addEventListener`, capturing and passive (an options object built here would
     /// cost a binding per option).
     fn fp_listen(target: &EventTarget, kind: &str, handler: &JsValue);
+    /// The form an event happened in; for `submit`, only a form itself.
+    fn fp_form(event: &Event, submit: bool) -> Option<HtmlFormElement>;
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
