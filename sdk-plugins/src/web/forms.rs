@@ -119,19 +119,17 @@ fn tracked_form(form: Option<HtmlFormElement>) -> Option<(HtmlFormElement, usize
 /// Records `form_abandoned` for the started forms that `gone` picks. Not generic:
 /// its code is in the module once for its three callers (measured).
 fn abandon(gone: &dyn Fn(&HtmlFormElement) -> bool) {
-    let left = FORMS.with(|forms| {
-        let mut forms = forms.borrow_mut();
-        let mut left = Vec::new();
-        let mut kept = Vec::new();
-        for started in std::mem::take(&mut forms.started) {
-            if gone(&started.0) {
-                left.push(started);
+    let mut left = Vec::new();
+    FORMS.with(|forms| {
+        let started = &mut forms.borrow_mut().started;
+        let mut i = 0;
+        while i < started.len() {
+            if gone(&started[i].0) {
+                left.push(started.remove(i));
             } else {
-                kept.push(started);
+                i += 1;
             }
         }
-        forms.started = kept;
-        left
     });
     for (form, rule) in left {
         report(&form, rule, FORM_ABANDONED);
