@@ -9,7 +9,7 @@ mod autotrack;
 mod forms;
 mod session;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
 use js_sys::{Array, Function, Object, Reflect};
@@ -24,9 +24,9 @@ thread_local! {
     static AC: RefCell<Option<Function>> = const { RefCell::new(None) };
     /// The loader's way to have the core report a refusal: `(command, message)`.
     static REFUSE: RefCell<Option<Function>> = const { RefCell::new(None) };
-    /// The plugins loaded on this page, by name: a second `load` of one only calls
-    /// its callback.
-    static LOADED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// The plugins loaded on this page, a bit each (see `load`): a second `load` of
+    /// one only checks its options and calls its callback.
+    static LOADED: Cell<u8> = const { Cell::new(0) };
     /// What runs when the single-page app moves to another URL: plugins whose state
     /// belongs to one page view (scroll depth) start again.
     static NEW_PAGE: RefCell<Vec<Box<dyn Fn()>>> = const { RefCell::new(Vec::new()) };
@@ -57,38 +57,44 @@ fn load(args: &Array) -> Result<(), String> {
     if !callback.is_undefined() && !callback.is_function() {
         return Err("loadedCallback must be a function".into());
     }
-    // Options are checked on every call; a plugin already running is not set up again.
-    let fresh = !LOADED.with(|loaded| loaded.borrow().contains(&name));
-    match name.as_str() {
+    // Options are checked on every call; a plugin already running (its bit in
+    // `LOADED`) is not set up again.
+    let fresh = |bit: u8| LOADED.get() & bit == 0;
+    let bit = match name.as_str() {
         "autotrackClick" => {
             let rules = rules::click_options(&read(&options))?;
-            if fresh {
+            if fresh(1) {
                 autotrack::click(rules)?;
             }
+            1
         }
         "autotrackIdle" => {
             let rules = rules::idle_options(&read(&options))?;
-            if fresh {
+            if fresh(2) {
                 autotrack::idle(rules);
             }
+            2
         }
         "autotrackInViewport" => {
             let rules = rules::in_viewport_options(&read(&options))?;
-            if fresh {
+            if fresh(4) {
                 autotrack::in_viewport(rules)?;
             }
+            4
         }
         "autotrackScrollDepth" => {
             let rules = rules::scroll_depth_options(&read(&options))?;
-            if fresh {
+            if fresh(8) {
                 autotrack::scroll_depth(rules);
             }
+            8
         }
         "autotrackUrlChange" => {
             let hook = autotrack::url_change_hook(&options)?;
-            if fresh {
+            if fresh(16) {
                 autotrack::url_change(hook)?;
             }
+            16
         }
         _ => {
             return Err(cat(&[
@@ -97,10 +103,8 @@ fn load(args: &Array) -> Result<(), String> {
                 "': autotrackClick, autotrackIdle, autotrackInViewport, autotrackScrollDepth or autotrackUrlChange",
             ]))
         }
-    }
-    if fresh {
-        LOADED.with(|loaded| loaded.borrow_mut().push(name));
-    }
+    };
+    LOADED.set(LOADED.get() | bit);
     if let Some(callback) = callback.dyn_ref::<Function>() {
         // What the page's function throws stays with it.
         let _ = callback.call0(&JsValue::UNDEFINED);
