@@ -2,25 +2,33 @@
 // closures (measured, see BENCHMARKS.md). Only reads and wiring: what is captured
 // and recorded is decided in Rust (`rules.rs`).
 
-// A form's controls, eight entries each: tag name, `type`, `name` (or `id`),
-// `autocomplete`, inside (or being) an excluded element, checked, value, and a
-// multiple select's chosen values joined with commas (else null).
+// A form's controls, six entries each: tag name and `type` (ASCII lower-cased, as
+// HTML compares them), `name` (or `id`), `autocomplete`, inside (or being) an
+// excluded element, and the value: '' for a checkbox or radio button that is not
+// checked, a multiple select's chosen values joined with commas.
 export function fp_fields(form) {
   var out = [], elements = form.elements;
   for (var i = 0; i < elements.length; i++) {
-    var e = elements[i], value = e.value, chosen = e.multiple && e.selectedOptions;
+    var e = elements[i], tag = lower(e.tagName), type = lower(e.getAttribute('type') || ''), value = e.value;
+    if (type == 'checkbox' || type == 'radio') {
+      if (!e.checked) value = '';
+    } else if (tag == 'select' && e.multiple) {
+      value = [].map.call(e.selectedOptions, function (o) { return o.value; }).join();
+    }
     out.push(
-      e.tagName,
-      e.getAttribute('type') || '',
+      tag,
+      type,
       e.getAttribute('name') || e.id,
       e.getAttribute('autocomplete') || '',
       !!e.closest('[data-footpath-exclude]'),
-      !!e.checked,
-      typeof value == 'string' ? value : '',
-      chosen ? [].map.call(chosen, function (o) { return o.value; }).join() : null
+      typeof value == 'string' ? value : ''
     );
   }
   return out;
+}
+
+function lower(text) {
+  return text.replace(/[A-Z]+/g, function (upper) { return upper.toLowerCase(); });
 }
 
 // `changed()` after each `history.pushState` and `replaceState` (the browser's own

@@ -187,36 +187,21 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
 /// values joined with commas.
 fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
-    // Read in `dom.js`, eight entries a control; decided here.
+    // Read in `dom.js`, six entries a control; decided here.
     let controls = fp_fields(form);
     let mut at = 0;
     while at < controls.length() {
-        let entry = |i: u32| controls.get(at + i);
-        let text = |i: u32| entry(i).as_string().unwrap_or_default();
-        let tag = text(0).to_ascii_lowercase();
-        let kind = text(1).to_ascii_lowercase();
-        let name = text(2);
-        let autocomplete = text(3);
+        let text = |i: u32| controls.get(at + i).as_string().unwrap_or_default();
+        let (tag, kind, name, autocomplete) = (text(0), text(1), text(2), text(3));
         let field = Field {
             tag: &tag,
             kind: &kind,
             name: &name,
             autocomplete: &autocomplete,
-            excluded: entry(4).is_truthy(),
+            excluded: controls.get(at + 4).is_truthy(),
         };
-        let value = if kind == "checkbox" || kind == "radio" {
-            if entry(5).is_truthy() {
-                text(6)
-            } else {
-                String::new()
-            }
-        } else {
-            match entry(7).as_string() {
-                Some(chosen) if tag == "select" => chosen,
-                _ => text(6),
-            }
-        };
-        at += 8;
+        let value = text(5);
+        at += 6;
         if name.is_empty() || value.is_empty() || !may_capture(&field) {
             continue;
         }

@@ -335,7 +335,7 @@ impl Drop for Timeout {
 
 #[wasm_bindgen(module = "/src/web/dom.js")]
 extern "C" {
-    /// A form's controls, eight entries each (see `dom.js`).
+    /// A form's controls, six entries each (see `dom.js`).
     fn fp_fields(form: &HtmlFormElement) -> Array;
     /// Calls `changed` after each History API navigation and on `popstate`; returns
     /// the refusal, if any.
