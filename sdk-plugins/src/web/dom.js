@@ -79,19 +79,35 @@ export function fp_seen(selector, seen) {
   return true;
 }
 
-// Asks the collector (`url`) for the visitor's web session, again a second later
-// while it has none yet (404) or is busy (429, 5xx), ten times at most; calls
-// `callback` with `{ id, shortId }`, or null when there is none. What the page's
-// function throws stays with it.
-export function fp_session(url, callback, attempt) {
-  attempt = attempt || 1;
+// Asks the collector for the visitor's web session and calls `callback` with
+// `{ id, shortId }`, or null when there is none; false, asking nothing, before init
+// or without consent to track. Where to ask comes from `ac.state()` (the visitor,
+// the deployment and where batches go).
+export function fp_session(ac, callback) {
+  var state, text = function (key) {
+    var value = get(state, key);
+    return typeof value == 'string' ? value : '';
+  };
+  try {
+    state = ac.state();
+  } catch (e) {}
+  var visitor = text('visitorId'), url = text('url');
+  if (!visitor || url.slice(-5) != 'batch') return false;
+  ask(url.slice(0, -5) + 'session?deploymentId=' + encodeURIComponent(text('deploymentId')) + '&visitorId=' + encodeURIComponent(visitor), callback, 1);
+  return true;
+}
+
+// Asks `url`, again a second later while the collector has no session yet (404) or
+// is busy (429, 5xx), ten times at most. What the page's function throws stays with
+// it.
+function ask(url, callback, attempt) {
   var answer = function (session) {
     try {
       callback(session);
     } catch (e) {}
   };
   var again = function () {
-    if (attempt < 10) setTimeout(function () { fp_session(url, callback, attempt + 1); }, 1000);
+    if (attempt < 10) setTimeout(function () { ask(url, callback, attempt + 1); }, 1000);
     else answer(null);
   };
   fetch(url).then(function (response) {

@@ -350,8 +350,9 @@ extern "C" {
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
     /// `scrollY`, `innerHeight` and the document's height, if it has an element.
     fn fp_scroll(window: &Window) -> Option<Array>;
-    /// Asks `url` for the web session, with retries, and calls `callback` with it.
-    fn fp_session(url: &str, callback: &Function);
+    /// Asks the collector for the web session (where, from `ac.state()`), with
+    /// retries, and calls `callback` with it; false before init or without consent.
+    fn fp_session(ac: &Function, callback: &Function) -> bool;
 }
 
 /// A function for the page that calls `f` (its argument, if any, unused): of the
