@@ -7,6 +7,7 @@ use std::rc::Rc;
 use js_sys::{Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
+use web_sys::Event;
 
 use super::{
     ac, attributes, callback, check_selector, document, fp_history, fp_scroll, fp_seen, listen,
@@ -150,26 +151,22 @@ pub fn scroll_depth(rules: Vec<Rule>) {
 /// view, with the title it has after rendering; see [`url_change_hook`]).
 pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
-    let location = window.location();
-    let mut last = location.href().unwrap_or_default();
-    let changed = callback(move || {
-        let href = location.href().unwrap_or_default();
-        if last == href {
-            return;
-        }
-        last.clone_from(&href);
+    // Of the listeners' closure type, but what `dom.js` passes is the new URL.
+    let handler: Box<dyn FnMut(Event)> = Box::new(move |href: Event| {
+        let href = JsValue::from(href);
         new_page();
         // After the task that changed the URL, by when a router has usually rendered
         // the new page and set its title.
         let hook = hook.clone();
         timeout(0, move || match &hook {
             Some(hook) => {
-                let _ = hook.call1(&JsValue::UNDEFINED, &href.into());
+                let _ = hook.call1(&JsValue::UNDEFINED, &href);
             }
             None => ac(&["pageview".into()]),
         })
         .forget();
     });
+    let changed = Closure::wrap(handler).into_js_value();
     match fp_history(&window, &changed).as_string() {
         Some(refused) => Err(refused),
         None => Ok(()),

@@ -31,10 +31,18 @@ function lower(text) {
   return text.replace(/[A-Z]+/g, function (upper) { return upper.toLowerCase(); });
 }
 
-// `changed()` after each `history.pushState` and `replaceState` (the browser's own
-// call first, throwing what it throws) and on `popstate`; the refusal, if any.
+// `changed(url)` when the URL is another than when last seen: after each
+// `history.pushState` and `replaceState` (the browser's own call first, throwing
+// what it throws) and on `popstate`. Returns the refusal, if any.
 export function fp_history(w, changed) {
-  var history;
+  var history, location = w.location, last = location.href;
+  var check = function () {
+    var href = location.href;
+    if (href != last) {
+      last = href;
+      changed(href);
+    }
+  };
   try {
     history = w.history;
   } catch (e) {
@@ -44,9 +52,9 @@ export function fp_history(w, changed) {
   for (var i = 0; i < 2; i++) {
     var original = history[methods[i]];
     if (typeof original != 'function') return 'needs history.pushState';
-    history[methods[i]] = wrap(history, original, changed);
+    history[methods[i]] = wrap(history, original, check);
   }
-  fp_listen(w, 'popstate', changed);
+  fp_listen(w, 'popstate', check);
 }
 
 function wrap(history, original, changed) {
