@@ -10,8 +10,8 @@ use wasm_bindgen::JsCast;
 use web_sys::Event;
 
 use super::{
-    ac, attributes, callback, check_selector, document, fp_history, fp_scroll, fp_seen, listen,
-    new_page, on_new_page, record, target_element, timeout, window, Timeout,
+    ac, attributes, callback, check_selector, document, fp_history, fp_match, fp_scroll, fp_seen,
+    listen, new_page, on_new_page, record, target_element, timeout, window, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
 
@@ -27,7 +27,7 @@ pub fn click(rules: Vec<Rule>) -> Result<(), String> {
             return;
         };
         for rule in &rules {
-            if let Ok(Some(_)) = element.closest(&rule.selector) {
+            if fp_match(&element, &rule.selector, false) {
                 record(&rule.event_name, &attributes(&rule.custom_attributes));
             }
         }

@@ -161,3 +161,23 @@ export function fp_form(event, submit) {
   var form = target.closest('form');
   return form instanceof HTMLFormElement ? form : null;
 }
+
+// Whether `element` is inside (or is) an element matching `selector`, or with `self`
+// whether it matches itself; false for a selector the browser cannot parse.
+export function fp_match(element, selector, self) {
+  try {
+    return !!(self ? element.matches(selector) : element.closest(selector));
+  } catch (e) {
+    return false;
+  }
+}
+
+// Whether the browser can parse `selector`.
+export function fp_valid(selector) {
+  try {
+    document.querySelector(selector);
+    return true;
+  } catch (e) {
+    return false;
+  }
+}

@@ -14,8 +14,8 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlFormElement;
 
 use super::{
-    ac, attributes, check_selector, document, fp_fields, fp_form, listen, on_new_page, read,
-    record, set, window,
+    ac, attributes, check_selector, document, fp_fields, fp_form, fp_match, listen, on_new_page,
+    read, record, set, window,
 };
 use crate::rules::{
     attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
@@ -111,7 +111,7 @@ fn tracked_form(form: Option<HtmlFormElement>) -> Option<(HtmlFormElement, usize
             .borrow()
             .tracked
             .iter()
-            .position(|tracked| form.matches(&tracked.selector).unwrap_or(false))
+            .position(|tracked| fp_match(&form, &tracked.selector, true))
     })?;
     Some((form, rule))
 }

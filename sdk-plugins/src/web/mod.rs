@@ -244,15 +244,16 @@ fn document() -> Option<Document> {
 
 /// Refuses a selector the browser cannot parse, naming the option that holds it.
 fn check_selector(at: &str, selector: &str) -> Result<(), String> {
-    let document = document().ok_or("needs a document")?;
-    document.query_selector(selector).map(|_| ()).map_err(|_| {
-        cat(&[
-            at,
-            ".selector: '",
-            selector,
-            "' is not a valid CSS selector",
-        ])
-    })
+    document().ok_or("needs a document")?;
+    if fp_valid(selector) {
+        return Ok(());
+    }
+    Err(cat(&[
+        at,
+        ".selector: '",
+        selector,
+        "' is not a valid CSS selector",
+    ]))
 }
 
 /// The element an event happened on (or inside).
@@ -345,6 +346,11 @@ extern "C" {
     fn fp_listen(target: &EventTarget, kind: &str, handler: &JsValue);
     /// The form an event happened in; for `submit`, only a form itself.
     fn fp_form(event: &Event, submit: bool) -> Option<HtmlFormElement>;
+    /// `element.closest(selector)` (or with `self`, `element.matches(selector)`) as
+    /// a boolean; false for a selector the browser cannot parse.
+    fn fp_match(element: &Element, selector: &str, self_: bool) -> bool;
+    /// Whether the browser can parse `selector`.
+    fn fp_valid(selector: &str) -> bool;
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
