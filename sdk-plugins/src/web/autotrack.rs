@@ -10,8 +10,8 @@ use wasm_bindgen::JsCast;
 use web_sys::Event;
 
 use super::{
-    ac, attributes, callback, check_selector, document, fp_history, fp_match, fp_scroll, fp_seen,
-    listen, new_page, on_new_page, record, target_element, timeout, window, Timeout,
+    ac, attributes, call, callback, check_selector, document, fp_history, fp_match, fp_scroll,
+    fp_seen, listen, new_page, on_new_page, record, target_element, timeout, window, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
 
@@ -160,7 +160,7 @@ pub fn url_change(hook: Option<Function>) -> Result<(), String> {
         let hook = hook.clone();
         timeout(0, move || match &hook {
             Some(hook) => {
-                let _ = hook.call1(&JsValue::UNDEFINED, &href);
+                call(hook, std::slice::from_ref(&href));
             }
             None => ac(&["pageview".into()]),
         })

@@ -181,3 +181,10 @@ export function fp_valid(selector) {
     return false;
   }
 }
+
+// Calls `f` with the first `count` of `a`, `b`, `c`; what it throws stays with it.
+export function fp_call(f, count, a, b, c) {
+  try {
+    f.apply(undefined, [a, b, c].slice(0, count));
+  } catch (e) {}
+}

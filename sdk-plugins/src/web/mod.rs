@@ -107,7 +107,7 @@ fn load(args: &Array) -> Result<(), String> {
     LOADED.set(LOADED.get() | bit);
     if let Some(callback) = callback.dyn_ref::<Function>() {
         // What the page's function throws stays with it.
-        let _ = callback.call0(&JsValue::UNDEFINED);
+        call(callback, &[]);
     }
     Ok(())
 }
@@ -171,12 +171,16 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
 /// Calls the page's `ac` with `args` (the loader's `ac` never throws).
 fn ac(args: &[JsValue]) {
     if let Some(ac) = page_function(&AC) {
-        let array = Array::new();
-        for arg in args {
-            array.push(arg);
-        }
-        let _ = ac.apply(&JsValue::UNDEFINED, &array);
+        call(&ac, args);
     }
+}
+
+/// Calls `f` with up to three `args`, through `dom.js` (one binding for every call
+/// of a page function); what it throws stays with it.
+fn call(f: &JsValue, args: &[JsValue]) {
+    let undefined = JsValue::UNDEFINED;
+    let arg = |i: usize| args.get(i).unwrap_or(&undefined);
+    fp_call(f, args.len() as u32, arg(0), arg(1), arg(2));
 }
 
 /// The function in `slot` (`AC` or `REFUSE`): one reader for both, rather than a
@@ -188,7 +192,7 @@ fn page_function(slot: &'static LocalKey<RefCell<Option<Function>>>) -> Option<F
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
     if let Some(refuse) = page_function(&REFUSE) {
-        let _ = refuse.call2(&JsValue::UNDEFINED, &command.into(), &message.into());
+        call(&refuse, &[command.into(), message.into()]);
     }
 }
 
@@ -351,6 +355,8 @@ extern "C" {
     fn fp_match(element: &Element, selector: &str, self_: bool) -> bool;
     /// Whether the browser can parse `selector`.
     fn fp_valid(selector: &str) -> bool;
+    /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
+    fn fp_call(f: &JsValue, count: u32, a: &JsValue, b: &JsValue, c: &JsValue);
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
