@@ -188,3 +188,8 @@ export function fp_call(f, count, a, b, c) {
     f.apply(undefined, [a, b, c].slice(0, count));
   } catch (e) {}
 }
+
+// `object[key] = value`, on an object of the module's own (no setter to throw).
+export function fp_set(object, key, value) {
+  object[key] = value;
+}

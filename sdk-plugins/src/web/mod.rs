@@ -225,7 +225,7 @@ fn value_of(value: &Value) -> JsValue {
 }
 
 fn set(object: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(object, &key.into(), value);
+    fp_set(object, key, value);
 }
 
 fn window() -> Option<Window> {
@@ -357,6 +357,8 @@ extern "C" {
     fn fp_valid(selector: &str) -> bool;
     /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
     fn fp_call(f: &JsValue, count: u32, a: &JsValue, b: &JsValue, c: &JsValue);
+    /// `object[key] = value` (`Reflect::set` has a catch shim).
+    fn fp_set(object: &Object, key: &str, value: &JsValue);
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
