@@ -11,7 +11,7 @@ use web_sys::Event;
 
 use super::{
     ac, attributes, call, callback, check_selector, document, fp_history, fp_match, fp_scroll,
-    fp_seen, listen, new_page, on_new_page, record, target_element, timeout, window, Timeout,
+    fp_seen, listen, new_page, on_new_page, record, timeout, window, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
 
@@ -23,11 +23,9 @@ pub fn click(rules: Vec<Rule>) -> Result<(), String> {
     }
     let document = document().ok_or("needs a document")?;
     listen(&document, "click", move |event| {
-        let Some(element) = target_element(&event) else {
-            return;
-        };
+        let target = JsValue::from(event.target());
         for rule in &rules {
-            if fp_match(&element, &rule.selector, false) {
+            if fp_match(&target, &rule.selector, false) {
                 record(&rule.event_name, &attributes(&rule.custom_attributes));
             }
         }

@@ -163,8 +163,10 @@ export function fp_form(event, submit) {
 }
 
 // Whether `element` is inside (or is) an element matching `selector`, or with `self`
-// whether it matches itself; false for a selector the browser cannot parse.
+// whether it matches itself; false for a selector the browser cannot parse, and when
+// `element` is none (an event's target may be the document).
 export function fp_match(element, selector, self) {
+  if (!(element instanceof Element)) return false;
   try {
     return !!(self ? element.matches(selector) : element.closest(selector));
   } catch (e) {

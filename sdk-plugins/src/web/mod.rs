@@ -15,7 +15,7 @@ use std::thread::LocalKey;
 use js_sys::{Array, Function, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Document, Element, Event, EventTarget, HtmlFormElement, Window};
+use web_sys::{Document, Event, EventTarget, HtmlFormElement, Window};
 
 use crate::rules::{self, cat, Attributes, Val, Value};
 
@@ -260,11 +260,6 @@ fn check_selector(at: &str, selector: &str) -> Result<(), String> {
     ]))
 }
 
-/// The element an event happened on (or inside).
-fn target_element(event: &Event) -> Option<Element> {
-    event.target()?.dyn_into::<Element>().ok()
-}
-
 /// Listens for `kind` on `target` for the page's lifetime. Capturing, so that a page
 /// that stops the event's propagation does not hide it, and passive: nothing here
 /// cancels an event.
@@ -351,8 +346,8 @@ extern "C" {
     /// The form an event happened in; for `submit`, only a form itself.
     fn fp_form(event: &Event, submit: bool) -> Option<HtmlFormElement>;
     /// `element.closest(selector)` (or with `self`, `element.matches(selector)`) as
-    /// a boolean; false for a selector the browser cannot parse.
-    fn fp_match(element: &Element, selector: &str, self_: bool) -> bool;
+    /// a boolean; false for a selector the browser cannot parse or no element.
+    fn fp_match(element: &JsValue, selector: &str, self_: bool) -> bool;
     /// Whether the browser can parse `selector`.
     fn fp_valid(selector: &str) -> bool;
     /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
