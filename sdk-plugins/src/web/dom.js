@@ -195,3 +195,8 @@ export function fp_call(f, count, a, b, c) {
 export function fp_set(object, key, value) {
   object[key] = value;
 }
+
+// The page's `window` (undefined where there is none).
+export function fp_window() {
+  return typeof window == 'undefined' ? undefined : window;
+}
