@@ -200,3 +200,8 @@ export function fp_set(object, key, value) {
 export function fp_window() {
   return typeof window == 'undefined' ? undefined : window;
 }
+
+// `key in object`, on an object of the module's own.
+export function fp_has(object, key) {
+  return key in object;
+}

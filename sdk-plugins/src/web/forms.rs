@@ -9,13 +9,12 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Object, Reflect};
-use wasm_bindgen::prelude::*;
+use js_sys::Object;
 use web_sys::HtmlFormElement;
 
 use super::{
-    ac, attributes, check_selector, document, fp_fields, fp_form, fp_match, listen, on_new_page,
-    read, record, set, window,
+    ac, attributes, check_selector, document, fp_fields, fp_form, fp_has, fp_match, listen,
+    on_new_page, read, record, set, window,
 };
 use crate::rules::{
     attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
@@ -167,9 +166,8 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
             continue;
         }
         if let Some(key) = attribute_name(&field_name) {
-            let key_value: JsValue = key.as_str().into();
             // The custom attributes win over a field of the same name.
-            if !Reflect::has(&fields, &key_value).unwrap_or(true) {
+            if !fp_has(&fields, &key) {
                 set(&fields, &key, &value.into());
                 count += 1;
             }

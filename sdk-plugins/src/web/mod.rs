@@ -348,6 +348,8 @@ extern "C" {
     /// there), so `web_sys::window`'s search of `globalThis`, `self`, `window` and
     /// `global` is not needed (measured), nor a cached `static` (measured).
     fn fp_window() -> Option<Window>;
+    /// `key in object` (`Reflect::has` has a catch shim).
+    fn fp_has(object: &Object, key: &str) -> bool;
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
