@@ -4,14 +4,14 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Function, Object, Reflect};
+use js_sys::{Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::Event;
 
 use super::{
-    ac, attributes, call, callback, check_selector, document, fp_history, fp_match, fp_scroll,
-    fp_seen, listen, new_page, on_new_page, record, timeout, window, Timeout,
+    ac, attributes, call, callback, check_selector, document, fp_get, fp_history, fp_match,
+    fp_scroll, fp_seen, listen, new_page, on_new_page, record, timeout, window, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
 
@@ -189,14 +189,14 @@ pub fn url_change_hook(options: &JsValue) -> Result<Option<Function>, String> {
                 ]));
             }
         }
-        match Reflect::get(object, &"onUrlChange".into()) {
-            Ok(value) if value.is_undefined() => None,
-            Ok(value) => Some(
+        match fp_get(object, &"onUrlChange".into()).map(|got| got.get(0)) {
+            Some(value) if value.is_undefined() => None,
+            Some(value) => Some(
                 value
                     .dyn_into::<Function>()
                     .map_err(|_| "options.onUrlChange: must be a function")?,
             ),
-            Err(_) => None,
+            None => None,
         }
     })
 }

@@ -205,3 +205,13 @@ export function fp_window() {
 export function fp_has(object, key) {
   return key in object;
 }
+
+// `[object[key]]`, or null when reading it throws (a page's getter): one binding
+// without wasm-bindgen's exception handling, which nothing else here needs.
+export function fp_get(object, key) {
+  try {
+    return [object[key]];
+  } catch (e) {
+    return null;
+  }
+}

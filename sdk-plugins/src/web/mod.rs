@@ -12,7 +12,7 @@ mod session;
 use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{Document, Event, EventTarget, HtmlFormElement, Window};
@@ -161,8 +161,8 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
     // Loops rather than iterator adapters and `collect`: less code (measured).
     let mut entries = Vec::new();
     for key in keys.iter() {
-        if let (Ok(item), Some(name)) = (Reflect::get(object, &key), key.as_string()) {
-            entries.push((name, read_at(&item, depth + 1)));
+        if let (Some(item), Some(name)) = (fp_get(object, &key), key.as_string()) {
+            entries.push((name, read_at(&item.get(0), depth + 1)));
         }
     }
     Val::Object(entries)
@@ -350,6 +350,8 @@ extern "C" {
     fn fp_window() -> Option<Window>;
     /// `key in object` (`Reflect::has` has a catch shim).
     fn fp_has(object: &Object, key: &str) -> bool;
+    /// `Reflect.get(object, key)` in a one-element array, or none when it throws.
+    fn fp_get(object: &Object, key: &JsValue) -> Option<Array>;
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
