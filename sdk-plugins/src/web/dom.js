@@ -1,6 +1,7 @@
 // DOM work that is smaller written here than through web-sys and wasm-bindgen's
 // closures (measured, see BENCHMARKS.md). Only reads and wiring: what is captured
-// and recorded is decided in Rust (`rules.rs`).
+// and recorded is decided in Rust (`rules.rs`). Every name here starts with `fp_`:
+// `xtask` inlines this file into wasm-bindgen's glue, whose names it must not meet.
 
 // A form's controls, six entries each: tag name and `type` (ASCII lower-cased, as
 // HTML compares them), `name` (or `id`), `autocomplete`, inside (or being) an
@@ -9,7 +10,7 @@
 export function fp_fields(form) {
   var out = [], elements = form.elements;
   for (var i = 0; i < elements.length; i++) {
-    var e = elements[i], tag = lower(e.tagName), type = lower(e.getAttribute('type') || ''), value = e.value;
+    var e = elements[i], tag = fp_lower(e.tagName), type = fp_lower(e.getAttribute('type') || ''), value = e.value;
     if (type == 'checkbox' || type == 'radio') {
       if (!e.checked) value = '';
     } else if (tag == 'select' && e.multiple) {
@@ -27,7 +28,7 @@ export function fp_fields(form) {
   return out;
 }
 
-function lower(text) {
+function fp_lower(text) {
   return text.replace(/[A-Z]+/g, function (upper) { return upper.toLowerCase(); });
 }
 
@@ -52,12 +53,12 @@ export function fp_history(w, changed) {
   for (var i = 0; i < 2; i++) {
     var original = history[methods[i]];
     if (typeof original != 'function') return 'needs history.pushState';
-    history[methods[i]] = wrap(history, original, check);
+    history[methods[i]] = fp_wrap(history, original, check);
   }
   fp_listen(w, 'popstate', check);
 }
 
-function wrap(history, original, changed) {
+function fp_wrap(history, original, changed) {
   return function (state, unused, url) {
     var result = original.call(history, state, unused, url);
     changed();
@@ -93,7 +94,7 @@ export function fp_seen(selector, seen) {
 // the deployment and where batches go).
 export function fp_session(ac, callback) {
   var state, text = function (key) {
-    var value = get(state, key);
+    var value = fp_prop(state, key);
     return typeof value == 'string' ? value : '';
   };
   try {
@@ -101,21 +102,21 @@ export function fp_session(ac, callback) {
   } catch (e) {}
   var visitor = text('visitorId'), url = text('url');
   if (!visitor || url.slice(-5) != 'batch') return false;
-  ask(url.slice(0, -5) + 'session?deploymentId=' + encodeURIComponent(text('deploymentId')) + '&visitorId=' + encodeURIComponent(visitor), callback, 1);
+  fp_ask(url.slice(0, -5) + 'session?deploymentId=' + encodeURIComponent(text('deploymentId')) + '&visitorId=' + encodeURIComponent(visitor), callback, 1);
   return true;
 }
 
 // Asks `url`, again a second later while the collector has no session yet (404) or
 // is busy (429, 5xx), ten times at most. What the page's function throws stays with
 // it.
-function ask(url, callback, attempt) {
+function fp_ask(url, callback, attempt) {
   var answer = function (session) {
     try {
       callback(session);
     } catch (e) {}
   };
   var again = function () {
-    if (attempt < 10) setTimeout(function () { ask(url, callback, attempt + 1); }, 1000);
+    if (attempt < 10) setTimeout(function () { fp_ask(url, callback, attempt + 1); }, 1000);
     else answer(null);
   };
   fetch(url).then(function (response) {
@@ -127,14 +128,14 @@ function ask(url, callback, attempt) {
     }
     if (json) {
       json.then(function (body) {
-        answer({ id: get(body, 'id'), shortId: get(body, 'shortId') });
+        answer({ id: fp_prop(body, 'id'), shortId: fp_prop(body, 'shortId') });
       });
     } else if (status == 404 || status == 429 || status >= 500) again();
     else answer(null);
   }, again);
 }
 
-function get(object, key) {
+function fp_prop(object, key) {
   try {
     return Reflect.get(object, key);
   } catch (e) {}
