@@ -34,29 +34,17 @@ pub enum Value {
 /// `customAttributes`: sent with every event the rule records.
 pub type Attributes = Vec<(String, Value)>;
 
-/// A rule that records `eventName` for elements matching `selector`
-/// (`autotrackClick`'s `clickEvents`, `autotrackInViewport`'s `inViewportEvents`).
+/// A rule of one of the autotrack plugins that take rules: `clickEvents` and
+/// `inViewportEvents` (`selector`), `idleEvents` (`idleAfter`, in `threshold`) and
+/// `scrollDepthEvents` (`percentage`, in `threshold`). One type for the four, so that
+/// their reader and what handles them are in the module once.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ElementRule {
+pub struct Rule {
+    /// Empty for the rules that take a number.
     pub selector: String,
-    pub event_name: String,
-    pub custom_attributes: Attributes,
-}
-
-/// `autotrackIdle`'s `idleEvents`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IdleRule {
-    /// Seconds without interaction.
-    pub idle_after: f64,
-    pub event_name: String,
-    pub custom_attributes: Attributes,
-}
-
-/// `autotrackScrollDepth`'s `scrollDepthEvents`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScrollRule {
-    /// How much of the page has been on screen, above 0 and at most 100.
-    pub percentage: f64,
+    /// Seconds without interaction (above 0, at most [`MAX_IDLE_SECONDS`]), or how
+    /// much of the page has been on screen (above 0, at most 100); 0 for selectors.
+    pub threshold: f64,
     pub event_name: String,
     pub custom_attributes: Attributes,
 }
@@ -122,25 +110,69 @@ pub fn blank(text: &str) -> bool {
     text.chars().all(char::is_whitespace)
 }
 
+/// Where a value sits in the page's options (`clickEvents[0].eventName`). A chain of
+/// borrowed links, written out only by [`fail`]: good options are read without
+/// building a string for any path (measured: smaller than a `String` per level).
+enum At<'a> {
+    /// `options`, a rule list's name, or nothing (a form option's name is its path).
+    Root(&'a str),
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn write(&self, out: &mut String) {
+        match *self {
+            At::Root(name) => out.push_str(name),
+            At::Key(parent, key) => {
+                parent.write(out);
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            At::Index(parent, i) => {
+                parent.write(out);
+                out.push('[');
+                out.push_str(&decimal(i));
+                out.push(']');
+            }
+        }
+    }
+}
+
+/// The refusal of the value at `at`: its path, then `message`. Every option error is
+/// made here, from static pieces.
+fn fail(at: &At, message: &[&str]) -> String {
+    let mut text = String::new();
+    at.write(&mut text);
+    for part in message {
+        text.push_str(part);
+    }
+    text
+}
+
 /// The entries of an options object; any key not in `known` is refused. `undefined`
 /// and `null` read as `{}`, so that the error names what is missing.
-fn object<'v>(value: &'v Val, at: &str, known: &[&str]) -> Result<&'v [(String, Val)]> {
+fn object<'v>(value: &'v Val, at: &At, known: &[&str]) -> Result<&'v [(String, Val)]> {
     let entries: &[(String, Val)] = match value {
         Val::Object(entries) => entries,
         Val::Undefined | Val::Null => &[],
-        _ => return Err(cat(&[at, ": must be an object"])),
+        _ => return Err(fail(at, &[": must be an object"])),
     };
     for (key, _) in entries {
         if !known.contains(&key.as_str()) {
-            let mut message = cat(&[at, ".", key, ": is not an option ("]);
-            for (i, known) in known.iter().enumerate() {
-                if i > 0 {
-                    message.push_str(", ");
+            let mut list = String::new();
+            for known in known {
+                if !list.is_empty() {
+                    list.push_str(", ");
                 }
-                message.push_str(known);
+                list.push_str(known);
             }
-            message.push(')');
-            return Err(message);
+            return Err(fail(
+                &At::Key(at, key),
+                &[": is not an option (", &list, ")"],
+            ));
         }
     }
     Ok(entries)
@@ -153,89 +185,91 @@ fn field<'v>(entries: &'v [(String, Val)], key: &str) -> &'v Val {
         .map_or(&Val::Undefined, |(_, v)| v)
 }
 
-fn path(at: &str, key: &str) -> String {
-    if at.is_empty() {
-        key.to_owned()
-    } else {
-        cat(&[at, ".", key])
-    }
-}
-
-fn text(value: &Val, at: &str) -> Result<String> {
-    match value {
+/// The string option `key` of the object at `at`.
+fn text(entries: &[(String, Val)], at: &At, key: &str) -> Result<String> {
+    match field(entries, key) {
         Val::Str(text) => Ok(text.clone()),
-        Val::Undefined => Err(cat(&[at, ": is needed"])),
-        _ => Err(cat(&[at, ": must be a string"])),
+        Val::Undefined => Err(fail(&At::Key(at, key), &[": is needed"])),
+        _ => Err(fail(&At::Key(at, key), &[": must be a string"])),
     }
 }
 
-fn number(value: &Val, at: &str) -> Result<f64> {
-    match value {
+/// The number option `key`, above 0 and at most `max` (`range` says so otherwise).
+fn number(entries: &[(String, Val)], at: &At, key: &str, max: f64, range: &str) -> Result<f64> {
+    let at = At::Key(at, key);
+    match field(entries, key) {
+        // `!(x > 0)` also refuses NaN.
+        Val::Number(number) if !(*number > 0.0 && *number <= max) => Err(fail(&at, &[range])),
         Val::Number(number) => Ok(*number),
-        Val::Undefined => Err(cat(&[at, ": is needed"])),
-        _ => Err(cat(&[at, ": must be a number"])),
+        Val::Undefined => Err(fail(&at, &[": is needed"])),
+        _ => Err(fail(&at, &[": must be a number"])),
     }
 }
 
-fn flag(value: &Val, at: &str, default: bool) -> Result<bool> {
-    match value {
+fn flag(entries: &[(String, Val)], key: &str) -> Result<bool> {
+    match field(entries, key) {
         Val::Bool(flag) => Ok(*flag),
-        Val::Undefined => Ok(default),
-        _ => Err(cat(&[at, ": must be true or false"])),
+        Val::Undefined => Ok(true),
+        _ => Err(cat(&[key, ": must be true or false"])),
     }
 }
 
-fn event_name(value: &Val, at: &str) -> Result<String> {
-    let at = path(at, "eventName");
-    let name = text(value, &at)?;
-    validate_event_name(&name).map_err(|e| cat(&[&at, ": ", e.reason()]))?;
+/// A name as the protocol takes it (`eventName`, `traitName`).
+fn name(entries: &[(String, Val)], at: &At, key: &str) -> Result<String> {
+    let name = text(entries, at, key)?;
+    validate_event_name(&name).map_err(|e| fail(&At::Key(at, key), &[": ", e.reason()]))?;
     Ok(name)
 }
 
-fn scalar(value: &Val, at: &str) -> Result<Value> {
+/// A string, number or boolean; `None` for anything else and for a string longer
+/// than an attribute value may be.
+fn scalar(value: &Val) -> Option<Value> {
     match value {
-        Val::Str(text) if text.len() > MAX_VALUE_BYTES => Err(cat(&[
-            at,
-            ": longer than ",
-            &decimal(MAX_VALUE_BYTES),
-            " bytes",
-        ])),
-        Val::Str(text) => Ok(Value::Text(text.clone())),
-        Val::Number(number) => Ok(Value::Number(*number)),
-        Val::Bool(flag) => Ok(Value::Flag(*flag)),
-        _ => Err(cat(&[at, ": must be a string, number or boolean"])),
+        Val::Str(text) if text.len() <= MAX_VALUE_BYTES => Some(Value::Text(text.clone())),
+        Val::Number(number) => Some(Value::Number(*number)),
+        Val::Bool(flag) => Some(Value::Flag(*flag)),
+        _ => None,
     }
 }
 
 /// `customAttributes`: names as the protocol allows them, values as `record` takes
 /// them (a string, number, boolean or `{ dataType, value }`).
-fn attributes(value: &Val, at: &str) -> Result<Attributes> {
-    let at = path(at, "customAttributes");
-    let entries = match value {
+fn attributes(entries: &[(String, Val)], at: &At) -> Result<Attributes> {
+    let at = At::Key(at, "customAttributes");
+    let entries = match field(entries, "customAttributes") {
         Val::Undefined => return Ok(Vec::new()),
         Val::Object(entries) => entries,
-        _ => return Err(cat(&[&at, ": must be an object"])),
+        _ => return Err(fail(&at, &[": must be an object"])),
     };
     if entries.len() > MAX_ATTRIBUTES {
-        return Err(cat(&[&at, ": more than ", &decimal(MAX_ATTRIBUTES)]));
+        return Err(fail(&at, &[": more than ", &decimal(MAX_ATTRIBUTES)]));
     }
     let mut attributes = Vec::new();
     for (key, value) in entries {
-        let at = cat(&[&at, ".", key]);
-        validate_attribute_name(key).map_err(|e| cat(&[&at, ": the name ", e.reason()]))?;
+        let at = At::Key(&at, key);
+        validate_attribute_name(key).map_err(|e| fail(&at, &[": the name ", e.reason()]))?;
         let value = match value {
             Val::Object(_) => {
                 let typed = object(value, &at, &["dataType", "value"])?;
-                Value::Typed(
-                    text(field(typed, "dataType"), &path(&at, "dataType"))?,
-                    Box::new(scalar(field(typed, "value"), &path(&at, "value"))?),
-                )
+                let data_type = text(typed, &at, "dataType")?;
+                let value = field(typed, "value");
+                let Some(value) = scalar(value) else {
+                    return Err(fail(
+                        &At::Key(&at, "value"),
+                        &[if let Val::Str(_) = value {
+                            LONGER
+                        } else {
+                            ": must be a string, number or boolean"
+                        }],
+                    ));
+                };
+                Value::Typed(data_type, Box::new(value))
             }
-            _ => scalar(value, &at).map_err(|_| {
-                cat(&[
+            _ => scalar(value).ok_or_else(|| {
+                fail(
                     &at,
-                    ": must be a string, number, boolean or { dataType, value }",
-                ])
+                    &[": must be a string, number, boolean or { dataType, value }"],
+                )
             })?,
         };
         attributes.push((key.clone(), value));
@@ -243,100 +277,75 @@ fn attributes(value: &Val, at: &str) -> Result<Attributes> {
     Ok(attributes)
 }
 
-/// The list of rules under `option`, each read by `each` (given its path).
-fn rules<T>(
-    options: &Val,
-    option: &str,
-    known: &[&str],
-    each: impl Fn(&[(String, Val)], &str) -> Result<T>,
-) -> Result<Vec<T>> {
-    let entries = object(options, "options", &[option])?;
+/// The refusal of a text longer than [`MAX_VALUE_BYTES`] (a test checks the figure).
+const LONGER: &str = ": longer than 1024 bytes";
+
+/// The list of rules under `option`. Each has `first` (a selector when `max` is
+/// `None`, else a number above 0 and at most `max`, refused with the message that
+/// comes with it), an event name and custom attributes. One reader for the four
+/// plugins: one copy of its code rather than one per rule type.
+fn rules(options: &Val, option: &str, first: &str, max: Option<(f64, &str)>) -> Result<Vec<Rule>> {
+    let entries = object(options, &At::Root("options"), &[option])?;
+    let at = At::Root(option);
     let list = match field(entries, option) {
         Val::List(list) => list,
-        Val::Undefined => return Err(cat(&[option, ": is needed"])),
-        _ => return Err(cat(&[option, ": must be an array"])),
+        Val::Undefined => return Err(fail(&at, &[": is needed"])),
+        _ => return Err(fail(&at, &[": must be an array"])),
     };
     if list.is_empty() || list.len() > MAX_RULES {
-        return Err(cat(&[
-            option,
-            ": needs 1 to ",
-            &decimal(MAX_RULES),
-            " rules",
-        ]));
+        return Err(fail(&at, &[": needs 1 to ", &decimal(MAX_RULES), " rules"]));
     }
     let mut rules = Vec::new();
     for (i, rule) in list.iter().enumerate() {
-        let at = cat(&[option, "[", &decimal(i), "]"]);
-        rules.push(each(object(rule, &at, known)?, &at)?);
+        let at = At::Index(&at, i);
+        let rule = object(rule, &at, &[first, "eventName", "customAttributes"])?;
+        let (selector, threshold) = match max {
+            None => {
+                let selector = text(rule, &at, first)?;
+                if blank(&selector) {
+                    return Err(fail(&At::Key(&at, first), &[": must not be empty"]));
+                }
+                (selector, 0.0)
+            }
+            Some((max, range)) => (String::new(), number(rule, &at, first, max, range)?),
+        };
+        rules.push(Rule {
+            selector,
+            threshold,
+            event_name: name(rule, &at, "eventName")?,
+            custom_attributes: attributes(rule, &at)?,
+        });
     }
     Ok(rules)
 }
 
-const ELEMENT_RULE: [&str; 3] = ["selector", "eventName", "customAttributes"];
-
-fn element_rule(rule: &[(String, Val)], at: &str) -> Result<ElementRule> {
-    let selector = text(field(rule, "selector"), &path(at, "selector"))?;
-    if blank(&selector) {
-        return Err(cat(&[at, ".selector: must not be empty"]));
-    }
-    Ok(ElementRule {
-        selector,
-        event_name: event_name(field(rule, "eventName"), at)?,
-        custom_attributes: attributes(field(rule, "customAttributes"), at)?,
-    })
-}
-
 /// `autotrackClick`'s options.
-pub fn click_options(options: &Val) -> Result<Vec<ElementRule>> {
-    rules(options, "clickEvents", &ELEMENT_RULE, element_rule)
+pub fn click_options(options: &Val) -> Result<Vec<Rule>> {
+    rules(options, "clickEvents", "selector", None)
 }
 
 /// `autotrackInViewport`'s options.
-pub fn in_viewport_options(options: &Val) -> Result<Vec<ElementRule>> {
-    rules(options, "inViewportEvents", &ELEMENT_RULE, element_rule)
+pub fn in_viewport_options(options: &Val) -> Result<Vec<Rule>> {
+    rules(options, "inViewportEvents", "selector", None)
 }
 
-/// `autotrackIdle`'s options.
-pub fn idle_options(options: &Val) -> Result<Vec<IdleRule>> {
+/// `autotrackIdle`'s options: `threshold` is `idleAfter`.
+pub fn idle_options(options: &Val) -> Result<Vec<Rule>> {
     rules(
         options,
         "idleEvents",
-        &["idleAfter", "eventName", "customAttributes"],
-        |rule, at| {
-            let idle_after = number(field(rule, "idleAfter"), &path(at, "idleAfter"))?;
-            // `!(x > 0)` also refuses NaN.
-            if !(idle_after > 0.0 && idle_after <= MAX_IDLE_SECONDS) {
-                return Err(cat(&[
-                    at,
-                    ".idleAfter: must be above 0, at most 86400 seconds",
-                ]));
-            }
-            Ok(IdleRule {
-                idle_after,
-                event_name: event_name(field(rule, "eventName"), at)?,
-                custom_attributes: attributes(field(rule, "customAttributes"), at)?,
-            })
-        },
+        "idleAfter",
+        Some((MAX_IDLE_SECONDS, ": must be above 0, at most 86400 seconds")),
     )
 }
 
-/// `autotrackScrollDepth`'s options.
-pub fn scroll_depth_options(options: &Val) -> Result<Vec<ScrollRule>> {
+/// `autotrackScrollDepth`'s options: `threshold` is `percentage`.
+pub fn scroll_depth_options(options: &Val) -> Result<Vec<Rule>> {
     rules(
         options,
         "scrollDepthEvents",
-        &["percentage", "eventName", "customAttributes"],
-        |rule, at| {
-            let percentage = number(field(rule, "percentage"), &path(at, "percentage"))?;
-            if !(percentage > 0.0 && percentage <= 100.0) {
-                return Err(cat(&[at, ".percentage: must be above 0, at most 100"]));
-            }
-            Ok(ScrollRule {
-                percentage,
-                event_name: event_name(field(rule, "eventName"), at)?,
-                custom_attributes: attributes(field(rule, "customAttributes"), at)?,
-            })
-        },
+        "percentage",
+        Some((100.0, ": must be above 0, at most 100")),
     )
 }
 
@@ -344,7 +353,7 @@ pub fn scroll_depth_options(options: &Val) -> Result<Vec<ScrollRule>> {
 pub fn form_options(options: &Val) -> Result<FormOptions> {
     let entries = object(
         options,
-        "options",
+        &At::Root("options"),
         &[
             "formName",
             "captureFormDataOnSubmit",
@@ -353,7 +362,9 @@ pub fn form_options(options: &Val) -> Result<FormOptions> {
             "traitsMapper",
         ],
     )?;
-    let form_name = text(field(entries, "formName"), "formName")?;
+    // A form option's path is its name.
+    let root = At::Root("");
+    let form_name = text(entries, &root, "formName")?;
     if blank(&form_name) || form_name.len() > MAX_VALUE_BYTES {
         return Err("formName: must be a text of 1 to 1024 bytes".into());
     }
@@ -361,15 +372,12 @@ pub fn form_options(options: &Val) -> Result<FormOptions> {
     match field(entries, "traitsMapper") {
         Val::Undefined => {}
         Val::List(list) if list.len() <= MAX_ATTRIBUTES => {
+            let mapper = At::Root("traitsMapper");
             for (i, rule) in list.iter().enumerate() {
-                let at = cat(&["traitsMapper[", &decimal(i), "]"]);
+                let at = At::Index(&mapper, i);
                 let rule = object(rule, &at, &["fieldName", "traitName"])?;
-                let field_name = text(field(rule, "fieldName"), &path(&at, "fieldName"))?;
-                let trait_at = path(&at, "traitName");
-                let trait_name = text(field(rule, "traitName"), &trait_at)?;
-                validate_attribute_name(&trait_name)
-                    .map_err(|e| cat(&[&trait_at, ": ", e.reason()]))?;
-                traits_mapper.push((field_name, trait_name));
+                let field_name = text(rule, &at, "fieldName")?;
+                traits_mapper.push((field_name, name(rule, &at, "traitName")?));
             }
         }
         _ => {
@@ -380,17 +388,9 @@ pub fn form_options(options: &Val) -> Result<FormOptions> {
     }
     Ok(FormOptions {
         form_name,
-        capture_form_data_on_submit: flag(
-            field(entries, "captureFormDataOnSubmit"),
-            "captureFormDataOnSubmit",
-            true,
-        )?,
-        capture_form_data_on_abandon: flag(
-            field(entries, "captureFormDataOnAbandon"),
-            "captureFormDataOnAbandon",
-            true,
-        )?,
-        custom_attributes: attributes(field(entries, "customAttributes"), "")?,
+        capture_form_data_on_submit: flag(entries, "captureFormDataOnSubmit")?,
+        capture_form_data_on_abandon: flag(entries, "captureFormDataOnAbandon")?,
+        custom_attributes: attributes(entries, &root)?,
         traits_mapper,
     })
 }
@@ -453,9 +453,16 @@ pub fn may_capture(field: &Field) -> bool {
     if field.tag == "input" && NEVER_TYPES.contains(&field.kind) {
         return false;
     }
+    // Compared without case rather than lower-cased: no string per token.
     for token in field.autocomplete.split_ascii_whitespace() {
-        let token = token.to_ascii_lowercase();
-        if token.starts_with("cc-") || SECRET_AUTOCOMPLETE.contains(&token.as_str()) {
+        let token = token.as_bytes();
+        if token
+            .get(..3)
+            .is_some_and(|start| start.eq_ignore_ascii_case(b"cc-"))
+            || SECRET_AUTOCOMPLETE
+                .iter()
+                .any(|secret| token.eq_ignore_ascii_case(secret.as_bytes()))
+        {
             return false;
         }
     }
@@ -474,31 +481,30 @@ pub fn may_capture(field: &Field) -> bool {
     }) {
         return false;
     }
-    !words(field.name)
-        .iter()
-        .any(|word| SECRET_WORDS.contains(&word.as_str()))
+    !has_secret_word(field.name)
 }
 
-/// The words of a name, lower-cased: split at anything not a letter or digit and
-/// where a lower-case letter meets an upper-case one (`cardCvc` is `card`, `cvc`).
-fn words(name: &str) -> Vec<String> {
-    let mut words = Vec::new();
+/// Whether a word of the name, lower-cased, is one of [`SECRET_WORDS`]. Words are
+/// split at anything not a letter or digit and where a lower-case letter meets an
+/// upper-case one (`cardCvc` is `card`, `cvc`). Each word is checked as it ends,
+/// rather than collected first.
+fn has_secret_word(name: &str) -> bool {
     let mut word = String::new();
     let mut previous_lower = false;
     for c in name.chars() {
         let boundary = !c.is_ascii_alphanumeric() || (previous_lower && c.is_ascii_uppercase());
-        if boundary && !word.is_empty() {
-            words.push(std::mem::take(&mut word));
+        if boundary && SECRET_WORDS.contains(&word.as_str()) {
+            return true;
+        }
+        if boundary {
+            word.clear();
         }
         if c.is_ascii_alphanumeric() {
             word.push(c.to_ascii_lowercase());
         }
         previous_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
     }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    words
+    SECRET_WORDS.contains(&word.as_str())
 }
 
 /// A field's name as an attribute name: what the protocol allows (ASCII letters,

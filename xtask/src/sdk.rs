@@ -20,7 +20,7 @@ pub const GZIP_BUDGET_BYTES: usize = 20_275;
 
 /// The plugin module (its script and wasm), which a page downloads only when it uses
 /// `load`, `forms:track` or `session`, must stay under this many gzip bytes.
-pub const PLUGINS_GZIP_BUDGET_BYTES: usize = 23_311;
+pub const PLUGINS_GZIP_BUDGET_BYTES: usize = 17_706;
 
 const TARGET: &str = "wasm32-unknown-unknown";
 
@@ -235,7 +235,7 @@ fn build_plugins(bindgen_dir: &Path, out: &Path) -> Result<()> {
     let renames = Renames::parse(&String::from_utf8_lossy(&optimised.stdout))?;
     let glue = std::fs::read_to_string(bindgen_dir.join("footpath-plugins.js"))?;
     let readable = bindgen_dir.join("footpath-plugins.full.js");
-    std::fs::write(&readable, plugin_glue(&glue, &renames)?)?;
+    std::fs::write(&readable, plugin_glue(&glue, bindgen_dir, &renames)?)?;
     let mut terser = Command::new(tools_bin.join("terser"));
     terser
         .arg(&readable)
@@ -254,25 +254,25 @@ fn build_plugins(bindgen_dir: &Path, out: &Path) -> Result<()> {
 /// its default export with `{ module_or_path }`, then its `run`), with the imports
 /// object and the uses of the exports renamed to match the minified wasm. Fails on
 /// anything it does not recognise rather than emit a broken module.
-fn plugin_glue(glue: &str, renames: &Renames) -> Result<String> {
-    let mut body = glue.to_owned();
-    for (module, name, new) in &renames.imports {
-        if module != "./footpath-plugins_bg.js" {
-            bail!("the plugin module imports {module} {name}, which the glue does not provide");
-        }
-        body = replace_once(
-            &body,
-            &format!("        {name}: function"),
-            &format!("        {new}: function"),
-            "import",
-        )?;
-    }
-    body = replace_once(
+fn plugin_glue(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<String> {
+    let inlined = inline_snippets(glue, bindgen_dir)?;
+    let (body, direct) = rename_imports(
+        inlined.body,
+        "./footpath-plugins_bg.js",
+        &inlined.snippets,
+        renames,
+    )?;
+    let mut body = replace_once(
         &body,
         "\"./footpath-plugins_bg.js\": import0,",
-        "a: import0,",
+        &if direct.is_empty() {
+            "a: import0,".to_owned()
+        } else {
+            format!("a: Object.assign(import0, {{ {} }}),", direct.join(", "))
+        },
         "imports",
     )?;
+    body.insert_str(0, &inlined.code);
     let mut exports = renames.exports.clone();
     exports.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
     for (name, new) in &exports {
@@ -391,12 +391,18 @@ fn rename_export(text: &str, name: &str, new: &str) -> String {
     out
 }
 
-/// Turns wasm-bindgen's ES-module glue (`--target web`) into statements for one function
-/// scope, so that the SDK loads as a classic async script and adds no globals: the JS
-/// snippets it imports (`sdk-wasm/src/web/host.js`) are inlined, the imports object
-/// is renamed to match the minified module (`renames`), and `export` keywords go. Fails
-/// on anything it does not recognise rather than emit a broken script.
-fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<String> {
+/// A glue with its JS snippets (`#[wasm_bindgen(module = ...)]`) inlined.
+struct Inlined {
+    /// The snippets' code, their `export` keywords gone.
+    code: String,
+    /// Each snippet's path and the functions it exports.
+    snippets: Vec<(String, Vec<String>)>,
+    /// The glue without its imports of the snippets and the imports object's entries
+    /// for them.
+    body: String,
+}
+
+fn inline_snippets(glue: &str, bindgen_dir: &Path) -> Result<Inlined> {
     let mut snippets: Vec<(String, Vec<String>)> = Vec::new();
     let mut code = String::new();
     let mut body = String::new();
@@ -434,26 +440,33 @@ fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<S
             // `import * as x from ...`: the module's imports are merged below.
             continue;
         }
-        // The glue's `export {...}`, and its imports object's entries for the snippets.
+        // The imports object's entries for the snippets.
         let trimmed = line.trim_start();
-        if line.starts_with("export {")
-            || (trimmed.starts_with("\"./snippets/") && trimmed.contains("\": import"))
-        {
+        if trimmed.starts_with("\"./snippets/") && trimmed.contains("\": import") {
             continue;
         }
-        body.push_str(
-            &line
-                .strip_prefix("export ")
-                .unwrap_or(line)
-                .replace("import.meta.url", "location.href"),
-        );
+        body.push_str(line);
         body.push('\n');
     }
-    // The module imports everything from `a` now: the glue's own functions, renamed,
-    // and the snippets' functions it imports directly.
+    Ok(Inlined {
+        code,
+        snippets,
+        body,
+    })
+}
+
+/// The glue's imports (from `bg_module`) renamed to match the minified module, and
+/// the snippets' functions the module imports, as `new: name` entries for the
+/// imports object (the module imports everything from `a` now).
+fn rename_imports(
+    mut body: String,
+    bg_module: &str,
+    snippets: &[(String, Vec<String>)],
+    renames: &Renames,
+) -> Result<(String, Vec<String>)> {
     let mut direct = Vec::new();
     for (module, name, new) in &renames.imports {
-        if module == "./footpath_bg.js" {
+        if module == bg_module {
             body = replace_once(
                 &body,
                 &format!("        {name}: function"),
@@ -469,6 +482,32 @@ fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<S
             bail!("the module imports {module} {name}, which the glue does not provide");
         }
     }
+    Ok((body, direct))
+}
+
+/// Turns wasm-bindgen's ES-module glue (`--target web`) into statements for one function
+/// scope, so that the SDK loads as a classic async script and adds no globals: the JS
+/// snippets it imports (`sdk-wasm/src/web/host.js`) are inlined, the imports object
+/// is renamed to match the minified module (`renames`), and `export` keywords go. Fails
+/// on anything it does not recognise rather than emit a broken script.
+fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<String> {
+    let inlined = inline_snippets(glue, bindgen_dir)?;
+    let mut code = inlined.code;
+    let mut body = String::new();
+    for line in inlined.body.lines() {
+        // The glue's `export {...}`: the loader starts the module itself.
+        if line.starts_with("export {") {
+            continue;
+        }
+        body.push_str(
+            &line
+                .strip_prefix("export ")
+                .unwrap_or(line)
+                .replace("import.meta.url", "location.href"),
+        );
+        body.push('\n');
+    }
+    let (mut body, direct) = rename_imports(body, "./footpath_bg.js", &inlined.snippets, renames)?;
     code.push_str(&format!(
         "const __fp_direct = {{ {} }};\n",
         direct.join(", ")

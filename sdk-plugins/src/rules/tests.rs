@@ -129,6 +129,29 @@ fn bad_options_are_refused_naming_the_option() {
             ]),
             "clickEvents[0].customAttributes.k.value: must be a string, number or boolean",
         ),
+        (
+            click(vec![
+                ("selector", s("a")),
+                ("eventName", s("x")),
+                ("customAttributes", obj(vec![("k", s(&"x".repeat(1025)))])),
+            ]),
+            "clickEvents[0].customAttributes.k: must be a string, number, boolean or { dataType, value }",
+        ),
+        (
+            click(vec![
+                ("selector", s("a")),
+                ("eventName", s("x")),
+                (
+                    "customAttributes",
+                    obj(vec![("k", obj(vec![("dataType", s("t")), ("value", s(&"x".repeat(1025)))]))]),
+                ),
+            ]),
+            "clickEvents[0].customAttributes.k.value: longer than 1024 bytes",
+        ),
+        (
+            click(vec![("selector", s("a")), ("eventName", s("x")), ("customAttributes", n(1.0))]),
+            "clickEvents[0].customAttributes: must be an object",
+        ),
     ];
     for (options, expected) in clicks {
         assert_eq!(click_options(&options).unwrap_err(), expected);
@@ -221,6 +244,10 @@ fn secrets_and_non_data_are_never_captured() {
         input("text", "x", "billing cc-exp"),
         input("text", "x", "new-password"),
         input("text", "x", "one-time-code"),
+        input("text", "x", "CC-Number"),
+        input("text", "x", "shipping New-Password"),
+        input("text", "myPIN", ""),
+        input("text", "CVV2", ""),
         Field {
             excluded: true,
             ..input("text", "notes", "")
@@ -238,6 +265,8 @@ fn secrets_and_non_data_are_never_captured() {
         input("email", "email", "email"),
         input("text", "spinner", ""),
         input("checkbox", "newsletter", ""),
+        input("text", "x", "c"),
+        input("text", "opinion", "cc"),
         Field {
             tag: "select",
             ..input("", "topic", "")
@@ -302,4 +331,19 @@ fn blank_is_trim_is_empty() {
 #[test]
 fn the_excluded_selector_names_the_exclude_attribute() {
     assert_eq!(EXCLUDED, cat(&["[", EXCLUDE_ATTRIBUTE, "]"]));
+}
+
+#[test]
+fn the_longer_message_names_the_value_limit() {
+    assert_eq!(
+        LONGER,
+        cat(&[": longer than ", &decimal(MAX_VALUE_BYTES), " bytes"])
+    );
+}
+
+#[test]
+fn the_form_reader_skips_what_the_site_excludes() {
+    // `web/dom.js` reads the form's controls; the selector there must be this one.
+    let reader = include_str!("../web/dom.js");
+    assert!(reader.contains(&cat(&["'", EXCLUDED, "'"])));
 }

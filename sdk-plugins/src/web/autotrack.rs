@@ -4,30 +4,28 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{IntersectionObserver, IntersectionObserverEntry};
+use web_sys::Event;
 
 use super::{
-    ac, attributes, check_selector, document, listen, new_page, on_new_page, record,
-    target_element, timeout, window, Timeout,
+    ac, attributes, call, callback, check_selector, document, fp_get, fp_history, fp_match,
+    fp_scroll, fp_seen, listen, new_page, on_new_page, record, timeout, window, Timeout,
 };
-use crate::rules::{cat, decimal, scroll_depth as depth, ElementRule, IdleRule, ScrollRule};
+use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
 
 /// `autotrackClick`: a click on (or inside) an element matching a rule's selector
 /// records the rule's event.
-pub fn click(rules: Vec<ElementRule>) -> Result<(), String> {
+pub fn click(rules: Vec<Rule>) -> Result<(), String> {
     for (i, rule) in rules.iter().enumerate() {
         check_selector(&cat(&["clickEvents[", &decimal(i), "]"]), &rule.selector)?;
     }
     let document = document().ok_or("needs a document")?;
     listen(&document, "click", move |event| {
-        let Some(element) = target_element(&event) else {
-            return;
-        };
+        let target = JsValue::from(event.target());
         for rule in &rules {
-            if let Ok(Some(_)) = element.closest(&rule.selector) {
+            if fp_match(&target, &rule.selector, false) {
                 record(&rule.event_name, &attributes(&rule.custom_attributes));
             }
         }
@@ -51,7 +49,7 @@ const REARM_EVERY_MS: f64 = 1_000.0;
 
 /// `autotrackIdle`: a rule's event once the visitor has not interacted for its
 /// `idleAfter` seconds; again only after the visitor has been active since.
-pub fn idle(rules: Vec<IdleRule>) {
+pub fn idle(rules: Vec<Rule>) {
     let rules = Rc::new(rules);
     let timers: Rc<RefCell<Vec<Timeout>>> = Rc::default();
     let armed_at = Rc::new(Cell::new(f64::NEG_INFINITY));
@@ -69,7 +67,7 @@ pub fn idle(rules: Vec<IdleRule>) {
             for i in 0..rules.len() {
                 let rules_here = Rc::clone(&rules);
                 let armed_at = Rc::clone(&armed_at);
-                armed.push(timeout((rules[i].idle_after * 1000.0) as u32, move || {
+                armed.push(timeout((rules[i].threshold * 1000.0) as u32, move || {
                     // The next activity arms again at once.
                     armed_at.set(f64::NEG_INFINITY);
                     let rule = &rules_here[i];
@@ -91,40 +89,26 @@ pub fn idle(rules: Vec<IdleRule>) {
 
 /// `autotrackInViewport`: a rule's event the first time each matching element (present
 /// when the plugin loads) comes into view.
-pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
+pub fn in_viewport(rules: Vec<Rule>) -> Result<(), String> {
     for (i, rule) in rules.iter().enumerate() {
         check_selector(
             &cat(&["inViewportEvents[", &decimal(i), "]"]),
             &rule.selector,
         )?;
     }
-    let document = document().ok_or("needs a document")?;
+    document().ok_or("needs a document")?;
     for rule in rules {
-        let ElementRule {
+        let Rule {
             selector,
             event_name: name,
             custom_attributes: custom,
+            ..
         } = rule;
-        let seen = Closure::<dyn FnMut(Array, IntersectionObserver)>::new(
-            move |entries: Array, observer: IntersectionObserver| {
-                for entry in entries.iter() {
-                    let entry: IntersectionObserverEntry = entry.unchecked_into();
-                    if entry.is_intersecting() {
-                        observer.unobserve(&entry.target());
-                        record(&name, &attributes(&custom));
-                    }
-                }
-            },
-        );
-        let observer = IntersectionObserver::new(seen.as_ref().unchecked_ref())
-            .map_err(|_| "this browser has no IntersectionObserver")?;
-        seen.forget();
-        if let Ok(elements) = document.query_selector_all(&selector) {
-            for i in 0..elements.length() {
-                if let Some(element) = elements.item(i).and_then(|n| n.dyn_into().ok()) {
-                    observer.observe(&element);
-                }
-            }
+        if !fp_seen(
+            &selector,
+            &callback(move || record(&name, &attributes(&custom))),
+        ) {
+            return Err("this browser has no IntersectionObserver".into());
         }
     }
     Ok(())
@@ -132,7 +116,7 @@ pub fn in_viewport(rules: Vec<ElementRule>) -> Result<(), String> {
 
 /// `autotrackScrollDepth`: each rule's event once per page view, when the bottom of
 /// the viewport first reaches its percentage of the page.
-pub fn scroll_depth(rules: Vec<ScrollRule>) {
+pub fn scroll_depth(rules: Vec<Rule>) {
     let reached = Rc::new(RefCell::new(vec![false; rules.len()]));
     {
         let reached = Rc::clone(&reached);
@@ -143,22 +127,14 @@ pub fn scroll_depth(rules: Vec<ScrollRule>) {
     };
     let page = window.clone();
     listen(&window, "scroll", move |_| {
-        let Some(root) = page.document().and_then(|d| d.document_element()) else {
+        let Some(sizes) = fp_scroll(&page) else {
             return;
         };
-        let viewport = page
-            .inner_height()
-            .ok()
-            .and_then(|h| h.as_f64())
-            .unwrap_or(0.0);
-        let percent = depth(
-            page.scroll_y().unwrap_or(0.0),
-            viewport,
-            f64::from(root.scroll_height()),
-        );
+        let size = |i| sizes.get(i).as_f64().unwrap_or(0.0);
+        let percent = depth(size(0), size(1), size(2));
         let mut reached = reached.borrow_mut();
         for (rule, done) in rules.iter().zip(reached.iter_mut()) {
-            if !*done && percent >= rule.percentage {
+            if !*done && percent >= rule.threshold {
                 *done = true;
                 let attributes = attributes(&rule.custom_attributes);
                 record(&rule.event_name, &attributes);
@@ -173,48 +149,26 @@ pub fn scroll_depth(rules: Vec<ScrollRule>) {
 /// view, with the title it has after rendering; see [`url_change_hook`]).
 pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
-    let history = window.history().map_err(|_| "needs history")?;
-    let location = window.location();
-    let last = Rc::new(RefCell::new(location.href().unwrap_or_default()));
-    let changed: Rc<dyn Fn()> = Rc::new(move || {
-        let href = location.href().unwrap_or_default();
-        if *last.borrow() == href {
-            return;
-        }
-        *last.borrow_mut() = href.clone();
+    // Of the listeners' closure type, but what `dom.js` passes is the new URL.
+    let handler: Box<dyn FnMut(Event)> = Box::new(move |href: Event| {
+        let href = JsValue::from(href);
         new_page();
         // After the task that changed the URL, by when a router has usually rendered
         // the new page and set its title.
         let hook = hook.clone();
         timeout(0, move || match &hook {
             Some(hook) => {
-                let _ = hook.call1(&JsValue::UNDEFINED, &href.into());
+                call(hook, std::slice::from_ref(&href));
             }
             None => ac(&["pageview".into()]),
         })
         .forget();
     });
-    for method in ["pushState", "replaceState"] {
-        let original = Reflect::get(&history, &method.into())
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok())
-            .ok_or("needs history.pushState")?;
-        let changed = Rc::clone(&changed);
-        let target = history.clone();
-        let wrapper = Closure::<dyn Fn(JsValue, JsValue, JsValue) -> Result<JsValue, JsValue>>::new(
-            move |state, unused, url| {
-                // The browser's own call first, throwing what it throws (a URL of
-                // another origin).
-                let result = original.call3(&target, &state, &unused, &url)?;
-                changed();
-                Ok(result)
-            },
-        );
-        let _ = Reflect::set(&history, &method.into(), wrapper.as_ref());
-        wrapper.forget();
+    let changed = Closure::wrap(handler).into_js_value();
+    match fp_history(&window, &changed).as_string() {
+        Some(refused) => Err(refused),
+        None => Ok(()),
     }
-    listen(&window, "popstate", move |_| changed());
-    Ok(())
 }
 
 /// `autotrackUrlChange`'s options: `{ onUrlChange }` only, a function when given.
@@ -235,14 +189,14 @@ pub fn url_change_hook(options: &JsValue) -> Result<Option<Function>, String> {
                 ]));
             }
         }
-        match Reflect::get(object, &"onUrlChange".into()) {
-            Ok(value) if value.is_undefined() => None,
-            Ok(value) => Some(
+        match fp_get(object, &"onUrlChange".into()).map(|got| got.get(0)) {
+            Some(value) if value.is_undefined() => None,
+            Some(value) => Some(
                 value
                     .dyn_into::<Function>()
                     .map_err(|_| "options.onUrlChange: must be a function")?,
             ),
-            Err(_) => None,
+            None => None,
         }
     })
 }

@@ -9,17 +9,15 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::{Array, Object, Reflect};
-use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::{Element, HtmlFormElement};
+use js_sys::Object;
+use web_sys::HtmlFormElement;
 
 use super::{
-    ac, attributes, check_selector, document, listen, on_new_page, read, record, set,
-    target_element, window,
+    ac, attributes, check_selector, document, fp_fields, fp_form, fp_has, fp_match, listen,
+    on_new_page, read, record, set, window,
 };
 use crate::rules::{
-    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions, EXCLUDED,
+    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
     FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
 };
 use footpath_protocol::v1::MAX_ATTRIBUTES;
@@ -71,37 +69,30 @@ pub fn track(args: &js_sys::Array) -> Result<(), String> {
 
 fn start_listening() -> Result<(), String> {
     let page = document().ok_or("needs a document")?;
-    for kind in ["input", "change"] {
-        listen(&page, kind, |event| {
-            if let Some((form, rule)) = tracked_form(target_element(&event)) {
-                FORMS.with(|forms| {
-                    let mut forms = forms.borrow_mut();
-                    if !forms.started.iter().any(|(f, _)| *f == form) {
-                        forms.started.push((form, rule));
+    // One handler for the three: its code is in the module once.
+    for kind in ["input", "change", "submit"] {
+        let submit = kind == "submit";
+        listen(&page, kind, move |event| {
+            let Some((form, rule)) = tracked_form(fp_form(&event, submit)) else {
+                return;
+            };
+            FORMS.with(|forms| {
+                let started = &mut forms.borrow_mut().started;
+                // A form is in `started` at most once.
+                let at = started.iter().position(|(f, _)| *f == form);
+                match at {
+                    Some(at) if submit => {
+                        started.remove(at);
                     }
-                });
+                    None if !submit => started.push((form.clone(), rule)),
+                    _ => {}
+                }
+            });
+            if submit {
+                report(&form, rule, FORM_SUBMITTED);
             }
         });
     }
-    listen(&page, "submit", |event| {
-        let Some(form) = event
-            .target()
-            .and_then(|t| t.dyn_into::<HtmlFormElement>().ok())
-        else {
-            return;
-        };
-        let Some((form, rule)) = tracked_form(Some(form.into())) else {
-            return;
-        };
-        // A form is in `started` at most once (see `input` above).
-        FORMS.with(|forms| {
-            let started = &mut forms.borrow_mut().started;
-            if let Some(at) = started.iter().position(|(f, _)| *f == form) {
-                started.remove(at);
-            }
-        });
-        report(&form, rule, FORM_SUBMITTED);
-    });
     let window = window().ok_or("needs a window")?;
     // Leaving the page, not only hiding it (a visitor who switches tabs comes back to
     // the form). Before the SDK's own handler (capturing listeners run first), so
@@ -111,15 +102,15 @@ fn start_listening() -> Result<(), String> {
     Ok(())
 }
 
-/// The tracked form that `element` is (in), with the index of its rule.
-fn tracked_form(element: Option<Element>) -> Option<(HtmlFormElement, usize)> {
-    let form: HtmlFormElement = element?.closest("form").ok()??.dyn_into().ok()?;
+/// The tracked form, if `form` is one, with the index of its rule.
+fn tracked_form(form: Option<HtmlFormElement>) -> Option<(HtmlFormElement, usize)> {
+    let form = form?;
     let rule = FORMS.with(|forms| {
         forms
             .borrow()
             .tracked
             .iter()
-            .position(|tracked| form.matches(&tracked.selector).unwrap_or(false))
+            .position(|tracked| fp_match(&form, &tracked.selector, true))
     })?;
     Some((form, rule))
 }
@@ -127,19 +118,17 @@ fn tracked_form(element: Option<Element>) -> Option<(HtmlFormElement, usize)> {
 /// Records `form_abandoned` for the started forms that `gone` picks. Not generic:
 /// its code is in the module once for its three callers (measured).
 fn abandon(gone: &dyn Fn(&HtmlFormElement) -> bool) {
-    let left = FORMS.with(|forms| {
-        let mut forms = forms.borrow_mut();
-        let mut left = Vec::new();
-        let mut kept = Vec::new();
-        for started in std::mem::take(&mut forms.started) {
-            if gone(&started.0) {
-                left.push(started);
+    let mut left = Vec::new();
+    FORMS.with(|forms| {
+        let started = &mut forms.borrow_mut().started;
+        let mut i = 0;
+        while i < started.len() {
+            if gone(&started[i].0) {
+                left.push(started.remove(i));
             } else {
-                kept.push(started);
+                i += 1;
             }
         }
-        forms.started = kept;
-        left
     });
     for (form, rule) in left {
         report(&form, rule, FORM_ABANDONED);
@@ -177,9 +166,8 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
             continue;
         }
         if let Some(key) = attribute_name(&field_name) {
-            let key_value: JsValue = key.as_str().into();
             // The custom attributes win over a field of the same name.
-            if !Reflect::has(&fields, &key_value).unwrap_or(true) {
+            if !fp_has(&fields, &key) {
                 set(&fields, &key, &value.into());
                 count += 1;
             }
@@ -197,57 +185,22 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
 /// values joined with commas.
 fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
-    let elements = form.elements();
-    for i in 0..elements.length() {
-        let Some(element) = elements.item(i) else {
-            continue;
-        };
-        let attribute = |name: &str| element.get_attribute(name).unwrap_or_default();
-        let tag = element.tag_name().to_ascii_lowercase();
-        let kind = attribute("type").to_ascii_lowercase();
-        let mut name = attribute("name");
-        if name.is_empty() {
-            name = element.id();
-        }
-        let autocomplete = attribute("autocomplete");
-        let excluded = element.closest(EXCLUDED).ok().flatten().is_some();
+    // Read in `dom.js`, six entries a control; decided here.
+    let controls = fp_fields(form);
+    let mut at = 0;
+    while at < controls.length() {
+        let text = |i: u32| controls.get(at + i).as_string().unwrap_or_default();
+        let (tag, kind, name, autocomplete) = (text(0), text(1), text(2), text(3));
         let field = Field {
             tag: &tag,
             kind: &kind,
             name: &name,
             autocomplete: &autocomplete,
-            excluded,
+            excluded: controls.get(at + 4).is_truthy(),
         };
-        if name.is_empty() || !may_capture(&field) {
-            continue;
-        }
-        let property = |key: &str| Reflect::get(&element, &key.into()).unwrap_or_default();
-        let value = if kind == "checkbox" || kind == "radio" {
-            if !property("checked").is_truthy() {
-                continue;
-            }
-            property("value").as_string().unwrap_or_default()
-        } else if tag == "select" && property("multiple").is_truthy() {
-            // Joined by hand: `join`'s generic code is larger.
-            let mut chosen = String::new();
-            let mut first = true;
-            for option in Array::from(&property("selectedOptions")).iter() {
-                if let Some(value) = Reflect::get(&option, &"value".into())
-                    .ok()
-                    .and_then(|v| v.as_string())
-                {
-                    if !first {
-                        chosen.push(',');
-                    }
-                    first = false;
-                    chosen.push_str(&value);
-                }
-            }
-            chosen
-        } else {
-            property("value").as_string().unwrap_or_default()
-        };
-        if value.is_empty() {
+        let value = text(5);
+        at += 6;
+        if name.is_empty() || value.is_empty() || !may_capture(&field) {
             continue;
         }
         let value = clip(&value).to_owned();

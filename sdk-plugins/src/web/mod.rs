@@ -9,13 +9,13 @@ mod autotrack;
 mod forms;
 mod session;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{AddEventListenerOptions, Document, Element, Event, EventTarget, Window};
+use web_sys::{Document, Event, EventTarget, HtmlFormElement, Window};
 
 use crate::rules::{self, cat, Attributes, Val, Value};
 
@@ -24,9 +24,9 @@ thread_local! {
     static AC: RefCell<Option<Function>> = const { RefCell::new(None) };
     /// The loader's way to have the core report a refusal: `(command, message)`.
     static REFUSE: RefCell<Option<Function>> = const { RefCell::new(None) };
-    /// The plugins loaded on this page, by name: a second `load` of one only calls
-    /// its callback.
-    static LOADED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// The plugins loaded on this page, a bit each (see `load`): a second `load` of
+    /// one only checks its options and calls its callback.
+    static LOADED: Cell<u8> = const { Cell::new(0) };
     /// What runs when the single-page app moves to another URL: plugins whose state
     /// belongs to one page view (scroll depth) start again.
     static NEW_PAGE: RefCell<Vec<Box<dyn Fn()>>> = const { RefCell::new(Vec::new()) };
@@ -57,38 +57,44 @@ fn load(args: &Array) -> Result<(), String> {
     if !callback.is_undefined() && !callback.is_function() {
         return Err("loadedCallback must be a function".into());
     }
-    // Options are checked on every call; a plugin already running is not set up again.
-    let fresh = !LOADED.with(|loaded| loaded.borrow().contains(&name));
-    match name.as_str() {
+    // Options are checked on every call; a plugin already running (its bit in
+    // `LOADED`) is not set up again.
+    let fresh = |bit: u8| LOADED.get() & bit == 0;
+    let bit = match name.as_str() {
         "autotrackClick" => {
             let rules = rules::click_options(&read(&options))?;
-            if fresh {
+            if fresh(1) {
                 autotrack::click(rules)?;
             }
+            1
         }
         "autotrackIdle" => {
             let rules = rules::idle_options(&read(&options))?;
-            if fresh {
+            if fresh(2) {
                 autotrack::idle(rules);
             }
+            2
         }
         "autotrackInViewport" => {
             let rules = rules::in_viewport_options(&read(&options))?;
-            if fresh {
+            if fresh(4) {
                 autotrack::in_viewport(rules)?;
             }
+            4
         }
         "autotrackScrollDepth" => {
             let rules = rules::scroll_depth_options(&read(&options))?;
-            if fresh {
+            if fresh(8) {
                 autotrack::scroll_depth(rules);
             }
+            8
         }
         "autotrackUrlChange" => {
             let hook = autotrack::url_change_hook(&options)?;
-            if fresh {
+            if fresh(16) {
                 autotrack::url_change(hook)?;
             }
+            16
         }
         _ => {
             return Err(cat(&[
@@ -97,13 +103,11 @@ fn load(args: &Array) -> Result<(), String> {
                 "': autotrackClick, autotrackIdle, autotrackInViewport, autotrackScrollDepth or autotrackUrlChange",
             ]))
         }
-    }
-    if fresh {
-        LOADED.with(|loaded| loaded.borrow_mut().push(name));
-    }
+    };
+    LOADED.set(LOADED.get() | bit);
     if let Some(callback) = callback.dyn_ref::<Function>() {
         // What the page's function throws stays with it.
-        let _ = callback.call0(&JsValue::UNDEFINED);
+        call(callback, &[]);
     }
     Ok(())
 }
@@ -157,8 +161,8 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
     // Loops rather than iterator adapters and `collect`: less code (measured).
     let mut entries = Vec::new();
     for key in keys.iter() {
-        if let (Ok(item), Some(name)) = (Reflect::get(object, &key), key.as_string()) {
-            entries.push((name, read_at(&item, depth + 1)));
+        if let (Some(item), Some(name)) = (fp_get(object, &key), key.as_string()) {
+            entries.push((name, read_at(&item.get(0), depth + 1)));
         }
     }
     Val::Object(entries)
@@ -167,12 +171,16 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
 /// Calls the page's `ac` with `args` (the loader's `ac` never throws).
 fn ac(args: &[JsValue]) {
     if let Some(ac) = page_function(&AC) {
-        let array = Array::new();
-        for arg in args {
-            array.push(arg);
-        }
-        let _ = ac.apply(&JsValue::UNDEFINED, &array);
+        call(&ac, args);
     }
+}
+
+/// Calls `f` with up to three `args`, through `dom.js` (one binding for every call
+/// of a page function); what it throws stays with it.
+fn call(f: &JsValue, args: &[JsValue]) {
+    let undefined = JsValue::UNDEFINED;
+    let arg = |i: usize| args.get(i).unwrap_or(&undefined);
+    fp_call(f, args.len() as u32, arg(0), arg(1), arg(2));
 }
 
 /// The function in `slot` (`AC` or `REFUSE`): one reader for both, rather than a
@@ -184,7 +192,7 @@ fn page_function(slot: &'static LocalKey<RefCell<Option<Function>>>) -> Option<F
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
     if let Some(refuse) = page_function(&REFUSE) {
-        let _ = refuse.call2(&JsValue::UNDEFINED, &command.into(), &message.into());
+        call(&refuse, &[command.into(), message.into()]);
     }
 }
 
@@ -217,21 +225,11 @@ fn value_of(value: &Value) -> JsValue {
 }
 
 fn set(object: &Object, key: &str, value: &JsValue) {
-    let _ = Reflect::set(object, &key.into(), value);
+    fp_set(object, key, value);
 }
 
 fn window() -> Option<Window> {
-    WINDOW
-        .with(|window| (!window.is_undefined()).then(|| window.clone().unchecked_into::<Window>()))
-}
-
-#[wasm_bindgen]
-extern "C" {
-    /// The page's `window`, read once. The module runs only in pages (the loader
-    /// imports it there), so `web_sys::window`'s search of `globalThis`, `self`,
-    /// `window` and `global` is not needed (measured).
-    #[wasm_bindgen(thread_local_v2, js_name = window)]
-    static WINDOW: JsValue;
+    fp_window()
 }
 
 fn document() -> Option<Document> {
@@ -240,20 +238,16 @@ fn document() -> Option<Document> {
 
 /// Refuses a selector the browser cannot parse, naming the option that holds it.
 fn check_selector(at: &str, selector: &str) -> Result<(), String> {
-    let document = document().ok_or("needs a document")?;
-    document.query_selector(selector).map(|_| ()).map_err(|_| {
-        cat(&[
-            at,
-            ".selector: '",
-            selector,
-            "' is not a valid CSS selector",
-        ])
-    })
-}
-
-/// The element an event happened on (or inside).
-fn target_element(event: &Event) -> Option<Element> {
-    event.target()?.dyn_into::<Element>().ok()
+    document().ok_or("needs a document")?;
+    if fp_valid(selector) {
+        return Ok(());
+    }
+    Err(cat(&[
+        at,
+        ".selector: '",
+        selector,
+        "' is not a valid CSS selector",
+    ]))
 }
 
 /// Listens for `kind` on `target` for the page's lifetime. Capturing, so that a page
@@ -267,17 +261,8 @@ fn listen(target: &EventTarget, kind: &str, handler: impl FnMut(Event) + 'static
 // call one of these: their bodies, and wasm-bindgen's and gloo's code for the
 // closure, are then in the module once rather than once per closure (measured).
 fn listen_boxed(target: &EventTarget, kind: &str, handler: Box<dyn FnMut(Event)>) {
-    let options = AddEventListenerOptions::new();
-    options.set_capture(true);
-    options.set_passive(true);
-    let closure = Closure::wrap(handler);
-    let _ = target.add_event_listener_with_callback_and_add_event_listener_options(
-        kind,
-        closure.as_ref().unchecked_ref(),
-        &options,
-    );
     // Listeners live as long as the page.
-    closure.forget();
+    fp_listen(target, kind, &Closure::wrap(handler).into_js_value());
 }
 
 /// The single-page app moved to another URL.
@@ -294,8 +279,16 @@ fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
     timeout_boxed(ms, Box::new(f))
 }
 
+// Of the listeners' closure type, not `Closure::once`'s: wasm-bindgen's code for a
+// closure type is then in the module once (measured).
 fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> Timeout {
-    let closure = Closure::once(f);
+    let mut f = Some(f);
+    let handler: Box<dyn FnMut(Event)> = Box::new(move |_| {
+        if let Some(f) = f.take() {
+            f();
+        }
+    });
+    let closure = Closure::wrap(handler);
     let id = set_timeout(closure.as_ref(), ms);
     Timeout {
         id,
@@ -308,7 +301,7 @@ fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> Timeout {
 #[must_use = "a timer is cancelled when dropped; call forget() to let it run"]
 pub struct Timeout {
     id: JsValue,
-    closure: Option<Closure<dyn FnMut()>>,
+    closure: Option<Closure<dyn FnMut(Event)>>,
 }
 
 impl Timeout {
@@ -330,22 +323,62 @@ impl Drop for Timeout {
     }
 }
 
+#[wasm_bindgen(module = "/src/web/dom.js")]
+extern "C" {
+    /// A form's controls, six entries each (see `dom.js`).
+    fn fp_fields(form: &HtmlFormElement) -> Array;
+    /// Calls `changed` after each History API navigation and on `popstate`; returns
+    /// the refusal, if any.
+    fn fp_history(window: &Window, changed: &JsValue) -> JsValue;
+    /// `addEventListener`, capturing and passive (an options object built here would
+    /// cost a binding per option).
+    fn fp_listen(target: &EventTarget, kind: &str, handler: &JsValue);
+    /// The form an event happened in; for `submit`, only a form itself.
+    fn fp_form(event: &Event, submit: bool) -> Option<HtmlFormElement>;
+    /// `element.closest(selector)` (or with `self`, `element.matches(selector)`) as
+    /// a boolean; false for a selector the browser cannot parse or no element.
+    fn fp_match(element: &JsValue, selector: &str, self_: bool) -> bool;
+    /// Whether the browser can parse `selector`.
+    fn fp_valid(selector: &str) -> bool;
+    /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
+    fn fp_call(f: &JsValue, count: u32, a: &JsValue, b: &JsValue, c: &JsValue);
+    /// `object[key] = value` (`Reflect::set` has a catch shim).
+    fn fp_set(object: &Object, key: &str, value: &JsValue);
+    /// The page's `window`. The module runs only in pages (the loader imports it
+    /// there), so `web_sys::window`'s search of `globalThis`, `self`, `window` and
+    /// `global` is not needed (measured), nor a cached `static` (measured).
+    fn fp_window() -> Option<Window>;
+    /// `key in object` (`Reflect::has` has a catch shim).
+    fn fp_has(object: &Object, key: &str) -> bool;
+    /// `Reflect.get(object, key)` in a one-element array, or none when it throws.
+    fn fp_get(object: &Object, key: &JsValue) -> Option<Array>;
+    /// Calls `seen` the first time each element matching `selector` comes into view;
+    /// false without IntersectionObserver.
+    fn fp_seen(selector: &str, seen: &JsValue) -> bool;
+    /// `scrollY`, `innerHeight` and the document's height, if it has an element.
+    fn fp_scroll(window: &Window) -> Option<Array>;
+    /// Asks the collector for the web session (where, from `ac.state()`), with
+    /// retries, and calls `callback` with it; false before init or without consent.
+    fn fp_session(ac: &Function, callback: &Function) -> bool;
+}
+
+/// A function for the page that calls `f` (its argument, if any, unused): of the
+/// listeners' closure type, so that wasm-bindgen's code for it is in the module once.
+fn callback(f: impl FnMut() + 'static) -> JsValue {
+    callback_boxed(Box::new(f))
+}
+
+fn callback_boxed(mut f: Box<dyn FnMut()>) -> JsValue {
+    let handler: Box<dyn FnMut(Event)> = Box::new(move |_| f());
+    Closure::wrap(handler).into_js_value()
+}
+
 #[wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn set_timeout(handler: &JsValue, ms: u32) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
-}
-
-/// A function for the page that runs `f` at its first call and then frees itself
-/// (a promise's callback).
-fn once(f: impl FnOnce(JsValue) + 'static) -> JsValue {
-    once_boxed(Box::new(f))
-}
-
-fn once_boxed(f: Box<dyn FnOnce(JsValue)>) -> JsValue {
-    Closure::once_into_js(f)
 }
 
 fn on_new_page(hook: impl Fn() + 'static) {

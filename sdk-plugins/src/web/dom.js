@@ -1,0 +1,218 @@
+// DOM work that is smaller written here than through web-sys and wasm-bindgen's
+// closures (measured, see BENCHMARKS.md). Only reads and wiring: what is captured
+// and recorded is decided in Rust (`rules.rs`). Every name here starts with `fp_`:
+// `xtask` inlines this file into wasm-bindgen's glue, whose names it must not meet.
+
+// A form's controls, six entries each: tag name and `type` (ASCII lower-cased, as
+// HTML compares them), `name` (or `id`), `autocomplete`, inside (or being) an
+// excluded element, and the value: '' for a checkbox or radio button that is not
+// checked, a multiple select's chosen values joined with commas.
+export function fp_fields(form) {
+  var out = [], elements = form.elements;
+  for (var i = 0; i < elements.length; i++) {
+    var e = elements[i], tag = fp_lower(e.tagName), type = fp_lower(e.getAttribute('type') || ''), value = e.value;
+    if (type == 'checkbox' || type == 'radio') {
+      if (!e.checked) value = '';
+    } else if (tag == 'select' && e.multiple) {
+      value = [].map.call(e.selectedOptions, function (o) { return o.value; }).join();
+    }
+    out.push(
+      tag,
+      type,
+      e.getAttribute('name') || e.id,
+      e.getAttribute('autocomplete') || '',
+      !!e.closest('[data-footpath-exclude]'),
+      typeof value == 'string' ? value : ''
+    );
+  }
+  return out;
+}
+
+function fp_lower(text) {
+  return text.replace(/[A-Z]+/g, function (upper) { return upper.toLowerCase(); });
+}
+
+// `changed(url)` when the URL is another than when last seen: after each
+// `history.pushState` and `replaceState` (the browser's own call first, throwing
+// what it throws) and on `popstate`. Returns the refusal, if any.
+export function fp_history(w, changed) {
+  var history, location = w.location, last = location.href;
+  var check = function () {
+    var href = location.href;
+    if (href != last) {
+      last = href;
+      changed(href);
+    }
+  };
+  try {
+    history = w.history;
+  } catch (e) {
+    return 'needs history';
+  }
+  var methods = ['pushState', 'replaceState'];
+  for (var i = 0; i < 2; i++) {
+    var original = history[methods[i]];
+    if (typeof original != 'function') return 'needs history.pushState';
+    history[methods[i]] = fp_wrap(history, original, check);
+  }
+  fp_listen(w, 'popstate', check);
+}
+
+function fp_wrap(history, original, changed) {
+  return function (state, unused, url) {
+    var result = original.call(history, state, unused, url);
+    changed();
+    return result;
+  };
+}
+
+// `seen()` the first time each element matching `selector` comes into view; false
+// when the browser has no IntersectionObserver.
+export function fp_seen(selector, seen) {
+  var observer;
+  try {
+    observer = new IntersectionObserver(function (entries) {
+      entries.forEach(function (entry) {
+        if (entry.isIntersecting) {
+          observer.unobserve(entry.target);
+          seen();
+        }
+      });
+    });
+  } catch (e) {
+    return false;
+  }
+  document.querySelectorAll(selector).forEach(function (element) {
+    observer.observe(element);
+  });
+  return true;
+}
+
+// Asks the collector for the visitor's web session and calls `callback` with
+// `{ id, shortId }`, or null when there is none; false, asking nothing, before init
+// or without consent to track. Where to ask comes from `ac.state()` (the visitor,
+// the deployment and where batches go).
+export function fp_session(ac, callback) {
+  var state, text = function (key) {
+    var value = fp_prop(state, key);
+    return typeof value == 'string' ? value : '';
+  };
+  try {
+    state = ac.state();
+  } catch (e) {}
+  var visitor = text('visitorId'), url = text('url');
+  if (!visitor || url.slice(-5) != 'batch') return false;
+  fp_ask(url.slice(0, -5) + 'session?deploymentId=' + encodeURIComponent(text('deploymentId')) + '&visitorId=' + encodeURIComponent(visitor), callback, 1);
+  return true;
+}
+
+// Asks `url`, again a second later while the collector has no session yet (404) or
+// is busy (429, 5xx), ten times at most. What the page's function throws stays with
+// it.
+function fp_ask(url, callback, attempt) {
+  var answer = function (session) {
+    try {
+      callback(session);
+    } catch (e) {}
+  };
+  var again = function () {
+    if (attempt < 10) setTimeout(function () { fp_ask(url, callback, attempt + 1); }, 1000);
+    else answer(null);
+  };
+  fetch(url).then(function (response) {
+    var status = response.status, json;
+    if (status == 200) {
+      try {
+        json = response.json();
+      } catch (e) {}
+    }
+    if (json) {
+      json.then(function (body) {
+        answer({ id: fp_prop(body, 'id'), shortId: fp_prop(body, 'shortId') });
+      });
+    } else if (status == 404 || status == 429 || status >= 500) again();
+    else answer(null);
+  }, again);
+}
+
+function fp_prop(object, key) {
+  try {
+    return Reflect.get(object, key);
+  } catch (e) {}
+}
+
+// How far the page is scrolled: `scrollY`, `innerHeight` (0 when a page has made it
+// something else than a number) and the document's height; null without a document
+// element.
+export function fp_scroll(w) {
+  var root = w.document.documentElement, height = w.innerHeight;
+  return root ? [+w.scrollY, typeof height == 'number' ? height : 0, root.scrollHeight | 0] : null;
+}
+
+// `handler` for `kind` on `target`, for the page's lifetime: capturing, so that a page
+// that stops the event's propagation does not hide it, and passive.
+export function fp_listen(target, kind, handler) {
+  target.addEventListener(kind, handler, { capture: true, passive: true });
+}
+
+// The form an event happened in, or null; for `submit`, only a form itself.
+export function fp_form(event, submit) {
+  var target = event.target;
+  if (!(target instanceof (submit ? HTMLFormElement : Element))) return null;
+  var form = target.closest('form');
+  return form instanceof HTMLFormElement ? form : null;
+}
+
+// Whether `element` is inside (or is) an element matching `selector`, or with `self`
+// whether it matches itself; false for a selector the browser cannot parse, and when
+// `element` is none (an event's target may be the document).
+export function fp_match(element, selector, self) {
+  if (!(element instanceof Element)) return false;
+  try {
+    return !!(self ? element.matches(selector) : element.closest(selector));
+  } catch (e) {
+    return false;
+  }
+}
+
+// Whether the browser can parse `selector`.
+export function fp_valid(selector) {
+  try {
+    document.querySelector(selector);
+    return true;
+  } catch (e) {
+    return false;
+  }
+}
+
+// Calls `f` with the first `count` of `a`, `b`, `c`; what it throws stays with it.
+export function fp_call(f, count, a, b, c) {
+  try {
+    f.apply(undefined, [a, b, c].slice(0, count));
+  } catch (e) {}
+}
+
+// `object[key] = value`, on an object of the module's own (no setter to throw).
+export function fp_set(object, key, value) {
+  object[key] = value;
+}
+
+// The page's `window` (undefined where there is none).
+export function fp_window() {
+  return typeof window == 'undefined' ? undefined : window;
+}
+
+// `key in object`, on an object of the module's own.
+export function fp_has(object, key) {
+  return key in object;
+}
+
+// `[object[key]]`, or null when reading it throws (a page's getter): one binding
+// without wasm-bindgen's exception handling, which nothing else here needs.
+export function fp_get(object, key) {
+  try {
+    return [object[key]];
+  } catch (e) {
+    return null;
+  }
+}
