@@ -127,8 +127,11 @@ function fp_ask(url, callback, attempt) {
       } catch (e) {}
     }
     if (json) {
+      // An answer that is not the session's JSON (a proxy's page) tells nothing.
       json.then(function (body) {
         answer({ id: fp_prop(body, 'id'), shortId: fp_prop(body, 'shortId') });
+      }, function () {
+        answer(null);
       });
     } else if (status == 404 || status == 429 || status >= 500) again();
     else answer(null);
