@@ -208,6 +208,9 @@ async fn help_centre(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow::R
         .type_into("#contact-message", "Where is my order?")
         .await?;
     visitor.type_into("#contact-notes", NOTES).await?;
+    // Two checked boxes of one name, and the radio button chosen.
+    visitor.click("#reach-phone").await?;
+    visitor.click("#urgency-high").await?;
     visitor.click("#contact-send").await?;
     visitor
         .wait_for_text("#contact-sent", "Thank you, we will answer soon.")
@@ -226,6 +229,8 @@ async fn help_centre(env: &Env, visitor: &Browser, agent: &Browser) -> anyhow::R
         ("name", "Ada Lovelace"),
         ("email", "ada@example.com"),
         ("topic", "order"),
+        ("reach", "email,phone"),
+        ("urgency", "high"),
         ("message", "Where is my order?"),
     ]
     .into_iter()
