@@ -23,7 +23,8 @@ impl Platform for Browser {
     }
 
     fn load(&self, key: &str) -> Option<String> {
-        fp_load(key)
+        fp_load(key);
+        fp_result()
     }
 
     fn save(&self, key: &str, value: &str) {
@@ -46,13 +47,15 @@ impl Host for Browser {
         fp_error(text);
     }
     fn cookie(name: &str, set: &str) -> String {
-        fp_cookie(name, set)
+        fp_cookie(name, set);
+        fp_result().unwrap_or_default()
     }
     fn signals() -> u32 {
         fp_signals()
     }
     fn origin(url: &str) -> String {
-        fp_origin(url)
+        fp_origin(url);
+        fp_result().unwrap_or_default()
     }
     fn page(
         location: &str,
@@ -71,7 +74,8 @@ impl Host for Browser {
             keep_fragment,
             title,
             own_title,
-        )
+        );
+        fp_result()
     }
     fn setup(batch_url: &str) {
         fp_setup(batch_url);

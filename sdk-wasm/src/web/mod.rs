@@ -30,7 +30,7 @@ extern "C" {
     fn fp_init(wake: &JsValue);
     fn fp_args(list: &JsValue) -> u32;
     fn fp_kind(index: u32) -> u32;
-    fn fp_text(index: u32) -> String;
+    fn fp_text(index: u32);
     fn fp_number(index: u32) -> f64;
     fn fp_call(handle: u32, how: u32, a: &str, b: &str);
     fn fp_free(handle: u32);
@@ -39,11 +39,11 @@ extern "C" {
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;
     fn fp_random() -> u32;
-    fn fp_load(key: &str) -> Option<String>;
+    fn fp_load(key: &str);
     fn fp_save(key: &str, value: &str);
     fn fp_error(text: &str);
-    fn fp_origin(url: &str) -> String;
-    fn fp_cookie(name: &str, set: &str) -> String;
+    fn fp_origin(url: &str);
+    fn fp_cookie(name: &str, set: &str);
     fn fp_page(
         location: &str,
         names: &str,
@@ -52,7 +52,10 @@ extern "C" {
         keep_fragment: bool,
         title: &str,
         own_title: bool,
-    ) -> Option<String>;
+    );
+    /// What the last of `fp_text`, `fp_origin`, `fp_load`, `fp_cookie` and `fp_page`
+    /// gave: one import that returns a string, so one shim in the glue, not five.
+    fn fp_result() -> Option<String>;
     fn fp_setup(batch_url: &str);
     fn fp_signals() -> u32;
     fn fp_wipe();
