@@ -7,13 +7,13 @@ use crate::core::{Args, Func, Val};
 
 /// The text of flattened argument `at` (see `fp_result` for why in two calls).
 fn text(at: u32) -> String {
-    fp_text(at);
+    fp_text(at as i32);
     fp_result().unwrap_or_default()
 }
 
 fn read(index: &mut u32) -> Val<Browser> {
     let at = *index;
-    let kind = fp_kind(at);
+    let kind = fp_kind(at as i32);
     *index += 1;
     let count = kind >> 4;
     match kind & 15 {
@@ -21,7 +21,7 @@ fn read(index: &mut u32) -> Val<Browser> {
         1 => Val::Null,
         2 => Val::Bool(false),
         3 => Val::Bool(true),
-        4 => Val::Number(fp_number(at), text(at)),
+        4 => Val::Number(fp_number(at as i32), text(at)),
         5 => Val::Str(text(at)),
         6 => Val::Func(Func::new(count)),
         7 => {

@@ -38,10 +38,10 @@ impl Platform for Browser {
 
 impl Host for Browser {
     fn free(handle: u32) {
-        fp_free(handle);
+        fp_free(handle as i32);
     }
     fn same(a: u32, b: u32) -> bool {
-        fp_same(a, b)
+        fp_same(a as i32, b as i32)
     }
     fn error(text: &str) {
         fp_error(text);
@@ -93,7 +93,7 @@ impl Host for Browser {
         fp_ping(deployment_id, visitor_id, session_id);
     }
     fn timer(which: u32, ms: f64) -> u32 {
-        fp_timer(which, ms)
+        fp_timer(which as i32, ms)
     }
     fn clear(timer: u32) {
         fp_clear(timer);

@@ -29,12 +29,15 @@ use browser::Browser;
 extern "C" {
     fn fp_init(wake: &JsValue);
     fn fp_args(list: &JsValue) -> u32;
-    fn fp_kind(index: u32) -> u32;
-    fn fp_text(index: u32);
-    fn fp_number(index: u32) -> f64;
-    fn fp_call(handle: u32, how: u32, a: &str, b: &str);
-    fn fp_free(handle: u32);
-    fn fp_same(a: u32, b: u32) -> bool;
+    // `i32`, not `u32`, for indexes, handles, call and timer kinds (all far below
+    // 2^31): the glue passes them to `host.js` as they are, where a `u32` needs a shim
+    // (`>>> 0`). Not for timer ids, which the browser chooses.
+    fn fp_kind(index: i32) -> u32;
+    fn fp_text(index: i32);
+    fn fp_number(index: i32) -> f64;
+    fn fp_call(handle: i32, how: i32, a: &str, b: &str);
+    fn fp_free(handle: i32);
+    fn fp_same(a: i32, b: i32) -> bool;
     fn fp_state(visitor_id: &str, session_id: &str, deployment_id: &str, started: bool);
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;
@@ -62,7 +65,7 @@ extern "C" {
     fn fp_queue(text: &str);
     fn fp_flush();
     fn fp_ping(deployment_id: &str, visitor_id: &str, session_id: &str);
-    fn fp_timer(which: u32, ms: f64) -> u32;
+    fn fp_timer(which: i32, ms: f64) -> u32;
     fn fp_clear(id: u32);
 }
 
@@ -79,7 +82,7 @@ fn with_sdk(f: &mut dyn FnMut(&mut Sdk<Browser>)) {
     });
     for (handle, how, a, b) in calls {
         // `host.js` catches what the page's function throws.
-        fp_call(handle, how, &a, &b);
+        fp_call(handle as i32, how as i32, &a, &b);
     }
 }
 
