@@ -69,11 +69,11 @@ impl Host for Browser {
         fp_page(
             location,
             names,
-            searched,
+            searched as i32,
             excluded,
-            keep_fragment,
+            keep_fragment as i32,
             title,
-            own_title,
+            own_title as i32,
         );
         fp_result()
     }

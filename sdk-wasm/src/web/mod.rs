@@ -47,14 +47,15 @@ extern "C" {
     fn fp_error(text: &str);
     fn fp_origin(url: &str);
     fn fp_cookie(name: &str, set: &str);
+    // The flags as `i32` too (0 or 1; `host.js` only tests them): no `!== 0` shim.
     fn fp_page(
         location: &str,
         names: &str,
-        searched: u32,
+        searched: i32,
         excluded: &str,
-        keep_fragment: bool,
+        keep_fragment: i32,
         title: &str,
-        own_title: bool,
+        own_title: i32,
     );
     /// What the last of `fp_text`, `fp_origin`, `fp_load`, `fp_cookie` and `fp_page`
     /// gave: one import that returns a string, so one shim in the glue, not five.
