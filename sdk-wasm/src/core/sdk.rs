@@ -65,6 +65,35 @@ pub const CALL_FAILED: u32 = 4;
 pub const CALL_ONCE: u32 = 8;
 
 /// Events the page can subscribe to, by index.
+/// The commands, in the order of the numbers below (`dispatch` matches ranges).
+const COMMANDS: [&str; 13] = [
+    "init",
+    "on",
+    "once",
+    "off",
+    "pageview",
+    "record",
+    "identify",
+    "consent",
+    "optOut",
+    "optIn",
+    "load",
+    "forms:track",
+    "session",
+];
+const INIT: usize = 0;
+const ON: usize = 1;
+const ONCE: usize = 2;
+const OFF: usize = 3;
+const PAGEVIEW: usize = 4;
+const RECORD: usize = 5;
+const IDENTIFY: usize = 6;
+const CONSENT: usize = 7;
+const OPT_OUT: usize = 8;
+const OPT_IN: usize = 9;
+const PLUGIN_FIRST: usize = 10;
+const PLUGIN_LAST: usize = 12;
+
 const EVENTS: [&str; 4] = ["ready", "session:started", "session:ended", "error"];
 const READY: u8 = 0;
 const SESSION_STARTED: u8 = 1;
@@ -169,9 +198,15 @@ impl<H: Host> Sdk<H> {
             Val::Str(name) => name.clone(),
             _ => String::new(),
         };
-        if let Err(message) = self.dispatch(&name, args) {
+        // One look-up in a table, then numbers: string comparisons inlined at every
+        // branch cost more code.
+        let id = COMMANDS
+            .iter()
+            .position(|command| *command == name)
+            .unwrap_or(COMMANDS.len());
+        if let Err(message) = self.dispatch(id, &name, args) {
             let text = self.report(&name, &message);
-            if matches!(name.as_str(), "record" | "identify") {
+            if id == RECORD || id == IDENTIFY {
                 if let Some(callback) = args.callback() {
                     let handle = callback.into_handle();
                     self.calls
@@ -215,27 +250,26 @@ impl<H: Host> Sdk<H> {
     }
 
     #[inline]
-    fn dispatch(&mut self, name: &str, args: &mut Args<H>) -> Result<(), String> {
-        match name {
-            "init" => self.init(args),
-            "on" | "once" | "off" => self.subscribe(name, args),
-            "pageview" | "record" | "identify" | "consent" | "optOut" | "optIn" => {
+    fn dispatch(&mut self, id: usize, name: &str, args: &mut Args<H>) -> Result<(), String> {
+        match id {
+            INIT => self.init(args),
+            ON..=OFF => self.subscribe(id, args),
+            PAGEVIEW..=OPT_IN => {
                 if self.tracker.is_none() {
                     return Err("call init first".into());
                 }
-                if !matches!(name, "consent" | "optOut" | "optIn")
-                    && self.pageview_timer.take().is_some()
-                    && name != "pageview"
-                {
+                // An explicit page view cancels the automatic one; consent commands
+                // leave it waiting.
+                if id < CONSENT && self.pageview_timer.take().is_some() && id != PAGEVIEW {
                     self.auto_pageview();
                 }
                 let Some(tracker) = &self.tracker else {
                     return Err("call init first".into());
                 };
-                match name {
-                    "consent" | "optOut" | "optIn" => {
-                        let (cookie, value) = match name {
-                            "consent" => {
+                match id {
+                    CONSENT..=OPT_IN => {
+                        let (cookie, value) = match id {
+                            CONSENT => {
                                 let Val::Str(value) = args.take(1) else {
                                     return Err("needs 'granted' or 'denied'".into());
                                 };
@@ -245,7 +279,7 @@ impl<H: Host> Sdk<H> {
                                 self.signals.site = consent;
                                 (CONSENT_COOKIE, value)
                             }
-                            "optOut" => {
+                            OPT_OUT => {
                                 self.signals.opted_out = true;
                                 (OPT_OUT_COOKIE, "1".into())
                             }
@@ -259,7 +293,7 @@ impl<H: Host> Sdk<H> {
                         self.decide();
                         Ok(())
                     }
-                    "pageview" => {
+                    PAGEVIEW => {
                         let (location, title, attributes) = args::pageview(args.take(1))?;
                         self.track(
                             What::Event(EventKind::Pageview, PAGE_VIEWED.into(), attributes),
@@ -268,7 +302,7 @@ impl<H: Host> Sdk<H> {
                             None,
                         )
                     }
-                    "record" => {
+                    RECORD => {
                         let (name, attributes, callback) = args::record(args)?;
                         self.track(
                             What::Event(EventKind::Record, name, attributes),
@@ -290,11 +324,11 @@ impl<H: Host> Sdk<H> {
             }
             // The loader hands these to the plugin module, which reports its refusals
             // back through here (see `js/loader.js`): the message, as the core's own.
-            "load" | "forms:track" | "session" => match args.take(1) {
+            PLUGIN_FIRST..=PLUGIN_LAST => match args.take(1) {
                 Val::Str(message) => Err(message),
                 _ => Err("is for the plugin module".into()),
             },
-            "" => Err("needs a command name".into()),
+            _ if name.is_empty() => Err("needs a command name".into()),
             _ => Err("is not a command".into()),
         }
     }
@@ -430,7 +464,7 @@ impl<H: Host> Sdk<H> {
     }
 
     #[inline]
-    fn subscribe(&mut self, how: &str, args: &mut Args<H>) -> Result<(), String> {
+    fn subscribe(&mut self, how: usize, args: &mut Args<H>) -> Result<(), String> {
         let event = match args.get(1) {
             Val::Str(name) => EVENTS.iter().position(|event| event == name),
             _ => None,
@@ -440,7 +474,7 @@ impl<H: Host> Sdk<H> {
             return Err("needs a function".into());
         };
         let event = event as u8;
-        if how == "off" {
+        if how == OFF {
             let mut i = 0;
             while i < self.handlers.len() {
                 let handler = &self.handlers[i];
@@ -461,7 +495,7 @@ impl<H: Host> Sdk<H> {
             self.handlers.push(Handler {
                 event,
                 function,
-                once: how == "once",
+                once: how == ONCE,
             });
         }
         Ok(())

@@ -2,12 +2,18 @@
 //! [`Val`]s; the checking is `core::args`.
 
 use super::browser::Browser;
-use super::{fp_kind, fp_number, fp_text};
+use super::{fp_kind, fp_number, fp_result, fp_text};
 use crate::core::{Args, Func, Val};
+
+/// The text of flattened argument `at` (see `fp_result` for why in two calls).
+fn text(at: u32) -> String {
+    fp_text(at as i32);
+    fp_result().unwrap_or_default()
+}
 
 fn read(index: &mut u32) -> Val<Browser> {
     let at = *index;
-    let kind = fp_kind(at);
+    let kind = fp_kind(at as i32);
     *index += 1;
     let count = kind >> 4;
     match kind & 15 {
@@ -15,8 +21,8 @@ fn read(index: &mut u32) -> Val<Browser> {
         1 => Val::Null,
         2 => Val::Bool(false),
         3 => Val::Bool(true),
-        4 => Val::Number(fp_number(at), fp_text(at)),
-        5 => Val::Str(fp_text(at)),
+        4 => Val::Number(fp_number(at as i32), text(at)),
+        5 => Val::Str(text(at)),
         6 => Val::Func(Func::new(count)),
         7 => {
             let mut items = Vec::new();
@@ -28,7 +34,7 @@ fn read(index: &mut u32) -> Val<Browser> {
         8 => {
             let mut entries = Vec::new();
             for _ in 0..count {
-                let key = fp_text(*index);
+                let key = text(*index);
                 *index += 1;
                 entries.push((key, read(index)));
             }

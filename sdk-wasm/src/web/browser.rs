@@ -23,7 +23,8 @@ impl Platform for Browser {
     }
 
     fn load(&self, key: &str) -> Option<String> {
-        fp_load(key)
+        fp_load(key);
+        fp_result()
     }
 
     fn save(&self, key: &str, value: &str) {
@@ -37,22 +38,24 @@ impl Platform for Browser {
 
 impl Host for Browser {
     fn free(handle: u32) {
-        fp_free(handle);
+        fp_free(handle as i32);
     }
     fn same(a: u32, b: u32) -> bool {
-        fp_same(a, b)
+        fp_same(a as i32, b as i32)
     }
     fn error(text: &str) {
         fp_error(text);
     }
     fn cookie(name: &str, set: &str) -> String {
-        fp_cookie(name, set)
+        fp_cookie(name, set);
+        fp_result().unwrap_or_default()
     }
     fn signals() -> u32 {
         fp_signals()
     }
     fn origin(url: &str) -> String {
-        fp_origin(url)
+        fp_origin(url);
+        fp_result().unwrap_or_default()
     }
     fn page(
         location: &str,
@@ -66,12 +69,13 @@ impl Host for Browser {
         fp_page(
             location,
             names,
-            searched,
+            searched as i32,
             excluded,
-            keep_fragment,
+            keep_fragment as i32,
             title,
-            own_title,
-        )
+            own_title as i32,
+        );
+        fp_result()
     }
     fn setup(batch_url: &str) {
         fp_setup(batch_url);
@@ -89,7 +93,7 @@ impl Host for Browser {
         fp_ping(deployment_id, visitor_id, session_id);
     }
     fn timer(which: u32, ms: f64) -> u32 {
-        fp_timer(which, ms)
+        fp_timer(which as i32, ms)
     }
     fn clear(timer: u32) {
         fp_clear(timer);

@@ -516,12 +516,21 @@ export function fp_args(list) {
   return fpKinds.length;
 }
 
+// What the last of `fp_text`, `fp_origin`, `fp_load`, `fp_cookie` and `fp_page` gave,
+// for the module to take with `fp_result`: the glue writes a returned string through a
+// shim of its own for each function, so one such function costs less than five.
+let fpResult;
+
+export function fp_result() {
+  return fpResult;
+}
+
 export function fp_kind(i) {
   return fpKinds[i];
 }
 
 export function fp_text(i) {
-  return fpTexts[i];
+  return (fpResult = fpTexts[i]);
 }
 
 export function fp_number(i) {
@@ -573,9 +582,9 @@ export function fp_error(text) {
 
 export function fp_origin(url) {
   try {
-    return new URL(url).origin;
+    return (fpResult = new URL(url).origin);
   } catch (e) {
-    return '';
+    return (fpResult = '');
   }
 }
 
@@ -589,8 +598,9 @@ export function fp_random() {
 }
 
 export function fp_load(key) {
+  fpResult = undefined;
   try {
-    return localStorage.getItem(key);
+    return (fpResult = localStorage.getItem(key));
   } catch (e) {}
 }
 
@@ -606,13 +616,13 @@ export function fp_save(key, value) {
 export function fp_cookie(name, set) {
   try {
     if (set) document.cookie = set + (location.protocol == 'https:' ? '; Secure' : '');
-    return document.cookie
+    return (fpResult = document.cookie
       .split('; ')
       .filter((pair) => !pair.indexOf(name + '='))
       .map((pair) => pair.slice(name.length + 1))
-      .join('\x01');
+      .join('\x01'));
   } catch (e) {
-    return '';
+    return (fpResult = '');
   }
 }
 
@@ -625,6 +635,7 @@ export function fp_cookie(name, set) {
 // parameters to read, the first `searched` for the search term. `title` replaces the
 // document's when `ownTitle`. Undefined when `location` is not a URL.
 export function fp_page(location, names, searched, excluded, keep, title, ownTitle) {
+  fpResult = undefined;
   try {
     const d = document;
     const url = new URL(location, d.location.href);
@@ -650,7 +661,7 @@ export function fp_page(location, names, searched, excluded, keep, title, ownTit
     ].map(fpText);
     // The module's own text is well-formed already (it came through the glue).
     if (ownTitle) fields[1] = title;
-    return fpFacts(fields, names, values.map(fpText), searched);
+    return (fpResult = fpFacts(fields, names, values.map(fpText), searched));
   } catch (e) {}
 }
 

@@ -29,37 +29,44 @@ use browser::Browser;
 extern "C" {
     fn fp_init(wake: &JsValue);
     fn fp_args(list: &JsValue) -> u32;
-    fn fp_kind(index: u32) -> u32;
-    fn fp_text(index: u32) -> String;
-    fn fp_number(index: u32) -> f64;
-    fn fp_call(handle: u32, how: u32, a: &str, b: &str);
-    fn fp_free(handle: u32);
-    fn fp_same(a: u32, b: u32) -> bool;
+    // `i32`, not `u32`, for indexes, handles, call and timer kinds (all far below
+    // 2^31): the glue passes them to `host.js` as they are, where a `u32` needs a shim
+    // (`>>> 0`). Not for timer ids, which the browser chooses.
+    fn fp_kind(index: i32) -> u32;
+    fn fp_text(index: i32);
+    fn fp_number(index: i32) -> f64;
+    fn fp_call(handle: i32, how: i32, a: &str, b: &str);
+    fn fp_free(handle: i32);
+    fn fp_same(a: i32, b: i32) -> bool;
     fn fp_state(visitor_id: &str, session_id: &str, deployment_id: &str, started: bool);
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;
     fn fp_random() -> u32;
-    fn fp_load(key: &str) -> Option<String>;
+    fn fp_load(key: &str);
     fn fp_save(key: &str, value: &str);
     fn fp_error(text: &str);
-    fn fp_origin(url: &str) -> String;
-    fn fp_cookie(name: &str, set: &str) -> String;
+    fn fp_origin(url: &str);
+    fn fp_cookie(name: &str, set: &str);
+    // The flags as `i32` too (0 or 1; `host.js` only tests them): no `!== 0` shim.
     fn fp_page(
         location: &str,
         names: &str,
-        searched: u32,
+        searched: i32,
         excluded: &str,
-        keep_fragment: bool,
+        keep_fragment: i32,
         title: &str,
-        own_title: bool,
-    ) -> Option<String>;
+        own_title: i32,
+    );
+    /// What the last of `fp_text`, `fp_origin`, `fp_load`, `fp_cookie` and `fp_page`
+    /// gave: one import that returns a string, so one shim in the glue, not five.
+    fn fp_result() -> Option<String>;
     fn fp_setup(batch_url: &str);
     fn fp_signals() -> u32;
     fn fp_wipe();
     fn fp_queue(text: &str);
     fn fp_flush();
     fn fp_ping(deployment_id: &str, visitor_id: &str, session_id: &str);
-    fn fp_timer(which: u32, ms: f64) -> u32;
+    fn fp_timer(which: i32, ms: f64) -> u32;
     fn fp_clear(id: u32);
 }
 
@@ -76,7 +83,7 @@ fn with_sdk(f: &mut dyn FnMut(&mut Sdk<Browser>)) {
     });
     for (handle, how, a, b) in calls {
         // `host.js` catches what the page's function throws.
-        fp_call(handle, how, &a, &b);
+        fp_call(handle as i32, how as i32, &a, &b);
     }
 }
 
