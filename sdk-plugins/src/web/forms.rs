@@ -157,10 +157,12 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
     );
     let fields = attributes(custom);
     let traits = Object::new();
+    let mut any_trait = false;
     let mut count = custom.len() + 1;
     for (field_name, value) in fields_of(form) {
         for (_, trait_name) in mapper.iter().filter(|(field, _)| *field == field_name) {
             set(&traits, trait_name, &value.as_str().into());
+            any_trait = true;
         }
         if !capture || count >= MAX_ATTRIBUTES {
             continue;
@@ -174,7 +176,7 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
         }
     }
     set(&fields, FORM_NAME_ATTRIBUTE, &name.as_str().into());
-    if Object::keys(&traits).length() > 0 {
+    if any_trait {
         ac(&["identify".into(), traits.into()]);
     }
     record(event, &fields);
