@@ -13,7 +13,7 @@ use super::{
     ac, attributes, call, callback, check_selector, document, fp_get, fp_history, fp_match,
     fp_scroll, fp_seen, listen, new_page, on_new_page, record, timeout, window, Timeout,
 };
-use crate::rules::{cat, decimal, scroll_depth as depth, Rule};
+use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
 /// `autotrackClick`: a click on (or inside) an element matching a rule's selector
 /// records the rule's event.
@@ -117,10 +117,12 @@ pub fn in_viewport(rules: Vec<Rule>) -> Result<(), String> {
 /// `autotrackScrollDepth`: each rule's event once per page view, when the bottom of
 /// the viewport first reaches its percentage of the page.
 pub fn scroll_depth(rules: Vec<Rule>) {
-    let reached = Rc::new(RefCell::new(vec![false; rules.len()]));
+    // A bit per rule (at most `MAX_RULES`, 50): no `vec![false; n]` code (measured).
+    const _: () = assert!(MAX_RULES <= 64);
+    let reached = Rc::new(Cell::new(0u64));
     {
         let reached = Rc::clone(&reached);
-        on_new_page(move || reached.borrow_mut().fill(false));
+        on_new_page(move || reached.set(0));
     }
     let Some(window) = window() else {
         return;
@@ -132,10 +134,10 @@ pub fn scroll_depth(rules: Vec<Rule>) {
         };
         let size = |i| sizes.get(i).as_f64().unwrap_or(0.0);
         let percent = depth(size(0), size(1), size(2));
-        let mut reached = reached.borrow_mut();
-        for (rule, done) in rules.iter().zip(reached.iter_mut()) {
-            if !*done && percent >= rule.threshold {
-                *done = true;
+        for (i, rule) in rules.iter().enumerate() {
+            let bit = 1u64 << i;
+            if reached.get() & bit == 0 && percent >= rule.threshold {
+                reached.set(reached.get() | bit);
                 let attributes = attributes(&rule.custom_attributes);
                 record(&rule.event_name, &attributes);
             }
