@@ -183,12 +183,9 @@ pub fn url_change_hook(options: &JsValue) -> Result<Option<Function>, String> {
             .ok_or("options: must be an object")?;
         let keys = Object::keys(object);
         for key in keys.iter() {
-            if key.as_string().as_deref() != Some("onUrlChange") {
-                return Err(cat(&[
-                    "options.",
-                    &key.as_string().unwrap_or_default(),
-                    ": is not an option (onUrlChange)",
-                ]));
+            let key = key.as_string().unwrap_or_default();
+            if key != "onUrlChange" {
+                return Err(cat(&["options.", &key, ": is not an option (onUrlChange)"]));
             }
         }
         match fp_get(object, &"onUrlChange".into()).map(|got| got.get(0)) {
