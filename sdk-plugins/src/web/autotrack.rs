@@ -179,8 +179,8 @@ pub fn url_change_hook(options: &JsValue) -> Result<Option<Function>, String> {
             .dyn_ref::<Object>()
             .ok_or("options: must be an object")?;
         let keys = Object::keys(object);
-        for key in keys.iter() {
-            let key = key.as_string().unwrap_or_default();
+        for i in 0..keys.length() {
+            let key = keys.get(i).as_string().unwrap_or_default();
             if key != "onUrlChange" {
                 return Err(cat(&["options.", &key, ": is not an option (onUrlChange)"]));
             }

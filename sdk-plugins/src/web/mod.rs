@@ -146,8 +146,10 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
             return Val::Other;
         }
         let mut list = Vec::new();
-        for item in array.iter() {
-            list.push(read_at(&item, depth + 1));
+        // By index rather than js-sys's `Array::iter`: with no `iter` left, its
+        // code and binding leave the module (measured).
+        for i in 0..array.length() {
+            list.push(read_at(&array.get(i), depth + 1));
         }
         return Val::List(list);
     }
@@ -160,7 +162,8 @@ fn read_at(value: &JsValue, depth: u32) -> Val {
     }
     // Loops rather than iterator adapters and `collect`: less code (measured).
     let mut entries = Vec::new();
-    for key in keys.iter() {
+    for i in 0..keys.length() {
+        let key = keys.get(i);
         if let (Some(item), Some(name)) = (fp_get(object, &key), key.as_string()) {
             entries.push((name, read_at(&item.get(0), depth + 1)));
         }
