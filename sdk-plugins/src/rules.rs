@@ -210,7 +210,7 @@ fn flag(entries: &[(String, Val)], key: &str) -> Result<bool> {
     match field(entries, key) {
         Val::Bool(flag) => Ok(*flag),
         Val::Undefined => Ok(true),
-        _ => Err(cat(&[key, ": must be true or false"])),
+        _ => Err(fail(&At::Root(key), &[": must be true or false"])),
     }
 }
 

@@ -160,9 +160,11 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
     let mut any_trait = false;
     let mut count = custom.len() + 1;
     for (field_name, value) in fields_of(form) {
-        for (_, trait_name) in mapper.iter().filter(|(field, _)| *field == field_name) {
-            set(&traits, trait_name, &value.as_str().into());
-            any_trait = true;
+        for (field, trait_name) in mapper.iter() {
+            if *field == field_name {
+                set(&traits, trait_name, &value.as_str().into());
+                any_trait = true;
+            }
         }
         if !capture || count >= MAX_ATTRIBUTES {
             continue;
