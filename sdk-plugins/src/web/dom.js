@@ -10,7 +10,8 @@
 export function fp_fields(form) {
   var out = [], elements = form.elements;
   for (var i = 0; i < elements.length; i++) {
-    var e = elements[i], tag = fp_lower(e.tagName), type = fp_lower(e.getAttribute('type') || ''), value = e.value;
+    // A password's value is not even read: the rules in Rust refuse the field anyway.
+    var e = elements[i], tag = fp_lower(e.tagName), type = fp_lower(e.getAttribute('type') || ''), value = type == 'password' ? '' : e.value;
     if (type == 'checkbox' || type == 'radio') {
       if (!e.checked) value = '';
     } else if (tag == 'select' && e.multiple) {
