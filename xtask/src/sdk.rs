@@ -299,22 +299,11 @@ fn plugin_glue(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<Stri
         "imports",
     )?;
     body.insert_str(0, &inlined.code);
-    let mut exports = renames.exports.clone();
-    exports.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-    for (name, new) in &exports {
-        body = rename_export(&body, name, new);
-    }
+    let body = rename_exports(body, renames);
     // The glue's own `__wbg_init` and `initSync` handle inputs and servers the loader
     // never meets (a `Response`, a `Module`, no `application/wasm`); this start from
     // the wasm's bytes, as the core SDK's, lets terser drop them.
-    for used in [
-        "function __wbg_get_imports(",
-        "function __wbg_finalize_init(instance, module)",
-    ] {
-        if !body.contains(used) {
-            bail!("the plugin module's start needs the glue's `{used}`, which this wasm-bindgen does not define");
-        }
-    }
+    require_start_functions(&body, "the plugin module's start")?;
     replace_once(
         &body,
         "export { initSync, __wbg_init as default };",
@@ -396,6 +385,31 @@ fn replace_once(text: &str, from: &str, to: &str, what: &str) -> Result<String> 
         bail!("the glue does not have exactly one `{from}` ({what})");
     }
     Ok(text.replacen(from, to, 1))
+}
+
+/// Every export renamed as wasm-opt minified it, longest names first so that no name
+/// is renamed inside a longer one.
+fn rename_exports(mut body: String, renames: &Renames) -> String {
+    let mut exports = renames.exports.clone();
+    exports.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    for (name, new) in &exports {
+        body = rename_export(&body, name, new);
+    }
+    body
+}
+
+/// Both modules start from the wasm's bytes with the glue's import list and its
+/// finishing step; `who` needs them.
+fn require_start_functions(body: &str, who: &str) -> Result<()> {
+    for used in [
+        "function __wbg_get_imports(",
+        "function __wbg_finalize_init(instance, module)",
+    ] {
+        if !body.contains(used) {
+            bail!("{who} calls the glue's `{used}`, which this wasm-bindgen does not define");
+        }
+    }
+    Ok(())
 }
 
 /// `wasm.name` becomes `wasm.new` wherever `name` is the whole property name.
@@ -544,21 +558,8 @@ fn classic_script(glue: &str, bindgen_dir: &Path, renames: &Renames) -> Result<S
         "a: Object.assign(import0, __fp_direct),",
         "imports",
     )?;
-    let mut exports = renames.exports.clone();
-    exports.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-    for (name, new) in &exports {
-        body = rename_export(&body, name, new);
-    }
-    for used in [
-        "function __wbg_get_imports(",
-        "function __wbg_finalize_init(instance, module)",
-    ] {
-        if !body.contains(used) {
-            bail!(
-                "js/loader.js calls the glue's `{used}`, which this wasm-bindgen does not define"
-            );
-        }
-    }
+    let body = rename_exports(body, renames);
+    require_start_functions(&body, "js/loader.js")?;
     if body.contains("import.meta")
         || body
             .lines()
