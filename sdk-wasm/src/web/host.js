@@ -38,13 +38,16 @@ export function fp_init(wake) {
   });
 }
 
-// How much the queue holds, and how much one request carries. The bound keeps a page
-// from filling the visitor's storage (browsers give an origin about 5 million UTF-16
-// units of `localStorage`) while holding a burst that the collector takes a few
-// seconds to absorb.
-const MAX_QUEUED_EVENTS = 4000;
+// How much of the queue is saved, how much it holds in all, and how much one request
+// carries. The saved part's bound keeps a page from filling the visitor's storage
+// (browsers give an origin about 5 million UTF-16 units of `localStorage`); past it, a
+// burst waits in the page's memory only, up to five times as much, so that a burst
+// the collector takes some seconds to absorb is not dropped.
+const MAX_STORED_EVENTS = 4000;
 // UTF-16 units, one per byte of ASCII JSON.
-const MAX_QUEUED_CHARS = 2e6;
+const MAX_STORED_CHARS = 2e6;
+const MAX_HELD_EVENTS = 5 * MAX_STORED_EVENTS;
+const MAX_HELD_CHARS = 5 * MAX_STORED_CHARS;
 // The collector's own default limit of events per batch.
 const MAX_EVENTS_PER_REQUEST = 100;
 // Browsers refuse keepalive requests and beacons over 64 KiB in flight.
@@ -75,12 +78,20 @@ const SEND_NOW_EVENTS = 10;
 // rewritten when some of its events are settled and removed when all are. A page that
 // navigates away in the same task as it records still saves first: the microtask runs
 // before the task ends (and `pagehide` beacons the events).
+//
+// Once the saved part is at its bound, newer events wait in `fpSpilled`, in memory
+// only (a page that goes beacons them like the others), and are saved, oldest first,
+// as saved events settle.
 let fpQueue = [];
-// The queue's size as saved: its entries' lengths plus one separator each.
+// The queue's size, and that of its saved part: entries' lengths plus one separator
+// each.
 let fpChars = 0;
+let fpStoredChars = 0;
+let fpStored = 0;
 let fpSaving;
 // Entries not saved yet, in order; the chunk of each saved one; chunks to rewrite.
 const fpUnsaved = new Set();
+const fpSpilled = new Set();
 const fpChunkOf = new Map();
 const fpDirty = new Set();
 let fpChunks = 0;
@@ -112,13 +123,29 @@ function fpLock() {
   if (fpLocks) fpLocks.request(fpKey, fpHold);
 }
 
-// At most 4,000 events and about 2 MB (UTF-16 units, one per byte of ASCII JSON): the
-// oldest go first, and the module hears which (their callbacks get an error, the
-// page's `on('error')` handlers one report per task). Events on their way stay, since
-// the collector's verdict on them is coming: the queue is over the bound by at most
-// the requests in flight until then.
+// A new entry is saved if the saved part has room and nothing waits before it in
+// memory; it waits in memory otherwise.
+function fpKeep(entry) {
+  fpSpilled.size || !fpRoom(entry) ? fpSpilled.add(entry) : fpStore(entry);
+}
+
+function fpRoom(entry) {
+  return fpStored < MAX_STORED_EVENTS && fpStoredChars + entry.length + 1 <= MAX_STORED_CHARS;
+}
+
+function fpStore(entry) {
+  fpStored++;
+  fpStoredChars += entry.length + 1;
+  fpUnsaved.add(entry);
+}
+
+// At most 20,000 events and about 10 MB (UTF-16 units, one per byte of ASCII JSON) in
+// all: the oldest go first, and the module hears which (their callbacks get an error,
+// the page's `on('error')` handlers one report per task). Events on their way stay,
+// since the collector's verdict on them is coming: the queue is over the bound by at
+// most the requests in flight until then.
 function fpBound() {
-  for (let i = 0; fpQueue[i] && (fpQueue.length > MAX_QUEUED_EVENTS || fpChars > MAX_QUEUED_CHARS); ) {
+  for (let i = 0; fpQueue[i] && (fpQueue.length > MAX_HELD_EVENTS || fpChars > MAX_HELD_CHARS); ) {
     const entry = fpQueue[i];
     if (fpOut.has(entry)) {
       i++;
@@ -162,9 +189,21 @@ function fpSaveNow() {
   fpDirty.clear();
 }
 
-// An entry left the queue (settled or dropped): its chunk is rewritten at the save.
+// An entry left the queue (settled or dropped): its chunk is rewritten at the save,
+// and the room it leaves goes to the oldest entries waiting in memory.
 function fpForget(entry) {
   const chunk = fpChunkOf.get(entry);
+  fpSpilled.delete(entry);
+  // (Settled after `fp_wipe`, an entry is neither saved nor waiting.)
+  if (chunk || fpUnsaved.has(entry)) {
+    fpStored--;
+    fpStoredChars -= entry.length + 1;
+    for (const waiting of fpSpilled) {
+      if (!fpRoom(waiting)) break;
+      fpSpilled.delete(waiting);
+      fpStore(waiting);
+    }
+  }
   fpUnsaved.delete(entry);
   fpChunkOf.delete(entry);
   if (chunk) fpDirty.add(chunk);
@@ -253,7 +292,7 @@ export function fp_setup(url) {
         // in between loses nothing; and again after, in case the storage was too full
         // for both.
         fpReplace(entries.concat(fpQueue));
-        for (const entry of entries) fpUnsaved.add(entry);
+        entries.map(fpKeep);
         fpBound();
         fpSaveNow();
         for (const key of keys) fp_save(key, '');
@@ -301,6 +340,8 @@ export function fp_wipe() {
   fpPaused = 0;
   fpReplace([]);
   fpUnsaved.clear();
+  fpSpilled.clear();
+  fpStored = fpStoredChars = 0;
   fpChunkOf.clear();
   fpDirty.clear();
   fpBeaconed = [];
@@ -320,7 +361,7 @@ export function fp_signals() {
 export function fp_queue(text) {
   fpQueue.push(text);
   fpChars += text.length + 1;
-  fpUnsaved.add(text);
+  fpKeep(text);
   fpBound();
   // The flush timer is set once, and moved forward once when enough are waiting.
   const now = fpQueue.length >= SEND_NOW_EVENTS;
@@ -454,9 +495,11 @@ function fpFetch(body) {
 // what the browser refused (`sendBeacon` false, e.g. over its quota) is tried again.
 let fpBeaconed = [];
 
-// The queue's entries that are not on their way and not in `list`.
+// The queue's entries that are not on their way and not in `list` (a set: the queue
+// may hold thousands).
 function fpIdle(list) {
-  return fpQueue.filter((entry) => !fpOut.has(entry) && !list.includes(entry));
+  list = new Set(list);
+  return fpQueue.filter((entry) => !fpOut.has(entry) && !list.has(entry));
 }
 
 function fpHide() {
