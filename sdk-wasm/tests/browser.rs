@@ -350,7 +350,12 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
     JsFuture::from(Promise::resolve(&JsValue::NULL))
         .await
         .unwrap();
-    assert_eq!(errors().len(), 8, "nothing dropped at 4,007: {:?}", errors());
+    assert_eq!(
+        errors().len(),
+        8,
+        "nothing dropped at 4,007: {:?}",
+        errors()
+    );
     assert_eq!(state("queued").as_f64(), Some(4007.0));
     let stored = stored_queue();
     assert_eq!(stored.len(), 4000, "the saved part stays within its bound");
@@ -409,7 +414,8 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
     }
     // The session ends 1.2 s after this last activity, maybe before the beacons and
     // sends below are done with a queue this size: listened for now.
-    let ended = Promise::new(&mut |resolve, _| call(&[s("once"), s("session:ended"), resolve.into()]));
+    let ended =
+        Promise::new(&mut |resolve, _| call(&[s("once"), s("session:ended"), resolve.into()]));
     let dropped = JsFuture::from(dropped).await.unwrap();
     let message = Reflect::get(&dropped, &s("message"))
         .unwrap()
