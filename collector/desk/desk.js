@@ -154,7 +154,11 @@
           window.location.assign('/desk/signin');
           throw new Error('signed out');
         }
-        if (!response.ok) throw new Error(path + ': ' + response.status);
+        if (!response.ok) {
+          var error = new Error(path + ': ' + response.status);
+          error.status = response.status;
+          throw error;
+        }
         return response.json();
       });
   }
@@ -184,6 +188,16 @@
       state.offset = card.nowMs - Date.now();
       state.openCard = card;
       renderCard(card);
+    }, function (error) {
+      // The session is gone (erased, or past retention): what the card showed must
+      // not stay on the agent's screen.
+      if (error.status !== 404 || state.openId !== id) throw error;
+      state.openId = null;
+      state.openCard = null;
+      var container = $('card');
+      while (container.firstChild) container.removeChild(container.firstChild);
+      container.removeAttribute('data-session-id');
+      container.appendChild(quiet('This session is no longer stored.'));
     });
   });
 

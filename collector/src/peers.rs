@@ -45,6 +45,9 @@ pub enum PeerMessage {
     /// An agent signed out: forget the cached sign-in with this hash of its id.
     #[serde(rename_all = "camelCase")]
     DeskSignedOut { session_sha256: String },
+    /// A data subject was erased: every desk reloads what it shows, so that no agent
+    /// keeps seeing what is gone (the message names nobody).
+    Erased,
     /// Messages may have been missed (the listening connection was lost and is back):
     /// reload everything. Made by the listener itself, never sent.
     Resync,
@@ -121,6 +124,7 @@ mod tests {
             PeerMessage::DeskSignedOut {
                 session_sha256: "ab".repeat(32),
             },
+            PeerMessage::Erased,
         ];
         for message in cases {
             let payload = encode("collector-a", &message).unwrap();

@@ -169,9 +169,20 @@ fn not_found(subject: &DataSubject) -> ApiError {
 async fn erase(state: AppState, subject: DataSubject) -> Result<Json<Erasure>, ApiError> {
     let lookup = subject.clone();
     let report = state
-        .with_store_blocking(move |store| store.erase_subject(&lookup))
+        .with_store_blocking(move |store| {
+            let report = store.erase_subject(&lookup)?;
+            if report.is_some() {
+                // The desks of the other collectors on the database reload too. The
+                // erasure is committed: a lost notification must not undo it.
+                if let Err(error) = store.tell_peers(&crate::peers::PeerMessage::Erased) {
+                    tracing::warn!(%error, "could not tell the other collectors of an erasure");
+                }
+            }
+            Ok(report)
+        })
         .await?
         .ok_or_else(|| not_found(&subject))?;
+    state.desk().announce_erased();
     // Counts only: at INFO, logs name no visitor or contact.
     tracing::info!(
         subject = match subject {

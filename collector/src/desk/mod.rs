@@ -165,6 +165,7 @@ impl Desk {
                 }
             }
             PeerMessage::DeskSignedOut { session_sha256 } => self.agents.forget(&session_sha256),
+            PeerMessage::Erased => self.announce_erased(),
             PeerMessage::Resync => {
                 self.agents.forget_all();
                 // Open desks reload everything on `resync`, the presentation included.
@@ -241,6 +242,14 @@ impl Desk {
     /// How many live streams are open (each holds one receiver of the channel).
     pub fn open_streams(&self) -> usize {
         self.live.receiver_count()
+    }
+
+    /// A data subject was erased, here or on another collector: every open desk
+    /// reloads what it shows (the erased sessions' cards go, or lose what was
+    /// personal), as after missed changes.
+    pub(crate) fn announce_erased(&self) {
+        // An error only means that no desk is open.
+        let _ = self.live.send(live::LiveMessage::Resync);
     }
 
     /// Ends every open live stream; called when the collector stops accepting.

@@ -409,6 +409,57 @@ async fn the_desk_shows_nothing_personal_after_an_erase() {
     }
 }
 
+/// An open desk hears of an erase and reloads what it shows; an erase that finds
+/// nothing announces nothing.
+#[tokio::test]
+async fn open_desks_reload_after_an_erase() {
+    let app = privacy_app();
+    let ada = ada_visits(&app).await;
+    let cookie = desk_sign_in(&app).await;
+    let request = Request::get("/desk/api/stream")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let response = footpath_collector::router(app.state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut stream = response.into_body();
+    assert!(next_stream_event(&mut stream)
+        .await
+        .starts_with("event: ready\n"));
+
+    let nobody = "00000000-0000-4000-8000-00000000dead";
+    post(&app, &erase_visitor_uri(DEPLOYMENT, nobody))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not.found");
+    // The next thing the desk hears is the stranger's new event, not the erase that
+    // found nothing.
+    app.post_batch(&batch(
+        OTHER_VISITOR,
+        T0,
+        vec![record(90, "cart_added", T0 - 500)],
+    ))
+    .await;
+    let announced = next_stream_event(&mut stream).await;
+    assert!(announced.starts_with("event: visitor\n"), "{announced}");
+    post(&app, &erase_contact_uri(&ada)).await.ok_json();
+    let announced = next_stream_event(&mut stream).await;
+    assert!(announced.starts_with("event: resync\n"), "{announced}");
+    assert!(!announced.contains(&ada), "{announced}");
+}
+
+/// The next event of a desk's stream (axum writes each in one frame).
+async fn next_stream_event(body: &mut Body) -> String {
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+        .await
+        .expect("an event within 5 s")
+        .unwrap()
+        .unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+}
+
 async fn desk_sign_in(app: &TestApp) -> String {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("token", TOKEN)

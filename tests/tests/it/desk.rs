@@ -46,6 +46,77 @@ async fn hostile_titles_and_attributes_stay_text() -> anyhow::Result<()> {
     visitor.finish(result).await
 }
 
+/// An agent looks at a visitor's card when the visitor's data is erased through the
+/// admin API: what was personal leaves the open desk without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_visitor_leaves_the_open_desk() -> anyhow::Result<()> {
+    let env = Env::start(EnvOptions::default()).await?;
+    let agent = Browser::start().await?;
+    let result = erase_while_watched(&env, &agent).await;
+    agent.finish(result).await
+}
+
+async fn erase_while_watched(env: &Env, agent: &Browser) -> anyhow::Result<()> {
+    let visitor_id = "3f2a1b4c-0000-4000-8000-0000000000e1";
+    seed_visit(
+        env,
+        visitor_id,
+        "/products?q=tent",
+        "Products — Trailhead Outfitters",
+        Some("tent"),
+    )
+    .await?;
+    sign_in(env, agent).await?;
+    let item = format!(".session-item[data-customer-id=\"{visitor_id}\"]");
+    wait_for_element(agent, &item).await?;
+    agent.click(&item).await?;
+    wait_for_text_containing(agent, "#card-searches", "tent").await?;
+
+    let response = env
+        .http
+        .post(format!(
+            "{}/api/v2/footpath/privacy/deployments/{}/visitors/{visitor_id}/erase",
+            env.collector_url,
+            crate::support::DEPLOYMENT
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!("erase: {status}: {}", response.text().await?);
+    }
+    // Within `PATIENCE` (20 s) of an erase that follows the desk's load by a few
+    // seconds: before the desk's own refresh every 30 s, so by the live stream. The
+    // session stays, naming nobody (README, "Erase"): its card loses the search, and
+    // the list the visitor's id.
+    wait_for_text_containing(agent, "#card-searches", "None yet.").await?;
+    let card_text = eval(agent, "document.getElementById('card').textContent").await?;
+    assert!(
+        !card_text.as_str().unwrap_or_default().contains("tent"),
+        "{card_text}"
+    );
+    wait_until(
+        "the list without the erased visitor's id",
+        PATIENCE,
+        || async {
+            let found = eval(
+                agent,
+                &format!("document.querySelector({}) !== null", json!(item)),
+            )
+            .await?;
+            Ok((found == json!(false)).then_some(()))
+        },
+    )
+    .await?;
+    // Live, not reloaded.
+    assert_eq!(
+        eval(agent, "performance.getEntriesByType('navigation').length").await?,
+        json!(1)
+    );
+    Ok(())
+}
+
 /// Configures, through the admin API, how `cart_added` looks to agents.
 async fn configure_desk(env: &Env) -> anyhow::Result<()> {
     configure_desk_titled(env, "Web Visit").await
