@@ -413,6 +413,37 @@ impl Cluster {
         Ok(())
     }
 
+    /// Turns TLS on with `certificate_pem` (the server's certificate chain) and
+    /// `key_pem`, for tests of clients that use it: the files go into the cluster's
+    /// folder, readable by the server's user only (PostgreSQL refuses a key others can
+    /// read), and the server reloads its configuration. Clients without TLS keep
+    /// connecting as before.
+    pub fn enable_tls(&self, certificate_pem: &str, key_pem: &str) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        for (name, contents) in [("server.crt", certificate_pem), ("server.key", key_pem)] {
+            let path = data.join(name);
+            std::fs::write(&path, contents).map_err(io(format!("writing {}", path.display())))?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io(format!("restricting {}", path.display())))?;
+            self.run_as.hand_over(&path)?;
+        }
+        self.psql("postgres", "ALTER SYSTEM SET ssl = on")?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        // The reload is a signal: wait until a new connection sees it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.psql("postgres", "SHOW ssl")?.trim() != "on" {
+            if Instant::now() > deadline {
+                return Err(ClusterError::Program {
+                    program: "pg_reload_conf".to_owned(),
+                    status: "ssl stayed off".to_owned(),
+                    output: self.log(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// The server's log so far (for a test's failure message).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.data_dir().join("server.log")).unwrap_or_default()

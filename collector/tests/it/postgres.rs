@@ -984,3 +984,93 @@ fn queued_batches_stored_together_keep_every_visitor_in_one_session() {
         assert_eq!(counts, [2], "visitor {visitor_number}");
     }
 }
+
+/// `sslmode=require` (or `verify-full`) connects over TLS, with the server's certificate
+/// checked against `sslrootcert` and its name against the URL's host; a certificate
+/// from an authority the collector was not told of, or for another name, is refused.
+/// A cluster of its own, so that the shared one's configuration stays as it is.
+#[test]
+fn tls_is_verified_when_the_url_asks_for_it() {
+    let folder = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(Path::new(env!("CARGO_TARGET_TMPDIR"))).unwrap();
+    let authority_key = rcgen::KeyPair::generate().unwrap();
+    let mut authority = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    authority.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    authority
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Footpath test authority");
+    let authority = rcgen::CertifiedIssuer::self_signed(authority, authority_key).unwrap();
+    // For 127.0.0.1 only: `localhost` is another name.
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &authority)
+        .unwrap();
+    cluster
+        .enable_tls(&server.pem(), &server_key.serialize_pem())
+        .unwrap();
+    let roots = folder.path().join("authority.pem");
+    std::fs::write(&roots, authority.pem()).unwrap();
+    let url = cluster.create_database("tls").unwrap();
+    // The database's connections: (over TLS, without).
+    let backends = || -> (u32, u32) {
+        let counts = cluster
+            .psql(
+                "postgres",
+                "SELECT count(*) FILTER (WHERE ssl) || ' ' || count(*) FILTER (WHERE NOT ssl) \
+                 FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE datname = 'tls'",
+            )
+            .unwrap();
+        let (encrypted, plain) = counts.trim().split_once(' ').unwrap();
+        (encrypted.parse().unwrap(), plain.parse().unwrap())
+    };
+
+    for (number, mode) in (1..).zip(["require", "verify-full", "verify-ca"]) {
+        let store = PostgresStore::open(
+            &format!("{url}?sslmode={mode}&sslrootcert={}", roots.display()),
+            PostgresSettings::default(),
+            SessionLimits::default(),
+            T0,
+        )
+        .unwrap_or_else(|error| panic!("{mode}: {error}\n{}", cluster.log()));
+        let outcome = store
+            .ingest(&batch(1, vec![event(number, T0)]), T0, TIMEOUT)
+            .unwrap();
+        assert_eq!(outcome, [IngestOutcome::Accepted], "{mode}");
+        let (encrypted, plain) = backends();
+        assert!(encrypted >= 1, "{mode}: {encrypted} connections over TLS");
+        assert_eq!(plain, 0, "{mode}: connections without TLS");
+        drop(store);
+    }
+
+    let refused = |url: String| {
+        PostgresStore::open(
+            &url,
+            PostgresSettings::default(),
+            SessionLimits::default(),
+            T0,
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    // The system's roots do not know the test authority.
+    let unknown = refused(format!("{url}?sslmode=require"));
+    assert!(unknown.contains("UnknownIssuer"), "{unknown}");
+    // The right authority, the wrong name.
+    let other_name = refused(format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        url.replace("127.0.0.1", "localhost"),
+        roots.display()
+    ));
+    assert!(
+        other_name.contains("certificate not valid for name \"localhost\""),
+        "{other_name}"
+    );
+    // Without `sslmode`, as before: no TLS.
+    let store = open(&url, SessionLimits::default());
+    store
+        .ingest(&batch(2, vec![event(100, T0)]), T0, TIMEOUT)
+        .unwrap();
+    assert!(backends().1 >= 1, "{:?}", backends());
+}

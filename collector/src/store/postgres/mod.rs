@@ -212,7 +212,7 @@ pub struct PostgresStore {
     ingest_queue: Option<SyncSender<IngestJob>>,
     writers: Vec<JoinHandle<()>>,
     /// Where the listener of [`Store::listen_to_peers`] connects.
-    config: postgres::Config,
+    target: connection::Target,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -250,9 +250,8 @@ impl PostgresStore {
         limits: SessionLimits,
         now_ms: i64,
     ) -> Result<PostgresStore, StoreError> {
-        let config: postgres::Config = url.parse().map_err(|error: postgres::Error| {
-            StoreError::Backend(format!("invalid PostgreSQL URL: {error}").into())
-        })?;
+        let target = connection::Target::parse(url)?;
+        target.probe()?;
         let writers = settings.writers.max(1);
         let pool = r2d2::Pool::builder()
             .max_size(u32::try_from(writers).unwrap_or(u32::MAX) + settings.read_connections.max(1))
@@ -261,12 +260,12 @@ impl PostgresStore {
             // tests, on one server do not use up its `max_connections` while idle.
             .min_idle(Some(1))
             .connection_timeout(std::time::Duration::from_secs(10))
-            .build(Manager::new(config.clone()))?;
+            .build(Manager::new(target.clone()))?;
         migrate(&mut *pool.get()?)?;
         partitions::ensure_around(&mut *pool.get()?, now_ms)?;
         let peer_id = uuid::Uuid::new_v4().to_string();
         let (notifier, notifications) = sync_channel(peers::NOTIFIER_QUEUE);
-        peers::start_notifier(config.clone(), peer_id.clone(), notifications)?;
+        peers::start_notifier(target.clone(), peer_id.clone(), notifications)?;
         let shared = Arc::new(Shared {
             pool,
             limits,
@@ -293,7 +292,7 @@ impl PostgresStore {
             shared: Some(shared),
             ingest_queue: Some(sender),
             writers: threads,
-            config,
+            target,
         })
     }
 
@@ -1031,6 +1030,6 @@ impl Store for PostgresStore {
         &self,
         deliver: crate::peers::Deliver,
     ) -> Result<Option<crate::peers::PeerListener>, StoreError> {
-        peers::listen(self.config.clone(), self.shared().peer_id.clone(), deliver).map(Some)
+        peers::listen(self.target.clone(), self.shared().peer_id.clone(), deliver).map(Some)
     }
 }

@@ -20,7 +20,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, NoTls};
+use postgres::Client;
+
+use super::connection::Target;
 
 use crate::model::StoreError;
 use crate::peers::{self, Deliver, PeerListener, PeerMessage, CHANNEL};
@@ -51,18 +53,18 @@ pub(super) fn send(queue: &SyncSender<PeerMessage>, message: PeerMessage) {
 /// Starts the notifier thread of the store whose id is `from`; it stops once every
 /// sender of `queue` is gone.
 pub(super) fn start_notifier(
-    config: postgres::Config,
+    target: Target,
     from: String,
     queue: Receiver<PeerMessage>,
 ) -> Result<(), StoreError> {
     std::thread::Builder::new()
         .name("footpath-pg-notifier".to_owned())
-        .spawn(move || run_notifier(&config, &from, &queue))
+        .spawn(move || run_notifier(&target, &from, &queue))
         .map(|_| ())
         .map_err(|error| StoreError::WriterFailed(format!("cannot start the notifier: {error}")))
 }
 
-fn run_notifier(config: &postgres::Config, from: &str, queue: &Receiver<PeerMessage>) {
+fn run_notifier(target: &Target, from: &str, queue: &Receiver<PeerMessage>) {
     let mut client: Option<Client> = None;
     loop {
         let Ok(first) = queue.recv() else { return };
@@ -93,7 +95,7 @@ fn run_notifier(config: &postgres::Config, from: &str, queue: &Receiver<PeerMess
         // twice is dropped rather than holding up the ones behind it.
         for _ in 0..2 {
             if client.as_ref().is_none_or(Client::is_closed) {
-                client = connect(config, "SET synchronous_commit TO off")
+                client = connect(target, "SET synchronous_commit TO off")
                     .map_err(|error| tracing::warn!(%error, "the notifier cannot connect"))
                     .ok();
             }
@@ -116,8 +118,8 @@ fn run_notifier(config: &postgres::Config, from: &str, queue: &Receiver<PeerMess
     }
 }
 
-fn connect(config: &postgres::Config, setup: &str) -> Result<Client, postgres::Error> {
-    let mut client = config.connect(NoTls)?;
+fn connect(target: &Target, setup: &str) -> Result<Client, postgres::Error> {
+    let mut client = target.connect()?;
     client.batch_execute(setup)?;
     Ok(client)
 }
@@ -126,7 +128,7 @@ fn connect(config: &postgres::Config, setup: &str) -> Result<Client, postgres::E
 /// whose sender is not `own_id`. Returns once the first connection listens, so that
 /// nothing sent after this returns is missed.
 pub(super) fn listen(
-    config: postgres::Config,
+    target: Target,
     own_id: String,
     deliver: Deliver,
 ) -> Result<PeerListener, StoreError> {
@@ -134,7 +136,7 @@ pub(super) fn listen(
     let (ready, is_ready) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("footpath-pg-listener".to_owned())
-        .spawn(move || run_listener(&config, &own_id, &deliver, &stop, Some(ready)))
+        .spawn(move || run_listener(&target, &own_id, &deliver, &stop, Some(ready)))
         .map_err(|error| StoreError::WriterFailed(format!("cannot start the listener: {error}")))?;
     match is_ready.recv_timeout(Duration::from_secs(30)) {
         Ok(Ok(())) => Ok(listener),
@@ -146,14 +148,14 @@ pub(super) fn listen(
 }
 
 fn run_listener(
-    config: &postgres::Config,
+    target: &Target,
     own_id: &str,
     deliver: &Deliver,
     stop: &AtomicBool,
     mut ready: Option<SyncSender<Result<(), postgres::Error>>>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let mut client = match connect(config, &format!("LISTEN {CHANNEL}")) {
+        let mut client = match connect(target, &format!("LISTEN {CHANNEL}")) {
             Ok(client) => client,
             Err(error) => {
                 if let Some(ready) = ready.take() {
