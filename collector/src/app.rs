@@ -105,7 +105,9 @@ impl AppState {
             Database::Postgres(url) => {
                 let settings = PostgresSettings {
                     queue_capacity_batches: config.ingest_queue_capacity_batches,
-                    ..PostgresSettings::default()
+                    writers: config.postgres_writers,
+                    read_connections: u32::try_from(config.postgres_read_connections)
+                        .unwrap_or(u32::MAX),
                 };
                 // The `postgres` client blocks on a small runtime of its own, which
                 // cannot start inside the caller's async task (`main` is one): the

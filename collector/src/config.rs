@@ -48,6 +48,8 @@
 //! max_concurrent_ingest_requests = 512
 //! ingest_queue_capacity_batches = 1024
 //! max_batches_per_transaction = 256
+//! postgres_writers = 4
+//! postgres_read_connections = 8
 //! shutdown_grace_seconds = 30
 //! max_user_agent_bytes = 512
 //! max_page_url_bytes = 4096
@@ -234,9 +236,18 @@ pub struct Config {
     /// are answered 503 with `Retry-After`.
     pub ingest_queue_capacity_batches: usize,
     /// Most batches the writer stores in one transaction (one commit, one fsync).
-    /// SQLite only: on PostgreSQL each batch is a transaction of its own, and the
-    /// server groups the WAL flushes of commits that arrive together.
+    /// SQLite only: on PostgreSQL each of `postgres_writers` stores at most 32 queued
+    /// batches per transaction, a smaller group because its visitors' row locks are
+    /// held until the commit while other collectors may want them.
     pub max_batches_per_transaction: usize,
+    /// PostgreSQL only: writer threads, each with a connection, that store queued
+    /// batches side by side (1 to 64). With `postgres_read_connections`, what one
+    /// collector may hold of the server's `max_connections` (100 by default), plus
+    /// one for the live desk's notifications and one to listen for them.
+    pub postgres_writers: usize,
+    /// PostgreSQL only: pooled connections for everything but ingest (the read API,
+    /// the desk, the sweep, housekeeping), opened as needed (1 to 256).
+    pub postgres_read_connections: usize,
     /// After SIGTERM or Ctrl-C, how long requests in flight may take to finish before
     /// the server stops anyway.
     pub shutdown_grace_seconds: u64,
@@ -467,6 +478,8 @@ impl Default for Config {
             max_concurrent_ingest_requests: 512,
             ingest_queue_capacity_batches: 1024,
             max_batches_per_transaction: 256,
+            postgres_writers: 4,
+            postgres_read_connections: 8,
             shutdown_grace_seconds: 30,
             max_user_agent_bytes: 512,
             max_page_url_bytes: 4096,
@@ -549,6 +562,8 @@ impl std::fmt::Debug for Config {
                 "max_batches_per_transaction",
                 &self.max_batches_per_transaction,
             )
+            .field("postgres_writers", &self.postgres_writers)
+            .field("postgres_read_connections", &self.postgres_read_connections)
             .field("shutdown_grace_seconds", &self.shutdown_grace_seconds)
             .field("max_user_agent_bytes", &self.max_user_agent_bytes)
             .field("max_page_url_bytes", &self.max_page_url_bytes)
@@ -765,6 +780,13 @@ impl Config {
             MAX_ATTRIBUTES,
         )?;
         within("max_name_bytes", self.max_name_bytes, 1, MAX_NAME_BYTES)?;
+        within("postgres_writers", self.postgres_writers, 1, 64)?;
+        within(
+            "postgres_read_connections",
+            self.postgres_read_connections,
+            1,
+            256,
+        )?;
         within("max_value_bytes", self.max_value_bytes, 1, MAX_VALUE_BYTES)?;
         // A valid batch nests four levels (batch, events, event, attributes or page);
         // context objects add a level or two.

@@ -63,6 +63,8 @@ pub const SETTING_NAMES: &[&str] = &[
     "max_concurrent_ingest_requests",
     "ingest_queue_capacity_batches",
     "max_batches_per_transaction",
+    "postgres_writers",
+    "postgres_read_connections",
     "shutdown_grace_seconds",
     "max_user_agent_bytes",
     "max_page_url_bytes",

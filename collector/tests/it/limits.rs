@@ -381,7 +381,17 @@ fn limits_are_validated() {
         invalid("max_open_connections = 0"),
         "invalid configuration: max_open_connections must be from 1 to 1000000, not 0"
     );
+    assert_eq!(
+        invalid("postgres_writers = 0"),
+        "invalid configuration: postgres_writers must be from 1 to 64, not 0"
+    );
+    assert_eq!(
+        invalid("postgres_read_connections = 1000"),
+        "invalid configuration: postgres_read_connections must be from 1 to 256, not 1000"
+    );
     let defaults = Config::from_toml_str("").unwrap();
+    assert_eq!(defaults.postgres_writers, 4);
+    assert_eq!(defaults.postgres_read_connections, 8);
     assert_eq!(defaults.max_user_agent_bytes, 512);
     assert_eq!(defaults.max_page_url_bytes, 4096);
     assert_eq!(defaults.max_page_text_bytes, 1024);
