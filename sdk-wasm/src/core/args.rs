@@ -318,7 +318,7 @@ fn flat<H: Host>(value: Val<H>) -> Option<AttributeValue> {
         Val::Str(text) => Some(AttributeValue::String(text)),
         Val::Bool(flag) => Some(AttributeValue::Bool(flag)),
         // JavaScript's own formatting gives the JSON text of a finite number.
-        Val::Number(_, text) => Number::parse(&text).map(AttributeValue::Number),
+        Val::Number(value, text) => Number::from_js(value, text).map(AttributeValue::Number),
         _ => None,
     }
 }
