@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
+import { fp_args, fp_call, fp_run, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
 const facts = JSON.parse(readFileSync(new URL('./vectors/facts.json', import.meta.url), 'utf8'));
@@ -88,4 +88,43 @@ test('a fact loses the separator, and a lone surrogate becomes U+FFFD as it did 
   assert.equal(fpText('cut \ud83d emoji \ud83d\ude00'), 'cut \ufffd emoji \ud83d\ude00');
   // The collector's JSON parser refuses a lone surrogate's escape, which JSON.stringify writes.
   assert.equal(JSON.stringify(fpText('\udc00')), '"\ufffd"');
+});
+
+test("page functions run after the module's call, in order, a nested command's first", () => {
+  const log = [];
+  let handles = 0;
+  // Each function passed to `fp_args` gets the next handle.
+  const hold = (f) => {
+    fp_args([f]);
+    return ++handles;
+  };
+  const inner = hold((error) => log.push('inner ' + error.message));
+  const outer = hold((arg) => {
+    log.push('outer ' + arg.sessionId);
+    // The page calls `ac(...)` again from its function: that command's calls run
+    // when it ends, before those still waiting from the first.
+    fp_call(inner, 4 + 8, 'refused', '');
+    fp_run();
+  });
+  const last = hold((...args) => {
+    log.push('last ' + JSON.stringify(args));
+    throw new Error('a throwing page function stops nothing');
+  });
+  const after = hold((arg) => log.push('after ' + arg.command + ' ' + arg.message));
+  fp_call(outer, 1, 's1', '');
+  fp_call(last, 3 + 8, 'e1', '');
+  fp_call(after, 2, 'record', 'no');
+  assert.deepEqual(log, [], 'nothing runs before fp_run');
+  fp_run();
+  assert.deepEqual(log, ['outer s1', 'inner refused', 'last [null,{"id":"e1"}]', 'after record no']);
+  // Held functions stay held unless the call let them go (+ 8).
+  fp_call(outer, 0, '', '');
+  fp_call(after, 2, 'a', 'b');
+  fp_run();
+  assert.equal(log.at(-1), 'after a b');
+  // One that was let go is not called again.
+  const count = log.length;
+  fp_call(last, 0, '', '');
+  fp_run();
+  assert.equal(log.length, count);
 });

@@ -16,6 +16,10 @@ use super::Platform;
 pub trait Host: Platform + Default + 'static {
     /// Lets go of the page function with this handle.
     fn free(handle: u32);
+    /// Calls the page function with this handle (how: `CALL_*` in `super::sdk`) once
+    /// the SDK's state is no longer borrowed: the page's function may call `ac(...)`
+    /// again. The browser's host holds the calls until the export returns.
+    fn call(handle: u32, how: u32, a: &str, b: &str);
     /// Whether two handles hold the same page function (for `ac('off')`).
     fn same(a: u32, b: u32) -> bool;
     /// Writes a refusal on the console (`console.error`).

@@ -7,8 +7,8 @@
 //! tests below with a fake host that logs each effect.
 //!
 //! Page callbacks (`on` handlers, `record` callbacks) may call `ac(...)` again, so they
-//! are never invoked while the SDK's state is borrowed: state changes queue the calls
-//! to make in [`Sdk::calls`], which the caller makes after the borrow ends.
+//! are never invoked while the SDK's state is borrowed: [`Host::call`] makes them once
+//! the borrow has ended (`host.js` holds them until the export returns).
 //!
 //! Delivery: each event leaves the core encoded (a batch of one, with its id) and goes
 //! to the send queue in `host.js`, which keeps it in `localStorage` until the collector
@@ -113,10 +113,6 @@ struct Handler<H: Host> {
     once: bool,
 }
 
-/// A call of a page function to make once the state is no longer borrowed: the
-/// handle, how (`CALL_*`, see `fp_call` in `host.js`) and its two texts.
-pub type Call = (u32, u32, String, String);
-
 pub struct Sdk<H: Host> {
     /// Where the SDK was loaded from: the default collector.
     script_url: String,
@@ -135,8 +131,6 @@ pub struct Sdk<H: Host> {
     pageview_timer: Option<Timer<H>>,
     /// Sends that failed in a row, for the backoff.
     failures: u32,
-    /// Page functions to call, once the state is no longer borrowed.
-    pub calls: Vec<Call>,
     /// What decides consent, and the decision in force.
     signals: Signals,
     consent: Consent,
@@ -165,7 +159,6 @@ impl<H: Host> Sdk<H> {
             idle_timer: None,
             pageview_timer: None,
             failures: 0,
-            calls: Vec::new(),
             signals: Signals {
                 site: Consent::Granted,
                 remembered: None,
@@ -209,8 +202,7 @@ impl<H: Host> Sdk<H> {
             if id == RECORD || id == IDENTIFY {
                 if let Some(callback) = args.callback() {
                     let handle = callback.into_handle();
-                    self.calls
-                        .push((handle, CALL_FAILED | CALL_ONCE, text, String::new()));
+                    H::call(handle, CALL_FAILED | CALL_ONCE, &text, "");
                 }
             }
         }
@@ -350,15 +342,9 @@ impl<H: Host> Sdk<H> {
                 i += 1;
             } else if handler.once {
                 let handler = self.handlers.remove(i);
-                self.calls.push((
-                    handler.function.into_handle(),
-                    how | CALL_ONCE,
-                    a.into(),
-                    b.into(),
-                ));
+                H::call(handler.function.into_handle(), how | CALL_ONCE, a, b);
             } else {
-                self.calls
-                    .push((handler.function.handle(), how, a.into(), b.into()));
+                H::call(handler.function.handle(), how, a, b);
                 i += 1;
             }
         }
@@ -485,12 +471,7 @@ impl<H: Host> Sdk<H> {
                 }
             }
         } else if event == READY && self.tracker.is_some() {
-            self.calls.push((
-                function.into_handle(),
-                CALL_PLAIN | CALL_ONCE,
-                String::new(),
-                String::new(),
-            ));
+            H::call(function.into_handle(), CALL_PLAIN | CALL_ONCE, "", "");
         } else {
             self.handlers.push(Handler {
                 event,
@@ -516,12 +497,12 @@ impl<H: Host> Sdk<H> {
         if self.consent == Consent::Denied {
             // Not an error of the page's: nothing is reported, only the callback hears.
             if let Some(callback) = callback {
-                self.calls.push((
+                H::call(
                     callback.into_handle(),
                     CALL_FAILED | CALL_ONCE,
-                    NO_CONSENT.into(),
-                    String::new(),
-                ));
+                    NO_CONSENT,
+                    "",
+                );
             }
             return Ok(());
         }
@@ -627,12 +608,7 @@ impl<H: Host> Sdk<H> {
             None => (CALL_OK, id),
             Some(message) => (CALL_FAILED, message),
         };
-        self.calls.push((
-            callback.into_handle(),
-            how | CALL_ONCE,
-            text.into(),
-            String::new(),
-        ));
+        H::call(callback.into_handle(), how | CALL_ONCE, text, "");
     }
 }
 

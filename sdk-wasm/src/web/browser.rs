@@ -40,6 +40,9 @@ impl Host for Browser {
     fn free(handle: u32) {
         fp_free(handle as i32);
     }
+    fn call(handle: u32, how: u32, a: &str, b: &str) {
+        fp_call(handle as i32, how as i32, a, b);
+    }
     fn same(a: u32, b: u32) -> bool {
         fp_same(a as i32, b as i32)
     }

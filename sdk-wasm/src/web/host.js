@@ -537,14 +537,29 @@ export function fp_number(i) {
   return fpNumbers[i];
 }
 
-// Calls a held function: 0 `f()`, 1 `f({sessionId})`, 2 `f({command, message})`,
-// 3 `f(null, {id})`, 4 `f(Error)`; + 8 lets the handle go first.
+// Calls of held functions that the module asked for during the export running now.
+// They are made by `fp_run`, once the module's state is no longer borrowed: a page's
+// function may call `ac(...)` again.
+let fpCalls = [];
+
+// Asks for a call of a held function: 0 `f()`, 1 `f({sessionId})`, 2
+// `f({command, message})`, 3 `f(null, {id})`, 4 `f(Error)`; + 8 lets the handle go.
 export function fp_call(handle, kind, a, b) {
-  const f = fpFunctions[handle];
+  fpCalls.push([fpFunctions[handle], [[], [{ sessionId: a }], [{ command: a, message: b }], [null, { id: a }], [new Error(a)]][kind & 7]]);
   if (kind & 8) delete fpFunctions[handle];
-  try {
-    f.apply(null, [[], [{ sessionId: a }], [{ command: a, message: b }], [null, { id: a }], [new Error(a)]][kind & 7]);
-  } catch (e) {}
+}
+
+// Makes the calls asked for, in order. Those that a call's own `ac(...)` asks for are
+// made by that command's `fp_run`, before the rest of these, as the page would expect
+// of a function call.
+export function fp_run() {
+  const calls = fpCalls;
+  fpCalls = [];
+  for (const [f, args] of calls) {
+    try {
+      f.apply(null, args);
+    } catch (e) {}
+  }
 }
 
 export function fp_free(handle) {

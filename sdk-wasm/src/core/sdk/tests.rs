@@ -23,6 +23,8 @@ struct World {
     queued: String,
     /// What the page's facts were last asked with.
     page_request: String,
+    /// The page functions to call once the step is over, as `host.js` holds them.
+    calls: Vec<(u32, u32, String, String)>,
 }
 
 thread_local! {
@@ -76,6 +78,9 @@ impl Platform for FakeHost {
 }
 
 impl Host for FakeHost {
+    fn call(handle: u32, how: u32, a: &str, b: &str) {
+        world(|world| world.calls.push((handle, how, a.to_owned(), b.to_owned())));
+    }
     fn free(handle: u32) {
         log(format!("free {handle}"));
     }
@@ -254,8 +259,8 @@ fn how(how: u32) -> String {
     }
 }
 
-fn log_calls(sdk: &mut Sdk<FakeHost>) {
-    for (handle, kind, a, b) in std::mem::take(&mut sdk.calls) {
+fn log_calls() {
+    for (handle, kind, a, b) in world(|world| std::mem::take(&mut world.calls)) {
         log(format!("call {handle} {} '{a}' '{b}'", how(kind)));
     }
 }
@@ -264,7 +269,7 @@ fn log_calls(sdk: &mut Sdk<FakeHost>) {
 fn end_task(sdk: &mut Sdk<FakeHost>) {
     if sdk.pageview_timer.is_some() {
         sdk.wake(WAKE_PAGEVIEW, "");
-        log_calls(sdk);
+        log_calls();
     }
 }
 
@@ -281,14 +286,14 @@ fn run(steps: Vec<Step>) -> Vec<String> {
                 // As in `web::command`, the arguments are let go after the calls.
                 let mut args = Args::new(args);
                 sdk.command(&mut args);
-                log_calls(&mut sdk);
+                log_calls();
                 end_task(&mut sdk);
                 continue;
             }
             Step::Task(calls) => {
                 for args in calls {
                     sdk.command(&mut Args::new(args));
-                    log_calls(&mut sdk);
+                    log_calls();
                 }
                 end_task(&mut sdk);
                 continue;
@@ -309,7 +314,7 @@ fn run(steps: Vec<Step>) -> Vec<String> {
             }
             Step::Signals(signals) => world(|world| world.signals = signals),
         }
-        log_calls(&mut sdk);
+        log_calls();
     }
     world(|world| world.log.iter().map(|line| normalise(line)).collect())
 }
