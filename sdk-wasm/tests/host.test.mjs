@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { fp_args, fp_call, fp_run, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
+import { fp_args, fp_call, fp_emit, fp_off, fp_on, fp_run, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
 const facts = JSON.parse(readFileSync(new URL('./vectors/facts.json', import.meta.url), 'utf8'));
@@ -90,14 +90,16 @@ test('a fact loses the separator, and a lone surrogate becomes U+FFFD as it did 
   assert.equal(JSON.stringify(fpText('\udc00')), '"\ufffd"');
 });
 
+// Holds a page function as an `ac(...)` argument would be: each gets the next handle
+// (no other test here passes functions to `fp_args`).
+let lastHandle = 0;
+const hold = (f) => {
+  fp_args([f]);
+  return ++lastHandle;
+};
+
 test("page functions run after the module's call, in order, a nested command's first", () => {
   const log = [];
-  let handles = 0;
-  // Each function passed to `fp_args` gets the next handle.
-  const hold = (f) => {
-    fp_args([f]);
-    return ++handles;
-  };
   const inner = hold((error) => log.push('inner ' + error.message));
   const outer = hold((arg) => {
     log.push('outer ' + arg.sessionId);
@@ -127,4 +129,39 @@ test("page functions run after the module's call, in order, a nested command's f
   fp_call(last, 0, '', '');
   fp_run();
   assert.equal(log.length, count);
+});
+
+test('handlers hear their event in order, once ones once; off removes the same function', () => {
+  const log = [];
+  const say = (name) => (arg) => log.push(name + ' ' + JSON.stringify(arg));
+  const a = say('a');
+  const b = say('b');
+  // `a` passed twice has two handles, as in a page.
+  const [ha, hb, ha2, hb2] = [a, b, a, b].map(hold);
+  fp_on(3, ha, 0);
+  fp_on(3, hb, 1);
+  fp_on(1, ha2, 0);
+  fp_emit(3, 2, 'shout', 'no');
+  fp_emit(3, 2, 'again', 'no');
+  fp_emit(1, 1, 's1', '');
+  assert.deepEqual(log, [], 'nothing runs before fp_run');
+  fp_run();
+  assert.deepEqual(log, [
+    'a {"command":"shout","message":"no"}',
+    'b {"command":"shout","message":"no"}',
+    'a {"command":"again","message":"no"}',
+    'a {"sessionId":"s1"}',
+  ]);
+  // `off` for event 3 with the other handle of `a`: its event-3 handler goes, the
+  // event-1 one and `b`'s stay.
+  fp_on(3, hb2, 0);
+  fp_off(3, ha2);
+  fp_emit(3, 2, 'x', 'y');
+  fp_emit(1, 1, 's2', '');
+  fp_run();
+  assert.deepEqual(log.slice(4), ['b {"command":"x","message":"y"}', 'a {"sessionId":"s2"}']);
+  // The handle `off` removed is let go: a call of it does nothing.
+  fp_call(ha, 0, '', '');
+  fp_run();
+  assert.equal(log.length, 6);
 });

@@ -20,8 +20,15 @@ pub trait Host: Platform + Default + 'static {
     /// the SDK's state is no longer borrowed: the page's function may call `ac(...)`
     /// again. The browser's host holds the calls until the export returns.
     fn call(handle: u32, how: u32, a: &str, b: &str);
-    /// Whether two handles hold the same page function (for `ac('off')`).
-    fn same(a: u32, b: u32) -> bool;
+    /// Holds the page function with this handle as a handler of `event` (an index in
+    /// `super::sdk`'s `EVENTS`), called at every [`Host::emit`] of it, or at the first
+    /// only (and then let go) when `once`.
+    fn on(event: u32, handle: u32, once: bool);
+    /// Removes, and lets go, every handler of `event` that holds the same page function
+    /// as `handle` (`ac('off')`).
+    fn off(event: u32, handle: u32);
+    /// Calls the handlers of `event` in the order they came, as [`Host::call`] does.
+    fn emit(event: u32, how: u32, a: &str, b: &str);
     /// Writes a refusal on the console (`console.error`).
     fn error(text: &str);
     /// Sets a cookie from `set` (`name=value; attributes`) unless it is empty; gives the

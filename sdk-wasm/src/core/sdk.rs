@@ -1,6 +1,6 @@
 //! The command and callback state machine behind `ac(...)`: which commands exist, what
-//! `init` sets up, the page's `on`/`once`/`off` handlers (with `ready` for the handlers
-//! registered before `init`), the callbacks of `record` and `identify` until the
+//! `init` sets up, the page's `on`/`once`/`off` handlers (held by the host, see
+//! [`Host::on`]; with `ready` for the handlers registered before `init`), the callbacks of `record` and `identify` until the
 //! collector's verdict, consent, the retry backoff, the inactivity timer and the
 //! interaction that keeps a reader's session alive (`WAKE_ACTIVE`). Everything
 //! it does to the page goes through [`Host`], so the whole of it runs natively in the
@@ -95,10 +95,10 @@ const PLUGIN_FIRST: usize = 10;
 const PLUGIN_LAST: usize = 12;
 
 const EVENTS: [&str; 4] = ["ready", "session:started", "session:ended", "error"];
-const READY: u8 = 0;
-const SESSION_STARTED: u8 = 1;
-const SESSION_ENDED: u8 = 2;
-const ERROR: u8 = 3;
+const READY: u32 = 0;
+const SESSION_STARTED: u32 = 1;
+const SESSION_ENDED: u32 = 2;
+const ERROR: u32 = 3;
 
 /// What a tracking command records.
 enum What {
@@ -107,17 +107,10 @@ enum What {
     Logout,
 }
 
-struct Handler<H: Host> {
-    event: u8,
-    function: Func<H>,
-    once: bool,
-}
-
 pub struct Sdk<H: Host> {
     /// Where the SDK was loaded from: the default collector.
     script_url: String,
     tracker: Option<Tracker<H>>,
-    handlers: Vec<Handler<H>>,
     /// `record`/`identify` callbacks waiting for the collector's answer, by event id.
     callbacks: Vec<(String, Func<H>)>,
     /// The wait before `host.js` sends again after a failure.
@@ -153,7 +146,6 @@ impl<H: Host> Sdk<H> {
         Sdk {
             script_url: String::new(),
             tracker: None,
-            handlers: Vec::new(),
             callbacks: Vec::new(),
             retry_timer: None,
             idle_timer: None,
@@ -334,20 +326,9 @@ impl<H: Host> Sdk<H> {
         text
     }
 
-    fn emit(&mut self, event: u8, how: u32, a: &str, b: &str) {
-        let mut i = 0;
-        while i < self.handlers.len() {
-            let handler = &self.handlers[i];
-            if handler.event != event {
-                i += 1;
-            } else if handler.once {
-                let handler = self.handlers.remove(i);
-                H::call(handler.function.into_handle(), how | CALL_ONCE, a, b);
-            } else {
-                H::call(handler.function.handle(), how, a, b);
-                i += 1;
-            }
-        }
+    /// Calls the page's handlers of `event` (`host.js` holds them, see [`Host::on`]).
+    fn emit(&mut self, event: u32, how: u32, a: &str, b: &str) {
+        H::emit(event, how, a, b);
     }
 
     fn notices(&mut self, notices: Vec<Notice>) {
@@ -459,25 +440,14 @@ impl<H: Host> Sdk<H> {
         let Val::Func(function) = args.take(2) else {
             return Err("needs a function".into());
         };
-        let event = event as u8;
+        let event = event as u32;
         if how == OFF {
-            let mut i = 0;
-            while i < self.handlers.len() {
-                let handler = &self.handlers[i];
-                if handler.event == event && H::same(handler.function.handle(), function.handle()) {
-                    self.handlers.remove(i);
-                } else {
-                    i += 1;
-                }
-            }
+            // The handle given to `off` is let go when the arguments are.
+            H::off(event, function.handle());
         } else if event == READY && self.tracker.is_some() {
             H::call(function.into_handle(), CALL_PLAIN | CALL_ONCE, "", "");
         } else {
-            self.handlers.push(Handler {
-                event,
-                function,
-                once: how == ONCE,
-            });
+            H::on(event, function.into_handle(), how == ONCE);
         }
         Ok(())
     }

@@ -43,8 +43,14 @@ impl Host for Browser {
     fn call(handle: u32, how: u32, a: &str, b: &str) {
         fp_call(handle as i32, how as i32, a, b);
     }
-    fn same(a: u32, b: u32) -> bool {
-        fp_same(a as i32, b as i32)
+    fn on(event: u32, handle: u32, once: bool) {
+        fp_on(event as i32, handle as i32, once as i32);
+    }
+    fn off(event: u32, handle: u32) {
+        fp_off(event as i32, handle as i32);
+    }
+    fn emit(event: u32, how: u32, a: &str, b: &str) {
+        fp_emit(event as i32, how as i32, a, b);
     }
     fn error(text: &str) {
         fp_error(text);

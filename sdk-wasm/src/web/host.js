@@ -566,8 +566,22 @@ export function fp_free(handle) {
   delete fpFunctions[handle];
 }
 
-export function fp_same(a, b) {
-  return fpFunctions[a] === fpFunctions[b];
+// The page's `on`/`once` handlers: [event, handle, once], in the order they came.
+let fpHandlers = [];
+
+export function fp_on(event, handle, once) {
+  fpHandlers.push([event, handle, once]);
+}
+
+// `ac('off')`: every handler of the event holding the same function goes, and is let
+// go (the handle `off` was given is let go by the module, with its arguments).
+export function fp_off(event, handle) {
+  fpHandlers = fpHandlers.filter(([e, h]) => e != event || fpFunctions[h] !== fpFunctions[handle] || fp_free(h));
+}
+
+// Asks for the calls of the event's handlers (see `fp_call`); a `once` one goes.
+export function fp_emit(event, kind, a, b) {
+  fpHandlers = fpHandlers.filter(([e, h, once]) => e != event || fp_call(h, kind + once * 8, a, b) || !once);
 }
 
 // The test hook's state (`ac.state()`): empty before init (`started` false); `queued`

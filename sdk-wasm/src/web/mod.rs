@@ -38,7 +38,10 @@ extern "C" {
     fn fp_call(handle: i32, how: i32, a: &str, b: &str);
     fn fp_run();
     fn fp_free(handle: i32);
-    fn fp_same(a: i32, b: i32) -> bool;
+    // `once` as 0 or 1 (`host.js` only tests it).
+    fn fp_on(event: i32, handle: i32, once: i32);
+    fn fp_off(event: i32, handle: i32);
+    fn fp_emit(event: i32, how: i32, a: &str, b: &str);
     fn fp_state(visitor_id: &str, session_id: &str, deployment_id: &str, started: bool);
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;

@@ -25,6 +25,8 @@ struct World {
     page_request: String,
     /// The page functions to call once the step is over, as `host.js` holds them.
     calls: Vec<(u32, u32, String, String)>,
+    /// The page's handlers as `host.js` holds them: event, handle, once.
+    handlers: Vec<(u32, u32, bool)>,
 }
 
 thread_local! {
@@ -84,8 +86,35 @@ impl Host for FakeHost {
     fn free(handle: u32) {
         log(format!("free {handle}"));
     }
-    fn same(a: u32, b: u32) -> bool {
-        a % 100 == b % 100
+    fn on(event: u32, handle: u32, once: bool) {
+        world(|world| world.handlers.push((event, handle, once)));
+    }
+    fn off(event: u32, handle: u32) {
+        let handlers = world(|world| std::mem::take(&mut world.handlers));
+        for (e, h, once) in handlers {
+            if e == event && h % 100 == handle % 100 {
+                Self::free(h);
+            } else {
+                world(|world| world.handlers.push((e, h, once)));
+            }
+        }
+    }
+    fn emit(event: u32, how: u32, a: &str, b: &str) {
+        world(|world| {
+            let mut calls = Vec::new();
+            world.handlers.retain(|&(e, h, once)| {
+                if e == event {
+                    calls.push((
+                        h,
+                        how | if once { CALL_ONCE } else { 0 },
+                        a.to_owned(),
+                        b.to_owned(),
+                    ));
+                }
+                e != event || !once
+            });
+            world.calls.extend(calls);
+        });
     }
     fn error(text: &str) {
         log(format!("console {text}"));
