@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { fp_args, fp_call, fp_emit, fp_off, fp_on, fp_run, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
+import { fp_args, fp_call, fp_emit, fp_off, fp_on, fp_run, fp_settle, fp_wait, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
 const facts = JSON.parse(readFileSync(new URL('./vectors/facts.json', import.meta.url), 'utf8'));
@@ -164,4 +164,18 @@ test('handlers hear their event in order, once ones once; off removes the same f
   fp_call(ha, 0, '', '');
   fp_run();
   assert.equal(log.length, 6);
+});
+
+test("an event's callback is called once, when the event is settled", () => {
+  const log = [];
+  const callback = hold((...args) => log.push(JSON.stringify(args)));
+  const other = hold((...args) => log.push('other ' + args[0].message));
+  fp_wait('e1', callback);
+  fp_wait('e2', other);
+  fp_settle('e0', 3 + 8, 'e0');
+  fp_settle('e1', 3 + 8, 'e1');
+  fp_settle('e1', 3 + 8, 'e1');
+  fp_settle('e2', 4 + 8, 'refused');
+  fp_run();
+  assert.deepEqual(log, ['[null,{"id":"e1"}]', 'other refused']);
 });

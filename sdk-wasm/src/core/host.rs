@@ -29,6 +29,12 @@ pub trait Host: Platform + Default + 'static {
     fn off(event: u32, handle: u32);
     /// Calls the handlers of `event` in the order they came, as [`Host::call`] does.
     fn emit(event: u32, how: u32, a: &str, b: &str);
+    /// Holds the page function with this handle as the callback of event `id`, until
+    /// [`Host::settle`].
+    fn wait(id: &str, handle: u32);
+    /// Calls the callback of event `id`, if it has one waiting, as [`Host::call`] does
+    /// with `how` and `text` (and `''`).
+    fn settle(id: &str, how: u32, text: &str);
     /// Writes a refusal on the console (`console.error`).
     fn error(text: &str);
     /// Sets a cookie from `set` (`name=value; attributes`) unless it is empty; gives the

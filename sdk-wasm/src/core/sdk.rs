@@ -1,7 +1,7 @@
 //! The command and callback state machine behind `ac(...)`: which commands exist, what
 //! `init` sets up, the page's `on`/`once`/`off` handlers (held by the host, see
-//! [`Host::on`]; with `ready` for the handlers registered before `init`), the callbacks of `record` and `identify` until the
-//! collector's verdict, consent, the retry backoff, the inactivity timer and the
+//! [`Host::on`]; with `ready` for the handlers registered before `init`), the callbacks
+//! of `record` and `identify` until the collector's verdict, consent, the retry backoff, the inactivity timer and the
 //! interaction that keeps a reader's session alive (`WAKE_ACTIVE`). Everything
 //! it does to the page goes through [`Host`], so the whole of it runs natively in the
 //! tests below with a fake host that logs each effect.
@@ -13,8 +13,9 @@
 //! Delivery: each event leaves the core encoded (a batch of one, with its id) and goes
 //! to the send queue in `host.js`, which keeps it in `localStorage` until the collector
 //! has judged it, sends it, beacons what is left when the page is hidden, and hands the
-//! queues of closed pages to the next page. The callbacks stay here, by event id,
-//! called once with the collector's verdict or the refusal (events whose page is gone
+//! queues of closed pages to the next page. The callbacks wait by event id (held by
+//! the host, see [`Host::wait`]), called once with the collector's verdict or the
+//! refusal (events whose page is gone
 //! are still delivered by a later page, but their callbacks went with their page), and
 //! so does the retry backoff ([`retry_delay_ms`]).
 //!
@@ -111,8 +112,6 @@ pub struct Sdk<H: Host> {
     /// Where the SDK was loaded from: the default collector.
     script_url: String,
     tracker: Option<Tracker<H>>,
-    /// `record`/`identify` callbacks waiting for the collector's answer, by event id.
-    callbacks: Vec<(String, Func<H>)>,
     /// The wait before `host.js` sends again after a failure.
     retry_timer: Option<Timer<H>>,
     idle_timer: Option<Timer<H>>,
@@ -146,7 +145,6 @@ impl<H: Host> Sdk<H> {
         Sdk {
             script_url: String::new(),
             tracker: None,
-            callbacks: Vec::new(),
             retry_timer: None,
             idle_timer: None,
             pageview_timer: None,
@@ -485,7 +483,7 @@ impl<H: Host> Sdk<H> {
         let timeout = tracker.options().session_timeout_ms;
         let mut dropped = None;
         if let Some(callback) = callback {
-            self.callbacks.push((tracked.event_id.clone(), callback));
+            H::wait(&tracked.event_id, callback.into_handle());
         }
         if tracked.text.len() > MAX_EVENT_BYTES {
             // No request could carry it: refused now, as the collector would refuse it
@@ -566,19 +564,11 @@ impl<H: Host> Sdk<H> {
 
     /// Calls and lets go the callback of event `id`, if it has one.
     fn settle(&mut self, id: &str, error: Option<&str>) {
-        let Some(index) = self
-            .callbacks
-            .iter()
-            .position(|(event_id, _)| event_id == id)
-        else {
-            return;
-        };
-        let (_, callback) = self.callbacks.swap_remove(index);
         let (how, text) = match error {
             None => (CALL_OK, id),
             Some(message) => (CALL_FAILED, message),
         };
-        H::call(callback.into_handle(), how | CALL_ONCE, text, "");
+        H::settle(id, how | CALL_ONCE, text);
     }
 }
 

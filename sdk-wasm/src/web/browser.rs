@@ -52,6 +52,12 @@ impl Host for Browser {
     fn emit(event: u32, how: u32, a: &str, b: &str) {
         fp_emit(event as i32, how as i32, a, b);
     }
+    fn wait(id: &str, handle: u32) {
+        fp_wait(id, handle as i32);
+    }
+    fn settle(id: &str, how: u32, text: &str) {
+        fp_settle(id, how as i32, text);
+    }
     fn error(text: &str) {
         fp_error(text);
     }

@@ -584,6 +584,20 @@ export function fp_emit(event, kind, a, b) {
   fpHandlers = fpHandlers.filter(([e, h, once]) => e != event || fp_call(h, kind + once * 8, a, b) || !once);
 }
 
+// The callbacks of `record` and `identify`, by event id, until the event is settled.
+const fpWaiting = {};
+
+export function fp_wait(id, handle) {
+  fpWaiting[id] = handle;
+}
+
+// Asks for the call of event `id`'s callback, if it has one (see `fp_call`).
+export function fp_settle(id, kind, text) {
+  const handle = fpWaiting[id];
+  delete fpWaiting[id];
+  if (handle) fp_call(handle, kind, text, '');
+}
+
 // The test hook's state (`ac.state()`): empty before init (`started` false); `queued`
 // counts this page's events that the collector has not judged yet. Made here and read
 // by the loader (or `fp_state_value`), so that no object crosses the module boundary.

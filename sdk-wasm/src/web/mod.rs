@@ -42,6 +42,8 @@ extern "C" {
     fn fp_on(event: i32, handle: i32, once: i32);
     fn fp_off(event: i32, handle: i32);
     fn fp_emit(event: i32, how: i32, a: &str, b: &str);
+    fn fp_wait(id: &str, handle: i32);
+    fn fp_settle(id: &str, how: i32, text: &str);
     fn fp_state(visitor_id: &str, session_id: &str, deployment_id: &str, started: bool);
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;

@@ -27,6 +27,8 @@ struct World {
     calls: Vec<(u32, u32, String, String)>,
     /// The page's handlers as `host.js` holds them: event, handle, once.
     handlers: Vec<(u32, u32, bool)>,
+    /// The callbacks waiting for their event to be settled: id, handle.
+    waiting: Vec<(String, u32)>,
 }
 
 thread_local! {
@@ -98,6 +100,19 @@ impl Host for FakeHost {
                 world(|world| world.handlers.push((e, h, once)));
             }
         }
+    }
+    fn wait(id: &str, handle: u32) {
+        world(|world| world.waiting.push((id.to_owned(), handle)));
+    }
+    fn settle(id: &str, how: u32, text: &str) {
+        world(|world| {
+            if let Some(i) = world.waiting.iter().position(|(waiting, _)| waiting == id) {
+                let (_, handle) = world.waiting.remove(i);
+                world
+                    .calls
+                    .push((handle, how, text.to_owned(), String::new()));
+            }
+        });
     }
     fn emit(event: u32, how: u32, a: &str, b: &str) {
         world(|world| {
