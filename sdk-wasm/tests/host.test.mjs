@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { fp_args, fp_call, fp_emit, fp_off, fp_on, fp_run, fp_settle, fp_wait, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
+import { fp_args, fp_call, fp_emit, fp_hold, fp_off, fp_on, fp_release, fp_run, fp_settle, fp_wait, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
 const facts = JSON.parse(readFileSync(new URL('./vectors/facts.json', import.meta.url), 'utf8'));
@@ -178,4 +178,31 @@ test("an event's callback is called once, when the event is settled", () => {
   fp_settle('e2', 4 + 8, 'refused');
   fp_run();
   assert.deepEqual(log, ['[null,{"id":"e1"}]', 'other refused']);
+});
+
+// A grant's path (`fp_release('')` hands the events to the send queue) is covered by
+// the browser tests (`consent.rs`), where the queue has a page to send from.
+test('events held while consent is pending are bounded, keeping the first; a denial settles them', () => {
+  const log = [];
+  const callbacks = {};
+  for (const id of ['first', 'last', 'beyond']) {
+    callbacks[id] = hold((error) => log.push(id + ': ' + error.message));
+  }
+  fp_wait('first', callbacks.first);
+  fp_wait('last', callbacks.last);
+  fp_wait('beyond', callbacks.beyond);
+  fp_hold('first', 'text', 'no consent');
+  for (let i = 1; i < 199; i++) fp_hold('e' + i, 'text', 'no consent');
+  fp_hold('last', 'text', 'no consent');
+  // The 201st is dropped at once.
+  fp_hold('beyond', 'text', 'no consent');
+  fp_run();
+  assert.deepEqual(log, ['beyond: no consent']);
+  fp_release('no consent');
+  fp_run();
+  assert.deepEqual(log, ['beyond: no consent', 'first: no consent', 'last: no consent']);
+  // Released: nothing is held any more.
+  fp_release('again');
+  fp_run();
+  assert.equal(log.length, 3);
 });

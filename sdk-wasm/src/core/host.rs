@@ -64,6 +64,14 @@ pub trait Host: Platform + Default + 'static {
     fn wipe();
     /// Hands an encoded event to the send queue.
     fn queue(text: &str);
+    /// Keeps event `id`, `text` while consent is pending, oldest first, at most 200:
+    /// beyond that new ones are dropped (the first, such as the page view, matter
+    /// most), their callbacks settled with `refusal` (see [`Host::settle`]), so that a
+    /// page left open for hours without an answer does not grow without bound.
+    fn hold(id: &str, text: &str, refusal: &str);
+    /// Hands the held events to the send queue (a grant: `refusal` empty), or drops
+    /// them, settling their callbacks with `refusal` (a denial).
+    fn release(refusal: &str);
     /// Resumes sending at once.
     fn flush();
     /// Sends the Journey API's ping for this visitor and session to the collector that

@@ -16,9 +16,7 @@ mod text;
 mod tracker;
 
 pub use args::{Args, Val};
-pub use consent::{
-    decide, Consent, Held, Signals, CONSENT_COOKIE, MAX_HELD_EVENTS, OPT_OUT_COOKIE,
-};
+pub use consent::{decide, Consent, Signals, CONSENT_COOKIE, OPT_OUT_COOKIE};
 pub use host::{Func, Host, Timer};
 pub use ids::{is_uuid, uuid_v4, uuid_v7};
 pub use options::{Options, PageviewMode};

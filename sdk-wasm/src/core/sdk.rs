@@ -32,7 +32,7 @@ use super::args::{self, Args, Val};
 use super::page::page;
 use super::text::{cat, digits, split};
 use super::{
-    decide, is_uuid, push_u64, retry_delay_ms, uuid_v4, Consent, Func, Held, Host, Notice, Options,
+    decide, is_uuid, push_u64, retry_delay_ms, uuid_v4, Consent, Func, Host, Notice, Options,
     PageviewMode, Signals, Timer, Tracked, Tracker, CONSENT_COOKIE, OPT_OUT_COOKIE,
 };
 
@@ -127,7 +127,6 @@ pub struct Sdk<H: Host> {
     signals: Signals,
     consent: Consent,
     /// Events recorded while consent is pending.
-    held: Held,
     /// Where batches go; `host.js` is set up to send there at the first grant, so
     /// that nothing is read from or written to its queue before.
     batch_url: String,
@@ -157,7 +156,6 @@ impl<H: Host> Sdk<H> {
                 do_not_track: false,
             },
             consent: Consent::Pending,
-            held: Held::new(),
             batch_url: String::new(),
             set_up: false,
         }
@@ -397,7 +395,6 @@ impl<H: Host> Sdk<H> {
         };
         let consent = decide(self.signals);
         let was = std::mem::replace(&mut self.consent, consent);
-        let mut dropped = Vec::new();
         match consent {
             Consent::Granted if was != Consent::Granted => {
                 set_cookie::<H>(tracker.options(), VISITOR_COOKIE, tracker.visitor_id());
@@ -406,9 +403,7 @@ impl<H: Host> Sdk<H> {
                     H::setup(&self.batch_url);
                 }
                 tracker.set_storing(true);
-                for (_, text) in self.held.take() {
-                    H::queue(&text);
-                }
+                H::release("");
             }
             Consent::Granted => {}
             Consent::Pending => tracker.set_storing(false),
@@ -420,11 +415,8 @@ impl<H: Host> Sdk<H> {
                 H::wipe();
                 set_cookie::<H>(tracker.options(), VISITOR_COOKIE, "");
                 self.retry_timer = None;
-                dropped = self.held.take();
+                H::release(NO_CONSENT);
             }
-        }
-        for (id, _) in dropped {
-            self.settle(&id, Some(NO_CONSENT));
         }
     }
 
@@ -481,7 +473,6 @@ impl<H: Host> Sdk<H> {
             What::Logout => tracker.logout(&facts),
         };
         let timeout = tracker.options().session_timeout_ms;
-        let mut dropped = None;
         if let Some(callback) = callback {
             H::wait(&tracked.event_id, callback.into_handle());
         }
@@ -494,10 +485,7 @@ impl<H: Host> Sdk<H> {
         } else if self.consent == Consent::Granted {
             H::queue(&tracked.text);
         } else {
-            dropped = self.held.push(tracked.event_id, tracked.text);
-        }
-        if let Some(id) = dropped {
-            self.settle(&id, Some(NO_CONSENT));
+            H::hold(&tracked.event_id, &tracked.text, NO_CONSENT);
         }
         self.notices(tracked.notices);
         // One timer for the page, not one per event: when it fires, `check_idle` waits

@@ -101,6 +101,12 @@ impl Host for Browser {
     fn queue(text: &str) {
         fp_queue(text);
     }
+    fn hold(id: &str, text: &str, refusal: &str) {
+        fp_hold(id, text, refusal);
+    }
+    fn release(refusal: &str) {
+        fp_release(refusal);
+    }
     fn flush() {
         fp_flush();
     }

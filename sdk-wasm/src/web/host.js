@@ -598,6 +598,25 @@ export function fp_settle(id, kind, text) {
   if (handle) fp_call(handle, kind, text, '');
 }
 
+// Events recorded while consent is pending, [id, text], oldest first: at most
+// `MAX_HELD_EVENTS`, so that a page left open for hours without an answer does not
+// grow without bound (the first, such as the page view, matter most).
+const MAX_HELD_EVENTS = 200;
+let fpPending = [];
+
+// Holds an event, or past the bound settles its callback as failed with `refusal`.
+export function fp_hold(id, text, refusal) {
+  if (fpPending.length < MAX_HELD_EVENTS) fpPending.push([id, text]);
+  else fp_settle(id, 4 + 8, refusal);
+}
+
+// A grant (`refusal` '') queues the held events; a denial drops them, and their
+// callbacks hear `refusal`.
+export function fp_release(refusal) {
+  for (const [id, text] of fpPending) refusal ? fp_settle(id, 4 + 8, refusal) : fp_queue(text);
+  fpPending = [];
+}
+
 // The test hook's state (`ac.state()`): empty before init (`started` false); `queued`
 // counts this page's events that the collector has not judged yet. Made here and read
 // by the loader (or `fp_state_value`), so that no object crosses the module boundary.

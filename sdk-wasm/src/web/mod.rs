@@ -44,6 +44,8 @@ extern "C" {
     fn fp_emit(event: i32, how: i32, a: &str, b: &str);
     fn fp_wait(id: &str, handle: i32);
     fn fp_settle(id: &str, how: i32, text: &str);
+    fn fp_hold(id: &str, text: &str, refusal: &str);
+    fn fp_release(refusal: &str);
     fn fp_state(visitor_id: &str, session_id: &str, deployment_id: &str, started: bool);
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;

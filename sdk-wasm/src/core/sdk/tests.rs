@@ -29,6 +29,8 @@ struct World {
     handlers: Vec<(u32, u32, bool)>,
     /// The callbacks waiting for their event to be settled: id, handle.
     waiting: Vec<(String, u32)>,
+    /// The events held while consent is pending, as `host.js` holds them: id, text.
+    held: Vec<(String, String)>,
 }
 
 thread_local! {
@@ -103,6 +105,23 @@ impl Host for FakeHost {
     }
     fn wait(id: &str, handle: u32) {
         world(|world| world.waiting.push((id.to_owned(), handle)));
+    }
+    fn hold(id: &str, text: &str, refusal: &str) {
+        // `host.js`'s bound (`MAX_HELD_EVENTS`).
+        if world(|world| world.held.len()) < 200 {
+            world(|world| world.held.push((id.to_owned(), text.to_owned())));
+        } else {
+            Self::settle(id, CALL_FAILED | CALL_ONCE, refusal);
+        }
+    }
+    fn release(refusal: &str) {
+        for (id, text) in world(|world| std::mem::take(&mut world.held)) {
+            if refusal.is_empty() {
+                Self::queue(&text);
+            } else {
+                Self::settle(&id, CALL_FAILED | CALL_ONCE, refusal);
+            }
+        }
     }
     fn settle(id: &str, how: u32, text: &str) {
         world(|world| {
