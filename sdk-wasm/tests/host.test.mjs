@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
+import { fp_args, fp_call, fp_emit, fp_hold, fp_off, fp_on, fp_release, fp_run, fp_settle, fp_wait, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
 const facts = JSON.parse(readFileSync(new URL('./vectors/facts.json', import.meta.url), 'utf8'));
@@ -88,4 +88,121 @@ test('a fact loses the separator, and a lone surrogate becomes U+FFFD as it did 
   assert.equal(fpText('cut \ud83d emoji \ud83d\ude00'), 'cut \ufffd emoji \ud83d\ude00');
   // The collector's JSON parser refuses a lone surrogate's escape, which JSON.stringify writes.
   assert.equal(JSON.stringify(fpText('\udc00')), '"\ufffd"');
+});
+
+// Holds a page function as an `ac(...)` argument would be: each gets the next handle
+// (no other test here passes functions to `fp_args`).
+let lastHandle = 0;
+const hold = (f) => {
+  fp_args([f]);
+  return ++lastHandle;
+};
+
+test("page functions run after the module's call, in order, a nested command's first", () => {
+  const log = [];
+  const inner = hold((error) => log.push('inner ' + error.message));
+  const outer = hold((arg) => {
+    log.push('outer ' + arg.sessionId);
+    // The page calls `ac(...)` again from its function: that command's calls run
+    // when it ends, before those still waiting from the first.
+    fp_call(inner, 4 + 8, 'refused', '');
+    fp_run();
+  });
+  const last = hold((...args) => {
+    log.push('last ' + JSON.stringify(args));
+    throw new Error('a throwing page function stops nothing');
+  });
+  const after = hold((arg) => log.push('after ' + arg.command + ' ' + arg.message));
+  fp_call(outer, 1, 's1', '');
+  fp_call(last, 3 + 8, 'e1', '');
+  fp_call(after, 2, 'record', 'no');
+  assert.deepEqual(log, [], 'nothing runs before fp_run');
+  fp_run();
+  assert.deepEqual(log, ['outer s1', 'inner refused', 'last [null,{"id":"e1"}]', 'after record no']);
+  // Held functions stay held unless the call let them go (+ 8).
+  fp_call(outer, 0, '', '');
+  fp_call(after, 2, 'a', 'b');
+  fp_run();
+  assert.equal(log.at(-1), 'after a b');
+  // One that was let go is not called again.
+  const count = log.length;
+  fp_call(last, 0, '', '');
+  fp_run();
+  assert.equal(log.length, count);
+});
+
+test('handlers hear their event in order, once ones once; off removes the same function', () => {
+  const log = [];
+  const say = (name) => (arg) => log.push(name + ' ' + JSON.stringify(arg));
+  const a = say('a');
+  const b = say('b');
+  // `a` passed twice has two handles, as in a page.
+  const [ha, hb, ha2, hb2] = [a, b, a, b].map(hold);
+  fp_on(3, ha, 0);
+  fp_on(3, hb, 1);
+  fp_on(1, ha2, 0);
+  fp_emit(3, 2, 'shout', 'no');
+  fp_emit(3, 2, 'again', 'no');
+  fp_emit(1, 1, 's1', '');
+  assert.deepEqual(log, [], 'nothing runs before fp_run');
+  fp_run();
+  assert.deepEqual(log, [
+    'a {"command":"shout","message":"no"}',
+    'b {"command":"shout","message":"no"}',
+    'a {"command":"again","message":"no"}',
+    'a {"sessionId":"s1"}',
+  ]);
+  // `off` for event 3 with the other handle of `a`: its event-3 handler goes, the
+  // event-1 one and `b`'s stay.
+  fp_on(3, hb2, 0);
+  fp_off(3, ha2);
+  fp_emit(3, 2, 'x', 'y');
+  fp_emit(1, 1, 's2', '');
+  fp_run();
+  assert.deepEqual(log.slice(4), ['b {"command":"x","message":"y"}', 'a {"sessionId":"s2"}']);
+  // The handle `off` removed is let go: a call of it does nothing.
+  fp_call(ha, 0, '', '');
+  fp_run();
+  assert.equal(log.length, 6);
+});
+
+test("an event's callback is called once, when the event is settled", () => {
+  const log = [];
+  const callback = hold((...args) => log.push(JSON.stringify(args)));
+  const other = hold((...args) => log.push('other ' + args[0].message));
+  fp_wait('e1', callback);
+  fp_wait('e2', other);
+  fp_settle('e0', 3 + 8, 'e0');
+  fp_settle('e1', 3 + 8, 'e1');
+  fp_settle('e1', 3 + 8, 'e1');
+  fp_settle('e2', 4 + 8, 'refused');
+  fp_run();
+  assert.deepEqual(log, ['[null,{"id":"e1"}]', 'other refused']);
+});
+
+// A grant's path (`fp_release('')` hands the events to the send queue) is covered by
+// the browser tests (`consent.rs`), where the queue has a page to send from.
+test('events held while consent is pending are bounded, keeping the first; a denial settles them', () => {
+  const log = [];
+  const callbacks = {};
+  for (const id of ['first', 'last', 'beyond']) {
+    callbacks[id] = hold((error) => log.push(id + ': ' + error.message));
+  }
+  fp_wait('first', callbacks.first);
+  fp_wait('last', callbacks.last);
+  fp_wait('beyond', callbacks.beyond);
+  fp_hold('first', 'text', 'no consent');
+  for (let i = 1; i < 199; i++) fp_hold('e' + i, 'text', 'no consent');
+  fp_hold('last', 'text', 'no consent');
+  // The 201st is dropped at once.
+  fp_hold('beyond', 'text', 'no consent');
+  fp_run();
+  assert.deepEqual(log, ['beyond: no consent']);
+  fp_release('no consent');
+  fp_run();
+  assert.deepEqual(log, ['beyond: no consent', 'first: no consent', 'last: no consent']);
+  // Released: nothing is held any more.
+  fp_release('again');
+  fp_run();
+  assert.equal(log.length, 3);
 });

@@ -232,6 +232,13 @@ impl Number {
         }
     }
 
+    /// A finite number with JavaScript's own text for it (`'' + n`), which is always in
+    /// the JSON number grammar: the SDK's module needs no grammar check (the collector
+    /// checks what it receives anyway).
+    pub fn from_js(value: f64, text: String) -> Option<Number> {
+        value.is_finite().then_some(Number(text))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

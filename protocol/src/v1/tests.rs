@@ -160,6 +160,28 @@ fn numbers_accept_json_grammar_only() {
 }
 
 #[test]
+fn numbers_from_javascript_are_kept_when_finite() {
+    // The texts JavaScript gives for these values (`'' + n`).
+    let cases = [
+        (1.5, "1.5", true),
+        (-0.0, "0", true),
+        (1e21, "1e+21", true),
+        (2e-7, "2e-7", true),
+        (f64::NAN, "NaN", false),
+        (f64::INFINITY, "Infinity", false),
+        (f64::NEG_INFINITY, "-Infinity", false),
+    ];
+    for (value, text, ok) in cases {
+        let number = Number::from_js(value, text.to_owned());
+        assert_eq!(number.is_some(), ok, "{text}");
+        if ok {
+            // What JavaScript writes for a finite number is JSON.
+            assert!(Number::parse(text).is_some(), "{text}");
+        }
+    }
+}
+
+#[test]
 fn event_names_follow_the_letters_digits_underscore_rule() {
     let long = "a".repeat(MAX_NAME_BYTES + 1);
     let cases: [(&str, Result<(), NameError>); 8] = [

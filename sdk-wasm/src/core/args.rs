@@ -137,10 +137,13 @@ pub fn options<H: Host>(
                 ok
             }
             Some(4) => string_list(value)
-                .map(|list| options.search_query_parameters = list)
+                .map(|(list, count)| {
+                    options.search_query_parameters = list;
+                    options.searched = count;
+                })
                 .is_some(),
             Some(5) => string_list(value)
-                .map(|list| options.excluded_query_parameters = list)
+                .map(|(list, _)| options.excluded_query_parameters = list)
                 .is_some(),
             Some(6 | 9 | 10) => match value {
                 Val::Bool(flag) => {
@@ -176,14 +179,19 @@ pub fn options<H: Host>(
     Ok((options, problems))
 }
 
-fn string_list<H: Host>(value: &Val<H>) -> Option<Vec<String>> {
+/// An array of strings, as `fp_page` takes them (each followed by `\x01`), and their
+/// count. (`push_str("\x01")` rather than `push('\x01')`: pushing a `char` brings in
+/// UTF-8 encoding code that the module would pay for.)
+#[allow(clippy::single_char_add_str)]
+fn string_list<H: Host>(value: &Val<H>) -> Option<(String, u32)> {
     let Val::List(items) = value else { return None };
-    let mut list = Vec::new();
+    let mut list = String::new();
     for item in items {
         let Val::Str(text) = item else { return None };
-        list.push(text.clone());
+        list.push_str(text);
+        list.push_str("\x01");
     }
-    Some(list)
+    Some((list, items.len() as u32))
 }
 
 /// `ac('pageview' [, { location, title, customAttributes, traitsMapper }])`: the
@@ -318,7 +326,7 @@ fn flat<H: Host>(value: Val<H>) -> Option<AttributeValue> {
         Val::Str(text) => Some(AttributeValue::String(text)),
         Val::Bool(flag) => Some(AttributeValue::Bool(flag)),
         // JavaScript's own formatting gives the JSON text of a finite number.
-        Val::Number(_, text) => Number::parse(&text).map(AttributeValue::Number),
+        Val::Number(value, text) => Number::from_js(value, text).map(AttributeValue::Number),
         _ => None,
     }
 }

@@ -4,18 +4,13 @@
 //! The decision is made once at `init` and again after every `ac('consent')`,
 //! `ac('optOut')` and `ac('optIn')`. Only a granted decision lets the SDK set its
 //! visitor cookie, write `localStorage` or send anything; while it is pending, events
-//! wait in memory ([`Held`]); a denial drops them.
+//! wait in memory (held by the host, see `Host::hold`); a denial drops them.
 
 /// The first-party cookie that remembers `ac('consent', ...)`: `granted` or `denied`,
 /// never an identifier, so that the next page knows the visitor's answer.
 pub const CONSENT_COOKIE: &str = "_footpath_consent";
 /// The first-party cookie that remembers `ac('optOut')`: `1`, never an identifier.
 pub const OPT_OUT_COOKIE: &str = "_footpath_optout";
-
-/// Events a page keeps while consent is pending; beyond that new ones are dropped (the
-/// first, such as the page view, matter most), so that a page left open for hours
-/// without an answer does not grow without bound.
-pub const MAX_HELD_EVENTS: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Consent {
@@ -63,42 +58,6 @@ pub fn decide(signals: Signals) -> Consent {
     match (signals.site, signals.remembered) {
         (Consent::Pending, Some(remembered)) => remembered,
         (site, _) => site,
-    }
-}
-
-/// Events recorded while consent is pending, by id, to queue when consent is granted.
-/// They carry the visitor id that the cookie will hold from then on.
-#[derive(Debug, Default)]
-pub struct Held {
-    /// Event ids and texts, oldest first.
-    texts: Vec<(String, String)>,
-}
-
-impl Held {
-    pub const fn new() -> Held {
-        Held { texts: Vec::new() }
-    }
-
-    /// Keeps event `id`, `text`; gives `id` back when it was dropped for the bound.
-    pub fn push(&mut self, id: String, text: String) -> Option<String> {
-        if self.texts.len() >= MAX_HELD_EVENTS {
-            return Some(id);
-        }
-        self.texts.push((id, text));
-        None
-    }
-
-    pub fn len(&self) -> usize {
-        self.texts.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.texts.is_empty()
-    }
-
-    /// Everything held, emptied: to send on a grant, to drop on a denial.
-    pub fn take(&mut self) -> Vec<(String, String)> {
-        std::mem::take(&mut self.texts)
     }
 }
 
@@ -179,24 +138,5 @@ mod tests {
         ] {
             assert_eq!(Consent::parse(text), expected, "{text:?}");
         }
-    }
-
-    #[test]
-    fn held_events_are_bounded_keeping_the_first() {
-        let mut held = Held::new();
-        for i in 0..MAX_HELD_EVENTS {
-            assert_eq!(held.push(i.to_string(), format!("text {i}")), None);
-        }
-        assert_eq!(
-            held.push("late".into(), "text late".into()).as_deref(),
-            Some("late")
-        );
-        assert_eq!(held.len(), MAX_HELD_EVENTS);
-        let released = held.take();
-        assert!(held.is_empty());
-        assert_eq!(released.len(), MAX_HELD_EVENTS);
-        assert_eq!(released[0], ("0".to_owned(), "text 0".to_owned()));
-        let newest = &released[MAX_HELD_EVENTS - 1];
-        assert_eq!(newest.0, (MAX_HELD_EVENTS - 1).to_string());
     }
 }

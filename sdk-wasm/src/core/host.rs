@@ -16,8 +16,25 @@ use super::Platform;
 pub trait Host: Platform + Default + 'static {
     /// Lets go of the page function with this handle.
     fn free(handle: u32);
-    /// Whether two handles hold the same page function (for `ac('off')`).
-    fn same(a: u32, b: u32) -> bool;
+    /// Calls the page function with this handle (how: `CALL_*` in `super::sdk`) once
+    /// the SDK's state is no longer borrowed: the page's function may call `ac(...)`
+    /// again. The browser's host holds the calls until the export returns.
+    fn call(handle: u32, how: u32, a: &str, b: &str);
+    /// Holds the page function with this handle as a handler of `event` (an index in
+    /// `super::sdk`'s `EVENTS`), called at every [`Host::emit`] of it, or at the first
+    /// only (and then let go) when `once`.
+    fn on(event: u32, handle: u32, once: bool);
+    /// Removes, and lets go, every handler of `event` that holds the same page function
+    /// as `handle` (`ac('off')`).
+    fn off(event: u32, handle: u32);
+    /// Calls the handlers of `event` in the order they came, as [`Host::call`] does.
+    fn emit(event: u32, how: u32, a: &str, b: &str);
+    /// Holds the page function with this handle as the callback of event `id`, until
+    /// [`Host::settle`].
+    fn wait(id: &str, handle: u32);
+    /// Calls the callback of event `id`, if it has one waiting, as [`Host::call`] does
+    /// with `how` and `text` (and `''`).
+    fn settle(id: &str, how: u32, text: &str);
     /// Writes a refusal on the console (`console.error`).
     fn error(text: &str);
     /// Sets a cookie from `set` (`name=value; attributes`) unless it is empty; gives the
@@ -47,6 +64,14 @@ pub trait Host: Platform + Default + 'static {
     fn wipe();
     /// Hands an encoded event to the send queue.
     fn queue(text: &str);
+    /// Keeps event `id`, `text` while consent is pending, oldest first, at most 200:
+    /// beyond that new ones are dropped (the first, such as the page view, matter
+    /// most), their callbacks settled with `refusal` (see [`Host::settle`]), so that a
+    /// page left open for hours without an answer does not grow without bound.
+    fn hold(id: &str, text: &str, refusal: &str);
+    /// Hands the held events to the send queue (a grant: `refusal` empty), or drops
+    /// them, settling their callbacks with `refusal` (a denial).
+    fn release(refusal: &str);
     /// Resumes sending at once.
     fn flush();
     /// Sends the Journey API's ping for this visitor and session to the collector that

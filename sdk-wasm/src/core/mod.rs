@@ -16,14 +16,12 @@ mod text;
 mod tracker;
 
 pub use args::{Args, Val};
-pub use consent::{
-    decide, Consent, Held, Signals, CONSENT_COOKIE, MAX_HELD_EVENTS, OPT_OUT_COOKIE,
-};
+pub use consent::{decide, Consent, Signals, CONSENT_COOKIE, OPT_OUT_COOKIE};
 pub use host::{Func, Host, Timer};
 pub use ids::{is_uuid, uuid_v4, uuid_v7};
 pub use options::{Options, PageviewMode};
 pub use retry::{retry_delay_ms, MAX_BACKOFF_MS, MAX_RETRY_AFTER_MS};
-pub use sdk::{Call, Sdk, VISITOR_COOKIE};
+pub use sdk::{Sdk, VISITOR_COOKIE};
 pub use session::{push_u64, SessionRecord, SESSION_KEY};
 pub use text::{cat, digits, split};
 pub use tracker::{Notice, Tracked, Tracker};

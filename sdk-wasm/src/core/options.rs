@@ -19,8 +19,12 @@ pub struct Options {
     pub cookie_domain: Option<String>,
     pub cookie_expiry_days: u32,
     pub session_timeout_ms: i64,
-    pub search_query_parameters: Vec<String>,
-    pub excluded_query_parameters: Vec<String>,
+    /// The names of the search and excluded query parameters, each followed by `\x01`,
+    /// as `fp_page` takes them (joined once, at `init`, rather than at every event);
+    /// and how many search parameters there are.
+    pub search_query_parameters: String,
+    pub searched: u32,
+    pub excluded_query_parameters: String,
     pub keep_url_fragment: bool,
     pub pageview: PageviewMode,
     /// `consent`: `Granted` unless the site asks for its visitors' consent first.
@@ -42,8 +46,9 @@ impl Options {
             cookie_domain: None,
             cookie_expiry_days: Self::DEFAULT_COOKIE_EXPIRY_DAYS,
             session_timeout_ms: Self::DEFAULT_SESSION_TIMEOUT_MS,
-            search_query_parameters: vec!["q".to_owned()],
-            excluded_query_parameters: Vec::new(),
+            search_query_parameters: "q\x01".to_owned(),
+            searched: 1,
+            excluded_query_parameters: String::new(),
             keep_url_fragment: false,
             pageview: PageviewMode::Auto,
             consent: Consent::Granted,

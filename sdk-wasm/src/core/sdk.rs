@@ -1,20 +1,21 @@
 //! The command and callback state machine behind `ac(...)`: which commands exist, what
-//! `init` sets up, the page's `on`/`once`/`off` handlers (with `ready` for the handlers
-//! registered before `init`), the callbacks of `record` and `identify` until the
-//! collector's verdict, consent, the retry backoff, the inactivity timer and the
+//! `init` sets up, the page's `on`/`once`/`off` handlers (held by the host, see
+//! [`Host::on`]; with `ready` for the handlers registered before `init`), the callbacks
+//! of `record` and `identify` until the collector's verdict, consent, the retry backoff, the inactivity timer and the
 //! interaction that keeps a reader's session alive (`WAKE_ACTIVE`). Everything
 //! it does to the page goes through [`Host`], so the whole of it runs natively in the
 //! tests below with a fake host that logs each effect.
 //!
 //! Page callbacks (`on` handlers, `record` callbacks) may call `ac(...)` again, so they
-//! are never invoked while the SDK's state is borrowed: state changes queue the calls
-//! to make in [`Sdk::calls`], which the caller makes after the borrow ends.
+//! are never invoked while the SDK's state is borrowed: [`Host::call`] makes them once
+//! the borrow has ended (`host.js` holds them until the export returns).
 //!
 //! Delivery: each event leaves the core encoded (a batch of one, with its id) and goes
 //! to the send queue in `host.js`, which keeps it in `localStorage` until the collector
 //! has judged it, sends it, beacons what is left when the page is hidden, and hands the
-//! queues of closed pages to the next page. The callbacks stay here, by event id,
-//! called once with the collector's verdict or the refusal (events whose page is gone
+//! queues of closed pages to the next page. The callbacks wait by event id (held by
+//! the host, see [`Host::wait`]), called once with the collector's verdict or the
+//! refusal (events whose page is gone
 //! are still delivered by a later page, but their callbacks went with their page), and
 //! so does the retry backoff ([`retry_delay_ms`]).
 //!
@@ -31,7 +32,7 @@ use super::args::{self, Args, Val};
 use super::page::page;
 use super::text::{cat, digits, split};
 use super::{
-    decide, is_uuid, push_u64, retry_delay_ms, uuid_v4, Consent, Func, Held, Host, Notice, Options,
+    decide, is_uuid, push_u64, retry_delay_ms, uuid_v4, Consent, Func, Host, Notice, Options,
     PageviewMode, Signals, Timer, Tracked, Tracker, CONSENT_COOKIE, OPT_OUT_COOKIE,
 };
 
@@ -95,10 +96,10 @@ const PLUGIN_FIRST: usize = 10;
 const PLUGIN_LAST: usize = 12;
 
 const EVENTS: [&str; 4] = ["ready", "session:started", "session:ended", "error"];
-const READY: u8 = 0;
-const SESSION_STARTED: u8 = 1;
-const SESSION_ENDED: u8 = 2;
-const ERROR: u8 = 3;
+const READY: u32 = 0;
+const SESSION_STARTED: u32 = 1;
+const SESSION_ENDED: u32 = 2;
+const ERROR: u32 = 3;
 
 /// What a tracking command records.
 enum What {
@@ -107,23 +108,10 @@ enum What {
     Logout,
 }
 
-struct Handler<H: Host> {
-    event: u8,
-    function: Func<H>,
-    once: bool,
-}
-
-/// A call of a page function to make once the state is no longer borrowed: the
-/// handle, how (`CALL_*`, see `fp_call` in `host.js`) and its two texts.
-pub type Call = (u32, u32, String, String);
-
 pub struct Sdk<H: Host> {
     /// Where the SDK was loaded from: the default collector.
     script_url: String,
     tracker: Option<Tracker<H>>,
-    handlers: Vec<Handler<H>>,
-    /// `record`/`identify` callbacks waiting for the collector's answer, by event id.
-    callbacks: Vec<(String, Func<H>)>,
     /// The wait before `host.js` sends again after a failure.
     retry_timer: Option<Timer<H>>,
     idle_timer: Option<Timer<H>>,
@@ -135,13 +123,10 @@ pub struct Sdk<H: Host> {
     pageview_timer: Option<Timer<H>>,
     /// Sends that failed in a row, for the backoff.
     failures: u32,
-    /// Page functions to call, once the state is no longer borrowed.
-    pub calls: Vec<Call>,
     /// What decides consent, and the decision in force.
     signals: Signals,
     consent: Consent,
     /// Events recorded while consent is pending.
-    held: Held,
     /// Where batches go; `host.js` is set up to send there at the first grant, so
     /// that nothing is read from or written to its queue before.
     batch_url: String,
@@ -159,13 +144,10 @@ impl<H: Host> Sdk<H> {
         Sdk {
             script_url: String::new(),
             tracker: None,
-            handlers: Vec::new(),
-            callbacks: Vec::new(),
             retry_timer: None,
             idle_timer: None,
             pageview_timer: None,
             failures: 0,
-            calls: Vec::new(),
             signals: Signals {
                 site: Consent::Granted,
                 remembered: None,
@@ -174,7 +156,6 @@ impl<H: Host> Sdk<H> {
                 do_not_track: false,
             },
             consent: Consent::Pending,
-            held: Held::new(),
             batch_url: String::new(),
             set_up: false,
         }
@@ -209,8 +190,7 @@ impl<H: Host> Sdk<H> {
             if id == RECORD || id == IDENTIFY {
                 if let Some(callback) = args.callback() {
                     let handle = callback.into_handle();
-                    self.calls
-                        .push((handle, CALL_FAILED | CALL_ONCE, text, String::new()));
+                    H::call(handle, CALL_FAILED | CALL_ONCE, &text, "");
                 }
             }
         }
@@ -342,26 +322,9 @@ impl<H: Host> Sdk<H> {
         text
     }
 
-    fn emit(&mut self, event: u8, how: u32, a: &str, b: &str) {
-        let mut i = 0;
-        while i < self.handlers.len() {
-            let handler = &self.handlers[i];
-            if handler.event != event {
-                i += 1;
-            } else if handler.once {
-                let handler = self.handlers.remove(i);
-                self.calls.push((
-                    handler.function.into_handle(),
-                    how | CALL_ONCE,
-                    a.into(),
-                    b.into(),
-                ));
-            } else {
-                self.calls
-                    .push((handler.function.handle(), how, a.into(), b.into()));
-                i += 1;
-            }
-        }
+    /// Calls the page's handlers of `event` (`host.js` holds them, see [`Host::on`]).
+    fn emit(&mut self, event: u32, how: u32, a: &str, b: &str) {
+        H::emit(event, how, a, b);
     }
 
     fn notices(&mut self, notices: Vec<Notice>) {
@@ -432,7 +395,6 @@ impl<H: Host> Sdk<H> {
         };
         let consent = decide(self.signals);
         let was = std::mem::replace(&mut self.consent, consent);
-        let mut dropped = Vec::new();
         match consent {
             Consent::Granted if was != Consent::Granted => {
                 set_cookie::<H>(tracker.options(), VISITOR_COOKIE, tracker.visitor_id());
@@ -441,9 +403,7 @@ impl<H: Host> Sdk<H> {
                     H::setup(&self.batch_url);
                 }
                 tracker.set_storing(true);
-                for (_, text) in self.held.take() {
-                    H::queue(&text);
-                }
+                H::release("");
             }
             Consent::Granted => {}
             Consent::Pending => tracker.set_storing(false),
@@ -455,11 +415,8 @@ impl<H: Host> Sdk<H> {
                 H::wipe();
                 set_cookie::<H>(tracker.options(), VISITOR_COOKIE, "");
                 self.retry_timer = None;
-                dropped = self.held.take();
+                H::release(NO_CONSENT);
             }
-        }
-        for (id, _) in dropped {
-            self.settle(&id, Some(NO_CONSENT));
         }
     }
 
@@ -473,30 +430,14 @@ impl<H: Host> Sdk<H> {
         let Val::Func(function) = args.take(2) else {
             return Err("needs a function".into());
         };
-        let event = event as u8;
+        let event = event as u32;
         if how == OFF {
-            let mut i = 0;
-            while i < self.handlers.len() {
-                let handler = &self.handlers[i];
-                if handler.event == event && H::same(handler.function.handle(), function.handle()) {
-                    self.handlers.remove(i);
-                } else {
-                    i += 1;
-                }
-            }
+            // The handle given to `off` is let go when the arguments are.
+            H::off(event, function.handle());
         } else if event == READY && self.tracker.is_some() {
-            self.calls.push((
-                function.into_handle(),
-                CALL_PLAIN | CALL_ONCE,
-                String::new(),
-                String::new(),
-            ));
+            H::call(function.into_handle(), CALL_PLAIN | CALL_ONCE, "", "");
         } else {
-            self.handlers.push(Handler {
-                event,
-                function,
-                once: how == ONCE,
-            });
+            H::on(event, function.into_handle(), how == ONCE);
         }
         Ok(())
     }
@@ -516,12 +457,12 @@ impl<H: Host> Sdk<H> {
         if self.consent == Consent::Denied {
             // Not an error of the page's: nothing is reported, only the callback hears.
             if let Some(callback) = callback {
-                self.calls.push((
+                H::call(
                     callback.into_handle(),
                     CALL_FAILED | CALL_ONCE,
-                    NO_CONSENT.into(),
-                    String::new(),
-                ));
+                    NO_CONSENT,
+                    "",
+                );
             }
             return Ok(());
         }
@@ -532,9 +473,8 @@ impl<H: Host> Sdk<H> {
             What::Logout => tracker.logout(&facts),
         };
         let timeout = tracker.options().session_timeout_ms;
-        let mut dropped = None;
         if let Some(callback) = callback {
-            self.callbacks.push((tracked.event_id.clone(), callback));
+            H::wait(&tracked.event_id, callback.into_handle());
         }
         if tracked.text.len() > MAX_EVENT_BYTES {
             // No request could carry it: refused now, as the collector would refuse it
@@ -545,10 +485,7 @@ impl<H: Host> Sdk<H> {
         } else if self.consent == Consent::Granted {
             H::queue(&tracked.text);
         } else {
-            dropped = self.held.push(tracked.event_id, tracked.text);
-        }
-        if let Some(id) = dropped {
-            self.settle(&id, Some(NO_CONSENT));
+            H::hold(&tracked.event_id, &tracked.text, NO_CONSENT);
         }
         self.notices(tracked.notices);
         // One timer for the page, not one per event: when it fires, `check_idle` waits
@@ -615,24 +552,11 @@ impl<H: Host> Sdk<H> {
 
     /// Calls and lets go the callback of event `id`, if it has one.
     fn settle(&mut self, id: &str, error: Option<&str>) {
-        let Some(index) = self
-            .callbacks
-            .iter()
-            .position(|(event_id, _)| event_id == id)
-        else {
-            return;
-        };
-        let (_, callback) = self.callbacks.swap_remove(index);
         let (how, text) = match error {
             None => (CALL_OK, id),
             Some(message) => (CALL_FAILED, message),
         };
-        self.calls.push((
-            callback.into_handle(),
-            how | CALL_ONCE,
-            text.into(),
-            String::new(),
-        ));
+        H::settle(id, how | CALL_ONCE, text);
     }
 }
 

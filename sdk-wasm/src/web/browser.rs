@@ -40,8 +40,23 @@ impl Host for Browser {
     fn free(handle: u32) {
         fp_free(handle as i32);
     }
-    fn same(a: u32, b: u32) -> bool {
-        fp_same(a as i32, b as i32)
+    fn call(handle: u32, how: u32, a: &str, b: &str) {
+        fp_call(handle as i32, how as i32, a, b);
+    }
+    fn on(event: u32, handle: u32, once: bool) {
+        fp_on(event as i32, handle as i32, once as i32);
+    }
+    fn off(event: u32, handle: u32) {
+        fp_off(event as i32, handle as i32);
+    }
+    fn emit(event: u32, how: u32, a: &str, b: &str) {
+        fp_emit(event as i32, how as i32, a, b);
+    }
+    fn wait(id: &str, handle: u32) {
+        fp_wait(id, handle as i32);
+    }
+    fn settle(id: &str, how: u32, text: &str) {
+        fp_settle(id, how as i32, text);
     }
     fn error(text: &str) {
         fp_error(text);
@@ -85,6 +100,12 @@ impl Host for Browser {
     }
     fn queue(text: &str) {
         fp_queue(text);
+    }
+    fn hold(id: &str, text: &str, refusal: &str) {
+        fp_hold(id, text, refusal);
+    }
+    fn release(refusal: &str) {
+        fp_release(refusal);
     }
     fn flush() {
         fp_flush();

@@ -46,8 +46,8 @@ export function fp_init(wake) {
 const MAX_STORED_EVENTS = 4000;
 // UTF-16 units, one per byte of ASCII JSON.
 const MAX_STORED_CHARS = 2e6;
-const MAX_HELD_EVENTS = 5 * MAX_STORED_EVENTS;
-const MAX_HELD_CHARS = 5 * MAX_STORED_CHARS;
+const MAX_QUEUED_EVENTS = 5 * MAX_STORED_EVENTS;
+const MAX_QUEUED_CHARS = 5 * MAX_STORED_CHARS;
 // The collector's own default limit of events per batch.
 const MAX_EVENTS_PER_REQUEST = 100;
 // Browsers refuse keepalive requests and beacons over 64 KiB in flight.
@@ -145,7 +145,7 @@ function fpStore(entry) {
 // since the collector's verdict on them is coming: the queue is over the bound by at
 // most the requests in flight until then.
 function fpBound() {
-  for (let i = 0; fpQueue[i] && (fpQueue.length > MAX_HELD_EVENTS || fpChars > MAX_HELD_CHARS); ) {
+  for (let i = 0; fpQueue[i] && (fpQueue.length > MAX_QUEUED_EVENTS || fpChars > MAX_QUEUED_CHARS); ) {
     const entry = fpQueue[i];
     if (fpOut.has(entry)) {
       i++;
@@ -580,22 +580,84 @@ export function fp_number(i) {
   return fpNumbers[i];
 }
 
-// Calls a held function: 0 `f()`, 1 `f({sessionId})`, 2 `f({command, message})`,
-// 3 `f(null, {id})`, 4 `f(Error)`; + 8 lets the handle go first.
+// Calls of held functions that the module asked for during the export running now.
+// They are made by `fp_run`, once the module's state is no longer borrowed: a page's
+// function may call `ac(...)` again.
+let fpCalls = [];
+
+// Asks for a call of a held function: 0 `f()`, 1 `f({sessionId})`, 2
+// `f({command, message})`, 3 `f(null, {id})`, 4 `f(Error)`; + 8 lets the handle go.
 export function fp_call(handle, kind, a, b) {
-  const f = fpFunctions[handle];
+  fpCalls.push([fpFunctions[handle], [[], [{ sessionId: a }], [{ command: a, message: b }], [null, { id: a }], [new Error(a)]][kind & 7]]);
   if (kind & 8) delete fpFunctions[handle];
-  try {
-    f.apply(null, [[], [{ sessionId: a }], [{ command: a, message: b }], [null, { id: a }], [new Error(a)]][kind & 7]);
-  } catch (e) {}
+}
+
+// Makes the calls asked for, in order. Those that a call's own `ac(...)` asks for are
+// made by that command's `fp_run`, before the rest of these, as the page would expect
+// of a function call.
+export function fp_run() {
+  const calls = fpCalls;
+  fpCalls = [];
+  for (const [f, args] of calls) {
+    try {
+      f.apply(null, args);
+    } catch (e) {}
+  }
 }
 
 export function fp_free(handle) {
   delete fpFunctions[handle];
 }
 
-export function fp_same(a, b) {
-  return fpFunctions[a] === fpFunctions[b];
+// The page's `on`/`once` handlers: [event, handle, once], in the order they came.
+let fpHandlers = [];
+
+export function fp_on(event, handle, once) {
+  fpHandlers.push([event, handle, once]);
+}
+
+// `ac('off')`: every handler of the event holding the same function goes, and is let
+// go (the handle `off` was given is let go by the module, with its arguments).
+export function fp_off(event, handle) {
+  fpHandlers = fpHandlers.filter(([e, h]) => e != event || fpFunctions[h] !== fpFunctions[handle] || fp_free(h));
+}
+
+// Asks for the calls of the event's handlers (see `fp_call`); a `once` one goes.
+export function fp_emit(event, kind, a, b) {
+  fpHandlers = fpHandlers.filter(([e, h, once]) => e != event || fp_call(h, kind + once * 8, a, b) || !once);
+}
+
+// The callbacks of `record` and `identify`, by event id, until the event is settled.
+const fpWaiting = {};
+
+export function fp_wait(id, handle) {
+  fpWaiting[id] = handle;
+}
+
+// Asks for the call of event `id`'s callback, if it has one (see `fp_call`).
+export function fp_settle(id, kind, text) {
+  const handle = fpWaiting[id];
+  delete fpWaiting[id];
+  if (handle) fp_call(handle, kind, text, '');
+}
+
+// Events recorded while consent is pending, [id, text], oldest first: at most
+// `MAX_HELD_EVENTS`, so that a page left open for hours without an answer does not
+// grow without bound (the first, such as the page view, matter most).
+const MAX_HELD_EVENTS = 200;
+let fpPending = [];
+
+// Holds an event, or past the bound settles its callback as failed with `refusal`.
+export function fp_hold(id, text, refusal) {
+  if (fpPending.length < MAX_HELD_EVENTS) fpPending.push([id, text]);
+  else fp_settle(id, 4 + 8, refusal);
+}
+
+// A grant (`refusal` '') queues the held events; a denial drops them, and their
+// callbacks hear `refusal`.
+export function fp_release(refusal) {
+  for (const [id, text] of fpPending) refusal ? fp_settle(id, 4 + 8, refusal) : fp_queue(text);
+  fpPending = [];
 }
 
 // The test hook's state (`ac.state()`): empty before init (`started` false); `queued`

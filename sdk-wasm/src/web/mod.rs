@@ -36,8 +36,16 @@ extern "C" {
     fn fp_text(index: i32);
     fn fp_number(index: i32) -> f64;
     fn fp_call(handle: i32, how: i32, a: &str, b: &str);
+    fn fp_run();
     fn fp_free(handle: i32);
-    fn fp_same(a: i32, b: i32) -> bool;
+    // `once` as 0 or 1 (`host.js` only tests it).
+    fn fp_on(event: i32, handle: i32, once: i32);
+    fn fp_off(event: i32, handle: i32);
+    fn fp_emit(event: i32, how: i32, a: &str, b: &str);
+    fn fp_wait(id: &str, handle: i32);
+    fn fp_settle(id: &str, how: i32, text: &str);
+    fn fp_hold(id: &str, text: &str, refusal: &str);
+    fn fp_release(refusal: &str);
     fn fp_state(visitor_id: &str, session_id: &str, deployment_id: &str, started: bool);
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;
@@ -74,17 +82,11 @@ thread_local! {
     static SDK: RefCell<Sdk<Browser>> = const { RefCell::new(Sdk::new()) };
 }
 
-/// Runs `f` on the state, then the page callbacks it queued.
+/// Runs `f` on the state, then the page callbacks it asked for (`host.js` holds them
+/// until `fp_run`, so that none runs while the state is borrowed).
 fn with_sdk(f: &mut dyn FnMut(&mut Sdk<Browser>)) {
-    let calls = SDK.with(|sdk| {
-        let mut sdk = sdk.borrow_mut();
-        f(&mut sdk);
-        std::mem::take(&mut sdk.calls)
-    });
-    for (handle, how, a, b) in calls {
-        // `host.js` catches what the page's function throws.
-        fp_call(handle as i32, how as i32, &a, &b);
-    }
+    SDK.with(|sdk| f(&mut sdk.borrow_mut()));
+    fp_run();
 }
 
 // `&str` rather than `String` for the exports' texts: the glue frees the copy after

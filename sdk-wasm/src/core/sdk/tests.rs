@@ -23,6 +23,14 @@ struct World {
     queued: String,
     /// What the page's facts were last asked with.
     page_request: String,
+    /// The page functions to call once the step is over, as `host.js` holds them.
+    calls: Vec<(u32, u32, String, String)>,
+    /// The page's handlers as `host.js` holds them: event, handle, once.
+    handlers: Vec<(u32, u32, bool)>,
+    /// The callbacks waiting for their event to be settled: id, handle.
+    waiting: Vec<(String, u32)>,
+    /// The events held while consent is pending, as `host.js` holds them: id, text.
+    held: Vec<(String, String)>,
 }
 
 thread_local! {
@@ -76,11 +84,71 @@ impl Platform for FakeHost {
 }
 
 impl Host for FakeHost {
+    fn call(handle: u32, how: u32, a: &str, b: &str) {
+        world(|world| world.calls.push((handle, how, a.to_owned(), b.to_owned())));
+    }
     fn free(handle: u32) {
         log(format!("free {handle}"));
     }
-    fn same(a: u32, b: u32) -> bool {
-        a % 100 == b % 100
+    fn on(event: u32, handle: u32, once: bool) {
+        world(|world| world.handlers.push((event, handle, once)));
+    }
+    fn off(event: u32, handle: u32) {
+        let handlers = world(|world| std::mem::take(&mut world.handlers));
+        for (e, h, once) in handlers {
+            if e == event && h % 100 == handle % 100 {
+                Self::free(h);
+            } else {
+                world(|world| world.handlers.push((e, h, once)));
+            }
+        }
+    }
+    fn wait(id: &str, handle: u32) {
+        world(|world| world.waiting.push((id.to_owned(), handle)));
+    }
+    fn hold(id: &str, text: &str, refusal: &str) {
+        // `host.js`'s bound (`MAX_HELD_EVENTS`).
+        if world(|world| world.held.len()) < 200 {
+            world(|world| world.held.push((id.to_owned(), text.to_owned())));
+        } else {
+            Self::settle(id, CALL_FAILED | CALL_ONCE, refusal);
+        }
+    }
+    fn release(refusal: &str) {
+        for (id, text) in world(|world| std::mem::take(&mut world.held)) {
+            if refusal.is_empty() {
+                Self::queue(&text);
+            } else {
+                Self::settle(&id, CALL_FAILED | CALL_ONCE, refusal);
+            }
+        }
+    }
+    fn settle(id: &str, how: u32, text: &str) {
+        world(|world| {
+            if let Some(i) = world.waiting.iter().position(|(waiting, _)| waiting == id) {
+                let (_, handle) = world.waiting.remove(i);
+                world
+                    .calls
+                    .push((handle, how, text.to_owned(), String::new()));
+            }
+        });
+    }
+    fn emit(event: u32, how: u32, a: &str, b: &str) {
+        world(|world| {
+            let mut calls = Vec::new();
+            world.handlers.retain(|&(e, h, once)| {
+                if e == event {
+                    calls.push((
+                        h,
+                        how | if once { CALL_ONCE } else { 0 },
+                        a.to_owned(),
+                        b.to_owned(),
+                    ));
+                }
+                e != event || !once
+            });
+            world.calls.extend(calls);
+        });
     }
     fn error(text: &str) {
         log(format!("console {text}"));
@@ -254,8 +322,8 @@ fn how(how: u32) -> String {
     }
 }
 
-fn log_calls(sdk: &mut Sdk<FakeHost>) {
-    for (handle, kind, a, b) in std::mem::take(&mut sdk.calls) {
+fn log_calls() {
+    for (handle, kind, a, b) in world(|world| std::mem::take(&mut world.calls)) {
         log(format!("call {handle} {} '{a}' '{b}'", how(kind)));
     }
 }
@@ -264,7 +332,7 @@ fn log_calls(sdk: &mut Sdk<FakeHost>) {
 fn end_task(sdk: &mut Sdk<FakeHost>) {
     if sdk.pageview_timer.is_some() {
         sdk.wake(WAKE_PAGEVIEW, "");
-        log_calls(sdk);
+        log_calls();
     }
 }
 
@@ -281,14 +349,14 @@ fn run(steps: Vec<Step>) -> Vec<String> {
                 // As in `web::command`, the arguments are let go after the calls.
                 let mut args = Args::new(args);
                 sdk.command(&mut args);
-                log_calls(&mut sdk);
+                log_calls();
                 end_task(&mut sdk);
                 continue;
             }
             Step::Task(calls) => {
                 for args in calls {
                     sdk.command(&mut Args::new(args));
-                    log_calls(&mut sdk);
+                    log_calls();
                 }
                 end_task(&mut sdk);
                 continue;
@@ -309,7 +377,7 @@ fn run(steps: Vec<Step>) -> Vec<String> {
             }
             Step::Signals(signals) => world(|world| world.signals = signals),
         }
-        log_calls(&mut sdk);
+        log_calls();
     }
     world(|world| world.log.iter().map(|line| normalise(line)).collect())
 }
