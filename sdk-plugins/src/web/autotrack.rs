@@ -4,14 +4,13 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::Event;
 
 use super::{
-    ac, attributes, call, callback, check_selector, document, fp_get, fp_history, fp_match,
-    fp_scroll, fp_seen, listen, new_page, on_new_page, record, timeout, window, Timeout,
+    ac, attributes, call, callback, check_selector, date_now, document, fp_get, fp_history,
+    fp_match, fp_scroll, fp_seen, listen, new_page, on_new_page, record, timeout, window, Event,
+    Function, Object, Timeout,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -23,7 +22,7 @@ pub fn click(rules: Vec<Rule>) -> Result<(), String> {
     }
     let document = document().ok_or("needs a document")?;
     listen(&document, "click", move |event| {
-        let target = JsValue::from(event.target());
+        let target = event.target();
         for rule in &rules {
             if fp_match(&target, &rule.selector, false) {
                 fire(rule);
@@ -62,7 +61,7 @@ pub fn idle(rules: Vec<Rule>) {
     let arm = {
         let rules = Rc::clone(&rules);
         move || {
-            let now = js_sys::Date::now();
+            let now = date_now();
             if now - armed_at.get() < REARM_EVERY_MS {
                 return;
             }

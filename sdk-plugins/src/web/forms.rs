@@ -9,12 +9,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::Object;
-use web_sys::HtmlFormElement;
-
 use super::{
     ac, attributes, check_selector, document, fp_fields, fp_form, fp_has, fp_match, listen,
-    on_new_page, read, record, set, window,
+    on_new_page, read, record, set, window, Array, HtmlFormElement, Object,
 };
 use crate::rules::{
     attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
@@ -45,7 +42,7 @@ thread_local! {
     };
 }
 
-pub fn track(args: &js_sys::Array) -> Result<(), String> {
+pub fn track(args: &Array) -> Result<(), String> {
     let selector = args
         .get(1)
         .as_string()

@@ -12,10 +12,8 @@ mod session;
 use std::cell::{Cell, RefCell};
 use std::thread::LocalKey;
 
-use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Document, Event, EventTarget, HtmlFormElement, Window};
 
 use crate::rules::{self, cat, Attributes, Val, Value};
 
@@ -239,6 +237,51 @@ fn document() -> Option<Document> {
     window().and_then(|window| window.document())
 }
 
+// The DOM and JavaScript types and calls the module uses, declared here rather than
+// taken from js-sys and web-sys: linking js-sys brings code nothing here calls (its
+// futures' task wakers; measured, see BENCHMARKS.md).
+#[wasm_bindgen]
+extern "C" {
+    /// A page function (`ac`, `refuse`, a callback).
+    #[wasm_bindgen(is_type_of = JsValue::is_function)]
+    #[derive(Clone)]
+    pub type Function;
+
+    #[wasm_bindgen(is_type_of = Array::is_array)]
+    pub type Array;
+    #[wasm_bindgen(static_method_of = Array, js_name = isArray)]
+    fn is_array(value: &JsValue) -> bool;
+    #[wasm_bindgen(method, getter)]
+    fn length(this: &Array) -> u32;
+    #[wasm_bindgen(method, indexing_getter)]
+    fn get(this: &Array, index: u32) -> JsValue;
+
+    pub type Object;
+    #[wasm_bindgen(constructor)]
+    fn new() -> Object;
+    #[wasm_bindgen(static_method_of = Object)]
+    fn keys(object: &Object) -> Array;
+
+    #[derive(Clone)]
+    pub type Window;
+    #[wasm_bindgen(method, getter)]
+    fn document(this: &Window) -> Option<Document>;
+
+    pub type Document;
+
+    pub type Event;
+    #[wasm_bindgen(method, getter)]
+    fn target(this: &Event) -> JsValue;
+
+    #[derive(Clone, PartialEq)]
+    pub type HtmlFormElement;
+    #[wasm_bindgen(method, getter, js_name = isConnected)]
+    fn is_connected(this: &HtmlFormElement) -> bool;
+
+    #[wasm_bindgen(js_namespace = Date, js_name = now)]
+    fn date_now() -> f64;
+}
+
 /// Refuses a selector the browser cannot parse, naming the option that holds it.
 fn check_selector(at: &str, selector: &str) -> Result<(), String> {
     document().ok_or("needs a document")?;
@@ -256,14 +299,14 @@ fn check_selector(at: &str, selector: &str) -> Result<(), String> {
 /// Listens for `kind` on `target` for the page's lifetime. Capturing, so that a page
 /// that stops the event's propagation does not hide it, and passive: nothing here
 /// cancels an event.
-fn listen(target: &EventTarget, kind: &str, handler: impl FnMut(Event) + 'static) {
+fn listen(target: &JsValue, kind: &str, handler: impl FnMut(Event) + 'static) {
     listen_boxed(target, kind, Box::new(handler));
 }
 
 // Generic helpers such as `listen`, `timeout` and `once` only box their closure and
 // call one of these: their bodies, and wasm-bindgen's and gloo's code for the
 // closure, are then in the module once rather than once per closure (measured).
-fn listen_boxed(target: &EventTarget, kind: &str, handler: Box<dyn FnMut(Event)>) {
+fn listen_boxed(target: &JsValue, kind: &str, handler: Box<dyn FnMut(Event)>) {
     // Listeners live as long as the page.
     fp_listen(target, kind, &Closure::wrap(handler).into_js_value());
 }
@@ -335,7 +378,7 @@ extern "C" {
     fn fp_history(window: &Window, changed: &JsValue) -> JsValue;
     /// `addEventListener`, capturing and passive (an options object built here would
     /// cost a binding per option).
-    fn fp_listen(target: &EventTarget, kind: &str, handler: &JsValue);
+    fn fp_listen(target: &JsValue, kind: &str, handler: &JsValue);
     /// The form an event happened in; for `submit`, only a form itself.
     fn fp_form(event: &Event, submit: bool) -> Option<HtmlFormElement>;
     /// `element.closest(selector)` (or with `self`, `element.matches(selector)`) as

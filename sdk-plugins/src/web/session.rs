@@ -6,10 +6,9 @@
 //! `dom.js` (`fp_session`), which reads where to ask from `ac.state()`: promise
 //! callbacks and property reads cost more through wasm-bindgen.
 
-use js_sys::{Array, Function};
 use wasm_bindgen::JsCast;
 
-use super::{fp_session, page_function, AC};
+use super::{fp_session, page_function, Array, Function, AC};
 
 pub fn ask(args: &Array) -> Result<(), String> {
     let callback: Function = args
