@@ -1,16 +1,16 @@
 //! The autotrack plugins: clicks, idleness, elements coming into view, scroll depth and
 //! a single-page app's URL changes.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::{
-    ac, attributes, call, callback, check_selector, date_now, document, fp_get, fp_history,
-    fp_match, fp_scroll, fp_seen, listen, new_page, on_new_page, record, timeout, window, Event,
-    Function, Object, Timeout,
+    ac, attributes, call, callback, check_selector, clear_timeout, date_now, document, fp_get,
+    fp_history, fp_listen, fp_match, fp_scroll, fp_seen, handler_boxed, listen, new_page,
+    on_new_page, record, set_timeout, window, Event, Function, Handler, Object,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -55,38 +55,38 @@ const REARM_EVERY_MS: f64 = 1_000.0;
 /// `autotrackIdle`: a rule's event once the visitor has not interacted for its
 /// `idleAfter` seconds; again only after the visitor has been active since.
 pub fn idle(rules: Vec<Rule>) {
-    let rules = Rc::new(rules);
-    let timers: Rc<RefCell<Vec<Timeout>>> = Rc::default();
     let armed_at = Rc::new(Cell::new(f64::NEG_INFINITY));
-    let arm = {
-        let rules = Rc::clone(&rules);
-        move || {
-            let now = date_now();
-            if now - armed_at.get() < REARM_EVERY_MS {
-                return;
-            }
-            armed_at.set(now);
-            // Dropping a `Timeout` cancels it.
-            // Each timer holds the rules and its index rather than a copy of its rule.
-            let mut armed = Vec::new();
-            for i in 0..rules.len() {
-                let rules_here = Rc::clone(&rules);
-                let armed_at = Rc::clone(&armed_at);
-                armed.push(timeout((rules[i].threshold * 1000.0) as u32, move || {
-                    // The next activity arms again at once.
-                    armed_at.set(f64::NEG_INFINITY);
-                    fire(&rules_here[i]);
-                }));
-            }
-            *timers.borrow_mut() = armed;
+    // A timer per rule: its function (made once, the handlers living as long as the
+    // page), its delay and the id of its running `setTimeout`.
+    let mut timers = Vec::new();
+    for rule in rules {
+        let ms = (rule.threshold * 1000.0) as u32;
+        let armed_at = Rc::clone(&armed_at);
+        let ring = callback(move || {
+            // The next activity arms again at once.
+            armed_at.set(f64::NEG_INFINITY);
+            fire(&rule);
+        });
+        timers.push((ring, ms, JsValue::UNDEFINED));
+    }
+    let mut arm = move || {
+        let now = date_now();
+        if now - armed_at.get() < REARM_EVERY_MS {
+            return;
+        }
+        armed_at.set(now);
+        for (ring, ms, id) in timers.iter_mut() {
+            // `clearTimeout` of a timer that rang, or of none, does nothing.
+            clear_timeout(id);
+            *id = set_timeout(ring, *ms, &JsValue::UNDEFINED);
         }
     };
     arm();
-    let arm = Rc::new(arm);
+    // One function for the six kinds of activity.
+    let arm = callback(arm);
     if let Some(window) = window() {
         for kind in ACTIVITY {
-            let arm = Rc::clone(&arm);
-            listen(&window, kind, move |_| arm());
+            fp_listen(&window, kind, &arm);
         }
     }
 }
@@ -147,22 +147,19 @@ pub fn scroll_depth(rules: Vec<Rule>) {
 /// view, with the title it has after rendering; see [`url_change_hook`]).
 pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
-    // Of the listeners' closure type, but what `dom.js` passes is the new URL.
-    let handler: Box<dyn FnMut(Event)> = Box::new(move |href: Event| {
-        let href = JsValue::from(href);
+    // What the timer below runs, with the new URL.
+    let later: Handler = Box::new(move |href: Event| match &hook {
+        Some(hook) => call(hook, &[href.into()]),
+        None => ac(&["pageview".into()]),
+    });
+    let later = handler_boxed(later);
+    // Of the listeners' handler type, but what `dom.js` passes is the new URL.
+    let changed = handler_boxed(Box::new(move |href: Event| {
         new_page();
         // After the task that changed the URL, by when a router has usually rendered
         // the new page and set its title.
-        let hook = hook.clone();
-        timeout(0, move || match &hook {
-            Some(hook) => {
-                call(hook, std::slice::from_ref(&href));
-            }
-            None => ac(&["pageview".into()]),
-        })
-        .forget();
-    });
-    let changed = Closure::wrap(handler).into_js_value();
+        set_timeout(&later, 0, &href);
+    }));
     match fp_history(&window, &changed).as_string() {
         Some(refused) => Err(refused),
         None => Ok(()),

@@ -3,6 +3,14 @@
 // and recorded is decided in Rust (`rules.rs`). Every name here starts with `fp_`:
 // `xtask` inlines this file into wasm-bindgen's glue, whose names it must not meet.
 
+// A function that calls the module's handler `id` with its argument: `fp_fire` is the
+// module's export, in scope here once `xtask` has inlined this file into the glue.
+export function fp_handler(id) {
+  return function (argument) {
+    fp_fire(id, argument);
+  };
+}
+
 // A form's controls, six entries each: tag name and `type` (ASCII lower-cased, as
 // HTML compares them), `name` (or `id`), `autocomplete`, inside (or being) an
 // excluded element, and the value: '' for a checkbox or radio button that is not

@@ -300,15 +300,7 @@ fn check_selector(at: &str, selector: &str) -> Result<(), String> {
 /// that stops the event's propagation does not hide it, and passive: nothing here
 /// cancels an event.
 fn listen(target: &JsValue, kind: &str, handler: impl FnMut(Event) + 'static) {
-    listen_boxed(target, kind, Box::new(handler));
-}
-
-// Generic helpers such as `listen`, `timeout` and `once` only box their closure and
-// call one of these: their bodies, and wasm-bindgen's and gloo's code for the
-// closure, are then in the module once rather than once per closure (measured).
-fn listen_boxed(target: &JsValue, kind: &str, handler: Box<dyn FnMut(Event)>) {
-    // Listeners live as long as the page.
-    fp_listen(target, kind, &Closure::wrap(handler).into_js_value());
+    fp_listen(target, kind, &handler_boxed(Box::new(handler)));
 }
 
 /// The single-page app moved to another URL.
@@ -320,53 +312,46 @@ fn new_page() {
     });
 }
 
-/// Runs `f` once after `ms` milliseconds, unless the `Timeout` is dropped first.
-fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
-    timeout_boxed(ms, Box::new(f))
+type Handler = Box<dyn FnMut(Event)>;
+
+thread_local! {
+    /// What the page's events, timers and callbacks call, by the number that
+    /// [`handler_boxed`] gave them: the JavaScript function calls [`fp_fire`] with it.
+    /// Rather than wasm-bindgen's `Closure`, whose glue (a `FinalizationRegistry`, a
+    /// wrapper per closure) and destructors cost more (measured, see BENCHMARKS.md).
+    /// Handlers live as long as the page: none is ever removed, so a number always
+    /// means the same handler.
+    static HANDLERS: RefCell<Vec<Option<Handler>>> = const { RefCell::new(Vec::new()) };
 }
 
-// Of the listeners' closure type, not `Closure::once`'s: wasm-bindgen's code for a
-// closure type is then in the module once (measured).
-fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> Timeout {
-    let mut f = Some(f);
-    let handler: Box<dyn FnMut(Event)> = Box::new(move |_| {
-        if let Some(f) = f.take() {
-            f();
-        }
+/// A JavaScript function that calls `handler` with its first argument. Generic
+/// helpers (`listen`, `callback`) only box their closure and call this: its body is
+/// then in the module once (measured).
+fn handler_boxed(handler: Handler) -> JsValue {
+    let id = HANDLERS.with(|handlers| {
+        let mut handlers = handlers.borrow_mut();
+        handlers.push(Some(handler));
+        handlers.len() - 1
     });
-    let closure = Closure::wrap(handler);
-    let id = set_timeout(closure.as_ref(), ms);
-    Timeout {
-        id,
-        closure: Some(closure),
-    }
+    fp_handler(id as i32)
 }
 
-/// A timer that `clearTimeout`s on drop, as gloo-timers' `Timeout` does; by hand,
-/// since that one cost 148 B gzip more (see `Cargo.toml`).
-#[must_use = "a timer is cancelled when dropped; call forget() to let it run"]
-pub struct Timeout {
-    id: JsValue,
-    closure: Option<Closure<dyn FnMut(Event)>>,
-}
-
-impl Timeout {
-    /// Lets the timer run, freeing nothing: for timers that run once and are never
-    /// cancelled.
-    pub fn forget(mut self) {
-        if let Some(closure) = self.closure.take() {
-            closure.forget();
-        }
-        self.id = JsValue::UNDEFINED;
-    }
-}
-
-impl Drop for Timeout {
-    fn drop(&mut self) {
-        if !self.id.is_undefined() {
-            clear_timeout(&self.id);
-        }
-    }
+/// Runs handler `id` (see [`HANDLERS`]); called by the functions of `fp_handler`. The
+/// handler is taken out while it runs, so that what it does (a page function that
+/// changes the URL) may run other handlers; it does not run within itself.
+#[wasm_bindgen]
+pub fn fp_fire(id: u32, argument: Event) {
+    let slot = |handlers: &RefCell<Vec<Option<Handler>>>| {
+        handlers
+            .borrow_mut()
+            .get_mut(id as usize)
+            .and_then(Option::take)
+    };
+    let Some(mut handler) = HANDLERS.with(slot) else {
+        return;
+    };
+    handler(argument);
+    HANDLERS.with(|handlers| handlers.borrow_mut()[id as usize] = Some(handler));
 }
 
 #[wasm_bindgen(module = "/src/web/dom.js")]
@@ -403,26 +388,25 @@ extern "C" {
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
     /// `scrollY`, `innerHeight` and the document's height, if it has an element.
     fn fp_scroll(window: &Window) -> Option<Array>;
+    /// A function that calls the module's [`fp_fire`] with `id` and its argument
+    /// (`i32`: a `u32` would cost a shim in the glue).
+    fn fp_handler(id: i32) -> JsValue;
     /// Asks the collector for the web session (where, from `ac.state()`), with
     /// retries, and calls `callback` with it; false before init or without consent.
     fn fp_session(ac: &Function, callback: &Function) -> bool;
 }
 
-/// A function for the page that calls `f` (its argument, if any, unused): of the
-/// listeners' closure type, so that wasm-bindgen's code for it is in the module once.
-fn callback(f: impl FnMut() + 'static) -> JsValue {
-    callback_boxed(Box::new(f))
-}
-
-fn callback_boxed(mut f: Box<dyn FnMut()>) -> JsValue {
-    let handler: Box<dyn FnMut(Event)> = Box::new(move |_| f());
-    Closure::wrap(handler).into_js_value()
+/// A function for the page that calls `f` (its argument, if any, unused), of the
+/// listeners' handler type.
+fn callback(mut f: impl FnMut() + 'static) -> JsValue {
+    handler_boxed(Box::new(move |_| f()))
 }
 
 #[wasm_bindgen]
 extern "C" {
+    /// `setTimeout(handler, ms, argument)`: `argument` is what the handler gets.
     #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(handler: &JsValue, ms: u32) -> JsValue;
+    fn set_timeout(handler: &JsValue, ms: u32, argument: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
 }
