@@ -5,12 +5,11 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use super::{
-    ac, attributes, call, callback, check_selector, clear_timeout, date_now, document, fp_get,
-    fp_history, fp_listen, fp_match, fp_scroll, fp_seen, handler_boxed, listen, new_page,
-    on_new_page, record, set_timeout, window, Event, Function, Handler, Object,
+    ac, attributes, call, callback, check_selector, clear_timeout, date_now, document, fp_history,
+    fp_listen, fp_match, fp_scroll, fp_seen, handler_boxed, listen, new_page, on_new_page, record,
+    set_timeout, window, Event, Function, Handler,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -144,7 +143,7 @@ pub fn scroll_depth(rules: Vec<Rule>) {
 /// `autotrackUrlChange`: a page view each time a single-page app changes the URL
 /// (`history.pushState`, `replaceState`, back and forward), or, when the page gives
 /// `onUrlChange(url)`, a call of that instead (the page then records its own page
-/// view, with the title it has after rendering; see [`url_change_hook`]).
+/// view, with the title it has after rendering; see [`crate::rules::url_change_options`]).
 pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
     // What the timer below runs, with the new URL.
@@ -164,31 +163,4 @@ pub fn url_change(hook: Option<Function>) -> Result<(), String> {
         Some(refused) => Err(refused),
         None => Ok(()),
     }
-}
-
-/// `autotrackUrlChange`'s options: `{ onUrlChange }` only, a function when given.
-pub fn url_change_hook(options: &JsValue) -> Result<Option<Function>, String> {
-    Ok(if options.is_undefined() || options.is_null() {
-        None
-    } else {
-        let object = options
-            .dyn_ref::<Object>()
-            .ok_or("options: must be an object")?;
-        let keys = Object::keys(object);
-        for i in 0..keys.length() {
-            let key = keys.get(i).as_string().unwrap_or_default();
-            if key != "onUrlChange" {
-                return Err(cat(&["options.", &key, ": is not an option (onUrlChange)"]));
-            }
-        }
-        match fp_get(object, &"onUrlChange".into()).map(|got| got.get(0)) {
-            Some(value) if value.is_undefined() => None,
-            Some(value) => Some(
-                value
-                    .dyn_into::<Function>()
-                    .map_err(|_| "options.onUrlChange: must be a function")?,
-            ),
-            None => None,
-        }
-    })
 }

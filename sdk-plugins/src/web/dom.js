@@ -11,6 +11,57 @@ export function fp_handler(id) {
   };
 }
 
+// A value the page passed, walked for the module's `read`: at each index a kind
+// (0 undefined, 1 null, 2 false, 3 true, 4 number, 5 string, 6 list, 7 object, 8
+// anything else, 9 a function), plus 16 times the entries of a list or object,
+// and the number or string itself. A list's items follow it; an object's keys (as
+// strings) and values follow it in turn. No deeper than 6, no list or object of more
+// than 1,000 entries (read as 8); an entry whose getter throws is left out.
+var fp_kinds, fp_values;
+
+export function fp_read(value) {
+  fp_kinds = [];
+  fp_values = [];
+  fp_put(value, 0);
+}
+
+function fp_put(value, depth) {
+  var at = fp_kinds.length, type = typeof value, kind = 8, count = 0, keys, item, i;
+  fp_kinds.push(8);
+  fp_values.push(value);
+  if (value === undefined) kind = 0;
+  else if (value === null) kind = 1;
+  else if (type == 'boolean') kind = value ? 3 : 2;
+  else if (type == 'number') kind = 4;
+  else if (type == 'string') kind = 5;
+  else if (type == 'function') kind = 9;
+  else if (type == 'object' && depth < 6) {
+    keys = Array.isArray(value) ? null : Object.keys(value);
+    if ((keys || value).length > 1000) return;
+    for (i = 0; i < (keys || value).length; i++) {
+      try {
+        item = value[keys ? keys[i] : i];
+      } catch (e) {
+        continue;
+      }
+      if (keys) fp_put(keys[i], depth);
+      fp_put(item, depth + 1);
+      count++;
+    }
+    kind = keys ? 7 : 6;
+  }
+  fp_kinds[at] = kind + count * 16;
+}
+
+export function fp_kind(at) {
+  return fp_kinds[at];
+}
+
+// What the walk found at `at`: a number or a string (two bindings of this one).
+export function fp_value(at) {
+  return fp_values[at];
+}
+
 // A form's controls, six entries each: tag name and `type` (ASCII lower-cased, as
 // HTML compares them), `name` (or `id`), `autocomplete`, inside (or being) an
 // excluded element, and the value: '' for a checkbox or radio button that is not
@@ -219,12 +270,9 @@ export function fp_has(object, key) {
   return key in object;
 }
 
-// `[object[key]]`, or null when reading it throws (a page's getter): one binding
-// without wasm-bindgen's exception handling, which nothing else here needs.
+// `object[key]`, or undefined when reading it throws (a page's getter).
 export function fp_get(object, key) {
   try {
-    return [object[key]];
-  } catch (e) {
-    return null;
-  }
+    return object[key];
+  } catch (e) {}
 }

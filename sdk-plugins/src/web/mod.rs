@@ -88,7 +88,11 @@ fn load(args: &Array) -> Result<(), String> {
             8
         }
         "autotrackUrlChange" => {
-            let hook = autotrack::url_change_hook(&options)?;
+            let hook = if rules::url_change_options(&read(&options))? {
+                fp_get(&options, "onUrlChange").dyn_into().ok()
+            } else {
+                None
+            };
             if fresh(16) {
                 autotrack::url_change(hook)?;
             }
@@ -110,63 +114,50 @@ fn load(args: &Array) -> Result<(), String> {
     Ok(())
 }
 
-/// How deep options may nest, and how many entries a list or object may have: a
-/// page's mistake (a DOM node, a huge array) must not make the read take long.
-const MAX_DEPTH: u32 = 6;
-const MAX_ENTRIES: u32 = 1_000;
-
-/// A value the page passed, as [`Val`] for the rules.
+/// A value the page passed, as [`Val`] for the rules. `fp_read` in `dom.js` walks it
+/// once into a list, a number (kind and count) and a string or number for each
+/// value, which this reads back: one binding per value rather than a handle and
+/// several type checks (measured, see BENCHMARKS.md). It stops at a depth of 6 and
+/// at lists and objects of more than 1,000 entries (read as `Other`): a page's
+/// mistake (a DOM node, a huge array) must not make the read take long.
 fn read(value: &JsValue) -> Val {
-    read_at(value, 0)
+    fp_read(value);
+    read_next(&mut 0)
 }
 
-fn read_at(value: &JsValue, depth: u32) -> Val {
-    if value.is_undefined() {
-        return Val::Undefined;
-    }
-    if value.is_null() {
-        return Val::Null;
-    }
-    if let Some(flag) = value.as_bool() {
-        return Val::Bool(flag);
-    }
-    if let Some(number) = value.as_f64() {
-        return Val::Number(number);
-    }
-    if let Some(text) = value.as_string() {
-        return Val::Str(text);
-    }
-    if depth >= MAX_DEPTH || value.is_function() {
-        return Val::Other;
-    }
-    if let Some(array) = value.dyn_ref::<Array>() {
-        if array.length() > MAX_ENTRIES {
-            return Val::Other;
+/// The value at `*at`, moving `*at` past it and what it holds.
+fn read_next(at: &mut i32) -> Val {
+    let here = *at;
+    *at += 1;
+    let kind = fp_kind(here);
+    let count = kind >> 4;
+    match kind & 15 {
+        0 => Val::Undefined,
+        1 => Val::Null,
+        2 => Val::Bool(false),
+        3 => Val::Bool(true),
+        4 => Val::Number(fp_number(here)),
+        5 => Val::Str(fp_text(here)),
+        6 => {
+            let mut list = Vec::new();
+            for _ in 0..count {
+                list.push(read_next(at));
+            }
+            Val::List(list)
         }
-        let mut list = Vec::new();
-        // By index rather than js-sys's `Array::iter`: with no `iter` left, its
-        // code and binding leave the module (measured).
-        for i in 0..array.length() {
-            list.push(read_at(&array.get(i), depth + 1));
+        7 => {
+            let mut entries = Vec::new();
+            for _ in 0..count {
+                // The key, then its value.
+                let key = fp_text(*at);
+                *at += 1;
+                entries.push((key, read_next(at)));
+            }
+            Val::Object(entries)
         }
-        return Val::List(list);
+        9 => Val::Function,
+        _ => Val::Other,
     }
-    let Some(object) = value.dyn_ref::<Object>() else {
-        return Val::Other;
-    };
-    let keys = Object::keys(object);
-    if keys.length() > MAX_ENTRIES {
-        return Val::Other;
-    }
-    // Loops rather than iterator adapters and `collect`: less code (measured).
-    let mut entries = Vec::new();
-    for i in 0..keys.length() {
-        let key = keys.get(i);
-        if let (Some(item), Some(name)) = (fp_get(object, &key), key.as_string()) {
-            entries.push((name, read_at(&item.get(0), depth + 1)));
-        }
-    }
-    Val::Object(entries)
 }
 
 /// Calls the page's `ac` with `args` (the loader's `ac` never throws).
@@ -381,13 +372,21 @@ extern "C" {
     fn fp_window() -> Option<Window>;
     /// `key in object` (`Reflect::has` has a catch shim).
     fn fp_has(object: &Object, key: &str) -> bool;
-    /// `Reflect.get(object, key)` in a one-element array, or none when it throws.
-    fn fp_get(object: &Object, key: &JsValue) -> Option<Array>;
+    /// `object[key]`, or undefined when reading it throws (a page's getter).
+    fn fp_get(object: &JsValue, key: &str) -> JsValue;
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
     /// `scrollY`, `innerHeight` and the document's height, if it has an element.
     fn fp_scroll(window: &Window) -> Option<Array>;
+    /// Walks a value the page passed for [`read`]; `fp_kind`, `fp_number` and
+    /// `fp_text` then tell what the walk found at an index.
+    fn fp_read(value: &JsValue);
+    fn fp_kind(at: i32) -> u32;
+    #[wasm_bindgen(js_name = fp_value)]
+    fn fp_number(at: i32) -> f64;
+    #[wasm_bindgen(js_name = fp_value)]
+    fn fp_text(at: i32) -> String;
     /// A function that calls the module's [`fp_fire`] with `id` and its argument
     /// (`i32`: a `u32` would cost a shim in the glue).
     fn fp_handler(id: i32) -> JsValue;
