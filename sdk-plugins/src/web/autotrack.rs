@@ -8,8 +8,8 @@ use wasm_bindgen::prelude::*;
 
 use super::{
     ac, attributes, call, callback, check_selector, clear_timeout, date_now, document, fp_history,
-    fp_listen, fp_match, fp_scroll, fp_seen, handler_boxed, listen, new_page, on_new_page, record,
-    set_timeout, window, Event, Function, Handler,
+    fp_listen, fp_match, fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen, new_page,
+    on_new_page, record, set_timeout, window, Event, Function, Handler,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -125,11 +125,10 @@ pub fn scroll_depth(rules: Vec<Rule>) {
     };
     let page = window.clone();
     listen(&window, "scroll", move |_| {
-        let Some(sizes) = fp_scroll(&page) else {
+        if !fp_scroll(&page) {
             return;
-        };
-        let size = |i| sizes.get(i).as_f64().unwrap_or(0.0);
-        let percent = depth(size(0), size(1), size(2));
+        }
+        let percent = depth(fp_number(0), fp_number(1), fp_number(2));
         for (i, rule) in rules.iter().enumerate() {
             let bit = 1u64 << i;
             if reached.get() & bit == 0 && percent >= rule.threshold {
@@ -159,8 +158,9 @@ pub fn url_change(hook: Option<Function>) -> Result<(), String> {
         // the new page and set its title.
         set_timeout(&later, 0, &href);
     }));
-    match fp_history(&window, &changed).as_string() {
-        Some(refused) => Err(refused),
-        None => Ok(()),
+    if fp_history(&window, &changed) {
+        Ok(())
+    } else {
+        Err(fp_text(0))
     }
 }

@@ -11,18 +11,24 @@ export function fp_handler(id) {
   };
 }
 
-// A value the page passed, walked for the module's `read`: at each index a kind
+// The command's arguments as the page passed them, walked for the module's `read`
+// (the list itself not counted in the depth): at each index a kind
 // (0 undefined, 1 null, 2 false, 3 true, 4 number, 5 string, 6 list, 7 object, 8
 // anything else, 9 a function), plus 16 times the entries of a list or object,
 // and the number or string itself. A list's items follow it; an object's keys (as
 // strings) and values follow it in turn. No deeper than 6, no list or object of more
 // than 1,000 entries (read as 8); an entry whose getter throws is left out.
-var fp_kinds, fp_values;
+// `fp_values` also holds what `fp_fields`, `fp_scroll` and `fp_history` give.
+var fp_kinds, fp_values, fp_args;
 
-export function fp_read(value) {
+export function fp_read(args) {
   fp_kinds = [];
   fp_values = [];
-  fp_put(value, 0);
+  fp_put((fp_args = args), -1);
+}
+
+export function fp_arg(i) {
+  return fp_args[i];
 }
 
 function fp_put(value, depth) {
@@ -62,9 +68,9 @@ export function fp_value(at) {
   return fp_values[at];
 }
 
-// A form's controls, six entries each: tag name and `type` (ASCII lower-cased, as
-// HTML compares them), `name` (or `id`), `autocomplete`, inside (or being) an
-// excluded element, and the value: '' for a checkbox or radio button that is not
+// A form's controls, six entries each, in `fp_values`: tag name and `type` (ASCII
+// lower-cased, as HTML compares them), `name` (or `id`), `autocomplete`, 1 inside
+// (or being) an excluded element or 0, and the value: '' for a checkbox or radio button that is not
 // checked, a multiple select's chosen values joined with commas.
 export function fp_fields(form) {
   var out = [], elements = form.elements;
@@ -81,11 +87,12 @@ export function fp_fields(form) {
       type,
       e.getAttribute('name') || e.id,
       e.getAttribute('autocomplete') || '',
-      !!e.closest('[data-footpath-exclude]'),
+      e.closest('[data-footpath-exclude]') ? 1 : 0,
       typeof value == 'string' ? value : ''
     );
   }
-  return out;
+  fp_values = out;
+  return out.length;
 }
 
 function fp_lower(text) {
@@ -94,7 +101,8 @@ function fp_lower(text) {
 
 // `changed(url)` when the URL is another than when last seen: after each
 // `history.pushState` and `replaceState` (the browser's own call first, throwing
-// what it throws) and on `popstate`. Returns the refusal, if any.
+// what it throws) and on `popstate`. False when refused, the refusal then in
+// `fp_values`.
 export function fp_history(w, changed) {
   var history, location = w.location, last = location.href;
   var check = function () {
@@ -107,15 +115,20 @@ export function fp_history(w, changed) {
   try {
     history = w.history;
   } catch (e) {
-    return 'needs history';
+    fp_values = ['needs history'];
+    return false;
   }
   var methods = ['pushState', 'replaceState'];
   for (var i = 0; i < 2; i++) {
     var original = history[methods[i]];
-    if (typeof original != 'function') return 'needs history.pushState';
+    if (typeof original != 'function') {
+      fp_values = ['needs history.pushState'];
+      return false;
+    }
     history[methods[i]] = fp_wrap(history, original, check);
   }
   fp_listen(w, 'popstate', check);
+  return true;
 }
 
 function fp_wrap(history, original, changed) {
@@ -204,12 +217,13 @@ function fp_prop(object, key) {
   } catch (e) {}
 }
 
-// How far the page is scrolled: `scrollY`, `innerHeight` (0 when a page has made it
-// something else than a number) and the document's height; null without a document
-// element.
+// How far the page is scrolled, in `fp_values`: `scrollY`, `innerHeight` (0 when a
+// page has made it something else than a number) and the document's height; false
+// without a document element.
 export function fp_scroll(w) {
   var root = w.document.documentElement, height = w.innerHeight;
-  return root ? [+w.scrollY, typeof height == 'number' ? height : 0, root.scrollHeight | 0] : null;
+  fp_values = [+w.scrollY, typeof height == 'number' ? height : 0, root && root.scrollHeight | 0];
+  return !!root;
 }
 
 // `handler` for `kind` on `target`, for the page's lifetime: capturing, so that a page

@@ -10,11 +10,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::{
-    ac, attributes, check_selector, document, fp_fields, fp_form, fp_has, fp_match, listen,
-    on_new_page, read, record, set, window, Array, HtmlFormElement, Object,
+    ac, arg, attributes, check_selector, document, fp_fields, fp_form, fp_has, fp_match, fp_number,
+    fp_text, listen, on_new_page, record, set, text, window, HtmlFormElement, Object,
 };
 use crate::rules::{
-    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
+    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions, Val,
     FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
 };
 use footpath_protocol::v1::MAX_ATTRIBUTES;
@@ -42,14 +42,13 @@ thread_local! {
     };
 }
 
-pub fn track(args: &Array) -> Result<(), String> {
-    let selector = args
-        .get(1)
-        .as_string()
+pub fn track(args: &[Val]) -> Result<(), String> {
+    let selector = text(arg(args, 1))
         .filter(|s| !blank(s))
-        .ok_or("needs a form selector")?;
+        .ok_or("needs a form selector")?
+        .to_owned();
     check_selector("form", &selector)?;
-    let options = form_options(&read(&args.get(2)))?;
+    let options = form_options(arg(args, 2))?;
     let listen_now = FORMS.with(|forms| {
         let mut forms = forms.borrow_mut();
         forms.tracked.push(Tracked {
@@ -187,17 +186,17 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
 fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
     // Read in `dom.js`, six entries a control; decided here.
-    let controls = fp_fields(form);
+    let count = fp_fields(form);
     let mut at = 0;
-    while at < controls.length() {
-        let text = |i: u32| controls.get(at + i).as_string().unwrap_or_default();
+    while at < count {
+        let text = |i: i32| fp_text(at + i);
         let (tag, kind, name, autocomplete) = (text(0), text(1), text(2), text(3));
         let field = Field {
             tag: &tag,
             kind: &kind,
             name: &name,
             autocomplete: &autocomplete,
-            excluded: controls.get(at + 4).is_truthy(),
+            excluded: fp_number(at + 4) != 0.0,
         };
         let value = text(5);
         at += 6;

@@ -2,8 +2,12 @@
 //! page's `ac`, its `refuse(command, message)` and the arguments of one `load`, `forms:track` or `session` call.
 //!
 //! Nothing here throws into the page: every DOM call that can fail is checked, page
-//! functions are called through `Function::call*`, whose exceptions are caught, and a
-//! refused call is reported through the core (the loader's `refuse`).
+//! functions are called through `fp_call` (`dom.js`), which catches what they throw,
+//! and a refused call is reported through the core (the loader's `refuse`).
+//!
+//! The command's arguments are walked once by `dom.js` ([`read`]) into [`Val`]s, the
+//! rules' own type; the page's functions among them are taken back from there
+//! (`fp_arg`) only once the rules have accepted them.
 
 mod autotrack;
 mod forms;
@@ -33,63 +37,80 @@ thread_local! {
 /// One `ac('load' | 'forms:track' | 'session', ...)` call; `args` holds the command
 /// name first, as the page passed it.
 #[wasm_bindgen]
-pub fn run(ac: Function, refuse: Function, args: Array) {
+pub fn run(ac: Function, refuse: Function, args: JsValue) {
     AC.set(Some(ac));
     REFUSE.set(Some(refuse));
-    let command = args.get(0).as_string().unwrap_or_default();
-    let done = match command.as_str() {
+    let args = match read(&args) {
+        Val::List(list) => list,
+        _ => Vec::new(),
+    };
+    let command = text(arg(&args, 0)).unwrap_or_default();
+    let done = match command {
         "load" => load(&args),
         "forms:track" => forms::track(&args),
         "session" => session::ask(&args),
         _ => Err("is not a command".into()),
     };
     if let Err(message) = done {
-        self::refuse(&command, &message);
+        self::refuse(command, &message);
     }
 }
 
-fn load(args: &Array) -> Result<(), String> {
-    let name = args.get(1).as_string().ok_or("needs a plugin name")?;
-    let options = args.get(2);
-    let callback = args.get(3);
-    if !callback.is_undefined() && !callback.is_function() {
-        return Err("loadedCallback must be a function".into());
+/// The command's argument `i`, as [`read`] found it.
+fn arg(args: &[Val], i: usize) -> &Val {
+    args.get(i).unwrap_or(&Val::Undefined)
+}
+
+fn text(value: &Val) -> Option<&str> {
+    match value {
+        Val::Str(text) => Some(text),
+        _ => None,
     }
+}
+
+fn load(args: &[Val]) -> Result<(), String> {
+    let name = text(arg(args, 1)).ok_or("needs a plugin name")?;
+    let options = arg(args, 2);
+    let callback = match arg(args, 3) {
+        Val::Undefined => None,
+        Val::Function => Some(fp_arg(3)),
+        _ => return Err("loadedCallback must be a function".into()),
+    };
     // Options are checked on every call; a plugin already running (its bit in
     // `LOADED`) is not set up again.
     let fresh = |bit: u8| LOADED.get() & bit == 0;
-    let bit = match name.as_str() {
+    let bit = match name {
         "autotrackClick" => {
-            let rules = rules::click_options(&read(&options))?;
+            let rules = rules::click_options(options)?;
             if fresh(1) {
                 autotrack::click(rules)?;
             }
             1
         }
         "autotrackIdle" => {
-            let rules = rules::idle_options(&read(&options))?;
+            let rules = rules::idle_options(options)?;
             if fresh(2) {
                 autotrack::idle(rules);
             }
             2
         }
         "autotrackInViewport" => {
-            let rules = rules::in_viewport_options(&read(&options))?;
+            let rules = rules::in_viewport_options(options)?;
             if fresh(4) {
                 autotrack::in_viewport(rules)?;
             }
             4
         }
         "autotrackScrollDepth" => {
-            let rules = rules::scroll_depth_options(&read(&options))?;
+            let rules = rules::scroll_depth_options(options)?;
             if fresh(8) {
                 autotrack::scroll_depth(rules);
             }
             8
         }
         "autotrackUrlChange" => {
-            let hook = if rules::url_change_options(&read(&options))? {
-                fp_get(&options, "onUrlChange").dyn_into().ok()
+            let hook = if rules::url_change_options(options)? {
+                fp_get(&fp_arg(2), "onUrlChange").dyn_into().ok()
             } else {
                 None
             };
@@ -101,21 +122,21 @@ fn load(args: &Array) -> Result<(), String> {
         _ => {
             return Err(cat(&[
                 "unknown plugin '",
-                &name,
+                name,
                 "': autotrackClick, autotrackIdle, autotrackInViewport, autotrackScrollDepth or autotrackUrlChange",
             ]))
         }
     };
     LOADED.set(LOADED.get() | bit);
-    if let Some(callback) = callback.dyn_ref::<Function>() {
+    if let Some(callback) = callback {
         // What the page's function throws stays with it.
-        call(callback, &[]);
+        call(&callback, &[]);
     }
     Ok(())
 }
 
-/// A value the page passed, as [`Val`] for the rules. `fp_read` in `dom.js` walks it
-/// once into a list, a number (kind and count) and a string or number for each
+/// The command's arguments, as [`Val`]s for the rules. `fp_read` in `dom.js` walks
+/// them once into a list, a number (kind and count) and a string or number for each
 /// value, which this reads back: one binding per value rather than a handle and
 /// several type checks (measured, see BENCHMARKS.md). It stops at a depth of 6 and
 /// at lists and objects of more than 1,000 entries (read as `Other`): a page's
@@ -238,20 +259,9 @@ extern "C" {
     #[derive(Clone)]
     pub type Function;
 
-    #[wasm_bindgen(is_type_of = Array::is_array)]
-    pub type Array;
-    #[wasm_bindgen(static_method_of = Array, js_name = isArray)]
-    fn is_array(value: &JsValue) -> bool;
-    #[wasm_bindgen(method, getter)]
-    fn length(this: &Array) -> u32;
-    #[wasm_bindgen(method, indexing_getter)]
-    fn get(this: &Array, index: u32) -> JsValue;
-
     pub type Object;
     #[wasm_bindgen(constructor)]
     fn new() -> Object;
-    #[wasm_bindgen(static_method_of = Object)]
-    fn keys(object: &Object) -> Array;
 
     #[derive(Clone)]
     pub type Window;
@@ -347,11 +357,12 @@ pub fn fp_fire(id: u32, argument: Event) {
 
 #[wasm_bindgen(module = "/src/web/dom.js")]
 extern "C" {
-    /// A form's controls, six entries each (see `dom.js`).
-    fn fp_fields(form: &HtmlFormElement) -> Array;
-    /// Calls `changed` after each History API navigation and on `popstate`; returns
-    /// the refusal, if any.
-    fn fp_history(window: &Window, changed: &JsValue) -> JsValue;
+    /// A form's controls, six entries each (see `dom.js`), for `fp_text` and
+    /// `fp_number`; returns how many entries.
+    fn fp_fields(form: &HtmlFormElement) -> i32;
+    /// Calls `changed` after each History API navigation and on `popstate`; false
+    /// when refused, the refusal then `fp_text(0)`.
+    fn fp_history(window: &Window, changed: &JsValue) -> bool;
     /// `addEventListener`, capturing and passive (an options object built here would
     /// cost a binding per option).
     fn fp_listen(target: &JsValue, kind: &str, handler: &JsValue);
@@ -377,11 +388,15 @@ extern "C" {
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
-    /// `scrollY`, `innerHeight` and the document's height, if it has an element.
-    fn fp_scroll(window: &Window) -> Option<Array>;
+    /// `scrollY`, `innerHeight` and the document's height as `fp_number(0)` to `(2)`;
+    /// false if the document has no element.
+    fn fp_scroll(window: &Window) -> bool;
     /// Walks a value the page passed for [`read`]; `fp_kind`, `fp_number` and
     /// `fp_text` then tell what the walk found at an index.
-    fn fp_read(value: &JsValue);
+    fn fp_read(args: &JsValue);
+    /// The command's argument `i` as the page passed it (a function the rules have
+    /// seen as [`Val::Function`]).
+    fn fp_arg(i: i32) -> JsValue;
     fn fp_kind(at: i32) -> u32;
     #[wasm_bindgen(js_name = fp_value)]
     fn fp_number(at: i32) -> f64;

@@ -8,13 +8,14 @@
 
 use wasm_bindgen::JsCast;
 
-use super::{fp_session, page_function, Array, Function, AC};
+use super::{arg, fp_arg, fp_session, page_function, Function, AC};
+use crate::rules::Val;
 
-pub fn ask(args: &Array) -> Result<(), String> {
-    let callback: Function = args
-        .get(1)
-        .dyn_into()
-        .map_err(|_| "needs a callback function")?;
+pub fn ask(args: &[Val]) -> Result<(), String> {
+    let Val::Function = arg(args, 1) else {
+        return Err("needs a callback function".into());
+    };
+    let callback: Function = fp_arg(1).unchecked_into();
     // Init not done, or nothing may be sent (consent): no session to tell.
     let asked = page_function(&AC).is_some_and(|ac| fp_session(&ac, &callback));
     if !asked {
