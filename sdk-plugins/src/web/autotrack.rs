@@ -59,7 +59,7 @@ pub fn idle(rules: Vec<Rule>) {
     // page), its delay and the id of its running `setTimeout`.
     let mut timers = Vec::new();
     for rule in rules {
-        let ms = (rule.threshold * 1000.0) as u32;
+        let ms = (rule.threshold * 1000.0) as i32;
         let armed_at = Rc::clone(&armed_at);
         let ring = callback(move || {
             // The next activity arms again at once.

@@ -14,7 +14,7 @@ use super::{
     fp_text, listen, on_new_page, record, set, text, window, HtmlFormElement, Object,
 };
 use crate::rules::{
-    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions, Val,
+    attribute_name, blank, clip, form_options, may_capture, Field, FormOptions, Val,
     FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
 };
 use footpath_protocol::v1::MAX_ATTRIBUTES;
@@ -203,15 +203,21 @@ fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
         if name.is_empty() || value.is_empty() || !may_capture(&field) {
             continue;
         }
-        let value = clip(&value).to_owned();
-        // Checkboxes of one name: their values joined, as a multiple select's.
-        match fields.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, joined)) => {
-                let both = cat(&[joined, ",", &value]);
-                *joined = clip(&both).to_owned();
+        // Checkboxes of one name: their values joined, as a multiple select's; cut in
+        // place (`truncate`) rather than copied.
+        let at = match fields.iter().position(|(n, _)| *n == name) {
+            Some(at) => {
+                fields[at].1.push(',');
+                at
             }
-            None => fields.push((name, value)),
-        }
+            None => {
+                fields.push((name, String::new()));
+                fields.len() - 1
+            }
+        };
+        let joined = &mut fields[at].1;
+        joined.push_str(&value);
+        joined.truncate(clip(joined).len());
     }
     fields
 }

@@ -193,7 +193,7 @@ fn ac(args: &[JsValue]) {
 fn call(f: &JsValue, args: &[JsValue]) {
     let undefined = JsValue::UNDEFINED;
     let arg = |i: usize| args.get(i).unwrap_or(&undefined);
-    fp_call(f, args.len() as u32, arg(0), arg(1), arg(2));
+    fp_call(f, args.len() as i32, arg(0), arg(1), arg(2));
 }
 
 /// The function in `slot` (`AC` or `REFUSE`): one reader for both, rather than a
@@ -374,7 +374,7 @@ extern "C" {
     /// Whether the browser can parse `selector`.
     fn fp_valid(selector: &str) -> bool;
     /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
-    fn fp_call(f: &JsValue, count: u32, a: &JsValue, b: &JsValue, c: &JsValue);
+    fn fp_call(f: &JsValue, count: i32, a: &JsValue, b: &JsValue, c: &JsValue);
     /// `object[key] = value` (`Reflect::set` has a catch shim).
     fn fp_set(object: &Object, key: &str, value: &JsValue);
     /// The page's `window`. The module runs only in pages (the loader imports it
@@ -418,9 +418,11 @@ fn callback(mut f: impl FnMut() + 'static) -> JsValue {
 
 #[wasm_bindgen]
 extern "C" {
-    /// `setTimeout(handler, ms, argument)`: `argument` is what the handler gets.
+    /// `setTimeout(handler, ms, argument)`: `argument` is what the handler gets. `ms`
+    /// an `i32` (at most a day), as the counts and indexes given to `dom.js`: a `u32`
+    /// costs a shim in the glue (`>>> 0`).
     #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(handler: &JsValue, ms: u32, argument: &JsValue) -> JsValue;
+    fn set_timeout(handler: &JsValue, ms: i32, argument: &JsValue) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
 }
