@@ -3,6 +3,18 @@
 // and recorded is decided in Rust (`rules.rs`). Every name here starts with `fp_`:
 // `xtask` inlines this file into wasm-bindgen's glue, whose names it must not meet.
 
+// The page's `ac` and the loader's `refuse(command, message)`, as `run` got them.
+var fp_ac, fp_refuse;
+
+export function fp_start(ac, refuse) {
+  fp_ac = ac;
+  fp_refuse = refuse;
+}
+
+export function fp_page(which) {
+  return which ? fp_refuse : fp_ac;
+}
+
 // A function that calls the module's handler `id` with its argument: `fp_fire` is the
 // module's export, in scope here once `xtask` has inlined this file into the glue.
 export function fp_handler(id) {
@@ -165,13 +177,13 @@ export function fp_seen(selector, seen) {
 // `{ id, shortId }`, or null when there is none; false, asking nothing, before init
 // or without consent to track. Where to ask comes from `ac.state()` (the visitor,
 // the deployment and where batches go).
-export function fp_session(ac, callback) {
+export function fp_session(callback) {
   var state, text = function (key) {
     var value = fp_prop(state, key);
     return typeof value == 'string' ? value : '';
   };
   try {
-    state = ac.state();
+    state = fp_ac.state();
   } catch (e) {}
   var visitor = text('visitorId'), url = text('url');
   if (!visitor || url.slice(-5) != 'batch') return false;

@@ -14,7 +14,6 @@ mod forms;
 mod session;
 
 use std::cell::{Cell, RefCell};
-use std::thread::LocalKey;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -22,10 +21,6 @@ use wasm_bindgen::JsCast;
 use crate::rules::{self, cat, Attributes, Val, Value};
 
 thread_local! {
-    /// The page's command function, as the loader passed it.
-    static AC: RefCell<Option<Function>> = const { RefCell::new(None) };
-    /// The loader's way to have the core report a refusal: `(command, message)`.
-    static REFUSE: RefCell<Option<Function>> = const { RefCell::new(None) };
     /// The plugins loaded on this page, a bit each (see `load`): a second `load` of
     /// one only checks its options and calls its callback.
     static LOADED: Cell<u8> = const { Cell::new(0) };
@@ -37,9 +32,8 @@ thread_local! {
 /// One `ac('load' | 'forms:track' | 'session', ...)` call; `args` holds the command
 /// name first, as the page passed it.
 #[wasm_bindgen]
-pub fn run(ac: Function, refuse: Function, args: JsValue) {
-    AC.set(Some(ac));
-    REFUSE.set(Some(refuse));
+pub fn run(ac: JsValue, refuse: JsValue, args: JsValue) {
+    fp_start(&ac, &refuse);
     let args = match read(&args) {
         Val::List(list) => list,
         _ => Vec::new(),
@@ -183,9 +177,7 @@ fn read_next(at: &mut i32) -> Val {
 
 /// Calls the page's `ac` with `args` (the loader's `ac` never throws).
 fn ac(args: &[JsValue]) {
-    if let Some(ac) = page_function(&AC) {
-        call(&ac, args);
-    }
+    call(&fp_page(0), args);
 }
 
 /// Calls `f` with up to three `args`, through `dom.js` (one binding for every call
@@ -196,17 +188,9 @@ fn call(f: &JsValue, args: &[JsValue]) {
     fp_call(f, args.len() as i32, arg(0), arg(1), arg(2));
 }
 
-/// The function in `slot` (`AC` or `REFUSE`): one reader for both, rather than a
-/// `with` per use (measured).
-fn page_function(slot: &'static LocalKey<RefCell<Option<Function>>>) -> Option<Function> {
-    slot.with(|slot| slot.borrow().clone())
-}
-
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
-    if let Some(refuse) = page_function(&REFUSE) {
-        call(&refuse, &[command.into(), message.into()]);
-    }
+    call(&fp_page(1), &[command.into(), message.into()]);
 }
 
 /// `ac('record', name, attributes)`.
@@ -407,7 +391,12 @@ extern "C" {
     fn fp_handler(id: i32) -> JsValue;
     /// Asks the collector for the web session (where, from `ac.state()`), with
     /// retries, and calls `callback` with it; false before init or without consent.
-    fn fp_session(ac: &Function, callback: &Function) -> bool;
+    fn fp_session(callback: &Function) -> bool;
+    /// Keeps the page's `ac` and the loader's `refuse(command, message)` in `dom.js`
+    /// for [`fp_page`]: held there rather than in thread-locals here (measured).
+    fn fp_start(ac: &JsValue, refuse: &JsValue);
+    /// The page's `ac` (0) or the loader's `refuse` (1).
+    fn fp_page(which: i32) -> JsValue;
 }
 
 /// A function for the page that calls `f` (its argument, if any, unused), of the

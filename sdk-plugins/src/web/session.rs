@@ -8,7 +8,7 @@
 
 use wasm_bindgen::JsCast;
 
-use super::{arg, fp_arg, fp_session, page_function, Function, AC};
+use super::{arg, fp_arg, fp_session, Function};
 use crate::rules::Val;
 
 pub fn ask(args: &[Val]) -> Result<(), String> {
@@ -17,8 +17,7 @@ pub fn ask(args: &[Val]) -> Result<(), String> {
     };
     let callback: Function = fp_arg(1).unchecked_into();
     // Init not done, or nothing may be sent (consent): no session to tell.
-    let asked = page_function(&AC).is_some_and(|ac| fp_session(&ac, &callback));
-    if !asked {
+    if !fp_session(&callback) {
         return Err("call init first, and have consent to track".into());
     }
     Ok(())
