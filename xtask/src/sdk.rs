@@ -231,11 +231,18 @@ fn build_plugins(bindgen_dir: &Path, out: &Path) -> Result<()> {
     wasm_opt
         // `--low-memory-unused`: as for the core SDK above. `--flatten --rereloop`
         // and a second `-Oz`: binaryen rebuilds the control flow of the large
-        // inlined functions and shrinks it again (measured: 185 B gzip less).
+        // inlined functions and shrinks it again (measured: 185 B gzip less); a
+        // second round and `--code-folding` (identical tails of branches merged),
+        // 30-40 B more on the module of the fourth round (BENCHMARKS.md).
         .args([
             "-Oz",
             "--flatten",
             "--rereloop",
+            "-Oz",
+            "--flatten",
+            "--rereloop",
+            "-Oz",
+            "--code-folding",
             "-Oz",
             "--low-memory-unused",
             "--minify-imports-and-exports-and-modules",
