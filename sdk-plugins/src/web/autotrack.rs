@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use super::{
     ac, attributes, call, callback, check_selector, clear_timeout, date_now, document, fp_history,
-    fp_listen, fp_match, fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen, new_page,
+    fp_listen, fp_match, fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen,
     on_new_page, record, set_timeout, window, Event, Function, Handler,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
@@ -77,7 +77,7 @@ pub fn idle(rules: Vec<Rule>) {
         for (ring, ms, id) in timers.iter_mut() {
             // `clearTimeout` of a timer that rang, or of none, does nothing.
             clear_timeout(id);
-            *id = set_timeout(ring, *ms, &JsValue::UNDEFINED);
+            *id = set_timeout(ring, *ms);
         }
     };
     arm();
@@ -145,19 +145,13 @@ pub fn scroll_depth(rules: Vec<Rule>) {
 /// view, with the title it has after rendering; see [`crate::rules::url_change_options`]).
 pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
-    // What the timer below runs, with the new URL.
-    let later: Handler = Box::new(move |href: Event| match &hook {
+    // What `dom.js` runs with the new URL, after the task that changed it: by then a
+    // router has usually rendered the new page and set its title.
+    let changed: Handler = Box::new(move |href: Event| match &hook {
         Some(hook) => call(hook, &[href.into()]),
         None => ac(&["pageview".into()]),
     });
-    let later = handler_boxed(later);
-    // Of the listeners' handler type, but what `dom.js` passes is the new URL.
-    let changed = handler_boxed(Box::new(move |href: Event| {
-        new_page();
-        // After the task that changed the URL, by when a router has usually rendered
-        // the new page and set its title.
-        set_timeout(&later, 0, &href);
-    }));
+    let changed = handler_boxed(changed);
     if fp_history(&window, &changed) {
         Ok(())
     } else {

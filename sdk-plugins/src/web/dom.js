@@ -111,9 +111,18 @@ function fp_lower(text) {
   return text.replace(/[A-Z]+/g, function (upper) { return upper.toLowerCase(); });
 }
 
-// `changed(url)` when the URL is another than when last seen: after each
-// `history.pushState` and `replaceState` (the browser's own call first, throwing
-// what it throws) and on `popstate`. False when refused, the refusal then in
+// The module's new-page hooks: what runs when the single-page app moves to another
+// URL.
+var fp_hooks = [];
+
+export function fp_on_new_page(hook) {
+  fp_hooks.push(hook);
+}
+
+// When the URL is another than when last seen, after each `history.pushState` and
+// `replaceState` (the browser's own call first, throwing what it throws) and on
+// `popstate`: the new-page hooks, then `changed(url)` after the task that changed
+// it (by when a router has usually rendered the new page and set its title). False when refused, the refusal then in
 // `fp_values`.
 export function fp_history(w, changed) {
   var history, location = w.location, last = location.href;
@@ -121,7 +130,10 @@ export function fp_history(w, changed) {
     var href = location.href;
     if (href != last) {
       last = href;
-      changed(href);
+      fp_hooks.forEach(function (hook) {
+        hook();
+      });
+      setTimeout(changed, 0, href);
     }
   };
   try {

@@ -24,9 +24,6 @@ thread_local! {
     /// The plugins loaded on this page, a bit each (see `load`): a second `load` of
     /// one only checks its options and calls its callback.
     static LOADED: Cell<u8> = const { Cell::new(0) };
-    /// What runs when the single-page app moves to another URL: plugins whose state
-    /// belongs to one page view (scroll depth) start again.
-    static NEW_PAGE: RefCell<Vec<Box<dyn Fn()>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One `ac('load' | 'forms:track' | 'session', ...)` call; `args` holds the command
@@ -288,15 +285,6 @@ fn listen(target: &JsValue, kind: &str, handler: impl FnMut(Event) + 'static) {
     fp_listen(target, kind, &handler_boxed(Box::new(handler)));
 }
 
-/// The single-page app moved to another URL.
-fn new_page() {
-    NEW_PAGE.with(|hooks| {
-        for hook in hooks.borrow().iter() {
-            hook();
-        }
-    });
-}
-
 type Handler = Box<dyn FnMut(Event)>;
 
 thread_local! {
@@ -344,8 +332,9 @@ extern "C" {
     /// A form's controls, six entries each (see `dom.js`), for `fp_text` and
     /// `fp_number`; returns how many entries.
     fn fp_fields(form: &HtmlFormElement) -> i32;
-    /// Calls `changed` after each History API navigation and on `popstate`; false
-    /// when refused, the refusal then `fp_text(0)`.
+    /// Calls `changed` with the new URL after each History API navigation and on
+    /// `popstate`, once the task that changed it is done and the new-page hooks have
+    /// run; false when refused, the refusal then `fp_text(0)`.
     fn fp_history(window: &Window, changed: &JsValue) -> bool;
     /// `addEventListener`, capturing and passive (an options object built here would
     /// cost a binding per option).
@@ -395,6 +384,8 @@ extern "C" {
     /// Keeps the page's `ac` and the loader's `refuse(command, message)` in `dom.js`
     /// for [`fp_page`]: held there rather than in thread-locals here (measured).
     fn fp_start(ac: &JsValue, refuse: &JsValue);
+    /// See [`on_new_page`].
+    fn fp_on_new_page(hook: &JsValue);
     /// The page's `ac` (0) or the loader's `refuse` (1).
     fn fp_page(which: i32) -> JsValue;
 }
@@ -407,15 +398,17 @@ fn callback(mut f: impl FnMut() + 'static) -> JsValue {
 
 #[wasm_bindgen]
 extern "C" {
-    /// `setTimeout(handler, ms, argument)`: `argument` is what the handler gets. `ms`
-    /// an `i32` (at most a day), as the counts and indexes given to `dom.js`: a `u32`
-    /// costs a shim in the glue (`>>> 0`).
+    /// `ms` an `i32` (at most a day), as the counts and indexes given to `dom.js`: a
+    /// `u32` costs a shim in the glue (`>>> 0`).
     #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(handler: &JsValue, ms: i32, argument: &JsValue) -> JsValue;
+    fn set_timeout(handler: &JsValue, ms: i32) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(id: &JsValue);
 }
 
-fn on_new_page(hook: impl Fn() + 'static) {
-    NEW_PAGE.with(|hooks| hooks.borrow_mut().push(Box::new(hook)));
+/// Runs `hook` when the single-page app moves to another URL (`dom.js` keeps the
+/// hooks, run by the URL-change plugin's wrapper): plugins whose state belongs to one
+/// page view (scroll depth, started forms) start again.
+fn on_new_page(hook: impl FnMut() + 'static) {
+    fp_on_new_page(&callback(hook));
 }
