@@ -4,12 +4,10 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use wasm_bindgen::prelude::*;
-
 use super::{
-    ac, attributes, call, callback, check_selector, clear_timeout, date_now, document, fp_history,
-    fp_listen, fp_match, fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen,
-    on_new_page, record, set_timeout, window, Event, Function, Handler,
+    ac, attributes, call, callback, check_selector, document, fp_history, fp_idle, fp_match,
+    fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen, on_new_page, record, window,
+    Event, Function, Handler,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -37,56 +35,14 @@ fn fire(rule: &Rule) {
     record(&rule.event_name, &attributes(&rule.custom_attributes));
 }
 
-/// What counts as the visitor being there.
-const ACTIVITY: [&str; 6] = [
-    "pointermove",
-    "pointerdown",
-    "keydown",
-    "scroll",
-    "wheel",
-    "touchstart",
-];
-
-/// Timers are re-armed at most this often while the visitor is active: a mouse move
-/// fires many events a second, and an idle time is counted in seconds.
-const REARM_EVERY_MS: f64 = 1_000.0;
-
 /// `autotrackIdle`: a rule's event once the visitor has not interacted for its
-/// `idleAfter` seconds; again only after the visitor has been active since.
+/// `idleAfter` seconds; again only after the visitor has been active since. The
+/// timers and what counts as activity are `dom.js`'s (`fp_idle`): wiring, smaller
+/// there than through bindings (measured).
 pub fn idle(rules: Vec<Rule>) {
-    let armed_at = Rc::new(Cell::new(f64::NEG_INFINITY));
-    // A timer per rule: its function (made once, the handlers living as long as the
-    // page), its delay and the id of its running `setTimeout`.
-    let mut timers = Vec::new();
     for rule in rules {
         let ms = (rule.threshold * 1000.0) as i32;
-        let armed_at = Rc::clone(&armed_at);
-        let ring = callback(move || {
-            // The next activity arms again at once.
-            armed_at.set(f64::NEG_INFINITY);
-            fire(&rule);
-        });
-        timers.push((ring, ms, JsValue::UNDEFINED));
-    }
-    let mut arm = move || {
-        let now = date_now();
-        if now - armed_at.get() < REARM_EVERY_MS {
-            return;
-        }
-        armed_at.set(now);
-        for (ring, ms, id) in timers.iter_mut() {
-            // `clearTimeout` of a timer that rang, or of none, does nothing.
-            clear_timeout(id);
-            *id = set_timeout(ring, *ms);
-        }
-    };
-    arm();
-    // One function for the six kinds of activity.
-    let arm = callback(arm);
-    if let Some(window) = window() {
-        for kind in ACTIVITY {
-            fp_listen(&window, kind, &arm);
-        }
+        fp_idle(&callback(move || fire(&rule)), ms);
     }
 }
 

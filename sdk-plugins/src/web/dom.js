@@ -111,6 +111,39 @@ function fp_lower(text) {
   return text.replace(/[A-Z]+/g, function (upper) { return upper.toLowerCase(); });
 }
 
+// The idle timers: each rings once the visitor has not interacted for its delay, and
+// again only after the visitor has been active since. Timers are re-armed at most
+// once a second while the visitor is active: a mouse move fires many events a second,
+// and an idle time is counted in seconds.
+var fp_timers = [], fp_armed;
+
+export function fp_idle(ring, ms) {
+  if (!fp_timers.length) {
+    // What counts as the visitor being there.
+    ['pointermove', 'pointerdown', 'keydown', 'scroll', 'wheel', 'touchstart'].forEach(function (kind) {
+      fp_listen(window, kind, fp_arm);
+    });
+  }
+  fp_timers.push({ ring: ring, ms: ms });
+  fp_armed = -Infinity;
+  fp_arm();
+}
+
+function fp_arm() {
+  var now = Date.now();
+  if (now - fp_armed < 1000) return;
+  fp_armed = now;
+  fp_timers.forEach(function (timer) {
+    // `clearTimeout` of a timer that rang, or of none, does nothing.
+    clearTimeout(timer.id);
+    timer.id = setTimeout(function () {
+      // The next activity arms again at once.
+      fp_armed = -Infinity;
+      timer.ring();
+    }, timer.ms);
+  });
+}
+
 // The module's new-page hooks: what runs when the single-page app moves to another
 // URL.
 var fp_hooks = [];

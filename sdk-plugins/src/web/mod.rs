@@ -259,9 +259,6 @@ extern "C" {
     pub type HtmlFormElement;
     #[wasm_bindgen(method, getter, js_name = isConnected)]
     fn is_connected(this: &HtmlFormElement) -> bool;
-
-    #[wasm_bindgen(js_namespace = Date, js_name = now)]
-    fn date_now() -> f64;
 }
 
 /// Refuses a selector the browser cannot parse, naming the option that holds it.
@@ -384,6 +381,11 @@ extern "C" {
     /// Keeps the page's `ac` and the loader's `refuse(command, message)` in `dom.js`
     /// for [`fp_page`]: held there rather than in thread-locals here (measured).
     fn fp_start(ac: &JsValue, refuse: &JsValue);
+    /// Calls `ring` once the visitor has not interacted for `ms` milliseconds (at
+    /// most a day: an `i32`, as the counts and indexes given to `dom.js`, since a
+    /// `u32` costs a shim in the glue); again only after the visitor has been active
+    /// since.
+    fn fp_idle(ring: &JsValue, ms: i32);
     /// See [`on_new_page`].
     fn fp_on_new_page(hook: &JsValue);
     /// The page's `ac` (0) or the loader's `refuse` (1).
@@ -397,14 +399,7 @@ fn callback(mut f: impl FnMut() + 'static) -> JsValue {
 }
 
 #[wasm_bindgen]
-extern "C" {
-    /// `ms` an `i32` (at most a day), as the counts and indexes given to `dom.js`: a
-    /// `u32` costs a shim in the glue (`>>> 0`).
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(handler: &JsValue, ms: i32) -> JsValue;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    fn clear_timeout(id: &JsValue);
-}
+extern "C" {}
 
 /// Runs `hook` when the single-page app moves to another URL (`dom.js` keeps the
 /// hooks, run by the URL-change plugin's wrapper): plugins whose state belongs to one
