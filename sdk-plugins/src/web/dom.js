@@ -289,8 +289,68 @@ export function fp_listen(target, kind, handler) {
   target.addEventListener(kind, handler, { capture: true, passive: true });
 }
 
+// Form tracking: a form matching a tracked selector (the first that matches gives
+// its rule) is started when the visitor types into it (`input`, `change`) and is
+// reported when submitted, and as abandoned while still started when the page is
+// left or closed (`pagehide`: leaving, not only hiding it, as a visitor who switches
+// tabs comes back to the form) or when it is gone after the single-page app moved
+// on. Listeners sit on the document, so forms rendered later count too. `report`,
+// given with the first selector, is the module's: it gets the form, with its rule and
+// 1 if submitted (else 0) in `fp_values`.
+var fp_selectors = [], fp_started = [], fp_report;
+
+export function fp_track(selector, report) {
+  if (!fp_selectors.length) {
+    fp_report = report;
+    ['input', 'change', 'submit'].forEach(function (kind) {
+      var submit = kind == 'submit';
+      fp_listen(document, kind, function (event) {
+        var form = fp_form(event, submit), rule = -1, at = -1, i;
+        for (i = 0; form && rule < 0 && i < fp_selectors.length; i++) {
+          if (fp_match(form, fp_selectors[i], true)) rule = i;
+        }
+        if (rule < 0) return;
+        // A form is started at most once.
+        for (i = 0; i < fp_started.length; i++) if (fp_started[i][0] == form) at = i;
+        if (submit) {
+          if (at >= 0) fp_started.splice(at, 1);
+          fp_send(form, rule, 1);
+        } else if (at < 0) fp_started.push([form, rule]);
+      });
+    });
+    // Before the SDK's own `pagehide` handler (capturing listeners run first), so
+    // that the event goes out in the page's last beacon.
+    fp_listen(window, 'pagehide', function () {
+      fp_abandon(true);
+    });
+    fp_hooks.push(function () {
+      fp_abandon(false);
+    });
+  }
+  fp_selectors.push(selector);
+}
+
+// Reports the started forms as abandoned: all of them, or only those no longer in
+// the document.
+function fp_abandon(all) {
+  var gone = fp_started.filter(function (started) {
+    return all || !started[0].isConnected;
+  });
+  fp_started = fp_started.filter(function (started) {
+    return gone.indexOf(started) < 0;
+  });
+  gone.forEach(function (started) {
+    fp_send(started[0], started[1], 0);
+  });
+}
+
+function fp_send(form, rule, submitted) {
+  fp_values = [rule, submitted];
+  fp_report(form);
+}
+
 // The form an event happened in, or null; for `submit`, only a form itself.
-export function fp_form(event, submit) {
+function fp_form(event, submit) {
   var target = event.target;
   if (!(target instanceof (submit ? HTMLFormElement : Element))) return null;
   var form = target.closest('form');

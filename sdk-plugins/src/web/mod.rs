@@ -255,10 +255,7 @@ extern "C" {
     #[wasm_bindgen(method, getter)]
     fn target(this: &Event) -> JsValue;
 
-    #[derive(Clone, PartialEq)]
     pub type HtmlFormElement;
-    #[wasm_bindgen(method, getter, js_name = isConnected)]
-    fn is_connected(this: &HtmlFormElement) -> bool;
 }
 
 /// Refuses a selector the browser cannot parse, naming the option that holds it.
@@ -336,8 +333,9 @@ extern "C" {
     /// `addEventListener`, capturing and passive (an options object built here would
     /// cost a binding per option).
     fn fp_listen(target: &JsValue, kind: &str, handler: &JsValue);
-    /// The form an event happened in; for `submit`, only a form itself.
-    fn fp_form(event: &Event, submit: bool) -> Option<HtmlFormElement>;
+    /// Form tracking's listeners (see `dom.js`), and a selector to track; `report`
+    /// (given with the first) reports a form.
+    fn fp_track(selector: &str, report: &JsValue);
     /// `element.closest(selector)` (or with `self`, `element.matches(selector)`) as
     /// a boolean; false for a selector the browser cannot parse or no element.
     fn fp_match(element: &JsValue, selector: &str, self_: bool) -> bool;
