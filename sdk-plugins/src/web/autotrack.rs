@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use super::{
-    ac, attributes, call, callback, check_selector, document, fp_history, fp_idle, fp_match,
+    ac, attributes, call, callback, check_selector, document, fp_click, fp_history, fp_idle,
     fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen, on_new_page, record, window,
     Event, Function, Handler,
 };
@@ -17,15 +17,12 @@ pub fn click(rules: Vec<Rule>) -> Result<(), String> {
     for (i, rule) in rules.iter().enumerate() {
         check_selector(&cat(&["clickEvents[", &decimal(i), "]"]), &rule.selector)?;
     }
-    let document = document().ok_or("needs a document")?;
-    listen(&document, "click", move |event| {
-        let target = event.target();
-        for rule in &rules {
-            if fp_match(&target, &rule.selector, false) {
-                fire(rule);
-            }
-        }
-    });
+    document().ok_or("needs a document")?;
+    // One listener on the document for every rule, in `dom.js` (`fp_click`).
+    for rule in rules {
+        let selector = rule.selector.clone();
+        fp_click(&selector, &callback(move || fire(&rule)));
+    }
     Ok(())
 }
 

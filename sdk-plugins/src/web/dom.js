@@ -196,6 +196,21 @@ function fp_wrap(history, original, changed) {
   };
 }
 
+// `clicked()` on each click on (or inside) an element matching `selector`: one
+// listener on the document for every rule, run in the order they were given.
+var fp_clicks = [];
+
+export function fp_click(selector, clicked) {
+  if (!fp_clicks.length) {
+    fp_listen(document, 'click', function (event) {
+      fp_clicks.forEach(function (click) {
+        if (fp_match(event.target, click[0], false)) click[1]();
+      });
+    });
+  }
+  fp_clicks.push([selector, clicked]);
+}
+
 // `seen()` the first time each element matching `selector` comes into view; false
 // when the browser has no IntersectionObserver.
 export function fp_seen(selector, seen) {
@@ -360,7 +375,7 @@ function fp_form(event, submit) {
 // Whether `element` is inside (or is) an element matching `selector`, or with `self`
 // whether it matches itself; false for a selector the browser cannot parse, and when
 // `element` is none (an event's target may be the document).
-export function fp_match(element, selector, self) {
+function fp_match(element, selector, self) {
   if (!(element instanceof Element)) return false;
   try {
     return !!(self ? element.matches(selector) : element.closest(selector));

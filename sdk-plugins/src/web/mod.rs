@@ -252,8 +252,6 @@ extern "C" {
     pub type Document;
 
     pub type Event;
-    #[wasm_bindgen(method, getter)]
-    fn target(this: &Event) -> JsValue;
 
     pub type HtmlFormElement;
 }
@@ -336,9 +334,6 @@ extern "C" {
     /// Form tracking's listeners (see `dom.js`), and a selector to track; `report`
     /// (given with the first) reports a form.
     fn fp_track(selector: &str, report: &JsValue);
-    /// `element.closest(selector)` (or with `self`, `element.matches(selector)`) as
-    /// a boolean; false for a selector the browser cannot parse or no element.
-    fn fp_match(element: &JsValue, selector: &str, self_: bool) -> bool;
     /// Whether the browser can parse `selector`.
     fn fp_valid(selector: &str) -> bool;
     /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
@@ -353,6 +348,8 @@ extern "C" {
     fn fp_has(object: &Object, key: &str) -> bool;
     /// `object[key]`, or undefined when reading it throws (a page's getter).
     fn fp_get(object: &JsValue, key: &str) -> JsValue;
+    /// Calls `clicked` on each click on (or inside) an element matching `selector`.
+    fn fp_click(selector: &str, clicked: &JsValue);
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
