@@ -306,17 +306,21 @@ fn handler_boxed(handler: Handler) -> JsValue {
 /// changes the URL) may run other handlers; it does not run within itself.
 #[wasm_bindgen]
 pub fn fp_fire(id: u32, argument: Event) {
-    let slot = |handlers: &RefCell<Vec<Option<Handler>>>| {
-        handlers
-            .borrow_mut()
-            .get_mut(id as usize)
-            .and_then(Option::take)
-    };
-    let Some(mut handler) = HANDLERS.with(slot) else {
+    let Some(mut handler) = swap_handler(id, None) else {
         return;
     };
     handler(argument);
-    HANDLERS.with(|handlers| handlers.borrow_mut()[id as usize] = Some(handler));
+    // The slot was emptied above: nothing to drop.
+    std::mem::forget(swap_handler(id, Some(handler)));
+}
+
+/// Puts `handler` in slot `id` (if there is one) and gives what was there.
+fn swap_handler(id: u32, handler: Option<Handler>) -> Option<Handler> {
+    HANDLERS.with(|handlers| {
+        let mut handlers = handlers.borrow_mut();
+        let slot = handlers.get_mut(id as usize)?;
+        std::mem::replace(slot, handler)
+    })
 }
 
 #[wasm_bindgen(module = "/src/web/dom.js")]
