@@ -44,7 +44,7 @@ export function fp_arg(i) {
 }
 
 function fp_put(value, depth) {
-  var at = fp_kinds.length, type = typeof value, kind = 8, count = 0, keys, item, i;
+  var at = fp_kinds.length, type = typeof value, kind = 8, count = 0, length, keys, item, i;
   fp_kinds.push(8);
   fp_values.push(value);
   if (value === undefined) kind = 0;
@@ -54,9 +54,15 @@ function fp_put(value, depth) {
   else if (type == 'string') kind = 5;
   else if (type == 'function') kind = 9;
   else if (type == 'object' && depth < 6) {
-    keys = Array.isArray(value) ? null : Object.keys(value);
-    if ((keys || value).length > 1000) return;
-    for (i = 0; i < (keys || value).length; i++) {
+    // A proxy may throw here: then it reads as anything else (8).
+    try {
+      keys = Array.isArray(value) ? null : Object.keys(value);
+      length = (keys || value).length;
+    } catch (e) {
+      return;
+    }
+    if (!(length <= 1000)) return;
+    for (i = 0; i < length; i++) {
       try {
         item = value[keys ? keys[i] : i];
       } catch (e) {
