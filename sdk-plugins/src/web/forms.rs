@@ -98,7 +98,7 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
         if let Some(key) = attribute_name(&field_name) {
             // The custom attributes win over a field of the same name.
             if !fp_has(&fields, &key) {
-                set(&fields, &key, &value.into());
+                set(&fields, &key, &value.as_str().into());
                 count += 1;
             }
         }
