@@ -8,7 +8,8 @@ use footpath_protocol::v1::{
 };
 
 /// A value the page passed, read once from JavaScript (`web`), so that the options
-/// are checked here, natively testable. Functions and other objects read as `Other`.
+/// are checked here, natively testable. Objects that are neither lists nor plain
+/// objects, and values nested too deep, read as `Other`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Val {
     Undefined,
@@ -18,6 +19,9 @@ pub enum Val {
     Str(String),
     List(Vec<Val>),
     Object(Vec<(String, Val)>),
+    /// A function: the rules only check that one was given where one is wanted;
+    /// `web` takes it from the page's value.
+    Function,
     Other,
 }
 
@@ -347,6 +351,21 @@ pub fn scroll_depth_options(options: &Val) -> Result<Vec<Rule>> {
         "percentage",
         Some((100.0, ": must be above 0, at most 100")),
     )
+}
+
+/// `autotrackUrlChange`'s options: `{ onUrlChange }` only, a function when given.
+/// Whether it was given.
+pub fn url_change_options(options: &Val) -> Result<bool> {
+    let root = At::Root("options");
+    let entries = object(options, &root, &["onUrlChange"])?;
+    match field(entries, "onUrlChange") {
+        Val::Undefined => Ok(false),
+        Val::Function => Ok(true),
+        _ => Err(fail(
+            &At::Key(&root, "onUrlChange"),
+            &[": must be a function"],
+        )),
+    }
 }
 
 /// `ac('forms:track', selector, options)`'s options.

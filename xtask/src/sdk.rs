@@ -20,7 +20,7 @@ pub const GZIP_BUDGET_BYTES: usize = 18_843;
 
 /// The plugin module (its script and wasm), which a page downloads only when it uses
 /// `load`, `forms:track` or `session`, must stay under this many gzip bytes.
-pub const PLUGINS_GZIP_BUDGET_BYTES: usize = 17_366;
+pub const PLUGINS_GZIP_BUDGET_BYTES: usize = 14_884;
 
 const TARGET: &str = "wasm32-unknown-unknown";
 
@@ -231,11 +231,18 @@ fn build_plugins(bindgen_dir: &Path, out: &Path) -> Result<()> {
     wasm_opt
         // `--low-memory-unused`: as for the core SDK above. `--flatten --rereloop`
         // and a second `-Oz`: binaryen rebuilds the control flow of the large
-        // inlined functions and shrinks it again (measured: 185 B gzip less).
+        // inlined functions and shrinks it again (measured: 185 B gzip less); a
+        // second round and `--code-folding` (identical tails of branches merged),
+        // 30-40 B more on the module of the fourth round (BENCHMARKS.md).
         .args([
             "-Oz",
             "--flatten",
             "--rereloop",
+            "-Oz",
+            "--flatten",
+            "--rereloop",
+            "-Oz",
+            "--code-folding",
             "-Oz",
             "--low-memory-unused",
             "--minify-imports-and-exports-and-modules",
@@ -263,9 +270,16 @@ fn build_plugins(bindgen_dir: &Path, out: &Path) -> Result<()> {
     let readable = bindgen_dir.join("footpath-plugins.full.js");
     std::fs::write(&readable, plugin_glue(&glue, bindgen_dir, &renames)?)?;
     let mut terser = Command::new(tools_bin.join("terser"));
-    terser
-        .arg(&readable)
-        .args(["--module", "--compress", "passes=3"]);
+    // As for the core SDK: arrow functions where nothing uses `this` (neither the glue
+    // nor `dom.js` does, nor constructs one with `new`) and ES2020 output, which every
+    // browser that runs the loader's `import()` reads (39 B gzip).
+    terser.arg(&readable).args([
+        "--module",
+        "--ecma",
+        "2020",
+        "--compress",
+        "passes=3,ecma=2020,unsafe_arrows=true,unsafe_methods=true",
+    ]);
     if !keep_names() {
         terser.arg("--mangle");
     }

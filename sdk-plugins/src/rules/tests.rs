@@ -219,6 +219,28 @@ fn bad_options_are_refused_naming_the_option() {
 }
 
 #[test]
+fn url_change_options_take_only_a_function() {
+    let hook = |value| obj(vec![("onUrlChange", value)]);
+    assert_eq!(url_change_options(&Val::Undefined), Ok(false));
+    assert_eq!(url_change_options(&Val::Null), Ok(false));
+    assert_eq!(url_change_options(&hook(Val::Undefined)), Ok(false));
+    assert_eq!(url_change_options(&hook(Val::Function)), Ok(true));
+    let refused: Vec<(Val, &str)> = vec![
+        (s("x"), "options: must be an object"),
+        (Val::Function, "options: must be an object"),
+        (hook(s("f")), "options.onUrlChange: must be a function"),
+        (hook(Val::Null), "options.onUrlChange: must be a function"),
+        (
+            obj(vec![("onUrlChange", Val::Function), ("x", n(1.0))]),
+            "options.x: is not an option (onUrlChange)",
+        ),
+    ];
+    for (options, expected) in refused {
+        assert_eq!(url_change_options(&options).unwrap_err(), expected);
+    }
+}
+
+#[test]
 fn secrets_and_non_data_are_never_captured() {
     let input = |kind, name, autocomplete| Field {
         tag: "input",

@@ -1,17 +1,13 @@
 //! The autotrack plugins: clicks, idleness, elements coming into view, scroll depth and
 //! a single-page app's URL changes.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
-use js_sys::{Function, Object};
-use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use web_sys::Event;
-
 use super::{
-    ac, attributes, call, callback, check_selector, document, fp_get, fp_history, fp_match,
-    fp_scroll, fp_seen, listen, new_page, on_new_page, record, timeout, window, Timeout,
+    ac, attributes, call, callback, check_selector, document, fp_click, fp_history, fp_idle,
+    fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen, on_new_page, record, window,
+    Event, Function, Handler,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -21,15 +17,12 @@ pub fn click(rules: Vec<Rule>) -> Result<(), String> {
     for (i, rule) in rules.iter().enumerate() {
         check_selector(&cat(&["clickEvents[", &decimal(i), "]"]), &rule.selector)?;
     }
-    let document = document().ok_or("needs a document")?;
-    listen(&document, "click", move |event| {
-        let target = JsValue::from(event.target());
-        for rule in &rules {
-            if fp_match(&target, &rule.selector, false) {
-                fire(rule);
-            }
-        }
-    });
+    document().ok_or("needs a document")?;
+    // One listener on the document for every rule, in `dom.js` (`fp_click`).
+    for rule in rules {
+        let selector = rule.selector.clone();
+        fp_click(&selector, &callback(move || fire(&rule)));
+    }
     Ok(())
 }
 
@@ -39,56 +32,14 @@ fn fire(rule: &Rule) {
     record(&rule.event_name, &attributes(&rule.custom_attributes));
 }
 
-/// What counts as the visitor being there.
-const ACTIVITY: [&str; 6] = [
-    "pointermove",
-    "pointerdown",
-    "keydown",
-    "scroll",
-    "wheel",
-    "touchstart",
-];
-
-/// Timers are re-armed at most this often while the visitor is active: a mouse move
-/// fires many events a second, and an idle time is counted in seconds.
-const REARM_EVERY_MS: f64 = 1_000.0;
-
 /// `autotrackIdle`: a rule's event once the visitor has not interacted for its
-/// `idleAfter` seconds; again only after the visitor has been active since.
+/// `idleAfter` seconds; again only after the visitor has been active since. The
+/// timers and what counts as activity are `dom.js`'s (`fp_idle`): wiring, smaller
+/// there than through bindings (measured).
 pub fn idle(rules: Vec<Rule>) {
-    let rules = Rc::new(rules);
-    let timers: Rc<RefCell<Vec<Timeout>>> = Rc::default();
-    let armed_at = Rc::new(Cell::new(f64::NEG_INFINITY));
-    let arm = {
-        let rules = Rc::clone(&rules);
-        move || {
-            let now = js_sys::Date::now();
-            if now - armed_at.get() < REARM_EVERY_MS {
-                return;
-            }
-            armed_at.set(now);
-            // Dropping a `Timeout` cancels it.
-            // Each timer holds the rules and its index rather than a copy of its rule.
-            let mut armed = Vec::new();
-            for i in 0..rules.len() {
-                let rules_here = Rc::clone(&rules);
-                let armed_at = Rc::clone(&armed_at);
-                armed.push(timeout((rules[i].threshold * 1000.0) as u32, move || {
-                    // The next activity arms again at once.
-                    armed_at.set(f64::NEG_INFINITY);
-                    fire(&rules_here[i]);
-                }));
-            }
-            *timers.borrow_mut() = armed;
-        }
-    };
-    arm();
-    let arm = Rc::new(arm);
-    if let Some(window) = window() {
-        for kind in ACTIVITY {
-            let arm = Rc::clone(&arm);
-            listen(&window, kind, move |_| arm());
-        }
+    for rule in rules {
+        let ms = (rule.threshold * 1000.0) as i32;
+        fp_idle(&callback(move || fire(&rule)), ms);
     }
 }
 
@@ -127,11 +78,10 @@ pub fn scroll_depth(rules: Vec<Rule>) {
     };
     let page = window.clone();
     listen(&window, "scroll", move |_| {
-        let Some(sizes) = fp_scroll(&page) else {
+        if !fp_scroll(&page) {
             return;
-        };
-        let size = |i| sizes.get(i).as_f64().unwrap_or(0.0);
-        let percent = depth(size(0), size(1), size(2));
+        }
+        let percent = depth(fp_number(0), fp_number(1), fp_number(2));
         for (i, rule) in rules.iter().enumerate() {
             let bit = 1u64 << i;
             if reached.get() & bit == 0 && percent >= rule.threshold {
@@ -145,54 +95,19 @@ pub fn scroll_depth(rules: Vec<Rule>) {
 /// `autotrackUrlChange`: a page view each time a single-page app changes the URL
 /// (`history.pushState`, `replaceState`, back and forward), or, when the page gives
 /// `onUrlChange(url)`, a call of that instead (the page then records its own page
-/// view, with the title it has after rendering; see [`url_change_hook`]).
+/// view, with the title it has after rendering; see [`crate::rules::url_change_options`]).
 pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     let window = window().ok_or("needs a window")?;
-    // Of the listeners' closure type, but what `dom.js` passes is the new URL.
-    let handler: Box<dyn FnMut(Event)> = Box::new(move |href: Event| {
-        let href = JsValue::from(href);
-        new_page();
-        // After the task that changed the URL, by when a router has usually rendered
-        // the new page and set its title.
-        let hook = hook.clone();
-        timeout(0, move || match &hook {
-            Some(hook) => {
-                call(hook, std::slice::from_ref(&href));
-            }
-            None => ac(&["pageview".into()]),
-        })
-        .forget();
+    // What `dom.js` runs with the new URL, after the task that changed it: by then a
+    // router has usually rendered the new page and set its title.
+    let changed: Handler = Box::new(move |href: Event| match &hook {
+        Some(hook) => call(hook, &[href.into()]),
+        None => ac(&["pageview".into()]),
     });
-    let changed = Closure::wrap(handler).into_js_value();
-    match fp_history(&window, &changed).as_string() {
-        Some(refused) => Err(refused),
-        None => Ok(()),
-    }
-}
-
-/// `autotrackUrlChange`'s options: `{ onUrlChange }` only, a function when given.
-pub fn url_change_hook(options: &JsValue) -> Result<Option<Function>, String> {
-    Ok(if options.is_undefined() || options.is_null() {
-        None
+    let changed = handler_boxed(changed);
+    if fp_history(&window, &changed) {
+        Ok(())
     } else {
-        let object = options
-            .dyn_ref::<Object>()
-            .ok_or("options: must be an object")?;
-        let keys = Object::keys(object);
-        for i in 0..keys.length() {
-            let key = keys.get(i).as_string().unwrap_or_default();
-            if key != "onUrlChange" {
-                return Err(cat(&["options.", &key, ": is not an option (onUrlChange)"]));
-            }
-        }
-        match fp_get(object, &"onUrlChange".into()).map(|got| got.get(0)) {
-            Some(value) if value.is_undefined() => None,
-            Some(value) => Some(
-                value
-                    .dyn_into::<Function>()
-                    .map_err(|_| "options.onUrlChange: must be a function")?,
-            ),
-            None => None,
-        }
-    })
+        Err(fp_text(0))
+    }
 }

@@ -3,9 +3,92 @@
 // and recorded is decided in Rust (`rules.rs`). Every name here starts with `fp_`:
 // `xtask` inlines this file into wasm-bindgen's glue, whose names it must not meet.
 
-// A form's controls, six entries each: tag name and `type` (ASCII lower-cased, as
-// HTML compares them), `name` (or `id`), `autocomplete`, inside (or being) an
-// excluded element, and the value: '' for a checkbox or radio button that is not
+// The page's `ac` and the loader's `refuse(command, message)`, as `run` got them.
+var fp_ac, fp_refuse;
+
+export function fp_start(ac, refuse) {
+  fp_ac = ac;
+  fp_refuse = refuse;
+}
+
+export function fp_page(which) {
+  return which ? fp_refuse : fp_ac;
+}
+
+// A function that calls the module's handler `id` with its argument: `fp_fire` is the
+// module's export, in scope here once `xtask` has inlined this file into the glue.
+export function fp_handler(id) {
+  return function (argument) {
+    fp_fire(id, argument);
+  };
+}
+
+// The command's arguments as the page passed them, walked for the module's `read`
+// (the list itself not counted in the depth): at each index a kind
+// (0 undefined, 1 null, 2 false, 3 true, 4 number, 5 string, 6 list, 7 object, 8
+// anything else, 9 a function), plus 16 times the entries of a list or object,
+// and the number or string itself. A list's items follow it; an object's keys (as
+// strings) and values follow it in turn. No deeper than 6, no list or object of more
+// than 1,000 entries (read as 8); an entry whose getter throws is left out.
+// `fp_values` also holds what `fp_fields`, `fp_scroll` and `fp_history` give.
+var fp_kinds, fp_values, fp_args;
+
+export function fp_read(args) {
+  fp_kinds = [];
+  fp_values = [];
+  fp_put((fp_args = args), -1);
+}
+
+export function fp_arg(i) {
+  return fp_args[i];
+}
+
+function fp_put(value, depth) {
+  var at = fp_kinds.length, type = typeof value, kind = 8, count = 0, length, keys, item, i;
+  fp_kinds.push(8);
+  fp_values.push(value);
+  if (value === undefined) kind = 0;
+  else if (value === null) kind = 1;
+  else if (type == 'boolean') kind = value ? 3 : 2;
+  else if (type == 'number') kind = 4;
+  else if (type == 'string') kind = 5;
+  else if (type == 'function') kind = 9;
+  else if (type == 'object' && depth < 6) {
+    // A proxy may throw here: then it reads as anything else (8).
+    try {
+      keys = Array.isArray(value) ? null : Object.keys(value);
+      length = (keys || value).length;
+    } catch (e) {
+      return;
+    }
+    if (!(length <= 1000)) return;
+    for (i = 0; i < length; i++) {
+      try {
+        item = value[keys ? keys[i] : i];
+      } catch (e) {
+        continue;
+      }
+      if (keys) fp_put(keys[i], depth);
+      fp_put(item, depth + 1);
+      count++;
+    }
+    kind = keys ? 7 : 6;
+  }
+  fp_kinds[at] = kind + count * 16;
+}
+
+export function fp_kind(at) {
+  return fp_kinds[at];
+}
+
+// What the walk found at `at`: a number or a string (two bindings of this one).
+export function fp_value(at) {
+  return fp_values[at];
+}
+
+// A form's controls, six entries each, in `fp_values`: tag name and `type` (ASCII
+// lower-cased, as HTML compares them), `name` (or `id`), `autocomplete`, 1 inside
+// (or being) an excluded element or 0, and the value: '' for a checkbox or radio button that is not
 // checked, a multiple select's chosen values joined with commas.
 export function fp_fields(form) {
   var out = [], elements = form.elements;
@@ -22,41 +105,93 @@ export function fp_fields(form) {
       type,
       e.getAttribute('name') || e.id,
       e.getAttribute('autocomplete') || '',
-      !!e.closest('[data-footpath-exclude]'),
+      e.closest('[data-footpath-exclude]') ? 1 : 0,
       typeof value == 'string' ? value : ''
     );
   }
-  return out;
+  fp_values = out;
+  return out.length;
 }
 
 function fp_lower(text) {
   return text.replace(/[A-Z]+/g, function (upper) { return upper.toLowerCase(); });
 }
 
-// `changed(url)` when the URL is another than when last seen: after each
-// `history.pushState` and `replaceState` (the browser's own call first, throwing
-// what it throws) and on `popstate`. Returns the refusal, if any.
+// The idle timers: each rings once the visitor has not interacted for its delay, and
+// again only after the visitor has been active since. Timers are re-armed at most
+// once a second while the visitor is active: a mouse move fires many events a second,
+// and an idle time is counted in seconds.
+var fp_timers = [], fp_armed;
+
+export function fp_idle(ring, ms) {
+  if (!fp_timers.length) {
+    // What counts as the visitor being there.
+    ['pointermove', 'pointerdown', 'keydown', 'scroll', 'wheel', 'touchstart'].forEach(function (kind) {
+      fp_listen(window, kind, fp_arm);
+    });
+  }
+  fp_timers.push({ ring: ring, ms: ms });
+  fp_armed = -Infinity;
+  fp_arm();
+}
+
+function fp_arm() {
+  var now = Date.now();
+  if (now - fp_armed < 1000) return;
+  fp_armed = now;
+  fp_timers.forEach(function (timer) {
+    // `clearTimeout` of a timer that rang, or of none, does nothing.
+    clearTimeout(timer.id);
+    timer.id = setTimeout(function () {
+      // The next activity arms again at once.
+      fp_armed = -Infinity;
+      timer.ring();
+    }, timer.ms);
+  });
+}
+
+// The module's new-page hooks: what runs when the single-page app moves to another
+// URL.
+var fp_hooks = [];
+
+export function fp_on_new_page(hook) {
+  fp_hooks.push(hook);
+}
+
+// When the URL is another than when last seen, after each `history.pushState` and
+// `replaceState` (the browser's own call first, throwing what it throws) and on
+// `popstate`: the new-page hooks, then `changed(url)` after the task that changed
+// it (by when a router has usually rendered the new page and set its title). False when refused, the refusal then in
+// `fp_values`.
 export function fp_history(w, changed) {
   var history, location = w.location, last = location.href;
   var check = function () {
     var href = location.href;
     if (href != last) {
       last = href;
-      changed(href);
+      fp_hooks.forEach(function (hook) {
+        hook();
+      });
+      setTimeout(changed, 0, href);
     }
   };
   try {
     history = w.history;
   } catch (e) {
-    return 'needs history';
+    fp_values = ['needs history'];
+    return false;
   }
   var methods = ['pushState', 'replaceState'];
   for (var i = 0; i < 2; i++) {
     var original = history[methods[i]];
-    if (typeof original != 'function') return 'needs history.pushState';
+    if (typeof original != 'function') {
+      fp_values = ['needs history.pushState'];
+      return false;
+    }
     history[methods[i]] = fp_wrap(history, original, check);
   }
   fp_listen(w, 'popstate', check);
+  return true;
 }
 
 function fp_wrap(history, original, changed) {
@@ -65,6 +200,21 @@ function fp_wrap(history, original, changed) {
     changed();
     return result;
   };
+}
+
+// `clicked()` on each click on (or inside) an element matching `selector`: one
+// listener on the document for every rule, run in the order they were given.
+var fp_clicks = [];
+
+export function fp_click(selector, clicked) {
+  if (!fp_clicks.length) {
+    fp_listen(document, 'click', function (event) {
+      fp_clicks.forEach(function (click) {
+        if (fp_match(event.target, click[0], false)) click[1]();
+      });
+    });
+  }
+  fp_clicks.push([selector, clicked]);
 }
 
 // `seen()` the first time each element matching `selector` comes into view; false
@@ -93,13 +243,13 @@ export function fp_seen(selector, seen) {
 // `{ id, shortId }`, or null when there is none; false, asking nothing, before init
 // or without consent to track. Where to ask comes from `ac.state()` (the visitor,
 // the deployment and where batches go).
-export function fp_session(ac, callback) {
+export function fp_session(callback) {
   var state, text = function (key) {
     var value = fp_prop(state, key);
     return typeof value == 'string' ? value : '';
   };
   try {
-    state = ac.state();
+    state = fp_ac.state();
   } catch (e) {}
   var visitor = text('visitorId'), url = text('url');
   if (!visitor || url.slice(-5) != 'batch') return false;
@@ -145,12 +295,13 @@ function fp_prop(object, key) {
   } catch (e) {}
 }
 
-// How far the page is scrolled: `scrollY`, `innerHeight` (0 when a page has made it
-// something else than a number) and the document's height; null without a document
-// element.
+// How far the page is scrolled, in `fp_values`: `scrollY`, `innerHeight` (0 when a
+// page has made it something else than a number) and the document's height; false
+// without a document element.
 export function fp_scroll(w) {
   var root = w.document.documentElement, height = w.innerHeight;
-  return root ? [+w.scrollY, typeof height == 'number' ? height : 0, root.scrollHeight | 0] : null;
+  fp_values = [+w.scrollY, typeof height == 'number' ? height : 0, root && root.scrollHeight | 0];
+  return !!root;
 }
 
 // `handler` for `kind` on `target`, for the page's lifetime: capturing, so that a page
@@ -159,8 +310,68 @@ export function fp_listen(target, kind, handler) {
   target.addEventListener(kind, handler, { capture: true, passive: true });
 }
 
+// Form tracking: a form matching a tracked selector (the first that matches gives
+// its rule) is started when the visitor types into it (`input`, `change`) and is
+// reported when submitted, and as abandoned while still started when the page is
+// left or closed (`pagehide`: leaving, not only hiding it, as a visitor who switches
+// tabs comes back to the form) or when it is gone after the single-page app moved
+// on. Listeners sit on the document, so forms rendered later count too. `report`,
+// given with the first selector, is the module's: it gets the form, with its rule and
+// 1 if submitted (else 0) in `fp_values`.
+var fp_selectors = [], fp_started = [], fp_report;
+
+export function fp_track(selector, report) {
+  if (!fp_selectors.length) {
+    fp_report = report;
+    ['input', 'change', 'submit'].forEach(function (kind) {
+      var submit = kind == 'submit';
+      fp_listen(document, kind, function (event) {
+        var form = fp_form(event, submit), rule = -1, at = -1, i;
+        for (i = 0; form && rule < 0 && i < fp_selectors.length; i++) {
+          if (fp_match(form, fp_selectors[i], true)) rule = i;
+        }
+        if (rule < 0) return;
+        // A form is started at most once.
+        for (i = 0; i < fp_started.length; i++) if (fp_started[i][0] == form) at = i;
+        if (submit) {
+          if (at >= 0) fp_started.splice(at, 1);
+          fp_send(form, rule, 1);
+        } else if (at < 0) fp_started.push([form, rule]);
+      });
+    });
+    // Before the SDK's own `pagehide` handler (capturing listeners run first), so
+    // that the event goes out in the page's last beacon.
+    fp_listen(window, 'pagehide', function () {
+      fp_abandon(true);
+    });
+    fp_hooks.push(function () {
+      fp_abandon(false);
+    });
+  }
+  fp_selectors.push(selector);
+}
+
+// Reports the started forms as abandoned: all of them, or only those no longer in
+// the document.
+function fp_abandon(all) {
+  var gone = fp_started.filter(function (started) {
+    return all || !started[0].isConnected;
+  });
+  fp_started = fp_started.filter(function (started) {
+    return gone.indexOf(started) < 0;
+  });
+  gone.forEach(function (started) {
+    fp_send(started[0], started[1], 0);
+  });
+}
+
+function fp_send(form, rule, submitted) {
+  fp_values = [rule, submitted];
+  fp_report(form);
+}
+
 // The form an event happened in, or null; for `submit`, only a form itself.
-export function fp_form(event, submit) {
+function fp_form(event, submit) {
   var target = event.target;
   if (!(target instanceof (submit ? HTMLFormElement : Element))) return null;
   var form = target.closest('form');
@@ -170,7 +381,7 @@ export function fp_form(event, submit) {
 // Whether `element` is inside (or is) an element matching `selector`, or with `self`
 // whether it matches itself; false for a selector the browser cannot parse, and when
 // `element` is none (an event's target may be the document).
-export function fp_match(element, selector, self) {
+function fp_match(element, selector, self) {
   if (!(element instanceof Element)) return false;
   try {
     return !!(self ? element.matches(selector) : element.closest(selector));
@@ -211,12 +422,9 @@ export function fp_has(object, key) {
   return key in object;
 }
 
-// `[object[key]]`, or null when reading it throws (a page's getter): one binding
-// without wasm-bindgen's exception handling, which nothing else here needs.
+// `object[key]`, or undefined when reading it throws (a page's getter).
 export function fp_get(object, key) {
   try {
-    return [object[key]];
-  } catch (e) {
-    return null;
-  }
+    return object[key];
+  } catch (e) {}
 }

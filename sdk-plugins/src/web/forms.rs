@@ -9,140 +9,66 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use js_sys::Object;
-use web_sys::HtmlFormElement;
+use wasm_bindgen::{JsCast, JsValue};
 
 use super::{
-    ac, attributes, check_selector, document, fp_fields, fp_form, fp_has, fp_match, listen,
-    on_new_page, read, record, set, window,
+    ac, arg, attributes, check_selector, document, fp_fields, fp_has, fp_number, fp_text, fp_track,
+    handler_boxed, record, set, text, window, Event, HtmlFormElement, Object,
 };
 use crate::rules::{
-    attribute_name, blank, cat, clip, form_options, may_capture, Field, FormOptions,
+    attribute_name, blank, clip, form_options, may_capture, Field, FormOptions, Val,
     FORM_ABANDONED, FORM_NAME_ATTRIBUTE, FORM_SUBMITTED,
 };
 use footpath_protocol::v1::MAX_ATTRIBUTES;
 
-struct Tracked {
-    selector: String,
-    options: Rc<FormOptions>,
-}
-
-struct Forms {
-    tracked: Vec<Tracked>,
-    /// Forms the visitor has typed into and not submitted, with their rule.
-    started: Vec<(HtmlFormElement, usize)>,
-    listening: bool,
-}
-
 thread_local! {
-    // Initialised as a constant: no lazy initialisation code.
-    static FORMS: RefCell<Forms> = const {
-        RefCell::new(Forms {
-            tracked: Vec::new(),
-            started: Vec::new(),
-            listening: false,
-        })
-    };
+    /// The options of each `forms:track` call, by the index `dom.js` gives back as
+    /// the form's rule. Shared (`Rc`) with a report under way, not cloned: no clone
+    /// code for their lists; a page function that `report` calls may track more.
+    static FORMS: RefCell<Vec<Rc<FormOptions>>> = const { RefCell::new(Vec::new()) };
 }
 
-pub fn track(args: &js_sys::Array) -> Result<(), String> {
-    let selector = args
-        .get(1)
-        .as_string()
+/// Which forms are started, submitted and abandoned is `dom.js`'s wiring
+/// (`fp_track`: the listeners, the started forms, `pagehide` and the new-page hook),
+/// smaller there than through bindings (measured); what a report holds is decided
+/// here ([`report`]).
+pub fn track(args: &[Val]) -> Result<(), String> {
+    let selector = text(arg(args, 1))
         .filter(|s| !blank(s))
         .ok_or("needs a form selector")?;
-    check_selector("form", &selector)?;
-    let options = form_options(&read(&args.get(2)))?;
-    let listen_now = FORMS.with(|forms| {
+    check_selector("form", selector)?;
+    let options = form_options(arg(args, 2))?;
+    document().ok_or("needs a document")?;
+    window().ok_or("needs a window")?;
+    let first = FORMS.with(|forms| {
         let mut forms = forms.borrow_mut();
-        forms.tracked.push(Tracked {
-            selector,
-            options: Rc::new(options),
-        });
-        !std::mem::replace(&mut forms.listening, true)
+        forms.push(Rc::new(options));
+        forms.len() == 1
     });
-    if listen_now {
-        start_listening()?;
-    }
-    Ok(())
-}
-
-fn start_listening() -> Result<(), String> {
-    let page = document().ok_or("needs a document")?;
-    // One handler for the three: its code is in the module once.
-    for kind in ["input", "change", "submit"] {
-        let submit = kind == "submit";
-        listen(&page, kind, move |event| {
-            let Some((form, rule)) = tracked_form(fp_form(&event, submit)) else {
-                return;
-            };
-            FORMS.with(|forms| {
-                let started = &mut forms.borrow_mut().started;
-                // A form is in `started` at most once.
-                let at = started.iter().position(|(f, _)| *f == form);
-                match at {
-                    Some(at) if submit => {
-                        started.remove(at);
-                    }
-                    None if !submit => started.push((form.clone(), rule)),
-                    _ => {}
-                }
-            });
-            if submit {
-                report(&form, rule, FORM_SUBMITTED);
-            }
-        });
-    }
-    let window = window().ok_or("needs a window")?;
-    // Leaving the page, not only hiding it (a visitor who switches tabs comes back to
-    // the form). Before the SDK's own handler (capturing listeners run first), so
-    // that the event goes out in the page's last beacon.
-    listen(&window, "pagehide", |_| abandon(&|_| true));
-    on_new_page(|| abandon(&|form| !form.is_connected()));
-    Ok(())
-}
-
-/// The tracked form, if `form` is one, with the index of its rule.
-fn tracked_form(form: Option<HtmlFormElement>) -> Option<(HtmlFormElement, usize)> {
-    let form = form?;
-    let rule = FORMS.with(|forms| {
-        forms
-            .borrow()
-            .tracked
-            .iter()
-            .position(|tracked| fp_match(&form, &tracked.selector, true))
-    })?;
-    Some((form, rule))
-}
-
-/// Records `form_abandoned` for the started forms that `gone` picks. Not generic:
-/// its code is in the module once for its three callers (measured).
-fn abandon(gone: &dyn Fn(&HtmlFormElement) -> bool) {
-    let mut left = Vec::new();
-    FORMS.with(|forms| {
-        let started = &mut forms.borrow_mut().started;
-        let mut i = 0;
-        while i < started.len() {
-            if gone(&started[i].0) {
-                left.push(started.remove(i));
+    // One report handler for every tracked form: `dom.js` passes the form, with its
+    // rule and whether it was submitted as `fp_number(0)` and `(1)`.
+    let report_form = if first {
+        handler_boxed(Box::new(|form: Event| {
+            let (rule, submitted) = (fp_number(0) as usize, fp_number(1) != 0.0);
+            let event = if submitted {
+                FORM_SUBMITTED
             } else {
-                i += 1;
-            }
-        }
-    });
-    for (form, rule) in left {
-        report(&form, rule, FORM_ABANDONED);
-    }
+                FORM_ABANDONED
+            };
+            report(form.unchecked_ref(), rule, event);
+        }))
+    } else {
+        JsValue::UNDEFINED
+    };
+    fp_track(selector, &report_form);
+    Ok(())
 }
 
 /// Records `event` for `form`: its name, the captured fields (when the options ask
 /// for them) and the custom attributes; the mapped fields first become traits.
 fn report(form: &HtmlFormElement, rule: usize, event: &str) {
     // The options are shared (`Rc`), not cloned: no clone code for their lists.
-    let Some(options) = FORMS.with(|forms| {
-        let forms = forms.borrow();
-        Some(Rc::clone(&forms.tracked.get(rule)?.options))
-    }) else {
+    let Some(options) = FORMS.with(|forms| forms.borrow().get(rule).cloned()) else {
         return;
     };
     let capture = if event == FORM_SUBMITTED {
@@ -172,7 +98,7 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
         if let Some(key) = attribute_name(&field_name) {
             // The custom attributes win over a field of the same name.
             if !fp_has(&fields, &key) {
-                set(&fields, &key, &value.into());
+                set(&fields, &key, &value.as_str().into());
                 count += 1;
             }
         }
@@ -190,32 +116,38 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
 fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
     // Read in `dom.js`, six entries a control; decided here.
-    let controls = fp_fields(form);
+    let count = fp_fields(form);
     let mut at = 0;
-    while at < controls.length() {
-        let text = |i: u32| controls.get(at + i).as_string().unwrap_or_default();
+    while at < count {
+        let text = |i: i32| fp_text(at + i);
         let (tag, kind, name, autocomplete) = (text(0), text(1), text(2), text(3));
         let field = Field {
             tag: &tag,
             kind: &kind,
             name: &name,
             autocomplete: &autocomplete,
-            excluded: controls.get(at + 4).is_truthy(),
+            excluded: fp_number(at + 4) != 0.0,
         };
         let value = text(5);
         at += 6;
         if name.is_empty() || value.is_empty() || !may_capture(&field) {
             continue;
         }
-        let value = clip(&value).to_owned();
-        // Checkboxes of one name: their values joined, as a multiple select's.
-        match fields.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, joined)) => {
-                let both = cat(&[joined, ",", &value]);
-                *joined = clip(&both).to_owned();
+        // Checkboxes of one name: their values joined, as a multiple select's; cut in
+        // place (`truncate`) rather than copied.
+        let at = match fields.iter().position(|(n, _)| *n == name) {
+            Some(at) => {
+                fields[at].1.push(',');
+                at
             }
-            None => fields.push((name, value)),
-        }
+            None => {
+                fields.push((name, String::new()));
+                fields.len() - 1
+            }
+        };
+        let joined = &mut fields[at].1;
+        joined.push_str(&value);
+        joined.truncate(clip(joined).len());
     }
     fields
 }

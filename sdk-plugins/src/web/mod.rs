@@ -2,95 +2,109 @@
 //! page's `ac`, its `refuse(command, message)` and the arguments of one `load`, `forms:track` or `session` call.
 //!
 //! Nothing here throws into the page: every DOM call that can fail is checked, page
-//! functions are called through `Function::call*`, whose exceptions are caught, and a
-//! refused call is reported through the core (the loader's `refuse`).
+//! functions are called through `fp_call` (`dom.js`), which catches what they throw,
+//! and a refused call is reported through the core (the loader's `refuse`).
+//!
+//! The command's arguments are walked once by `dom.js` ([`read`]) into [`Val`]s, the
+//! rules' own type; the page's functions among them are taken back from there
+//! (`fp_arg`) only once the rules have accepted them.
 
 mod autotrack;
 mod forms;
 mod session;
 
 use std::cell::{Cell, RefCell};
-use std::thread::LocalKey;
 
-use js_sys::{Array, Function, Object};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use web_sys::{Document, Event, EventTarget, HtmlFormElement, Window};
 
 use crate::rules::{self, cat, Attributes, Val, Value};
 
 thread_local! {
-    /// The page's command function, as the loader passed it.
-    static AC: RefCell<Option<Function>> = const { RefCell::new(None) };
-    /// The loader's way to have the core report a refusal: `(command, message)`.
-    static REFUSE: RefCell<Option<Function>> = const { RefCell::new(None) };
     /// The plugins loaded on this page, a bit each (see `load`): a second `load` of
     /// one only checks its options and calls its callback.
     static LOADED: Cell<u8> = const { Cell::new(0) };
-    /// What runs when the single-page app moves to another URL: plugins whose state
-    /// belongs to one page view (scroll depth) start again.
-    static NEW_PAGE: RefCell<Vec<Box<dyn Fn()>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One `ac('load' | 'forms:track' | 'session', ...)` call; `args` holds the command
 /// name first, as the page passed it.
 #[wasm_bindgen]
-pub fn run(ac: Function, refuse: Function, args: Array) {
-    AC.set(Some(ac));
-    REFUSE.set(Some(refuse));
-    let command = args.get(0).as_string().unwrap_or_default();
-    let done = match command.as_str() {
+pub fn run(ac: JsValue, refuse: JsValue, args: JsValue) {
+    fp_start(&ac, &refuse);
+    let args = match read(&args) {
+        Val::List(list) => list,
+        _ => Vec::new(),
+    };
+    let command = text(arg(&args, 0)).unwrap_or_default();
+    let done = match command {
         "load" => load(&args),
         "forms:track" => forms::track(&args),
         "session" => session::ask(&args),
         _ => Err("is not a command".into()),
     };
     if let Err(message) = done {
-        self::refuse(&command, &message);
+        self::refuse(command, &message);
     }
 }
 
-fn load(args: &Array) -> Result<(), String> {
-    let name = args.get(1).as_string().ok_or("needs a plugin name")?;
-    let options = args.get(2);
-    let callback = args.get(3);
-    if !callback.is_undefined() && !callback.is_function() {
-        return Err("loadedCallback must be a function".into());
+/// The command's argument `i`, as [`read`] found it.
+fn arg(args: &[Val], i: usize) -> &Val {
+    args.get(i).unwrap_or(&Val::Undefined)
+}
+
+fn text(value: &Val) -> Option<&str> {
+    match value {
+        Val::Str(text) => Some(text),
+        _ => None,
     }
+}
+
+fn load(args: &[Val]) -> Result<(), String> {
+    let name = text(arg(args, 1)).ok_or("needs a plugin name")?;
+    let options = arg(args, 2);
+    let callback = match arg(args, 3) {
+        Val::Undefined => None,
+        Val::Function => Some(fp_arg(3)),
+        _ => return Err("loadedCallback must be a function".into()),
+    };
     // Options are checked on every call; a plugin already running (its bit in
     // `LOADED`) is not set up again.
     let fresh = |bit: u8| LOADED.get() & bit == 0;
-    let bit = match name.as_str() {
+    let bit = match name {
         "autotrackClick" => {
-            let rules = rules::click_options(&read(&options))?;
+            let rules = rules::click_options(options)?;
             if fresh(1) {
                 autotrack::click(rules)?;
             }
             1
         }
         "autotrackIdle" => {
-            let rules = rules::idle_options(&read(&options))?;
+            let rules = rules::idle_options(options)?;
             if fresh(2) {
                 autotrack::idle(rules);
             }
             2
         }
         "autotrackInViewport" => {
-            let rules = rules::in_viewport_options(&read(&options))?;
+            let rules = rules::in_viewport_options(options)?;
             if fresh(4) {
                 autotrack::in_viewport(rules)?;
             }
             4
         }
         "autotrackScrollDepth" => {
-            let rules = rules::scroll_depth_options(&read(&options))?;
+            let rules = rules::scroll_depth_options(options)?;
             if fresh(8) {
                 autotrack::scroll_depth(rules);
             }
             8
         }
         "autotrackUrlChange" => {
-            let hook = autotrack::url_change_hook(&options)?;
+            let hook = if rules::url_change_options(options)? {
+                fp_get(&fp_arg(2), "onUrlChange").dyn_into().ok()
+            } else {
+                None
+            };
             if fresh(16) {
                 autotrack::url_change(hook)?;
             }
@@ -99,83 +113,68 @@ fn load(args: &Array) -> Result<(), String> {
         _ => {
             return Err(cat(&[
                 "unknown plugin '",
-                &name,
+                name,
                 "': autotrackClick, autotrackIdle, autotrackInViewport, autotrackScrollDepth or autotrackUrlChange",
             ]))
         }
     };
     LOADED.set(LOADED.get() | bit);
-    if let Some(callback) = callback.dyn_ref::<Function>() {
+    if let Some(callback) = callback {
         // What the page's function throws stays with it.
-        call(callback, &[]);
+        call(&callback, &[]);
     }
     Ok(())
 }
 
-/// How deep options may nest, and how many entries a list or object may have: a
-/// page's mistake (a DOM node, a huge array) must not make the read take long.
-const MAX_DEPTH: u32 = 6;
-const MAX_ENTRIES: u32 = 1_000;
-
-/// A value the page passed, as [`Val`] for the rules.
+/// The command's arguments, as [`Val`]s for the rules. `fp_read` in `dom.js` walks
+/// them once into a list, a number (kind and count) and a string or number for each
+/// value, which this reads back: one binding per value rather than a handle and
+/// several type checks (measured, see BENCHMARKS.md). It stops at a depth of 6 and
+/// at lists and objects of more than 1,000 entries (read as `Other`): a page's
+/// mistake (a DOM node, a huge array) must not make the read take long.
 fn read(value: &JsValue) -> Val {
-    read_at(value, 0)
+    fp_read(value);
+    read_next(&mut 0)
 }
 
-fn read_at(value: &JsValue, depth: u32) -> Val {
-    if value.is_undefined() {
-        return Val::Undefined;
-    }
-    if value.is_null() {
-        return Val::Null;
-    }
-    if let Some(flag) = value.as_bool() {
-        return Val::Bool(flag);
-    }
-    if let Some(number) = value.as_f64() {
-        return Val::Number(number);
-    }
-    if let Some(text) = value.as_string() {
-        return Val::Str(text);
-    }
-    if depth >= MAX_DEPTH || value.is_function() {
-        return Val::Other;
-    }
-    if let Some(array) = value.dyn_ref::<Array>() {
-        if array.length() > MAX_ENTRIES {
-            return Val::Other;
+/// The value at `*at`, moving `*at` past it and what it holds.
+fn read_next(at: &mut i32) -> Val {
+    let here = *at;
+    *at += 1;
+    let kind = fp_kind(here);
+    let count = kind >> 4;
+    match kind & 15 {
+        0 => Val::Undefined,
+        1 => Val::Null,
+        2 => Val::Bool(false),
+        3 => Val::Bool(true),
+        4 => Val::Number(fp_number(here)),
+        5 => Val::Str(fp_text(here)),
+        6 => {
+            let mut list = Vec::new();
+            for _ in 0..count {
+                list.push(read_next(at));
+            }
+            Val::List(list)
         }
-        let mut list = Vec::new();
-        // By index rather than js-sys's `Array::iter`: with no `iter` left, its
-        // code and binding leave the module (measured).
-        for i in 0..array.length() {
-            list.push(read_at(&array.get(i), depth + 1));
+        7 => {
+            let mut entries = Vec::new();
+            for _ in 0..count {
+                // The key, then its value.
+                let key = fp_text(*at);
+                *at += 1;
+                entries.push((key, read_next(at)));
+            }
+            Val::Object(entries)
         }
-        return Val::List(list);
+        9 => Val::Function,
+        _ => Val::Other,
     }
-    let Some(object) = value.dyn_ref::<Object>() else {
-        return Val::Other;
-    };
-    let keys = Object::keys(object);
-    if keys.length() > MAX_ENTRIES {
-        return Val::Other;
-    }
-    // Loops rather than iterator adapters and `collect`: less code (measured).
-    let mut entries = Vec::new();
-    for i in 0..keys.length() {
-        let key = keys.get(i);
-        if let (Some(item), Some(name)) = (fp_get(object, &key), key.as_string()) {
-            entries.push((name, read_at(&item.get(0), depth + 1)));
-        }
-    }
-    Val::Object(entries)
 }
 
 /// Calls the page's `ac` with `args` (the loader's `ac` never throws).
 fn ac(args: &[JsValue]) {
-    if let Some(ac) = page_function(&AC) {
-        call(&ac, args);
-    }
+    call(&fp_page(0), args);
 }
 
 /// Calls `f` with up to three `args`, through `dom.js` (one binding for every call
@@ -183,20 +182,12 @@ fn ac(args: &[JsValue]) {
 fn call(f: &JsValue, args: &[JsValue]) {
     let undefined = JsValue::UNDEFINED;
     let arg = |i: usize| args.get(i).unwrap_or(&undefined);
-    fp_call(f, args.len() as u32, arg(0), arg(1), arg(2));
-}
-
-/// The function in `slot` (`AC` or `REFUSE`): one reader for both, rather than a
-/// `with` per use (measured).
-fn page_function(slot: &'static LocalKey<RefCell<Option<Function>>>) -> Option<Function> {
-    slot.with(|slot| slot.borrow().clone())
+    fp_call(f, args.len() as i32, arg(0), arg(1), arg(2));
 }
 
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
-    if let Some(refuse) = page_function(&REFUSE) {
-        call(&refuse, &[command.into(), message.into()]);
-    }
+    call(&fp_page(1), &[command.into(), message.into()]);
 }
 
 /// `ac('record', name, attributes)`.
@@ -239,6 +230,32 @@ fn document() -> Option<Document> {
     window().and_then(|window| window.document())
 }
 
+// The DOM and JavaScript types and calls the module uses, declared here rather than
+// taken from js-sys and web-sys: linking js-sys brings code nothing here calls (its
+// futures' task wakers; measured, see BENCHMARKS.md).
+#[wasm_bindgen]
+extern "C" {
+    /// A page function (`ac`, `refuse`, a callback).
+    #[wasm_bindgen(is_type_of = JsValue::is_function)]
+    #[derive(Clone)]
+    pub type Function;
+
+    pub type Object;
+    #[wasm_bindgen(constructor)]
+    fn new() -> Object;
+
+    #[derive(Clone)]
+    pub type Window;
+    #[wasm_bindgen(method, getter)]
+    fn document(this: &Window) -> Option<Document>;
+
+    pub type Document;
+
+    pub type Event;
+
+    pub type HtmlFormElement;
+}
+
 /// Refuses a selector the browser cannot parse, naming the option that holds it.
 fn check_selector(at: &str, selector: &str) -> Result<(), String> {
     document().ok_or("needs a document")?;
@@ -256,95 +273,75 @@ fn check_selector(at: &str, selector: &str) -> Result<(), String> {
 /// Listens for `kind` on `target` for the page's lifetime. Capturing, so that a page
 /// that stops the event's propagation does not hide it, and passive: nothing here
 /// cancels an event.
-fn listen(target: &EventTarget, kind: &str, handler: impl FnMut(Event) + 'static) {
-    listen_boxed(target, kind, Box::new(handler));
+fn listen(target: &JsValue, kind: &str, handler: impl FnMut(Event) + 'static) {
+    fp_listen(target, kind, &handler_boxed(Box::new(handler)));
 }
 
-// Generic helpers such as `listen`, `timeout` and `once` only box their closure and
-// call one of these: their bodies, and wasm-bindgen's and gloo's code for the
-// closure, are then in the module once rather than once per closure (measured).
-fn listen_boxed(target: &EventTarget, kind: &str, handler: Box<dyn FnMut(Event)>) {
-    // Listeners live as long as the page.
-    fp_listen(target, kind, &Closure::wrap(handler).into_js_value());
+type Handler = Box<dyn FnMut(Event)>;
+
+thread_local! {
+    /// What the page's events, timers and callbacks call, by the number that
+    /// [`handler_boxed`] gave them: the JavaScript function calls [`fp_fire`] with it.
+    /// Rather than wasm-bindgen's `Closure`, whose glue (a `FinalizationRegistry`, a
+    /// wrapper per closure) and destructors cost more (measured, see BENCHMARKS.md).
+    /// Handlers live as long as the page: none is ever removed, so a number always
+    /// means the same handler.
+    static HANDLERS: RefCell<Vec<Option<Handler>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The single-page app moved to another URL.
-fn new_page() {
-    NEW_PAGE.with(|hooks| {
-        for hook in hooks.borrow().iter() {
-            hook();
-        }
+/// A JavaScript function that calls `handler` with its first argument. Generic
+/// helpers (`listen`, `callback`) only box their closure and call this: its body is
+/// then in the module once (measured).
+fn handler_boxed(handler: Handler) -> JsValue {
+    let id = HANDLERS.with(|handlers| {
+        let mut handlers = handlers.borrow_mut();
+        handlers.push(Some(handler));
+        handlers.len() - 1
     });
+    fp_handler(id as i32)
 }
 
-/// Runs `f` once after `ms` milliseconds, unless the `Timeout` is dropped first.
-fn timeout(ms: u32, f: impl FnOnce() + 'static) -> Timeout {
-    timeout_boxed(ms, Box::new(f))
+/// Runs handler `id` (see [`HANDLERS`]); called by the functions of `fp_handler`. The
+/// handler is taken out while it runs, so that what it does (a page function that
+/// changes the URL) may run other handlers; it does not run within itself.
+#[wasm_bindgen]
+pub fn fp_fire(id: u32, argument: Event) {
+    let Some(mut handler) = swap_handler(id, None) else {
+        return;
+    };
+    handler(argument);
+    // The slot was emptied above: nothing to drop.
+    std::mem::forget(swap_handler(id, Some(handler)));
 }
 
-// Of the listeners' closure type, not `Closure::once`'s: wasm-bindgen's code for a
-// closure type is then in the module once (measured).
-fn timeout_boxed(ms: u32, f: Box<dyn FnOnce()>) -> Timeout {
-    let mut f = Some(f);
-    let handler: Box<dyn FnMut(Event)> = Box::new(move |_| {
-        if let Some(f) = f.take() {
-            f();
-        }
-    });
-    let closure = Closure::wrap(handler);
-    let id = set_timeout(closure.as_ref(), ms);
-    Timeout {
-        id,
-        closure: Some(closure),
-    }
-}
-
-/// A timer that `clearTimeout`s on drop, as gloo-timers' `Timeout` does; by hand,
-/// since that one cost 148 B gzip more (see `Cargo.toml`).
-#[must_use = "a timer is cancelled when dropped; call forget() to let it run"]
-pub struct Timeout {
-    id: JsValue,
-    closure: Option<Closure<dyn FnMut(Event)>>,
-}
-
-impl Timeout {
-    /// Lets the timer run, freeing nothing: for timers that run once and are never
-    /// cancelled.
-    pub fn forget(mut self) {
-        if let Some(closure) = self.closure.take() {
-            closure.forget();
-        }
-        self.id = JsValue::UNDEFINED;
-    }
-}
-
-impl Drop for Timeout {
-    fn drop(&mut self) {
-        if !self.id.is_undefined() {
-            clear_timeout(&self.id);
-        }
-    }
+/// Puts `handler` in slot `id` (if there is one) and gives what was there.
+fn swap_handler(id: u32, handler: Option<Handler>) -> Option<Handler> {
+    HANDLERS.with(|handlers| {
+        let mut handlers = handlers.borrow_mut();
+        let slot = handlers.get_mut(id as usize)?;
+        std::mem::replace(slot, handler)
+    })
 }
 
 #[wasm_bindgen(module = "/src/web/dom.js")]
 extern "C" {
-    /// A form's controls, six entries each (see `dom.js`).
-    fn fp_fields(form: &HtmlFormElement) -> Array;
-    /// Calls `changed` after each History API navigation and on `popstate`; returns
-    /// the refusal, if any.
-    fn fp_history(window: &Window, changed: &JsValue) -> JsValue;
+    /// A form's controls, six entries each (see `dom.js`), for `fp_text` and
+    /// `fp_number`; returns how many entries.
+    fn fp_fields(form: &HtmlFormElement) -> i32;
+    /// Calls `changed` with the new URL after each History API navigation and on
+    /// `popstate`, once the task that changed it is done and the new-page hooks have
+    /// run; false when refused, the refusal then `fp_text(0)`.
+    fn fp_history(window: &Window, changed: &JsValue) -> bool;
     /// `addEventListener`, capturing and passive (an options object built here would
     /// cost a binding per option).
-    fn fp_listen(target: &EventTarget, kind: &str, handler: &JsValue);
-    /// The form an event happened in; for `submit`, only a form itself.
-    fn fp_form(event: &Event, submit: bool) -> Option<HtmlFormElement>;
-    /// `element.closest(selector)` (or with `self`, `element.matches(selector)`) as
-    /// a boolean; false for a selector the browser cannot parse or no element.
-    fn fp_match(element: &JsValue, selector: &str, self_: bool) -> bool;
+    fn fp_listen(target: &JsValue, kind: &str, handler: &JsValue);
+    /// Form tracking's listeners (see `dom.js`), and a selector to track; `report`
+    /// (given with the first) reports a form.
+    fn fp_track(selector: &str, report: &JsValue);
     /// Whether the browser can parse `selector`.
     fn fp_valid(selector: &str) -> bool;
     /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
-    fn fp_call(f: &JsValue, count: u32, a: &JsValue, b: &JsValue, c: &JsValue);
+    fn fp_call(f: &JsValue, count: i32, a: &JsValue, b: &JsValue, c: &JsValue);
     /// `object[key] = value` (`Reflect::set` has a catch shim).
     fn fp_set(object: &Object, key: &str, value: &JsValue);
     /// The page's `window`. The module runs only in pages (the loader imports it
@@ -353,37 +350,59 @@ extern "C" {
     fn fp_window() -> Option<Window>;
     /// `key in object` (`Reflect::has` has a catch shim).
     fn fp_has(object: &Object, key: &str) -> bool;
-    /// `Reflect.get(object, key)` in a one-element array, or none when it throws.
-    fn fp_get(object: &Object, key: &JsValue) -> Option<Array>;
+    /// `object[key]`, or undefined when reading it throws (a page's getter).
+    fn fp_get(object: &JsValue, key: &str) -> JsValue;
+    /// Calls `clicked` on each click on (or inside) an element matching `selector`.
+    fn fp_click(selector: &str, clicked: &JsValue);
     /// Calls `seen` the first time each element matching `selector` comes into view;
     /// false without IntersectionObserver.
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
-    /// `scrollY`, `innerHeight` and the document's height, if it has an element.
-    fn fp_scroll(window: &Window) -> Option<Array>;
+    /// `scrollY`, `innerHeight` and the document's height as `fp_number(0)` to `(2)`;
+    /// false if the document has no element.
+    fn fp_scroll(window: &Window) -> bool;
+    /// Walks a value the page passed for [`read`]; `fp_kind`, `fp_number` and
+    /// `fp_text` then tell what the walk found at an index.
+    fn fp_read(args: &JsValue);
+    /// The command's argument `i` as the page passed it (a function the rules have
+    /// seen as [`Val::Function`]).
+    fn fp_arg(i: i32) -> JsValue;
+    fn fp_kind(at: i32) -> u32;
+    #[wasm_bindgen(js_name = fp_value)]
+    fn fp_number(at: i32) -> f64;
+    #[wasm_bindgen(js_name = fp_value)]
+    fn fp_text(at: i32) -> String;
+    /// A function that calls the module's [`fp_fire`] with `id` and its argument
+    /// (`i32`: a `u32` would cost a shim in the glue).
+    fn fp_handler(id: i32) -> JsValue;
     /// Asks the collector for the web session (where, from `ac.state()`), with
     /// retries, and calls `callback` with it; false before init or without consent.
-    fn fp_session(ac: &Function, callback: &Function) -> bool;
+    fn fp_session(callback: &Function) -> bool;
+    /// Keeps the page's `ac` and the loader's `refuse(command, message)` in `dom.js`
+    /// for [`fp_page`]: held there rather than in thread-locals here (measured).
+    fn fp_start(ac: &JsValue, refuse: &JsValue);
+    /// Calls `ring` once the visitor has not interacted for `ms` milliseconds (at
+    /// most a day: an `i32`, as the counts and indexes given to `dom.js`, since a
+    /// `u32` costs a shim in the glue); again only after the visitor has been active
+    /// since.
+    fn fp_idle(ring: &JsValue, ms: i32);
+    /// See [`on_new_page`].
+    fn fp_on_new_page(hook: &JsValue);
+    /// The page's `ac` (0) or the loader's `refuse` (1).
+    fn fp_page(which: i32) -> JsValue;
 }
 
-/// A function for the page that calls `f` (its argument, if any, unused): of the
-/// listeners' closure type, so that wasm-bindgen's code for it is in the module once.
-fn callback(f: impl FnMut() + 'static) -> JsValue {
-    callback_boxed(Box::new(f))
-}
-
-fn callback_boxed(mut f: Box<dyn FnMut()>) -> JsValue {
-    let handler: Box<dyn FnMut(Event)> = Box::new(move |_| f());
-    Closure::wrap(handler).into_js_value()
+/// A function for the page that calls `f` (its argument, if any, unused), of the
+/// listeners' handler type.
+fn callback(mut f: impl FnMut() + 'static) -> JsValue {
+    handler_boxed(Box::new(move |_| f()))
 }
 
 #[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = setTimeout)]
-    fn set_timeout(handler: &JsValue, ms: u32) -> JsValue;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    fn clear_timeout(id: &JsValue);
-}
+extern "C" {}
 
-fn on_new_page(hook: impl Fn() + 'static) {
-    NEW_PAGE.with(|hooks| hooks.borrow_mut().push(Box::new(hook)));
+/// Runs `hook` when the single-page app moves to another URL (`dom.js` keeps the
+/// hooks, run by the URL-change plugin's wrapper): plugins whose state belongs to one
+/// page view (scroll depth, started forms) start again.
+fn on_new_page(hook: impl FnMut() + 'static) {
+    fp_on_new_page(&callback(hook));
 }

@@ -6,19 +6,18 @@
 //! `dom.js` (`fp_session`), which reads where to ask from `ac.state()`: promise
 //! callbacks and property reads cost more through wasm-bindgen.
 
-use js_sys::{Array, Function};
 use wasm_bindgen::JsCast;
 
-use super::{fp_session, page_function, AC};
+use super::{arg, fp_arg, fp_session, Function};
+use crate::rules::Val;
 
-pub fn ask(args: &Array) -> Result<(), String> {
-    let callback: Function = args
-        .get(1)
-        .dyn_into()
-        .map_err(|_| "needs a callback function")?;
+pub fn ask(args: &[Val]) -> Result<(), String> {
+    let Val::Function = arg(args, 1) else {
+        return Err("needs a callback function".into());
+    };
+    let callback: Function = fp_arg(1).unchecked_into();
     // Init not done, or nothing may be sent (consent): no session to tell.
-    let asked = page_function(&AC).is_some_and(|ac| fp_session(&ac, &callback));
-    if !asked {
+    if !fp_session(&callback) {
         return Err("call init first, and have consent to track".into());
     }
     Ok(())

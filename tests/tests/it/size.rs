@@ -11,7 +11,7 @@ const SNIPPET_BUDGET_BYTES: usize = 600;
 const GZIP_BUDGET_BYTES: usize = 18_843;
 /// The plugin module, which a page downloads only when it uses `load`, `forms:track` or
 /// `session`. Issue 14's target is 14,000 B: not reached yet (see BENCHMARKS.md).
-const PLUGINS_GZIP_BUDGET_BYTES: usize = 17_366;
+const PLUGINS_GZIP_BUDGET_BYTES: usize = 14_884;
 
 fn gzip_len(bytes: &[u8]) -> usize {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
@@ -62,7 +62,7 @@ fn the_sdk_gzipped_is_at_most_18_843_bytes() -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_plugin_module_gzipped_is_at_most_17_366_bytes() -> anyhow::Result<()> {
+fn the_plugin_module_gzipped_is_at_most_14_884_bytes() -> anyhow::Result<()> {
     let sdk = sdk_dir()?;
     let mut total = 0;
     for name in ["footpath-plugins.js", "footpath-plugins.wasm"] {
