@@ -20,9 +20,12 @@ pub enum Val<H: Host> {
     Number(f64, String),
     Str(String),
     Func(Func<H>),
-    List(Vec<Val<H>>),
+    /// An array of strings, each followed by `\x01` (as `fp_page` takes them), and
+    /// their count; `host.js` gives other arrays as [`Val::Other`].
+    List(String, u32),
     Object(Vec<(String, Val<H>)>),
-    /// Symbols, bigints, functions inside objects, deeper nesting.
+    /// Symbols, bigints, functions inside objects, arrays of anything but strings,
+    /// deeper nesting.
     Other,
 }
 
@@ -179,19 +182,12 @@ pub fn options<H: Host>(
     Ok((options, problems))
 }
 
-/// An array of strings, as `fp_page` takes them (each followed by `\x01`), and their
-/// count. (`push_str("\x01")` rather than `push('\x01')`: pushing a `char` brings in
-/// UTF-8 encoding code that the module would pay for.)
-#[allow(clippy::single_char_add_str)]
+/// An array of strings, as `fp_page` takes them, and their count.
 fn string_list<H: Host>(value: &Val<H>) -> Option<(String, u32)> {
-    let Val::List(items) = value else { return None };
-    let mut list = String::new();
-    for item in items {
-        let Val::Str(text) = item else { return None };
-        list.push_str(text);
-        list.push_str("\x01");
+    match value {
+        Val::List(list, count) => Some((list.clone(), *count)),
+        _ => None,
     }
-    Some((list, items.len() as u32))
 }
 
 /// `ac('pageview' [, { location, title, customAttributes, traitsMapper }])`: the

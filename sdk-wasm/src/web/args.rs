@@ -24,13 +24,7 @@ fn read(index: &mut u32) -> Val<Browser> {
         4 => Val::Number(fp_number(at as i32), text(at)),
         5 => Val::Str(text(at)),
         6 => Val::Func(Func::new(count)),
-        7 => {
-            let mut items = Vec::new();
-            for _ in 0..count {
-                items.push(read(index));
-            }
-            Val::List(items)
-        }
+        7 => Val::List(text(at), count),
         8 => {
             let mut entries = Vec::new();
             for _ in 0..count {
