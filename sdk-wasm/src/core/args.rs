@@ -293,10 +293,10 @@ pub fn attributes<H: Host>(value: Val<H>, what: &str) -> Result<Map<AttributeVal
         }
         let value = match raw {
             // `{ dataType, value }`, the Journey API's own attribute shape.
-            Val::Object(inner) => inner
-                .into_iter()
-                .find(|(key, _)| key == "value")
-                .and_then(|(_, value)| flat(value)),
+            Val::Object(mut inner) => match inner.iter().position(|(key, _)| key == "value") {
+                Some(at) => flat(inner.swap_remove(at).1),
+                None => None,
+            },
             raw => flat(raw),
         };
         let Some(value) = value else {

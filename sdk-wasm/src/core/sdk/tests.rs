@@ -893,6 +893,35 @@ fn the_page_facts_are_asked_with_the_site_options_and_go_into_the_event() {
 }
 
 #[test]
+fn attributes_may_be_plain_or_the_journey_apis_data_type_and_value() {
+    let typed = |data_type: &str, value: V| obj(vec![("dataType", s(data_type)), ("value", value)]);
+    run(vec![
+        init(vec![("pageview", s("off"))]),
+        Step::Ac(vec![
+            s("record"),
+            s("bought"),
+            obj(vec![
+                ("sku", typed("String", s("BOOT-1"))),
+                ("price", typed("Number", n(139.5, "139.5"))),
+                ("gift", Val::Bool(true)),
+                (
+                    "late",
+                    obj(vec![
+                        ("value", Val::Bool(false)),
+                        ("dataType", s("Boolean")),
+                    ]),
+                ),
+            ]),
+        ]),
+    ]);
+    let queued = world(|world| world.queued.clone());
+    assert!(
+        queued.contains(r#""attributes":{"sku":"BOOT-1","price":139.5,"gift":true,"late":false}"#),
+        "{queued}"
+    );
+}
+
+#[test]
 fn an_event_that_no_request_could_carry_is_refused_when_recorded() {
     assert!(
         TOO_BIG.contains(&MAX_EVENT_BYTES.to_string()),
