@@ -262,12 +262,13 @@ pub fn identify<H: Host>(args: &mut Args<H>) -> Result<Identify<H>> {
         }
     }
     // Checked before the callback is taken, so that a refusal still reaches it.
-    let mut extra = next;
-    while extra < args.0.len() {
-        extra += 1;
-        if !matches!(args.get(extra), Val::Undefined) {
-            return Err("too many arguments".into());
-        }
+    if args
+        .0
+        .iter()
+        .skip(next + 1)
+        .any(|value| !matches!(value, Val::Undefined))
+    {
+        return Err("too many arguments".into());
     }
     Ok((logout, login_id, traits, callback(args.take(next))?))
 }
