@@ -91,10 +91,14 @@ test('a fact loses the separator, and a lone surrogate becomes U+FFFD as it did 
 });
 
 test('an array of strings is flattened as one text, any other array as kind 9', () => {
-  // Kinds are 7 (array of strings) or 9, plus 16 × the count; each string ends in \x01.
-  const arrays = [['s', 'term'], [], ['s', 1], ['s', ['t']], [, 's'], ['a\x01b']];
+  // Kinds are 7 (array of strings, plus 16 × the count) or 9 (the module reads the
+  // low four bits only); each string ends in \x01.
+  const arrays = [['s', 'term'], [], ['s', 1], ['s', ['t']], [, 's'], ['a\x01b'], [Symbol(), 's']];
   assert.equal(fp_args(arrays), arrays.length);
-  const flattened = arrays.map((_, i) => [fp_kind(i), fp_kind(i) % 16 == 7 ? fp_text(i) : null]);
+  const flattened = arrays.map((_, i) => {
+    const kind = fp_kind(i);
+    return kind % 16 == 7 ? [kind, fp_text(i)] : [kind % 16, null];
+  });
   assert.deepEqual(flattened, [
     [7 + 2 * 16, 's\x01term\x01'],
     [7, ''],
@@ -102,6 +106,7 @@ test('an array of strings is flattened as one text, any other array as kind 9', 
     [9, null],
     [9, null],
     [7 + 16, 'a\x01b\x01'],
+    [9, null],
   ]);
 });
 

@@ -540,14 +540,10 @@ function fpPut(value, depth) {
   } else if (Array.isArray(value)) {
     // Only lists of names are read (`searchQueryParameters`): each string followed by
     // `\x01`, as `fp_page` takes them; any other item leaves the array kind 9.
-    let text = '';
-    for (let i = 0; i < value.length; i++) {
-      if (typeof value[i] != 'string') return;
-      text += value[i] + '\x01';
-    }
-    fpKinds[at] = 7 + value.length * 16;
-    fpTexts[at] = text;
-    return;
+    kind = 7;
+    count = value.length;
+    fpTexts[at] = '';
+    for (let i = 0; i < count; i++) typeof value[i] == 'string' ? (fpTexts[at] += value[i] + '\x01') : (kind = 9);
   } else if (type == 'object' && depth < 3) {
     const keys = Object.keys(value);
     kind = 8;
