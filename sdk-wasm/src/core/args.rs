@@ -197,7 +197,9 @@ pub fn pageview<H: Host>(value: Val<H>) -> Result<(String, Option<String>, Map<A
     let mut location = String::new();
     let mut title = None;
     let mut attributes = Map::new();
-    for (key, value) in entries(value, "pageview options")? {
+    // In place, as in `attributes` (see there).
+    for entry in &mut entries(value, "pageview options")? {
+        let (key, value) = std::mem::replace(entry, (String::new(), Val::Undefined));
         match (key.as_str(), value) {
             ("location", Val::Str(text)) => location = text,
             ("title", Val::Str(text)) => title = Some(text),
@@ -284,11 +286,14 @@ fn callback<H: Host>(value: Val<H>) -> Result<Option<Func<H>>> {
 /// A flat object of strings, numbers and booleans (or `{ dataType, value }` pairs).
 pub fn attributes<H: Host>(value: Val<H>, what: &str) -> Result<Map<AttributeValue>> {
     let mut map = Map::new();
-    let entries = entries(value, what)?;
+    let mut entries = entries(value, what)?;
     if entries.len() > MAX_ATTRIBUTES {
         return Err(cat(&[what, " may have at most 50 entries"]));
     }
-    for (name, raw) in entries {
+    // Taken out in place rather than by a consuming `for`: with `pageview`'s loop, that
+    // spares the module a vector iterator of entries and its drop (11 B).
+    for entry in &mut entries {
+        let (name, raw) = std::mem::replace(entry, (String::new(), Val::Undefined));
         if let Err(error) = validate_attribute_name(&name) {
             return Err(cat(&[what, ": name '", &name, "' ", error.reason()]));
         }
