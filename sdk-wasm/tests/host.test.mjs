@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { fp_args, fp_call, fp_emit, fp_hold, fp_off, fp_on, fp_release, fp_run, fp_settle, fp_wait, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
+import { fp_args, fp_call, fp_kind, fp_text, fp_emit, fp_hold, fp_off, fp_on, fp_release, fp_run, fp_settle, fp_wait, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
 const facts = JSON.parse(readFileSync(new URL('./vectors/facts.json', import.meta.url), 'utf8'));
@@ -88,6 +88,26 @@ test('a fact loses the separator, and a lone surrogate becomes U+FFFD as it did 
   assert.equal(fpText('cut \ud83d emoji \ud83d\ude00'), 'cut \ufffd emoji \ud83d\ude00');
   // The collector's JSON parser refuses a lone surrogate's escape, which JSON.stringify writes.
   assert.equal(JSON.stringify(fpText('\udc00')), '"\ufffd"');
+});
+
+test('an array of strings is flattened as one text, any other array as kind 9', () => {
+  // Kinds are 7 (array of strings, plus 16 × the count) or 9 (the module reads the
+  // low four bits only); each string ends in \x01.
+  const arrays = [['s', 'term'], [], ['s', 1], ['s', ['t']], [, 's'], ['a\x01b'], [Symbol(), 's']];
+  assert.equal(fp_args(arrays), arrays.length);
+  const flattened = arrays.map((_, i) => {
+    const kind = fp_kind(i);
+    return kind % 16 == 7 ? [kind, fp_text(i)] : [kind % 16, null];
+  });
+  assert.deepEqual(flattened, [
+    [7 + 2 * 16, 's\x01term\x01'],
+    [7, ''],
+    [9, null],
+    [9, null],
+    [9, null],
+    [7 + 16, 'a\x01b\x01'],
+    [9, null],
+  ]);
 });
 
 // Holds a page function as an `ac(...)` argument would be: each gets the next handle

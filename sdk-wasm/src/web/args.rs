@@ -19,18 +19,11 @@ fn read(index: &mut u32) -> Val<Browser> {
     match kind & 15 {
         0 => Val::Undefined,
         1 => Val::Null,
-        2 => Val::Bool(false),
-        3 => Val::Bool(true),
+        2 | 3 => Val::Bool(kind == 3),
         4 => Val::Number(fp_number(at as i32), text(at)),
         5 => Val::Str(text(at)),
         6 => Val::Func(Func::new(count)),
-        7 => {
-            let mut items = Vec::new();
-            for _ in 0..count {
-                items.push(read(index));
-            }
-            Val::List(items)
-        }
+        7 => Val::List(text(at), count),
         8 => {
             let mut entries = Vec::new();
             for _ in 0..count {

@@ -513,7 +513,7 @@ function fpHide() {
 }
 
 // Kinds: 0 undefined, 1 null, 2 false, 3 true, 4 number, 5 string, 6 function,
-// 7 array, 8 object, 9 anything else; plus 16 × (handle | items | entries). An object's
+// 7 array of strings, 8 object, 9 anything else; plus 16 × (handle | items | entries). An object's
 // entries are a key (kind 5) and a value each. Only arguments may be functions, and
 // nesting stops at three levels, which is all the commands look at.
 function fpPut(value, depth) {
@@ -537,13 +537,20 @@ function fpPut(value, depth) {
       count = ++fpLast;
       fpFunctions[count] = value;
     }
+  } else if (Array.isArray(value)) {
+    // Only lists of names are read (`searchQueryParameters`): each string followed by
+    // `\x01`, as `fp_page` takes them; any other item leaves the array kind 9.
+    kind = 7;
+    count = value.length;
+    fpTexts[at] = '';
+    for (let i = 0; i < count; i++) typeof value[i] == 'string' ? (fpTexts[at] += value[i] + '\x01') : (kind = 9);
   } else if (type == 'object' && depth < 3) {
-    const keys = Array.isArray(value) ? 0 : Object.keys(value);
-    kind = keys ? 8 : 7;
-    count = (keys || value).length;
+    const keys = Object.keys(value);
+    kind = 8;
+    count = keys.length;
     for (let i = 0; i < count; i++) {
-      if (keys) fpPut(keys[i], depth + 1);
-      fpPut(value[keys ? keys[i] : i], depth + 1);
+      fpPut(keys[i], depth + 1);
+      fpPut(value[keys[i]], depth + 1);
     }
   }
   fpKinds[at] = kind + count * 16;

@@ -252,6 +252,12 @@ fn n(number: f64, text: &str) -> V {
     Val::Number(number, text.to_owned())
 }
 
+/// An array of strings as `host.js` gives it: each followed by `\x01`, and the count.
+fn list(items: &[&str]) -> V {
+    let text: String = items.iter().map(|item| format!("{item}\x01")).collect();
+    Val::List(text, items.len() as u32)
+}
+
 fn f(handle: u32) -> V {
     Val::Func(Func::new(handle))
 }
@@ -502,6 +508,8 @@ fn commands_before_and_at_init() {
                 ("globalTraitsMapper", Val::Null),
                 ("region", s("use1")),
                 ("sessionTimeoutMinutes", n(1.5, "1.5")),
+                // An array with anything but strings in it, as `host.js` gives it.
+                ("searchQueryParameters", Val::Other),
             ])],
             lines(&[
                 "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
@@ -509,6 +517,7 @@ fn commands_before_and_at_init() {
                 "console [footpath] ac('init'): option 'cookieExpiryDays' must be 1 to 3650",
                 "console [footpath] ac('init'): option 'pageview' must be 'auto', 'once' or 'off'",
                 "console [footpath] ac('init'): option 'colour' is not an option",
+                "console [footpath] ac('init'): option 'searchQueryParameters' must be an array of strings",
                 "timer 1: wake 9 in 0 ms",
                 "clear 1",
                 "save _footpath_session",
@@ -857,8 +866,8 @@ fn the_page_facts_are_asked_with_the_site_options_and_go_into_the_event() {
         (
             vec![
                 init(vec![
-                    ("searchQueryParameters", Val::List(vec![s("s"), s("term")])),
-                    ("excludedQueryParameters", Val::List(vec![s("token")])),
+                    ("searchQueryParameters", list(&["s", "term"])),
+                    ("excludedQueryParameters", list(&["token"])),
                     ("keepUrlFragment", Val::Bool(true)),
                     ("pageview", s("off")),
                 ]),
@@ -881,6 +890,35 @@ fn the_page_facts_are_asked_with_the_site_options_and_go_into_the_event() {
             "the facts end the event: {queued}"
         );
     }
+}
+
+#[test]
+fn attributes_may_be_plain_or_the_journey_apis_data_type_and_value() {
+    let typed = |data_type: &str, value: V| obj(vec![("dataType", s(data_type)), ("value", value)]);
+    run(vec![
+        init(vec![("pageview", s("off"))]),
+        Step::Ac(vec![
+            s("record"),
+            s("bought"),
+            obj(vec![
+                ("sku", typed("String", s("BOOT-1"))),
+                ("price", typed("Number", n(139.5, "139.5"))),
+                ("gift", Val::Bool(true)),
+                (
+                    "late",
+                    obj(vec![
+                        ("value", Val::Bool(false)),
+                        ("dataType", s("Boolean")),
+                    ]),
+                ),
+            ]),
+        ]),
+    ]);
+    let queued = world(|world| world.queued.clone());
+    assert!(
+        queued.contains(r#""attributes":{"sku":"BOOT-1","price":139.5,"gift":true,"late":false}"#),
+        "{queued}"
+    );
 }
 
 #[test]
