@@ -4,6 +4,8 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
+use wasm_bindgen::JsValue;
+
 use super::{
     ac, attributes, call, callback, check_selector, document, fp_click, fp_history, fp_idle,
     fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen, on_new_page, record, window,
@@ -102,7 +104,7 @@ pub fn url_change(hook: Option<Function>) -> Result<(), String> {
     // router has usually rendered the new page and set its title.
     let changed: Handler = Box::new(move |href: Event| match &hook {
         Some(hook) => call(hook, &[href.into()]),
-        None => ac(&["pageview".into()]),
+        None => ac(0, &JsValue::UNDEFINED, &JsValue::UNDEFINED),
     });
     let changed = handler_boxed(changed);
     if fp_history(&window, &changed) {

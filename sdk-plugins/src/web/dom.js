@@ -4,15 +4,21 @@
 // `xtask` inlines this file into wasm-bindgen's glue, whose names it must not meet.
 
 // The page's `ac` and the loader's `refuse(command, message)`, as `run` got them.
-var fp_ac, fp_refuse;
+var fp_own, fp_refusal;
 
 export function fp_start(ac, refuse) {
-  fp_ac = ac;
-  fp_refuse = refuse;
+  fp_own = ac;
+  fp_refusal = refuse;
 }
 
-export function fp_page(which) {
-  return which ? fp_refuse : fp_ac;
+export function fp_refuse(command, message) {
+  fp_refusal(command, message);
+}
+
+// `ac('pageview')`, `ac('identify', a)` or `ac('record', a, b)` for `command` 0, 1, 2
+// (the loader's `ac` does not throw).
+export function fp_ac(command, a, b) {
+  fp_own.apply(undefined, [['pageview', 'identify', 'record'][command], a, b].slice(0, command + 1));
 }
 
 // A function that calls the module's handler `id` with its argument: `fp_fire` is the
@@ -249,7 +255,7 @@ export function fp_session(callback) {
     return typeof value == 'string' ? value : '';
   };
   try {
-    state = fp_ac.state();
+    state = fp_own.state();
   } catch (e) {}
   var visitor = text('visitorId'), url = text('url');
   if (!visitor || url.slice(-5) != 'batch') return false;

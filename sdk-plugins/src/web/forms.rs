@@ -105,7 +105,7 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
     }
     set(&fields, FORM_NAME_ATTRIBUTE, &name.as_str().into());
     if any_trait {
-        ac(&["identify".into(), traits.into()]);
+        ac(1, &traits, &JsValue::UNDEFINED);
     }
     record(event, &fields);
 }

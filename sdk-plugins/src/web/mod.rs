@@ -172,9 +172,11 @@ fn read_next(at: &mut i32) -> Val {
     }
 }
 
-/// Calls the page's `ac` with `args` (the loader's `ac` never throws).
-fn ac(args: &[JsValue]) {
-    call(&fp_page(0), args);
+/// Calls the page's `ac` (the loader's `ac` never throws): `ac('pageview')`,
+/// `ac('identify', a)` or `ac('record', a, b)` for `command` 0, 1 or 2, the command's
+/// name written in `dom.js` rather than passed as a string each time (measured).
+fn ac(command: i32, a: &JsValue, b: &JsValue) {
+    fp_ac(command, a, b);
 }
 
 /// Calls `f` with up to three `args`, through `dom.js` (one binding for every call
@@ -187,12 +189,12 @@ fn call(f: &JsValue, args: &[JsValue]) {
 
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
-    call(&fp_page(1), &[command.into(), message.into()]);
+    fp_refuse(command, message);
 }
 
 /// `ac('record', name, attributes)`.
 fn record(name: &str, attributes: &Object) {
-    ac(&["record".into(), name.into(), attributes.into()]);
+    ac(2, &name.into(), attributes);
 }
 
 /// The attributes as the object `record` takes.
@@ -378,7 +380,8 @@ extern "C" {
     /// retries, and calls `callback` with it; false before init or without consent.
     fn fp_session(callback: &Function) -> bool;
     /// Keeps the page's `ac` and the loader's `refuse(command, message)` in `dom.js`
-    /// for [`fp_page`]: held there rather than in thread-locals here (measured).
+    /// for [`fp_ac`] and [`fp_refuse`]: held there rather than in thread-locals here
+    /// (measured).
     fn fp_start(ac: &JsValue, refuse: &JsValue);
     /// Calls `ring` once the visitor has not interacted for `ms` milliseconds (at
     /// most a day: an `i32`, as the counts and indexes given to `dom.js`, since a
@@ -387,8 +390,10 @@ extern "C" {
     fn fp_idle(ring: &JsValue, ms: i32);
     /// See [`on_new_page`].
     fn fp_on_new_page(hook: &JsValue);
-    /// The page's `ac` (0) or the loader's `refuse` (1).
-    fn fp_page(which: i32) -> JsValue;
+    /// The loader's `refuse(command, message)`, which does not throw.
+    fn fp_refuse(command: &str, message: &str);
+    /// See [`ac`].
+    fn fp_ac(command: i32, a: &JsValue, b: &JsValue);
 }
 
 /// A function for the page that calls `f` (its argument, if any, unused), of the
