@@ -8,8 +8,8 @@ use wasm_bindgen::JsValue;
 
 use super::{
     ac, attributes, call, callback, check_selector, document, fp_click, fp_history, fp_idle,
-    fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen, on_new_page, record, window,
-    Event, Function, Handler,
+    fp_number, fp_on_scroll, fp_scroll, fp_seen, fp_text, handler_boxed, on_new_page, record,
+    window, Event, Function, Handler,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -75,12 +75,11 @@ pub fn scroll_depth(rules: Vec<Rule>) {
         let reached = Rc::clone(&reached);
         on_new_page(move || reached.set(0));
     }
-    let Some(window) = window() else {
+    if window().is_none() {
         return;
-    };
-    let page = window.clone();
-    listen(&window, "scroll", move |_| {
-        if !fp_scroll(&page) {
+    }
+    fp_on_scroll(&handler_boxed(Box::new(move |_| {
+        if !fp_scroll() {
             return;
         }
         let percent = depth(fp_number(0), fp_number(1), fp_number(2));
@@ -91,7 +90,7 @@ pub fn scroll_depth(rules: Vec<Rule>) {
                 fire(rule);
             }
         }
-    });
+    })));
 }
 
 /// `autotrackUrlChange`: a page view each time a single-page app changes the URL
@@ -99,7 +98,7 @@ pub fn scroll_depth(rules: Vec<Rule>) {
 /// `onUrlChange(url)`, a call of that instead (the page then records its own page
 /// view, with the title it has after rendering; see [`crate::rules::url_change_options`]).
 pub fn url_change(hook: Option<Function>) -> Result<(), String> {
-    let window = window().ok_or("needs a window")?;
+    window().ok_or("needs a window")?;
     // What `dom.js` runs with the new URL, after the task that changed it: by then a
     // router has usually rendered the new page and set its title.
     let changed: Handler = Box::new(move |href: Event| match &hook {
@@ -107,7 +106,7 @@ pub fn url_change(hook: Option<Function>) -> Result<(), String> {
         None => ac(0, &JsValue::UNDEFINED, &JsValue::UNDEFINED),
     });
     let changed = handler_boxed(changed);
-    if fp_history(&window, &changed) {
+    if fp_history(&changed) {
         Ok(())
     } else {
         Err(fp_text(0))

@@ -169,8 +169,8 @@ export function fp_on_new_page(hook) {
 // `popstate`: the new-page hooks, then `changed(url)` after the task that changed
 // it (by when a router has usually rendered the new page and set its title). False when refused, the refusal then in
 // `fp_values`.
-export function fp_history(w, changed) {
-  var history, location = w.location, last = location.href;
+export function fp_history(changed) {
+  var history, w = window, location = w.location, last = location.href;
   var check = function () {
     var href = location.href;
     if (href != last) {
@@ -304,15 +304,15 @@ function fp_prop(object, key) {
 // How far the page is scrolled, in `fp_values`: `scrollY`, `innerHeight` (0 when a
 // page has made it something else than a number) and the document's height; false
 // without a document element.
-export function fp_scroll(w) {
-  var root = w.document.documentElement, height = w.innerHeight;
+export function fp_scroll() {
+  var w = window, root = w.document.documentElement, height = w.innerHeight;
   fp_values = [+w.scrollY, typeof height == 'number' ? height : 0, root && root.scrollHeight | 0];
   return !!root;
 }
 
 // `handler` for `kind` on `target`, for the page's lifetime: capturing, so that a page
 // that stops the event's propagation does not hide it, and passive.
-export function fp_listen(target, kind, handler) {
+function fp_listen(target, kind, handler) {
   target.addEventListener(kind, handler, { capture: true, passive: true });
 }
 
@@ -418,9 +418,14 @@ export function fp_set(object, key, value) {
   object[key] = value;
 }
 
-// The page's `window` (undefined where there is none).
-export function fp_window() {
-  return typeof window == 'undefined' ? undefined : window;
+// Whether the page has a `window` and, when `document` is 1, a document.
+export function fp_there(document) {
+  return typeof window != 'undefined' && (!document || !!window.document);
+}
+
+// Calls `scrolled` on each scroll of the page.
+export function fp_on_scroll(scrolled) {
+  fp_listen(window, 'scroll', scrolled);
 }
 
 // `key in object`, on an object of the module's own.

@@ -224,12 +224,15 @@ fn set(object: &Object, key: &str, value: &JsValue) {
     fp_set(object, key, value);
 }
 
-fn window() -> Option<Window> {
-    fp_window()
+/// `Some` when the page has a `window` (`dom.js` uses it as it is, not through a
+/// handle from here: an optional handle costs a table slot and glue, measured).
+fn window() -> Option<()> {
+    fp_there(0).then_some(())
 }
 
-fn document() -> Option<Document> {
-    window().and_then(|window| window.document())
+/// `Some` when the page has a document.
+fn document() -> Option<()> {
+    fp_there(1).then_some(())
 }
 
 // The DOM and JavaScript types and calls the module uses, declared here rather than
@@ -245,13 +248,6 @@ extern "C" {
     pub type Object;
     #[wasm_bindgen(constructor)]
     fn new() -> Object;
-
-    #[derive(Clone)]
-    pub type Window;
-    #[wasm_bindgen(method, getter)]
-    fn document(this: &Window) -> Option<Document>;
-
-    pub type Document;
 
     pub type Event;
 
@@ -272,13 +268,6 @@ fn check_selector(at: &str, selector: &str) -> Result<(), String> {
     ]))
 }
 
-/// Listens for `kind` on `target` for the page's lifetime. Capturing, so that a page
-/// that stops the event's propagation does not hide it, and passive: nothing here
-/// cancels an event.
-fn listen(target: &JsValue, kind: &str, handler: impl FnMut(Event) + 'static) {
-    fp_listen(target, kind, &handler_boxed(Box::new(handler)));
-}
-
 type Handler = Box<dyn FnMut(Event)>;
 
 thread_local! {
@@ -292,7 +281,7 @@ thread_local! {
 }
 
 /// A JavaScript function that calls `handler` with its first argument. Generic
-/// helpers (`listen`, `callback`) only box their closure and call this: its body is
+/// helpers (`callback`) only box their closure and call this: its body is
 /// then in the module once (measured).
 fn handler_boxed(handler: Handler) -> JsValue {
     let id = HANDLERS.with(|handlers| {
@@ -333,10 +322,10 @@ extern "C" {
     /// Calls `changed` with the new URL after each History API navigation and on
     /// `popstate`, once the task that changed it is done and the new-page hooks have
     /// run; false when refused, the refusal then `fp_text(0)`.
-    fn fp_history(window: &Window, changed: &JsValue) -> bool;
-    /// `addEventListener`, capturing and passive (an options object built here would
-    /// cost a binding per option).
-    fn fp_listen(target: &JsValue, kind: &str, handler: &JsValue);
+    fn fp_history(changed: &JsValue) -> bool;
+    /// Calls `scrolled` on each scroll of the page (capturing and passive, as
+    /// `dom.js`'s other listeners).
+    fn fp_on_scroll(scrolled: &JsValue);
     /// Form tracking's listeners (see `dom.js`), and a selector to track; `report`
     /// (given with the first) reports a form.
     fn fp_track(selector: &str, report: &JsValue);
@@ -346,10 +335,10 @@ extern "C" {
     fn fp_call(f: &JsValue, count: i32, a: &JsValue, b: &JsValue, c: &JsValue);
     /// `object[key] = value` (`Reflect::set` has a catch shim).
     fn fp_set(object: &Object, key: &str, value: &JsValue);
-    /// The page's `window`. The module runs only in pages (the loader imports it
-    /// there), so `web_sys::window`'s search of `globalThis`, `self`, `window` and
-    /// `global` is not needed (measured), nor a cached `static` (measured).
-    fn fp_window() -> Option<Window>;
+    /// Whether the page has a `window` (0) or a document (1). The module runs only in
+    /// pages (the loader imports it there), so `web_sys::window`'s search of
+    /// `globalThis`, `self`, `window` and `global` is not needed (measured).
+    fn fp_there(what: i32) -> bool;
     /// `key in object` (`Reflect::has` has a catch shim).
     fn fp_has(object: &Object, key: &str) -> bool;
     /// `object[key]`, or undefined when reading it throws (a page's getter).
@@ -361,7 +350,7 @@ extern "C" {
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
     /// `scrollY`, `innerHeight` and the document's height as `fp_number(0)` to `(2)`;
     /// false if the document has no element.
-    fn fp_scroll(window: &Window) -> bool;
+    fn fp_scroll() -> bool;
     /// Walks a value the page passed for [`read`]; `fp_kind`, `fp_number` and
     /// `fp_text` then tell what the walk found at an index.
     fn fp_read(args: &JsValue);
