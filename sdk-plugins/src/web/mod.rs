@@ -101,7 +101,10 @@ fn load(args: &[Val]) -> Result<(), String> {
         }
         "autotrackUrlChange" => {
             let hook = if rules::url_change_options(options)? {
-                fp_get(&fp_arg(2), "onUrlChange").dyn_into().ok()
+                // The walk saw a function there; not checked again (a binding of its
+                // own): should a getter give something else now, `fp_call` catches
+                // what calling it throws.
+                Some(fp_get(&fp_arg(2), "onUrlChange"))
             } else {
                 None
             };
@@ -241,8 +244,6 @@ fn document() -> Option<()> {
 #[wasm_bindgen]
 extern "C" {
     /// A page function (`ac`, `refuse`, a callback).
-    #[wasm_bindgen(is_type_of = JsValue::is_function)]
-    #[derive(Clone)]
     pub type Function;
 
     pub type Object;
