@@ -428,9 +428,12 @@ export function fp_on_scroll(scrolled) {
   fp_listen(window, 'scroll', scrolled);
 }
 
-// `key in object`, on an object of the module's own.
-export function fp_has(object, key) {
-  return key in object;
+// `object[key] = value` unless `keep` and the object has `key` (an object of the
+// module's own); whether it set it.
+export function fp_store(object, key, value, keep) {
+  if (keep && key in object) return false;
+  object[key] = value;
+  return true;
 }
 
 // `object[key]`, or undefined when reading it throws (a page's getter).

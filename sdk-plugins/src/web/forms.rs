@@ -12,8 +12,8 @@ use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 
 use super::{
-    ac, arg, attributes, check_selector, document, fp_fields, fp_has, fp_number, fp_text, fp_track,
-    handler_boxed, record, set, text, window, Event, HtmlFormElement, Object,
+    ac, arg, attributes, check_selector, document, fp_fields, fp_number, fp_store, fp_text,
+    fp_track, handler_boxed, record, set, text, window, Event, HtmlFormElement, Object,
 };
 use crate::rules::{
     attribute_name, blank, clip, form_options, may_capture, Field, FormOptions, Val,
@@ -88,7 +88,7 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
     for (field_name, value) in fields_of(form) {
         for (field, trait_name) in mapper.iter() {
             if *field == field_name {
-                set(&traits, trait_name, &value.as_str().into());
+                fp_store(&traits, trait_name, &value, false);
                 any_trait = true;
             }
         }
@@ -97,13 +97,12 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
         }
         if let Some(key) = attribute_name(&field_name) {
             // The custom attributes win over a field of the same name.
-            if !fp_has(&fields, &key) {
-                set(&fields, &key, &value.as_str().into());
+            if fp_store(&fields, &key, &value, true) {
                 count += 1;
             }
         }
     }
-    set(&fields, FORM_NAME_ATTRIBUTE, &name.as_str().into());
+    fp_store(&fields, FORM_NAME_ATTRIBUTE, name, false);
     if any_trait {
         ac(1, &traits, &JsValue::UNDEFINED);
     }

@@ -340,8 +340,10 @@ extern "C" {
     /// pages (the loader imports it there), so `web_sys::window`'s search of
     /// `globalThis`, `self`, `window` and `global` is not needed (measured).
     fn fp_there(what: i32) -> bool;
-    /// `key in object` (`Reflect::has` has a catch shim).
-    fn fp_has(object: &Object, key: &str) -> bool;
+    /// `object[key] = value` for a text value, unless `keep` and the object has
+    /// `key` already; whether it set it. One binding for the form report's sets and
+    /// checks, the value passed as it is rather than made a `JsValue` first.
+    fn fp_store(object: &Object, key: &str, value: &str, keep: bool) -> bool;
     /// `object[key]`, or undefined when reading it throws (a page's getter).
     fn fp_get(object: &JsValue, key: &str) -> JsValue;
     /// Calls `clicked` on each click on (or inside) an element matching `selector`.
