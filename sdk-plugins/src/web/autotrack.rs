@@ -6,9 +6,9 @@ use std::cell::Cell;
 use wasm_bindgen::JsValue;
 
 use super::{
-    ac, attributes, call, callback, check_selector, document, fp_click, fp_history, fp_idle,
-    fp_number, fp_on_scroll, fp_scroll, fp_seen, fp_text, handler_boxed, on_new_page, record,
-    window, Event, Handler,
+    ac, attributes, call, callback, check_selector, document, fp_argument, fp_click, fp_history,
+    fp_idle, fp_number, fp_on_scroll, fp_scroll, fp_seen, fp_text, handler_boxed, on_new_page,
+    record, window, Handler,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -78,7 +78,7 @@ pub fn scroll_depth(rules: Vec<Rule>) {
     if window().is_none() {
         return;
     }
-    fp_on_scroll(&handler_boxed(Box::new(move |_| {
+    fp_on_scroll(&handler_boxed(Box::new(move || {
         if !fp_scroll() {
             return;
         }
@@ -101,8 +101,8 @@ pub fn url_change(hook: Option<JsValue>) -> Result<(), String> {
     window().ok_or("needs a window")?;
     // What `dom.js` runs with the new URL, after the task that changed it: by then a
     // router has usually rendered the new page and set its title.
-    let changed: Handler = Box::new(move |href: Event| match &hook {
-        Some(hook) => call(hook, &[href.into()]),
+    let changed: Handler = Box::new(move || match &hook {
+        Some(hook) => call(hook, &[fp_argument()]),
         None => ac(0, &JsValue::UNDEFINED, &JsValue::UNDEFINED),
     });
     let changed = handler_boxed(changed);

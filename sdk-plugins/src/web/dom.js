@@ -23,10 +23,19 @@ export function fp_ac(command, a, b) {
 
 // A function that calls the module's handler `id` with its argument: `fp_fire` is the
 // module's export, in scope here once `xtask` has inlined this file into the glue.
+// Its argument is kept for `fp_argument` rather than passed: an argument of the
+// export would cost a table slot and a shim in the module for every call (measured).
+var fp_last;
+
 export function fp_handler(id) {
   return function (argument) {
-    fp_fire(id, argument);
+    fp_last = argument;
+    fp_fire(id);
   };
+}
+
+export function fp_argument() {
+  return fp_last;
 }
 
 // The command's arguments as the page passed them, walked for the module's `read`

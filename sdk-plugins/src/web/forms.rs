@@ -12,8 +12,8 @@ use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 
 use super::{
-    ac, arg, attributes, check_selector, document, fp_fields, fp_number, fp_store, fp_text,
-    fp_track, handler_boxed, record, set, text, window, Event, HtmlFormElement, Object,
+    ac, arg, attributes, check_selector, document, fp_argument, fp_fields, fp_number, fp_store,
+    fp_text, fp_track, handler_boxed, record, text, window, HtmlFormElement, Object,
 };
 use crate::rules::{
     attribute_name, blank, clip, form_options, may_capture, Field, FormOptions, Val,
@@ -48,7 +48,8 @@ pub fn track(args: &[Val]) -> Result<(), String> {
     // One report handler for every tracked form: `dom.js` passes the form, with its
     // rule and whether it was submitted as `fp_number(0)` and `(1)`.
     let report_form = if first {
-        handler_boxed(Box::new(|form: Event| {
+        handler_boxed(Box::new(|| {
+            let form = fp_argument();
             let (rule, submitted) = (fp_number(0) as usize, fp_number(1) != 0.0);
             let event = if submitted {
                 FORM_SUBMITTED

@@ -16,7 +16,6 @@ mod session;
 use std::cell::{Cell, RefCell};
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use crate::rules::{self, cat, Attributes, Val, Value};
 
@@ -250,8 +249,6 @@ extern "C" {
     #[wasm_bindgen(constructor)]
     fn new() -> Object;
 
-    pub type Event;
-
     pub type HtmlFormElement;
 }
 
@@ -269,7 +266,9 @@ fn check_selector(at: &str, selector: &str) -> Result<(), String> {
     ]))
 }
 
-type Handler = Box<dyn FnMut(Event)>;
+/// A handler reads its argument, if it needs it, with [`fp_argument`] before it
+/// does anything else (what it does may run other handlers).
+type Handler = Box<dyn FnMut()>;
 
 thread_local! {
     /// What the page's events, timers and callbacks call, by the number that
@@ -297,11 +296,11 @@ fn handler_boxed(handler: Handler) -> JsValue {
 /// handler is taken out while it runs, so that what it does (a page function that
 /// changes the URL) may run other handlers; it does not run within itself.
 #[wasm_bindgen]
-pub fn fp_fire(id: u32, argument: Event) {
+pub fn fp_fire(id: u32) {
     let Some(mut handler) = swap_handler(id, None) else {
         return;
     };
-    handler(argument);
+    handler();
     // The slot was emptied above: nothing to drop.
     std::mem::forget(swap_handler(id, Some(handler)));
 }
@@ -386,12 +385,15 @@ extern "C" {
     fn fp_refuse(command: &str, message: &str);
     /// See [`ac`].
     fn fp_ac(command: i32, a: &JsValue, b: &JsValue);
+    /// The argument the running handler's function was called with (see
+    /// [`Handler`]).
+    fn fp_argument() -> JsValue;
 }
 
 /// A function for the page that calls `f` (its argument, if any, unused), of the
 /// listeners' handler type.
-fn callback(mut f: impl FnMut() + 'static) -> JsValue {
-    handler_boxed(Box::new(move |_| f()))
+fn callback(f: impl FnMut() + 'static) -> JsValue {
+    handler_boxed(Box::new(f))
 }
 
 #[wasm_bindgen]
