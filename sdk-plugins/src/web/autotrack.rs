@@ -103,7 +103,7 @@ pub fn url_change(hook: Option<JsValue>) -> Result<(), String> {
     // router has usually rendered the new page and set its title.
     let changed: Handler = Box::new(move || match &hook {
         Some(hook) => call(hook, &[fp_argument()]),
-        None => ac(0, &JsValue::UNDEFINED, &JsValue::UNDEFINED),
+        None => ac(0, "", &JsValue::UNDEFINED),
     });
     let changed = handler_boxed(changed);
     if fp_history(&changed) {

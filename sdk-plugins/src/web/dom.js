@@ -15,10 +15,12 @@ export function fp_refuse(command, message) {
   fp_refusal(command, message);
 }
 
-// `ac('pageview')`, `ac('identify', a)` or `ac('record', a, b)` for `command` 0, 1, 2
-// (the loader's `ac` does not throw).
-export function fp_ac(command, a, b) {
-  fp_own.apply(undefined, [['pageview', 'identify', 'record'][command], a, b].slice(0, command + 1));
+// `ac('pageview')`, `ac('identify', value)` or `ac('record', name, value)` for
+// `command` 0, 1, 2 (the loader's `ac` does not throw).
+export function fp_ac(command, name, value) {
+  if (command == 2) fp_own('record', name, value);
+  else if (command) fp_own('identify', value);
+  else fp_own('pageview');
 }
 
 // A function that calls the module's handler `id` with its argument: `fp_fire` is the

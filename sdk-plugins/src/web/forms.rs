@@ -105,7 +105,7 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
     }
     fp_store(&fields, FORM_NAME_ATTRIBUTE, name, false);
     if any_trait {
-        ac(1, &traits, &JsValue::UNDEFINED);
+        ac(1, "", &traits);
     }
     record(event, &fields);
 }

@@ -175,10 +175,11 @@ fn read_next(at: &mut i32) -> Val {
 }
 
 /// Calls the page's `ac` (the loader's `ac` never throws): `ac('pageview')`,
-/// `ac('identify', a)` or `ac('record', a, b)` for `command` 0, 1 or 2, the command's
-/// name written in `dom.js` rather than passed as a string each time (measured).
-fn ac(command: i32, a: &JsValue, b: &JsValue) {
-    fp_ac(command, a, b);
+/// `ac('identify', value)` or `ac('record', name, value)` for `command` 0, 1 or 2, the
+/// command's name written in `dom.js` rather than passed as a string each time, the
+/// event's name passed as it is (measured).
+fn ac(command: i32, name: &str, value: &JsValue) {
+    fp_ac(command, name, value);
 }
 
 /// Calls `f` with up to three `args`, through `dom.js` (one binding for every call
@@ -196,7 +197,7 @@ fn refuse(command: &str, message: &str) {
 
 /// `ac('record', name, attributes)`.
 fn record(name: &str, attributes: &Object) {
-    ac(2, &name.into(), attributes);
+    ac(2, name, attributes);
 }
 
 /// The attributes as the object `record` takes.
@@ -384,7 +385,7 @@ extern "C" {
     /// The loader's `refuse(command, message)`, which does not throw.
     fn fp_refuse(command: &str, message: &str);
     /// See [`ac`].
-    fn fp_ac(command: i32, a: &JsValue, b: &JsValue);
+    fn fp_ac(command: i32, name: &str, value: &JsValue);
     /// The argument the running handler's function was called with (see
     /// [`Handler`]).
     fn fp_argument() -> JsValue;
