@@ -107,8 +107,8 @@ export function fp_value(at) {
 // lower-cased, as HTML compares them), `name` (or `id`), `autocomplete`, 1 inside
 // (or being) an excluded element or 0, and the value: '' for a checkbox or radio button that is not
 // checked, a multiple select's chosen values joined with commas.
-export function fp_fields(form) {
-  var out = [], elements = form.elements;
+export function fp_fields() {
+  var out = [], elements = fp_sending.elements;
   for (var i = 0; i < elements.length; i++) {
     // A password's value is not even read: the rules in Rust refuse the field anyway.
     var e = elements[i], tag = fp_lower(e.tagName), type = fp_lower(e.getAttribute('type') || ''), value = type == 'password' ? '' : e.value;
@@ -382,9 +382,13 @@ function fp_abandon(all) {
   });
 }
 
+// The form being reported, for `fp_fields`: it is not handed to the module at all.
+var fp_sending;
+
 function fp_send(form, rule, submitted) {
   fp_values = [rule, submitted];
-  fp_report(form);
+  fp_sending = form;
+  fp_report();
 }
 
 // The form an event happened in, or null; for `submit`, only a form itself.

@@ -250,7 +250,6 @@ extern "C" {
     #[wasm_bindgen(constructor)]
     fn new() -> Object;
 
-    pub type HtmlFormElement;
 }
 
 /// Refuses a selector the browser cannot parse, naming the option that holds it.
@@ -319,7 +318,7 @@ fn swap_handler(id: u32, handler: Option<Handler>) -> Option<Handler> {
 extern "C" {
     /// A form's controls, six entries each (see `dom.js`), for `fp_text` and
     /// `fp_number`; returns how many entries.
-    fn fp_fields(form: &HtmlFormElement) -> i32;
+    fn fp_fields() -> i32;
     /// Calls `changed` with the new URL after each History API navigation and on
     /// `popstate`, once the task that changed it is done and the new-page hooks have
     /// run; false when refused, the refusal then `fp_text(0)`.
