@@ -3,12 +3,9 @@
 
 use std::cell::Cell;
 
-use wasm_bindgen::JsValue;
-
 use super::{
-    ac, attributes, call, callback, check_selector, document, fp_argument, fp_click, fp_history,
-    fp_idle, fp_number, fp_on_scroll, fp_scroll, fp_seen, fp_text, handler_boxed, on_new_page,
-    record, window, Handler,
+    attributes, callback, check_selector, document, fp_click, fp_history, fp_idle, fp_number,
+    fp_on_scroll, fp_scroll, fp_seen, fp_text, handler_boxed, on_new_page, record, window,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -97,16 +94,12 @@ pub fn scroll_depth(rules: Vec<Rule>) {
 /// (`history.pushState`, `replaceState`, back and forward), or, when the page gives
 /// `onUrlChange(url)`, a call of that instead (the page then records its own page
 /// view, with the title it has after rendering; see [`crate::rules::url_change_options`]).
-pub fn url_change(hook: Option<JsValue>) -> Result<(), String> {
+/// Whether the page gave `onUrlChange` is decided here (`hooked`); `dom.js` calls it,
+/// or `ac('pageview')`, with the new URL after the task that changed it: by then a
+/// router has usually rendered the new page and set its title.
+pub fn url_change(hooked: bool) -> Result<(), String> {
     window().ok_or("needs a window")?;
-    // What `dom.js` runs with the new URL, after the task that changed it: by then a
-    // router has usually rendered the new page and set its title.
-    let changed: Handler = Box::new(move || match &hook {
-        Some(hook) => call(hook, &[fp_argument()]),
-        None => ac(0, "", &JsValue::UNDEFINED),
-    });
-    let changed = handler_boxed(changed);
-    if fp_history(&changed) {
+    if fp_history(hooked) {
         Ok(())
     } else {
         Err(fp_text(0))

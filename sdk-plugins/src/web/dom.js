@@ -15,29 +15,20 @@ export function fp_refuse(command, message) {
   fp_refusal(command, message);
 }
 
-// `ac('pageview')`, `ac('identify', value)` or `ac('record', name, value)` for
-// `command` 0, 1, 2 (the loader's `ac` does not throw).
+// `ac('identify', value)` or `ac('record', name, value)` for `command` 1, 2 (the
+// loader's `ac` does not throw).
 export function fp_ac(command, name, value) {
-  if (command == 2) fp_own('record', name, value);
-  else if (command) fp_own('identify', value);
-  else fp_own('pageview');
+  command > 1 ? fp_own('record', name, value) : fp_own('identify', value);
 }
 
 // A function that calls the module's handler `id` with its argument: `fp_fire` is the
 // module's export, in scope here once `xtask` has inlined this file into the glue.
-// Its argument is kept for `fp_argument` rather than passed: an argument of the
-// export would cost a table slot and a shim in the module for every call (measured).
-var fp_last;
-
+// No argument passed: one for the export would cost a table slot and a shim in the
+// module for every call (measured); the handlers need none.
 export function fp_handler(id) {
-  return function (argument) {
-    fp_last = argument;
+  return function () {
     fp_fire(id);
   };
-}
-
-export function fp_argument() {
-  return fp_last;
 }
 
 // The command's arguments as the page passed them, walked for the module's `read`
@@ -177,10 +168,19 @@ export function fp_on_new_page(hook) {
 
 // When the URL is another than when last seen, after each `history.pushState` and
 // `replaceState` (the browser's own call first, throwing what it throws) and on
-// `popstate`: the new-page hooks, then `changed(url)` after the task that changed
-// it (by when a router has usually rendered the new page and set its title). False when refused, the refusal then in
+// `popstate`: the new-page hooks, then `onUrlChange(url)` (when `hooked`) or
+// `ac('pageview')` after the task that changed it (by when a router has usually
+// rendered the new page and set its title). False when refused, the refusal then in
 // `fp_values`.
-export function fp_history(changed) {
+export function fp_history(hooked) {
+  // The options' `onUrlChange`, which the module's rules saw as a function (should a
+  // getter give something else now, calling it throws, caught below).
+  var hook = hooked && fp_prop(fp_args[2], 'onUrlChange');
+  var changed = function (href) {
+    try {
+      hooked ? hook(href) : fp_own('pageview');
+    } catch (e) {}
+  };
   var history, w = window, location = w.location, last = location.href;
   var check = function () {
     var href = location.href;
@@ -451,9 +451,3 @@ export function fp_store(object, key, value, keep) {
   return true;
 }
 
-// `object[key]`, or undefined when reading it throws (a page's getter).
-export function fp_get(object, key) {
-  try {
-    return object[key];
-  } catch (e) {}
-}

@@ -99,16 +99,9 @@ fn load(args: &[Val]) -> Result<(), String> {
             8
         }
         "autotrackUrlChange" => {
-            let hook = if rules::url_change_options(options)? {
-                // The walk saw a function there; not checked again (a binding of its
-                // own): should a getter give something else now, `fp_call` catches
-                // what calling it throws.
-                Some(fp_get(&fp_arg(2), "onUrlChange"))
-            } else {
-                None
-            };
+            let hooked = rules::url_change_options(options)?;
             if fresh(16) {
-                autotrack::url_change(hook)?;
+                autotrack::url_change(hooked)?;
             }
             16
         }
@@ -174,10 +167,10 @@ fn read_next(at: &mut i32) -> Val {
     }
 }
 
-/// Calls the page's `ac` (the loader's `ac` never throws): `ac('pageview')`,
-/// `ac('identify', value)` or `ac('record', name, value)` for `command` 0, 1 or 2, the
-/// command's name written in `dom.js` rather than passed as a string each time, the
-/// event's name passed as it is (measured).
+/// Calls the page's `ac` (the loader's `ac` never throws): `ac('identify', value)` or
+/// `ac('record', name, value)` for `command` 1 or 2, the command's name written in
+/// `dom.js` rather than passed as a string each time, the event's name passed as it
+/// is (measured).
 fn ac(command: i32, name: &str, value: &JsValue) {
     fp_ac(command, name, value);
 }
@@ -266,8 +259,6 @@ fn check_selector(at: &str, selector: &str) -> Result<(), String> {
     ]))
 }
 
-/// A handler reads its argument, if it needs it, with [`fp_argument`] before it
-/// does anything else (what it does may run other handlers).
 type Handler = Box<dyn FnMut()>;
 
 thread_local! {
@@ -319,10 +310,12 @@ extern "C" {
     /// A form's controls, six entries each (see `dom.js`), for `fp_text` and
     /// `fp_number`; returns how many entries.
     fn fp_fields() -> i32;
-    /// Calls `changed` with the new URL after each History API navigation and on
-    /// `popstate`, once the task that changed it is done and the new-page hooks have
-    /// run; false when refused, the refusal then `fp_text(0)`.
-    fn fp_history(changed: &JsValue) -> bool;
+    /// Calls the options' `onUrlChange` with the new URL when `hooked`, else the
+    /// page's `ac('pageview')`, after each History API navigation and on `popstate`,
+    /// once the task that changed it is done and the new-page hooks have run (what
+    /// `onUrlChange` throws stays with it); false when refused, the refusal then
+    /// `fp_text(0)`.
+    fn fp_history(hooked: bool) -> bool;
     /// Calls `scrolled` on each scroll of the page (capturing and passive, as
     /// `dom.js`'s other listeners).
     fn fp_on_scroll(scrolled: &JsValue);
@@ -343,8 +336,6 @@ extern "C" {
     /// `key` already; whether it set it. One binding for the form report's sets and
     /// checks, the value passed as it is rather than made a `JsValue` first.
     fn fp_store(object: &Object, key: &str, value: &str, keep: bool) -> bool;
-    /// `object[key]`, or undefined when reading it throws (a page's getter).
-    fn fp_get(object: &JsValue, key: &str) -> JsValue;
     /// Calls `clicked` on each click on (or inside) an element matching `selector`.
     fn fp_click(selector: &str, clicked: &JsValue);
     /// Calls `seen` the first time each element matching `selector` comes into view;
@@ -385,9 +376,7 @@ extern "C" {
     fn fp_refuse(command: &str, message: &str);
     /// See [`ac`].
     fn fp_ac(command: i32, name: &str, value: &JsValue);
-    /// The argument the running handler's function was called with (see
-    /// [`Handler`]).
-    fn fp_argument() -> JsValue;
+
 }
 
 /// A function for the page that calls `f` (its argument, if any, unused), of the
