@@ -47,8 +47,11 @@ export function fp_read(args) {
   fp_put((fp_args = args), -1);
 }
 
-export function fp_arg(i) {
-  return fp_args[i];
+// `load`'s `loadedCallback`, once the module's rules have seen it is a function.
+export function fp_loaded() {
+  try {
+    fp_args[3]();
+  } catch (e) {}
 }
 
 function fp_put(value, depth) {
@@ -260,8 +263,8 @@ export function fp_seen(selector, seen) {
 // `{ id, shortId }`, or null when there is none; false, asking nothing, before init
 // or without consent to track. Where to ask comes from `ac.state()` (the visitor,
 // the deployment and where batches go).
-export function fp_session(callback) {
-  var state, text = function (key) {
+export function fp_session() {
+  var callback = fp_args[1], state, text = function (key) {
     var value = fp_prop(state, key);
     return typeof value == 'string' ? value : '';
   };
@@ -421,12 +424,6 @@ export function fp_valid(selector) {
   }
 }
 
-// Calls `f` with the first `count` of `a`, `b`, `c`; what it throws stays with it.
-export function fp_call(f, count, a, b, c) {
-  try {
-    f.apply(undefined, [a, b, c].slice(0, count));
-  } catch (e) {}
-}
 
 // `object[key] = value`, on an object of the module's own (no setter to throw).
 export function fp_set(object, key, value) {

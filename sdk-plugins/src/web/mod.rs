@@ -2,12 +2,12 @@
 //! page's `ac`, its `refuse(command, message)` and the arguments of one `load`, `forms:track` or `session` call.
 //!
 //! Nothing here throws into the page: every DOM call that can fail is checked, page
-//! functions are called through `fp_call` (`dom.js`), which catches what they throw,
-//! and a refused call is reported through the core (the loader's `refuse`).
+//! functions are called by `dom.js`, which catches what they throw, and a refused
+//! call is reported through the core (the loader's `refuse`).
 //!
 //! The command's arguments are walked once by `dom.js` ([`read`]) into [`Val`]s, the
-//! rules' own type; the page's functions among them are taken back from there
-//! (`fp_arg`) only once the rules have accepted them.
+//! rules' own type; `dom.js` calls the page's functions among them (`fp_loaded`,
+//! `fp_session`, `fp_history`) only once the rules have accepted them.
 
 mod autotrack;
 mod forms;
@@ -62,8 +62,8 @@ fn load(args: &[Val]) -> Result<(), String> {
     let name = text(arg(args, 1)).ok_or("needs a plugin name")?;
     let options = arg(args, 2);
     let callback = match arg(args, 3) {
-        Val::Undefined => None,
-        Val::Function => Some(fp_arg(3)),
+        Val::Undefined => false,
+        Val::Function => true,
         _ => return Err("loadedCallback must be a function".into()),
     };
     // Options are checked on every call; a plugin already running (its bit in
@@ -114,9 +114,8 @@ fn load(args: &[Val]) -> Result<(), String> {
         }
     };
     LOADED.set(LOADED.get() | bit);
-    if let Some(callback) = callback {
-        // What the page's function throws stays with it.
-        call(&callback, &[]);
+    if callback {
+        fp_loaded();
     }
     Ok(())
 }
@@ -175,14 +174,6 @@ fn ac(command: i32, name: &str, value: &JsValue) {
     fp_ac(command, name, value);
 }
 
-/// Calls `f` with up to three `args`, through `dom.js` (one binding for every call
-/// of a page function); what it throws stays with it.
-fn call(f: &JsValue, args: &[JsValue]) {
-    let undefined = JsValue::UNDEFINED;
-    let arg = |i: usize| args.get(i).unwrap_or(&undefined);
-    fp_call(f, args.len() as i32, arg(0), arg(1), arg(2));
-}
-
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
     fp_refuse(command, message);
@@ -236,8 +227,6 @@ fn document() -> Option<()> {
 // futures' task wakers; measured, see BENCHMARKS.md).
 #[wasm_bindgen]
 extern "C" {
-    /// A page function (`ac`, `refuse`, a callback).
-    pub type Function;
 
     pub type Object;
     #[wasm_bindgen(constructor)]
@@ -324,8 +313,6 @@ extern "C" {
     fn fp_track(selector: &str, report: &JsValue);
     /// Whether the browser can parse `selector`.
     fn fp_valid(selector: &str) -> bool;
-    /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
-    fn fp_call(f: &JsValue, count: i32, a: &JsValue, b: &JsValue, c: &JsValue);
     /// `object[key] = value` (`Reflect::set` has a catch shim).
     fn fp_set(object: &Object, key: &str, value: &JsValue);
     /// Whether the page has a `window` (0) or a document (1). The module runs only in
@@ -347,9 +334,9 @@ extern "C" {
     /// Walks a value the page passed for [`read`]; `fp_kind`, `fp_number` and
     /// `fp_text` then tell what the walk found at an index.
     fn fp_read(args: &JsValue);
-    /// The command's argument `i` as the page passed it (a function the rules have
-    /// seen as [`Val::Function`]).
-    fn fp_arg(i: i32) -> JsValue;
+    /// Calls `load`'s `loadedCallback` (the command's argument 3, which the rules
+    /// have seen as a function); what it throws stays with it.
+    fn fp_loaded();
     fn fp_kind(at: i32) -> u32;
     #[wasm_bindgen(js_name = fp_value)]
     fn fp_number(at: i32) -> f64;
@@ -359,8 +346,9 @@ extern "C" {
     /// (`i32`: a `u32` would cost a shim in the glue).
     fn fp_handler(id: i32) -> JsValue;
     /// Asks the collector for the web session (where, from `ac.state()`), with
-    /// retries, and calls `callback` with it; false before init or without consent.
-    fn fp_session(callback: &Function) -> bool;
+    /// retries, and calls the command's callback (argument 1, which the rules have
+    /// seen as a function) with it; false before init or without consent.
+    fn fp_session() -> bool;
     /// Keeps the page's `ac` and the loader's `refuse(command, message)` in `dom.js`
     /// for [`fp_ac`] and [`fp_refuse`]: held there rather than in thread-locals here
     /// (measured).
