@@ -2,12 +2,10 @@
 //! a single-page app's URL changes.
 
 use std::cell::Cell;
-use std::rc::Rc;
 
 use super::{
-    ac, attributes, call, callback, check_selector, document, fp_click, fp_history, fp_idle,
-    fp_number, fp_scroll, fp_seen, fp_text, handler_boxed, listen, on_new_page, record, window,
-    Event, Function, Handler,
+    attributes, callback, check_selector, document, fp_click, fp_history, fp_idle, fp_number,
+    fp_on_scroll, fp_scroll, fp_seen, fp_text, handler_boxed, on_new_page, record, window,
 };
 use crate::rules::{cat, decimal, scroll_depth as depth, Rule, MAX_RULES};
 
@@ -67,45 +65,41 @@ pub fn in_viewport(rules: Vec<Rule>) -> Result<(), String> {
 /// the viewport first reaches its percentage of the page.
 pub fn scroll_depth(rules: Vec<Rule>) {
     // A bit per rule (at most `MAX_RULES`, 50): no `vec![false; n]` code (measured).
+    // In a static rather than an `Rc` shared by the two closures (its drop code,
+    // measured): the plugin is set up once a page (`LOADED`).
     const _: () = assert!(MAX_RULES <= 64);
-    let reached = Rc::new(Cell::new(0u64));
-    {
-        let reached = Rc::clone(&reached);
-        on_new_page(move || reached.set(0));
+    thread_local! {
+        static REACHED: Cell<u64> = const { Cell::new(0) };
     }
-    let Some(window) = window() else {
+    on_new_page(|| REACHED.set(0));
+    if window().is_none() {
         return;
-    };
-    let page = window.clone();
-    listen(&window, "scroll", move |_| {
-        if !fp_scroll(&page) {
+    }
+    fp_on_scroll(&handler_boxed(Box::new(move || {
+        if !fp_scroll() {
             return;
         }
         let percent = depth(fp_number(0), fp_number(1), fp_number(2));
         for (i, rule) in rules.iter().enumerate() {
             let bit = 1u64 << i;
-            if reached.get() & bit == 0 && percent >= rule.threshold {
-                reached.set(reached.get() | bit);
+            if REACHED.get() & bit == 0 && percent >= rule.threshold {
+                REACHED.set(REACHED.get() | bit);
                 fire(rule);
             }
         }
-    });
+    })));
 }
 
 /// `autotrackUrlChange`: a page view each time a single-page app changes the URL
 /// (`history.pushState`, `replaceState`, back and forward), or, when the page gives
 /// `onUrlChange(url)`, a call of that instead (the page then records its own page
 /// view, with the title it has after rendering; see [`crate::rules::url_change_options`]).
-pub fn url_change(hook: Option<Function>) -> Result<(), String> {
-    let window = window().ok_or("needs a window")?;
-    // What `dom.js` runs with the new URL, after the task that changed it: by then a
-    // router has usually rendered the new page and set its title.
-    let changed: Handler = Box::new(move |href: Event| match &hook {
-        Some(hook) => call(hook, &[href.into()]),
-        None => ac(&["pageview".into()]),
-    });
-    let changed = handler_boxed(changed);
-    if fp_history(&window, &changed) {
+/// Whether the page gave `onUrlChange` is decided here (`hooked`); `dom.js` calls it,
+/// or `ac('pageview')`, with the new URL after the task that changed it: by then a
+/// router has usually rendered the new page and set its title.
+pub fn url_change(hooked: bool) -> Result<(), String> {
+    window().ok_or("needs a window")?;
+    if fp_history(hooked) {
         Ok(())
     } else {
         Err(fp_text(0))

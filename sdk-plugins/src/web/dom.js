@@ -4,22 +4,30 @@
 // `xtask` inlines this file into wasm-bindgen's glue, whose names it must not meet.
 
 // The page's `ac` and the loader's `refuse(command, message)`, as `run` got them.
-var fp_ac, fp_refuse;
+var fp_own, fp_refusal;
 
 export function fp_start(ac, refuse) {
-  fp_ac = ac;
-  fp_refuse = refuse;
+  fp_own = ac;
+  fp_refusal = refuse;
 }
 
-export function fp_page(which) {
-  return which ? fp_refuse : fp_ac;
+export function fp_refuse(command, message) {
+  fp_refusal(command, message);
+}
+
+// `ac('identify', value)` or `ac('record', name, value)` for `command` 1, 2 (the
+// loader's `ac` does not throw).
+export function fp_ac(command, name, value) {
+  command > 1 ? fp_own('record', name, value) : fp_own('identify', value);
 }
 
 // A function that calls the module's handler `id` with its argument: `fp_fire` is the
 // module's export, in scope here once `xtask` has inlined this file into the glue.
+// No argument passed: one for the export would cost a table slot and a shim in the
+// module for every call (measured); the handlers need none.
 export function fp_handler(id) {
-  return function (argument) {
-    fp_fire(id, argument);
+  return function () {
+    fp_fire(id);
   };
 }
 
@@ -39,8 +47,11 @@ export function fp_read(args) {
   fp_put((fp_args = args), -1);
 }
 
-export function fp_arg(i) {
-  return fp_args[i];
+// `load`'s `loadedCallback`, once the module's rules have seen it is a function.
+export function fp_loaded() {
+  try {
+    fp_args[3]();
+  } catch (e) {}
 }
 
 function fp_put(value, depth) {
@@ -90,8 +101,8 @@ export function fp_value(at) {
 // lower-cased, as HTML compares them), `name` (or `id`), `autocomplete`, 1 inside
 // (or being) an excluded element or 0, and the value: '' for a checkbox or radio button that is not
 // checked, a multiple select's chosen values joined with commas.
-export function fp_fields(form) {
-  var out = [], elements = form.elements;
+export function fp_fields() {
+  var out = [], elements = fp_sending.elements;
   for (var i = 0; i < elements.length; i++) {
     // A password's value is not even read: the rules in Rust refuse the field anyway.
     var e = elements[i], tag = fp_lower(e.tagName), type = fp_lower(e.getAttribute('type') || ''), value = type == 'password' ? '' : e.value;
@@ -160,11 +171,20 @@ export function fp_on_new_page(hook) {
 
 // When the URL is another than when last seen, after each `history.pushState` and
 // `replaceState` (the browser's own call first, throwing what it throws) and on
-// `popstate`: the new-page hooks, then `changed(url)` after the task that changed
-// it (by when a router has usually rendered the new page and set its title). False when refused, the refusal then in
+// `popstate`: the new-page hooks, then `onUrlChange(url)` (when `hooked`) or
+// `ac('pageview')` after the task that changed it (by when a router has usually
+// rendered the new page and set its title). False when refused, the refusal then in
 // `fp_values`.
-export function fp_history(w, changed) {
-  var history, location = w.location, last = location.href;
+export function fp_history(hooked) {
+  // The options' `onUrlChange`, which the module's rules saw as a function (should a
+  // getter give something else now, calling it throws, caught below).
+  var hook = hooked && fp_prop(fp_args[2], 'onUrlChange');
+  var changed = function (href) {
+    try {
+      hooked ? hook(href) : fp_own('pageview');
+    } catch (e) {}
+  };
+  var history, w = window, location = w.location, last = location.href;
   var check = function () {
     var href = location.href;
     if (href != last) {
@@ -243,13 +263,13 @@ export function fp_seen(selector, seen) {
 // `{ id, shortId }`, or null when there is none; false, asking nothing, before init
 // or without consent to track. Where to ask comes from `ac.state()` (the visitor,
 // the deployment and where batches go).
-export function fp_session(callback) {
-  var state, text = function (key) {
+export function fp_session() {
+  var callback = fp_args[1], state, text = function (key) {
     var value = fp_prop(state, key);
     return typeof value == 'string' ? value : '';
   };
   try {
-    state = fp_ac.state();
+    state = fp_own.state();
   } catch (e) {}
   var visitor = text('visitorId'), url = text('url');
   if (!visitor || url.slice(-5) != 'batch') return false;
@@ -298,15 +318,15 @@ function fp_prop(object, key) {
 // How far the page is scrolled, in `fp_values`: `scrollY`, `innerHeight` (0 when a
 // page has made it something else than a number) and the document's height; false
 // without a document element.
-export function fp_scroll(w) {
-  var root = w.document.documentElement, height = w.innerHeight;
+export function fp_scroll() {
+  var w = window, root = w.document.documentElement, height = w.innerHeight;
   fp_values = [+w.scrollY, typeof height == 'number' ? height : 0, root && root.scrollHeight | 0];
   return !!root;
 }
 
 // `handler` for `kind` on `target`, for the page's lifetime: capturing, so that a page
 // that stops the event's propagation does not hide it, and passive.
-export function fp_listen(target, kind, handler) {
+function fp_listen(target, kind, handler) {
   target.addEventListener(kind, handler, { capture: true, passive: true });
 }
 
@@ -365,9 +385,13 @@ function fp_abandon(all) {
   });
 }
 
+// The form being reported, for `fp_fields`: it is not handed to the module at all.
+var fp_sending;
+
 function fp_send(form, rule, submitted) {
   fp_values = [rule, submitted];
-  fp_report(form);
+  fp_sending = form;
+  fp_report();
 }
 
 // The form an event happened in, or null; for `submit`, only a form itself.
@@ -400,31 +424,27 @@ export function fp_valid(selector) {
   }
 }
 
-// Calls `f` with the first `count` of `a`, `b`, `c`; what it throws stays with it.
-export function fp_call(f, count, a, b, c) {
-  try {
-    f.apply(undefined, [a, b, c].slice(0, count));
-  } catch (e) {}
-}
 
 // `object[key] = value`, on an object of the module's own (no setter to throw).
 export function fp_set(object, key, value) {
   object[key] = value;
 }
 
-// The page's `window` (undefined where there is none).
-export function fp_window() {
-  return typeof window == 'undefined' ? undefined : window;
+// Whether the page has a `window` and, when `document` is 1, a document.
+export function fp_there(document) {
+  return typeof window != 'undefined' && (!document || !!window.document);
 }
 
-// `key in object`, on an object of the module's own.
-export function fp_has(object, key) {
-  return key in object;
+// Calls `scrolled` on each scroll of the page.
+export function fp_on_scroll(scrolled) {
+  fp_listen(window, 'scroll', scrolled);
 }
 
-// `object[key]`, or undefined when reading it throws (a page's getter).
-export function fp_get(object, key) {
-  try {
-    return object[key];
-  } catch (e) {}
+// `object[key] = value` unless `keep` and the object has `key` (an object of the
+// module's own); whether it set it.
+export function fp_store(object, key, value, keep) {
+  if (keep && key in object) return false;
+  object[key] = value;
+  return true;
 }
+

@@ -9,11 +9,11 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsValue;
 
 use super::{
-    ac, arg, attributes, check_selector, document, fp_fields, fp_has, fp_number, fp_text, fp_track,
-    handler_boxed, record, set, text, window, Event, HtmlFormElement, Object,
+    ac, arg, attributes, check_selector, document, fp_fields, fp_number, fp_store, fp_text,
+    fp_track, handler_boxed, record, text, window, Object,
 };
 use crate::rules::{
     attribute_name, blank, clip, form_options, may_capture, Field, FormOptions, Val,
@@ -45,17 +45,18 @@ pub fn track(args: &[Val]) -> Result<(), String> {
         forms.push(Rc::new(options));
         forms.len() == 1
     });
-    // One report handler for every tracked form: `dom.js` passes the form, with its
-    // rule and whether it was submitted as `fp_number(0)` and `(1)`.
+    // One report handler for every tracked form: `dom.js` keeps the form (for
+    // `fp_fields`) and passes its rule and whether it was submitted as `fp_number(0)`
+    // and `(1)`.
     let report_form = if first {
-        handler_boxed(Box::new(|form: Event| {
+        handler_boxed(Box::new(|| {
             let (rule, submitted) = (fp_number(0) as usize, fp_number(1) != 0.0);
             let event = if submitted {
                 FORM_SUBMITTED
             } else {
                 FORM_ABANDONED
             };
-            report(form.unchecked_ref(), rule, event);
+            report(rule, event);
         }))
     } else {
         JsValue::UNDEFINED
@@ -66,7 +67,7 @@ pub fn track(args: &[Val]) -> Result<(), String> {
 
 /// Records `event` for `form`: its name, the captured fields (when the options ask
 /// for them) and the custom attributes; the mapped fields first become traits.
-fn report(form: &HtmlFormElement, rule: usize, event: &str) {
+fn report(rule: usize, event: &str) {
     // The options are shared (`Rc`), not cloned: no clone code for their lists.
     let Some(options) = FORMS.with(|forms| forms.borrow().get(rule).cloned()) else {
         return;
@@ -85,10 +86,10 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
     let traits = Object::new();
     let mut any_trait = false;
     let mut count = custom.len() + 1;
-    for (field_name, value) in fields_of(form) {
+    for (field_name, value) in fields_of() {
         for (field, trait_name) in mapper.iter() {
             if *field == field_name {
-                set(&traits, trait_name, &value.as_str().into());
+                fp_store(&traits, trait_name, &value, false);
                 any_trait = true;
             }
         }
@@ -97,15 +98,14 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
         }
         if let Some(key) = attribute_name(&field_name) {
             // The custom attributes win over a field of the same name.
-            if !fp_has(&fields, &key) {
-                set(&fields, &key, &value.as_str().into());
+            if fp_store(&fields, &key, &value, true) {
                 count += 1;
             }
         }
     }
-    set(&fields, FORM_NAME_ATTRIBUTE, &name.as_str().into());
+    fp_store(&fields, FORM_NAME_ATTRIBUTE, name, false);
     if any_trait {
-        ac(&["identify".into(), traits.into()]);
+        ac(1, "", &traits);
     }
     record(event, &fields);
 }
@@ -113,10 +113,10 @@ fn report(form: &HtmlFormElement, rule: usize, event: &str) {
 /// The form's fields that may be captured and hold a value: name (or id) and value.
 /// A checkbox or radio button counts when checked; a multiple select gives its chosen
 /// values joined with commas.
-fn fields_of(form: &HtmlFormElement) -> Vec<(String, String)> {
+fn fields_of() -> Vec<(String, String)> {
     let mut fields: Vec<(String, String)> = Vec::new();
     // Read in `dom.js`, six entries a control; decided here.
-    let count = fp_fields(form);
+    let count = fp_fields();
     let mut at = 0;
     while at < count {
         let text = |i: i32| fp_text(at + i);

@@ -2,12 +2,12 @@
 //! page's `ac`, its `refuse(command, message)` and the arguments of one `load`, `forms:track` or `session` call.
 //!
 //! Nothing here throws into the page: every DOM call that can fail is checked, page
-//! functions are called through `fp_call` (`dom.js`), which catches what they throw,
-//! and a refused call is reported through the core (the loader's `refuse`).
+//! functions are called by `dom.js`, which catches what they throw, and a refused
+//! call is reported through the core (the loader's `refuse`).
 //!
 //! The command's arguments are walked once by `dom.js` ([`read`]) into [`Val`]s, the
-//! rules' own type; the page's functions among them are taken back from there
-//! (`fp_arg`) only once the rules have accepted them.
+//! rules' own type; `dom.js` calls the page's functions among them (`fp_loaded`,
+//! `fp_session`, `fp_history`) only once the rules have accepted them.
 
 mod autotrack;
 mod forms;
@@ -16,7 +16,6 @@ mod session;
 use std::cell::{Cell, RefCell};
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 
 use crate::rules::{self, cat, Attributes, Val, Value};
 
@@ -63,8 +62,8 @@ fn load(args: &[Val]) -> Result<(), String> {
     let name = text(arg(args, 1)).ok_or("needs a plugin name")?;
     let options = arg(args, 2);
     let callback = match arg(args, 3) {
-        Val::Undefined => None,
-        Val::Function => Some(fp_arg(3)),
+        Val::Undefined => false,
+        Val::Function => true,
         _ => return Err("loadedCallback must be a function".into()),
     };
     // Options are checked on every call; a plugin already running (its bit in
@@ -100,13 +99,9 @@ fn load(args: &[Val]) -> Result<(), String> {
             8
         }
         "autotrackUrlChange" => {
-            let hook = if rules::url_change_options(options)? {
-                fp_get(&fp_arg(2), "onUrlChange").dyn_into().ok()
-            } else {
-                None
-            };
+            let hooked = rules::url_change_options(options)?;
             if fresh(16) {
-                autotrack::url_change(hook)?;
+                autotrack::url_change(hooked)?;
             }
             16
         }
@@ -119,9 +114,8 @@ fn load(args: &[Val]) -> Result<(), String> {
         }
     };
     LOADED.set(LOADED.get() | bit);
-    if let Some(callback) = callback {
-        // What the page's function throws stays with it.
-        call(&callback, &[]);
+    if callback {
+        fp_loaded();
     }
     Ok(())
 }
@@ -172,27 +166,22 @@ fn read_next(at: &mut i32) -> Val {
     }
 }
 
-/// Calls the page's `ac` with `args` (the loader's `ac` never throws).
-fn ac(args: &[JsValue]) {
-    call(&fp_page(0), args);
-}
-
-/// Calls `f` with up to three `args`, through `dom.js` (one binding for every call
-/// of a page function); what it throws stays with it.
-fn call(f: &JsValue, args: &[JsValue]) {
-    let undefined = JsValue::UNDEFINED;
-    let arg = |i: usize| args.get(i).unwrap_or(&undefined);
-    fp_call(f, args.len() as i32, arg(0), arg(1), arg(2));
+/// Calls the page's `ac` (the loader's `ac` never throws): `ac('identify', value)` or
+/// `ac('record', name, value)` for `command` 1 or 2, the command's name written in
+/// `dom.js` rather than passed as a string each time, the event's name passed as it
+/// is (measured).
+fn ac(command: i32, name: &str, value: &JsValue) {
+    fp_ac(command, name, value);
 }
 
 /// Has the core report `message` about `command`, as it reports its own refusals.
 fn refuse(command: &str, message: &str) {
-    call(&fp_page(1), &[command.into(), message.into()]);
+    fp_refuse(command, message);
 }
 
 /// `ac('record', name, attributes)`.
 fn record(name: &str, attributes: &Object) {
-    ac(&["record".into(), name.into(), attributes.into()]);
+    ac(2, name, attributes);
 }
 
 /// The attributes as the object `record` takes.
@@ -222,12 +211,15 @@ fn set(object: &Object, key: &str, value: &JsValue) {
     fp_set(object, key, value);
 }
 
-fn window() -> Option<Window> {
-    fp_window()
+/// `Some` when the page has a `window` (`dom.js` uses it as it is, not through a
+/// handle from here: an optional handle costs a table slot and glue, measured).
+fn window() -> Option<()> {
+    fp_there(0).then_some(())
 }
 
-fn document() -> Option<Document> {
-    window().and_then(|window| window.document())
+/// `Some` when the page has a document.
+fn document() -> Option<()> {
+    fp_there(1).then_some(())
 }
 
 // The DOM and JavaScript types and calls the module uses, declared here rather than
@@ -235,25 +227,11 @@ fn document() -> Option<Document> {
 // futures' task wakers; measured, see BENCHMARKS.md).
 #[wasm_bindgen]
 extern "C" {
-    /// A page function (`ac`, `refuse`, a callback).
-    #[wasm_bindgen(is_type_of = JsValue::is_function)]
-    #[derive(Clone)]
-    pub type Function;
 
     pub type Object;
     #[wasm_bindgen(constructor)]
     fn new() -> Object;
 
-    #[derive(Clone)]
-    pub type Window;
-    #[wasm_bindgen(method, getter)]
-    fn document(this: &Window) -> Option<Document>;
-
-    pub type Document;
-
-    pub type Event;
-
-    pub type HtmlFormElement;
 }
 
 /// Refuses a selector the browser cannot parse, naming the option that holds it.
@@ -270,14 +248,7 @@ fn check_selector(at: &str, selector: &str) -> Result<(), String> {
     ]))
 }
 
-/// Listens for `kind` on `target` for the page's lifetime. Capturing, so that a page
-/// that stops the event's propagation does not hide it, and passive: nothing here
-/// cancels an event.
-fn listen(target: &JsValue, kind: &str, handler: impl FnMut(Event) + 'static) {
-    fp_listen(target, kind, &handler_boxed(Box::new(handler)));
-}
-
-type Handler = Box<dyn FnMut(Event)>;
+type Handler = Box<dyn FnMut()>;
 
 thread_local! {
     /// What the page's events, timers and callbacks call, by the number that
@@ -290,7 +261,7 @@ thread_local! {
 }
 
 /// A JavaScript function that calls `handler` with its first argument. Generic
-/// helpers (`listen`, `callback`) only box their closure and call this: its body is
+/// helpers (`callback`) only box their closure and call this: its body is
 /// then in the module once (measured).
 fn handler_boxed(handler: Handler) -> JsValue {
     let id = HANDLERS.with(|handlers| {
@@ -305,11 +276,11 @@ fn handler_boxed(handler: Handler) -> JsValue {
 /// handler is taken out while it runs, so that what it does (a page function that
 /// changes the URL) may run other handlers; it does not run within itself.
 #[wasm_bindgen]
-pub fn fp_fire(id: u32, argument: Event) {
+pub fn fp_fire(id: u32) {
     let Some(mut handler) = swap_handler(id, None) else {
         return;
     };
-    handler(argument);
+    handler();
     // The slot was emptied above: nothing to drop.
     std::mem::forget(swap_handler(id, Some(handler)));
 }
@@ -327,31 +298,31 @@ fn swap_handler(id: u32, handler: Option<Handler>) -> Option<Handler> {
 extern "C" {
     /// A form's controls, six entries each (see `dom.js`), for `fp_text` and
     /// `fp_number`; returns how many entries.
-    fn fp_fields(form: &HtmlFormElement) -> i32;
-    /// Calls `changed` with the new URL after each History API navigation and on
-    /// `popstate`, once the task that changed it is done and the new-page hooks have
-    /// run; false when refused, the refusal then `fp_text(0)`.
-    fn fp_history(window: &Window, changed: &JsValue) -> bool;
-    /// `addEventListener`, capturing and passive (an options object built here would
-    /// cost a binding per option).
-    fn fp_listen(target: &JsValue, kind: &str, handler: &JsValue);
+    fn fp_fields() -> i32;
+    /// Calls the options' `onUrlChange` with the new URL when `hooked`, else the
+    /// page's `ac('pageview')`, after each History API navigation and on `popstate`,
+    /// once the task that changed it is done and the new-page hooks have run (what
+    /// `onUrlChange` throws stays with it); false when refused, the refusal then
+    /// `fp_text(0)`.
+    fn fp_history(hooked: bool) -> bool;
+    /// Calls `scrolled` on each scroll of the page (capturing and passive, as
+    /// `dom.js`'s other listeners).
+    fn fp_on_scroll(scrolled: &JsValue);
     /// Form tracking's listeners (see `dom.js`), and a selector to track; `report`
     /// (given with the first) reports a form.
     fn fp_track(selector: &str, report: &JsValue);
     /// Whether the browser can parse `selector`.
     fn fp_valid(selector: &str) -> bool;
-    /// Calls `f` with the first `count` of `a`, `b` and `c`, catching what it throws.
-    fn fp_call(f: &JsValue, count: i32, a: &JsValue, b: &JsValue, c: &JsValue);
     /// `object[key] = value` (`Reflect::set` has a catch shim).
     fn fp_set(object: &Object, key: &str, value: &JsValue);
-    /// The page's `window`. The module runs only in pages (the loader imports it
-    /// there), so `web_sys::window`'s search of `globalThis`, `self`, `window` and
-    /// `global` is not needed (measured), nor a cached `static` (measured).
-    fn fp_window() -> Option<Window>;
-    /// `key in object` (`Reflect::has` has a catch shim).
-    fn fp_has(object: &Object, key: &str) -> bool;
-    /// `object[key]`, or undefined when reading it throws (a page's getter).
-    fn fp_get(object: &JsValue, key: &str) -> JsValue;
+    /// Whether the page has a `window` (0) or a document (1). The module runs only in
+    /// pages (the loader imports it there), so `web_sys::window`'s search of
+    /// `globalThis`, `self`, `window` and `global` is not needed (measured).
+    fn fp_there(what: i32) -> bool;
+    /// `object[key] = value` for a text value, unless `keep` and the object has
+    /// `key` already; whether it set it. One binding for the form report's sets and
+    /// checks, the value passed as it is rather than made a `JsValue` first.
+    fn fp_store(object: &Object, key: &str, value: &str, keep: bool) -> bool;
     /// Calls `clicked` on each click on (or inside) an element matching `selector`.
     fn fp_click(selector: &str, clicked: &JsValue);
     /// Calls `seen` the first time each element matching `selector` comes into view;
@@ -359,13 +330,13 @@ extern "C" {
     fn fp_seen(selector: &str, seen: &JsValue) -> bool;
     /// `scrollY`, `innerHeight` and the document's height as `fp_number(0)` to `(2)`;
     /// false if the document has no element.
-    fn fp_scroll(window: &Window) -> bool;
+    fn fp_scroll() -> bool;
     /// Walks a value the page passed for [`read`]; `fp_kind`, `fp_number` and
     /// `fp_text` then tell what the walk found at an index.
     fn fp_read(args: &JsValue);
-    /// The command's argument `i` as the page passed it (a function the rules have
-    /// seen as [`Val::Function`]).
-    fn fp_arg(i: i32) -> JsValue;
+    /// Calls `load`'s `loadedCallback` (the command's argument 3, which the rules
+    /// have seen as a function); what it throws stays with it.
+    fn fp_loaded();
     fn fp_kind(at: i32) -> u32;
     #[wasm_bindgen(js_name = fp_value)]
     fn fp_number(at: i32) -> f64;
@@ -375,10 +346,12 @@ extern "C" {
     /// (`i32`: a `u32` would cost a shim in the glue).
     fn fp_handler(id: i32) -> JsValue;
     /// Asks the collector for the web session (where, from `ac.state()`), with
-    /// retries, and calls `callback` with it; false before init or without consent.
-    fn fp_session(callback: &Function) -> bool;
+    /// retries, and calls the command's callback (argument 1, which the rules have
+    /// seen as a function) with it; false before init or without consent.
+    fn fp_session() -> bool;
     /// Keeps the page's `ac` and the loader's `refuse(command, message)` in `dom.js`
-    /// for [`fp_page`]: held there rather than in thread-locals here (measured).
+    /// for [`fp_ac`] and [`fp_refuse`]: held there rather than in thread-locals here
+    /// (measured).
     fn fp_start(ac: &JsValue, refuse: &JsValue);
     /// Calls `ring` once the visitor has not interacted for `ms` milliseconds (at
     /// most a day: an `i32`, as the counts and indexes given to `dom.js`, since a
@@ -387,14 +360,17 @@ extern "C" {
     fn fp_idle(ring: &JsValue, ms: i32);
     /// See [`on_new_page`].
     fn fp_on_new_page(hook: &JsValue);
-    /// The page's `ac` (0) or the loader's `refuse` (1).
-    fn fp_page(which: i32) -> JsValue;
+    /// The loader's `refuse(command, message)`, which does not throw.
+    fn fp_refuse(command: &str, message: &str);
+    /// See [`ac`].
+    fn fp_ac(command: i32, name: &str, value: &JsValue);
+
 }
 
 /// A function for the page that calls `f` (its argument, if any, unused), of the
 /// listeners' handler type.
-fn callback(mut f: impl FnMut() + 'static) -> JsValue {
-    handler_boxed(Box::new(move |_| f()))
+fn callback(f: impl FnMut() + 'static) -> JsValue {
+    handler_boxed(Box::new(f))
 }
 
 #[wasm_bindgen]

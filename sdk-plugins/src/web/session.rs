@@ -6,18 +6,15 @@
 //! `dom.js` (`fp_session`), which reads where to ask from `ac.state()`: promise
 //! callbacks and property reads cost more through wasm-bindgen.
 
-use wasm_bindgen::JsCast;
-
-use super::{arg, fp_arg, fp_session, Function};
+use super::{arg, fp_session};
 use crate::rules::Val;
 
 pub fn ask(args: &[Val]) -> Result<(), String> {
     let Val::Function = arg(args, 1) else {
         return Err("needs a callback function".into());
     };
-    let callback: Function = fp_arg(1).unchecked_into();
     // Init not done, or nothing may be sent (consent): no session to tell.
-    if !fp_session(&callback) {
+    if !fp_session() {
         return Err("call init first, and have consent to track".into());
     }
     Ok(())

@@ -10,8 +10,9 @@ use crate::support::{sdk_dir, workspace_root};
 const SNIPPET_BUDGET_BYTES: usize = 600;
 const GZIP_BUDGET_BYTES: usize = 18_595;
 /// The plugin module, which a page downloads only when it uses `load`, `forms:track` or
-/// `session`. Issue 14's target is 14,000 B: not reached yet (see BENCHMARKS.md).
-const PLUGINS_GZIP_BUDGET_BYTES: usize = 14_884;
+/// `session`. Issue 14's target was 14,000 B; this is what its fifth round reached
+/// (see BENCHMARKS.md).
+const PLUGINS_GZIP_BUDGET_BYTES: usize = 13_998;
 
 fn gzip_len(bytes: &[u8]) -> usize {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
@@ -62,7 +63,7 @@ fn the_sdk_gzipped_is_at_most_18_595_bytes() -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_plugin_module_gzipped_is_at_most_14_884_bytes() -> anyhow::Result<()> {
+fn the_plugin_module_gzipped_is_at_most_13_998_bytes() -> anyhow::Result<()> {
     let sdk = sdk_dir()?;
     let mut total = 0;
     for name in ["footpath-plugins.js", "footpath-plugins.wasm"] {
