@@ -1,8 +1,6 @@
 //! The agents' desk: who may see it, what it sends to agents' browsers, the headers
 //! that protect it, and its live stream.
 
-use std::time::Duration;
-
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use footpath_collector::config::Config;
@@ -13,7 +11,8 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use crate::support::{
-    batch, identify, pageview, record, TestApp, MINUTE, OTHER_VISITOR, SECOND, T0, TOKEN, VISITOR,
+    batch, identify, next_stream_event, open_desk_stream, pageview, record, TestApp, MINUTE,
+    OTHER_VISITOR, SECOND, T0, TOKEN, VISITOR,
 };
 
 const AGENT_TOKEN: &str = "agent-token-0123456789abcdef0123456789";
@@ -503,23 +502,12 @@ async fn the_list_filters_and_searches_by_name_email_phone_and_short_id() {
 async fn the_stream_announces_each_committed_batch() {
     let app = desk_app();
     let cookie = sign_in(&app).await;
-    let request = Request::get("/desk/api/stream")
-        .header(header::COOKIE, &cookie)
-        .body(Body::empty())
-        .unwrap();
-    let response = router(app.state.clone()).oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers().get("content-type").unwrap(),
-        "text/event-stream"
-    );
-    let mut body = response.into_body();
-    assert!(next_event(&mut body).await.starts_with("event: ready\n"));
+    let mut body = open_desk_stream(&app.state, &cookie).await;
 
     // A duplicate-only batch changes nothing and announces nothing; a new event does.
     let events = vec![pageview(1, T0 - 1000, "https://shop.example/")];
     app.post_batch(&batch(VISITOR, T0, events.clone())).await;
-    let announced = next_event(&mut body).await;
+    let announced = next_stream_event(&mut body).await;
     assert!(announced.starts_with("event: visitor\n"), "{announced}");
     assert!(
         announced.contains(&format!("\"customerId\":\"{VISITOR}\"")),
@@ -532,21 +520,11 @@ async fn the_stream_announces_each_committed_batch() {
         vec![record(2, "cart_added", T0 - 500)],
     ))
     .await;
-    let announced = next_event(&mut body).await;
+    let announced = next_stream_event(&mut body).await;
     assert!(
         announced.contains(&format!("\"customerId\":\"{OTHER_VISITOR}\"")),
         "{announced}"
     );
-}
-
-/// The next chunk of an event stream: one event (axum writes each in one frame).
-async fn next_event(body: &mut Body) -> String {
-    let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
-        .await
-        .expect("an event within 5 s")
-        .unwrap()
-        .unwrap();
-    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
 }
 
 #[test]
@@ -965,13 +943,7 @@ async fn a_card_stays_within_its_size_budget() {
 async fn a_presentation_put_through_the_api_is_pushed_and_outlives_a_restart() {
     let app = desk_app();
     let cookie = sign_in(&app).await;
-    let request = Request::get("/desk/api/stream")
-        .header(header::COOKIE, &cookie)
-        .body(Body::empty())
-        .unwrap();
-    let response = router(app.state.clone()).oneshot(request).await.unwrap();
-    let mut body = response.into_body();
-    assert!(next_event(&mut body).await.starts_with("event: ready\n"));
+    let mut body = open_desk_stream(&app.state, &cookie).await;
 
     let put = |title: &str| {
         Request::put("/api/v2/footpath/desk/config")
@@ -999,7 +971,7 @@ async fn a_presentation_put_through_the_api_is_pushed_and_outlives_a_restart() {
     assert_eq!(title_of(&app).await, json!("Web Visit"));
     let reply = send(&app, put("Shop visit")).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    let pushed = next_event(&mut body).await;
+    let pushed = next_stream_event(&mut body).await;
     assert!(pushed.starts_with("event: presentation\n"), "{pushed}");
     assert_eq!(title_of(&app).await, json!("Shop visit"));
     // A refused change is neither applied nor announced.
@@ -1007,7 +979,7 @@ async fn a_presentation_put_through_the_api_is_pushed_and_outlives_a_restart() {
     assert_eq!(refused.status, StatusCode::BAD_REQUEST);
     let reply = send(&app, put("Second visit")).await;
     assert_eq!(reply.status, StatusCode::OK);
-    let pushed = next_event(&mut body).await;
+    let pushed = next_stream_event(&mut body).await;
     assert!(pushed.starts_with("event: presentation\n"), "{pushed}");
     drop(body);
 

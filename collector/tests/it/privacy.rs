@@ -416,19 +416,7 @@ async fn open_desks_reload_after_an_erase() {
     let app = privacy_app();
     let ada = ada_visits(&app).await;
     let cookie = desk_sign_in(&app).await;
-    let request = Request::get("/desk/api/stream")
-        .header(header::COOKIE, &cookie)
-        .body(Body::empty())
-        .unwrap();
-    let response = footpath_collector::router(app.state.clone())
-        .oneshot(request)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let mut stream = response.into_body();
-    assert!(next_stream_event(&mut stream)
-        .await
-        .starts_with("event: ready\n"));
+    let mut stream = open_desk_stream(&app.state, &cookie).await;
 
     let nobody = "00000000-0000-4000-8000-00000000dead";
     post(&app, &erase_visitor_uri(DEPLOYMENT, nobody))
@@ -448,16 +436,6 @@ async fn open_desks_reload_after_an_erase() {
     let announced = next_stream_event(&mut stream).await;
     assert!(announced.starts_with("event: resync\n"), "{announced}");
     assert!(!announced.contains(&ada), "{announced}");
-}
-
-/// The next event of a desk's stream (axum writes each in one frame).
-async fn next_stream_event(body: &mut Body) -> String {
-    let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
-        .await
-        .expect("an event within 5 s")
-        .unwrap()
-        .unwrap();
-    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
 }
 
 async fn desk_sign_in(app: &TestApp) -> String {

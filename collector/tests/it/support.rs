@@ -365,3 +365,32 @@ pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(kind, value)| (kind.to_string(), value.to_string()))
         .collect()
 }
+
+/// A signed-in desk's live stream (`cookie` from a sign-in), after its `ready` event.
+pub async fn open_desk_stream(state: &AppState, cookie: &str) -> Body {
+    let request = Request::get("/desk/api/stream")
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())
+        .unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    let mut body = response.into_body();
+    assert!(next_stream_event(&mut body)
+        .await
+        .starts_with("event: ready\n"));
+    body
+}
+
+/// The next event of a desk's stream (axum writes each in one frame).
+pub async fn next_stream_event(body: &mut Body) -> String {
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+        .await
+        .expect("an event within 5 s")
+        .unwrap()
+        .unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
+}
