@@ -23,17 +23,17 @@ var footpathScript = document.currentScript;
     return WebAssembly.instantiate(bytes, __wbg_get_imports());
   }).then(function (wasm) {
     __wbg_finalize_init(wasm.instance, wasm.module);
-    // Timers, requests and page hiding call the module back through its `wake`.
-    fp_init(wake);
-    start(src);
+    // Timers, requests and page hiding call the module back through its `wake`;
+    // `host.js` hands the commands it has read to its `command`.
+    fp_init(wake, command, src);
     var stub = w[name];
     var queue = (stub && stub.q) || [];
     var ac = function () {
       try {
         var command_name = arguments[0];
         if (command_name == 'load' || command_name == 'forms:track' || command_name == 'session') plugin([].slice.call(arguments));
-        // Flattened into `host.js`, so that the module takes only their count.
-        else command(fp_args(arguments));
+        // Read and checked by `host.js`, which hands the module what it needs.
+        else fp_ac(arguments);
       } catch (e) {
         try { console.error('[footpath] internal error', e); } catch (_) {}
       }
@@ -45,7 +45,7 @@ var footpathScript = document.currentScript;
     // the core as the command with the message, which the core reports.
     var plugins;
     var refuse = function (name, message) {
-      command(fp_args([name, message]));
+      fp_ac([name, message]);
     };
     var plugin = function (args) {
       var base = src.replace(/\.js(\?.*)?$/, '-plugins.');

@@ -5,9 +5,9 @@
 //! other effect (cookies, page facts, the send queue, timers, console, page functions)
 //! through [`core::Host`], and is unit tested natively: the commands and callbacks too.
 //! `web` is the only module that touches `wasm_bindgen` or `JsValue` (the module links
-//! neither `web_sys` nor `js_sys`: `host.js` is its browser); it reads the page's
-//! `ac(...)` arguments into core values, implements the host on `host.js` and hands
-//! every call to the core's `Sdk`.
+//! neither `web_sys` nor `js_sys`: `host.js` is its browser, and reads and checks the
+//! page's `ac(...)` arguments); it implements the host on `host.js` and hands every
+//! command to the core's `Sdk`.
 //!
 //! Architecture Invariant: nothing panics across the JS boundary. Bad calls are reported
 //! on the console and through `on('error')`; the loader also wraps every call in
@@ -22,8 +22,7 @@ mod web;
 /// exactly as a page does.
 #[cfg(target_arch = "wasm32")]
 pub use web::{
-    __footpath_command, __footpath_connect, __footpath_state, __footpath_state_value, command,
-    start, wake,
+    __footpath_command, __footpath_connect, __footpath_state, __footpath_state_value, command, wake,
 };
 
 /// The standard wasm allocator (dlmalloc) is tuned for speed and costs several KB of

@@ -197,12 +197,20 @@ async fn next(event: &str, within_ms: i32) -> JsValue {
 
 #[wasm_bindgen_test]
 async fn cookie_cross_tab_session_queue_timer_and_errors() {
-    // What the loader does on a page: `host.js` calls the module back through `wake`.
+    // What the loader does on a page: `host.js` calls the module back through `wake`,
+    // and hands it the commands it read through `command`.
     let wake = wasm_bindgen::closure::Closure::<dyn Fn(u32, String)>::new(|kind, text: String| {
         footpath_sdk::wake(kind, &text)
     });
-    footpath_sdk::__footpath_connect(wake.as_ref());
+    let command =
+        wasm_bindgen::closure::Closure::<dyn Fn(u32, f64, u32, String, String) -> u32>::new(
+            |which, number, handle, a: String, b: String| {
+                footpath_sdk::command(which, number, handle, &a, &b)
+            },
+        );
+    footpath_sdk::__footpath_connect(wake.as_ref(), command.as_ref());
     wake.forget();
+    command.forget();
     // Requests go uncompressed, so that the stubs below can read their bodies and
     // see them leave in the same task (compressing is asynchronous). Compressed
     // requests are proved end to end against the collector (tests/, delivery).
@@ -797,7 +805,7 @@ async fn a_hung_request_times_out() {
         "a retry, without Retry-After"
     );
     assert_eq!(
-        number("(hung.page.fp_state('', '', '', true), hung.page.fp_state_value()).queued"),
+        number("(hung.page.fp_state('', '', 1), hung.page.fp_state_value()).queued"),
         1.0
     );
     js_sys::eval("hung.page.fp_flush()").unwrap();
@@ -860,7 +868,7 @@ async fn answers_without_usable_results_never_stall_sending() {
         assert_eq!(&strings("odd.wakes")[i], heard, "answer {n}");
     }
     assert_eq!(
-        number("(odd.page.fp_state('', '', '', true), odd.page.fp_state_value()).queued"),
+        number("(odd.page.fp_state('', '', 1), odd.page.fp_state_value()).queued"),
         0.0
     );
 }
@@ -929,8 +937,9 @@ async fn interaction_wakes_the_module_while_the_page_is_visible() {
              import(performance.getEntriesByType('resource').map((r) => r.name).find((n) => n.endsWith('/host.js')) + '?alive') \
              .then((page) => { \
                const copy = (window.alive = { page, wakes: [] }); \
-               page.fp_init((kind, text) => copy.wakes.push(kind + ' ' + text)); \
-               page.fp_setup('http://127.0.0.1:9/alive/sdk/v1/batch'); \
+               page.fp_init((kind, text) => copy.wakes.push(kind + ' ' + text), () => 1, ''); \
+               page.fp_ac(['init', 'demo/1', { collectorUrl: 'http://127.0.0.1:9/alive' }]); \
+               page.fp_setup(); \
              })",
         )
         .unwrap(),
@@ -977,11 +986,12 @@ async fn interaction_wakes_the_module_while_the_page_is_visible() {
             "{why}"
         );
     }
-    js_sys::eval("alive.page.fp_ping('demo', 'visitor', 'session')").unwrap();
+    js_sys::eval("alive.page.fp_ping('visitor', 'session')").unwrap();
     pause(10).await;
+    // The deployment id is escaped in the path.
     assert_eq!(
         strings("__alive.fetches"),
-        ["http://127.0.0.1:9/alive/api/v2/journey/deployments/demo/customers/visitor/ping?sessionId=session omit"]
+        ["http://127.0.0.1:9/alive/api/v2/journey/deployments/demo%2F1/customers/visitor/ping?sessionId=session omit"]
     );
     js_sys::eval("__alive.restore()").unwrap();
 }

@@ -9,10 +9,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 
-import { fp_args, fp_call, fp_kind, fp_text, fp_emit, fp_hold, fp_off, fp_on, fp_release, fp_run, fp_settle, fp_wait, fpBody, fpCompress, fpFacts, fpHead, fpId, fpTake, fpText, utf8Bytes } from '../src/web/host.js';
+import { fp_ac, fp_emit, fp_fail, fp_hold, fp_init, fp_release, fp_report, fp_run, fp_settle, fp_wait, fpBody, fpCampaignParameters, fpCompress, fpFacts, fpHead, fpHoldCallback, fpId, fpMembers, fpNameProblem, fpObject, fpReadOptions, fpTake, fpText, fpWellFormed, utf8Bytes } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/queue.json', import.meta.url), 'utf8'));
 const facts = JSON.parse(readFileSync(new URL('./vectors/facts.json', import.meta.url), 'utf8'));
+const names = JSON.parse(readFileSync(new URL('./vectors/names.json', import.meta.url), 'utf8'));
 
 test('an event text gives its id', () => {
   assert.deepEqual(vectors.entries.map(fpId), vectors.ids);
@@ -90,100 +91,35 @@ test('a fact loses the separator, and a lone surrogate becomes U+FFFD as it did 
   assert.equal(JSON.stringify(fpText('\udc00')), '"\ufffd"');
 });
 
-test('an array of strings is flattened as one text, any other array as kind 9', () => {
-  // Kinds are 7 (array of strings, plus 16 × the count) or 9 (the module reads the
-  // low four bits only); each string ends in \x01.
-  const arrays = [['s', 'term'], [], ['s', 1], ['s', ['t']], [, 's'], ['a\x01b'], [Symbol(), 's']];
-  assert.equal(fp_args(arrays), arrays.length);
-  const flattened = arrays.map((_, i) => {
-    const kind = fp_kind(i);
-    return kind % 16 == 7 ? [kind, fp_text(i)] : [kind % 16, null];
-  });
-  assert.deepEqual(flattened, [
-    [7 + 2 * 16, 's\x01term\x01'],
-    [7, ''],
-    [9, null],
-    [9, null],
-    [9, null],
-    [7 + 16, 'a\x01b\x01'],
-    [9, null],
-  ]);
-});
-
-// Holds a page function as an `ac(...)` argument would be: each gets the next handle
-// (no other test here passes functions to `fp_args`).
-let lastHandle = 0;
-const hold = (f) => {
-  fp_args([f]);
-  return ++lastHandle;
-};
+// Holds a page function as a callback argument would be, by handle.
+const hold = fpHoldCallback;
 
 test("page functions run after the module's call, in order, a nested command's first", () => {
   const log = [];
   const inner = hold((error) => log.push('inner ' + error.message));
-  const outer = hold((arg) => {
-    log.push('outer ' + arg.sessionId);
+  const outer = hold((arg, result) => {
+    log.push('outer ' + JSON.stringify(result));
     // The page calls `ac(...)` again from its function: that command's calls run
     // when it ends, before those still waiting from the first.
-    fp_call(inner, 4 + 8, 'refused', '');
+    fp_fail(inner, 'refused');
     fp_run();
   });
-  const last = hold((...args) => {
-    log.push('last ' + JSON.stringify(args));
+  const last = hold((error) => {
+    log.push('last ' + error.message);
     throw new Error('a throwing page function stops nothing');
   });
-  const after = hold((arg) => log.push('after ' + arg.command + ' ' + arg.message));
-  fp_call(outer, 1, 's1', '');
-  fp_call(last, 3 + 8, 'e1', '');
-  fp_call(after, 2, 'record', 'no');
+  const after = hold((error) => log.push('after ' + error.message));
+  fp_wait('e1', outer);
+  fp_settle('e1', 3, 'e1');
+  fp_fail(last, 'no');
+  fp_fail(after, 'also no');
   assert.deepEqual(log, [], 'nothing runs before fp_run');
   fp_run();
-  assert.deepEqual(log, ['outer s1', 'inner refused', 'last [null,{"id":"e1"}]', 'after record no']);
-  // Held functions stay held unless the call let them go (+ 8).
-  fp_call(outer, 0, '', '');
-  fp_call(after, 2, 'a', 'b');
+  assert.deepEqual(log, ['outer {"id":"e1"}', 'inner refused', 'last no', 'after also no']);
+  // A callback is let go once called: it is not called again.
+  fp_fail(last, 'again');
   fp_run();
-  assert.equal(log.at(-1), 'after a b');
-  // One that was let go is not called again.
-  const count = log.length;
-  fp_call(last, 0, '', '');
-  fp_run();
-  assert.equal(log.length, count);
-});
-
-test('handlers hear their event in order, once ones once; off removes the same function', () => {
-  const log = [];
-  const say = (name) => (arg) => log.push(name + ' ' + JSON.stringify(arg));
-  const a = say('a');
-  const b = say('b');
-  // `a` passed twice has two handles, as in a page.
-  const [ha, hb, ha2, hb2] = [a, b, a, b].map(hold);
-  fp_on(3, ha, 0);
-  fp_on(3, hb, 1);
-  fp_on(1, ha2, 0);
-  fp_emit(3, 2, 'shout', 'no');
-  fp_emit(3, 2, 'again', 'no');
-  fp_emit(1, 1, 's1', '');
-  assert.deepEqual(log, [], 'nothing runs before fp_run');
-  fp_run();
-  assert.deepEqual(log, [
-    'a {"command":"shout","message":"no"}',
-    'b {"command":"shout","message":"no"}',
-    'a {"command":"again","message":"no"}',
-    'a {"sessionId":"s1"}',
-  ]);
-  // `off` for event 3 with the other handle of `a`: its event-3 handler goes, the
-  // event-1 one and `b`'s stay.
-  fp_on(3, hb2, 0);
-  fp_off(3, ha2);
-  fp_emit(3, 2, 'x', 'y');
-  fp_emit(1, 1, 's2', '');
-  fp_run();
-  assert.deepEqual(log.slice(4), ['b {"command":"x","message":"y"}', 'a {"sessionId":"s2"}']);
-  // The handle `off` removed is let go: a call of it does nothing.
-  fp_call(ha, 0, '', '');
-  fp_run();
-  assert.equal(log.length, 6);
+  assert.equal(log.length, 4);
 });
 
 test("an event's callback is called once, when the event is settled", () => {
@@ -192,10 +128,10 @@ test("an event's callback is called once, when the event is settled", () => {
   const other = hold((...args) => log.push('other ' + args[0].message));
   fp_wait('e1', callback);
   fp_wait('e2', other);
-  fp_settle('e0', 3 + 8, 'e0');
-  fp_settle('e1', 3 + 8, 'e1');
-  fp_settle('e1', 3 + 8, 'e1');
-  fp_settle('e2', 4 + 8, 'refused');
+  fp_settle('e0', 3, 'e0');
+  fp_settle('e1', 3, 'e1');
+  fp_settle('e1', 3, 'e1');
+  fp_settle('e2', 4, 'refused');
   fp_run();
   assert.deepEqual(log, ['[null,{"id":"e1"}]', 'other refused']);
 });

@@ -290,3 +290,71 @@ fn the_facts_vectors_are_what_the_encoder_writes() {
         "{path} is not what the encoder writes: rerun with FOOTPATH_UPDATE_VECTORS=1 and check host.test.mjs"
     );
 }
+
+/// Names, one per rule of `validate_event_name`, which `host.js` checks for every event,
+/// attribute and trait name (`fpNameProblem`).
+const NAMES: [&str; 7] = [
+    "order_completed",
+    "A1_b2",
+    "",
+    "bad-name",
+    "café",
+    "has space",
+    "a_name_that_is_exactly_sixty_five_bytes_long_which_is_one_too_many",
+];
+
+/// Attributes as the page passes them (a JSON object, read by the Node test) and as
+/// the Rust encoder writes them, which `fpObject(fpMembers(...))` must write too.
+fn attribute_vector() -> (String, String) {
+    let mut map = Map::new();
+    map.insert(
+        "note".to_owned(),
+        AttributeValue::String("say \"hi\"\n\\ — café".to_owned()),
+    );
+    map.insert(
+        "price".to_owned(),
+        AttributeValue::Number(Number::parse("12.5").unwrap()),
+    );
+    map.insert(
+        "count".to_owned(),
+        AttributeValue::Number(Number::parse("3").unwrap()),
+    );
+    map.insert("gift".to_owned(), AttributeValue::Bool(false));
+    let mut json = String::new();
+    footpath_protocol::v1::push_attributes(&mut json, "attributes", &map);
+    // The page's object: the same members, as JSON text (`,"attributes":` and all).
+    (json[",\"attributes\":".len()..].to_owned(), json)
+}
+
+fn names_vectors() -> String {
+    use footpath_protocol::v1::{validate_event_name, CAMPAIGN_PARAMETERS};
+    let cases: Vec<String> = NAMES
+        .iter()
+        .map(|name| {
+            let reason = validate_event_name(name).err().map_or("", |e| e.reason());
+            format!("[{}, {}]", quoted(name), quoted(reason))
+        })
+        .collect();
+    let (given, json) = attribute_vector();
+    format!(
+        "{{\n  \"campaign\": {},\n  \"names\": [\n    {}\n  ],\n  \"attributes\": {},\n  \"json\": {}\n}}\n",
+        list(&CAMPAIGN_PARAMETERS),
+        cases.join(",\n    "),
+        quoted(&given),
+        quoted(&json),
+    )
+}
+
+#[test]
+fn the_names_vectors_are_the_protocols() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/names.json");
+    let expected = names_vectors();
+    if std::env::var_os("FOOTPATH_UPDATE_VECTORS").is_some() {
+        std::fs::write(path, &expected).unwrap();
+    }
+    let stored = std::fs::read_to_string(path).unwrap_or_default();
+    assert_eq!(
+        stored, expected,
+        "{path} is not what the protocol says: rerun with FOOTPATH_UPDATE_VECTORS=1 and check commands.test.mjs"
+    );
+}

@@ -1,6 +1,6 @@
 //! What the SDK's command logic ([`super::Sdk`]) needs from the page beyond the
 //! [`Platform`]'s clock, randomness and storage: cookies, the page's facts, the send
-//! queue of `host.js`, the Journey API's ping, timers, the console and the page's
+//! queue of `host.js`, the Journey API's ping, timers, reports and the page's
 //! functions.
 //!
 //! The effects are associated functions rather than methods: the browser's host is
@@ -16,50 +16,36 @@ use super::Platform;
 pub trait Host: Platform + Default + 'static {
     /// Lets go of the page function with this handle.
     fn free(handle: u32);
-    /// Calls the page function with this handle (how: `CALL_*` in `super::sdk`) once
-    /// the SDK's state is no longer borrowed: the page's function may call `ac(...)`
-    /// again. The browser's host holds the calls until the export returns.
-    fn call(handle: u32, how: u32, a: &str, b: &str);
-    /// Holds the page function with this handle as a handler of `event` (an index in
-    /// `super::sdk`'s `EVENTS`), called at every [`Host::emit`] of it, or at the first
-    /// only (and then let go) when `once`.
-    fn on(event: u32, handle: u32, once: bool);
-    /// Removes, and lets go, every handler of `event` that holds the same page function
-    /// as `handle` (`ac('off')`).
-    fn off(event: u32, handle: u32);
-    /// Calls the handlers of `event` in the order they came, as [`Host::call`] does.
-    fn emit(event: u32, how: u32, a: &str, b: &str);
+    /// Calls the page function with this handle with an `Error(text)` and lets it go,
+    /// once the SDK's state is no longer borrowed: the page's function may call
+    /// `ac(...)` again. The browser's host holds the calls until the export returns.
+    fn fail(handle: u32, text: &str);
+    /// Calls the page's handlers of `session:started` or `session:ended` (`event`, an
+    /// index in `host.js`'s `EVENTS`) with the session's id, as [`Host::fail`] does.
+    fn emit(event: u32, session_id: &str);
     /// Holds the page function with this handle as the callback of event `id`, until
     /// [`Host::settle`].
     fn wait(id: &str, handle: u32);
-    /// Calls the callback of event `id`, if it has one waiting, as [`Host::call`] does
-    /// with `how` and `text` (and `''`).
+    /// Calls the callback of event `id`, if it has one waiting, as [`Host::fail`] does:
+    /// `how` says with what (`CALL_OK`: `(null, { id })`; `CALL_FAILED`: an `Error`
+    /// of `text`).
     fn settle(id: &str, how: u32, text: &str);
-    /// Writes a refusal on the console (`console.error`).
-    fn error(text: &str);
-    /// Sets a cookie from `set` (`name=value; attributes`) unless it is empty; gives the
-    /// values of the cookies called `name`, joined by `\x01`.
-    fn cookie(name: &str, set: &str) -> String;
-    /// The browser's privacy signals: 1 Global Privacy Control, 2 Do Not Track.
+    /// Reports a refusal of the page's `command`: on the console and to the page's
+    /// `error` handlers, as `host.js` reports the refusals it finds itself; with the
+    /// callback of event `id` (if it is not empty) told the same.
+    fn report(command: &str, message: &str, id: &str);
+    /// The values of the cookies called `name`, joined by `\x01`.
+    fn cookie(name: &str) -> String;
+    /// Sets first-party cookie `name` for the visitor's lifetime (with the domain and
+    /// lifetime the page's options gave), or removes it when `value` is empty.
+    fn set_cookie(name: &str, value: &str);
+    /// The browser's privacy signals that the site honours: 1 Global Privacy Control,
+    /// 2 Do Not Track.
     fn signals() -> u32;
-    /// The origin of `url`, or '' when it is not a URL.
-    fn origin(url: &str) -> String;
-    /// `,"page":{…},"context":{…}`, the JSON of the page at `location` (resolved
-    /// against the current one) and of the browser, or `None` when `location` is not a
-    /// URL. `names` are the query parameters to read, `\x01`-terminated: the first
-    /// `searched` for the search term, the others for the campaign; the `excluded` ones
-    /// leave the URL. `title` replaces the document's when `own_title`.
-    fn page(
-        location: &str,
-        names: &str,
-        searched: u32,
-        excluded: &str,
-        keep_fragment: bool,
-        title: &str,
-        own_title: bool,
-    ) -> Option<String>;
-    /// Lets the send queue store and send, to `batch_url`.
-    fn setup(batch_url: &str);
+    /// `,"page":{…},"context":{…}`, the JSON of the current page and of the browser.
+    fn page() -> String;
+    /// Lets the send queue store and send.
+    fn setup();
     /// Forgets the send queue and removes everything Footpath stored.
     fn wipe();
     /// Hands an encoded event to the send queue.
@@ -75,8 +61,8 @@ pub trait Host: Platform + Default + 'static {
     /// Resumes sending at once.
     fn flush();
     /// Sends the Journey API's ping for this visitor and session to the collector that
-    /// `setup` named (a GET; its answer is not read).
-    fn ping(deployment_id: &str, visitor_id: &str, session_id: &str);
+    /// the page's options named (a GET; its answer is not read).
+    fn ping(visitor_id: &str, session_id: &str);
     /// Calls the module's `wake(which, '')` after `ms`; gives the timer's id.
     fn timer(which: u32, ms: f64) -> u32;
     fn clear(timer: u32);

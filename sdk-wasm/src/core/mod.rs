@@ -1,29 +1,27 @@
-//! The SDK's logic without a browser: the commands and their arguments, callbacks and
-//! handlers, consent, ids, sessions shared across tabs, page facts, event encoding and
-//! the retry backoff. What it needs from the page comes through [`Platform`] and
+//! The SDK's logic without a browser: the commands, callbacks, consent, ids, sessions
+//! shared across tabs, event encoding and the retry backoff. What it needs from the page comes through [`Platform`] and
 //! [`Host`]; `web` implements them on `host.js`, the tests with fakes.
 
-pub mod args;
 mod consent;
 mod host;
 mod ids;
 mod options;
-mod page;
 mod retry;
 mod sdk;
 mod session;
 mod text;
 mod tracker;
 
-pub use args::{Args, Val};
 pub use consent::{decide, Consent, Signals, CONSENT_COOKIE, OPT_OUT_COOKIE};
 pub use host::{Func, Host, Timer};
 pub use ids::{is_uuid, uuid_v4, uuid_v7};
 pub use options::{Options, PageviewMode};
 pub use retry::{retry_delay_ms, MAX_BACKOFF_MS, MAX_RETRY_AFTER_MS};
-pub use sdk::{Sdk, VISITOR_COOKIE};
+pub use sdk::{Command, Sdk, VISITOR_COOKIE};
 pub use session::{push_u64, SessionRecord, SESSION_KEY};
-pub use text::{cat, digits, split};
+#[cfg(test)]
+pub use text::cat;
+pub use text::{digits, split};
 pub use tracker::{Notice, Tracked, Tracker};
 
 /// What the core needs from its surroundings. The browser implementation uses

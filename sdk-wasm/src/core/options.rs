@@ -1,4 +1,7 @@
-//! The options of `ac('init', deploymentId, options)`, with their defaults.
+//! What the module keeps of `ac('init', deploymentId, options)`. `host.js` reads and
+//! checks the options (`fpOptions`) and keeps those only it needs: the collector's URL,
+//! the cookie's domain and lifetime, the page's search and excluded query parameters,
+//! the URL fragment, and which privacy signals count.
 
 use super::Consent;
 
@@ -13,47 +16,25 @@ pub enum PageviewMode {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
+    /// The deployment id as a JSON string, quoted and escaped by `host.js`, as every
+    /// event carries it.
     pub deployment_id: String,
-    /// Where batches go; by default the origin the SDK was loaded from.
-    pub collector_url: String,
-    pub cookie_domain: Option<String>,
-    pub cookie_expiry_days: u32,
     pub session_timeout_ms: i64,
-    /// The names of the search and excluded query parameters, each followed by `\x01`,
-    /// as `fp_page` takes them (joined once, at `init`, rather than at every event);
-    /// and how many search parameters there are.
-    pub search_query_parameters: String,
-    pub searched: u32,
-    pub excluded_query_parameters: String,
-    pub keep_url_fragment: bool,
     pub pageview: PageviewMode,
     /// `consent`: `Granted` unless the site asks for its visitors' consent first.
     pub consent: Consent,
-    /// `honorGlobalPrivacyControl` (default on) and `honorDoNotTrack` (default off):
-    /// whether the browser's signal counts as a denial.
-    pub honor_global_privacy_control: bool,
-    pub honor_do_not_track: bool,
 }
 
 impl Options {
-    pub const DEFAULT_COOKIE_EXPIRY_DAYS: u32 = 365;
     pub const DEFAULT_SESSION_TIMEOUT_MS: i64 = 20 * 60 * 1000;
 
-    pub fn new(deployment_id: String, collector_url: String) -> Options {
+    /// The defaults, for the deployment whose JSON string is `deployment_id`.
+    pub fn new(deployment_id: String) -> Options {
         Options {
             deployment_id,
-            collector_url,
-            cookie_domain: None,
-            cookie_expiry_days: Self::DEFAULT_COOKIE_EXPIRY_DAYS,
             session_timeout_ms: Self::DEFAULT_SESSION_TIMEOUT_MS,
-            search_query_parameters: "q\x01".to_owned(),
-            searched: 1,
-            excluded_query_parameters: String::new(),
-            keep_url_fragment: false,
             pageview: PageviewMode::Auto,
             consent: Consent::Granted,
-            honor_global_privacy_control: true,
-            honor_do_not_track: false,
         }
     }
 }

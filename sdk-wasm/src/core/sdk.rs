@@ -1,39 +1,41 @@
-//! The command and callback state machine behind `ac(...)`: which commands exist, what
-//! `init` sets up, the page's `on`/`once`/`off` handlers (held by the host, see
-//! [`Host::on`]; with `ready` for the handlers registered before `init`), the callbacks
-//! of `record` and `identify` until the collector's verdict, consent, the retry backoff, the inactivity timer and the
-//! interaction that keeps a reader's session alive (`WAKE_ACTIVE`). Everything
-//! it does to the page goes through [`Host`], so the whole of it runs natively in the
-//! tests below with a fake host that logs each effect.
+//! The state machine behind `ac(...)`, once `host.js` has read and checked the page's
+//! arguments (`fpAc` there): what `init` sets up, the callbacks of `record` and
+//! `identify` until the collector's verdict, consent, the retry backoff, the inactivity
+//! timer and the interaction that keeps a reader's session alive (`WAKE_ACTIVE`).
+//! Everything it does to the page goes through [`Host`], so the whole of it runs
+//! natively in the tests below with a fake host that logs each effect.
 //!
-//! Page callbacks (`on` handlers, `record` callbacks) may call `ac(...)` again, so they
-//! are never invoked while the SDK's state is borrowed: [`Host::call`] makes them once
-//! the borrow has ended (`host.js` holds them until the export returns).
+//! The commands arrive as [`Command`]s, each made of the few numbers and strings the
+//! module's `command` export takes ([`Command::read`]). Reading the arguments is
+//! `host.js`'s: the page's objects, functions and handlers stay on the JavaScript
+//! side, which takes them apart and checks them with the browser's own
+//! `JSON.stringify`, `typeof` and `Object.keys` for less code than the module would
+//! need for the same.
+//!
+//! Page callbacks (`record` callbacks, `on` handlers) may call `ac(...)` again, so they
+//! are never invoked while the SDK's state is borrowed: [`Host::fail`] and
+//! [`Host::settle`] ask for the calls, which `host.js` makes once the export returns.
 //!
 //! Delivery: each event leaves the core encoded (a batch of one, with its id) and goes
 //! to the send queue in `host.js`, which keeps it in `localStorage` until the collector
 //! has judged it, sends it, beacons what is left when the page is hidden, and hands the
 //! queues of closed pages to the next page. The callbacks wait by event id (held by
 //! the host, see [`Host::wait`]), called once with the collector's verdict or the
-//! refusal (events whose page is gone
-//! are still delivered by a later page, but their callbacks went with their page), and
-//! so does the retry backoff ([`retry_delay_ms`]).
+//! refusal (events whose page is gone are still delivered by a later page, but their
+//! callbacks went with their page), and so does the retry backoff
+//! ([`retry_delay_ms`]).
 //!
 //! Size: the functions that each command runs once are marked `#[inline]`. Generic over
 //! the host, LLVM left them as separate functions, which binaryen then inlined with
 //! their own stack frames; the module gained 414 B gzip for the same logic. Inlined by
 //! LLVM, as they were when this code was not generic, it costs the same as before.
 
-use footpath_protocol::v1::{
-    AttributeValue, EventKind, Map, BATCH_PATH, MAX_EVENT_BYTES, PAGE_VIEWED,
-};
+use footpath_protocol::v1::{EventKind, MAX_EVENT_BYTES, PAGE_VIEWED};
 
-use super::args::{self, Args, Val};
-use super::page::page;
-use super::text::{cat, digits, split};
+use super::text::{digits, split};
 use super::{
-    decide, is_uuid, push_u64, retry_delay_ms, uuid_v4, Consent, Func, Host, Notice, Options,
-    PageviewMode, Signals, Timer, Tracked, Tracker, CONSENT_COOKIE, OPT_OUT_COOKIE,
+    decide, is_uuid, retry_delay_ms, uuid_v4, Consent, Func, Host, Notice, Options, PageviewMode,
+    Signals, Timer, Tracked, Tracker, CONSENT_COOKIE, OPT_OUT_COOKIE,
 };
 
 /// The first-party cookie that holds the visitor id.
@@ -57,60 +59,93 @@ pub const WAKE_DROPPED: u32 = 7;
 /// recorded one itself in that task (see [`Sdk::pageview_timer`]).
 pub const WAKE_PAGEVIEW: u32 = 9;
 
-/// How a held function is called (see `fp_call` in `host.js`); `+ CALL_ONCE` lets it go.
-pub const CALL_PLAIN: u32 = 0;
-pub const CALL_SESSION: u32 = 1;
-pub const CALL_ERROR_EVENT: u32 = 2;
+/// How a callback is settled (see `fp_call` in `host.js`).
 pub const CALL_OK: u32 = 3;
 pub const CALL_FAILED: u32 = 4;
-pub const CALL_ONCE: u32 = 8;
 
-/// Events the page can subscribe to, by index.
-/// The commands, in the order of the numbers below (`dispatch` matches ranges).
-const COMMANDS: [&str; 13] = [
-    "init",
-    "on",
-    "once",
-    "off",
-    "pageview",
-    "record",
-    "identify",
-    "consent",
-    "optOut",
-    "optIn",
-    "load",
-    "forms:track",
-    "session",
-];
-const INIT: usize = 0;
-const ON: usize = 1;
-const ONCE: usize = 2;
-const OFF: usize = 3;
-const PAGEVIEW: usize = 4;
-const RECORD: usize = 5;
-const IDENTIFY: usize = 6;
-const CONSENT: usize = 7;
-const OPT_OUT: usize = 8;
-const OPT_IN: usize = 9;
-const PLUGIN_FIRST: usize = 10;
-const PLUGIN_LAST: usize = 12;
-
-const EVENTS: [&str; 4] = ["ready", "session:started", "session:ended", "error"];
-const READY: u32 = 0;
+/// The page's events the module emits, by their index in `host.js`'s `EVENTS`.
 const SESSION_STARTED: u32 = 1;
 const SESSION_ENDED: u32 = 2;
-const ERROR: u32 = 3;
+
+/// The commands by the numbers `host.js` gives them (`COMMAND_*` there).
+pub const COMMAND_INIT: u32 = 0;
+pub const COMMAND_PAGEVIEW: u32 = 1;
+pub const COMMAND_RECORD: u32 = 2;
+pub const COMMAND_IDENTIFY: u32 = 3;
+pub const COMMAND_LOGOUT: u32 = 4;
+pub const COMMAND_CONSENT: u32 = 5;
+pub const COMMAND_OPT_OUT: u32 = 6;
+pub const COMMAND_OPT_IN: u32 = 7;
+
+/// One `ac(...)` call as `host.js` read and checked it. Texts that go into events are
+/// JSON already (`host.js` writes them with `JSON.stringify`).
+pub enum Command<H: Host> {
+    /// `init`: what the module keeps of the options.
+    Init(Options),
+    /// `pageview`: the facts of its page (`,"page":{…},"context":{…}`), and its
+    /// attributes (`,"attributes":{…}` or '').
+    Pageview(String, String),
+    /// `record`: a checked event name, its attributes (as for a page view) and the
+    /// callback.
+    Record(String, String, Option<Func<H>>),
+    /// `identify`: the login id (`,"loginId":"…"`, or '' to keep the one before), all
+    /// the traits (`,"traits":{…}` or ''), and the callback.
+    Identify(String, String, Option<Func<H>>),
+    /// `identify(null)`, with its callback.
+    Logout(Option<Func<H>>),
+    /// `consent`: granted or denied.
+    Consent(Consent),
+    OptOut,
+    OptIn,
+}
+
+impl<H: Host> Command<H> {
+    /// The command that the `command` export's arguments describe: `which`
+    /// (`COMMAND_*`), then a number, a handle and two texts, whose meaning depends on
+    /// the command:
+    /// - init: the session timeout in ms, 1 when page views are off, the deployment id
+    ///   as a JSON string, the site's consent (`'granted'`, `'pending'`, `'denied'`);
+    /// - pageview: -, -, its facts, its attributes;
+    /// - record: -, the callback's handle (0 for none), the name, the attributes;
+    /// - identify: -, the callback's handle, the login id, the traits;
+    /// - logout: -, the callback's handle;
+    /// - consent: -, -, `'granted'` or `'denied'`.
+    ///
+    /// `None` for a number that names no command (`host.js` sends none).
+    pub fn read(which: u32, number: f64, handle: u32, a: &str, b: &str) -> Option<Command<H>> {
+        // Made only for the commands that take one: init's `handle` is a flag.
+        let callback = || (handle > 0).then(|| Func::new(handle));
+        Some(match which {
+            COMMAND_INIT => Command::Init(Options {
+                deployment_id: a.to_owned(),
+                session_timeout_ms: number as i64,
+                pageview: if handle == 1 {
+                    PageviewMode::Off
+                } else {
+                    PageviewMode::Auto
+                },
+                consent: Consent::parse(b).unwrap_or(Consent::Granted),
+            }),
+            COMMAND_PAGEVIEW => Command::Pageview(a.to_owned(), b.to_owned()),
+            COMMAND_RECORD => Command::Record(a.to_owned(), b.to_owned(), callback()),
+            COMMAND_IDENTIFY => Command::Identify(a.to_owned(), b.to_owned(), callback()),
+            COMMAND_LOGOUT => Command::Logout(callback()),
+            COMMAND_CONSENT => Command::Consent(Consent::parse(a).unwrap_or(Consent::Denied)),
+            COMMAND_OPT_OUT => Command::OptOut,
+            COMMAND_OPT_IN => Command::OptIn,
+            _ => return None,
+        })
+    }
+}
 
 /// What a tracking command records.
 enum What {
-    Event(EventKind, String, Map<AttributeValue>),
-    Identify(Option<String>, Map<AttributeValue>),
+    Event(EventKind, String, String),
+    Identify(String, String),
     Logout,
 }
 
 pub struct Sdk<H: Host> {
-    /// Where the SDK was loaded from: the default collector.
-    script_url: String,
     tracker: Option<Tracker<H>>,
     /// The wait before `host.js` sends again after a failure.
     retry_timer: Option<Timer<H>>,
@@ -126,10 +161,8 @@ pub struct Sdk<H: Host> {
     /// What decides consent, and the decision in force.
     signals: Signals,
     consent: Consent,
-    /// Events recorded while consent is pending.
-    /// Where batches go; `host.js` is set up to send there at the first grant, so
-    /// that nothing is read from or written to its queue before.
-    batch_url: String,
+    /// Whether `host.js` was told to store and send (at the first grant, so that
+    /// nothing is read from or written to its queue before).
     set_up: bool,
 }
 
@@ -142,7 +175,6 @@ impl<H: Host> Default for Sdk<H> {
 impl<H: Host> Sdk<H> {
     pub const fn new() -> Sdk<H> {
         Sdk {
-            script_url: String::new(),
             tracker: None,
             retry_timer: None,
             idle_timer: None,
@@ -156,14 +188,8 @@ impl<H: Host> Sdk<H> {
                 do_not_track: false,
             },
             consent: Consent::Pending,
-            batch_url: String::new(),
             set_up: false,
         }
-    }
-
-    /// The loader starts the SDK with the URL it was loaded from.
-    pub fn start(&mut self, script_url: String) {
-        self.script_url = script_url;
     }
 
     /// The tracker, once `init` has made it: the visitor and session, for the test hook.
@@ -171,29 +197,63 @@ impl<H: Host> Sdk<H> {
         self.tracker.as_ref()
     }
 
-    /// One `ac(...)` call. A refused call is reported, and a refused `record` or
-    /// `identify` still answers its callback, once.
+    /// One `ac(...)` call. Gives whether it took effect: `host.js` keeps the identity
+    /// it hands over ([`Command::Identify`]) only then, and calls `init`'s `ready`
+    /// handlers. `host.js` sends `init` once and the others only after it; should it
+    /// not, nothing happens.
     #[inline]
-    pub fn command(&mut self, args: &mut Args<H>) {
-        let name = match args.get(0) {
-            Val::Str(name) => name.clone(),
-            _ => String::new(),
-        };
-        // One look-up in a table, then numbers: string comparisons inlined at every
-        // branch cost more code.
-        let id = COMMANDS
-            .iter()
-            .position(|command| *command == name)
-            .unwrap_or(COMMANDS.len());
-        if let Err(message) = self.dispatch(id, &name, args) {
-            let text = self.report(&name, &message);
-            if id == RECORD || id == IDENTIFY {
-                if let Some(callback) = args.callback() {
-                    let handle = callback.into_handle();
-                    H::call(handle, CALL_FAILED | CALL_ONCE, &text, "");
-                }
-            }
+    pub fn command(&mut self, command: Command<H>) -> bool {
+        if let Command::Init(options) = command {
+            return self.init(options);
         }
+        if self.tracker.is_none() {
+            return false;
+        }
+        let (what, callback) = match command {
+            Command::Consent(_) | Command::OptOut | Command::OptIn => {
+                let (cookie, value) = match command {
+                    Command::Consent(consent) => {
+                        self.signals.site = consent;
+                        (
+                            CONSENT_COOKIE,
+                            if consent == Consent::Granted {
+                                "granted"
+                            } else {
+                                "denied"
+                            },
+                        )
+                    }
+                    Command::OptOut => {
+                        self.signals.opted_out = true;
+                        (OPT_OUT_COOKIE, "1")
+                    }
+                    _ => {
+                        self.signals.opted_out = false;
+                        (OPT_OUT_COOKIE, "")
+                    }
+                };
+                // Remembered for the next pages; only the answer, no identifier.
+                H::set_cookie(cookie, value);
+                self.decide();
+                return true;
+            }
+            Command::Pageview(facts, attributes) => {
+                // An explicit page view cancels the automatic one.
+                self.pageview_timer = None;
+                let what = What::Event(EventKind::Pageview, PAGE_VIEWED.into(), attributes);
+                return self.track(what, Some(facts), None);
+            }
+            Command::Record(name, attributes, callback) => {
+                (What::Event(EventKind::Record, name, attributes), callback)
+            }
+            Command::Identify(login, traits, callback) => (What::Identify(login, traits), callback),
+            Command::Logout(callback) => (What::Logout, callback),
+            Command::Init(_) => return false,
+        };
+        if self.pageview_timer.take().is_some() {
+            self.auto_pageview();
+        }
+        self.track(what, None, callback)
     }
 
     /// Timers and the send queue's news (`WAKE_*`, and 4 for the collector's verdicts).
@@ -229,159 +289,35 @@ impl<H: Host> Sdk<H> {
         }
     }
 
-    #[inline]
-    fn dispatch(&mut self, id: usize, name: &str, args: &mut Args<H>) -> Result<(), String> {
-        match id {
-            INIT => self.init(args),
-            ON..=OFF => self.subscribe(id, args),
-            PAGEVIEW..=OPT_IN => {
-                if self.tracker.is_none() {
-                    return Err("call init first".into());
-                }
-                // An explicit page view cancels the automatic one; consent commands
-                // leave it waiting.
-                if id < CONSENT && self.pageview_timer.take().is_some() && id != PAGEVIEW {
-                    self.auto_pageview();
-                }
-                let Some(tracker) = &self.tracker else {
-                    return Err("call init first".into());
-                };
-                match id {
-                    CONSENT..=OPT_IN => {
-                        let (cookie, value) = match id {
-                            CONSENT => {
-                                let Val::Str(value) = args.take(1) else {
-                                    return Err("needs 'granted' or 'denied'".into());
-                                };
-                                let consent = Consent::parse(&value)
-                                    .filter(|consent| *consent != Consent::Pending)
-                                    .ok_or("needs 'granted' or 'denied'")?;
-                                self.signals.site = consent;
-                                (CONSENT_COOKIE, value)
-                            }
-                            OPT_OUT => {
-                                self.signals.opted_out = true;
-                                (OPT_OUT_COOKIE, "1".into())
-                            }
-                            _ => {
-                                self.signals.opted_out = false;
-                                (OPT_OUT_COOKIE, String::new())
-                            }
-                        };
-                        // Remembered for the next pages; only the answer, no identifier.
-                        set_cookie::<H>(tracker.options(), cookie, &value);
-                        self.decide();
-                        Ok(())
-                    }
-                    PAGEVIEW => {
-                        let (location, title, attributes) = args::pageview(args.take(1))?;
-                        self.track(
-                            What::Event(EventKind::Pageview, PAGE_VIEWED.into(), attributes),
-                            &location,
-                            title,
-                            None,
-                        )
-                    }
-                    RECORD => {
-                        let (name, attributes, callback) = args::record(args)?;
-                        self.track(
-                            What::Event(EventKind::Record, name, attributes),
-                            "",
-                            None,
-                            callback,
-                        )
-                    }
-                    _ => {
-                        let (logout, login_id, traits, callback) = args::identify(args)?;
-                        let what = if logout {
-                            What::Logout
-                        } else {
-                            What::Identify(login_id, traits)
-                        };
-                        self.track(what, "", None, callback)
-                    }
-                }
-            }
-            // The loader hands these to the plugin module, which reports its refusals
-            // back through here (see `js/loader.js`): the message, as the core's own.
-            PLUGIN_FIRST..=PLUGIN_LAST => match args.take(1) {
-                Val::Str(message) => Err(message),
-                _ => Err("is for the plugin module".into()),
-            },
-            _ if name.is_empty() => Err("needs a command name".into()),
-            _ => Err("is not a command".into()),
-        }
-    }
-
-    /// Logs the problem once on the console and tells the page's `error` handlers;
-    /// gives the text it reported.
-    fn report(&mut self, command: &str, message: &str) -> String {
-        let text = cat(&["[footpath] ac('", command, "'): ", message]);
-        H::error(&text);
-        self.emit(ERROR, CALL_ERROR_EVENT, command, &text);
-        text
-    }
-
-    /// Calls the page's handlers of `event` (`host.js` holds them, see [`Host::on`]).
-    fn emit(&mut self, event: u32, how: u32, a: &str, b: &str) {
-        H::emit(event, how, a, b);
-    }
-
     fn notices(&mut self, notices: Vec<Notice>) {
         for notice in notices {
             let (event, id) = match notice {
                 Notice::SessionStarted(id) => (SESSION_STARTED, id),
                 Notice::SessionEnded(id) => (SESSION_ENDED, id),
             };
-            self.emit(event, CALL_SESSION, &id, "");
+            H::emit(event, &id);
         }
     }
 
     #[inline]
-    fn init(&mut self, args: &mut Args<H>) -> Result<(), String> {
+    fn init(&mut self, options: Options) -> bool {
         if self.tracker.is_some() {
-            return Err("already initialised".into());
+            return false;
         }
-        let deployment_id = match args.take(1) {
-            Val::Str(id) if !id.is_empty() => id,
-            _ => return Err("needs a deployment id".into()),
-        };
-        let (options, problems) =
-            args::options(deployment_id, H::origin(&self.script_url), args.take(2))?;
-        let collector = options.collector_url.as_bytes();
-        let mut end = collector.len();
-        while end > 0 && collector[end - 1] == b'/' {
-            end -= 1;
-        }
-        if end == 0 {
-            return Err("needs collectorUrl".into());
-        }
-        self.batch_url = cat(&[&options.collector_url[..end], BATCH_PATH]);
         let pageview = options.pageview;
         self.signals = signals::<H>(&options);
         self.tracker = Some(Tracker::new(H::default(), options, visitor_id::<H>()));
         self.decide();
-        for problem in problems {
-            self.report("init", &problem);
-        }
         if pageview == PageviewMode::Auto {
             self.pageview_timer = Some(Timer::new(WAKE_PAGEVIEW, 0.0));
         }
-        // `ready` is for handlers registered before init; later ones are called at once.
-        self.emit(READY, CALL_PLAIN, "", "");
-        Ok(())
+        true
     }
 
-    /// The page view `init` promised. One that fails is reported.
+    /// The page view `init` promised.
     fn auto_pageview(&mut self) {
-        if let Err(message) = self.track(
-            What::Event(EventKind::Pageview, PAGE_VIEWED.into(), Map::new()),
-            "",
-            None,
-            None,
-        ) {
-            self.report("pageview", &message);
-        }
+        let what = What::Event(EventKind::Pageview, PAGE_VIEWED.into(), String::new());
+        self.track(what, None, None);
     }
 
     /// Puts the consent that the signals now lead to in force. Granting sets the
@@ -397,10 +333,10 @@ impl<H: Host> Sdk<H> {
         let was = std::mem::replace(&mut self.consent, consent);
         match consent {
             Consent::Granted if was != Consent::Granted => {
-                set_cookie::<H>(tracker.options(), VISITOR_COOKIE, tracker.visitor_id());
+                H::set_cookie(VISITOR_COOKIE, tracker.visitor_id());
                 if !self.set_up {
                     self.set_up = true;
-                    H::setup(&self.batch_url);
+                    H::setup();
                 }
                 tracker.set_storing(true);
                 H::release("");
@@ -413,63 +349,31 @@ impl<H: Host> Sdk<H> {
                 // Also on a page that starts denied: the cookie and a queue may be
                 // left from before the visitor said no.
                 H::wipe();
-                set_cookie::<H>(tracker.options(), VISITOR_COOKIE, "");
+                H::set_cookie(VISITOR_COOKIE, "");
                 self.retry_timer = None;
                 H::release(NO_CONSENT);
             }
         }
     }
 
-    #[inline]
-    fn subscribe(&mut self, how: usize, args: &mut Args<H>) -> Result<(), String> {
-        let event = match args.get(1) {
-            Val::Str(name) => EVENTS.iter().position(|event| event == name),
-            _ => None,
-        }
-        .ok_or("unknown event")?;
-        let Val::Func(function) = args.take(2) else {
-            return Err("needs a function".into());
-        };
-        let event = event as u32;
-        if how == OFF {
-            // The handle given to `off` is let go when the arguments are.
-            H::off(event, function.handle());
-        } else if event == READY && self.tracker.is_some() {
-            H::call(function.into_handle(), CALL_PLAIN | CALL_ONCE, "", "");
-        } else {
-            H::on(event, function.into_handle(), how == ONCE);
-        }
-        Ok(())
-    }
-
-    /// Queues an event with the facts of the page, remembers its callback, emits
-    /// session notices and re-arms the inactivity timer; `host.js` sends it.
-    fn track(
-        &mut self,
-        what: What,
-        location: &str,
-        title: Option<String>,
-        callback: Option<Func<H>>,
-    ) -> Result<(), String> {
+    /// Queues an event with the facts of the page (those given, or the current page's),
+    /// remembers its callback, emits session notices and re-arms the inactivity timer;
+    /// `host.js` sends it. Gives whether it was recorded: not once consent is denied.
+    fn track(&mut self, what: What, facts: Option<String>, callback: Option<Func<H>>) -> bool {
         let Some(tracker) = self.tracker.as_mut() else {
-            return Err("not initialised".into());
+            return false;
         };
         if self.consent == Consent::Denied {
             // Not an error of the page's: nothing is reported, only the callback hears.
             if let Some(callback) = callback {
-                H::call(
-                    callback.into_handle(),
-                    CALL_FAILED | CALL_ONCE,
-                    NO_CONSENT,
-                    "",
-                );
+                H::fail(callback.into_handle(), NO_CONSENT);
             }
-            return Ok(());
+            return false;
         }
-        let facts = page::<H>(tracker.options(), location, title)?;
+        let facts = facts.unwrap_or_else(H::page);
         let tracked: Tracked = match what {
-            What::Event(kind, name, attributes) => tracker.track(kind, name, &facts, attributes),
-            What::Identify(login_id, traits) => tracker.identify(login_id, traits, &facts),
+            What::Event(kind, name, attributes) => tracker.track(kind, &name, &facts, &attributes),
+            What::Identify(login, traits) => tracker.identify(login, traits, &facts),
             What::Logout => tracker.logout(&facts),
         };
         let timeout = tracker.options().session_timeout_ms;
@@ -480,8 +384,7 @@ impl<H: Host> Sdk<H> {
             // No request could carry it: refused now, as the collector would refuse it
             // (reported, and its callback told), rather than sent in vain. The
             // visitor's activity still counts for the session.
-            let text = self.report("record", TOO_BIG);
-            self.settle(&tracked.event_id, Some(&text));
+            H::report("record", TOO_BIG, &tracked.event_id);
         } else if self.consent == Consent::Granted {
             H::queue(&tracked.text);
         } else {
@@ -493,7 +396,7 @@ impl<H: Host> Sdk<H> {
         if self.idle_timer.is_none() {
             self.idle_timer = Some(Timer::new(WAKE_IDLE, timeout as f64));
         }
-        Ok(())
+        true
     }
 
     /// Interaction keeps the session alive while the visitor reads: the tracker says
@@ -512,7 +415,6 @@ impl<H: Host> Sdk<H> {
             return;
         };
         H::ping(
-            &tracker.options().deployment_id,
             tracker.visitor_id(),
             tracker.session_id().unwrap_or_default(),
         );
@@ -542,21 +444,16 @@ impl<H: Host> Sdk<H> {
                 .get(1)
                 .filter(|e| e.as_bytes().first() == Some(&b'!'))
                 .map(|e| &e[1..]);
-            self.settle(pair[0], error);
+            let (how, text) = match error {
+                None => (CALL_OK, pair[0]),
+                Some(message) => (CALL_FAILED, message),
+            };
+            H::settle(pair[0], how, text);
             if let Some(error) = error.filter(|e| *e != last) {
-                self.report("record", error);
+                H::report("record", error, "");
                 last = error;
             }
         }
-    }
-
-    /// Calls and lets go the callback of event `id`, if it has one.
-    fn settle(&mut self, id: &str, error: Option<&str>) {
-        let (how, text) = match error {
-            None => (CALL_OK, id),
-            Some(message) => (CALL_FAILED, message),
-        };
-        H::settle(id, how | CALL_ONCE, text);
     }
 }
 
@@ -564,7 +461,7 @@ impl<H: Host> Sdk<H> {
 /// cookie is (re)written, renewing its lifetime, only once consent is granted.
 #[inline]
 fn visitor_id<H: Host>() -> String {
-    let values = H::cookie(VISITOR_COOKIE, "");
+    let values = H::cookie(VISITOR_COOKIE);
     let mut id = None;
     for value in split(&values, 1) {
         if is_uuid(value) {
@@ -581,37 +478,18 @@ fn new_visitor_id<H: Host>() -> String {
     uuid_v4(random)
 }
 
-/// Sets first-party cookie `name` for the visitor's lifetime, or removes it when
-/// `value` is empty.
-fn set_cookie<H: Host>(options: &Options, name: &str, value: &str) {
-    let mut cookie = cat(&[name, "=", value, "; Max-Age="]);
-    let days = if value.is_empty() {
-        0
-    } else {
-        options.cookie_expiry_days
-    };
-    push_u64(&mut cookie, days as u64 * 86_400);
-    cookie.push_str("; Path=/; SameSite=Lax");
-    if let Some(domain) = &options.cookie_domain {
-        cookie.push_str("; Domain=");
-        cookie.push_str(domain);
-    }
-    // `host.js` adds `Secure` on https pages.
-    H::cookie("", &cookie);
-}
-
 /// What decides whether this visitor may be tracked, as the page stands now: the
-/// remembered answers in their cookies and the browser's privacy signals.
+/// remembered answers in their cookies and the privacy signals the site honours.
 #[inline]
 fn signals<H: Host>(options: &Options) -> Signals {
     let browser = H::signals();
-    let consent = H::cookie(CONSENT_COOKIE, "");
+    let consent = H::cookie(CONSENT_COOKIE);
     Signals {
         site: options.consent,
         remembered: split(&consent, 1).into_iter().find_map(Consent::parse),
-        opted_out: !H::cookie(OPT_OUT_COOKIE, "").is_empty(),
-        privacy_control: options.honor_global_privacy_control && browser & 1 != 0,
-        do_not_track: options.honor_do_not_track && browser & 2 != 0,
+        opted_out: !H::cookie(OPT_OUT_COOKIE).is_empty(),
+        privacy_control: browser & 1 != 0,
+        do_not_track: browser & 2 != 0,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Small text helpers that keep `core::fmt` and generic string code out of the module.
 
-/// `parts` joined; smaller than `[..].concat()`, which is generic over separators.
+/// `parts` joined (for the tests' texts).
+#[cfg(test)]
 pub fn cat(parts: &[&str]) -> String {
     let mut text = String::new();
     for part in parts {

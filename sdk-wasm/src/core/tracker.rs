@@ -2,10 +2,11 @@
 //! they said they are. Each event leaves here already encoded; the send queue itself
 //! lives in `host.js` (see `web/mod.rs`), which stores, bounds and sends the texts.
 
-use footpath_protocol::v1::{
-    push_attributes, push_i64, push_key, push_str, push_u64, AttributeValue, EventKind, Map,
-    IDENTIFIED, LOGGED_OUT, VERSION,
-};
+// `push_str(",")` rather than `push(',')`: pushing a `char` brings in UTF-8
+// encoding code that the SDK's wasm module would pay for.
+#![allow(clippy::single_char_add_str)]
+
+use footpath_protocol::v1::{push_i64, EventKind, IDENTIFIED, LOGGED_OUT};
 
 use super::ids::{uuid_v4, uuid_v7};
 use super::session::{SessionRecord, SESSION_KEY};
@@ -46,8 +47,11 @@ pub struct Tracker<P: Platform> {
     /// The session this tab last took part in; `None` before the first event and
     /// after the session ended.
     session_id: Option<String>,
-    traits: Map<AttributeValue>,
-    login_id: Option<String>,
+    /// Who the visitor said they are, as the JSON fields every later event carries
+    /// (written by `host.js`, see `fpIdentity`): `,"loginId":"…"` or '', and
+    /// `,"traits":{…}` or ''.
+    login: String,
+    traits: String,
     /// Whether the shared session record may be written: not while consent is pending
     /// or denied, when the SDK stores nothing.
     storing: bool,
@@ -62,8 +66,8 @@ impl<P: Platform> Tracker<P> {
             options,
             visitor_id,
             session_id: None,
-            traits: Map::new(),
-            login_id: None,
+            login: String::new(),
+            traits: String::new(),
             storing: true,
             last_activity_ms: 0,
         }
@@ -111,53 +115,48 @@ impl<P: Platform> Tracker<P> {
         self.session_id.as_deref()
     }
 
-    /// Records an event of the current session (starting one if needed). The caller has
-    /// validated the name and attributes; `facts` is the JSON of the page and context
-    /// (`,"page":{…},"context":{…}`, see `core::page`), or ''.
-    pub fn track(
-        &mut self,
-        kind: EventKind,
-        name: String,
-        facts: &str,
-        attributes: Map<AttributeValue>,
-    ) -> Tracked {
+    /// Records an event of the current session (starting one if needed). `host.js`
+    /// has checked the name and written the attributes as JSON (`,"attributes":{…}`,
+    /// or ''); `facts` is the JSON of the page and context (`,"page":{…},"context":{…}`,
+    /// see `fp_page` there), or ''.
+    pub fn track(&mut self, kind: EventKind, name: &str, facts: &str, attributes: &str) -> Tracked {
         let now = self.platform.now_ms();
         let notices = self.touch_session(now);
         let mut random = [0u8; 10];
         self.platform.fill_random(&mut random);
         let event_id = uuid_v7(now, random);
-        // Written here rather than through `encode_batch` and an `Event`: the SDK sets
-        // no page or context there (`host.js` writes them, `facts`), and the general
-        // encoder's code for them would ride along in the module. The same JSON as
-        // `encode_batch` for a batch of one, with the facts last in the event (the
-        // collector reads an event's fields in any order); `sentAt` 0 for the sender.
+        // Written here rather than through `encode_batch` and an `Event`: what the page
+        // gave arrives as JSON already (`host.js` writes it with the browser's own
+        // `JSON.stringify`), and what the module adds is ids, a kind and a name that
+        // need no escaping; the general encoder's code would only ride along. The
+        // fields of `encode_batch` for a batch of one, in its order, with the facts
+        // last in the event (the collector reads an event's fields in any order);
+        // `sentAt` 0 for the sender.
         let mut text = String::with_capacity(512);
-        text.push_str("{\"v\":");
-        push_u64(&mut text, VERSION as u64);
-        push_key(&mut text, "deploymentId");
-        push_str(&mut text, &self.options.deployment_id);
-        push_key(&mut text, "visitorId");
-        push_str(&mut text, &self.visitor_id);
-        text.push_str(",\"sentAt\":0,\"events\":[{\"id\":");
-        push_str(&mut text, &event_id);
-        push_key(&mut text, "kind");
-        push_str(&mut text, kind.as_str());
-        push_key(&mut text, "name");
-        push_str(&mut text, &name);
-        push_key(&mut text, "time");
+        for part in [
+            "{\"v\":1,\"deploymentId\":",
+            &self.options.deployment_id,
+            ",\"visitorId\":\"",
+            &self.visitor_id,
+            "\",\"sentAt\":0,\"events\":[{\"id\":\"",
+            &event_id,
+            "\",\"kind\":\"",
+            kind.as_str(),
+            "\",\"name\":\"",
+            name,
+            "\",\"time\":",
+        ] {
+            text.push_str(part);
+        }
         push_i64(&mut text, now);
         if let Some(session_id) = &self.session_id {
-            push_key(&mut text, "sessionId");
-            push_str(&mut text, session_id);
+            text.push_str(",\"sessionId\":\"");
+            text.push_str(session_id);
+            text.push_str("\"");
         }
-        if let Some(login_id) = &self.login_id {
-            push_key(&mut text, "loginId");
-            push_str(&mut text, login_id);
+        for part in [&self.login, attributes, &self.traits, facts, "}]}"] {
+            text.push_str(part);
         }
-        push_attributes(&mut text, "attributes", &attributes);
-        push_attributes(&mut text, "traits", &self.traits);
-        text.push_str(facts);
-        text.push_str("}]}");
         Tracked {
             event_id,
             text,
@@ -165,31 +164,22 @@ impl<P: Platform> Tracker<P> {
         }
     }
 
-    /// `ac('identify', loginId, traits)`: newer traits overwrite older ones and ride on
-    /// every following event of this page.
-    pub fn identify(
-        &mut self,
-        login_id: Option<String>,
-        traits: Map<AttributeValue>,
-        facts: &str,
-    ) -> Tracked {
-        if login_id.is_some() {
-            self.login_id = login_id;
+    /// `ac('identify', loginId, traits)`: the identity that rides on this and every
+    /// following event of this page. `login` ('' keeps the one before) and `traits`
+    /// (all of them: `host.js` merges newer traits over older ones) as JSON fields.
+    pub fn identify(&mut self, login: String, traits: String, facts: &str) -> Tracked {
+        if !login.is_empty() {
+            self.login = login;
         }
-        self.traits.extend(traits);
-        self.track(
-            EventKind::Identify,
-            IDENTIFIED.to_owned(),
-            facts,
-            Map::new(),
-        )
+        self.traits = traits;
+        self.track(EventKind::Identify, IDENTIFIED, facts, "")
     }
 
     /// `ac('identify', null)`: records the log-out in the current session, then forgets
     /// the identity and ends the session, so that the next activity starts a new one.
     pub fn logout(&mut self, facts: &str) -> Tracked {
-        let mut tracked = self.track(EventKind::Logout, LOGGED_OUT.to_owned(), facts, Map::new());
-        self.login_id = None;
+        let mut tracked = self.track(EventKind::Logout, LOGGED_OUT, facts, "");
+        self.login.clear();
         self.traits.clear();
         if self.storing {
             self.platform.remove(SESSION_KEY);
@@ -307,13 +297,13 @@ mod tests {
     fn tracker(platform: &FakePlatform) -> Tracker<FakePlatform> {
         Tracker::new(
             platform.clone(),
-            Options::new("demo".into(), "http://c".into()),
+            Options::new("\"demo\"".into()),
             "visitor".into(),
         )
     }
 
     fn record(t: &mut Tracker<FakePlatform>, name: &str) -> Tracked {
-        t.track(EventKind::Record, name.into(), "", Map::new())
+        t.track(EventKind::Record, name, "", "")
     }
 
     #[test]
@@ -344,12 +334,14 @@ mod tests {
         assert!(tracked.text.ends_with("}]}"), "{}", tracked.text);
     }
 
-    /// The tracker writes its events itself; they are the JSON `encode_batch` writes
-    /// for the same event, with the page facts last, and decode as the collector
-    /// decodes them.
+    /// The tracker writes its events itself, from the JSON fields `host.js` wrote;
+    /// they are the JSON `encode_batch` writes for the same event, with the page facts
+    /// last, and decode as the collector decodes them.
     #[test]
     fn events_are_what_the_encoder_writes_and_decode_as_the_collector_reads_them() {
-        use footpath_protocol::v1::{encode_batch, Batch, Event, Number};
+        use footpath_protocol::v1::{
+            encode_batch, push_attributes, AttributeValue, Batch, Event, Map, Number, VERSION,
+        };
 
         let platform = FakePlatform::new(1_000_000);
         let mut t = tracker(&platform);
@@ -358,20 +350,21 @@ mod tests {
             "plan".to_owned(),
             AttributeValue::String("pro \"x\"\n".into()),
         );
-        t.identify(Some("ada".into()), traits.clone(), "");
+        // The fields as `host.js` writes them (`fpAttributes`, `fpIdentity`), here by
+        // the encoder's own functions.
+        let mut traits_json = String::new();
+        push_attributes(&mut traits_json, "traits", &traits);
+        t.identify(",\"loginId\":\"ada\"".into(), traits_json, "");
         let mut attributes = Map::new();
         attributes.insert(
             "price".to_owned(),
             AttributeValue::Number(Number::parse("12.5").unwrap()),
         );
         attributes.insert("gift".to_owned(), AttributeValue::Bool(true));
+        let mut attributes_json = String::new();
+        push_attributes(&mut attributes_json, "attributes", &attributes);
         let facts = ",\"page\":{\"url\":\"https://shop.example/\"},\"context\":{\"browserLang\":\"en\",\"screenWidth\":1280,\"screenHeight\":800,\"screenDensity\":200,\"viewportWidth\":1200,\"viewportHeight\":700}";
-        let tracked = t.track(
-            EventKind::Record,
-            "cart_viewed".into(),
-            facts,
-            attributes.clone(),
-        );
+        let tracked = t.track(EventKind::Record, "cart_viewed", facts, &attributes_json);
         let event = Event {
             id: tracked.event_id.clone(),
             kind: EventKind::Record,
@@ -555,7 +548,7 @@ mod tests {
     #[test]
     fn a_short_timeout_keeps_alive_every_quarter_of_it() {
         let platform = FakePlatform::new(0);
-        let mut options = Options::new("demo".into(), "http://c".into());
+        let mut options = Options::new("\"demo\"".into());
         options.session_timeout_ms = 4 * MINUTE;
         let mut t = Tracker::new(platform.clone(), options, "visitor".into());
         record(&mut t, "a");
@@ -576,27 +569,32 @@ mod tests {
     fn traits_ride_on_following_events_and_logout_clears_them() {
         let platform = FakePlatform::new(0);
         let mut t = tracker(&platform);
-        let mut traits = Map::new();
-        traits.insert(
-            "email".to_owned(),
-            AttributeValue::String("ada@example.com".into()),
-        );
-        let identified = t.identify(Some("ada".into()), traits, "");
+        let identity = ",\"loginId\":\"ada\"";
+        let traits = ",\"traits\":{\"email\":\"ada@example.com\"}";
+        let identified = t.identify(identity.into(), traits.into(), "");
         let after = record(&mut t, "after");
+        // An identify without a login id keeps the one before; its traits are all of
+        // them (`host.js` merges).
+        let more = ",\"traits\":{\"email\":\"ada@example.com\",\"plan\":\"pro\"}";
+        let again = t.identify(String::new(), more.into(), "");
         let session = t.session_id().unwrap().to_owned();
         let logout = t.logout("");
-        let ada = "\"loginId\":\"ada\",\"traits\":{\"email\":\"ada@example.com\"}}]}";
-        for (tracked, name) in [
-            (&identified, "identified"),
-            (&after, "after"),
-            (&logout, "logged_out"),
+        for (tracked, name, traits) in [
+            (&identified, "identified", traits),
+            (&after, "after", traits),
+            (&again, "identified", more),
+            (&logout, "logged_out", more),
         ] {
             assert!(
                 tracked.text.contains(&format!("\"name\":\"{name}\"")),
                 "{}",
                 tracked.text
             );
-            assert!(tracked.text.ends_with(ada), "{}", tracked.text);
+            assert!(
+                tracked.text.ends_with(&format!("{identity}{traits}}}]}}")),
+                "{}",
+                tracked.text
+            );
         }
         assert_eq!(logout.notices, vec![Notice::SessionEnded(session.clone())]);
         assert_eq!(platform.load(SESSION_KEY), None);

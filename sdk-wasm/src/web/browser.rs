@@ -40,17 +40,11 @@ impl Host for Browser {
     fn free(handle: u32) {
         fp_free(handle as i32);
     }
-    fn call(handle: u32, how: u32, a: &str, b: &str) {
-        fp_call(handle as i32, how as i32, a, b);
+    fn fail(handle: u32, text: &str) {
+        fp_fail(handle as i32, text);
     }
-    fn on(event: u32, handle: u32, once: bool) {
-        fp_on(event as i32, handle as i32, once as i32);
-    }
-    fn off(event: u32, handle: u32) {
-        fp_off(event as i32, handle as i32);
-    }
-    fn emit(event: u32, how: u32, a: &str, b: &str) {
-        fp_emit(event as i32, how as i32, a, b);
+    fn emit(event: u32, session_id: &str) {
+        fp_emit(event as i32, session_id);
     }
     fn wait(id: &str, handle: u32) {
         fp_wait(id, handle as i32);
@@ -58,42 +52,25 @@ impl Host for Browser {
     fn settle(id: &str, how: u32, text: &str) {
         fp_settle(id, how as i32, text);
     }
-    fn error(text: &str) {
-        fp_error(text);
+    fn report(command: &str, message: &str, id: &str) {
+        fp_report(command, message, id);
     }
-    fn cookie(name: &str, set: &str) -> String {
-        fp_cookie(name, set);
+    fn cookie(name: &str) -> String {
+        fp_cookie(name, 0, "");
         fp_result().unwrap_or_default()
+    }
+    fn set_cookie(name: &str, value: &str) {
+        fp_cookie(name, 1, value);
     }
     fn signals() -> u32 {
         fp_signals()
     }
-    fn origin(url: &str) -> String {
-        fp_origin(url);
+    fn page() -> String {
+        fp_page();
         fp_result().unwrap_or_default()
     }
-    fn page(
-        location: &str,
-        names: &str,
-        searched: u32,
-        excluded: &str,
-        keep_fragment: bool,
-        title: &str,
-        own_title: bool,
-    ) -> Option<String> {
-        fp_page(
-            location,
-            names,
-            searched as i32,
-            excluded,
-            keep_fragment as i32,
-            title,
-            own_title as i32,
-        );
-        fp_result()
-    }
-    fn setup(batch_url: &str) {
-        fp_setup(batch_url);
+    fn setup() {
+        fp_setup();
     }
     fn wipe() {
         fp_wipe();
@@ -110,8 +87,8 @@ impl Host for Browser {
     fn flush() {
         fp_flush();
     }
-    fn ping(deployment_id: &str, visitor_id: &str, session_id: &str) {
-        fp_ping(deployment_id, visitor_id, session_id);
+    fn ping(visitor_id: &str, session_id: &str) {
+        fp_ping(visitor_id, session_id);
     }
     fn timer(which: u32, ms: f64) -> u32 {
         fp_timer(which as i32, ms)

@@ -10,20 +10,23 @@
 // with `fp` keep clear of wasm-bindgen's glue); tests load it as a module.
 
 let fpWake;
-// The current command's arguments, flattened in pre-order: kinds, and the texts and
-// numbers of strings and numbers (sparse).
-const fpKinds = [];
-const fpTexts = [];
-const fpNumbers = [];
-// Functions of the page the SDK holds (handlers, callbacks), by handle.
+let fpModule;
+// The origin of the script's URL: the default collector.
+let fpScriptOrigin = '';
+// The page's callbacks the module holds, by handle.
 const fpFunctions = {};
 let fpLast = 0;
 
-// `wake(kind, text)`: 1 retry timer, 2 inactivity timer, 3 the visitor interacted
-// (`fpInteracted`), 4 the collector's verdicts (see `fpSend`), 6 retry later (text:
-// Retry-After or ''), 7 events dropped (as 4, each with the same error).
-export function fp_init(wake) {
+// The module's exports: `wake(kind, text)`: 1 retry timer, 2 inactivity timer, 3 the
+// visitor interacted (`fpInteracted`), 4 the collector's verdicts (see `fpSend`), 6
+// retry later (text: Retry-After or ''), 7 events dropped (as 4, each with the same
+// error); and `command` (see `fpAc`). `scriptUrl` is where the SDK was loaded from.
+export function fp_init(wake, command, scriptUrl) {
   fpWake = wake;
+  fpModule = command;
+  try {
+    fpScriptOrigin = new URL(scriptUrl).origin;
+  } catch (e) {}
   // Chrome keeps no page that holds a Web Lock in its back/forward cache: the locks
   // go with the page and come back if it does.
   addEventListener('pagehide', () => {
@@ -96,8 +99,8 @@ const fpChunkOf = new Map();
 const fpDirty = new Set();
 let fpChunks = 0;
 const QUEUE_KEY = '_footpath_q';
-// `fpUrl` is the collector's base URL and this path, `/sdk/v1/batch`.
-const BATCH_PATH_LENGTH = 13;
+// `fpUrl` is the collector's base URL and this path.
+const BATCH_PATH = '/sdk/v1/batch';
 let fpKey = QUEUE_KEY;
 let fpUrl;
 // The entries on their way, and how many requests carry them.
@@ -269,7 +272,8 @@ export function fpBody(batch) {
 // plain http) every other key is adopted: a live tab's events may then be sent twice,
 // which the collector deduplicates. So may the events of a page that comes back from
 // the back/forward cache after the next page adopted them.
-export function fp_setup(url) {
+// (The browser tests start other copies of this file, for other pages, with a `url`.)
+export function fp_setup(url = fpOptions.batch) {
   fpUrl = url;
   // Capturing: a scroll inside an element does not bubble. Not marked passive, as none
   // of these can hold up scrolling (only touch and wheel listeners can).
@@ -328,9 +332,13 @@ function fpInteracted() {
 // event, on the collector that `fp_setup` named. Its answer is not read
 // (`pollIntervalMilliseconds` is for clients that poll for web actions), and a lost
 // ping needs no retry: the next interaction sends another.
-export function fp_ping(deployment, visitor, session) {
-  const collector = fpUrl.slice(0, -BATCH_PATH_LENGTH);
-  fetch(collector + '/api/v2/journey/deployments/' + deployment + '/customers/' + visitor + '/ping?sessionId=' + session, { credentials: 'omit' }).catch(() => {});
+// (`fetch` may be the page's own, which may throw: nothing here throws into the
+// module.)
+export function fp_ping(visitor, session) {
+  const collector = fpUrl.slice(0, -BATCH_PATH.length);
+  try {
+    fetch(collector + '/api/v2/journey/deployments/' + encodeURIComponent(fpOptions.deployment) + '/customers/' + visitor + '/ping?sessionId=' + session, { credentials: 'omit' }).catch(() => {});
+  } catch (e) {}
 }
 
 // Consent was denied or revoked: this page's queue is forgotten, and every key
@@ -350,10 +358,11 @@ export function fp_wipe() {
   } catch (e) {}
 }
 
-// The browser's privacy signals: 1 Global Privacy Control, 2 Do Not Track.
+// The browser's privacy signals that the site honours (`honorGlobalPrivacyControl`,
+// `honorDoNotTrack`): 1 Global Privacy Control, 2 Do Not Track.
 export function fp_signals() {
   const n = navigator;
-  return (n.globalPrivacyControl ? 1 : 0) | ((n.doNotTrack || window.doNotTrack) == '1' ? 2 : 0);
+  return (fpOptions.gpc && n.globalPrivacyControl ? 1 : 0) | (fpOptions.dnt && (n.doNotTrack || window.doNotTrack) == '1' ? 2 : 0);
 }
 
 // An event from the module: stored at once, sent within a second, or now when ten
@@ -512,92 +521,19 @@ function fpHide() {
   fpBeaconed = fpIdle(rest);
 }
 
-// Kinds: 0 undefined, 1 null, 2 false, 3 true, 4 number, 5 string, 6 function,
-// 7 array of strings, 8 object, 9 anything else; plus 16 × (handle | items | entries). An object's
-// entries are a key (kind 5) and a value each. Only arguments may be functions, and
-// nesting stops at three levels, which is all the commands look at.
-function fpPut(value, depth) {
-  const type = typeof value;
-  const at = fpKinds.push(9) - 1;
-  let kind = 9;
-  let count = 0;
-  if (value === undefined) kind = 0;
-  else if (value === null) kind = 1;
-  else if (type == 'boolean') kind = value ? 3 : 2;
-  else if (type == 'number') {
-    kind = 4;
-    fpTexts[at] = String(value);
-    fpNumbers[at] = value;
-  } else if (type == 'string') {
-    kind = 5;
-    fpTexts[at] = value;
-  } else if (type == 'function') {
-    if (!depth) {
-      kind = 6;
-      count = ++fpLast;
-      fpFunctions[count] = value;
-    }
-  } else if (Array.isArray(value)) {
-    // Only lists of names are read (`searchQueryParameters`): each string followed by
-    // `\x01`, as `fp_page` takes them; any other item leaves the array kind 9.
-    kind = 7;
-    count = value.length;
-    fpTexts[at] = '';
-    for (let i = 0; i < count; i++) typeof value[i] == 'string' ? (fpTexts[at] += value[i] + '\x01') : (kind = 9);
-  } else if (type == 'object' && depth < 3) {
-    const keys = Object.keys(value);
-    kind = 8;
-    count = keys.length;
-    for (let i = 0; i < count; i++) {
-      fpPut(keys[i], depth + 1);
-      fpPut(value[keys[i]], depth + 1);
-    }
-  }
-  fpKinds[at] = kind + count * 16;
-}
-
-export function fp_args(list) {
-  fpKinds.length = fpTexts.length = fpNumbers.length = 0;
-  try {
-    for (let i = 0; i < list.length; i++) fpPut(list[i], 0);
-  } catch (e) {
-    // A throwing getter or a proxy: the command sees fewer arguments and says so.
-  }
-  return fpKinds.length;
-}
-
-// What the last of `fp_text`, `fp_origin`, `fp_load`, `fp_cookie` and `fp_page` gave,
-// for the module to take with `fp_result`: the glue writes a returned string through a
-// shim of its own for each function, so one such function costs less than five.
+// What the last of `fp_load`, `fp_cookie` and `fp_page` gave, for the module to take
+// with `fp_result`: the glue writes a returned string through a shim of its own for
+// each function, so one such function costs less than three.
 let fpResult;
 
 export function fp_result() {
   return fpResult;
 }
 
-export function fp_kind(i) {
-  return fpKinds[i];
-}
-
-export function fp_text(i) {
-  return (fpResult = fpTexts[i]);
-}
-
-export function fp_number(i) {
-  return fpNumbers[i];
-}
-
-// Calls of held functions that the module asked for during the export running now.
-// They are made by `fp_run`, once the module's state is no longer borrowed: a page's
-// function may call `ac(...)` again.
+// Calls of page functions that the module or a command asked for, [function,
+// arguments]. They are made by `fp_run`, once the module's state is no longer borrowed:
+// a page's function may call `ac(...)` again.
 let fpCalls = [];
-
-// Asks for a call of a held function: 0 `f()`, 1 `f({sessionId})`, 2
-// `f({command, message})`, 3 `f(null, {id})`, 4 `f(Error)`; + 8 lets the handle go.
-export function fp_call(handle, kind, a, b) {
-  fpCalls.push([fpFunctions[handle], [[], [{ sessionId: a }], [{ command: a, message: b }], [null, { id: a }], [new Error(a)]][kind & 7]]);
-  if (kind & 8) delete fpFunctions[handle];
-}
 
 // Makes the calls asked for, in order. Those that a call's own `ac(...)` asks for are
 // made by that command's `fp_run`, before the rest of these, as the page would expect
@@ -612,26 +548,38 @@ export function fp_run() {
   }
 }
 
+// How the module settles a callback (`CALL_*` in `core::sdk`): `f(null, { id })` or
+// `f(Error)`.
+const CALL_OK = 3;
+const CALL_FAILED = 4;
+
+// Asks for the call of held callback `handle`, as `how` says, with `text` (the id or
+// the error's message), and lets it go.
+function fpCallback(handle, how, text) {
+  const f = fpFunctions[handle];
+  delete fpFunctions[handle];
+  if (f) fpCalls.push([f, how == CALL_OK ? [null, { id: text }] : [new Error(text)]]);
+}
+
+export function fp_fail(handle, text) {
+  fpCallback(handle, CALL_FAILED, text);
+}
+
 export function fp_free(handle) {
   delete fpFunctions[handle];
 }
 
-// The page's `on`/`once` handlers: [event, handle, once], in the order they came.
+// The page's `on`/`once` handlers: [event, function, once], in the order they came.
 let fpHandlers = [];
 
-export function fp_on(event, handle, once) {
-  fpHandlers.push([event, handle, once]);
+// Asks for the calls of the event's handlers with `args`; a `once` one goes.
+function fpEmit(event, args) {
+  fpHandlers = fpHandlers.filter(([e, f, once]) => e != event || (fpCalls.push([f, args]), !once));
 }
 
-// `ac('off')`: every handler of the event holding the same function goes, and is let
-// go (the handle `off` was given is let go by the module, with its arguments).
-export function fp_off(event, handle) {
-  fpHandlers = fpHandlers.filter(([e, h]) => e != event || fpFunctions[h] !== fpFunctions[handle] || fp_free(h));
-}
-
-// Asks for the calls of the event's handlers (see `fp_call`); a `once` one goes.
-export function fp_emit(event, kind, a, b) {
-  fpHandlers = fpHandlers.filter(([e, h, once]) => e != event || fp_call(h, kind + once * 8, a, b) || !once);
+// `session:started` or `session:ended` (the module's `SESSION_*`), with the session's id.
+export function fp_emit(event, sessionId) {
+  fpEmit(event, [{ sessionId }]);
 }
 
 // The callbacks of `record` and `identify`, by event id, until the event is settled.
@@ -641,11 +589,21 @@ export function fp_wait(id, handle) {
   fpWaiting[id] = handle;
 }
 
-// Asks for the call of event `id`'s callback, if it has one (see `fp_call`).
-export function fp_settle(id, kind, text) {
+// Asks for the call of event `id`'s callback, if it has one (see `fpCallback`).
+export function fp_settle(id, how, text) {
   const handle = fpWaiting[id];
   delete fpWaiting[id];
-  if (handle) fp_call(handle, kind, text, '');
+  if (handle) fpCallback(handle, how, text);
+}
+
+// A refusal of the page's `command`: once on the console, to the page's `error`
+// handlers, and to the callback of event `id` if there is one. Gives what it said.
+export function fp_report(command, message, id) {
+  const text = "[footpath] ac('" + command + "'): " + message;
+  console.error(text);
+  fpEmit(ERROR, [{ command, message: text }]);
+  if (id) fp_settle(id, CALL_FAILED, text);
+  return text;
 }
 
 // Events recorded while consent is pending, [id, text], oldest first: at most
@@ -657,13 +615,13 @@ let fpPending = [];
 // Holds an event, or past the bound settles its callback as failed with `refusal`.
 export function fp_hold(id, text, refusal) {
   if (fpPending.length < MAX_HELD_EVENTS) fpPending.push([id, text]);
-  else fp_settle(id, 4 + 8, refusal);
+  else fp_settle(id, CALL_FAILED, refusal);
 }
 
 // A grant (`refusal` '') queues the held events; a denial drops them, and their
 // callbacks hear `refusal`.
 export function fp_release(refusal) {
-  for (const [id, text] of fpPending) refusal ? fp_settle(id, 4 + 8, refusal) : fp_queue(text);
+  for (const [id, text] of fpPending) refusal ? fp_settle(id, CALL_FAILED, refusal) : fp_queue(text);
   fpPending = [];
 }
 
@@ -671,12 +629,13 @@ export function fp_release(refusal) {
 // counts this page's events that the collector has not judged yet. Made here and read
 // by the loader (or `fp_state_value`), so that no object crosses the module boundary.
 let fpState;
-export function fp_state(visitorId, sessionId, deploymentId, started) {
+export function fp_state(visitorId, sessionId, started) {
   fpState = {};
   if (started) {
     fpState.visitorId = visitorId;
     if (sessionId) fpState.sessionId = sessionId;
-    fpState.deploymentId = deploymentId;
+    // (The browser tests read the queue of other copies of this file, without init.)
+    fpState.deploymentId = fpOptions && fpOptions.deployment;
     // Where batches go, once consent lets anything be sent (the plugin module asks
     // the collector there for the session).
     fpState.url = fpUrl;
@@ -686,18 +645,6 @@ export function fp_state(visitorId, sessionId, deploymentId, started) {
 
 export function fp_state_value() {
   return fpState;
-}
-
-export function fp_error(text) {
-  console.error(text);
-}
-
-export function fp_origin(url) {
-  try {
-    return (fpResult = new URL(url).origin);
-  } catch (e) {
-    return (fpResult = '');
-  }
 }
 
 export function fp_now() {
@@ -733,11 +680,17 @@ export function fp_save(key, value) {
   } catch (e) {}
 }
 
-// Sets a cookie (adding `Secure` on https) unless `set` is empty; returns the values
-// of the cookies called `name`, joined by \x01.
-export function fp_cookie(name, set) {
+// Reads the values of the cookies called `name`, joined by \x01 (`set` 0); or sets
+// first-party cookie `name` to `value` for the visitor's lifetime, with the page's
+// `cookieDomain` and `cookieExpiryDays` (and `Secure` on https), or removes it when
+// `value` is empty (`set` 1).
+export function fp_cookie(name, set, value) {
   try {
-    if (set) document.cookie = set + (location.protocol == 'https:' ? '; Secure' : '');
+    if (set) {
+      const domain = fpOptions.domain ? '; Domain=' + fpOptions.domain : '';
+      const secure = location.protocol == 'https:' ? '; Secure' : '';
+      document.cookie = name + '=' + value + '; Max-Age=' + (value ? fpOptions.days * 86400 : 0) + '; Path=/; SameSite=Lax' + domain + secure;
+    }
     return (fpResult = document.cookie
       .split('; ')
       .filter((pair) => !pair.indexOf(name + '='))
@@ -748,29 +701,40 @@ export function fp_cookie(name, set) {
   }
 }
 
+// The protocol's `CAMPAIGN_PARAMETERS`, in its order (a test keeps the two equal,
+// through `fpCampaignParameters`, which the shipped script drops as unused).
+const CAMPAIGN_PARAMETERS = ['utm_source', 'utm_medium', 'utm_campaign', 'utm_term', 'utm_content', 'gclid', 'fbclid', 'msclkid', 'dclid', 'ttclid'];
+
+export function fpCampaignParameters() {
+  return CAMPAIGN_PARAMETERS;
+}
+
+// The current page's facts for the module (see `fpPage`).
+export function fp_page() {
+  fpResult = fpPage('') || '';
+}
+
 // The page's facts and the browser's context as the JSON the module puts into an
 // event: `,"page":{...},"context":{...}`, written as the Rust encoder would write
 // `Page` and `Context` (empty texts left out, the search term the first of the site's
 // search parameters present, the campaign parameters present in their order). The URL
 // is `location` resolved against the page's (or the page's own for ''), without the
-// `excluded` parameters, without the fragment unless `keep`; `names` are the query
-// parameters to read, the first `searched` for the search term. `title` replaces the
-// document's when `ownTitle`. Undefined when `location` is not a URL.
-export function fp_page(location, names, searched, excluded, keep, title, ownTitle) {
-  fpResult = undefined;
+// site's excluded parameters, without the fragment unless the site keeps it. `title`,
+// when given, replaces the document's. Undefined when `location` is not a URL.
+function fpPage(location, title) {
   try {
     const d = document;
     const url = new URL(location, d.location.href);
     const params = url.searchParams;
-    names = names.split('\x01');
+    const names = fpOptions.search.concat(CAMPAIGN_PARAMETERS);
     const values = names.map((name) => params.get(name) || '');
-    for (const name of excluded.split('\x01')) if (name) params.delete(name);
-    if (!keep) url.hash = '';
+    for (const name of fpOptions.excluded) params.delete(name);
+    if (!fpOptions.keep) url.hash = '';
     const meta = d.querySelector('meta[name=keywords]');
     const s = screen;
     const fields = [
       url.href,
-      d.title,
+      title === undefined ? d.title : title,
       d.referrer,
       d.documentElement.getAttribute('lang') || '',
       (meta && meta.getAttribute('content')) || '',
@@ -781,9 +745,9 @@ export function fp_page(location, names, searched, excluded, keep, title, ownTit
       innerWidth,
       innerHeight,
     ].map(fpText);
-    // The module's own text is well-formed already (it came through the glue).
-    if (ownTitle) fields[1] = title;
-    return (fpResult = fpFacts(fields, names, values.map(fpText), searched));
+    // The page's own title keeps its \x01 (JSON escapes it), as it did in the module.
+    if (title !== undefined) fields[1] = fpWellFormed(title);
+    return fpFacts(fields, names, values.map(fpText), fpOptions.search.length);
   } catch (e) {}
 }
 
@@ -794,7 +758,14 @@ export function fp_page(location, names, searched, excluded, keep, title, ownTit
 export function fpText(value) {
   const text = '' + value;
   // One test on the hot path: most facts hold neither.
-  return /[\x01\ud800-\udfff]/.test(text) ? new TextDecoder().decode(new TextEncoder().encode(text.replace(/\x01/g, ''))) : text;
+  return /[\x01\ud800-\udfff]/.test(text) ? fpWellFormed(text.replace(/\x01/g, '')) : text;
+}
+
+// `text` with each lone surrogate replaced by U+FFFD, as `TextEncoder` does:
+// `JSON.stringify` would write it as an escape that the collector's JSON parser
+// refuses.
+export function fpWellFormed(text) {
+  return /[\ud800-\udfff]/.test(text) ? new TextDecoder().decode(new TextEncoder().encode(text)) : text;
 }
 
 // `fields` (texts): url, title, referrer, lang, keywords, navigator.language, screen
@@ -825,4 +796,269 @@ export function fp_timer(which, ms) {
 
 export function fp_clear(id) {
   clearTimeout(id);
+}
+
+// The page's `ac(...)` calls. `fp_ac` reads and checks each command's arguments, and
+// answers what needs nothing of the module's state itself: `on`, `once` and `off`
+// (the handlers are held here), refusals (on the console and to the `error` handlers,
+// `fp_report`), and the plugin module's refusals, which the loader hands back as the
+// command with its message. The rest goes to the module's `command` export as a number,
+// a handle and two texts (`Command::read` in `core::sdk`), what goes into events as
+// JSON written by the browser's own `JSON.stringify`.
+
+// The commands the module runs, by its numbers (`COMMAND_*` in `core::sdk`).
+const COMMAND_INIT = 0;
+const COMMAND_PAGEVIEW = 1;
+const COMMAND_RECORD = 2;
+const COMMAND_IDENTIFY = 3;
+const COMMAND_LOGOUT = 4;
+const COMMAND_CONSENT = 5;
+const COMMAND_OPT_OUT = 6;
+const COMMAND_OPT_IN = 7;
+
+// The events the page can subscribe to, by index (the module's `SESSION_*` are 1 and 2).
+const EVENTS = ['ready', 'session:started', 'session:ended', 'error'];
+const READY = 0;
+const ERROR = 3;
+
+// The protocol's limits (`footpath_protocol::v1`): names, string values and attributes
+// per event.
+const MAX_NAME_BYTES = 64;
+const MAX_VALUE_BYTES = 1024;
+const MAX_ATTRIBUTES = 50;
+
+// The options `init` knows, and what each must be. `globalTraitsMapper` (trait mapping
+// from event attributes is not implemented) and `region` (the Journey SDK's data
+// centre: here the script's URL or `collectorUrl` names the collector) are accepted,
+// so that existing snippets work unchanged, and have no effect.
+const OPTION_RULES = {
+  collectorUrl: 'must be an http(s) URL',
+  cookieDomain: 'must be a string',
+  cookieExpiryDays: 'must be 1 to 3650',
+  sessionTimeoutMinutes: 'must be above 0, at most 1440',
+  searchQueryParameters: 'must be an array of strings',
+  excludedQueryParameters: 'must be an array of strings',
+  keepUrlFragment: 'must be true or false',
+  pageview: "must be 'auto', 'once' or 'off'",
+  consent: "must be 'pending', 'granted' or 'denied'",
+  honorGlobalPrivacyControl: 'must be true or false',
+  honorDoNotTrack: 'must be true or false',
+  globalTraitsMapper: '',
+  region: '',
+};
+
+// What `init` gave, checked; undefined before it. The module keeps the deployment id,
+// the session timeout, the page view mode and the site's consent (`core::Options`);
+// the rest is used here only.
+let fpOptions;
+// The visitor's traits as the module last took them: name -> JSON value, in the order
+// they came (`identify` merges newer ones over these).
+let fpTraits = new Map();
+
+// One `ac(...)` call. A refused call is reported, and a refused `record` or `identify`
+// still answers its callback (its last function argument), once. Whatever the page
+// passes (a throwing getter, a proxy), nothing throws into the page.
+export function fp_ac(list) {
+  const name = typeof list[0] == 'string' ? list[0] : '';
+  try {
+    fpCommand(name, [...list]);
+  } catch (message) {
+    const text = fp_report(name, '' + message, '');
+    const callback = [...list].reverse().find((value) => typeof value == 'function');
+    if ((name == 'record' || name == 'identify') && callback) fpCalls.push([callback, [new Error(text)]]);
+  }
+  fp_run();
+}
+
+// Runs command `name` with the page's arguments `list`; throws the reason when it is
+// refused.
+function fpCommand(name, list) {
+  const [, a, b, c] = list;
+  if (name == 'on' || name == 'once' || name == 'off') return fpSubscribe(name, a, b);
+  if (name == 'load' || name == 'forms:track' || name == 'session') throw typeof a == 'string' ? a : 'is for the plugin module';
+  if (name == 'init') return fpInit(a, b);
+  if (!['pageview', 'record', 'identify', 'consent', 'optOut', 'optIn'].includes(name)) throw name ? 'is not a command' : 'needs a command name';
+  if (!fpOptions) throw 'call init first';
+  if (name == 'pageview') return fpModuleCommand(COMMAND_PAGEVIEW, 0, ...fpPageview(a));
+  if (name == 'record') return fpRecord(a, b, c);
+  if (name == 'identify') return fpIdentify(list);
+  if (name == 'consent') {
+    if (a != 'granted' && a != 'denied') throw "needs 'granted' or 'denied'";
+    return fpModuleCommand(COMMAND_CONSENT, 0, a);
+  }
+  fpModuleCommand(name == 'optOut' ? COMMAND_OPT_OUT : COMMAND_OPT_IN, 0);
+}
+
+// Calls the module's `command` (see `Command::read`); gives whether it took effect.
+function fpModuleCommand(which, handle, a, b, number) {
+  return fpModule(which, number || 0, handle, a || '', b || '');
+}
+
+function fpSubscribe(how, event, f) {
+  const index = EVENTS.indexOf(event);
+  if (index < 0) throw 'unknown event';
+  if (typeof f != 'function') throw 'needs a function';
+  // `off` removes every handler of the event that holds the same function.
+  if (how == 'off') fpHandlers = fpHandlers.filter(([e, g]) => e != index || g !== f);
+  // `ready` is for handlers registered before init; later ones are called at once.
+  else if (index == READY && fpOptions) fpCalls.push([f, []]);
+  else fpHandlers.push([index, f, how == 'once']);
+}
+
+// The entries of a plain object (not an array, function or null); none for undefined.
+function fpEntries(value, what) {
+  if (value === undefined) return [];
+  if (!value || typeof value != 'object' || Array.isArray(value)) throw what + ' must be an object';
+  return Object.entries(value);
+}
+
+// Why `name` breaks the protocol's rule for event, attribute and trait names
+// (`validate_event_name`: ASCII letters, digits and `_`, 1 to 64 bytes), or ''.
+export function fpNameProblem(name) {
+  if (!name) return 'is empty';
+  if (utf8Bytes(name) > MAX_NAME_BYTES) return 'is longer than 64 bytes';
+  return /^\w+$/.test(name) ? '' : 'may contain only letters, digits and _';
+}
+
+// A flat object of strings, finite numbers and booleans, each plain or as the Journey
+// API's `{ dataType, value }`: its entries as [name, JSON value].
+export function fpMembers(value, what) {
+  const entries = fpEntries(value, what);
+  if (entries.length > MAX_ATTRIBUTES) throw what + ' may have at most 50 entries';
+  return entries.map(([name, given]) => {
+    const problem = fpNameProblem(name);
+    if (problem) throw what + ": name '" + name + "' " + problem;
+    let item = given && typeof given == 'object' && !Array.isArray(given) ? given.value : given;
+    const type = typeof item;
+    if (type != 'string' && type != 'boolean' && !(type == 'number' && isFinite(item))) throw what + '.' + name + ' must be a string, finite number or boolean';
+    if (type == 'string' && utf8Bytes((item = fpWellFormed(item))) > MAX_VALUE_BYTES) throw what + '.' + name + ' is longer than 1024 bytes';
+    return [name, JSON.stringify(item)];
+  });
+}
+
+// `,"key":{...}` for `members` (see `fpMembers`), or '' for none, as the Rust encoder
+// leaves out an empty object.
+export function fpObject(key, members) {
+  return members.length ? ',"' + key + '":{' + members.map(([name, json]) => JSON.stringify(name) + ':' + json) + '}' : '';
+}
+
+// A callback argument: held for the module, by handle (0 for none).
+export function fpHoldCallback(value) {
+  if (value === undefined) return 0;
+  if (typeof value != 'function') throw 'bad callback';
+  fpFunctions[++fpLast] = value;
+  return fpLast;
+}
+
+// `ac('init', deploymentId [, options])`. Problems with single options do not stop
+// the SDK: each is reported, and the option keeps its default.
+function fpInit(deployment, given) {
+  if (fpOptions) throw 'already initialised';
+  if (typeof deployment != 'string' || !deployment) throw 'needs a deployment id';
+  const [options, problems] = fpReadOptions(given);
+  const collector = options.url.replace(/\/+$/, '');
+  if (!collector) throw 'needs collectorUrl';
+  options.batch = collector + BATCH_PATH;
+  options.deployment = fpWellFormed(deployment);
+  fpOptions = options;
+  fpModuleCommand(COMMAND_INIT, options.pageviewOff, JSON.stringify(options.deployment), options.consent, options.timeout);
+  for (const problem of problems) fp_report('init', problem, '');
+  fpEmit(READY, []);
+}
+
+// The options of `init`, with their defaults, and the problems found.
+export function fpReadOptions(given) {
+  const options = {
+    url: fpScriptOrigin,
+    domain: '',
+    days: 365,
+    timeout: 20 * 6e4,
+    search: ['q'],
+    excluded: [],
+    keep: false,
+    pageviewOff: 0,
+    consent: 'granted',
+    gpc: true,
+    dnt: false,
+  };
+  const problems = [];
+  for (const [key, value] of fpEntries(given, 'options')) {
+    const text = typeof value == 'string';
+    const flag = typeof value == 'boolean';
+    const number = typeof value == 'number' ? value : NaN;
+    const names = Array.isArray(value) && [...value].every((item) => typeof item == 'string');
+    let ok = OPTION_RULES.hasOwnProperty(key);
+    if (key == 'collectorUrl') (ok = text && /^https?:\/\//.test(value)) && (options.url = value);
+    if (key == 'cookieDomain') (ok = text) && (options.domain = value);
+    if (key == 'cookieExpiryDays') (ok = number >= 1 && number <= 3650) && (options.days = Math.trunc(number));
+    if (key == 'sessionTimeoutMinutes') (ok = number > 0 && number <= 1440) && (options.timeout = number * 6e4);
+    if (key == 'searchQueryParameters') (ok = names) && (options.search = [...value]);
+    if (key == 'excludedQueryParameters') (ok = names) && (options.excluded = [...value]);
+    if (key == 'keepUrlFragment') (ok = flag) && (options.keep = value);
+    if (key == 'honorGlobalPrivacyControl') (ok = flag) && (options.gpc = value);
+    if (key == 'honorDoNotTrack') (ok = flag) && (options.dnt = value);
+    if (key == 'pageview') (ok = ['auto', 'once', 'off'].includes(value)) && (options.pageviewOff = +(value == 'off'));
+    if (key == 'consent') (ok = ['pending', 'granted', 'denied'].includes(value)) && (options.consent = value);
+    if (!ok) problems.push("option '" + key + "' " + (OPTION_RULES.hasOwnProperty(key) ? OPTION_RULES[key] : 'is not an option'));
+  }
+  return [options, problems];
+}
+
+// `ac('pageview' [, { location, title, customAttributes, traitsMapper }])`: the facts
+// of its page and its attributes.
+export function fpPageview(given) {
+  let location = '';
+  let title;
+  let attributes = [];
+  for (const [key, value] of fpEntries(given, 'pageview options')) {
+    if (key == 'location' || key == 'title') {
+      if (typeof value != 'string') throw key + ' must be a string';
+      key == 'title' ? (title = value) : (location = value);
+    } else if (key == 'customAttributes') attributes = fpMembers(value, 'customAttributes');
+    else if (key != 'traitsMapper') throw "'" + key + "' is not a page view option";
+  }
+  const facts = fpPage(location, title);
+  if (facts === undefined) throw 'location is not a URL';
+  return [facts, fpObject('attributes', attributes)];
+}
+
+// `ac('record', eventName [, attributes] [, callback])`.
+function fpRecord(name, given, callback) {
+  if (typeof name != 'string') throw 'needs an event name';
+  const problem = fpNameProblem(name);
+  if (problem) throw "event name '" + name + "' " + problem;
+  const attributes = typeof given == 'function' ? [] : fpMembers(given, 'attributes');
+  fpModuleCommand(COMMAND_RECORD, fpHoldCallback(typeof given == 'function' ? given : callback), name, fpObject('attributes', attributes));
+}
+
+// `ac('identify' [, loginId] [, traits] [, callback])`; `loginId === null` logs out.
+// The module keeps the login id and the traits it is given, and they ride on every
+// later event; the traits given here are merged over the earlier ones, which are kept
+// here once the module has taken them (not while consent is denied).
+function fpIdentify(list) {
+  const id = list[1];
+  const logout = id === null;
+  let next = 2;
+  let login = '';
+  let traits = [];
+  if (typeof id == 'string') {
+    if (!id || utf8Bytes(id) > MAX_VALUE_BYTES) throw 'bad login id';
+    login = ',"loginId":' + JSON.stringify(fpWellFormed(id));
+  } else if (!logout) next = 1;
+  const given = list[next];
+  if (given === undefined) next++;
+  else if (typeof given != 'function') {
+    if (logout) throw 'log-out takes no traits';
+    traits = fpMembers(given, 'traits');
+    next++;
+  }
+  // Checked before the callback is held, so that a refusal still reaches it.
+  if (list.slice(next + 1).some((value) => value !== undefined)) throw 'too many arguments';
+  const callback = fpHoldCallback(list[next]);
+  if (logout) {
+    if (fpModuleCommand(COMMAND_LOGOUT, callback)) fpTraits = new Map();
+    return;
+  }
+  const merged = new Map([...fpTraits, ...traits]);
+  if (fpModuleCommand(COMMAND_IDENTIFY, callback, login, fpObject('traits', [...merged]))) fpTraits = merged;
 }

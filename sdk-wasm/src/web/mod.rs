@@ -1,79 +1,62 @@
 //! API Boundary: the only module that knows JavaScript exists.
 //!
-//! The loader calls [`start`] once with the URL the SDK was loaded from, then hands
-//! every `ac(...)` call to [`command`], its arguments flattened by `fp_args` first;
-//! timers and the send queue call [`wake`]. Each goes to the core's [`Sdk`], which
-//! decides everything; this module only reads the arguments and binds `host.js`, the
-//! browser's side of the core's [`crate::core::Host`]. No JavaScript value crosses into
-//! the shipped module, only numbers and strings: an `externref` argument or result
-//! would bring wasm-bindgen's reference table (its allocator in the module and its
-//! set-up in the glue) for nothing else.
+//! The loader hands every `ac(...)` call to `fpAc` in `host.js`, which reads and checks
+//! the page's arguments, answers what needs no state of the module's (handlers,
+//! refusals, the plugin commands) and calls [`command`] with the rest as a few numbers
+//! and strings; timers and the send queue call [`wake`]. Each goes to the core's
+//! [`Sdk`], which decides everything else. No JavaScript value crosses into the
+//! shipped module, only numbers and strings: an `externref` argument or result would
+//! bring wasm-bindgen's reference table (its allocator in the module and its set-up in
+//! the glue) for nothing else.
 //!
 //! The browser is reached through `host.js`, a few functions that take and return
 //! strings and numbers (page facts, storage, cookie, timers, requests): one binding
 //! each instead of one per DOM call keeps both the module and its glue small. The
-//! page's arguments arrive flattened by `host.js` into core `Val`s; the page's
-//! functions stay on the JavaScript side and are held by handle.
+//! page's functions stay on the JavaScript side and are held by handle.
 
-mod args;
 mod browser;
 
 use std::cell::RefCell;
 
 use wasm_bindgen::prelude::*;
 
-use crate::core::Sdk;
+use crate::core::{Command, Sdk};
 use browser::Browser;
 
 #[wasm_bindgen(module = "/src/web/host.js")]
 extern "C" {
-    fn fp_init(wake: &JsValue);
-    fn fp_args(list: &JsValue) -> u32;
-    // `i32`, not `u32`, for indexes, handles, call and timer kinds (all far below
-    // 2^31): the glue passes them to `host.js` as they are, where a `u32` needs a shim
-    // (`>>> 0`). Not for timer ids, which the browser chooses.
-    fn fp_kind(index: i32) -> u32;
-    fn fp_text(index: i32);
-    fn fp_number(index: i32) -> f64;
-    fn fp_call(handle: i32, how: i32, a: &str, b: &str);
+    fn fp_init(wake: &JsValue, command: &JsValue, script_url: &str);
+    fn fp_ac(list: &JsValue);
+    // `i32`, not `u32`, for handles, call and timer kinds (all far below 2^31): the
+    // glue passes them to `host.js` as they are, where a `u32` needs a shim (`>>> 0`).
+    // Not for timer ids, which the browser chooses.
     fn fp_run();
     fn fp_free(handle: i32);
-    // `once` as 0 or 1 (`host.js` only tests it).
-    fn fp_on(event: i32, handle: i32, once: i32);
-    fn fp_off(event: i32, handle: i32);
-    fn fp_emit(event: i32, how: i32, a: &str, b: &str);
+    fn fp_fail(handle: i32, text: &str);
+    fn fp_emit(event: i32, session_id: &str);
     fn fp_wait(id: &str, handle: i32);
     fn fp_settle(id: &str, how: i32, text: &str);
+    fn fp_report(command: &str, message: &str, id: &str);
     fn fp_hold(id: &str, text: &str, refusal: &str);
     fn fp_release(refusal: &str);
-    fn fp_state(visitor_id: &str, session_id: &str, deployment_id: &str, started: bool);
+    fn fp_state(visitor_id: &str, session_id: &str, started: i32);
     fn fp_state_value() -> JsValue;
     fn fp_now() -> f64;
     fn fp_random() -> u32;
     fn fp_load(key: &str);
     fn fp_save(key: &str, value: &str);
-    fn fp_error(text: &str);
-    fn fp_origin(url: &str);
-    fn fp_cookie(name: &str, set: &str);
-    // The flags as `i32` too (0 or 1; `host.js` only tests them): no `!== 0` shim.
-    fn fp_page(
-        location: &str,
-        names: &str,
-        searched: i32,
-        excluded: &str,
-        keep_fragment: i32,
-        title: &str,
-        own_title: i32,
-    );
-    /// What the last of `fp_text`, `fp_origin`, `fp_load`, `fp_cookie` and `fp_page`
-    /// gave: one import that returns a string, so one shim in the glue, not five.
+    /// Reads the cookies called `name` (`set` 0), or sets it to `value` (`set` 1).
+    fn fp_cookie(name: &str, set: i32, value: &str);
+    fn fp_page();
+    /// What the last of `fp_load`, `fp_cookie` and `fp_page` gave: one import that
+    /// returns a string, so one shim in the glue, not three.
     fn fp_result() -> Option<String>;
-    fn fp_setup(batch_url: &str);
+    fn fp_setup();
     fn fp_signals() -> u32;
     fn fp_wipe();
     fn fp_queue(text: &str);
     fn fp_flush();
-    fn fp_ping(deployment_id: &str, visitor_id: &str, session_id: &str);
+    fn fp_ping(visitor_id: &str, session_id: &str);
     fn fp_timer(which: i32, ms: f64) -> u32;
     fn fp_clear(id: u32);
 }
@@ -92,16 +75,14 @@ fn with_sdk(f: &mut dyn FnMut(&mut Sdk<Browser>)) {
 // `&str` rather than `String` for the exports' texts: the glue frees the copy after
 // the call, and the module needs no code to take a JavaScript string's buffer over as
 // a `String` (wasm-bindgen's `String::from_abi` path, ~100 B gzip).
+/// One `ac(...)` call as `fpAc` in `host.js` read it (see [`Command::read`]); 1 when
+/// it took effect.
 #[wasm_bindgen]
-pub fn start(script_url: &str) {
-    with_sdk(&mut |sdk| sdk.start(script_url.to_owned()));
-}
-
-/// One `ac(...)` call, whose `count` arguments `fp_args` has just flattened.
-#[wasm_bindgen]
-pub fn command(count: u32) {
-    let mut args = args::read_args(count);
-    with_sdk(&mut |sdk| sdk.command(&mut args));
+pub fn command(which: u32, number: f64, handle: u32, a: &str, b: &str) -> u32 {
+    let mut command = Command::read(which, number, handle, a, b);
+    let mut done = false;
+    with_sdk(&mut |sdk| done = command.take().is_some_and(|command| sdk.command(command)));
+    done as u32
 }
 
 /// Timers and the send queue's news: `host.js` calls this export (the loader hands it
@@ -111,18 +92,19 @@ pub fn wake(kind: u32, text: &str) {
     with_sdk(&mut |sdk| sdk.wake(kind, text));
 }
 
-/// For the browser tests, which have no loader: hands [`wake`], as a JavaScript
-/// function, to `host.js`. Not exported to JavaScript, so not in the shipped module.
+/// For the browser tests, which have no loader: hands [`wake`] and [`command`], as
+/// JavaScript functions, to `host.js`. Not exported to JavaScript, so not in the
+/// shipped module.
 #[doc(hidden)]
-pub fn __footpath_connect(wake: &JsValue) {
-    fp_init(wake);
+pub fn __footpath_connect(wake: &JsValue, command: &JsValue) {
+    fp_init(wake, command, "");
 }
 
 /// For the browser tests, which have no loader: one `ac(...)` call as the loader makes
 /// it. Not exported to JavaScript, so not in the shipped module.
 #[doc(hidden)]
 pub fn __footpath_command(arguments: &JsValue) {
-    command(fp_args(arguments));
+    fp_ac(arguments);
 }
 
 /// For the browser tests: what [`__footpath_state`] made, as a JavaScript object.
@@ -138,12 +120,7 @@ pub fn __footpath_state_value() -> JsValue {
 #[wasm_bindgen]
 pub fn __footpath_state() {
     SDK.with(|sdk| match sdk.borrow().tracker() {
-        Some(tracker) => fp_state(
-            tracker.visitor_id(),
-            tracker.session_id().unwrap_or(""),
-            &tracker.options().deployment_id,
-            true,
-        ),
-        None => fp_state("", "", "", false),
+        Some(tracker) => fp_state(tracker.visitor_id(), tracker.session_id().unwrap_or(""), 1),
+        None => fp_state("", "", 0),
     })
 }

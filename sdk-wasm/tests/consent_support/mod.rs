@@ -68,8 +68,15 @@ pub fn connect_and_watch() {
     let wake = wasm_bindgen::closure::Closure::<dyn Fn(u32, String)>::new(|kind, text: String| {
         footpath_sdk::wake(kind, &text)
     });
-    footpath_sdk::__footpath_connect(wake.as_ref());
+    let command =
+        wasm_bindgen::closure::Closure::<dyn Fn(u32, f64, u32, String, String) -> u32>::new(
+            |which, number, handle, a: String, b: String| {
+                footpath_sdk::command(which, number, handle, &a, &b)
+            },
+        );
+    footpath_sdk::__footpath_connect(wake.as_ref(), command.as_ref());
     wake.forget();
+    command.forget();
     // Another test binary may have run in this browser profile before.
     eval(
         "for (const pair of document.cookie.split('; ')) \

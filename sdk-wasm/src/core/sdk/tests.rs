@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::*;
-use crate::core::{is_uuid, Platform};
+use crate::core::{cat, is_uuid, Platform};
 
 /// The page as the fake host keeps it, one per test thread.
 #[derive(Default)]
@@ -21,12 +21,9 @@ struct World {
     signals: u32,
     /// The last event handed to the send queue.
     queued: String,
-    /// What the page's facts were last asked with.
-    page_request: String,
-    /// The page functions to call once the step is over, as `host.js` holds them.
-    calls: Vec<(u32, u32, String, String)>,
-    /// The page's handlers as `host.js` holds them: event, handle, once.
-    handlers: Vec<(u32, u32, bool)>,
+    /// The callbacks to call once the step is over, as `host.js` holds them: handle,
+    /// how, text.
+    calls: Vec<(u32, u32, String)>,
     /// The callbacks waiting for their event to be settled: id, handle.
     waiting: Vec<(String, u32)>,
     /// The events held while consent is pending, as `host.js` holds them: id, text.
@@ -53,8 +50,7 @@ fn json_field<'a>(text: &'a str, key: &str) -> &'a str {
     &text[start..end]
 }
 
-/// A host that logs each effect. Handles 1 and 101 (2 and 102, …) hold the same page
-/// function, as `host.js` gives a function passed twice two handles.
+/// A host that logs each effect.
 #[derive(Default)]
 struct FakeHost;
 
@@ -84,24 +80,19 @@ impl Platform for FakeHost {
 }
 
 impl Host for FakeHost {
-    fn call(handle: u32, how: u32, a: &str, b: &str) {
-        world(|world| world.calls.push((handle, how, a.to_owned(), b.to_owned())));
-    }
     fn free(handle: u32) {
         log(format!("free {handle}"));
     }
-    fn on(event: u32, handle: u32, once: bool) {
-        world(|world| world.handlers.push((event, handle, once)));
+    fn fail(handle: u32, text: &str) {
+        world(|world| world.calls.push((handle, CALL_FAILED, text.to_owned())));
     }
-    fn off(event: u32, handle: u32) {
-        let handlers = world(|world| std::mem::take(&mut world.handlers));
-        for (e, h, once) in handlers {
-            if e == event && h % 100 == handle % 100 {
-                Self::free(h);
-            } else {
-                world(|world| world.handlers.push((e, h, once)));
-            }
-        }
+    fn emit(event: u32, session_id: &str) {
+        let name = if event == SESSION_STARTED {
+            "session:started"
+        } else {
+            "session:ended"
+        };
+        log(format!("{name} {session_id}"));
     }
     fn wait(id: &str, handle: u32) {
         world(|world| world.waiting.push((id.to_owned(), handle)));
@@ -111,7 +102,7 @@ impl Host for FakeHost {
         if world(|world| world.held.len()) < 200 {
             world(|world| world.held.push((id.to_owned(), text.to_owned())));
         } else {
-            Self::settle(id, CALL_FAILED | CALL_ONCE, refusal);
+            Self::settle(id, CALL_FAILED, refusal);
         }
     }
     fn release(refusal: &str) {
@@ -119,7 +110,7 @@ impl Host for FakeHost {
             if refusal.is_empty() {
                 Self::queue(&text);
             } else {
-                Self::settle(&id, CALL_FAILED | CALL_ONCE, refusal);
+                Self::settle(&id, CALL_FAILED, refusal);
             }
         }
     }
@@ -127,44 +118,19 @@ impl Host for FakeHost {
         world(|world| {
             if let Some(i) = world.waiting.iter().position(|(waiting, _)| waiting == id) {
                 let (_, handle) = world.waiting.remove(i);
-                world
-                    .calls
-                    .push((handle, how, text.to_owned(), String::new()));
+                world.calls.push((handle, how, text.to_owned()));
             }
         });
     }
-    fn emit(event: u32, how: u32, a: &str, b: &str) {
-        world(|world| {
-            let mut calls = Vec::new();
-            world.handlers.retain(|&(e, h, once)| {
-                if e == event {
-                    calls.push((
-                        h,
-                        how | if once { CALL_ONCE } else { 0 },
-                        a.to_owned(),
-                        b.to_owned(),
-                    ));
-                }
-                e != event || !once
-            });
-            world.calls.extend(calls);
-        });
-    }
-    fn error(text: &str) {
+    fn report(command: &str, message: &str, id: &str) {
+        // As `fp_report` words it (the page's `error` handlers are `host.js`'s).
+        let text = format!("[footpath] ac('{command}'): {message}");
         log(format!("console {text}"));
-    }
-    fn cookie(name: &str, set: &str) -> String {
-        if !set.is_empty() {
-            log(format!("cookie {set}"));
-            let (pair, attributes) = set.split_once("; ").unwrap();
-            let (set_name, value) = pair.split_once('=').unwrap();
-            world(|world| {
-                world.cookies.retain(|(n, _)| n != set_name);
-                if !attributes.starts_with("Max-Age=0;") {
-                    world.cookies.push((set_name.to_owned(), value.to_owned()));
-                }
-            });
+        if !id.is_empty() {
+            Self::settle(id, CALL_FAILED, &text);
         }
+    }
+    fn cookie(name: &str) -> String {
         world(|world| {
             let values: Vec<&str> = world
                 .cookies
@@ -175,39 +141,23 @@ impl Host for FakeHost {
             values.join("\x01")
         })
     }
+    fn set_cookie(name: &str, value: &str) {
+        log(format!("cookie {name}={value}"));
+        world(|world| {
+            world.cookies.retain(|(n, _)| n != name);
+            if !value.is_empty() {
+                world.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        });
+    }
     fn signals() -> u32 {
         world(|world| world.signals)
     }
-    fn origin(url: &str) -> String {
-        let after_scheme = url.find("://").map_or(0, |i| i + 3);
-        let end = url[after_scheme..]
-            .find('/')
-            .map_or(url.len(), |i| after_scheme + i);
-        url[..end].to_owned()
+    fn page() -> String {
+        "\x2c\"page\":{\"url\":\"current\"}".to_owned()
     }
-    fn page(
-        location: &str,
-        names: &str,
-        searched: u32,
-        excluded: &str,
-        keep_fragment: bool,
-        title: &str,
-        own_title: bool,
-    ) -> Option<String> {
-        if location == "not a url" {
-            return None;
-        }
-        let request = format!(
-            "{location:?} names {:?} searched {searched} excluded {:?} keep {keep_fragment} title {:?}",
-            names.replace('\x01', ","),
-            excluded.replace('\x01', ","),
-            own_title.then_some(title)
-        );
-        world(|world| world.page_request = request);
-        Some(format!(",\"page\":{{\"url\":\"{location}\"}}"))
-    }
-    fn setup(batch_url: &str) {
-        log(format!("setup {batch_url}"));
+    fn setup() {
+        log("setup".to_owned());
     }
     fn wipe() {
         log("wipe".to_owned());
@@ -223,8 +173,8 @@ impl Host for FakeHost {
     fn flush() {
         log("flush".to_owned());
     }
-    fn ping(deployment_id: &str, visitor_id: &str, session_id: &str) {
-        log(format!("ping {deployment_id} {visitor_id} {session_id}"));
+    fn ping(visitor_id: &str, session_id: &str) {
+        log(format!("ping {visitor_id} {session_id}"));
     }
     fn timer(which: u32, ms: f64) -> u32 {
         let id = world(|world| {
@@ -242,48 +192,40 @@ impl Host for FakeHost {
     }
 }
 
-type V = Val<FakeHost>;
+type C = Command<FakeHost>;
 
-fn s(text: &str) -> V {
-    Val::Str(text.to_owned())
+/// The deployment id as `host.js` hands it over, a JSON string.
+const DEMO: &str = "\"demo\"";
+
+fn cb(handle: u32) -> Option<Func<FakeHost>> {
+    Some(Func::new(handle))
 }
 
-fn n(number: f64, text: &str) -> V {
-    Val::Number(number, text.to_owned())
+fn options(change: impl FnOnce(&mut Options)) -> Options {
+    let mut options = Options::new(DEMO.to_owned());
+    change(&mut options);
+    options
 }
 
-/// An array of strings as `host.js` gives it: each followed by `\x01`, and the count.
-fn list(items: &[&str]) -> V {
-    let text: String = items.iter().map(|item| format!("{item}\x01")).collect();
-    Val::List(text, items.len() as u32)
+/// `init('demo')`, with the options as `host.js` read them.
+fn init(change: impl FnOnce(&mut Options)) -> Step {
+    Step::Ac(Command::Init(options(change)))
 }
 
-fn f(handle: u32) -> V {
-    Val::Func(Func::new(handle))
+fn plain_init() -> Step {
+    init(|_| {})
 }
 
-fn obj(entries: Vec<(&str, V)>) -> V {
-    Val::Object(
-        entries
-            .into_iter()
-            .map(|(key, value)| (key.to_owned(), value))
-            .collect(),
-    )
-}
-
-/// `init('demo', { collectorUrl: 'https://c.example', ...more })`.
-fn init(more: Vec<(&str, V)>) -> Step {
-    let mut options = vec![("collectorUrl", s("https://c.example"))];
-    options.extend(more);
-    Step::Ac(vec![s("init"), s("demo"), obj(options)])
+fn record(name: &str, callback: Option<Func<FakeHost>>) -> C {
+    Command::Record(name.to_owned(), String::new(), callback)
 }
 
 enum Step {
-    /// `ac(...)` with these arguments, as a task of its own: the timers due at once
-    /// (the automatic page view's) fire after it.
-    Ac(Vec<V>),
+    /// One `ac(...)` call as `host.js` hands it over, as a task of its own: the timers
+    /// due at once (the automatic page view's) fire after it.
+    Ac(C),
     /// Several `ac(...)` calls in one task, as a page's script makes them.
-    Task(Vec<Vec<V>>),
+    Task(Vec<C>),
     /// What `host.js` wakes the module with.
     Wake(u32, &'static str),
     /// What `host.js` wakes the module with about the last queued event: the
@@ -313,24 +255,10 @@ fn normalise(line: &str) -> String {
     out
 }
 
-fn how(how: u32) -> String {
-    let name = match how & 7 {
-        CALL_PLAIN => "plain",
-        CALL_SESSION => "session",
-        CALL_ERROR_EVENT => "error-event",
-        CALL_OK => "ok",
-        _ => "failed",
-    };
-    if how & CALL_ONCE != 0 {
-        cat(&[name, " once"])
-    } else {
-        name.to_owned()
-    }
-}
-
 fn log_calls() {
-    for (handle, kind, a, b) in world(|world| std::mem::take(&mut world.calls)) {
-        log(format!("call {handle} {} '{a}' '{b}'", how(kind)));
+    for (handle, how, text) in world(|world| std::mem::take(&mut world.calls)) {
+        let how = if how == CALL_OK { "ok" } else { "failed" };
+        log(format!("call {handle} {how} '{text}'"));
     }
 }
 
@@ -343,26 +271,28 @@ fn end_task(sdk: &mut Sdk<FakeHost>) {
 }
 
 /// Runs `steps` on a fresh SDK as the wasm entry points do (the page calls queued
-/// during a step are made after it) and gives the log.
+/// during a step are made after it) and gives the log. A command that did not take
+/// effect is logged as such.
 fn run(steps: Vec<Step>) -> Vec<String> {
     WORLD.with(|world| *world.borrow_mut() = World::default());
     world(|world| world.now = 1_000_000);
     let mut sdk: Sdk<FakeHost> = Sdk::new();
-    sdk.start("https://cdn.example/footpath.js".to_owned());
+    let command = |sdk: &mut Sdk<FakeHost>, command: C| {
+        if !sdk.command(command) {
+            log("(no effect)".to_owned());
+        }
+        log_calls();
+    };
     for step in steps {
         match step {
-            Step::Ac(args) => {
-                // As in `web::command`, the arguments are let go after the calls.
-                let mut args = Args::new(args);
-                sdk.command(&mut args);
-                log_calls();
+            Step::Ac(c) => {
+                command(&mut sdk, c);
                 end_task(&mut sdk);
                 continue;
             }
             Step::Task(calls) => {
-                for args in calls {
-                    sdk.command(&mut Args::new(args));
-                    log_calls();
+                for c in calls {
+                    command(&mut sdk, c);
                 }
                 end_task(&mut sdk);
                 continue;
@@ -389,14 +319,16 @@ fn run(steps: Vec<Step>) -> Vec<String> {
 }
 
 /// What a plain `init` does: a visitor cookie, the send queue set up, the page view
-/// queued with the session record saved, and the inactivity timer (20 minutes).
-const INIT: [&str; 7] = [
-    "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-    "setup https://c.example/sdk/v1/batch",
+/// queued in a new session with the session record saved, and the inactivity timer
+/// (20 minutes).
+const INIT: [&str; 8] = [
+    "cookie _footpath_vid=<uuid>",
+    "setup",
     "timer 1: wake 9 in 0 ms",
     "clear 1",
     "save _footpath_session",
     "queue pageview page_viewed",
+    "session:started <uuid>",
     "timer 2: wake 2 in 1200000 ms",
 ];
 
@@ -418,182 +350,152 @@ fn lines(lines: &[&str]) -> Vec<String> {
 }
 
 #[test]
+fn the_export_arguments_read_as_commands() {
+    let read = |which, number, handle, a: &str, b: &str| {
+        Command::<FakeHost>::read(which, number, handle, a, b)
+    };
+    let Some(Command::Init(options)) = read(COMMAND_INIT, 90_000.0, 1, DEMO, "pending") else {
+        panic!("init");
+    };
+    assert_eq!(
+        (
+            options.deployment_id.as_str(),
+            options.session_timeout_ms,
+            options.pageview,
+            options.consent
+        ),
+        (DEMO, 90_000, PageviewMode::Off, Consent::Pending)
+    );
+    let Some(Command::Init(options)) = read(COMMAND_INIT, 1.5e6, 0, DEMO, "granted") else {
+        panic!("init");
+    };
+    assert_eq!(
+        (options.pageview, options.consent),
+        (PageviewMode::Auto, Consent::Granted)
+    );
+    assert!(matches!(
+        read(COMMAND_PAGEVIEW, 0.0, 0, "facts", "attributes"),
+        Some(Command::Pageview(f, a)) if f == "facts" && a == "attributes"
+    ));
+    let Some(Command::Record(name, attributes, Some(callback))) =
+        read(COMMAND_RECORD, 0.0, 7, "a", ",x")
+    else {
+        panic!("record");
+    };
+    assert_eq!(
+        (name.as_str(), attributes.as_str(), callback.into_handle()),
+        ("a", ",x", 7)
+    );
+    assert!(matches!(
+        read(COMMAND_RECORD, 0.0, 0, "a", ""),
+        Some(Command::Record(_, _, None))
+    ));
+    let Some(Command::Identify(login, traits, Some(callback))) =
+        read(COMMAND_IDENTIFY, 0.0, 3, ",l", ",t")
+    else {
+        panic!("identify");
+    };
+    assert_eq!(
+        (login.as_str(), traits.as_str(), callback.into_handle()),
+        (",l", ",t", 3)
+    );
+    assert!(matches!(
+        read(COMMAND_LOGOUT, 0.0, 0, "", ""),
+        Some(Command::Logout(None))
+    ));
+    for (consent, expected) in [("granted", Consent::Granted), ("denied", Consent::Denied)] {
+        assert!(
+            matches!(read(COMMAND_CONSENT, 0.0, 0, consent, ""), Some(Command::Consent(c)) if c == expected)
+        );
+    }
+    assert!(matches!(
+        read(COMMAND_OPT_OUT, 0.0, 0, "", ""),
+        Some(Command::OptOut)
+    ));
+    assert!(matches!(
+        read(COMMAND_OPT_IN, 0.0, 0, "", ""),
+        Some(Command::OptIn)
+    ));
+    assert!(read(8, 0.0, 0, "", "").is_none());
+    // Nothing was let go but what the cases above dropped: none held a callback.
+    assert!(
+        world(|world| world.log.is_empty()),
+        "{:?}",
+        world(|world| world.log.clone())
+    );
+}
+
+#[test]
 fn commands_before_and_at_init() {
     check(vec![
         (
-            "a tracking command before init is refused, and its callback hears it",
-            vec![Step::Ac(vec![s("record"), s("too_early"), f(1)])],
-            lines(&[
-                "console [footpath] ac('record'): call init first",
-                "call 1 failed once '[footpath] ac('record'): call init first' ''",
-            ]),
+            "a tracking command before init has no effect (`host.js` refuses it), and its callback is let go",
+            vec![Step::Ac(record("too_early", cb(1)))],
+            lines(&["free 1", "(no effect)"]),
         ),
         (
-            "a command name is needed, and must be known",
-            vec![Step::Ac(vec![]), Step::Ac(vec![s("shout")])],
-            lines(&[
-                "console [footpath] ac(''): needs a command name",
-                "console [footpath] ac('shout'): is not a command",
-            ]),
-        ),
-        (
-            "the plugin module's refusals (handed back by the loader) are reported as the core's own, to the console and the error handlers",
-            vec![
-                Step::Ac(vec![s("on"), s("error"), f(1)]),
-                Step::Ac(vec![s("load"), s("clickEvents: needs 1 to 50 rules")]),
-                Step::Ac(vec![s("session"), n(1.0, "1")]),
-            ],
-            lines(&[
-                "console [footpath] ac('load'): clickEvents: needs 1 to 50 rules",
-                "call 1 error-event 'load' '[footpath] ac('load'): clickEvents: needs 1 to 50 rules'",
-                "console [footpath] ac('session'): is for the plugin module",
-                "call 1 error-event 'session' '[footpath] ac('session'): is for the plugin module'",
-            ]),
-        ),
-        (
-            "init with defaults: the collector is where the SDK came from",
-            vec![Step::Ac(vec![s("init"), s("demo")])],
-            lines(&[
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-                "setup https://cdn.example/sdk/v1/batch",
-                "timer 1: wake 9 in 0 ms",
-                "clear 1",
-                "save _footpath_session",
-                "queue pageview page_viewed",
-                "timer 2: wake 2 in 1200000 ms",
-            ]),
+            "init: the visitor cookie, the queue set up, and the page view at the end of the task",
+            vec![plain_init()],
+            with_init(&[]),
         ),
         (
             "init then pageview in one task (the Journey SDK's snippet): one page view, the page's",
             vec![Step::Task(vec![
-                vec![s("init"), s("demo"), obj(vec![("collectorUrl", s("https://c.example"))])],
-                vec![s("pageview"), obj(vec![("title", s("Home"))])],
+                Command::Init(options(|_| {})),
+                Command::Pageview("\x2c\"page\":{\"url\":\"given\"}".into(), String::new()),
             ])],
             lines(&[
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-                "setup https://c.example/sdk/v1/batch",
+                "cookie _footpath_vid=<uuid>",
+                "setup",
                 "timer 1: wake 9 in 0 ms",
                 "clear 1",
                 "save _footpath_session",
                 "queue pageview page_viewed",
+                "session:started <uuid>",
                 "timer 2: wake 2 in 1200000 ms",
             ]),
         ),
         (
             "another event first: the automatic page view goes before it, and a later pageview is one more",
             vec![Step::Task(vec![
-                vec![s("init"), s("demo"), obj(vec![("collectorUrl", s("https://c.example"))])],
-                vec![s("record"), s("a")],
-                vec![s("pageview")],
-            ])],
-            with_init(&["queue record a", "queue pageview page_viewed"]),
-        ),
-        (
-            "init needs a deployment id, and happens once",
-            vec![Step::Ac(vec![s("init")]), init(vec![]), init(vec![])],
-            {
-                let mut expected = lines(&["console [footpath] ac('init'): needs a deployment id"]);
-                expected.extend(with_init(&[
-                    "console [footpath] ac('init'): already initialised",
-                ]));
-                expected
-            },
-        ),
-        (
-            "bad options are reported one by one and keep their defaults",
-            vec![init(vec![
-                ("cookieExpiryDays", n(0.0, "0")),
-                ("pageview", s("sometimes")),
-                ("colour", s("red")),
-                ("globalTraitsMapper", Val::Null),
-                ("region", s("use1")),
-                ("sessionTimeoutMinutes", n(1.5, "1.5")),
-                // An array with anything but strings in it, as `host.js` gives it.
-                ("searchQueryParameters", Val::Other),
+                Command::Init(options(|_| {})),
+                record("a", None),
+                Command::Pageview(String::new(), String::new()),
             ])],
             lines(&[
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-                "setup https://c.example/sdk/v1/batch",
-                "console [footpath] ac('init'): option 'cookieExpiryDays' must be 1 to 3650",
-                "console [footpath] ac('init'): option 'pageview' must be 'auto', 'once' or 'off'",
-                "console [footpath] ac('init'): option 'colour' is not an option",
-                "console [footpath] ac('init'): option 'searchQueryParameters' must be an array of strings",
+                "cookie _footpath_vid=<uuid>",
+                "setup",
                 "timer 1: wake 9 in 0 ms",
                 "clear 1",
                 "save _footpath_session",
                 "queue pageview page_viewed",
-                "timer 2: wake 2 in 90000 ms",
-            ]),
-        ),
-        (
-            "a collector URL that is not http(s) is refused, keeping the one before; cookie options shape the cookie",
-            vec![init(vec![
-                ("collectorUrl", s("ftp://c.example")),
-                ("cookieDomain", s("example.com")),
-                ("cookieExpiryDays", n(2.0, "2")),
-                ("pageview", s("off")),
-            ])],
-            lines(&[
-                "cookie _footpath_vid=<uuid>; Max-Age=172800; Path=/; SameSite=Lax; Domain=example.com",
-                "setup https://c.example/sdk/v1/batch",
-                "console [footpath] ac('init'): option 'collectorUrl' must be an http(s) URL",
-            ]),
-        ),
-    ]);
-}
-
-#[test]
-fn handlers_and_ready() {
-    check(vec![
-        (
-            "handlers registered before init hear ready; later ones are called at once",
-            vec![
-                Step::Ac(vec![s("on"), s("ready"), f(1)]),
-                Step::Ac(vec![s("once"), s("session:started"), f(2)]),
-                init(vec![]),
-                Step::Ac(vec![s("on"), s("ready"), f(3)]),
-            ],
-            // `ready` at init; the page view, and its session, at the end of the task.
-            lines(&[
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-                "setup https://c.example/sdk/v1/batch",
-                "timer 1: wake 9 in 0 ms",
-                "call 1 plain '' ''",
-                "clear 1",
-                "save _footpath_session",
-                "queue pageview page_viewed",
+                "session:started <uuid>",
                 "timer 2: wake 2 in 1200000 ms",
-                "call 2 session once '<uuid>' ''",
-                "call 3 plain once '' ''",
+                "queue record a",
+                "queue pageview page_viewed",
             ]),
         ),
         (
-            "off removes every handler holding the same function, and lets both go",
-            vec![
-                Step::Ac(vec![s("on"), s("error"), f(1)]),
-                Step::Ac(vec![s("on"), s("error"), f(2)]),
-                Step::Ac(vec![s("off"), s("error"), f(101)]),
-                Step::Ac(vec![s("shout")]),
-            ],
-            lines(&[
-                "free 1",
-                "free 101",
-                "console [footpath] ac('shout'): is not a command",
-                "call 2 error-event 'shout' '[footpath] ac('shout'): is not a command'",
-            ]),
+            "init happens once",
+            vec![plain_init(), plain_init()],
+            with_init(&["(no effect)"]),
         ),
         (
-            "once handlers are called once; unknown events and non-functions are refused",
+            "page views off: none at init; a session timeout of its own",
             vec![
-                Step::Ac(vec![s("once"), s("error"), f(1)]),
-                Step::Ac(vec![s("on"), s("click"), f(2)]),
-                Step::Ac(vec![s("on"), s("error"), s("not a function")]),
+                init(|o| {
+                    o.pageview = PageviewMode::Off;
+                    o.session_timeout_ms = 90_000;
+                }),
+                Step::Ac(record("a", None)),
             ],
             lines(&[
-                "console [footpath] ac('on'): unknown event",
-                "call 1 error-event once 'on' '[footpath] ac('on'): unknown event'",
-                "free 2",
-                "console [footpath] ac('on'): needs a function",
+                "cookie _footpath_vid=<uuid>",
+                "setup",
+                "save _footpath_session",
+                "queue record a",
+                "session:started <uuid>",
+                "timer 1: wake 2 in 90000 ms",
             ]),
         ),
     ]);
@@ -605,91 +507,83 @@ fn record_identify_and_their_callbacks() {
         (
             "a recorded event's callback hears the collector's verdict, once",
             vec![
-                init(vec![]),
-                Step::Ac(vec![
-                    s("record"),
-                    s("cart_viewed"),
-                    obj(vec![("items", n(2.0, "2")), ("gift", Val::Bool(true))]),
-                    f(1),
-                ]),
+                plain_init(),
+                Step::Ac(Command::Record(
+                    "cart_viewed".into(),
+                    "\x2c\"attributes\":{\"items\":2}".into(),
+                    cb(1),
+                )),
                 Step::Verdict(4, None),
                 Step::Verdict(4, None),
             ],
-            with_init(&["queue record cart_viewed", "call 1 ok once '<uuid>' ''"]),
+            with_init(&["queue record cart_viewed", "call 1 ok '<uuid>'"]),
         ),
         (
             "a refused event's callback hears why, and the page is told once per error",
             vec![
-                Step::Ac(vec![s("on"), s("error"), f(1)]),
-                init(vec![]),
-                Step::Ac(vec![s("record"), s("a"), f(2)]),
+                plain_init(),
+                Step::Ac(record("a", cb(2))),
                 Step::Verdict(4, Some("attributes: too big")),
             ],
             with_init(&[
                 "queue record a",
                 "console [footpath] ac('record'): attributes: too big",
-                "call 2 failed once 'attributes: too big' ''",
-                "call 1 error-event 'record' '[footpath] ac('record'): attributes: too big'",
-            ])
-
-        ),
-        (
-            "bad names, values and callbacks are refused before anything is queued",
-            vec![
-                init(vec![]),
-                Step::Ac(vec![s("record"), s("bad-name"), f(1)]),
-                Step::Ac(vec![s("record"), s("a"), obj(vec![("x", obj(vec![]))])]),
-                Step::Ac(vec![s("record"), s("a"), obj(vec![("n", n(f64::INFINITY, "Infinity"))])]),
-                Step::Ac(vec![s("record"), s("a"), obj(vec![]), s("callback")]),
-                Step::Ac(vec![s("record")]),
-            ],
-            with_init(&[
-                "console [footpath] ac('record'): event name 'bad-name' may contain only letters, digits and _",
-                "call 1 failed once '[footpath] ac('record'): event name 'bad-name' may contain only letters, digits and _' ''",
-                "console [footpath] ac('record'): attributes.x must be a string, finite number or boolean",
-                "console [footpath] ac('record'): attributes.n must be a string, finite number or boolean",
-                "console [footpath] ac('record'): bad callback",
-                "console [footpath] ac('record'): needs an event name",
+                "call 2 failed 'attributes: too big'",
             ]),
         ),
         (
-            "identify takes a login id, traits and a callback; null logs out and ends the session",
+            "identify records the identity, which rides on later events; log-out ends the session",
             vec![
-                init(vec![]),
-                Step::Ac(vec![s("identify"), s("ada"), obj(vec![("plan", s("pro"))]), f(1)]),
-                Step::Ac(vec![s("identify"), Val::Null]),
-                Step::Ac(vec![s("identify"), Val::Null, obj(vec![])]),
-                Step::Ac(vec![s("identify"), s("ada"), obj(vec![]), f(2), s("extra")]),
+                plain_init(),
+                Step::Ac(Command::Identify(
+                    "\x2c\"loginId\":\"ada\"".into(),
+                    "\x2c\"traits\":{\"plan\":\"pro\"}".into(),
+                    cb(1),
+                )),
+                Step::Ac(record("a", None)),
+                Step::Ac(Command::Logout(cb(2))),
+                Step::Ac(record("b", None)),
             ],
             with_init(&[
                 "queue identify identified",
+                "queue record a",
                 // The session record goes as the log-out is recorded, before it is queued.
                 "remove _footpath_session",
                 "queue logout logged_out",
-                "console [footpath] ac('identify'): log-out takes no traits",
-                "console [footpath] ac('identify'): too many arguments",
-                "call 2 failed once '[footpath] ac('identify'): too many arguments' ''",
-            ]),
-        ),
-        (
-            "a page view with its own location; one that is not a URL is refused",
-            vec![
-                init(vec![("pageview", s("off"))]),
-                Step::Ac(vec![s("pageview"), obj(vec![("location", s("/cart"))])]),
-                Step::Ac(vec![s("pageview"), obj(vec![("location", s("not a url"))])]),
-                Step::Ac(vec![s("pageview"), obj(vec![("colour", s("red"))])]),
-            ],
-            lines(&[
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-                "setup https://c.example/sdk/v1/batch",
+                "session:ended <uuid>",
                 "save _footpath_session",
-                "queue pageview page_viewed",
-                "timer 1: wake 2 in 1200000 ms",
-                "console [footpath] ac('pageview'): location is not a URL",
-                "console [footpath] ac('pageview'): 'colour' is not a page view option",
+                "queue record b",
+                "session:started <uuid>",
             ]),
         ),
     ]);
+    let queued = |steps: Vec<Step>| {
+        run(steps);
+        world(|world| world.queued.clone())
+    };
+    let identify = Step::Ac(Command::Identify(
+        "\x2c\"loginId\":\"ada\"".into(),
+        "\x2c\"traits\":{\"plan\":\"pro\"}".into(),
+        None,
+    ));
+    let after = queued(vec![plain_init(), identify, Step::Ac(record("a", None))]);
+    assert!(
+        after.contains("\"loginId\":\"ada\",\"traits\":{\"plan\":\"pro\"},\"page\""),
+        "{after}"
+    );
+    let logout = Step::Ac(Command::Logout(None));
+    let identify = Step::Ac(Command::Identify(
+        "\x2c\"loginId\":\"ada\"".into(),
+        String::new(),
+        None,
+    ));
+    let after = queued(vec![
+        plain_init(),
+        identify,
+        logout,
+        Step::Ac(record("a", None)),
+    ]);
+    assert!(!after.contains("loginId"), "{after}");
 }
 
 #[test]
@@ -698,7 +592,7 @@ fn timers_and_the_send_queue() {
         (
             "a failed send waits out the backoff, then resumes; Retry-After is a floor",
             vec![
-                init(vec![]),
+                plain_init(),
                 Step::Wake(WAKE_RETRY, ""),
                 Step::Wake(WAKE_FLUSH, ""),
                 Step::Wake(WAKE_RETRY, "30"),
@@ -713,34 +607,33 @@ fn timers_and_the_send_queue() {
         (
             "an event dropped from a full queue: its callback hears it, and the page",
             vec![
-                init(vec![]),
-                Step::Ac(vec![s("record"), s("a"), f(1)]),
-                Step::Ac(vec![s("record"), s("b"), f(2)]),
+                plain_init(),
+                Step::Ac(record("a", cb(1))),
+                Step::Ac(record("b", cb(2))),
                 Step::Verdict(WAKE_DROPPED, Some("queue full: dropped 1 oldest events")),
             ],
             with_init(&[
                 "queue record a",
                 "queue record b",
                 "console [footpath] ac('record'): queue full: dropped 1 oldest events",
-                "call 2 failed once 'queue full: dropped 1 oldest events' ''",
+                "call 2 failed 'queue full: dropped 1 oldest events'",
             ]),
         ),
         (
             "the inactivity timer ends the session, which the page hears",
             vec![
-                Step::Ac(vec![s("on"), s("session:ended"), f(1)]),
-                init(vec![]),
+                plain_init(),
                 Step::Advance(20 * 60_000),
                 Step::Wake(WAKE_IDLE, ""),
             ],
-            with_init(&["clear 2", "call 1 session '<uuid>' ''"]),
+            with_init(&["clear 2", "session:ended <uuid>"]),
         ),
         (
             "activity in the meantime: the timer waits again for the rest",
             vec![
-                init(vec![]),
+                plain_init(),
                 Step::Advance(5 * 60_000),
-                Step::Ac(vec![s("record"), s("a")]),
+                Step::Ac(record("a", None)),
                 Step::Advance(15 * 60_000),
                 Step::Wake(WAKE_IDLE, ""),
             ],
@@ -760,72 +653,84 @@ fn consent() {
         (
             "pending: nothing stored or sent; a grant sets the cookie and sends the held events",
             vec![
-                init(vec![("consent", s("pending"))]),
-                Step::Ac(vec![s("record"), s("a")]),
-                Step::Ac(vec![s("consent"), s("granted")]),
+                init(|o| o.consent = Consent::Pending),
+                Step::Ac(record("a", None)),
+                Step::Ac(Command::Consent(Consent::Granted)),
             ],
             lines(&[
                 "timer 1: wake 9 in 0 ms",
                 "clear 1",
+                "session:started <uuid>",
                 "timer 2: wake 2 in 1200000 ms",
-                "cookie _footpath_consent=granted; Max-Age=31536000; Path=/; SameSite=Lax",
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-                "setup https://c.example/sdk/v1/batch",
+                "cookie _footpath_consent=granted",
+                "cookie _footpath_vid=<uuid>",
+                "setup",
                 "save _footpath_session",
                 "queue pageview page_viewed",
                 "queue record a",
             ]),
         ),
         (
-            "a denial drops the held events (their callbacks hear it) and wipes",
+            "a denial drops the held events (their callbacks hear it) and wipes; later ones are not recorded",
             vec![
-                init(vec![("consent", s("pending")), ("pageview", s("off"))]),
-                Step::Ac(vec![s("record"), s("a"), f(1)]),
-                Step::Ac(vec![s("consent"), s("denied")]),
-                Step::Ac(vec![s("record"), s("b"), f(2)]),
+                init(|o| {
+                    o.consent = Consent::Pending;
+                    o.pageview = PageviewMode::Off;
+                }),
+                Step::Ac(record("a", cb(1))),
+                Step::Ac(Command::Consent(Consent::Denied)),
+                Step::Ac(record("b", cb(2))),
             ],
             lines(&[
+                "session:started <uuid>",
                 "timer 1: wake 2 in 1200000 ms",
-                "cookie _footpath_consent=denied; Max-Age=31536000; Path=/; SameSite=Lax",
+                "cookie _footpath_consent=denied",
                 "wipe",
-                "cookie _footpath_vid=; Max-Age=0; Path=/; SameSite=Lax",
-                "call 1 failed once '[footpath] no consent: not recorded' ''",
-                "call 2 failed once '[footpath] no consent: not recorded' ''",
+                "cookie _footpath_vid=",
+                "call 1 failed '[footpath] no consent: not recorded'",
+                "(no effect)",
+                "call 2 failed '[footpath] no consent: not recorded'",
             ]),
         ),
         (
             "opting out denies whatever the site said; the answer is remembered",
             vec![
-                init(vec![("pageview", s("off"))]),
-                Step::Ac(vec![s("optOut")]),
-                Step::Ac(vec![s("optIn")]),
+                init(|o| o.pageview = PageviewMode::Off),
+                Step::Ac(Command::OptOut),
+                Step::Ac(Command::OptIn),
             ],
             lines(&[
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-                "setup https://c.example/sdk/v1/batch",
-                "cookie _footpath_optout=1; Max-Age=31536000; Path=/; SameSite=Lax",
+                "cookie _footpath_vid=<uuid>",
+                "setup",
+                "cookie _footpath_optout=1",
                 "wipe",
-                "cookie _footpath_vid=; Max-Age=0; Path=/; SameSite=Lax",
-                "cookie _footpath_optout=; Max-Age=0; Path=/; SameSite=Lax",
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
+                "cookie _footpath_vid=",
+                "cookie _footpath_optout=",
+                "cookie _footpath_vid=<uuid>",
             ]),
         ),
         (
-            "a remembered denial and Global Privacy Control keep a page untracked",
+            "a remembered denial and an honoured privacy signal keep a page untracked",
             vec![
                 Step::Cookie("_footpath_consent", "denied"),
                 Step::Signals(1),
-                init(vec![("consent", s("pending"))]),
-                Step::Ac(vec![s("consent"), s("maybe")]),
+                init(|o| o.consent = Consent::Pending),
             ],
             lines(&[
                 "wipe",
-                "cookie _footpath_vid=; Max-Age=0; Path=/; SameSite=Lax",
+                "cookie _footpath_vid=",
                 // The automatic page view's turn comes, and nothing is recorded.
                 "timer 1: wake 9 in 0 ms",
                 "clear 1",
-                "console [footpath] ac('consent'): needs 'granted' or 'denied'",
             ]),
+        ),
+        (
+            "a remembered grant settles a page that says pending",
+            vec![
+                Step::Cookie("_footpath_consent", "granted"),
+                init(|o| o.consent = Consent::Pending),
+            ],
+            with_init(&[]),
         ),
     ]);
 }
@@ -841,82 +746,31 @@ fn a_visitor_cookie_from_an_earlier_page_is_kept() {
         world.cookies.push(("_footpath_vid".into(), kept.into()));
     });
     let mut sdk: Sdk<FakeHost> = Sdk::new();
-    sdk.start("https://cdn.example/footpath.js".to_owned());
-    sdk.command(&mut Args::new(vec![
-        s("init"),
-        s("demo"),
-        obj(vec![("pageview", s("off"))]),
-    ]));
+    sdk.command(Command::Init(options(|o| o.pageview = PageviewMode::Off)));
     assert_eq!(sdk.tracker().unwrap().visitor_id(), kept);
     let log = world(|world| world.log.clone());
-    assert_eq!(
-        log[0],
-        format!("cookie _footpath_vid={kept}; Max-Age=31536000; Path=/; SameSite=Lax")
-    );
+    assert_eq!(log[0], format!("cookie _footpath_vid={kept}"));
 }
 
 #[test]
-fn the_page_facts_are_asked_with_the_site_options_and_go_into_the_event() {
-    let campaign = "utm_source,utm_medium,utm_campaign,utm_term,utm_content,gclid,fbclid,msclkid,dclid,ttclid,";
-    for (steps, expected) in [
-        (
-            vec![init(vec![])],
-            format!("\"\" names \"q,{campaign}\" searched 1 excluded \"\" keep false title None"),
-        ),
-        (
-            vec![
-                init(vec![
-                    ("searchQueryParameters", list(&["s", "term"])),
-                    ("excludedQueryParameters", list(&["token"])),
-                    ("keepUrlFragment", Val::Bool(true)),
-                    ("pageview", s("off")),
-                ]),
-                Step::Ac(vec![
-                    s("pageview"),
-                    obj(vec![("location", s("/cart")), ("title", s("Cart"))]),
-                ]),
-            ],
-            format!(
-                "\"/cart\" names \"s,term,{campaign}\" searched 2 excluded \"token,\" keep true title Some(\"Cart\")"
-            ),
-        ),
-    ] {
-        run(steps);
-        assert_eq!(world(|world| world.page_request.clone()), expected);
-        let queued = world(|world| world.queued.clone());
-        let url = if expected.starts_with("\"/cart") { "/cart" } else { "" };
-        assert!(
-            queued.ends_with(&format!(",\"page\":{{\"url\":\"{url}\"}}}}]}}")),
-            "the facts end the event: {queued}"
-        );
-    }
-}
-
-#[test]
-fn attributes_may_be_plain_or_the_journey_apis_data_type_and_value() {
-    let typed = |data_type: &str, value: V| obj(vec![("dataType", s(data_type)), ("value", value)]);
+fn a_page_view_carries_the_facts_it_was_given_and_other_events_the_current_pages() {
+    let given = "\x2c\"page\":{\"url\":\"https://shop.example/cart\"}";
     run(vec![
-        init(vec![("pageview", s("off"))]),
-        Step::Ac(vec![
-            s("record"),
-            s("bought"),
-            obj(vec![
-                ("sku", typed("String", s("BOOT-1"))),
-                ("price", typed("Number", n(139.5, "139.5"))),
-                ("gift", Val::Bool(true)),
-                (
-                    "late",
-                    obj(vec![
-                        ("value", Val::Bool(false)),
-                        ("dataType", s("Boolean")),
-                    ]),
-                ),
-            ]),
-        ]),
+        init(|o| o.pageview = PageviewMode::Off),
+        Step::Ac(Command::Pageview(
+            given.into(),
+            "\x2c\"attributes\":{\"step\":1}".into(),
+        )),
     ]);
     let queued = world(|world| world.queued.clone());
     assert!(
-        queued.contains(r#""attributes":{"sku":"BOOT-1","price":139.5,"gift":true,"late":false}"#),
+        queued.ends_with(&format!(",\"attributes\":{{\"step\":1}}{given}}}]}}")),
+        "the attributes, then the facts end the event: {queued}"
+    );
+    run(vec![plain_init(), Step::Ac(record("a", None))]);
+    let queued = world(|world| world.queued.clone());
+    assert!(
+        queued.ends_with(",\"page\":{\"url\":\"current\"}}]}"),
         "{queued}"
     );
 }
@@ -927,77 +781,72 @@ fn an_event_that_no_request_could_carry_is_refused_when_recorded() {
         TOO_BIG.contains(&MAX_EVENT_BYTES.to_string()),
         "the message names the limit: {TOO_BIG}"
     );
-    // The text of a page view but for its location (the fake host writes the facts
-    // as `"url":"<location>"`): a location makes an event of any size.
+    // The text of a page view but for its facts: facts make an event of any size.
     run(vec![
-        init(vec![("pageview", s("off"))]),
-        Step::Ac(vec![s("pageview"), obj(vec![("location", s("x"))])]),
+        init(|o| o.pageview = PageviewMode::Off),
+        Step::Ac(Command::Pageview(String::new(), String::new())),
     ]);
-    let overhead = world(|world| world.queued.len()) - 1;
+    let overhead = world(|world| world.queued.len());
     let pageview_of = |bytes: usize| {
-        Step::Ac(vec![
-            s("pageview"),
-            obj(vec![("location", s(&"a".repeat(bytes - overhead)))]),
-        ])
+        Step::Ac(Command::Pageview(
+            format!(",\"x\":\"{}\"", "a".repeat(bytes - overhead - 7)),
+            String::new(),
+        ))
     };
-    let texts = |prefix: &str, count: usize| {
+    let texts = |key: &str, prefix: &str, count: usize| {
         let value = "v".repeat(1000);
-        Val::Object(
-            (0..count)
-                .map(|i| (format!("{prefix}{i}"), s(&value)))
-                .collect(),
-        )
+        let members: Vec<String> = (0..count)
+            .map(|i| format!("\"{prefix}{i}\":\"{value}\""))
+            .collect();
+        format!(",\"{key}\":{{{}}}", members.join(","))
     };
     let too_big = "[footpath] ac('record'): event too big: over 65520 bytes";
     check(vec![
         (
             "an event of exactly the limit is queued",
-            vec![init(vec![]), pageview_of(MAX_EVENT_BYTES)],
+            vec![plain_init(), pageview_of(MAX_EVENT_BYTES)],
             with_init(&["queue pageview page_viewed"]),
         ),
         (
-            "one byte more is refused: on the console and to the error handlers",
-            vec![
-                Step::Ac(vec![s("on"), s("error"), f(1)]),
-                init(vec![]),
-                pageview_of(MAX_EVENT_BYTES + 1),
-            ],
+            "one byte more is refused: reported",
+            vec![plain_init(), pageview_of(MAX_EVENT_BYTES + 1)],
             // Reported as the collector's refusals are, whatever the command.
-            with_init(&[
-                "console [footpath] ac('record'): event too big: over 65520 bytes",
-                "call 1 error-event 'record' '[footpath] ac('record'): event too big: over 65520 bytes'",
-            ]),
+            with_init(&[&cat(&["console ", too_big])]),
         ),
         (
             "traits ride on every event: a record that they take over the limit is refused, its callback hears why, once; later events go on",
             vec![
-                init(vec![]),
-                Step::Ac(vec![s("identify"), s("ada"), texts("t", 30), f(1)]),
-                Step::Ac(vec![s("record"), s("big"), texts("a", 40), f(2)]),
-                Step::Ac(vec![s("record"), s("small"), obj(vec![]), f(3)]),
+                plain_init(),
+                Step::Ac(Command::Identify(String::new(), texts("traits", "t", 30), cb(1))),
+                Step::Ac(Command::Record("big".into(), texts("attributes", "a", 40), cb(2))),
+                Step::Ac(record("small", cb(3))),
                 Step::Verdict(4, None),
             ],
             with_init(&[
                 "queue identify identified",
                 &cat(&["console ", too_big]),
-                &cat(&["call 2 failed once '", too_big, "' ''"]),
+                &cat(&["call 2 failed '", too_big, "'"]),
                 "queue record small",
-                "call 3 ok once '<uuid>' ''",
+                "call 3 ok '<uuid>'",
             ]),
         ),
         (
             "while consent is pending, a refused event is not held either",
             vec![
-                init(vec![("consent", s("pending")), ("pageview", s("off"))]),
+                init(|o| {
+                    o.consent = Consent::Pending;
+                    o.pageview = PageviewMode::Off;
+                }),
                 pageview_of(MAX_EVENT_BYTES + 1),
-                Step::Ac(vec![s("consent"), s("granted")]),
+                Step::Ac(Command::Consent(Consent::Granted)),
             ],
             lines(&[
-                "console [footpath] ac('record'): event too big: over 65520 bytes",
+                &cat(&["console ", too_big]),
+                "session:started <uuid>",
                 "timer 1: wake 2 in 1200000 ms",
-                "cookie _footpath_consent=granted; Max-Age=31536000; Path=/; SameSite=Lax",
-                "cookie _footpath_vid=<uuid>; Max-Age=31536000; Path=/; SameSite=Lax",
-                "setup https://c.example/sdk/v1/batch",
+                "cookie _footpath_consent=granted",
+                "cookie _footpath_vid=<uuid>",
+                "setup",
                 "save _footpath_session",
             ]),
         ),
@@ -1005,7 +854,7 @@ fn an_event_that_no_request_could_carry_is_refused_when_recorded() {
 }
 
 /// The Journey API's ping that keeps the session of `init`'s page alive.
-const PING: &str = "ping demo <uuid> <uuid>";
+const PING: &str = "ping <uuid> <uuid>";
 
 #[test]
 fn interaction_keeps_the_session_alive_while_the_visitor_reads() {
@@ -1014,10 +863,7 @@ fn interaction_keeps_the_session_alive_while_the_visitor_reads() {
     // 25 minutes of reading, interacting every 4 minutes: pings at 8, 16 and 24 (each
     // at least 5 minutes after the last activity), the inactivity timer at 20 finds
     // the session alive, and an event at 25 is in the same session.
-    let mut reading = vec![
-        Step::Ac(vec![s("on"), s("session:ended"), f(1)]),
-        init(vec![]),
-    ];
+    let mut reading = vec![plain_init()];
     for minute in (4..=24).step_by(4) {
         reading.push(Step::Advance(4 * MINUTE));
         reading.push(active());
@@ -1026,12 +872,12 @@ fn interaction_keeps_the_session_alive_while_the_visitor_reads() {
         }
     }
     reading.push(Step::Advance(MINUTE));
-    reading.push(Step::Ac(vec![s("record"), s("still_reading")]));
+    reading.push(Step::Ac(record("still_reading", None)));
     check(vec![
         (
             "an interaction after 6 minutes pings once, however many follow within the interval",
             vec![
-                init(vec![]),
+                plain_init(),
                 Step::Advance(6 * MINUTE),
                 active(),
                 active(),
@@ -1043,7 +889,7 @@ fn interaction_keeps_the_session_alive_while_the_visitor_reads() {
         (
             "without interaction, nothing is sent: the inactivity timer only looks",
             vec![
-                init(vec![]),
+                plain_init(),
                 Step::Advance(19 * MINUTE),
                 Step::Wake(WAKE_IDLE, ""),
             ],
@@ -1052,9 +898,9 @@ fn interaction_keeps_the_session_alive_while_the_visitor_reads() {
         (
             "an event is activity: interaction pings 5 minutes after the last one, not before",
             vec![
-                init(vec![]),
+                plain_init(),
                 Step::Advance(4 * MINUTE),
-                Step::Ac(vec![s("record"), s("a")]),
+                Step::Ac(record("a", None)),
                 Step::Advance(4 * MINUTE),
                 active(),
                 Step::Advance(MINUTE),
@@ -1086,31 +932,32 @@ fn interaction_keeps_the_session_alive_while_the_visitor_reads() {
         (
             "a session that ended is not revived: the next event starts one",
             vec![
-                init(vec![]),
+                plain_init(),
                 Step::Advance(20 * MINUTE),
                 Step::Wake(WAKE_IDLE, ""),
                 active(),
             ],
-            with_init(&["clear 2"]),
+            with_init(&["clear 2", "session:ended <uuid>"]),
         ),
         (
             "nothing before init, while consent is pending, or once it is denied",
             vec![
                 active(),
-                init(vec![("consent", s("pending"))]),
+                init(|o| o.consent = Consent::Pending),
                 Step::Advance(6 * MINUTE),
                 active(),
-                Step::Ac(vec![s("consent"), s("denied")]),
+                Step::Ac(Command::Consent(Consent::Denied)),
                 Step::Advance(6 * MINUTE),
                 active(),
             ],
             lines(&[
                 "timer 1: wake 9 in 0 ms",
                 "clear 1",
+                "session:started <uuid>",
                 "timer 2: wake 2 in 1200000 ms",
-                "cookie _footpath_consent=denied; Max-Age=31536000; Path=/; SameSite=Lax",
+                "cookie _footpath_consent=denied",
                 "wipe",
-                "cookie _footpath_vid=; Max-Age=0; Path=/; SameSite=Lax",
+                "cookie _footpath_vid=",
             ]),
         ),
     ]);
