@@ -248,14 +248,20 @@ test('identify: a login id, traits merged over the ones the module took, null to
 });
 
 test('identify: refusals, with the callback told', () => {
-  const result = ac(['identify', null, {}], ['identify', 'ada', {}, note('cb'), 'extra'], ['identify', '']);
+  // 30 traits taken; 30 more would make 60 on every later event, which the collector
+  // refuses: refused here. 20 more make 50, the most.
+  const traits = (prefix, count) => Object.fromEntries(Array.from({ length: count }, (_, i) => [prefix + i, i]));
+  ac(['identify', null], ['identify', traits('a', 30)]);
+  const result = ac(['identify', null, {}], ['identify', 'ada', {}, note('cb'), 'extra'], ['identify', ''], ['identify', traits('b', 30)], ['identify', traits('c', 20)]);
   assert.deepEqual(result.printed, [
     "[footpath] ac('identify'): log-out takes no traits",
     "[footpath] ac('identify'): too many arguments",
     "[footpath] ac('identify'): bad login id",
+    "[footpath] ac('identify'): traits may have at most 50 entries, with those given before",
   ]);
+  assert.equal(result.module.length, 1);
+  assert.equal(JSON.parse('{' + result.module[0].b.slice(1) + '}').traits.c19, 19);
   assert.deepEqual(result.heard, ["cb Error([footpath] ac('identify'): too many arguments)"]);
-  assert.deepEqual(result.module, []);
 });
 
 test('pageview: its facts, with its own location and title, and its attributes', () => {

@@ -1060,5 +1060,7 @@ function fpIdentify(list) {
     return;
   }
   const merged = new Map([...fpTraits, ...traits]);
+  // They ride on every later event, which the collector would refuse with more.
+  if (merged.size > MAX_ATTRIBUTES) throw 'traits may have at most 50 entries, with those given before';
   if (fpModuleCommand(COMMAND_IDENTIFY, callback, login, fpObject('traits', [...merged]))) fpTraits = merged;
 }
