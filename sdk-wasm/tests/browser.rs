@@ -39,6 +39,9 @@ fn number(script: &str) -> f64 {
     js_sys::eval(script).unwrap().as_f64().unwrap()
 }
 
+/// The session another tab of the site began (the SDK reads only UUIDs there).
+const OTHER_TAB: &str = "0193a5b0-0000-4000-8000-00000000a7ab";
+
 fn call(args: &[JsValue]) {
     __footpath_command(&args.iter().cloned().collect::<Array>().into());
 }
@@ -228,13 +231,13 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
     assert!(errors()[0].contains("init"), "{:?}", errors());
 
     // A cookie that is not ours (not a UUID) is replaced; another tab was active one
-    // second ago in session "other-tab".
+    // second ago in session OTHER_TAB.
     document()
         .set_cookie("_footpath_vid=not-a-uuid; Path=/")
         .unwrap();
     let now = js_sys::Date::now() as i64;
     storage()
-        .set_item("_footpath_session", &format!("other-tab|{}", now - 1000))
+        .set_item("_footpath_session", &format!("{OTHER_TAB}|{}", now - 1000))
         .unwrap();
 
     call(&[
@@ -266,10 +269,11 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
 
     // The first event joins the other tab's live session and records the activity.
     call(&[s("record"), s("first")]);
-    assert_eq!(state("sessionId").as_string().as_deref(), Some("other-tab"));
+    assert_eq!(state("sessionId").as_string().as_deref(), Some(OTHER_TAB));
     let shared = storage().get_item("_footpath_session").unwrap().unwrap();
     assert!(
-        shared.starts_with("other-tab|") && shared != format!("other-tab|{}", now - 1000),
+        shared.starts_with(&format!("{OTHER_TAB}|"))
+            && shared != format!("{OTHER_TAB}|{}", now - 1000),
         "{shared}"
     );
     assert_eq!(state("queued").as_f64(), Some(1.0));
@@ -554,7 +558,7 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
             .unwrap()
             .as_string()
             .as_deref(),
-        Some("other-tab")
+        Some(OTHER_TAB)
     );
     assert!(state("sessionId").is_undefined());
 
@@ -567,7 +571,7 @@ async fn cookie_cross_tab_session_queue_timer_and_errors() {
         .unwrap()
         .as_string()
         .unwrap();
-    assert_ne!(new_session, "other-tab");
+    assert_ne!(new_session, OTHER_TAB);
     assert!(is_uuid(&new_session), "{new_session}");
     assert_eq!(state("sessionId").as_string(), Some(new_session));
 

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
-import { fp_ac, fp_emit, fp_fail, fp_init, fp_run, fp_settle, fp_wait, fpCampaignParameters, fpMembers, fpNameProblem, fpObject, fpReadOptions } from '../src/web/host.js';
+import { fp_ac, fp_cookie, fp_emit, fp_fail, fp_init, fp_ping, fp_report, fp_result, fp_run, fp_settle, fp_setup, fp_wait, fpCampaignParameters, fpMembers, fpNameProblem, fpObject, fpReadOptions } from '../src/web/host.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./vectors/names.json', import.meta.url), 'utf8'));
 
@@ -24,8 +24,16 @@ globalThis.document = {
   referrer: '',
   documentElement: { getAttribute: () => 'en' },
   querySelector: () => null,
-  cookie: '',
+  // The cookies the page was given, as `document.cookie` writes receive them.
+  written: [],
+  get cookie() {
+    return '_footpath_consent=granted; other=1';
+  },
+  set cookie(text) {
+    this.written.push(text);
+  },
 };
+globalThis.location = { protocol: 'https:' };
 globalThis.screen = { width: 1280, height: 800 };
 // (Node from 21 on has a `navigator` of its own.)
 Object.defineProperty(globalThis, 'navigator', { value: { language: 'en-GB' }, configurable: true });
@@ -75,6 +83,13 @@ test('attributes are written as the Rust encoder writes them', () => {
   assert.equal(fpObject('attributes', fpMembers(undefined, 'attributes')), '', 'none: left out');
   // The Journey API's `{ dataType, value }` shape, and a lone surrogate made well-formed.
   const typed = { sku: { dataType: 'String', value: 'BOOT-1' }, price: { value: 139.5, dataType: 'Number' }, cut: 'a\ud83d' };
+  // Only an own `value`: a form field's inherited one is the page's, not an attribute.
+  class Field {
+    get value() {
+      return 'secret';
+    }
+  }
+  assert.throws(() => fpMembers({ password: new Field() }, 'attributes'), (thrown) => thrown == 'attributes.password must be a string, finite number or boolean');
   assert.equal(fpObject('attributes', fpMembers(typed, 'attributes')), ',"attributes":{"sku":"BOOT-1","price":139.5,"cut":"a\ufffd"}');
 });
 
@@ -127,6 +142,12 @@ test("init's options: each problem is reported, and the option keeps its default
   const [shaped] = fpReadOptions({ cookieDomain: 'example.com', cookieExpiryDays: 2.5, pageview: 'off', keepUrlFragment: true, honorDoNotTrack: true });
   assert.deepEqual([shaped.domain, shaped.days, shaped.pageviewOff, shaped.keep, shaped.dnt], ['example.com', 2, 1, true, true]);
   assert.throws(() => fpReadOptions('fast'), (thrown) => thrown == 'options must be an object');
+  // What is checked is what is kept: an index getter is read once.
+  let reads = 0;
+  const shifty = ['s'];
+  Object.defineProperty(shifty, 0, { enumerable: true, get: () => (reads++ ? {} : 's') });
+  const [kept, fine] = fpReadOptions({ searchQueryParameters: shifty });
+  assert.deepEqual([kept.search, fine, reads], [['s'], [], 1]);
 });
 
 test('before init: commands are refused (a callback hears it), handlers are held', () => {
@@ -165,24 +186,60 @@ test('before init: commands are refused (a callback hears it), handlers are held
     'error ' + told('session', 'is for the plugin module'),
   ]);
   assert.deepEqual(result.module, [], 'the module heard nothing');
-  // `off` removes the handler holding that function.
+  // `off` removes the handlers of that event holding that function, no other.
+  fp_ac(['on', 'session:ended', onError]);
   const after = ac(['off', 'error', onError], ['shout']);
   assert.deepEqual(after.heard, []);
+  fp_emit(2, 's0');
+  fp_run();
+  assert.deepEqual(heard, ['error {"sessionId":"s0"}']);
+  ac(['off', 'session:ended', onError]);
 });
 
 test('init: the module gets what it keeps; problems are reported; ready handlers are called', () => {
   const failed = ac(['init'], ['init', '']);
   assert.deepEqual(failed.printed, ["[footpath] ac('init'): needs a deployment id", "[footpath] ac('init'): needs a deployment id"]);
-  const ready = note('ready');
-  const result = ac(['on', 'ready', ready], ['init', 'demo"1', { sessionTimeoutMinutes: 1.5, pageview: 'off', consent: 'pending', colour: 'red' }]);
+  const options = {
+    sessionTimeoutMinutes: 1.5,
+    pageview: 'off',
+    consent: 'pending',
+    colour: 'red',
+    cookieDomain: 'example.com',
+    cookieExpiryDays: 2,
+    searchQueryParameters: ['s', 'q'],
+    excludedQueryParameters: ['token'],
+    keepUrlFragment: true,
+  };
+  // A getter in the options that calls `init` itself: that inner `init` is taken,
+  // the outer one refused.
+  const sneaky = {
+    get region() {
+      fp_ac(['init', 'demo"1', options]);
+      return 'use1';
+    },
+  };
+  const result = ac(['on', 'ready', note('ready')], ['init', 'outer', sneaky]);
   assert.deepEqual(result.module, [{ which: COMMAND.init, number: 90000, handle: 1, a: '"demo\\"1"', b: 'pending' }]);
-  assert.deepEqual(result.printed, ["[footpath] ac('init'): option 'colour' is not an option"]);
+  assert.deepEqual(result.printed, ["[footpath] ac('init'): option 'colour' is not an option", "[footpath] ac('init'): already initialised"]);
   assert.deepEqual(result.heard, ['ready ']);
   // Later `ready` handlers are called at once; init happens once.
   const later = ac(['on', 'ready', note('late')], ['init', 'demo']);
   assert.deepEqual(later.heard, ['late ']);
   assert.deepEqual(later.printed, ["[footpath] ac('init'): already initialised"]);
   assert.deepEqual(later.module, []);
+});
+
+test("cookies: set with the site's domain and lifetime, Secure on https; read by name", () => {
+  document.written.length = 0;
+  fp_cookie('_footpath_vid', 1, 'v1');
+  fp_cookie('_footpath_vid', 1, '');
+  assert.deepEqual(document.written, [
+    '_footpath_vid=v1; Max-Age=172800; Path=/; SameSite=Lax; Domain=example.com; Secure',
+    '_footpath_vid=; Max-Age=0; Path=/; SameSite=Lax; Domain=example.com; Secure',
+  ]);
+  fp_cookie('_footpath_consent', 0, '');
+  assert.equal(fp_result(), 'granted');
+  assert.equal(document.written.length, 2, 'reading writes nothing');
 });
 
 test('record: the name, the attributes as JSON and the callback go to the module', () => {
@@ -269,8 +326,10 @@ test('pageview: its facts, with its own location and title, and its attributes',
   const [plain, own] = result.module;
   assert.equal(plain.which, COMMAND.pageview);
   const page = (facts) => JSON.parse('{' + facts.slice(1) + '}');
-  assert.deepEqual(page(plain.a).page, { url: 'https://shop.example/p?q=shoes&utm_source=news', title: 'Shoes', lang: 'en', searchQuery: 'shoes', campaign: { utm_source: 'news' } });
-  assert.deepEqual(page(own.a).page, { url: 'https://shop.example/cart?token=x', title: 'Cart', lang: 'en' });
+  // The site's options: search parameters `s` then `q`, `token` left out, the
+  // fragment kept.
+  assert.deepEqual(page(plain.a).page, { url: 'https://shop.example/p?q=shoes&utm_source=news#top', title: 'Shoes', lang: 'en', searchQuery: 'shoes', campaign: { utm_source: 'news' } });
+  assert.deepEqual(page(own.a).page, { url: 'https://shop.example/cart#part', title: 'Cart', lang: 'en' });
   assert.deepEqual(page(own.a).context, { browserLang: 'en-GB', screenWidth: 1280, screenHeight: 800, screenDensity: 200, viewportWidth: 1200, viewportHeight: 700 });
   assert.equal(own.b, ',"attributes":{"step":1}');
   const refused = ac(['pageview', { location: 'http://[bad' }], ['pageview', { colour: 'red' }], ['pageview', { title: 1 }], ['pageview', 'home']);
@@ -315,8 +374,47 @@ test("the module's reports and session events reach the page's handlers", () => 
 
 test('a throwing getter in the arguments is reported, not thrown into the page', () => {
   const trap = {};
-  Object.defineProperty(trap, 'x', { enumerable: true, get: () => { throw new Error('trap'); } });
+  Object.defineProperty(trap, 'x', { enumerable: true, get: () => { throw Symbol('trap'); } });
   const result = ac(['record', 'a', trap, note('cb')]);
-  assert.deepEqual(result.printed, ["[footpath] ac('record'): Error: trap"]);
-  assert.deepEqual(result.heard.slice(-1), ["cb Error([footpath] ac('record'): Error: trap)"]);
+  assert.deepEqual(result.printed, ["[footpath] ac('record'): could not read its arguments"]);
+  assert.deepEqual(result.heard, [
+    `error {"command":"record","message":"[footpath] ac('record'): could not read its arguments"}`,
+    "cb Error([footpath] ac('record'): could not read its arguments)",
+  ]);
+  assert.deepEqual(result.module, []);
+});
+
+test('only the strings the module takes reach it', () => {
+  // Not a string, whatever it says it is: the glue would read it as one.
+  const result = ac(['consent', ['granted']], ['consent', { toString: () => 'denied' }]);
+  assert.deepEqual(result.printed, ["[footpath] ac('consent'): needs 'granted' or 'denied'", "[footpath] ac('consent'): needs 'granted' or 'denied'"]);
+  assert.deepEqual(result.module, []);
+});
+
+test('a refused call holds no callback', () => {
+  const handles = () => ac(['record', 'a', note('cb')]).module[0].handle;
+  const before = handles();
+  const traits = Object.fromEntries(Array.from({ length: 51 }, (_, i) => ['t' + i, i]));
+  ac(['identify', null], ['identify', traits, note('refused')], ['record', 'bad-name', note('refused')]);
+  assert.equal(handles(), before + 1, 'the next callback gets the next handle');
+});
+
+test("the page's throwing console and fetch do not reach the module", () => {
+  const saved = console.error;
+  console.error = () => {
+    throw new Error('a page that broke its console');
+  };
+  try {
+    assert.equal(fp_report('record', 'refused', ''), "[footpath] ac('record'): refused");
+  } finally {
+    console.error = saved;
+  }
+  fp_setup('https://c.example/sdk/v1/batch');
+  const fetches = [];
+  globalThis.fetch = (url) => {
+    fetches.push(url);
+    throw new TypeError('a page that broke fetch');
+  };
+  fp_ping('v1', 's1');
+  assert.deepEqual(fetches, ['https://c.example/api/v2/journey/deployments/demo%221/customers/v1/ping?sessionId=s1']);
 });

@@ -293,14 +293,18 @@ fn the_facts_vectors_are_what_the_encoder_writes() {
 
 /// Names, one per rule of `validate_event_name`, which `host.js` checks for every event,
 /// attribute and trait name (`fpNameProblem`).
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 9] = [
     "order_completed",
     "A1_b2",
     "",
     "bad-name",
     "café",
     "has space",
-    "a_name_that_is_exactly_sixty_five_bytes_long_which_is_one_too_many",
+    // 64 bytes, the most; 65; and 68 bytes of 34 characters, whose length is checked
+    // before its characters.
+    "a_name_of_exactly_sixty_four_bytes_which_is_the_longest_allowed_",
+    "a_name_of_exactly_sixty_five_bytes_which_is_one_more_than_allowed",
+    "éééééééééééééééééééééééééééééééééé",
 ];
 
 /// Attributes as the page passes them (a JSON object, read by the Node test) and as

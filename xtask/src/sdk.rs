@@ -16,7 +16,7 @@ use crate::run_checked;
 use crate::setup::{require, Tools, WasmToolchain};
 
 /// The whole SDK, as a page downloads it, must stay under this many gzip bytes.
-pub const GZIP_BUDGET_BYTES: usize = 14_409;
+pub const GZIP_BUDGET_BYTES: usize = 14_444;
 
 /// The plugin module (its script and wasm), which a page downloads only when it uses
 /// `load`, `forms:track` or `session`, must stay under this many gzip bytes.

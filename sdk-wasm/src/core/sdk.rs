@@ -1,5 +1,5 @@
 //! The state machine behind `ac(...)`, once `host.js` has read and checked the page's
-//! arguments (`fpAc` there): what `init` sets up, the callbacks of `record` and
+//! arguments (`fp_ac` there): what `init` sets up, the callbacks of `record` and
 //! `identify` until the collector's verdict, consent, the retry backoff, the inactivity
 //! timer and the interaction that keeps a reader's session alive (`WAKE_ACTIVE`).
 //! Everything it does to the page goes through [`Host`], so the whole of it runs
@@ -59,7 +59,7 @@ pub const WAKE_DROPPED: u32 = 7;
 /// recorded one itself in that task (see [`Sdk::pageview_timer`]).
 pub const WAKE_PAGEVIEW: u32 = 9;
 
-/// How a callback is settled (see `fp_call` in `host.js`).
+/// How a callback is settled (see `fpCallback` in `host.js`).
 pub const CALL_OK: u32 = 3;
 pub const CALL_FAILED: u32 = 4;
 

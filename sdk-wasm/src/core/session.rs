@@ -11,6 +11,8 @@
 
 pub use footpath_protocol::v1::{push_i64, push_u64};
 
+use super::ids::is_uuid;
+
 /// The `localStorage` key of the shared session record.
 pub const SESSION_KEY: &str = "_footpath_session";
 
@@ -25,7 +27,9 @@ impl SessionRecord {
         // By byte: `split_once('|')` would bring in the `char` searcher.
         let bar = text.bytes().position(|b| b == b'|')?;
         let (id, last) = (&text[..bar], &text[bar + 1..]);
-        if id.is_empty() {
+        // Only a UUID, as the SDK writes: the id goes into events as it is, and a
+        // value another script wrote (`x"|…`) must not break their JSON.
+        if !is_uuid(id) {
             return None;
         }
         let last_activity_ms = parse_i64(last)?;
@@ -64,28 +68,33 @@ fn parse_i64(text: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    const ID: &str = "5d3c1b2a-0000-4000-8000-00000000beef";
+
     #[test]
     fn round_trips_through_text() {
         let record = SessionRecord {
-            id: "abc".to_owned(),
+            id: ID.to_owned(),
             last_activity_ms: 1_764_000_000_123,
         };
-        assert_eq!(record.to_text(), "abc|1764000000123");
+        assert_eq!(record.to_text(), format!("{ID}|1764000000123"));
         assert_eq!(SessionRecord::parse(&record.to_text()), Some(record));
     }
 
     #[test]
     fn foreign_or_torn_values_read_as_no_session() {
         for bad in [
-            "",
-            "abc",
-            "|123",
-            "abc|",
-            "abc|12x",
-            "abc|-5",
-            "abc|9999999999999999999",
+            "".to_owned(),
+            ID.to_owned(),
+            "|123".to_owned(),
+            format!("{ID}|"),
+            format!("{ID}|12x"),
+            format!("{ID}|-5"),
+            format!("{ID}|9999999999999999999"),
+            // Not an id the SDK wrote: it would go into events as it is.
+            "abc|123".to_owned(),
+            "x\"|1764000000000".to_owned(),
         ] {
-            assert_eq!(SessionRecord::parse(bad), None, "{bad}");
+            assert_eq!(SessionRecord::parse(&bad), None, "{bad}");
         }
     }
 

@@ -48,7 +48,7 @@ pub struct Tracker<P: Platform> {
     /// after the session ended.
     session_id: Option<String>,
     /// Who the visitor said they are, as the JSON fields every later event carries
-    /// (written by `host.js`, see `fpIdentity`): `,"loginId":"…"` or '', and
+    /// (written by `host.js`, see `fpIdentify`): `,"loginId":"…"` or '', and
     /// `,"traits":{…}` or ''.
     login: String,
     traits: String,
@@ -350,7 +350,7 @@ mod tests {
             "plan".to_owned(),
             AttributeValue::String("pro \"x\"\n".into()),
         );
-        // The fields as `host.js` writes them (`fpAttributes`, `fpIdentity`), here by
+        // The fields as `host.js` writes them (`fpObject`, `fpIdentify`), here by
         // the encoder's own functions.
         let mut traits_json = String::new();
         push_attributes(&mut traits_json, "traits", &traits);

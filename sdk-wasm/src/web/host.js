@@ -20,7 +20,7 @@ let fpLast = 0;
 // The module's exports: `wake(kind, text)`: 1 retry timer, 2 inactivity timer, 3 the
 // visitor interacted (`fpInteracted`), 4 the collector's verdicts (see `fpSend`), 6
 // retry later (text: Retry-After or ''), 7 events dropped (as 4, each with the same
-// error); and `command` (see `fpAc`). `scriptUrl` is where the SDK was loaded from.
+// error); and `command` (see `fp_ac`). `scriptUrl` is where the SDK was loaded from.
 export function fp_init(wake, command, scriptUrl) {
   fpWake = wake;
   fpModule = command;
@@ -600,7 +600,10 @@ export function fp_settle(id, how, text) {
 // handlers, and to the callback of event `id` if there is one. Gives what it said.
 export function fp_report(command, message, id) {
   const text = "[footpath] ac('" + command + "'): " + message;
-  console.error(text);
+  // (The page's `console.error` may throw: nothing here throws into the module.)
+  try {
+    console.error(text);
+  } catch (e) {}
   fpEmit(ERROR, [{ command, message: text }]);
   if (id) fp_settle(id, CALL_FAILED, text);
   return text;
@@ -724,7 +727,8 @@ export function fp_page() {
 function fpPage(location, title) {
   try {
     const d = document;
-    const url = new URL(location, d.location.href);
+    // (Not `new URL('', href)`, which drops the fragment that `keepUrlFragment` keeps.)
+    const url = new URL(location || d.location.href, d.location.href);
     const params = url.searchParams;
     const names = fpOptions.search.concat(CAMPAIGN_PARAMETERS);
     const values = names.map((name) => params.get(name) || '');
@@ -863,7 +867,9 @@ export function fp_ac(list) {
   try {
     fpCommand(name, [...list]);
   } catch (message) {
-    const text = fp_report(name, '' + message, '');
+    // What the checks throw is a sentence; anything else (a getter of the page's that
+    // threw) is not repeated, whatever it is.
+    const text = fp_report(name, typeof message == 'string' ? message : 'could not read its arguments', '');
     const callback = [...list].reverse().find((value) => typeof value == 'function');
     if ((name == 'record' || name == 'identify') && callback) fpCalls.push([callback, [new Error(text)]]);
   }
@@ -883,7 +889,7 @@ function fpCommand(name, list) {
   if (name == 'record') return fpRecord(a, b, c);
   if (name == 'identify') return fpIdentify(list);
   if (name == 'consent') {
-    if (a != 'granted' && a != 'denied') throw "needs 'granted' or 'denied'";
+    if (a !== 'granted' && a !== 'denied') throw "needs 'granted' or 'denied'";
     return fpModuleCommand(COMMAND_CONSENT, 0, a);
   }
   fpModuleCommand(name == 'optOut' ? COMMAND_OPT_OUT : COMMAND_OPT_IN, 0);
@@ -928,7 +934,9 @@ export function fpMembers(value, what) {
   return entries.map(([name, given]) => {
     const problem = fpNameProblem(name);
     if (problem) throw what + ": name '" + name + "' " + problem;
-    let item = given && typeof given == 'object' && !Array.isArray(given) ? given.value : given;
+    // (Its own `value` only: an element's inherited `value` is the page's, not an
+    // attribute.)
+    let item = given && typeof given == 'object' && !Array.isArray(given) ? (Object.prototype.hasOwnProperty.call(given, 'value') ? given.value : undefined) : given;
     const type = typeof item;
     if (type != 'string' && type != 'boolean' && !(type == 'number' && isFinite(item))) throw what + '.' + name + ' must be a string, finite number or boolean';
     if (type == 'string' && utf8Bytes((item = fpWellFormed(item))) > MAX_VALUE_BYTES) throw what + '.' + name + ' is longer than 1024 bytes';
@@ -956,6 +964,8 @@ function fpInit(deployment, given) {
   if (fpOptions) throw 'already initialised';
   if (typeof deployment != 'string' || !deployment) throw 'needs a deployment id';
   const [options, problems] = fpReadOptions(given);
+  // Again: a getter in the options may have called `init` itself.
+  if (fpOptions) throw 'already initialised';
   const collector = options.url.replace(/\/+$/, '');
   if (!collector) throw 'needs collectorUrl';
   options.batch = collector + BATCH_PATH;
@@ -986,14 +996,17 @@ export function fpReadOptions(given) {
     const text = typeof value == 'string';
     const flag = typeof value == 'boolean';
     const number = typeof value == 'number' ? value : NaN;
-    const names = Array.isArray(value) && [...value].every((item) => typeof item == 'string');
+    // Copied once: what is checked is what is kept (an index getter could answer
+    // differently the second time).
+    const list = Array.isArray(value) && [...value];
+    const names = list && list.every((item) => typeof item == 'string');
     let ok = OPTION_RULES.hasOwnProperty(key);
     if (key == 'collectorUrl') (ok = text && /^https?:\/\//.test(value)) && (options.url = value);
     if (key == 'cookieDomain') (ok = text) && (options.domain = value);
     if (key == 'cookieExpiryDays') (ok = number >= 1 && number <= 3650) && (options.days = Math.trunc(number));
     if (key == 'sessionTimeoutMinutes') (ok = number > 0 && number <= 1440) && (options.timeout = number * 6e4);
-    if (key == 'searchQueryParameters') (ok = names) && (options.search = [...value]);
-    if (key == 'excludedQueryParameters') (ok = names) && (options.excluded = [...value]);
+    if (key == 'searchQueryParameters') (ok = names) && (options.search = list);
+    if (key == 'excludedQueryParameters') (ok = names) && (options.excluded = list);
     if (key == 'keepUrlFragment') (ok = flag) && (options.keep = value);
     if (key == 'honorGlobalPrivacyControl') (ok = flag) && (options.gpc = value);
     if (key == 'honorDoNotTrack') (ok = flag) && (options.dnt = value);
@@ -1054,13 +1067,13 @@ function fpIdentify(list) {
   }
   // Checked before the callback is held, so that a refusal still reaches it.
   if (list.slice(next + 1).some((value) => value !== undefined)) throw 'too many arguments';
+  const merged = new Map([...fpTraits, ...traits]);
+  // They ride on every later event, which the collector would refuse with more.
+  if (merged.size > MAX_ATTRIBUTES) throw 'traits may have at most 50 entries, with those given before';
   const callback = fpHoldCallback(list[next]);
   if (logout) {
     if (fpModuleCommand(COMMAND_LOGOUT, callback)) fpTraits = new Map();
     return;
   }
-  const merged = new Map([...fpTraits, ...traits]);
-  // They ride on every later event, which the collector would refuse with more.
-  if (merged.size > MAX_ATTRIBUTES) throw 'traits may have at most 50 entries, with those given before';
   if (fpModuleCommand(COMMAND_IDENTIFY, callback, login, fpObject('traits', [...merged]))) fpTraits = merged;
 }

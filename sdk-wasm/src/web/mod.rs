@@ -1,6 +1,6 @@
 //! API Boundary: the only module that knows JavaScript exists.
 //!
-//! The loader hands every `ac(...)` call to `fpAc` in `host.js`, which reads and checks
+//! The loader hands every `ac(...)` call to `fp_ac` in `host.js`, which reads and checks
 //! the page's arguments, answers what needs no state of the module's (handlers,
 //! refusals, the plugin commands) and calls [`command`] with the rest as a few numbers
 //! and strings; timers and the send queue call [`wake`]. Each goes to the core's
@@ -75,7 +75,7 @@ fn with_sdk(f: &mut dyn FnMut(&mut Sdk<Browser>)) {
 // `&str` rather than `String` for the exports' texts: the glue frees the copy after
 // the call, and the module needs no code to take a JavaScript string's buffer over as
 // a `String` (wasm-bindgen's `String::from_abi` path, ~100 B gzip).
-/// One `ac(...)` call as `fpAc` in `host.js` read it (see [`Command::read`]); 1 when
+/// One `ac(...)` call as `fp_ac` in `host.js` read it (see [`Command::read`]); 1 when
 /// it took effect.
 #[wasm_bindgen]
 pub fn command(which: u32, number: f64, handle: u32, a: &str, b: &str) -> u32 {
