@@ -333,6 +333,20 @@ async fn an_export_comes_in_pages_of_at_most_page_size_events_that_lose_nothing(
                 "{backend}, pageSize {page_size}: the pages hold the whole export"
             );
         }
+        // A cursor whose event is none of its session's is refused, not read from the
+        // session's start.
+        let next = app
+            .get(&format!("{}?pageSize=1", export_contact_uri(&ada)))
+            .await
+            .ok_json()["nextUri"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (kept, _event) = next.rsplit_once('.').unwrap();
+        let tampered = format!("{kept}.{}", event_id(999));
+        app.get(&tampered)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "bad.request");
         // A visitor's export pages the same way.
         let pages = export_pages(
             &app,
