@@ -314,7 +314,7 @@ impl AppState {
 /// | `GET /api/v2/footpath/stats` (Footpath extension: `{"excludedEventsTotal"}`) | 200, 401 |
 /// | `GET /api/v2/footpath/usage` (`from`, `to`, `deploymentId`; see `crate::usage`) | 200, 400, 401 |
 /// | `POST /api/v2/footpath/privacy/contacts/{contactId}/erase`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/erase` (see `crate::privacy`) | 200, 400, 401, 404 |
-/// | `GET /api/v2/footpath/privacy/contacts/{contactId}/export`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/export` | 200, 400, 401, 404 |
+/// | `GET /api/v2/footpath/privacy/contacts/{contactId}/export`, `.../deployments/{deploymentId}/visitors/{customerCookieId}/export` (`pageSize`, `after`: pages of at most 1,000 events and 2 MiB, see `crate::privacy`) | 200, 400, 401, 404 |
 /// | `GET`/`POST /api/v2/journey/{segments,outcomes}`, `GET`/`PATCH`/`DELETE .../{id}` (see `app/segments.rs`) | 200, 201, 204, 400, 401, 404 |
 /// | `POST /api/v2/journey/deployments/{deploymentId}/webevents` (public; 204: dropped by IP exclusions) | 200, 204, 400, 403, 404, 408, 413, 415, 429, 500, 503 |
 /// | `OPTIONS /api/v2/journey/deployments/{deploymentId}/webevents` (CORS preflight) | 204, 403, 404 |

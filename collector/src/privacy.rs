@@ -126,6 +126,17 @@ pub struct RetentionRun {
     pub events: u64,
 }
 
+/// An export page holds at most this many stored events (`pageSize`, the default),
+/// each with the segment and outcome events it completed; a subject with more is
+/// exported in several pages, each naming the next (`nextUri`).
+pub const MAX_EXPORT_PAGE_EVENTS: usize = 1000;
+
+/// An export page stops before the event that would take its sessions and events past
+/// this many bytes of JSON (the bound of a desk card's journey too). A page holds one
+/// event at least, so that every page moves on: an event is at most the body limit,
+/// 64 KiB by default.
+pub const MAX_EXPORT_PAGE_BYTES: usize = 2 * 1024 * 1024;
+
 /// Whose data an erase or export is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataSubject {
@@ -155,11 +166,22 @@ pub struct ErasureReport {
 /// and, for a visitor, the contact its cookie is linked to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SubjectSessions {
-    pub session_ids: Vec<String>,
+    /// Newest first: by `first_ms`, then by id, both descending. The export's pages
+    /// continue from a session's place in this order.
+    pub sessions: Vec<SessionKey>,
     pub linked_contact_id: Option<String>,
     /// The customer-scope segments the subject holds (as the contact, or as one of
     /// its cookies), oldest first.
     pub customer_segments: Vec<StoredCustomerSegment>,
+}
+
+/// A subject's session and where it sorts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    pub id: String,
+    /// The session's first event time; an event that arrives late with an earlier
+    /// time moves it back, never forward.
+    pub first_ms: i64,
 }
 
 /// A customer-scope segment assigned to a contact or a cookie (see `crate::segments`).

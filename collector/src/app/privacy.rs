@@ -4,20 +4,28 @@
 //! Every route here sits behind [`super::auth::require_bearer_token`]: nobody without
 //! an API token can learn whether an id is known, let alone read or erase its data.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::Uri;
 use axum::Json;
 use serde::Serialize;
 
+use super::pagination::{uri_with_query, QueryParameters};
 use super::AppState;
 use crate::contacts::ExternalContact;
 use crate::error::ApiError;
 use crate::journey::{EntityRef, Event, Session};
-use crate::privacy::{DataSubject, ErasureReport};
+use crate::privacy::{
+    DataSubject, ErasureReport, SessionKey, MAX_EXPORT_PAGE_BYTES, MAX_EXPORT_PAGE_EVENTS,
+};
+use crate::store::{Store, StoreError};
 use crate::timefmt::format_ms;
 use crate::validate::canonical_uuid;
 
 /// Events read per store call while an export is assembled.
 const EXPORT_EVENTS_PER_READ: usize = 500;
+
+/// Event ids are UUIDs; a cursor whose event id is longer is none of ours.
+const MAX_CURSOR_EVENT_ID_BYTES: usize = 128;
 
 /// Deployment ids are configured by the operator and short; a longer path segment is
 /// no deployment's.
@@ -61,8 +69,13 @@ pub struct PersonalDataExport {
     pub visitor: Option<ExportedVisitor>,
     /// The customer-scope segments the contact or cookie holds, oldest first.
     pub customer_segments: Vec<ExportedCustomerSegment>,
-    /// Newest first.
+    /// Newest first. A session whose events go on in the next page is there again,
+    /// with the rest of its events.
     pub sessions: Vec<ExportedSession>,
+    /// The next page, when the export goes on (see [`MAX_EXPORT_PAGE_EVENTS`] and
+    /// [`MAX_EXPORT_PAGE_BYTES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_uri: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,20 +131,100 @@ pub(super) async fn erase_visitor(
     erase(state, visitor_subject(&deployment_id, &visitor_id)?).await
 }
 
-/// `GET /api/v2/footpath/privacy/contacts/{contactId}/export`
+/// `GET /api/v2/footpath/privacy/contacts/{contactId}/export?pageSize=&after=`
 pub(super) async fn export_contact(
     State(state): State<AppState>,
     Path(contact_id): Path<String>,
+    uri: Uri,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<PersonalDataExport>, ApiError> {
-    export(state, contact_subject(&contact_id)?).await
+    let page = ExportPageRequest::parse(uri.path(), query.as_deref())?;
+    export(state, contact_subject(&contact_id)?, page).await
 }
 
-/// `GET /api/v2/footpath/privacy/deployments/{deploymentId}/visitors/{customerCookieId}/export`
+/// `GET /api/v2/footpath/privacy/deployments/{deploymentId}/visitors/{customerCookieId}/export?pageSize=&after=`
 pub(super) async fn export_visitor(
     State(state): State<AppState>,
     Path((deployment_id, visitor_id)): Path<(String, String)>,
+    uri: Uri,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<PersonalDataExport>, ApiError> {
-    export(state, visitor_subject(&deployment_id, &visitor_id)?).await
+    let page = ExportPageRequest::parse(uri.path(), query.as_deref())?;
+    export(state, visitor_subject(&deployment_id, &visitor_id)?, page).await
+}
+
+/// Where an export page starts: in the session `session`, after its event
+/// `after_event` (from its first event when `None`); then the sessions that follow it
+/// in [`crate::privacy::SubjectSessions::sessions`]' order. As text (`after`):
+/// `{first_ms}.{session id}` or `{first_ms}.{session id}.{event id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ExportCursor {
+    session: SessionKey,
+    after_event: Option<String>,
+}
+
+impl ExportCursor {
+    fn parse(text: &str) -> Option<ExportCursor> {
+        let mut parts = text.splitn(3, '.');
+        let first_ms = parts.next()?.parse::<i64>().ok()?;
+        let id = canonical_uuid(parts.next()?)?;
+        let after_event = match parts.next() {
+            None => None,
+            Some(event) if !event.is_empty() && event.len() <= MAX_CURSOR_EVENT_ID_BYTES => {
+                Some(event.to_owned())
+            }
+            Some(_) => return None,
+        };
+        Some(ExportCursor {
+            session: SessionKey { id, first_ms },
+            after_event,
+        })
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!("{}.{}", self.session.first_ms, self.session.id);
+        if let Some(event) = &self.after_event {
+            text.push('.');
+            text.push_str(event);
+        }
+        text
+    }
+}
+
+/// An export request's page: its size, where it starts, and the path its `nextUri`
+/// repeats.
+struct ExportPageRequest {
+    path: String,
+    page_size: usize,
+    cursor: Option<ExportCursor>,
+}
+
+impl ExportPageRequest {
+    fn parse(path: &str, query: Option<&str>) -> Result<ExportPageRequest, ApiError> {
+        let parameters = QueryParameters::parse(query);
+        let page_size = match parameters.text("pageSize") {
+            None => MAX_EXPORT_PAGE_EVENTS,
+            Some(text) => match text.parse::<usize>() {
+                Ok(size) if (1..=MAX_EXPORT_PAGE_EVENTS).contains(&size) => size,
+                _ => {
+                    return Err(ApiError::BadRequest(format!(
+                        "pageSize: must be a whole number from 1 to {MAX_EXPORT_PAGE_EVENTS}, not {text:?}"
+                    )))
+                }
+            },
+        };
+        let cursor = match parameters.text("after") {
+            None => None,
+            Some(text) => Some(ExportCursor::parse(&text).ok_or_else(|| {
+                ApiError::BadRequest("after: must be the cursor of an export's nextUri".to_owned())
+            })?),
+        };
+        Ok(ExportPageRequest {
+            path: path.to_owned(),
+            page_size,
+            cursor,
+        })
+    }
 }
 
 fn contact_subject(contact_id: &str) -> Result<DataSubject, ApiError> {
@@ -201,6 +294,7 @@ async fn erase(state: AppState, subject: DataSubject) -> Result<Json<Erasure>, A
 async fn export(
     state: AppState,
     subject: DataSubject,
+    request: ExportPageRequest,
 ) -> Result<Json<PersonalDataExport>, ApiError> {
     let now_ms = state.clock().now_ms();
     let lookup = subject.clone();
@@ -229,12 +323,17 @@ async fn export(
                     }),
                 ),
             };
-            let mut sessions = Vec::with_capacity(found.session_ids.len());
-            for session_id in &found.session_ids {
-                if let Some(session) = export_session(store, session_id)? {
-                    sessions.push(session);
-                }
-            }
+            let mut page = ExportPage::new(request.page_size, MAX_EXPORT_PAGE_BYTES);
+            let next = page.fill(store, &found.sessions, request.cursor.as_ref())?;
+            let next_uri = next.map(|cursor| {
+                uri_with_query(
+                    &request.path,
+                    &[
+                        ("pageSize", Some(request.page_size.to_string())),
+                        ("after", Some(cursor.text())),
+                    ],
+                )
+            });
             let customer_segments = found
                 .customer_segments
                 .iter()
@@ -252,7 +351,8 @@ async fn export(
                 contact,
                 visitor,
                 customer_segments,
-                sessions,
+                sessions: page.sessions,
+                next_uri,
             }))
         })
         .await?
@@ -260,44 +360,201 @@ async fn export(
     Ok(Json(export))
 }
 
-/// A session with all its events; `None` when it went in the meantime (retention).
-fn export_session(
-    store: &dyn crate::store::Store,
-    session_id: &str,
-) -> Result<Option<ExportedSession>, crate::store::StoreError> {
-    let Some(session) = store.session(session_id)? else {
-        return Ok(None);
-    };
-    let markers = super::segments::session_markers(&session);
-    let mut events = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let Some(page) =
-            store.session_events(session_id, after.as_deref(), EXPORT_EVENTS_PER_READ)?
-        else {
-            return Ok(None);
-        };
-        for stored in &page.items {
-            events.push(ExportedEvent {
-                event: Event::from_stored(stored),
-                login_id: stored.event.login_id.clone(),
-            });
-            for (trigger, marker) in &markers {
-                if *trigger == stored.event.id {
-                    events.push(ExportedEvent {
-                        event: marker.clone(),
-                        login_id: None,
-                    });
-                }
-            }
-        }
-        match page.items.last() {
-            Some(last) if page.has_more => after = Some(last.event.id.clone()),
-            _ => break,
+/// The sessions and events of one export page, filled up to its bounds.
+struct ExportPage {
+    sessions: Vec<ExportedSession>,
+    /// Stored events taken (with their segment and outcome events).
+    events: usize,
+    /// JSON bytes of the sessions and events taken.
+    bytes: usize,
+    max_events: usize,
+    max_bytes: usize,
+}
+
+impl ExportPage {
+    fn new(max_events: usize, max_bytes: usize) -> ExportPage {
+        ExportPage {
+            sessions: Vec::new(),
+            events: 0,
+            bytes: 0,
+            max_events,
+            max_bytes,
         }
     }
-    Ok(Some(ExportedSession {
-        session: Session::from_stored(&session),
-        events,
-    }))
+
+    /// Whether `bytes` more fit. The first event always does, so that a page moves on.
+    fn fits(&self, bytes: usize) -> bool {
+        self.events == 0 || (self.events < self.max_events && self.bytes + bytes <= self.max_bytes)
+    }
+
+    /// Takes the subject's sessions (`keys`, newest first) from `cursor` on, until
+    /// the page is full; returns where the next page starts, `None` when nothing is
+    /// left.
+    fn fill(
+        &mut self,
+        store: &dyn Store,
+        keys: &[SessionKey],
+        cursor: Option<&ExportCursor>,
+    ) -> Result<Option<ExportCursor>, StoreError> {
+        // The cursor's session first, by id (its `first_ms` may have moved back
+        // since); then, without it, every session after it in the order.
+        let mut todo: Vec<(&SessionKey, Option<&str>)> = Vec::new();
+        let position = match cursor {
+            None => 0,
+            Some(cursor) => {
+                if let Some(key) = keys.iter().find(|key| key.id == cursor.session.id) {
+                    todo.push((key, cursor.after_event.as_deref()));
+                }
+                let at = (cursor.session.first_ms, cursor.session.id.as_str());
+                keys.iter()
+                    .position(|key| (key.first_ms, key.id.as_str()) < at)
+                    .unwrap_or(keys.len())
+            }
+        };
+        let cursor_id = cursor.map(|cursor| cursor.session.id.as_str());
+        todo.extend(
+            keys[position..]
+                .iter()
+                .filter(|key| Some(key.id.as_str()) != cursor_id)
+                .map(|key| (key, None)),
+        );
+        for (key, after) in todo {
+            if let Some(next) = self.take_session(store, key, after)? {
+                return Ok(Some(next));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Takes the session's events after `after`; the cursor of the first event that
+    /// did not fit, if one did not. A session gone in the meantime (retention) is
+    /// left out.
+    fn take_session(
+        &mut self,
+        store: &dyn Store,
+        key: &SessionKey,
+        after: Option<&str>,
+    ) -> Result<Option<ExportCursor>, StoreError> {
+        let Some(session) = store.session(&key.id)? else {
+            return Ok(None);
+        };
+        let markers = super::segments::session_markers(&session);
+        let mut exported = ExportedSession {
+            session: Session::from_stored(&session),
+            events: Vec::new(),
+        };
+        let session_bytes = json_len(&exported.session);
+        let stop_here = |last: Option<&str>| ExportCursor {
+            session: key.clone(),
+            after_event: last.map(str::to_owned),
+        };
+        let mut last_taken: Option<String> = after.map(str::to_owned);
+        let mut next = None;
+        'reading: loop {
+            let Some(read) =
+                store.session_events(&key.id, last_taken.as_deref(), EXPORT_EVENTS_PER_READ)?
+            else {
+                return Ok(None);
+            };
+            for stored in &read.items {
+                // The event with the segment and outcome events it completed: they
+                // stay on one page, since the cursor names stored events only.
+                let mut unit = vec![ExportedEvent {
+                    event: Event::from_stored(stored),
+                    login_id: stored.event.login_id.clone(),
+                }];
+                for (trigger, marker) in &markers {
+                    if *trigger == stored.event.id {
+                        unit.push(ExportedEvent {
+                            event: marker.clone(),
+                            login_id: None,
+                        });
+                    }
+                }
+                let mut bytes: usize = unit.iter().map(json_len).sum();
+                if exported.events.is_empty() {
+                    bytes += session_bytes;
+                }
+                if !self.fits(bytes) {
+                    next = Some(stop_here(last_taken.as_deref()));
+                    break 'reading;
+                }
+                self.events += 1;
+                self.bytes += bytes;
+                exported.events.extend(unit);
+                last_taken = Some(stored.event.id.clone());
+            }
+            if !read.has_more || read.items.is_empty() {
+                break;
+            }
+        }
+        // A session shows on a page with one of its events at least, or, with none
+        // stored, whole.
+        if !exported.events.is_empty() || (next.is_none() && after.is_none()) {
+            if exported.events.is_empty() {
+                self.bytes += session_bytes;
+            }
+            self.sessions.push(exported);
+        }
+        Ok(next)
+    }
+}
+
+/// The length of `value`'s JSON, as the page will carry it.
+fn json_len<T: Serialize>(value: &T) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Serialising these types cannot fail (no maps with non-string keys).
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SESSION: &str = "0194f1a0-0000-7000-8000-000000000001";
+
+    #[test]
+    fn export_cursors_read_back_what_they_write_and_nothing_else() {
+        let check = |text: &str, expected: Option<(i64, Option<&str>)>| {
+            let parsed = ExportCursor::parse(text);
+            let got = parsed.as_ref().map(|cursor| {
+                assert_eq!(cursor.session.id, SESSION, "{text}");
+                (cursor.session.first_ms, cursor.after_event.as_deref())
+            });
+            assert_eq!(got, expected, "{text}");
+            if let Some(cursor) = parsed {
+                assert_eq!(ExportCursor::parse(&cursor.text()), Some(cursor), "{text}");
+            }
+        };
+        check(
+            &format!("1795500000000.{SESSION}"),
+            Some((1_795_500_000_000, None)),
+        );
+        check(&format!("-5.{SESSION}.e-1"), Some((-5, Some("e-1"))));
+        // An event id may hold a dot: the cursor splits at the first two only.
+        check(&format!("7.{SESSION}.a.b"), Some((7, Some("a.b"))));
+        // Upper-case ids are read as the canonical ones.
+        check(&format!("7.{}", SESSION.to_uppercase()), Some((7, None)));
+        for bad in [
+            String::new(),
+            "7".to_owned(),
+            format!("x.{SESSION}"),
+            "7.not-a-uuid".to_owned(),
+            format!("7.{SESSION}."),
+            format!("7.{SESSION}.{}", "e".repeat(129)),
+        ] {
+            check(&bad, None);
+        }
+    }
 }

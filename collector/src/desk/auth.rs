@@ -155,6 +155,30 @@ impl AgentSessions {
         id: &str,
         now_ms: i64,
     ) -> Result<Option<StoredSignIn>, StoreError> {
+        Ok(self.stored_sign_in(id, now_ms).await?.filter(|sign_in| {
+            sign_in.expires_ms > now_ms && self.allowed_tokens.contains(&sign_in.token_sha256)
+        }))
+    }
+
+    /// Whether the cache holds `id`'s sign-in at `now_ms`: then asking about it costs
+    /// no store read.
+    pub fn is_cached(&self, id: &str, now_ms: i64) -> bool {
+        self.lock()
+            .get(&digest(id))
+            .is_some_and(|cached| (cached.read_ms..cached.read_ms + CACHE_MS).contains(&now_ms))
+    }
+
+    /// Whether a sign-in of `id` is stored (through the cache), valid or not.
+    pub async fn is_stored(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        Ok(self.stored_sign_in(id, now_ms).await?.is_some())
+    }
+
+    /// The sign-in of `id` as stored (through the cache), valid or not.
+    async fn stored_sign_in(
+        &self,
+        id: &str,
+        now_ms: i64,
+    ) -> Result<Option<StoredSignIn>, StoreError> {
         let key = digest(id);
         let cached = self
             .lock()
@@ -184,9 +208,7 @@ impl AgentSessions {
                 found
             }
         };
-        Ok(sign_in.filter(|sign_in| {
-            sign_in.expires_ms > now_ms && self.allowed_tokens.contains(&sign_in.token_sha256)
-        }))
+        Ok(sign_in)
     }
 
     /// Whether `id` names a session that has not expired by `now_ms` and whose token
@@ -212,8 +234,14 @@ impl AgentSessions {
     }
 
     /// Ends the session `id` on every collector: deleted from the store, and the
-    /// other collectors told to forget what they cached.
-    pub async fn remove(&self, id: &str) -> Result<(), StoreError> {
+    /// other collectors told to forget what they cached. Only a session that is
+    /// stored is deleted: sign-out is open to anyone, and a made-up cookie must cost a
+    /// read (often none, through the cache), not a write and a message to every
+    /// collector. Whether a session ended.
+    pub async fn remove(&self, id: &str, now_ms: i64) -> Result<bool, StoreError> {
+        if self.stored_sign_in(id, now_ms).await?.is_none() {
+            return Ok(false);
+        }
         let key = digest(id);
         self.forget(&key);
         let message = PeerMessage::DeskSignedOut {
@@ -223,7 +251,8 @@ impl AgentSessions {
             store.delete_sign_in(&key)?;
             store.tell_peers(&message)
         })
-        .await
+        .await?;
+        Ok(true)
     }
 
     /// Forgets the cached sign-in with this hash (signed out on another collector).
@@ -278,7 +307,9 @@ pub fn is_known_token<'a>(tokens: impl IntoIterator<Item = &'a String>, presente
     })
 }
 
-/// The value of the desk's cookie in the request, if any.
+/// The value of the desk's cookie in the request, if it has the shape of a session id
+/// ([`AgentSessions::create`]: 64 lower-case hex digits). Any other value is no
+/// session, so it is never looked up.
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -287,7 +318,14 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value.trim().to_owned())
+        .map(|(_, value)| value.trim())
+        .filter(|value| {
+            value.len() == 64
+                && value
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
+        .map(str::to_owned)
 }
 
 /// The `Set-Cookie` value that starts a session.
@@ -344,7 +382,15 @@ mod tests {
         assert!(saved.contains(&digest(&id)), "{saved}");
         let reloaded = AgentSessions::load(Arc::clone(&store), 2_000, &tokens).unwrap();
         assert!(reloaded.is_valid(&id, 2_000).await.unwrap());
-        reloaded.remove(&id).await.unwrap();
+        // Only a stored session is deleted (and the other collectors told): a made-up
+        // id, or one signed out already, ends nothing.
+        let made_up = "f".repeat(64);
+        assert!(!reloaded.remove(&made_up, 2_000).await.unwrap());
+        assert!(reloaded.remove(&id, 2_000).await.unwrap());
+        assert!(
+            !reloaded.remove(&id, 2_000).await.unwrap(),
+            "a second sign-out"
+        );
         assert!(!reloaded.is_valid(&id, 2_000).await.unwrap());
         assert!(!AgentSessions::load(Arc::clone(&store), 2_000, &tokens)
             .unwrap()
@@ -400,13 +446,13 @@ mod tests {
             there.is_valid(&id, 1_000).await.unwrap(),
             "signed in everywhere"
         );
-        there.remove(&id).await.unwrap();
+        assert!(there.remove(&id, 1_000).await.unwrap());
         // Without the other collector's message, the cache holds for CACHE_MS.
         assert!(here.is_valid(&id, 1_000 + CACHE_MS - 1).await.unwrap());
         assert!(!here.is_valid(&id, 1_000 + CACHE_MS).await.unwrap());
         // With it, at once.
         let id = here.create(TOKEN_A, 1_000, 100_000).await.unwrap();
-        there.remove(&id).await.unwrap();
+        assert!(there.remove(&id, 1_000).await.unwrap());
         here.forget(&digest(&id));
         assert!(!here.is_valid(&id, 1_000).await.unwrap());
     }
@@ -414,12 +460,29 @@ mod tests {
     #[test]
     fn cookies_and_tokens() {
         let mut headers = HeaderMap::new();
+        let id = "0123456789abcdef".repeat(4);
         headers.insert(
             header::COOKIE,
-            "a=1; footpath_desk=abc ; b=2".parse().unwrap(),
+            format!("a=1; footpath_desk={id} ; b=2").parse().unwrap(),
         );
-        assert_eq!(session_cookie(&headers).as_deref(), Some("abc"));
+        assert_eq!(session_cookie(&headers), Some(id.clone()));
         assert_eq!(session_cookie(&HeaderMap::new()), None);
+        // Only the shape of a session id is one: nothing else reaches the store.
+        for value in [
+            "abc".to_owned(),
+            id.to_uppercase(),
+            format!("{id}0"),
+            id[1..].to_owned(),
+            format!("{}g", &id[1..]),
+            String::new(),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::COOKIE,
+                format!("footpath_desk={value}").parse().unwrap(),
+            );
+            assert_eq!(session_cookie(&headers), None, "{value:?}");
+        }
         assert_eq!(
             session_cookie_header("abc", 60, true),
             "footpath_desk=abc; Path=/desk; Max-Age=60; HttpOnly; SameSite=Strict; Secure"

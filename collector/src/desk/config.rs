@@ -60,7 +60,10 @@ pub struct DeskConfig {
     /// Sign-in attempts (`POST /desk/signin`, right token or wrong) one client address
     /// (after `trusted_proxies`) may make per minute; a minute's allowance may come at
     /// once, then it refills evenly. More are answered 429 with `Retry-After`, even
-    /// with a valid token. Agents behind one NAT address share it. 0: no limit.
+    /// with a valid token. Agents behind one NAT address share it. The same number, as
+    /// an allowance of its own, bounds the desk session cookies per address that name
+    /// no stored sign-in; past it, such an address's cookies that the sign-in cache
+    /// does not hold are taken as none, without a store read. 0: no limit (both).
     pub sign_in_attempts_per_minute: u32,
     /// The desk's origin as agents' browsers see it (`https://desk.example`, no path),
     /// for the cross-site check of sign-in and sign-out: a request's `Origin` header

@@ -14,10 +14,15 @@
 //!   a keyed `governor` limiter on the injected clock. Every attempt counts, right
 //!   token or wrong, and a limited address is refused before its token is looked at,
 //!   so that the answer never tells whether a guess was right.
+//! - [`UnknownCookieLimiter`]: session cookies that name no sign-in, per client
+//!   address, at the same rate. A session id has 256 random bits, so guessing one is
+//!   hopeless at any rate; what this bounds is the store reads a stream of made-up
+//!   cookies would cost (the sign-in cache holds found sign-ins only).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::ConnectInfo;
 use axum::http::{header, Extensions, HeaderMap};
@@ -153,10 +158,7 @@ impl SignInLimiter {
         let Some((per_minute, limiter)) = &self.limiter else {
             return Ok(());
         };
-        let key = address.map_or(
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            crate::limits::rate_limit_key,
-        );
+        let key = address_key(address);
         let Err(not_until) = limiter.check_key(&key) else {
             return Ok(());
         };
@@ -180,6 +182,88 @@ impl SignInLimiter {
         if let Some((_, limiter)) = &self.limiter {
             limiter.retain_recent();
         }
+    }
+}
+
+/// The key of a client address in the limiters: its /64 for IPv6; requests whose
+/// address is unknown (no socket peer, as in tests that call the router directly)
+/// share one key rather than none.
+fn address_key(address: Option<IpAddr>) -> IpAddr {
+    address.map_or(
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        crate::limits::rate_limit_key,
+    )
+}
+
+/// Desk session cookies that named no stored sign-in, per client address
+/// (`[desk] sign_in_attempts_per_minute`, the same allowance as sign-in attempts, kept
+/// apart from them so that a stale cookie never stops an agent signing in). An address
+/// past its allowance has its cookies that the sign-in cache does not hold taken as no
+/// cookie, without reading the store, until the allowance has refilled by one.
+pub struct UnknownCookieLimiter {
+    clock: InjectedClock,
+    /// `None` when the limit is 0 (off).
+    limiter: Option<KeyedLimiter<IpAddr>>,
+    /// Addresses past their allowance, until when (ms, by the injected clock).
+    refused_until_ms: Mutex<HashMap<IpAddr, i64>>,
+}
+
+impl UnknownCookieLimiter {
+    pub fn new(per_minute: u32, clock: Arc<dyn Clock>) -> UnknownCookieLimiter {
+        let clock = InjectedClock(clock);
+        let limiter = NonZeroU32::new(per_minute).map(|rate| {
+            RateLimiter::new(
+                Quota::per_minute(rate),
+                DefaultKeyedStateStore::default(),
+                clock.clone(),
+            )
+        });
+        UnknownCookieLimiter {
+            clock,
+            limiter,
+            refused_until_ms: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn refused(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, i64>> {
+        // Every update is one insert or retain: a panic leaves a consistent map.
+        self.refused_until_ms
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether a cookie from `address` may be looked up in the store.
+    pub fn may_look_up(&self, address: Option<IpAddr>) -> bool {
+        let now_ms = self.clock.0.now_ms();
+        self.refused()
+            .get(&address_key(address))
+            .is_none_or(|until_ms| *until_ms <= now_ms)
+    }
+
+    /// Counts a cookie from `address` that named no sign-in.
+    pub fn found_nothing(&self, address: Option<IpAddr>) {
+        let Some(limiter) = &self.limiter else {
+            return;
+        };
+        let key = address_key(address);
+        if let Err(not_until) = limiter.check_key(&key) {
+            let wait = not_until.wait_time_from(self.clock.now());
+            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX).max(1);
+            let until_ms = self.clock.0.now_ms().saturating_add(wait_ms);
+            self.refused().insert(key, until_ms);
+            // The address is a person's: only at debug level.
+            tracing::debug!(client = %key, "unknown desk session cookies limited (address)");
+            tracing::warn!("unknown desk session cookies limited");
+        }
+    }
+
+    /// Forgets addresses whose allowance is full again.
+    pub fn forget_idle_addresses(&self) {
+        if let Some(limiter) = &self.limiter {
+            limiter.retain_recent();
+        }
+        let now_ms = self.clock.0.now_ms();
+        self.refused().retain(|_, until_ms| *until_ms > now_ms);
     }
 }
 
@@ -358,5 +442,42 @@ mod tests {
         assert!(limiter.take(Some(one)).is_ok());
         assert!(limiter.take(Some(one)).is_err());
         assert!(SignInLimiter::new(0, clock).take(Some(one)).is_ok());
+    }
+
+    #[test]
+    fn unknown_cookies_stop_lookups_per_address_until_the_allowance_refills() {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let limiter = UnknownCookieLimiter::new(6, clock.clone());
+        let one: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::2".parse().unwrap();
+        let two: IpAddr = "203.0.113.2".parse().unwrap();
+        for _ in 0..6 {
+            assert!(limiter.may_look_up(Some(one)));
+            limiter.found_nothing(Some(one));
+        }
+        assert!(limiter.may_look_up(Some(one)), "the allowance is 6");
+        limiter.found_nothing(Some(one));
+        assert!(!limiter.may_look_up(Some(one)));
+        assert!(
+            !limiter.may_look_up(Some(same_64)),
+            "an IPv6 client by its /64"
+        );
+        assert!(limiter.may_look_up(Some(two)), "another address");
+        // One more every 10 s.
+        clock.advance_ms(9_999);
+        assert!(!limiter.may_look_up(Some(one)));
+        clock.advance_ms(1);
+        assert!(limiter.may_look_up(Some(one)));
+        limiter.found_nothing(Some(one));
+        limiter.found_nothing(Some(one));
+        assert!(!limiter.may_look_up(Some(one)));
+        limiter.forget_idle_addresses();
+        assert!(!limiter.may_look_up(Some(one)), "still refused");
+        // 0: no limit.
+        let off = UnknownCookieLimiter::new(0, clock);
+        for _ in 0..100 {
+            off.found_nothing(Some(one));
+        }
+        assert!(off.may_look_up(Some(one)));
     }
 }

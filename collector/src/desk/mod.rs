@@ -99,6 +99,7 @@ pub struct Desk {
     presentation_version: tokio::sync::watch::Sender<u64>,
     agents: auth::AgentSessions,
     sign_in_limiter: guard::SignInLimiter,
+    unknown_cookie_limiter: guard::UnknownCookieLimiter,
     /// `[desk] public_origin`, parsed: the only origin sign-in and sign-out accept.
     public_origin: Option<url::Origin>,
     live: broadcast::Sender<live::LiveMessage>,
@@ -125,6 +126,10 @@ impl Desk {
             presentation_version: tokio::sync::watch::Sender::new(0),
             agents,
             sign_in_limiter: guard::SignInLimiter::new(
+                config.desk.sign_in_attempts_per_minute,
+                Arc::clone(&clock),
+            ),
+            unknown_cookie_limiter: guard::UnknownCookieLimiter::new(
                 config.desk.sign_in_attempts_per_minute,
                 clock,
             ),
@@ -237,6 +242,7 @@ impl Desk {
     /// the collector's periodic sweep.
     pub fn forget_idle_sign_in_limits(&self) {
         self.sign_in_limiter.forget_idle_addresses();
+        self.unknown_cookie_limiter.forget_idle_addresses();
     }
 
     /// How many live streams are open (each holds one receiver of the channel).
@@ -384,6 +390,13 @@ where
         .route("/desk/api/sessions/{session_id}", get(session_card))
         .route("/desk/api/stream", get(stream))
         .route("/desk/usage", get(usage::usage_page))
+        .route_layer(middleware::from_fn_with_state(
+            DeskState {
+                app: state.clone(),
+                desk: Arc::clone(&desk),
+            },
+            screen_session_cookie,
+        ))
         .merge(
             // The token is checked by a route layer, before any extractor reads the
             // body: a stranger's upload is refused at its first byte.
@@ -396,6 +409,39 @@ where
         )
         .layer(headers)
         .with_state(DeskState { app: state, desk })
+}
+
+/// Before every desk route: a session cookie that names no stored sign-in is taken
+/// out of the request, and counted against its client address
+/// ([`guard::UnknownCookieLimiter`]); past the address's allowance, a cookie that the
+/// sign-in cache does not hold is taken out without a store read. Handlers then see
+/// only cookies of stored sign-ins, which the cache answers for.
+async fn screen_session_cookie(
+    State(state): State<DeskState>,
+    mut request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(id) = auth::session_cookie(request.headers()) {
+        let now_ms = state.app.clock().now_ms();
+        if !state.desk.agents.is_cached(&id, now_ms) {
+            let client = guard::client_address(
+                request.headers(),
+                guard::socket_peer(request.extensions()),
+                &state.app.config().trusted_proxies,
+            );
+            let limiter = &state.desk.unknown_cookie_limiter;
+            let stored =
+                limiter.may_look_up(client) && state.desk.agents.is_stored(&id, now_ms).await?;
+            if !stored {
+                if limiter.may_look_up(client) {
+                    limiter.found_nothing(client);
+                }
+                // The desk reads no other cookie.
+                request.headers_mut().remove(header::COOKIE);
+            }
+        }
+    }
+    Ok(next.run(request).await)
 }
 
 async fn index(State(state): State<DeskState>, headers: HeaderMap) -> Response {
@@ -552,7 +598,11 @@ async fn signout(State(state): State<DeskState>, request: Request) -> Result<Res
     let headers = request.headers();
     state.require_same_origin("sign-out", headers, peer)?;
     if let Some(id) = auth::session_cookie(headers) {
-        state.desk.agents.remove(&id).await?;
+        state
+            .desk
+            .agents
+            .remove(&id, state.app.clock().now_ms())
+            .await?;
     }
     let cookie = auth::cleared_cookie_header(state.app.config().desk.secure_cookie);
     let mut response = Redirect::to("/desk/signin").into_response();

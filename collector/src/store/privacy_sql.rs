@@ -284,7 +284,13 @@ impl PrivacyStore for SqliteStore {
         customer_segments
             .sort_by(|a, b| (a.assigned_ms, &a.segment_id).cmp(&(b.assigned_ms, &b.segment_id)));
         Ok(Some(SubjectSessions {
-            session_ids: sessions.into_iter().map(|session| session.id).collect(),
+            sessions: sessions
+                .into_iter()
+                .map(|session| privacy::SessionKey {
+                    id: session.id,
+                    first_ms: session.first_ms,
+                })
+                .collect(),
             linked_contact_id,
             customer_segments,
         }))

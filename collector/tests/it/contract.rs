@@ -15,7 +15,7 @@ use footpath_collector::identity::{IdentityProof, LinkKind, VerifiedIdentity};
 use footpath_collector::model::{
     IdentifierKind, IngestOutcome, NewBatch, NewEvent, SessionFilter, StoredEvent, StoredSession,
 };
-use footpath_collector::privacy::{DataSubject, ErasureReport, RetentionRun};
+use footpath_collector::privacy::{DataSubject, ErasureReport, RetentionRun, SessionKey};
 use footpath_collector::segments::{definition, DefinitionKind, DefinitionWrite};
 use footpath_collector::store::{IngestQueueSettings, SessionLimits, SqliteStore, Store};
 use footpath_collector::usage::{utc_day, UsageCount};
@@ -1263,13 +1263,18 @@ fn erasing_a_contact_leaves_shells_that_count_and_name_nobody() {
             contact_id: ada.clone(),
         };
         let export = store.subject_sessions(&subject).unwrap().unwrap();
-        let ada_sessions: Vec<String> = sessions_of(store, 1)
+        let ada_keys: Vec<SessionKey> = sessions_of(store, 1)
             .into_iter()
             .rev()
-            .map(|session| session.id)
+            .map(|session| SessionKey {
+                id: session.id,
+                first_ms: session.first_ms,
+            })
             .collect();
         // Newest first: the linked one, and the cookie's from before she identified.
-        assert_eq!(export.session_ids, ada_sessions);
+        assert_eq!(export.sessions, ada_keys);
+        assert!(ada_keys[0].first_ms > ada_keys[1].first_ms);
+        let ada_sessions: Vec<String> = ada_keys.into_iter().map(|key| key.id).collect();
         let before = everything(store);
         // The check can see every one of her values before the erase.
         let contact = store.contact(&ada).unwrap();
@@ -1337,7 +1342,8 @@ fn erasing_a_visitor_keeps_the_contact_but_not_the_cookie_link() {
             .rev()
             .map(|session| session.id)
             .collect();
-        assert_eq!(export.session_ids, ada_sessions);
+        let exported: Vec<&str> = export.sessions.iter().map(|key| key.id.as_str()).collect();
+        assert_eq!(exported, ada_sessions);
         let before = everything(store);
 
         let report = store.erase_subject(&subject).unwrap().unwrap();
@@ -1369,7 +1375,7 @@ fn erasing_a_visitor_keeps_the_contact_but_not_the_cookie_link() {
         // The contact itself is still a subject, now without sessions.
         let as_contact = DataSubject::Contact { contact_id: ada };
         let left = store.subject_sessions(&as_contact).unwrap().unwrap();
-        assert_eq!(left.session_ids, Vec::<String>::new());
+        assert_eq!(left.sessions, Vec::<SessionKey>::new());
     });
 }
 

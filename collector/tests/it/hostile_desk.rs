@@ -941,3 +941,45 @@ async fn authenticated_routes_refuse_before_reading_the_body() {
         assert_eq!(reply["entities"], json!([]), "{listing}");
     }
 }
+
+/// A session id has 256 random bits: guessing one is hopeless, but each made-up cookie
+/// that the sign-in cache does not know costs a store read. Past `[desk]
+/// sign_in_attempts_per_minute` of them, an address's cookies that the cache does not
+/// hold are taken as no cookie without a read, until the allowance refills; proved by
+/// an agent's real cookie, whose cache entry has expired, counting as none from that
+/// address only.
+#[tokio::test]
+async fn made_up_session_cookies_stop_costing_store_reads_past_the_allowance() {
+    let fixture = fixture(Prepare::Nothing).await;
+    let state = &fixture.app.state;
+    let clock = &fixture.app.clock;
+    let list = |cookie: &str| {
+        Request::get("/desk/api/sessions")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for guess in 0..=SIGN_IN_LIMIT {
+        let cookie = format!("footpath_desk={guess:064x}");
+        let reply = send(state, from_attacker(list(&cookie))).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "guess {guess}");
+    }
+    // The agent's sign-in, read from the store at sign-in, is no longer cached.
+    clock.advance_ms(footpath_collector::desk::auth::CACHE_MS);
+    let agent = &fixture.agent_cookie;
+    let reply = send(state, from_attacker(list(agent))).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNAUTHORIZED,
+        "not looked up from the guessing address"
+    );
+    // Another address reads it from the store, which caches it for everyone.
+    assert_eq!(cookie_status(state, agent).await, StatusCode::OK);
+    let reply = send(state, from_attacker(list(agent))).await;
+    assert_eq!(reply.status, StatusCode::OK, "cached sign-ins still work");
+    // Once the allowance has refilled by one (a minute / the limit) and the cache
+    // entry is gone, the address's cookies are looked up again.
+    clock.advance_ms(60_000 / i64::from(SIGN_IN_LIMIT));
+    let reply = send(state, from_attacker(list(agent))).await;
+    assert_eq!(reply.status, StatusCode::OK, "looked up again");
+}

@@ -7,7 +7,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use crate::identity::{token_valid_at, with_identity_verification};
+use crate::identity::{identity_verification, token_valid_at, with_identity_verification};
 use crate::support::*;
 
 /// Everything personal the visit below sends, each of which must be gone after an
@@ -239,6 +239,172 @@ async fn an_export_holds_everything_stored_about_the_contact() {
     assert_eq!(visitor["visitor"]["externalContactId"], json!(ada));
     assert_eq!(visitor["sessions"].as_array().unwrap().len(), 2);
     assert_eq!(visitor.get("contact"), None);
+}
+
+/// The privacy tests' collector, on SQLite and on a fresh PostgreSQL database.
+fn privacy_apps() -> [(&'static str, TestApp); 2] {
+    [
+        ("sqlite", privacy_app()),
+        (
+            "postgres",
+            TestApp::with_config(|config| {
+                config.identity_verification = vec![identity_verification(false)];
+                config.database_url = Some(crate::postgres::fresh_database());
+            }),
+        ),
+    ]
+}
+
+/// Every page of an export, from `uri` on, following `nextUri`.
+async fn export_pages(app: &TestApp, uri: &str) -> Vec<Value> {
+    let mut pages = Vec::new();
+    let mut next = Some(uri.to_owned());
+    while let Some(uri) = next {
+        let page = app.get(&uri).await.ok_json();
+        next = page["nextUri"].as_str().map(str::to_owned);
+        pages.push(page);
+        assert!(
+            pages.len() <= 100,
+            "an export that does not end: {pages:#?}"
+        );
+    }
+    pages
+}
+
+/// The sessions of an export's pages, with the parts of a session that goes on from
+/// one page to the next joined again.
+fn joined_sessions(pages: &[Value]) -> Vec<Value> {
+    let mut sessions: Vec<Value> = Vec::new();
+    for page in pages {
+        for session in page["sessions"].as_array().unwrap() {
+            match sessions.last_mut() {
+                Some(last) if last["session"]["id"] == session["session"]["id"] => {
+                    let events = session["events"].as_array().unwrap().clone();
+                    last["events"].as_array_mut().unwrap().extend(events);
+                }
+                _ => sessions.push(session.clone()),
+            }
+        }
+    }
+    sessions
+}
+
+/// A page's stored events (its web events; segment and outcome events come with them).
+fn web_events_in(page: &Value) -> usize {
+    page["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|session| session["events"].as_array().unwrap())
+        .filter(|exported| exported["event"]["eventType"] == "WebEvent")
+        .count()
+}
+
+#[tokio::test]
+async fn an_export_comes_in_pages_of_at_most_page_size_events_that_lose_nothing() {
+    for (backend, app) in privacy_apps() {
+        define_customer_segment(&app).await;
+        let ada = ada_visits(&app).await;
+        // One page, without `nextUri`: five events are far below the bounds.
+        let whole = app.get(&export_contact_uri(&ada)).await.ok_json();
+        assert_eq!(whole.get("nextUri"), None, "{backend}: {whole:#}");
+        assert_eq!(web_events_in(&whole), 5, "{backend}");
+        for page_size in [1, 2, 3, 5] {
+            let first = format!("{}?pageSize={page_size}", export_contact_uri(&ada));
+            let pages = export_pages(&app, &first).await;
+            assert_eq!(
+                pages.len(),
+                5usize.div_ceil(page_size),
+                "{backend}, pageSize {page_size}: {pages:#?}"
+            );
+            for page in &pages {
+                let events = web_events_in(page);
+                assert!(
+                    (1..=page_size).contains(&events),
+                    "{backend}, pageSize {page_size}: {events} events in {page:#}"
+                );
+                // Every page names whom it is about.
+                assert_eq!(page["contact"], whole["contact"], "{backend}");
+                assert_eq!(page["customerSegments"], whole["customerSegments"]);
+            }
+            assert_eq!(
+                json!(joined_sessions(&pages)),
+                whole["sessions"],
+                "{backend}, pageSize {page_size}: the pages hold the whole export"
+            );
+        }
+        // A cursor whose event is none of its session's is refused, not read from the
+        // session's start.
+        let next = app
+            .get(&format!("{}?pageSize=1", export_contact_uri(&ada)))
+            .await
+            .ok_json()["nextUri"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (kept, _event) = next.rsplit_once('.').unwrap();
+        let tampered = format!("{kept}.{}", event_id(999));
+        app.get(&tampered)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "bad.request");
+        // A visitor's export pages the same way.
+        let pages = export_pages(
+            &app,
+            &format!("{}?pageSize=2", export_visitor_uri(DEPLOYMENT, VISITOR)),
+        )
+        .await;
+        assert_eq!(pages.len(), 3, "{backend}");
+        assert!(pages
+            .iter()
+            .all(|page| page["visitor"]["customerCookieId"] == VISITOR));
+    }
+}
+
+/// Events of about 55 KB each: a page stops before the one that would take it past
+/// `MAX_EXPORT_PAGE_BYTES`, and the next page goes on from there.
+#[tokio::test]
+async fn an_export_page_stays_within_its_byte_bound() {
+    use footpath_collector::privacy::MAX_EXPORT_PAGE_BYTES;
+    let app = privacy_app();
+    let mut attributes = serde_json::Map::new();
+    for n in 0..50 {
+        attributes.insert(format!("field_{n}"), json!("x".repeat(1000)));
+    }
+    let events = 45;
+    for n in 1..=events {
+        let now = app.clock.now_ms();
+        let mut big = record(n, "form_completed", now);
+        big["attributes"] = Value::Object(attributes.clone());
+        app.post_batch(&batch(VISITOR, now, vec![big]))
+            .await
+            .ok_json();
+        app.clock.advance_ms(SECOND);
+    }
+    let uri = export_visitor_uri(DEPLOYMENT, VISITOR);
+    let mut pages = Vec::new();
+    let mut next = Some(uri.clone());
+    while let Some(uri) = next {
+        let response = app.get(&uri).await;
+        assert!(
+            response.body.len() <= MAX_EXPORT_PAGE_BYTES + 4096,
+            "a page of {} bytes",
+            response.body.len()
+        );
+        let page = response.ok_json();
+        next = page["nextUri"].as_str().map(str::to_owned);
+        pages.push(page);
+    }
+    assert!(pages.len() >= 2, "{} pages", pages.len());
+    let sessions = joined_sessions(&pages);
+    assert_eq!(sessions.len(), 1);
+    let ids: Vec<&str> = sessions[0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|exported| exported["event"]["id"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=events).map(event_id).collect();
+    assert_eq!(ids, expected, "every event once, in order");
 }
 
 #[tokio::test]
@@ -518,6 +684,27 @@ async fn bad_ids_unknown_ids_and_strangers() {
         (
             "POST",
             erase_visitor_uri(&"d".repeat(129), VISITOR),
+            StatusCode::BAD_REQUEST,
+        ),
+        // An export's page size and cursor are checked before anything is read.
+        (
+            "GET",
+            format!("{}?pageSize=0", export_contact_uri(&ada)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            format!("{}?pageSize=1001", export_contact_uri(&ada)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            format!("{}?after=not-a-cursor", export_contact_uri(&ada)),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "GET",
+            format!("{}?after=12.{unknown}.", export_contact_uri(&ada)),
             StatusCode::BAD_REQUEST,
         ),
     ];

@@ -27,7 +27,7 @@ const HIDDEN: &str = "help-centre";
 /// Installed before any script of each page: keeps the body of every request the page
 /// makes (with `CompressionStream` removed, so that the SDK sends plain text that can
 /// be searched).
-const SPY: &str = "
+pub(crate) const SPY: &str = "
     delete window.CompressionStream;
     window.__bodies = [];
     var originalFetch = window.fetch;
@@ -58,7 +58,7 @@ async fn a_journey_sdk_page_works_with_only_its_script_url_changed() -> anyhow::
 }
 
 /// The visitor's events so far, once `done` says they are all there.
-async fn events_when(
+pub(crate) async fn events_when(
     env: &Env,
     visitor_id: &str,
     what: &str,
@@ -79,7 +79,7 @@ async fn events_when(
     .with_context(|| format!("the events stored: {:?}", seen.lock().unwrap()))
 }
 
-fn count(events: &[Value], name: &str) -> usize {
+pub(crate) fn count(events: &[Value], name: &str) -> usize {
     event_names(events).iter().filter(|n| *n == name).count()
 }
 

@@ -11,6 +11,7 @@ mod desk_restart;
 mod identify;
 mod identity_e2e;
 mod journey_page;
+mod plugins;
 mod reading;
 mod segments_e2e;
 mod several_collectors;
