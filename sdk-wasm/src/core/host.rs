@@ -79,10 +79,6 @@ impl<H: Host> Func<H> {
         Func(handle, PhantomData)
     }
 
-    pub fn handle(&self) -> u32 {
-        self.0
-    }
-
     /// The handle, for a call that lets the function go after running it.
     pub fn into_handle(self) -> u32 {
         let handle = self.0;

@@ -18,7 +18,7 @@ pub use ids::{is_uuid, uuid_v4, uuid_v7};
 pub use options::{Options, PageviewMode};
 pub use retry::{retry_delay_ms, MAX_BACKOFF_MS, MAX_RETRY_AFTER_MS};
 pub use sdk::{Command, Sdk, VISITOR_COOKIE};
-pub use session::{push_u64, SessionRecord, SESSION_KEY};
+pub use session::{SessionRecord, SESSION_KEY};
 #[cfg(test)]
 pub use text::cat;
 pub use text::{digits, split};

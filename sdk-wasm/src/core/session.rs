@@ -9,7 +9,7 @@
 // encoding code that the SDK's wasm module would pay for.
 #![allow(clippy::single_char_add_str)]
 
-pub use footpath_protocol::v1::{push_i64, push_u64};
+use footpath_protocol::v1::push_i64;
 
 use super::ids::is_uuid;
 
